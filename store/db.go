@@ -1,0 +1,414 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// On-disk layout: bucket "meta" holds the file's magic and bookkeeping;
+// bucket "records" holds one nested bucket per record bucket, whose keys
+// are record keys and whose values are JSON-encoded storedRecord.
+var (
+	metaBucket    = []byte("meta")
+	recordsBucket = []byte("records")
+	magicKey      = []byte("magic")
+	lastSyncKey   = []byte("last_sync")
+	magicValue    = []byte("gearbox-state/1")
+)
+
+type storedRecord struct {
+	Value   json.RawMessage `json:"v,omitempty"`
+	Version Version         `json:"ver"`
+	Deleted bool            `json:"d,omitempty"`
+}
+
+// db is the local half of the store: a bbolt file plus the in-memory digest
+// tree. It merges records by last writer wins and knows nothing of the
+// network. It is safe for concurrent use.
+type db struct {
+	path string
+	bolt *bolt.DB
+
+	mu   sync.RWMutex // guards tree
+	tree *tree
+}
+
+// openDB opens or creates the state file at path. A file that is not a
+// bbolt database, a bbolt database that gearbox did not create, or a file
+// locked by another process gives a clear error.
+func openDB(path string, noSync bool) (d *db, err error) {
+	// bbolt may panic on a file whose meta pages check out but whose other
+	// pages are garbage; a damaged state file must be an error, not a crash.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("open state db %s: file is corrupted: %v", path, r)
+		}
+	}()
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: noSync})
+	if err != nil {
+		switch {
+		case errors.Is(err, berrors.ErrTimeout):
+			return nil, fmt.Errorf("open state db %s: %w", path, ErrLocked)
+		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
+			errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrInvalidMapping):
+			return nil, fmt.Errorf("open state db %s: not a gearbox state database (%v); move it away or point --data-dir elsewhere", path, err)
+		}
+		return nil, fmt.Errorf("open state db %s: %w", path, err)
+	}
+	d = &db{path: path, bolt: b, tree: newTree()}
+	if err := d.init(); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if err := d.load(); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *db) init() error {
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(metaBucket)
+		if meta == nil {
+			empty := true
+			tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+			if !empty {
+				return ErrForeignFile
+			}
+			var err error
+			if meta, err = tx.CreateBucket(metaBucket); err != nil {
+				return err
+			}
+			if err := meta.Put(magicKey, magicValue); err != nil {
+				return err
+			}
+		} else if !bytes.Equal(meta.Get(magicKey), magicValue) {
+			return ErrForeignFile
+		}
+		_, err := tx.CreateBucketIfNotExists(recordsBucket)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("open state db %s: %w", d.path, err)
+	}
+	return nil
+}
+
+// load builds the digest tree from the file.
+func (d *db) load() error {
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(recordsBucket).ForEachBucket(func(name []byte) error {
+			bucket := string(name)
+			return tx.Bucket(recordsBucket).Bucket(name).ForEach(func(k, v []byte) error {
+				var sr storedRecord
+				if err := json.Unmarshal(v, &sr); err != nil {
+					return fmt.Errorf("record %s/%s: %w", bucket, k, err)
+				}
+				d.tree.set(Summary{Bucket: bucket, Key: string(k), Version: sr.Version, Deleted: sr.Deleted})
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("load state db %s: %w", d.path, err)
+	}
+	return nil
+}
+
+func (d *db) close() error { return d.bolt.Close() }
+
+// get returns the record for bucket/key, tombstones included.
+func (d *db) get(bucket, key string) (Record, bool, error) {
+	var rec Record
+	var found bool
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(recordsBucket).Bucket([]byte(bucket))
+		if b == nil {
+			return nil
+		}
+		v := b.Get([]byte(key))
+		if v == nil {
+			return nil
+		}
+		var sr storedRecord
+		if err := json.Unmarshal(v, &sr); err != nil {
+			return fmt.Errorf("decode %s/%s: %w", bucket, key, err)
+		}
+		rec = Record{Bucket: bucket, Key: key, Value: sr.Value, Version: sr.Version, Deleted: sr.Deleted}
+		found = true
+		return nil
+	})
+	return rec, found, err
+}
+
+// getMany returns the records named by refs that exist, tombstones included.
+func (d *db) getMany(refs []Ref) ([]Record, error) {
+	out := make([]Record, 0, len(refs))
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		for _, r := range refs {
+			b := tx.Bucket(recordsBucket).Bucket([]byte(r.Bucket))
+			if b == nil {
+				continue
+			}
+			v := b.Get([]byte(r.Key))
+			if v == nil {
+				continue
+			}
+			var sr storedRecord
+			if err := json.Unmarshal(v, &sr); err != nil {
+				return fmt.Errorf("decode %s/%s: %w", r.Bucket, r.Key, err)
+			}
+			out = append(out, Record{Bucket: r.Bucket, Key: r.Key, Value: sr.Value, Version: sr.Version, Deleted: sr.Deleted})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// list returns the live records of bucket sorted by key.
+func (d *db) list(bucket string) ([]Record, error) {
+	var out []Record
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(recordsBucket).Bucket([]byte(bucket))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var sr storedRecord
+			if err := json.Unmarshal(v, &sr); err != nil {
+				return fmt.Errorf("decode %s/%s: %w", bucket, k, err)
+			}
+			if !sr.Deleted {
+				out = append(out, Record{Bucket: bucket, Key: string(k), Value: sr.Value, Version: sr.Version})
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// dump returns every record, tombstones included, sorted by bucket and key.
+func (d *db) dump() ([]Record, error) {
+	var out []Record
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(recordsBucket).ForEachBucket(func(name []byte) error {
+			return tx.Bucket(recordsBucket).Bucket(name).ForEach(func(k, v []byte) error {
+				var sr storedRecord
+				if err := json.Unmarshal(v, &sr); err != nil {
+					return err
+				}
+				out = append(out, Record{Bucket: string(name), Key: string(k), Value: sr.Value, Version: sr.Version, Deleted: sr.Deleted})
+				return nil
+			})
+		})
+	})
+	return out, err
+}
+
+// merge applies recs by last writer wins in one transaction and returns
+// the records that changed the state (newer than what was held), in the
+// order given. Merging a record that is not newer is a no-op, so merge is
+// idempotent, and the outcome does not depend on the order of calls.
+func (d *db) merge(recs []Record) ([]Record, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	var applied []Record
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		applied = applied[:0]
+		root := tx.Bucket(recordsBucket)
+		for _, r := range recs {
+			b, err := root.CreateBucketIfNotExists([]byte(r.Bucket))
+			if err != nil {
+				return fmt.Errorf("create bucket %s: %w", r.Bucket, err)
+			}
+			if cur := b.Get([]byte(r.Key)); cur != nil {
+				var sr storedRecord
+				if err := json.Unmarshal(cur, &sr); err != nil {
+					return fmt.Errorf("decode %s/%s: %w", r.Bucket, r.Key, err)
+				}
+				if !r.Version.Newer(sr.Version) {
+					continue
+				}
+			}
+			sr := storedRecord{Value: r.Value, Version: r.Version, Deleted: r.Deleted}
+			if r.Deleted {
+				sr.Value = nil
+			}
+			v, err := json.Marshal(sr)
+			if err != nil {
+				return fmt.Errorf("encode %s/%s: %w", r.Bucket, r.Key, err)
+			}
+			if err := b.Put([]byte(r.Key), v); err != nil {
+				return fmt.Errorf("write %s/%s: %w", r.Bucket, r.Key, err)
+			}
+			if r.Deleted {
+				r.Value = nil
+			}
+			applied = append(applied, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	for _, r := range applied {
+		d.tree.set(r.Summary())
+	}
+	d.mu.Unlock()
+	return applied, nil
+}
+
+// collect removes tombstones whose version is older than cutoff and
+// returns how many it removed.
+func (d *db) collect(cutoff time.Time) (int, error) {
+	c := cutoff.UnixMilli()
+	var victims []Summary
+	d.mu.RLock()
+	for i := range d.tree.index {
+		for _, s := range d.tree.index[i] {
+			if s.Deleted && s.Version.Wall < c {
+				victims = append(victims, s)
+			}
+		}
+	}
+	d.mu.RUnlock()
+	return d.drop(victims, true)
+}
+
+// drop removes the records named by victims, provided they still hold the
+// version given (a newer write in between wins). With onlyTombstones,
+// live records are left alone.
+func (d *db) drop(victims []Summary, onlyTombstones bool) (int, error) {
+	if len(victims) == 0 {
+		return 0, nil
+	}
+	var removed []Summary
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		removed = removed[:0]
+		root := tx.Bucket(recordsBucket)
+		for _, s := range victims {
+			b := root.Bucket([]byte(s.Bucket))
+			if b == nil {
+				continue
+			}
+			cur := b.Get([]byte(s.Key))
+			if cur == nil {
+				continue
+			}
+			var sr storedRecord
+			if err := json.Unmarshal(cur, &sr); err != nil {
+				return err
+			}
+			if sr.Version != s.Version || (onlyTombstones && !sr.Deleted) {
+				continue
+			}
+			if err := b.Delete([]byte(s.Key)); err != nil {
+				return err
+			}
+			removed = append(removed, s)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("drop records: %w", err)
+	}
+	d.mu.Lock()
+	for _, s := range removed {
+		d.tree.remove(s.Bucket, s.Key)
+	}
+	d.mu.Unlock()
+	return len(removed), nil
+}
+
+// lastSync returns when anti-entropy last completed, zero if never.
+func (d *db) lastSync() time.Time {
+	var t time.Time
+	d.bolt.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(metaBucket).Get(lastSyncKey); len(v) == 8 {
+			t = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
+		}
+		return nil
+	})
+	return t
+}
+
+func (d *db) setLastSync(t time.Time) error {
+	return d.bolt.Update(func(tx *bolt.Tx) error {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], uint64(t.UnixMilli()))
+		return tx.Bucket(metaBucket).Put(lastSyncKey, v[:])
+	})
+}
+
+// Tree accessors, each under the read lock.
+
+func (d *db) summary(bucket, key string) (Summary, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.tree.get(bucket, key)
+}
+
+func (d *db) children(prefix string) ([]string, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.tree.children(prefix)
+}
+
+func (d *db) summaries(prefixes []string) ([]Summary, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var out []Summary
+	for _, p := range prefixes {
+		s, ok := d.tree.summaries(p)
+		if !ok {
+			return nil, fmt.Errorf("bad digest prefix %q", p)
+		}
+		out = append(out, s...)
+	}
+	return out, nil
+}
+
+// rootDigest is the digest of the whole state.
+func (d *db) rootDigest() string {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	r, _ := d.tree.node("")
+	return r.String()
+}
+
+func (d *db) count() int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.tree.count()
+}
+
+// fileSize reports the state file's size in bytes.
+func (d *db) fileSize() int64 {
+	fi, err := os.Stat(d.path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+func sortRecords(rs []Record) {
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].Bucket != rs[j].Bucket {
+			return rs[i].Bucket < rs[j].Bucket
+		}
+		return rs[i].Key < rs[j].Key
+	})
+}
