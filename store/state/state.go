@@ -1,0 +1,252 @@
+// Package state is the cluster's schema: the record types that every role
+// reads and writes through the replicated store, their bucket names and
+// their keys. It imports only the standard library, so that roles share
+// it without importing each other.
+//
+// Ownership follows the single-writer rule of the store: records marked
+// "broker-owned" are written only by the broker leader; "node-owned" ones
+// only by the node they describe.
+package state
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Buckets of the replicated store.
+const (
+	BucketUsers         = "users"          // broker-owned, key: login
+	BucketTokens        = "tokens"         // broker-owned, key: sha256 hex of the token
+	BucketDomains       = "domains"        // broker-owned, key: namespace
+	BucketApps          = "apps"           // broker-owned, key: AppKey(ns, app)
+	BucketGears         = "gears"          // broker-owned, key: gear id
+	BucketGearStatus    = "gear_status"    // node-owned, key: gear id
+	BucketNodes         = "nodes"          // node-owned, key: member name
+	BucketNodeAdmin     = "node_admin"     // broker-owned, key: member name
+	BucketRoutingEvents = "routing_events" // broker-owned, key: EventKey(seq)
+	BucketCluster       = "cluster"        // broker-owned, key: fixed names (KeyBootstrap, KeyRoutingSeq)
+)
+
+// Keys in BucketCluster.
+const (
+	KeyBootstrap = "bootstrap" // Bootstrap: set once the first admin exists
+)
+
+// Name rules. App hostnames are APP-NS.ZONE, so neither may hold a dash.
+var (
+	AppNameRE    = regexp.MustCompile(`^[a-z0-9]{1,32}$`)
+	DomainNameRE = regexp.MustCompile(`^[a-z0-9]{1,16}$`)
+	LoginRE      = regexp.MustCompile(`^[a-z0-9][a-z0-9._@-]{0,63}$`)
+)
+
+// Gear sizes.
+const (
+	SizeSmall  = "small"
+	SizeMedium = "medium"
+	SizeLarge  = "large"
+)
+
+// GearSizes lists the valid gear sizes, smallest first.
+var GearSizes = []string{SizeSmall, SizeMedium, SizeLarge}
+
+// Gear states, as the API reports them.
+const (
+	GearNew       = "new"
+	GearBuilding  = "building"
+	GearDeploying = "deploying"
+	GearStarted   = "started"
+	GearStopped   = "stopped"
+	GearIdle      = "idle"
+	GearUnknown   = "unknown"
+)
+
+// Cartridges.
+const (
+	CartStatic = "static" // built-in welcome page / plain files
+	CartLB     = "lb"     // the load-balancer cartridge on LB gears
+)
+
+// Capabilities are what an admin grants a user.
+type Capabilities struct {
+	HA        bool     `json:"ha"`         // may make apps HA
+	MaxGears  int      `json:"max_gears"`  // gears over all the user's apps
+	GearSizes []string `json:"gear_sizes"` // sizes the user may create
+}
+
+// User is an account. Broker-owned.
+type User struct {
+	Login        string       `json:"login"`
+	PasswordHash string       `json:"password_hash"` // bcrypt
+	Admin        bool         `json:"admin"`
+	Capabilities Capabilities `json:"capabilities"`
+	CreatedAt    time.Time    `json:"created_at"`
+}
+
+// Token is an API token; the key of its record is the sha256 of the
+// secret, which is never stored. Broker-owned.
+type Token struct {
+	ID        string    `json:"id"` // short public id, for listing and revoking
+	Login     string    `json:"login"`
+	Note      string    `json:"note,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Bootstrap records that the first admin was created. Broker-owned.
+type Bootstrap struct {
+	Admin     string    `json:"admin"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Domain is a user's namespace. Broker-owned.
+type Domain struct {
+	Name      string    `json:"name"`
+	Owner     string    `json:"owner"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// App is an application and its gear group's scaling rules. Broker-owned.
+type App struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Domain    string            `json:"domain"`
+	Owner     string            `json:"owner"`
+	Cartridge string            `json:"cartridge"`
+	Scalable  bool              `json:"scalable"`
+	HA        bool              `json:"ha"`
+	GearSize  string            `json:"gear_size"`
+	Region    string            `json:"region,omitempty"`
+	State     string            `json:"state"` // desired: started or stopped
+	Env       map[string]string `json:"env,omitempty"`
+	Aliases   []string          `json:"aliases,omitempty"`
+	// ScalesFrom and ScalesTo bound the web gear count (-1: no maximum).
+	ScalesFrom int `json:"scales_from"`
+	ScalesTo   int `json:"scales_to"`
+	// LBMin and LBMax bound the LB gear count (-1: no maximum): 1/1 for a
+	// scalable app, 2/-1 once HA, 0/0 when not scalable.
+	LBMin int `json:"lb_min"`
+	LBMax int `json:"lb_max"`
+	// HAMultiplier makes every m-th gear an LB gear once HA (0: exactly
+	// LBMin LB gears).
+	HAMultiplier int `json:"ha_multiplier"`
+	// PreHA keeps the scale limits from before make-ha, which disable-ha
+	// restores.
+	PreHA *ScaleLimits `json:"pre_ha,omitempty"`
+	// NextGear numbers gears in creation order (the seed's "9th gear").
+	NextGear  int       `json:"next_gear"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// ScaleLimits is a saved pair of scale limits.
+type ScaleLimits struct {
+	From int `json:"from"`
+	To   int `json:"to"`
+}
+
+// Gear is one instance of an app placed on a node. Broker-owned: it is the
+// desired state; the node reports what it observes in GearStatus.
+type Gear struct {
+	ID         string    `json:"id"`
+	App        string    `json:"app"` // AppKey
+	AppName    string    `json:"app_name"`
+	Domain     string    `json:"domain"`
+	Node       string    `json:"node"`
+	Size       string    `json:"size"`
+	Cartridge  string    `json:"cartridge"`
+	LB         bool      `json:"lb"`          // runs the app's load balancer
+	Head       bool      `json:"head"`        // the first LB gear
+	RotatedOut bool      `json:"rotated_out"` // its web process receives no requests
+	State      string    `json:"state"`       // desired: started or stopped
+	Ordinal    int       `json:"ordinal"`     // 1 for the app's first gear, ...
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// Endpoint is one exposed port of a gear, as the routing SPI describes it.
+type Endpoint struct {
+	CartridgeName   string   `json:"cartridge_name"`
+	ExternalAddress string   `json:"external_address"`
+	ExternalPort    int      `json:"external_port"`
+	InternalAddress string   `json:"internal_address"`
+	InternalPort    int      `json:"internal_port"`
+	Protocols       []string `json:"protocols"`
+	Types           []string `json:"types"`
+}
+
+// GearStatus is what a node observes of one of its gears. Node-owned.
+type GearStatus struct {
+	ID        string     `json:"id"`
+	Node      string     `json:"node"`
+	State     string     `json:"state"`
+	Reason    string     `json:"reason,omitempty"`
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+	UpdatedAt time.Time  `json:"updated_at"`
+}
+
+// Node is a node member's registration. Node-owned.
+type Node struct {
+	Name     string    `json:"name"`
+	Addr     string    `json:"addr"` // advertised address gears bind to
+	Zone     string    `json:"zone,omitempty"`
+	Region   string    `json:"region,omitempty"`
+	MaxGears int       `json:"max_gears"`
+	Since    time.Time `json:"since"`
+}
+
+// NodeAdmin is what admins decide about a node. Broker-owned.
+type NodeAdmin struct {
+	Name     string `json:"name"`
+	Draining bool   `json:"draining"`
+}
+
+// Routing event actions: OpenShift's routing SPI, then what it never sent.
+const (
+	ActionCreateApplication    = "create_application"
+	ActionDeleteApplication    = "delete_application"
+	ActionAddPublicEndpoint    = "add_public_endpoint"
+	ActionRemovePublicEndpoint = "remove_public_endpoint"
+	ActionAddAlias             = "add_alias"
+	ActionRemoveAlias          = "remove_alias"
+	ActionEnableHA             = "enable_ha"
+	ActionDisableHA            = "disable_ha"
+	ActionGearStart            = "gear_start"
+	ActionGearStop             = "gear_stop"
+	ActionRotateIn             = "rotate_in"
+	ActionRotateOut            = "rotate_out"
+)
+
+// RoutingEvent is one entry of the durable, ordered routing feed.
+// Broker-owned; key EventKey(Seq).
+type RoutingEvent struct {
+	Seq            uint64    `json:"seq"`
+	Action         string    `json:"action"`
+	AppName        string    `json:"app_name"`
+	Namespace      string    `json:"namespace"`
+	Scalable       bool      `json:"scalable,omitempty"`
+	HA             bool      `json:"ha,omitempty"`
+	GearID         string    `json:"gear_id,omitempty"`
+	PublicPortName string    `json:"public_port_name,omitempty"`
+	PublicAddress  string    `json:"public_address,omitempty"`
+	PublicPort     int       `json:"public_port,omitempty"`
+	Protocols      []string  `json:"protocols,omitempty"`
+	Types          []string  `json:"types,omitempty"`
+	Mappings       []Mapping `json:"mappings,omitempty"`
+	Alias          string    `json:"alias,omitempty"`
+	Time           time.Time `json:"time"`
+}
+
+// Mapping maps a frontend path to a backend path, as in the routing SPI.
+type Mapping struct {
+	Frontend string `json:"frontend"`
+	Backend  string `json:"backend"`
+}
+
+// AppKey is the record key of app name in namespace ns.
+func AppKey(ns, name string) string { return ns + "/" + name }
+
+// EventKey is the record key of routing event seq: zero-padded so that
+// keys sort in sequence order.
+func EventKey(seq uint64) string { return fmt.Sprintf("%020d", seq) }
+
+// AppHost is the app's hostname: APP-NS.ZONE.
+func AppHost(app, ns, zone string) string { return app + "-" + ns + "." + zone }
