@@ -1,0 +1,105 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+)
+
+// Log formats accepted by --log-format.
+const (
+	logFormatAuto    = "auto"
+	logFormatConsole = "console"
+	logFormatJSON    = "json"
+)
+
+// logTimeFormat is the timestamp layout of JSON logs: RFC 3339 with
+// milliseconds, so that the events of one second stay ordered when read.
+const logTimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// logFlags are the global flags that configure logging for every command.
+func logFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{
+			Name:    "log-level",
+			Value:   "info",
+			Usage:   "least severe log level written: debug, info, warn or error",
+			EnvVars: []string{"GEARBOX_LOG_LEVEL"},
+		},
+		&cli.StringFlag{
+			Name:    "log-format",
+			Value:   logFormatAuto,
+			Usage:   "log format: console (for humans), json, or auto (console when stderr is a terminal, json otherwise)",
+			EnvVars: []string{"GEARBOX_LOG_FORMAT"},
+		},
+	}
+}
+
+// newLogger returns the logger for --log-level and --log-format, writing to
+// w. terminal says whether w is a terminal, which decides the auto format.
+func newLogger(w io.Writer, level, format string, terminal bool) (zerolog.Logger, error) {
+	lvl, err := parseLogLevel(level)
+	if err != nil {
+		return zerolog.Nop(), err
+	}
+	switch strings.ToLower(format) {
+	case logFormatAuto:
+		if terminal {
+			w = consoleWriter(w, true)
+		}
+	case logFormatConsole:
+		w = consoleWriter(w, terminal)
+	case logFormatJSON:
+	default:
+		return zerolog.Nop(), fmt.Errorf("--log-format %q: want auto, console or json", format)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+func parseLogLevel(level string) (zerolog.Level, error) {
+	switch strings.ToLower(level) {
+	case "debug":
+		return zerolog.DebugLevel, nil
+	case "info":
+		return zerolog.InfoLevel, nil
+	case "warn", "warning":
+		return zerolog.WarnLevel, nil
+	case "error":
+		return zerolog.ErrorLevel, nil
+	}
+	return zerolog.NoLevel, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+}
+
+// consoleWriter formats events for humans, in colour on a terminal unless
+// NO_COLOR is set (the no-color.org convention).
+func consoleWriter(w io.Writer, terminal bool) io.Writer {
+	_, noColor := os.LookupEnv("NO_COLOR")
+	return zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: noColor || !terminal}
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
+}
+
+// logWriter turns the lines a standard library logger writes (such as
+// http.Server's ErrorLog) into events with a fixed message and the line in
+// a field.
+type logWriter struct {
+	log zerolog.Logger
+	msg string
+}
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Warn().Str("error", strings.TrimSpace(string(p))).Msg(w.msg)
+	return len(p), nil
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestUsageErrors runs the command line in-process with arguments that
+// must fail before anything starts, and checks the errors are one clear
+// line and nothing else is printed.
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bogus"}, `unknown command "bogus"`},
+		{[]string{"--bogus"}, "unknown flag --bogus; run 'gearbox --help' for usage"},
+		{[]string{"serve", "--bogus"}, "unknown flag --bogus; run 'gearbox serve --help' for usage"},
+		{[]string{"serve", "--log-format", "json"}, "--log-format is a global flag: give it before the command, as in 'gearbox --log-format ... serve'"},
+		{[]string{"members", "--log-level=debug"}, "--log-level is a global flag"},
+		{[]string{"serve", "--serf-port", "x"}, `invalid value "x" for flag --serf-port`},
+		{[]string{"serve", "extra"}, `serve takes no arguments, got "extra"`},
+		{[]string{"serve", "--role", "bogus"}, `--role: unknown role "bogus"`},
+		{[]string{"serve", "--internal-port", "0"}, "--internal-port 0 is out of range: want 1-65535"},
+		{[]string{"serve", "--encrypt", "short"}, "--encrypt: decode gossip key"},
+		{[]string{"--log-level", "loud", "version"}, `--log-level "loud"`},
+		{[]string{"members", "--addr", "h:0"}, `--addr "h:0"`},
+		{[]string{"members", "--encrypt", "x"}, "--encrypt: decode gossip key"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := newApp(&stdout, &stderr).Run(append([]string{"gearbox"}, tt.args...))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error spans several lines: %q", err)
+			}
+			if stdout.Len() > 0 {
+				t.Errorf("stdout = %q, want nothing", stdout.String())
+			}
+			if strings.Contains(stderr.String(), "Incorrect Usage") {
+				t.Errorf("stderr = %q", stderr.String())
+			}
+		})
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{}, {"--help"}, {"serve", "--help"}, {"members", "--help"}, {"version"}, {"--version"}} {
+		var stdout, stderr bytes.Buffer
+		if err := newApp(&stdout, &stderr).Run(append([]string{"gearbox"}, args...)); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+		if stdout.Len() == 0 {
+			t.Errorf("%v printed nothing", args)
+		}
+	}
+	var stdout bytes.Buffer
+	if err := newApp(&stdout, &bytes.Buffer{}).Run([]string{"gearbox", "serve", "--help"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range []string{"GEARBOX_ROLE", "GEARBOX_NAME", "GEARBOX_DATA_DIR", "GEARBOX_BIND", "GEARBOX_ADVERTISE",
+		"GEARBOX_SERF_PORT", "GEARBOX_INTERNAL_PORT", "GEARBOX_JOIN", "GEARBOX_ENCRYPT", "GEARBOX_CLUSTER_SECRET",
+		"GEARBOX_DOMAIN", "GEARBOX_ZONE", "GEARBOX_REGION", `(default: "/var/lib/gearbox")`, "(default: 7946)", "(default: 7947)"} {
+		if !strings.Contains(stdout.String(), env) {
+			t.Errorf("serve --help does not mention %s", env)
+		}
+	}
+}
