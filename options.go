@@ -54,6 +54,8 @@ type memberConfig struct {
 	Authenticated bool
 	// SecretDerived is true when the cluster secret came from --encrypt.
 	SecretDerived bool
+	// Roles holds the settings of the broker and node roles.
+	Roles roleOptions
 }
 
 // config validates o and turns it into a member configuration. Every error

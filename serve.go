@@ -32,7 +32,7 @@ func serveCommand(log *zerolog.Logger) *cli.Command {
 			"API (member to member, and `gearbox members`) on --internal-port.\n\n" +
 			"The first SIGINT or SIGTERM leaves the cluster gracefully within --leave-timeout;\n" +
 			"a second one exits at once.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "role", Value: "all", EnvVars: env("ROLE"),
 				Usage: "roles this member runs: a comma list of broker, node, router, or all"},
 			&cli.StringFlag{Name: "name", Value: hostname, EnvVars: env("NAME"),
@@ -64,9 +64,10 @@ func serveCommand(log *zerolog.Logger) *cli.Command {
 			&cli.DurationFlag{Name: "anti-entropy-interval", Value: store.DefaultConfig("", "").AntiEntropyInterval,
 				EnvVars: env("ANTI_ENTROPY_INTERVAL"),
 				Usage:   "how often the member compares its state with a random peer and repairs differences (jittered)"},
-		},
+		}, roleFlags()...),
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
+			roles, rerr := parseRoleOptions(c)
 			if c.NArg() > 0 {
 				return fmt.Errorf("serve takes no arguments, got %q; run 'gearbox serve --help' for usage", c.Args().First())
 			}
@@ -88,8 +89,15 @@ func serveCommand(log *zerolog.Logger) *cli.Command {
 				AntiEntropyInterval: c.Duration("anti-entropy-interval"),
 			}.config()
 			if err != nil {
+				if rerr != nil {
+					return joinErrors([]error{err, rerr})
+				}
 				return err
 			}
+			if rerr != nil {
+				return rerr
+			}
+			cfg.Roles = roles
 			return serve(cfg, *log, os.Exit)
 		},
 	}
@@ -157,8 +165,11 @@ func serve(cfg memberConfig, log zerolog.Logger, exit func(int)) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	alog.Info().Str("addr", ln.Addr().String()).Msg("internal api listening")
-	for _, r := range sc.Roles {
-		mlog.Info().Str("role", r).Msg("role not built yet")
+	stopRoles, err := startRoles(context.Background(), cfg, st, log)
+	if err != nil {
+		srv.Close()
+		st.Close()
+		return fmt.Errorf("start roles: %w", err)
 	}
 	mlog.Info().Str("member", sc.Name).Msg("member ready")
 
@@ -168,6 +179,7 @@ func serve(cfg memberConfig, log zerolog.Logger, exit func(int)) error {
 	case err := <-served:
 		// Serve only returns early on a listener failure.
 		mlog.Error().Err(err).Msg("internal api stopped")
+		stopRoles()
 		srv.Close()
 		st.Close()
 		return fmt.Errorf("serve internal API on %s: %w", cfg.InternalAddr, err)
@@ -178,9 +190,10 @@ func serve(cfg memberConfig, log zerolog.Logger, exit func(int)) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.LeaveTimeout)
 	defer cancel()
-	// Teardown order: announce the leave while the internal API still
-	// answers (peers may be mid-sync with us), then drain the API, then
-	// stop gossip and close the state file.
+	// Teardown order: stop the roles (no new work), announce the leave
+	// while the internal API still answers (peers may be mid-sync with
+	// us), then drain the API, then stop gossip and close the state file.
+	stopRoles()
 	if err := st.Leave(ctx); err != nil {
 		mlog.Warn().Err(err).Msg("leave not confirmed; stopping anyway")
 	}

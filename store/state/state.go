@@ -147,19 +147,25 @@ type ScaleLimits struct {
 // Gear is one instance of an app placed on a node. Broker-owned: it is the
 // desired state; the node reports what it observes in GearStatus.
 type Gear struct {
-	ID         string    `json:"id"`
-	App        string    `json:"app"` // AppKey
-	AppName    string    `json:"app_name"`
-	Domain     string    `json:"domain"`
-	Node       string    `json:"node"`
-	Size       string    `json:"size"`
-	Cartridge  string    `json:"cartridge"`
-	LB         bool      `json:"lb"`          // runs the app's load balancer
-	Head       bool      `json:"head"`        // the first LB gear
-	RotatedOut bool      `json:"rotated_out"` // its web process receives no requests
-	State      string    `json:"state"`       // desired: started or stopped
-	Ordinal    int       `json:"ordinal"`     // 1 for the app's first gear, ...
-	CreatedAt  time.Time `json:"created_at"`
+	ID         string `json:"id"`
+	App        string `json:"app"` // AppKey
+	AppName    string `json:"app_name"`
+	Domain     string `json:"domain"`
+	Node       string `json:"node"`
+	Size       string `json:"size"`
+	Cartridge  string `json:"cartridge"`
+	LB         bool   `json:"lb"`          // runs the app's load balancer
+	Head       bool   `json:"head"`        // the first LB gear
+	RotatedOut bool   `json:"rotated_out"` // its web process receives no requests
+	State      string `json:"state"`       // desired: started or stopped
+	Ordinal    int    `json:"ordinal"`     // 1 for the app's first gear, ...
+	Restarts   int    `json:"restarts"`    // raised by each restart event
+	// Port is the web process's port on the node; LBPort, on LB gears, is
+	// the load balancer's. Both are given by the broker from the node's
+	// port range.
+	Port      int       `json:"port"`
+	LBPort    int       `json:"lb_port,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Endpoint is one exposed port of a gear, as the routing SPI describes it.
@@ -185,12 +191,16 @@ type GearStatus struct {
 
 // Node is a node member's registration. Node-owned.
 type Node struct {
-	Name     string    `json:"name"`
-	Addr     string    `json:"addr"` // advertised address gears bind to
-	Zone     string    `json:"zone,omitempty"`
-	Region   string    `json:"region,omitempty"`
-	MaxGears int       `json:"max_gears"`
-	Since    time.Time `json:"since"`
+	Name     string `json:"name"`
+	Addr     string `json:"addr"` // advertised address gears bind to
+	Zone     string `json:"zone,omitempty"`
+	Region   string `json:"region,omitempty"`
+	MaxGears int    `json:"max_gears"`
+	// PortMin and PortMax bound the ports gears get on this node
+	// (default 35531-65535).
+	PortMin int       `json:"port_min"`
+	PortMax int       `json:"port_max"`
+	Since   time.Time `json:"since"`
 }
 
 // NodeAdmin is what admins decide about a node. Broker-owned.
@@ -250,3 +260,21 @@ func EventKey(seq uint64) string { return fmt.Sprintf("%020d", seq) }
 
 // AppHost is the app's hostname: APP-NS.ZONE.
 func AppHost(app, ns, zone string) string { return app + "-" + ns + "." + zone }
+
+// BucketBrokers holds each broker's registration, written by that broker;
+// key: member name.
+const BucketBrokers = "brokers"
+
+// Broker is a broker member's registration: where its REST API listens,
+// so that other brokers can forward mutating calls to the leader.
+type Broker struct {
+	Name  string    `json:"name"`
+	API   string    `json:"api"` // base URL, e.g. http://10.0.0.5:7480
+	Since time.Time `json:"since"`
+}
+
+// Default gear port range.
+const (
+	DefaultPortMin = 35531
+	DefaultPortMax = 65535
+)

@@ -1,0 +1,224 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"gearbox/store"
+	"gearbox/store/state"
+)
+
+// PUT .../applications/{app} (admin): ha_multiplier.
+func (b *Broker) updateApp(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	if err := requireAdmin(u); err != nil {
+		return err
+	}
+	a, err := b.app(u, r.PathValue("ns"), r.PathValue("app"))
+	if err != nil {
+		return err
+	}
+	m, ok, err := p.integer("ha_multiplier")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fieldErr("ha_multiplier", 1, "Pass ha_multiplier (0: exactly two LB gears; m: every m-th gear is an LB gear).")
+	}
+	if m < 0 {
+		return fieldErr("ha_multiplier", 1, "Invalid ha_multiplier '%d': use 0 or more.", m)
+	}
+	owner, err := b.owner(a)
+	if err != nil {
+		return err
+	}
+	cv, err := b.loadCluster()
+	if err != nil {
+		return err
+	}
+	pl, err := b.newPlan(cv, owner, a)
+	if err != nil {
+		return err
+	}
+	a.HAMultiplier = m
+	ops, events, err := pl.finish()
+	if err != nil {
+		return err
+	}
+	if err := b.commit(r.Context(), ops, events); err != nil {
+		return err
+	}
+	b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Int("ha_multiplier", m).Msg("ha multiplier set")
+	// Report the gears as committed: cv is the view before the change.
+	if cv, err = b.loadCluster(); err != nil {
+		return err
+	}
+	v, err := b.appView(a, cv, false)
+	if err != nil {
+		return err
+	}
+	reply(w, http.StatusOK, "application", v, fmt.Sprintf("HA multiplier of %s set to %d.", a.Name, m))
+	return nil
+}
+
+type nodeView struct {
+	Name     string `json:"name"`
+	Addr     string `json:"addr"`
+	Zone     string `json:"zone"`
+	Region   string `json:"region"`
+	Alive    bool   `json:"alive"`
+	Draining bool   `json:"draining"`
+	Gears    int    `json:"gears"`
+	MaxGears int    `json:"max_gears"`
+}
+
+// GET /broker/rest/nodes (admin)
+func (b *Broker) listNodes(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	if err := requireAdmin(u); err != nil {
+		return err
+	}
+	cv, err := b.loadCluster()
+	if err != nil {
+		return err
+	}
+	out := []nodeView{}
+	for _, n := range cv.nodes {
+		out = append(out, nodeView{Name: n.Name, Addr: cv.byName[n.Name].Addr, Zone: n.Zone, Region: n.Region,
+			Alive: n.Alive, Draining: n.Draining, Gears: n.Gears, MaxGears: n.MaxGears})
+	}
+	reply(w, http.StatusOK, "nodes", out)
+	return nil
+}
+
+// POST /broker/rest/nodes/{node}/events (admin): event=drain|undrain.
+// A draining node gets no new gears; its gears stay until moved.
+func (b *Broker) nodeEvent(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	if err := requireAdmin(u); err != nil {
+		return err
+	}
+	name := r.PathValue("node")
+	if _, err := b.st.GetRecord(state.BucketNodes, name); errors.Is(err, store.ErrNotFound) {
+		return notFound("Node '%s' not found.", name)
+	} else if err != nil {
+		return err
+	}
+	ev := p.str("event")
+	if ev != "drain" && ev != "undrain" {
+		return fieldErr("event", 1, "Invalid node event '%s' specified. Valid events are: drain, undrain.", ev)
+	}
+	if _, err := b.st.Put(r.Context(), state.BucketNodeAdmin, name, state.NodeAdmin{Name: name, Draining: ev == "drain"}); err != nil {
+		return err
+	}
+	b.log.Info().Str("node", name).Str("event", ev).Str("by", u.Login).Msg("node event")
+	reply(w, http.StatusOK, "node", nil, fmt.Sprintf("Node %s: %s done.", name, ev))
+	return nil
+}
+
+// POST /broker/rest/gears/{gear}/move (admin): node=TARGET, force=bool.
+// A move that would leave an HA app's LB gears on one node or one zone is
+// refused unless forced.
+func (b *Broker) moveGear(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	if err := requireAdmin(u); err != nil {
+		return err
+	}
+	id := r.PathValue("gear")
+	var g state.Gear
+	if _, err := b.st.Get(state.BucketGears, id, &g); errors.Is(err, store.ErrNotFound) {
+		return notFound("Gear '%s' not found.", id)
+	} else if err != nil {
+		return err
+	}
+	target := p.str("node")
+	force, err := p.boolean("force", false)
+	if err != nil {
+		return err
+	}
+	cv, err := b.loadCluster()
+	if err != nil {
+		return err
+	}
+	tn := cv.byName[target]
+	switch {
+	case target == "":
+		return fieldErr("node", 1, "Pass node=NAME, the node to move the gear to.")
+	case tn == nil:
+		return notFound("Node '%s' not found.", target)
+	case target == g.Node:
+		return fieldErr("node", 1, "Gear '%s' is already on node '%s'.", id, target)
+	case !cv.alive[target]:
+		return fieldErr("node", 1, "Node '%s' is not alive.", target)
+	case cv.draining[target]:
+		return fieldErr("node", 1, "Node '%s' is draining.", target)
+	}
+	load := 0
+	for _, og := range cv.gears {
+		if og.Node == target {
+			load++
+		}
+	}
+	if load >= tn.MaxGears {
+		return fieldErr("node", 1, "Node '%s' is full (%d of %d gears).", target, load, tn.MaxGears)
+	}
+	var a state.App
+	if _, err := b.st.Get(state.BucketApps, g.App, &a); err != nil {
+		return err
+	}
+	if a.Region != "" && tn.Region != a.Region {
+		return fieldErr("node", 1, "Node '%s' is in region '%s'; application '%s' is pinned to region '%s'.", target, tn.Region, a.Name, a.Region)
+	}
+	if a.HA && g.LB && !force {
+		var before, after []string
+		for _, og := range gearsOf(cv.gears, g.App) {
+			if og.LB {
+				before = append(before, og.Node)
+				if og.ID == g.ID {
+					after = append(after, target)
+				} else {
+					after = append(after, og.Node)
+				}
+			}
+		}
+		nodes, zones := lbSpread(after, cv.zoneOf())
+		_, zonesBefore := lbSpread(before, cv.zoneOf())
+		if nodes < 2 || (nodes < len(after) && !b.cfg.AllowMultipleLBPerNode) {
+			return errorf(http.StatusConflict, 1, "Moving gear '%s' to node '%s' would put LB gears of HA application '%s' on one node; pass force=true to move it anyway.", id, target, a.Name)
+		}
+		if zones < 2 && zonesBefore >= 2 {
+			return errorf(http.StatusConflict, 1, "Moving gear '%s' to node '%s' would put all LB gears of HA application '%s' in one zone; pass force=true to move it anyway.", id, target, a.Name)
+		}
+	}
+	from, old := g.Node, g
+	cv.freePorts(g)
+	g.Node = target
+	if g.Port, err = cv.port(target); err != nil {
+		return err
+	}
+	if g.LB {
+		if g.LBPort, err = cv.port(target); err != nil {
+			return err
+		}
+	}
+	// Routers drop the endpoints at the old address and port, then add
+	// the new ones: each event names the endpoint it is about.
+	pl := &plan{b: b, cv: cv, app: &a}
+	var events []state.RoutingEvent
+	for _, step := range []struct {
+		action string
+		gear   *state.Gear
+	}{{state.ActionRemovePublicEndpoint, &old}, {state.ActionAddPublicEndpoint, &g}} {
+		e := pl.event(step.action)
+		pl.fillEndpoint(&e, step.gear, false)
+		events = append(events, e)
+		if step.gear.LB {
+			e := pl.event(step.action)
+			pl.fillEndpoint(&e, step.gear, true)
+			events = append(events, e)
+		}
+	}
+	if err := b.commit(r.Context(), []store.Op{{Bucket: state.BucketGears, Key: g.ID, Value: g}}, events); err != nil {
+		return err
+	}
+	b.log.Info().Str("gear", id).Str("from", from).Str("to", target).Bool("forced", force).Str("by", u.Login).Msg("gear moved")
+	reply(w, http.StatusOK, "gear", b.gearView(&g, cv, nil, true), fmt.Sprintf("Gear %s moved from %s to %s.", id, from, target))
+	return nil
+}

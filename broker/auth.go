@@ -1,0 +1,162 @@
+package broker
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"gearbox/store"
+	"gearbox/store/state"
+)
+
+// tokenPrefix marks gearbox API tokens, so that they are recognisable in
+// configuration files and secret scanners.
+const tokenPrefix = "gbx_"
+
+// authCache remembers passwords already checked against a bcrypt hash, by
+// their sha256, so that HTTP basic auth does not cost a bcrypt round per
+// request. An entry is only valid for the hash it was checked against.
+type authCache struct {
+	mu sync.Mutex
+	m  map[string]cachedLogin
+
+	dummyOnce sync.Once
+	dummyHash []byte
+}
+
+type cachedLogin struct {
+	hash   string   // the bcrypt hash checked against
+	secret [32]byte // sha256 of the password that matched
+}
+
+func (c *authCache) ok(u *state.User, password string) bool {
+	sum := sha256.Sum256([]byte(password))
+	c.mu.Lock()
+	e, hit := c.m[u.Login]
+	c.mu.Unlock()
+	if hit && e.hash == u.PasswordHash && subtle.ConstantTimeCompare(e.secret[:], sum[:]) == 1 {
+		return true
+	}
+	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
+		return false
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string]cachedLogin{}
+	}
+	c.m[u.Login] = cachedLogin{hash: u.PasswordHash, secret: sum}
+	c.mu.Unlock()
+	return true
+}
+
+var errUnauthenticated = &apiError{code: http.StatusUnauthorized, exit: 1,
+	msg: "Authentication required: use HTTP basic auth (--user login:password) or an API token (Authorization: Bearer TOKEN)."}
+
+var errBadCredentials = &apiError{code: http.StatusUnauthorized, exit: 1, msg: "Invalid login or password, or the token is unknown or expired."}
+
+// authenticate finds the user a request speaks for.
+func (b *Broker) authenticate(r *http.Request) (*state.User, error) {
+	h := r.Header.Get("Authorization")
+	switch {
+	case h == "":
+		return nil, errUnauthenticated
+	case strings.HasPrefix(h, "Bearer "):
+		return b.userForToken(strings.TrimSpace(strings.TrimPrefix(h, "Bearer ")))
+	}
+	login, password, ok := r.BasicAuth()
+	if !ok {
+		return nil, errUnauthenticated
+	}
+	u, err := b.user(login)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			// Spend the time a real check would, so that response times
+			// do not tell which logins exist.
+			bcrypt.CompareHashAndPassword(b.auth.dummy(b.cfg.BcryptCost), []byte(password))
+			return nil, errBadCredentials
+		}
+		return nil, err
+	}
+	if !b.auth.ok(u, password) {
+		return nil, errBadCredentials
+	}
+	return u, nil
+}
+
+// dummy returns a hash at the broker's bcrypt cost that no password
+// matches, made on first use: checking an unknown login against it costs
+// what checking a real one does, also when the cost is not bcrypt's
+// default.
+func (c *authCache) dummy(cost int) []byte {
+	c.dummyOnce.Do(func() {
+		c.dummyHash, _ = bcrypt.GenerateFromPassword([]byte(randomID(16)), cost)
+	})
+	return c.dummyHash
+}
+
+func (b *Broker) userForToken(token string) (*state.User, error) {
+	if !strings.HasPrefix(token, tokenPrefix) {
+		return nil, errBadCredentials
+	}
+	var t state.Token
+	if _, err := b.st.Get(state.BucketTokens, tokenKey(token), &t); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errBadCredentials
+		}
+		return nil, err
+	}
+	if !t.ExpiresAt.IsZero() && b.cfg.Now().After(t.ExpiresAt) {
+		return nil, errBadCredentials
+	}
+	u, err := b.user(t.Login)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errBadCredentials
+	}
+	return u, err
+}
+
+// tokenKey is the record key of a token: its sha256, so that a copy of the
+// state file does not hold usable tokens.
+func tokenKey(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// newToken returns a fresh random token and its short public id.
+func newToken() (token, id string) {
+	var b [32]byte
+	rand.Read(b[:])
+	token = tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return token, tokenKey(token)[:12]
+}
+
+// randomID returns n random bytes in hex: ids of apps and gears.
+func randomID(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func hashPassword(password string, cost int) (string, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	return string(h), err
+}
+
+// validPassword returns an error describing what is wrong with a password.
+func validPassword(p string) *apiError {
+	switch {
+	case len(p) < 8:
+		return fieldErr("password", 1, "Password must be at least 8 characters long.")
+	case len(p) > 72:
+		return fieldErr("password", 1, "Password must be at most 72 bytes long.")
+	}
+	return nil
+}

@@ -1,0 +1,365 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"gearbox/store"
+	"gearbox/store/state"
+)
+
+// forwardedHeader marks a call a follower broker forwarded to the leader,
+// so that a leader that lost its leadership meanwhile does not forward it
+// again.
+const forwardedHeader = "X-Gearbox-Forwarded-By"
+
+// Broker serves the REST API and applies the platform's rules.
+type Broker struct {
+	cfg  Config
+	st   *store.Store
+	log  zerolog.Logger
+	auth authCache
+
+	// mu serialises mutations on the leader: each handler reads the
+	// current state, checks its rules and writes one batch.
+	mu  sync.Mutex
+	seq uint64 // last routing event sequence written; guarded by mu
+
+	ln     net.Listener
+	srv    *http.Server
+	apiURL string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// New validates cfg.
+func New(cfg Config) (*Broker, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	b := &Broker{cfg: cfg, st: cfg.Store, log: cfg.Logger.With().Str("component", "broker").Logger()}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b, nil
+}
+
+// Handler returns the REST API. Every answer is an envelope, also for
+// unknown resources (404) and methods (405, with Allow). Paths that are not
+// canonical (empty, "." or ".." segments, also when escaped) are refused
+// with 400 rather than redirected as http.ServeMux does: a client that
+// follows the redirect (a 307 keeps the method) would act on another
+// resource than the one it named.
+func (b *Broker) Handler() http.Handler {
+	mux := http.NewServeMux()
+	b.routes(mux)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !canonicalPath(r.URL.Path) {
+			b.fail(w, r, badRequest("The path %q is not canonical: it has empty, '.' or '..' segments.", r.URL.Path))
+			return
+		}
+		if h, pattern := mux.Handler(r); pattern == "" {
+			// No route: let the mux say whether the path exists for
+			// another method, then answer in an envelope.
+			probe := &statusProbe{header: http.Header{}}
+			h.ServeHTTP(probe, r)
+			if probe.code == http.StatusMethodNotAllowed {
+				w.Header().Set("Allow", probe.header.Get("Allow"))
+				b.fail(w, r, errorf(http.StatusMethodNotAllowed, 1, "Method %s is not allowed on %s; allowed: %s.", r.Method, r.URL.Path, probe.header.Get("Allow")))
+				return
+			}
+			b.fail(w, r, notFound("No such API resource: %s %s. GET /broker/rest/api lists them.", r.Method, r.URL.Path))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// canonicalPath reports whether p is absolute and has no empty, "." or
+// ".." segment (a trailing slash is allowed).
+func canonicalPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
+}
+
+// statusProbe records the status and headers a handler writes and drops
+// the body.
+type statusProbe struct {
+	header http.Header
+	code   int
+}
+
+func (p *statusProbe) Header() http.Header         { return p.header }
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *statusProbe) WriteHeader(code int)        { p.code = code }
+
+// Start listens on APIAddr, registers this broker in the store and starts
+// the bootstrap and routing loops.
+func (b *Broker) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", b.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("listen for REST API on %s: %w", b.cfg.APIAddr, err)
+	}
+	b.ln = ln
+	scheme := "http"
+	if b.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(b.cfg.TLSCert, b.cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("load TLS certificate %s: %w", b.cfg.TLSCert, err)
+		}
+		b.ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	}
+	host := b.cfg.AdvertiseAddr
+	if host == "" {
+		for _, m := range b.st.Members() {
+			if m.Name == b.st.Name() {
+				host = m.Addr
+			}
+		}
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	b.apiURL = scheme + "://" + net.JoinHostPort(host, port)
+	if _, err := b.st.Put(ctx, state.BucketBrokers, b.st.Name(), state.Broker{Name: b.st.Name(), API: b.apiURL, Since: b.cfg.Now()}); err != nil {
+		ln.Close()
+		return fmt.Errorf("register broker: %w", err)
+	}
+	b.srv = &http.Server{
+		Handler:           b.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          nil,
+	}
+	b.wg.Add(2)
+	go func() {
+		defer b.wg.Done()
+		if err := b.srv.Serve(b.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			b.log.Error().Err(err).Msg("REST API server stopped")
+		}
+	}()
+	go b.bootstrapLoop()
+	b.log.Info().Str("api", b.apiURL).Msg("broker started")
+	return nil
+}
+
+// URL is the base URL of this broker's REST API, once started.
+func (b *Broker) URL() string { return b.apiURL }
+
+// Close stops the API server and the loops. It is safe to call twice.
+func (b *Broker) Close() error {
+	var err error
+	b.once.Do(func() {
+		b.cancel()
+		if b.srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if e := b.srv.Shutdown(ctx); e != nil {
+				b.srv.Close()
+			}
+		}
+		b.wg.Wait()
+	})
+	return err
+}
+
+// isLeader reports whether this member is the broker leader.
+func (b *Broker) isLeader() bool {
+	l, ok := b.st.Leader()
+	return ok && l.Name == b.st.Name()
+}
+
+// forward proxies a mutating call to the leader.
+func (b *Broker) forward(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(forwardedHeader) != "" {
+		b.fail(w, r, errorf(http.StatusServiceUnavailable, 1, "The broker leader changed while the request was forwarded; retry."))
+		return
+	}
+	l, ok := b.st.Leader()
+	if !ok {
+		b.fail(w, r, errorf(http.StatusServiceUnavailable, 1, "No broker leader is alive; the cluster cannot accept changes now."))
+		return
+	}
+	var reg state.Broker
+	if _, err := b.st.Get(state.BucketBrokers, l.Name, &reg); err != nil {
+		b.fail(w, r, errorf(http.StatusServiceUnavailable, 1, "The broker leader %s has not registered its API yet; retry.", l.Name))
+		return
+	}
+	target, err := url.Parse(reg.API)
+	if err != nil {
+		b.fail(w, r, fmt.Errorf("leader %s API url %q: %w", l.Name, reg.API, err))
+		return
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = r.Host
+			pr.Out.Header.Set(forwardedHeader, b.st.Name())
+		},
+		Transport: b.cfg.HTTPClient.Transport,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			b.log.Warn().Err(err).Str("leader", l.Name).Msg("forward to leader failed")
+			b.fail(w, r, errorf(http.StatusServiceUnavailable, 1, "The broker leader %s could not be reached; retry.", l.Name))
+		},
+	}
+	proxy.ServeHTTP(w, r)
+}
+
+// call is a request handler: u is the authenticated user, p its parameters.
+type call func(w http.ResponseWriter, r *http.Request, u *state.User, p params) error
+
+// handle wraps fn: mutating methods are forwarded to the leader (and
+// serialised there), then the caller is authenticated and the parameters
+// read. public calls need no authentication.
+func (b *Broker) handle(fn call, public bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		mutating := r.Method != http.MethodGet && r.Method != http.MethodHead
+		if mutating && !b.isLeader() {
+			b.forward(w, r)
+			return
+		}
+		var u *state.User
+		if !public {
+			var err error
+			if u, err = b.authenticate(r); err != nil {
+				b.fail(w, r, err)
+				return
+			}
+		}
+		p, err := readParams(r, b.cfg.MaxBodyBytes)
+		if err != nil {
+			b.fail(w, r, err)
+			return
+		}
+		if mutating {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+		}
+		if err := fn(w, r, u, p); err != nil {
+			b.fail(w, r, err)
+		}
+	}
+}
+
+// bootstrapLoop creates the first admin once this member leads a cluster
+// that has none.
+func (b *Broker) bootstrapLoop() {
+	defer b.wg.Done()
+	changes := b.st.MemberChanges()
+	for {
+		if b.isLeader() {
+			if err := b.bootstrapOnce(b.ctx); err != nil && b.ctx.Err() == nil {
+				b.log.Error().Err(err).Msg("bootstrap admin failed")
+			}
+		}
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-changes:
+		case <-time.After(time.Second + rand.N(500*time.Millisecond)):
+		}
+	}
+}
+
+// bootstrapOnce creates the first admin when the cluster has none. A
+// member that has peers waits until it has synchronised with one, so that
+// a fresh broker joining an existing cluster never creates a second admin.
+func (b *Broker) bootstrapOnce(ctx context.Context) error {
+	if _, err := b.st.GetRecord(state.BucketCluster, state.KeyBootstrap); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	alone := true
+	for _, m := range b.st.Members() {
+		if m.Name != b.st.Name() && m.Status == store.StatusAlive {
+			alone = false
+		}
+	}
+	if !alone && b.st.LastSync().IsZero() {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	login, password, generated := "admin", "", false
+	if b.cfg.BootstrapAdmin != "" {
+		login, password, _ = strings.Cut(b.cfg.BootstrapAdmin, ":")
+	} else {
+		password = randomID(12)
+		generated = true
+	}
+	hash, err := hashPassword(password, b.cfg.BcryptCost)
+	if err != nil {
+		return err
+	}
+	now := b.cfg.Now()
+	u := state.User{Login: login, PasswordHash: hash, Admin: true, CreatedAt: now,
+		Capabilities: state.Capabilities{HA: true, MaxGears: max(b.cfg.DefaultMaxGears, 100), GearSizes: append([]string(nil), state.GearSizes...)}}
+	if generated {
+		path := filepath.Join(b.cfg.DataDir, "bootstrap-admin")
+		if err := os.WriteFile(path, []byte(login+":"+password+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		// Logged once, on purpose: this is the only way in.
+		b.log.Warn().Str("login", login).Str("password", password).Str("file", path).
+			Msg("created bootstrap admin with a generated password; change it, and delete the file")
+	} else {
+		b.log.Info().Str("login", login).Msg("created bootstrap admin")
+	}
+	_, err = b.st.Batch(ctx, []store.Op{
+		{Bucket: state.BucketUsers, Key: login, Value: u},
+		{Bucket: state.BucketCluster, Key: state.KeyBootstrap, Value: state.Bootstrap{Admin: login, CreatedAt: now}},
+	})
+	return err
+}
+
+// user reads a user record.
+func (b *Broker) user(login string) (*state.User, error) {
+	var u state.User
+	if _, err := b.st.Get(state.BucketUsers, login, &u); err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// list decodes every live record of bucket into a T.
+func list[T any](st *store.Store, bucket string) ([]T, error) {
+	recs, err := st.List(bucket)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(recs))
+	for _, r := range recs {
+		var v T
+		if err := r.Decode(&v); err != nil {
+			return nil, fmt.Errorf("decode %s/%s: %w", bucket, r.Key, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,162 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+func appPath(ns, app string) string {
+	return "/broker/rest/domains/" + url.PathEscape(ns) + "/applications/" + url.PathEscape(app)
+}
+
+// CurrentUser returns the authenticated user.
+func (c *Client) CurrentUser(ctx context.Context) (User, error) {
+	var u User
+	_, err := c.Do(ctx, http.MethodGet, "/broker/rest/user", nil, &u)
+	return u, err
+}
+
+// CreateToken creates an API token for the authenticated user.
+func (c *Client) CreateToken(ctx context.Context, note string) (Token, error) {
+	var t Token
+	_, err := c.Do(ctx, http.MethodPost, "/broker/rest/user/authorizations", url.Values{"note": {note}}, &t)
+	return t, err
+}
+
+// Domains lists the caller's domains (all, for admins).
+func (c *Client) Domains(ctx context.Context) ([]Domain, error) {
+	var ds []Domain
+	_, err := c.Do(ctx, http.MethodGet, "/broker/rest/domains", nil, &ds)
+	return ds, err
+}
+
+// CreateDomain creates namespace ns.
+func (c *Client) CreateDomain(ctx context.Context, ns string) (Domain, []Message, error) {
+	var d Domain
+	m, err := c.Do(ctx, http.MethodPost, "/broker/rest/domains", url.Values{"name": {ns}}, &d)
+	return d, m, err
+}
+
+// DeleteDomain deletes namespace ns; force deletes its apps too.
+func (c *Client) DeleteDomain(ctx context.Context, ns string, force bool) ([]Message, error) {
+	return c.Do(ctx, http.MethodDelete, "/broker/rest/domains/"+url.PathEscape(ns), url.Values{"force": {strconv.FormatBool(force)}}, nil)
+}
+
+// Apps lists the apps of namespace ns.
+func (c *Client) Apps(ctx context.Context, ns string) ([]App, error) {
+	var as []App
+	_, err := c.Do(ctx, http.MethodGet, "/broker/rest/domains/"+url.PathEscape(ns)+"/applications", nil, &as)
+	return as, err
+}
+
+// App returns one app, with its gears when gears is set.
+func (c *Client) App(ctx context.Context, ns, app string, gears bool) (App, error) {
+	var a App
+	var q url.Values
+	if gears {
+		q = url.Values{"include": {"gears"}}
+	}
+	_, err := c.Do(ctx, http.MethodGet, appPath(ns, app), q, &a)
+	return a, err
+}
+
+// AppOptions are the settings of a new app.
+type AppOptions struct {
+	Cartridge string
+	Scale, HA bool
+	GearSize  string
+	Region    string
+}
+
+// CreateApp creates app in namespace ns.
+func (c *Client) CreateApp(ctx context.Context, ns, app string, o AppOptions) (App, []Message, error) {
+	v := url.Values{"name": {app}, "scale": {strconv.FormatBool(o.Scale)}, "ha": {strconv.FormatBool(o.HA)}}
+	if o.Cartridge != "" {
+		v.Set("cartridge", o.Cartridge)
+	}
+	if o.GearSize != "" {
+		v.Set("gear_size", o.GearSize)
+	}
+	if o.Region != "" {
+		v.Set("region", o.Region)
+	}
+	var a App
+	m, err := c.Do(ctx, http.MethodPost, "/broker/rest/domains/"+url.PathEscape(ns)+"/applications", v, &a)
+	return a, m, err
+}
+
+// DeleteApp deletes an app and its gears.
+func (c *Client) DeleteApp(ctx context.Context, ns, app string) ([]Message, error) {
+	return c.Do(ctx, http.MethodDelete, appPath(ns, app), nil, nil)
+}
+
+// AppEvent sends event (start, stop, restart, scale-up, scale-down,
+// make-ha, enable-ha, disable-ha) to an app.
+func (c *Client) AppEvent(ctx context.Context, ns, app, event string) (App, []Message, error) {
+	var a App
+	m, err := c.Do(ctx, http.MethodPost, appPath(ns, app)+"/events", url.Values{"event": {event}}, &a)
+	return a, m, err
+}
+
+// SetScale sets the web cartridge's scale limits (max -1: no maximum).
+func (c *Client) SetScale(ctx context.Context, ns, app, cart string, min, max int) (Cartridge, []Message, error) {
+	var cr Cartridge
+	m, err := c.Do(ctx, http.MethodPut, appPath(ns, app)+"/cartridges/"+url.PathEscape(cart),
+		url.Values{"scales_from": {strconv.Itoa(min)}, "scales_to": {strconv.Itoa(max)}}, &cr)
+	return cr, m, err
+}
+
+// GearGroups returns an app's gear groups with endpoints.
+func (c *Client) GearGroups(ctx context.Context, ns, app string) ([]GearGroup, error) {
+	var gg []GearGroup
+	_, err := c.Do(ctx, http.MethodGet, appPath(ns, app)+"/gear_groups", url.Values{"include": {"endpoints"}}, &gg)
+	return gg, err
+}
+
+// Users lists users (admin).
+func (c *Client) Users(ctx context.Context) ([]User, error) {
+	var us []User
+	_, err := c.Do(ctx, http.MethodGet, "/broker/rest/users", nil, &us)
+	return us, err
+}
+
+// CreateUser creates a user (admin); extra holds ha, max_gears,
+// gear_sizes, admin.
+func (c *Client) CreateUser(ctx context.Context, login, password string, extra url.Values) (User, []Message, error) {
+	v := url.Values{"login": {login}, "password": {password}}
+	for k, vs := range extra {
+		v[k] = vs
+	}
+	var u User
+	m, err := c.Do(ctx, http.MethodPost, "/broker/rest/users", v, &u)
+	return u, m, err
+}
+
+// UpdateUser changes a user's capabilities or password (admin).
+func (c *Client) UpdateUser(ctx context.Context, login string, v url.Values) (User, []Message, error) {
+	var u User
+	m, err := c.Do(ctx, http.MethodPut, "/broker/rest/users/"+url.PathEscape(login), v, &u)
+	return u, m, err
+}
+
+// Nodes lists nodes (admin).
+func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
+	var ns []Node
+	_, err := c.Do(ctx, http.MethodGet, "/broker/rest/nodes", nil, &ns)
+	return ns, err
+}
+
+// NodeEvent sends drain or undrain to a node (admin).
+func (c *Client) NodeEvent(ctx context.Context, node, event string) ([]Message, error) {
+	return c.Do(ctx, http.MethodPost, "/broker/rest/nodes/"+url.PathEscape(node)+"/events", url.Values{"event": {event}}, nil)
+}
+
+// MoveGear moves a gear to another node (admin).
+func (c *Client) MoveGear(ctx context.Context, gear, node string, force bool) (Gear, []Message, error) {
+	var g Gear
+	m, err := c.Do(ctx, http.MethodPost, "/broker/rest/gears/"+url.PathEscape(gear)+"/move",
+		url.Values{"node": {node}, "force": {strconv.FormatBool(force)}}, &g)
+	return g, m, err
+}

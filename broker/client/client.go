@@ -1,0 +1,158 @@
+// Package client speaks the broker's REST API: the CLI's client, usable by
+// any Go program. It imports only the standard library.
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Client calls one broker. The zero value is not usable: set BaseURL.
+type Client struct {
+	// BaseURL is the broker, e.g. http://broker.example.com:7480.
+	BaseURL string
+	// User and Password authenticate with HTTP basic auth when Token is
+	// empty.
+	User, Password string
+	// Token is an API token (from CreateToken); it takes precedence.
+	Token string
+	// HTTP is the HTTP client. Default: 60 s timeout.
+	HTTP *http.Client
+	// Insecure skips TLS certificate verification (self-signed brokers).
+	Insecure bool
+}
+
+// Message is one message of a broker response.
+type Message struct {
+	Severity string  `json:"severity"`
+	Text     string  `json:"text"`
+	ExitCode int     `json:"exit_code"`
+	Field    *string `json:"field"`
+}
+
+// Envelope is a broker response.
+type Envelope struct {
+	Type     string          `json:"type"`
+	Status   string          `json:"status"`
+	Messages []Message       `json:"messages"`
+	Data     json.RawMessage `json:"data"`
+}
+
+// Error is a broker's refusal: its HTTP status and messages.
+type Error struct {
+	StatusCode int
+	Status     string
+	Messages   []Message
+}
+
+func (e *Error) Error() string {
+	var texts []string
+	for _, m := range e.Messages {
+		if m.Text != "" {
+			texts = append(texts, m.Text)
+		}
+	}
+	if len(texts) == 0 {
+		return fmt.Sprintf("broker answered %d %s", e.StatusCode, e.Status)
+	}
+	return strings.Join(texts, " ")
+}
+
+// ExitCode is the broker's exit code for the refusal, at least 1.
+func (e *Error) ExitCode() int {
+	for _, m := range e.Messages {
+		if m.ExitCode > 0 {
+			return m.ExitCode
+		}
+	}
+	return 1
+}
+
+// IsStatus reports whether err is a broker refusal with HTTP status code.
+func IsStatus(err error, code int) bool {
+	var e *Error
+	return errors.As(err, &e) && e.StatusCode == code
+}
+
+// Do calls method on path (below BaseURL) with form parameters, decodes
+// the envelope's data into out (when not nil) and returns the envelope's
+// info messages.
+func (c *Client) Do(ctx context.Context, method, path string, params url.Values, out any) ([]Message, error) {
+	if c.BaseURL == "" {
+		return nil, errors.New("no broker address: pass --api or set GEARBOX_API")
+	}
+	u := strings.TrimRight(c.BaseURL, "/") + path
+	var body io.Reader
+	if method == http.MethodGet && len(params) > 0 {
+		u += "?" + params.Encode()
+	} else if len(params) > 0 {
+		body = strings.NewReader(params.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, fmt.Errorf("broker request: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.Header.Set("Accept", "application/json")
+	switch {
+	case c.Token != "":
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	case c.User != "":
+		req.SetBasicAuth(c.User, c.Password)
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the broker at %s: %w", c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read broker response: %w", err)
+	}
+	var env Envelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return nil, fmt.Errorf("broker at %s answered %s with something other than the API's JSON", c.BaseURL, resp.Status)
+	}
+	if resp.StatusCode >= 300 {
+		return nil, &Error{StatusCode: resp.StatusCode, Status: env.Status, Messages: env.Messages}
+	}
+	if out != nil && len(env.Data) > 0 && string(env.Data) != "null" {
+		if err := json.Unmarshal(env.Data, out); err != nil {
+			return nil, fmt.Errorf("decode broker response: %w", err)
+		}
+	}
+	return env.Messages, nil
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	hc := &http.Client{Timeout: 60 * time.Second}
+	if c.Insecure {
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	}
+	c.HTTP = hc
+	return hc
+}
+
+// Texts joins the texts of messages, one per line.
+func Texts(msgs []Message) string {
+	var out []string
+	for _, m := range msgs {
+		if m.Text != "" {
+			out = append(out, m.Text)
+		}
+	}
+	return strings.Join(out, "\n")
+}

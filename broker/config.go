@@ -1,0 +1,161 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/crypto/bcrypt"
+
+	"gearbox/store"
+	"gearbox/store/state"
+)
+
+// Config configures a Broker.
+type Config struct {
+	// Store is this member's replicated store, already started. Required.
+	Store *store.Store
+	// DataDir is where the generated bootstrap admin password is written.
+	// Required.
+	DataDir string
+	// APIAddr is the REST API's listen address. Default ":7480".
+	APIAddr string
+	// AdvertiseAddr is the host other brokers reach this API at. Default:
+	// this member's advertised gossip address.
+	AdvertiseAddr string
+	// TLSCert and TLSKey, when both set, serve the API over HTTPS.
+	TLSCert, TLSKey string
+	// ClusterSecret authenticates calls forwarded between brokers.
+	ClusterSecret string
+	// Domain is the cloud domain: app hostnames are APP-NS.Domain.
+	// Default "example.com".
+	Domain string
+
+	// BootstrapAdmin is "user:password" for the first admin on an empty
+	// cluster. Empty: a random password is generated, logged once and
+	// written to DataDir/bootstrap-admin (mode 0600), for user "admin".
+	BootstrapAdmin string
+
+	// AllowHAApplications is the platform switch for make-ha. Default true.
+	AllowHAApplications bool
+	// DefaultAllowHA is the ha capability of new users. Default false.
+	DefaultAllowHA bool
+	// DefaultMaxGears is the max_gears of new users. Default 100.
+	DefaultMaxGears int
+	// DefaultGearSizes are the gear sizes of new users. Default [small].
+	DefaultGearSizes []string
+	// DefaultHAMultiplier is given to new apps. Default 0.
+	DefaultHAMultiplier int
+	// GearRatio is the platform's gear-to-LB ratio at which LB gears
+	// rotate out (-1 disables). Default 3.
+	GearRatio int
+	// ZonesMinPerGearGroup fails placement when fewer zones are available.
+	// Default 1.
+	ZonesMinPerGearGroup int
+	// AllowMultipleLBPerNode lets two LB gears of one app share a node.
+	// Default false.
+	AllowMultipleLBPerNode bool
+
+	// MaxBodyBytes caps request bodies (413 beyond). Default 1 MiB.
+	MaxBodyBytes int64
+	// TokenTTL is the default lifetime of API tokens. Default 30 days.
+	TokenTTL time.Duration
+	// BcryptCost is the cost of password hashes. Default 10.
+	BcryptCost int
+	// HTTPClient forwards calls to the leader. Default: 60 s timeout.
+	HTTPClient *http.Client
+	// Logger receives the broker's logs. Default: disabled.
+	Logger zerolog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults for a broker on st.
+func DefaultConfig(st *store.Store, dataDir string) Config {
+	return Config{
+		Store:                st,
+		DataDir:              dataDir,
+		APIAddr:              ":7480",
+		Domain:               "example.com",
+		AllowHAApplications:  true,
+		DefaultMaxGears:      100,
+		DefaultGearSizes:     []string{state.SizeSmall},
+		GearRatio:            DefaultGearRatio,
+		ZonesMinPerGearGroup: 1,
+		MaxBodyBytes:         1 << 20,
+		TokenTTL:             30 * 24 * time.Hour,
+		BcryptCost:           10,
+		Logger:               zerolog.Nop(),
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Store == nil {
+		errs = append(errs, errors.New("Store is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("DataDir is required"))
+	}
+	if c.APIAddr == "" {
+		c.APIAddr = ":7480"
+	}
+	if c.Domain == "" {
+		c.Domain = "example.com"
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("TLSCert and TLSKey must be set together"))
+	}
+	if c.BootstrapAdmin != "" {
+		u, p, ok := strings.Cut(c.BootstrapAdmin, ":")
+		if !ok || !state.LoginRE.MatchString(u) || len(p) < 8 {
+			errs = append(errs, errors.New("BootstrapAdmin: want user:password with a lower-case login and a password of at least 8 characters"))
+		}
+	}
+	if c.DefaultMaxGears < 0 {
+		errs = append(errs, fmt.Errorf("DefaultMaxGears: %d is negative", c.DefaultMaxGears))
+	}
+	if len(c.DefaultGearSizes) == 0 {
+		c.DefaultGearSizes = []string{state.SizeSmall}
+	}
+	for _, s := range c.DefaultGearSizes {
+		if !slices.Contains(state.GearSizes, s) {
+			errs = append(errs, fmt.Errorf("DefaultGearSizes: unknown gear size %q (valid: %s)", s, strings.Join(state.GearSizes, ", ")))
+		}
+	}
+	if c.DefaultHAMultiplier < 0 {
+		errs = append(errs, fmt.Errorf("DefaultHAMultiplier: %d is negative", c.DefaultHAMultiplier))
+	}
+	if c.GearRatio == 0 || c.GearRatio < -1 {
+		errs = append(errs, fmt.Errorf("GearRatio: %d; want -1 (disabled) or 1 and more", c.GearRatio))
+	}
+	if c.ZonesMinPerGearGroup < 1 {
+		c.ZonesMinPerGearGroup = 1
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.TokenTTL <= 0 {
+		c.TokenTTL = 30 * 24 * time.Hour
+	}
+	if c.BcryptCost == 0 {
+		c.BcryptCost = 10
+	}
+	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
+		errs = append(errs, fmt.Errorf("BcryptCost: %d; want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost))
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("broker config: %w", errors.Join(errs...))
+	}
+	return nil
+}

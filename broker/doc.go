@@ -1,0 +1,12 @@
+// Package broker is the control plane role: the OpenShift-shaped REST API
+// (/broker/rest/...), users, API tokens, domains, apps and their gear
+// groups, placement of gears on nodes, the HA rules, and the durable feed of
+// routing events.
+//
+// Every member with the broker role serves the API; only the leader (the
+// alive broker with the lowest name) changes broker-owned records, and the
+// others forward mutating calls to it. Reads are served from the local
+// replica of the store and may lag the leader by a gossip round.
+//
+// It imports store and store/state, never another role.
+package broker

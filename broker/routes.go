@@ -1,0 +1,75 @@
+package broker
+
+import (
+	"net/http"
+
+	"gearbox/store/state"
+)
+
+// routes registers the REST API. Handler answers requests that match no
+// pattern: 405 when the path exists for another method, else 404.
+func (b *Broker) routes(mux *http.ServeMux) {
+	const (
+		domain = "/broker/rest/domains/{ns}"
+		app    = domain + "/applications/{app}"
+	)
+	h := func(pattern string, fn call) { mux.Handle(pattern, b.handle(fn, false)) }
+	mux.Handle("GET /broker/rest/api", b.handle(b.apiIndex, true))
+	h("GET /broker/rest/user", b.getUser)
+	h("POST /broker/rest/user/authorizations", b.createToken)
+	h("GET /broker/rest/users", b.listUsers)
+	h("POST /broker/rest/users", b.createUser)
+	h("GET /broker/rest/users/{login}", b.showUser)
+	h("PUT /broker/rest/users/{login}", b.updateUser)
+	h("DELETE /broker/rest/users/{login}", b.deleteUser)
+
+	h("GET /broker/rest/domains", b.listDomains)
+	h("POST /broker/rest/domains", b.createDomain)
+	h("GET "+domain, b.showDomain)
+	h("DELETE "+domain, b.deleteDomain)
+
+	h("GET "+domain+"/applications", b.listApps)
+	h("POST "+domain+"/applications", b.createApp)
+	h("GET "+app, b.showApp)
+	h("PUT "+app, b.updateApp)
+	h("DELETE "+app, b.deleteApp)
+	h("POST "+app+"/events", b.appEvent)
+	h("GET "+app+"/gear_groups", b.gearGroups)
+	h("GET "+app+"/cartridges", b.showCartridges)
+	h("GET "+app+"/cartridges/{cart}", b.showCartridges)
+	h("PUT "+app+"/cartridges/{cart}", b.scaleCartridge)
+
+	h("GET /broker/rest/nodes", b.listNodes)
+	h("POST /broker/rest/nodes/{node}/events", b.nodeEvent)
+	h("POST /broker/rest/gears/{gear}/move", b.moveGear)
+
+}
+
+type link struct {
+	Method string   `json:"method"`
+	Href   string   `json:"href"`
+	Params []string `json:"required_params,omitempty"`
+}
+
+// GET /broker/rest/api: the entry points, without authentication.
+func (b *Broker) apiIndex(w http.ResponseWriter, r *http.Request, _ *state.User, p params) error {
+	links := map[string]link{
+		"API":                {"GET", "/broker/rest/api", nil},
+		"GET_USER":           {"GET", "/broker/rest/user", nil},
+		"ADD_AUTHORIZATION":  {"POST", "/broker/rest/user/authorizations", nil},
+		"LIST_DOMAINS":       {"GET", "/broker/rest/domains", nil},
+		"ADD_DOMAIN":         {"POST", "/broker/rest/domains", []string{"name"}},
+		"LIST_APPLICATIONS":  {"GET", "/broker/rest/domains/:name/applications", nil},
+		"ADD_APPLICATION":    {"POST", "/broker/rest/domains/:name/applications", []string{"name"}},
+		"APPLICATION_EVENT":  {"POST", "/broker/rest/domains/:name/applications/:app/events", []string{"event"}},
+		"GET_GEAR_GROUPS":    {"GET", "/broker/rest/domains/:name/applications/:app/gear_groups", nil},
+		"SET_SCALE_LIMITS":   {"PUT", "/broker/rest/domains/:name/applications/:app/cartridges/:cartridge", nil},
+		"LIST_USERS (admin)": {"GET", "/broker/rest/users", nil},
+		"ADD_USER (admin)":   {"POST", "/broker/rest/users", []string{"login", "password"}},
+		"LIST_NODES (admin)": {"GET", "/broker/rest/nodes", nil},
+		"NODE_EVENT (admin)": {"POST", "/broker/rest/nodes/:node/events", []string{"event"}},
+		"MOVE_GEAR (admin)":  {"POST", "/broker/rest/gears/:gear/move", []string{"node"}},
+	}
+	reply(w, http.StatusOK, "links", map[string]any{"links": links, "domain_suffix": b.cfg.Domain})
+	return nil
+}

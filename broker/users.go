@@ -1,0 +1,286 @@
+package broker
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"gearbox/store"
+	"gearbox/store/state"
+)
+
+// userView is a user as the API shows it: never the password hash.
+type userView struct {
+	Login         string             `json:"login"`
+	Admin         bool               `json:"admin"`
+	Capabilities  state.Capabilities `json:"capabilities"`
+	ConsumedGears int                `json:"consumed_gears"`
+	CreatedAt     time.Time          `json:"created_at"`
+}
+
+func (b *Broker) userView(u *state.User) (userView, error) {
+	n, err := b.gearsOwnedBy(u.Login)
+	return userView{Login: u.Login, Admin: u.Admin, Capabilities: u.Capabilities, ConsumedGears: n, CreatedAt: u.CreatedAt}, err
+}
+
+func requireAdmin(u *state.User) error {
+	if !u.Admin {
+		return forbidden("This action needs an administrator.")
+	}
+	return nil
+}
+
+// GET /broker/rest/user
+func (b *Broker) getUser(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	v, err := b.userView(u)
+	if err != nil {
+		return err
+	}
+	reply(w, http.StatusOK, "user", v)
+	return nil
+}
+
+// tokenView is a created API token; the secret is shown only once.
+type tokenView struct {
+	ID        string    `json:"id"`
+	Token     string    `json:"token,omitempty"`
+	Login     string    `json:"login"`
+	Note      string    `json:"note,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	ExpiresIn int       `json:"expires_in"` // seconds
+}
+
+// POST /broker/rest/user/authorizations: note=, expires_in= (seconds).
+func (b *Broker) createToken(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	ttl := b.cfg.TokenTTL
+	if secs, ok, err := p.integer("expires_in"); err != nil {
+		return err
+	} else if ok {
+		if secs <= 0 || secs > 365*24*3600 {
+			return fieldErr("expires_in", 1, "expires_in must be between 1 and %d seconds.", 365*24*3600)
+		}
+		ttl = time.Duration(secs) * time.Second
+	}
+	note := p.str("note")
+	if len(note) > 256 {
+		return fieldErr("note", 1, "note must be at most 256 characters.")
+	}
+	token, id := newToken()
+	now := b.cfg.Now()
+	t := state.Token{ID: id, Login: u.Login, Note: note, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	if _, err := b.st.Put(r.Context(), state.BucketTokens, tokenKey(token), t); err != nil {
+		return err
+	}
+	reply(w, http.StatusCreated, "authorization", tokenView{ID: id, Token: token, Login: u.Login, Note: note,
+		CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, ExpiresIn: int(ttl / time.Second)}, "Authorization created; the token is shown only once.")
+	return nil
+}
+
+// GET /broker/rest/users (admin)
+func (b *Broker) listUsers(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	if err := requireAdmin(u); err != nil {
+		return err
+	}
+	users, err := list[state.User](b.st, state.BucketUsers)
+	if err != nil {
+		return err
+	}
+	out := make([]userView, 0, len(users))
+	for i := range users {
+		v, err := b.userView(&users[i])
+		if err != nil {
+			return err
+		}
+		out = append(out, v)
+	}
+	reply(w, http.StatusOK, "users", out)
+	return nil
+}
+
+// GET /broker/rest/users/{login}: admins, or the user itself.
+func (b *Broker) showUser(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	login := r.PathValue("login")
+	if !u.Admin && u.Login != login {
+		return forbidden("You may only see your own user.")
+	}
+	target, err := b.user(login)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound("User '%s' not found.", login)
+	} else if err != nil {
+		return err
+	}
+	v, err := b.userView(target)
+	if err != nil {
+		return err
+	}
+	reply(w, http.StatusOK, "user", v)
+	return nil
+}
+
+// POST /broker/rest/users (admin): login, password, and optional ha,
+// max_gears, gear_sizes, admin.
+func (b *Broker) createUser(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	if err := requireAdmin(u); err != nil {
+		return err
+	}
+	login := p.str("login")
+	if !state.LoginRE.MatchString(login) {
+		return fieldErr("login", 1, "Invalid login '%s': use 1 to 64 lower-case letters, digits, '.', '_', '@' or '-', starting with a letter or digit.", login)
+	}
+	if _, err := b.user(login); err == nil {
+		return errorf(http.StatusConflict, 1, "User '%s' already exists.", login)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	// Passwords are taken as given, not trimmed: the one set here is the
+	// one HTTP basic auth will present, as with PUT.
+	password := p["password"]
+	if perr := validPassword(password); perr != nil {
+		return perr
+	}
+	nu := state.User{Login: login, CreatedAt: b.cfg.Now(), Capabilities: state.Capabilities{
+		HA: b.cfg.DefaultAllowHA, MaxGears: b.cfg.DefaultMaxGears, GearSizes: append([]string(nil), b.cfg.DefaultGearSizes...)}}
+	if err := applyUserParams(&nu, p); err != nil {
+		return err
+	}
+	hash, err := hashPassword(password, b.cfg.BcryptCost)
+	if err != nil {
+		return err
+	}
+	nu.PasswordHash = hash
+	if _, err := b.st.Put(r.Context(), state.BucketUsers, login, nu); err != nil {
+		return err
+	}
+	v, err := b.userView(&nu)
+	if err != nil {
+		return err
+	}
+	b.log.Info().Str("login", login).Str("by", u.Login).Msg("user created")
+	reply(w, http.StatusCreated, "user", v, "User '"+login+"' created.")
+	return nil
+}
+
+// PUT /broker/rest/users/{login} (admin): ha, max_gears, gear_sizes,
+// admin, password. A user may change its own password.
+func (b *Broker) updateUser(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	login := r.PathValue("login")
+	self := u.Login == login
+	if !u.Admin && !(self && onlyKeys(p, "password")) {
+		return forbidden("Only administrators may change users; you may change your own password.")
+	}
+	target, err := b.user(login)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound("User '%s' not found.", login)
+	} else if err != nil {
+		return err
+	}
+	if err := applyUserParams(target, p); err != nil {
+		return err
+	}
+	if self && !target.Admin && u.Admin {
+		return fieldErr("admin", 1, "You may not remove your own administrator rights.")
+	}
+	if pw, ok := p["password"]; ok {
+		if perr := validPassword(pw); perr != nil {
+			return perr
+		}
+		if target.PasswordHash, err = hashPassword(pw, b.cfg.BcryptCost); err != nil {
+			return err
+		}
+	}
+	if _, err := b.st.Put(r.Context(), state.BucketUsers, login, target); err != nil {
+		return err
+	}
+	v, err := b.userView(target)
+	if err != nil {
+		return err
+	}
+	b.log.Info().Str("login", login).Str("by", u.Login).Msg("user updated")
+	reply(w, http.StatusOK, "user", v, "User '"+login+"' updated.")
+	return nil
+}
+
+// DELETE /broker/rest/users/{login} (admin): refused while it owns domains.
+func (b *Broker) deleteUser(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	if err := requireAdmin(u); err != nil {
+		return err
+	}
+	login := r.PathValue("login")
+	if login == u.Login {
+		return fieldErr("login", 1, "You may not delete yourself.")
+	}
+	if _, err := b.user(login); errors.Is(err, store.ErrNotFound) {
+		return notFound("User '%s' not found.", login)
+	} else if err != nil {
+		return err
+	}
+	domains, err := list[state.Domain](b.st, state.BucketDomains)
+	if err != nil {
+		return err
+	}
+	for _, d := range domains {
+		if d.Owner == login {
+			return errorf(http.StatusConflict, 128, "User '%s' still owns domain '%s'; delete its domains first.", login, d.Name)
+		}
+	}
+	if _, err := b.st.Delete(r.Context(), state.BucketUsers, login); err != nil {
+		return err
+	}
+	reply(w, http.StatusOK, "user", nil, "User '"+login+"' deleted.")
+	return nil
+}
+
+// applyUserParams sets the capability parameters present in p.
+func applyUserParams(u *state.User, p params) error {
+	var err error
+	if _, ok := p["ha"]; ok {
+		if u.Capabilities.HA, err = p.boolean("ha", false); err != nil {
+			return err
+		}
+	}
+	if _, ok := p["admin"]; ok {
+		if u.Admin, err = p.boolean("admin", false); err != nil {
+			return err
+		}
+	}
+	if n, ok, err := p.integer("max_gears"); err != nil {
+		return err
+	} else if ok {
+		if n < 0 || n > 100000 {
+			return fieldErr("max_gears", 1, "max_gears must be between 0 and 100000.")
+		}
+		u.Capabilities.MaxGears = n
+	}
+	if v, ok := p["gear_sizes"]; ok {
+		var sizes []string
+		for _, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			if !slices.Contains(state.GearSizes, s) {
+				return fieldErr("gear_sizes", 1, "Invalid gear size '%s'; valid sizes: %s.", s, strings.Join(state.GearSizes, ", "))
+			}
+			if !slices.Contains(sizes, s) {
+				sizes = append(sizes, s)
+			}
+		}
+		if len(sizes) == 0 {
+			return fieldErr("gear_sizes", 1, "gear_sizes must name at least one size.")
+		}
+		u.Capabilities.GearSizes = sizes
+	}
+	return nil
+}
+
+func onlyKeys(p params, keys ...string) bool {
+	for k := range p {
+		if !slices.Contains(keys, k) {
+			return false
+		}
+	}
+	return true
+}

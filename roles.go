@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"gearbox/broker"
+	"gearbox/node"
+	"gearbox/store"
+	"gearbox/store/state"
+)
+
+// roleFlags are the flags of the broker and node roles on `gearbox serve`.
+func roleFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "api-addr", Value: ":7480", EnvVars: env("API_ADDR"), Category: "broker",
+			Usage: "address the broker's REST API listens on"},
+		&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Category: "broker",
+			Usage: "PEM certificate: serve the REST API over HTTPS (with --tls-key)"},
+		&cli.StringFlag{Name: "tls-key", EnvVars: env("TLS_KEY"), Category: "broker",
+			Usage: "PEM private key of --tls-cert"},
+		&cli.StringFlag{Name: "bootstrap-admin", EnvVars: env("BOOTSTRAP_ADMIN"), Category: "broker",
+			DefaultText: "admin with a generated password, logged once and written to DATA_DIR/bootstrap-admin",
+			Usage:       "user:password of the first admin, created by the leader on an empty cluster"},
+		&cli.BoolFlag{Name: "allow-ha-applications", Value: true, EnvVars: env("ALLOW_HA_APPLICATIONS"), Category: "broker",
+			Usage: "platform switch: whether apps may be made highly available"},
+		&cli.BoolFlag{Name: "default-allow-ha", EnvVars: env("DEFAULT_ALLOW_HA"), Category: "broker",
+			Usage: "whether new users may make apps highly available"},
+		&cli.IntFlag{Name: "default-max-gears", Value: 100, EnvVars: env("DEFAULT_MAX_GEARS"), Category: "broker",
+			Usage: "gears a new user may own over all apps"},
+		&cli.StringFlag{Name: "default-gear-sizes", Value: state.SizeSmall, EnvVars: env("DEFAULT_GEAR_SIZES"), Category: "broker",
+			Usage: "comma list of gear sizes new users may create (small, medium, large)"},
+		&cli.IntFlag{Name: "default-ha-multiplier", Value: 0, EnvVars: env("DEFAULT_HA_MULTIPLIER"), Category: "broker",
+			Usage: "HA multiplier of new apps: 0 keeps two LB gears; m makes every m-th gear an LB gear"},
+		&cli.IntFlag{Name: "gear-ratio", Value: broker.DefaultGearRatio, EnvVars: env("GEAR_RATIO"), Category: "broker",
+			Usage: "gears per LB gear at which LB gears stop serving requests themselves (-1: never); apps override with GEARBOX_LB_GEAR_RATIO"},
+		&cli.IntFlag{Name: "zones-min-per-gear-group", Value: 1, EnvVars: env("ZONES_MIN_PER_GEAR_GROUP"), Category: "broker",
+			Usage: "placement fails unless this many zones have room for the app's gears"},
+		&cli.BoolFlag{Name: "allow-multiple-lb-per-node", EnvVars: env("ALLOW_MULTIPLE_LB_PER_NODE"), Category: "broker",
+			Usage: "let two LB gears of one app share a node"},
+		&cli.IntFlag{Name: "max-gears", Value: 100, EnvVars: env("MAX_GEARS"), Category: "node",
+			Usage: "gears this node hosts at most"},
+	}
+}
+
+// roleOptions are the validated role settings.
+type roleOptions struct {
+	Broker   broker.Config // without Store, DataDir, Logger
+	MaxGears int
+}
+
+func parseRoleOptions(c *cli.Context) (roleOptions, error) {
+	bc := broker.DefaultConfig(nil, "")
+	bc.APIAddr = c.String("api-addr")
+	bc.TLSCert, bc.TLSKey = c.String("tls-cert"), c.String("tls-key")
+	bc.BootstrapAdmin = c.String("bootstrap-admin")
+	bc.AllowHAApplications = c.Bool("allow-ha-applications")
+	bc.DefaultAllowHA = c.Bool("default-allow-ha")
+	bc.DefaultMaxGears = c.Int("default-max-gears")
+	bc.DefaultHAMultiplier = c.Int("default-ha-multiplier")
+	bc.GearRatio = c.Int("gear-ratio")
+	bc.ZonesMinPerGearGroup = c.Int("zones-min-per-gear-group")
+	bc.AllowMultipleLBPerNode = c.Bool("allow-multiple-lb-per-node")
+	bc.DefaultGearSizes = nil
+	for _, s := range strings.Split(c.String("default-gear-sizes"), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			bc.DefaultGearSizes = append(bc.DefaultGearSizes, s)
+		}
+	}
+	var errs []error
+	for _, s := range bc.DefaultGearSizes {
+		if !slices.Contains(state.GearSizes, s) {
+			errs = append(errs, fmt.Errorf("--default-gear-sizes: unknown size %q (valid: %s)", s, strings.Join(state.GearSizes, ", ")))
+		}
+	}
+	if bc.DefaultMaxGears < 0 {
+		errs = append(errs, fmt.Errorf("--default-max-gears %d is negative", bc.DefaultMaxGears))
+	}
+	if bc.DefaultHAMultiplier < 0 {
+		errs = append(errs, fmt.Errorf("--default-ha-multiplier %d is negative", bc.DefaultHAMultiplier))
+	}
+	if bc.GearRatio == 0 || bc.GearRatio < -1 {
+		errs = append(errs, fmt.Errorf("--gear-ratio %d: want -1 (never rotate) or 1 and more", bc.GearRatio))
+	}
+	if bc.ZonesMinPerGearGroup < 1 {
+		errs = append(errs, fmt.Errorf("--zones-min-per-gear-group %d: want 1 or more", bc.ZonesMinPerGearGroup))
+	}
+	if (bc.TLSCert == "") != (bc.TLSKey == "") {
+		errs = append(errs, fmt.Errorf("--tls-cert and --tls-key go together"))
+	}
+	if bc.BootstrapAdmin != "" {
+		u, p, ok := strings.Cut(bc.BootstrapAdmin, ":")
+		if !ok || !state.LoginRE.MatchString(u) || len(p) < 8 {
+			errs = append(errs, fmt.Errorf("--bootstrap-admin: want user:password, a lower-case login and a password of 8 or more characters"))
+		}
+	}
+	max := c.Int("max-gears")
+	if max < 0 {
+		errs = append(errs, fmt.Errorf("--max-gears %d is negative", max))
+	}
+	if len(errs) > 0 {
+		return roleOptions{}, joinErrors(errs)
+	}
+	return roleOptions{Broker: bc, MaxGears: max}, nil
+}
+
+// startRoles starts the roles cfg asks for on the started store st. The
+// returned stop ends them; it is safe to call once.
+func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, log zerolog.Logger) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	roles := cfg.Store.Roles
+	mlog := log.With().Str("component", "member").Logger()
+	if slices.Contains(roles, store.RoleNode) {
+		addr := cfg.Store.AdvertiseAddr
+		if addr == "" {
+			for _, m := range st.Members() {
+				if m.Name == st.Name() {
+					addr = m.Addr
+				}
+			}
+		}
+		if err := node.Register(ctx, st, node.Registration{Addr: addr, Zone: cfg.Store.Zone, Region: cfg.Store.Region,
+			MaxGears: cfg.Roles.MaxGears}); err != nil {
+			stop()
+			return nil, err
+		}
+		mlog.Info().Str("role", store.RoleNode).Str("addr", addr).Int("max_gears", cfg.Roles.MaxGears).
+			Str("detail", "registered for placement; running gears is not built yet").Msg("role not built yet")
+	}
+	if slices.Contains(roles, store.RoleBroker) {
+		bc := cfg.Roles.Broker
+		bc.Store, bc.DataDir, bc.Logger = st, cfg.Store.DataDir, log
+		bc.ClusterSecret, bc.Domain = cfg.Store.ClusterSecret, cfg.Domain
+		bc.AdvertiseAddr = cfg.Store.AdvertiseAddr
+		b, err := broker.New(bc)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		if err := b.Start(ctx); err != nil {
+			stop()
+			return nil, err
+		}
+		stops = append(stops, func() { b.Close() })
+	}
+	if slices.Contains(roles, store.RoleRouter) {
+		mlog.Info().Str("role", store.RoleRouter).Msg("role not built yet")
+	}
+	return stop, nil
+}
