@@ -48,6 +48,13 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			serveCommand(&log),
 			membersCommand(),
 			versionCommand(),
+			loginCommand(),
+			logoutCommand(),
+			domainCommand(),
+			appCommand(),
+			userCommand(),
+			nodeCommand(),
+			gearCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {

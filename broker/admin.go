@@ -181,10 +181,10 @@ func (b *Broker) moveGear(w http.ResponseWriter, r *http.Request, u *state.User,
 		nodes, zones := lbSpread(after, cv.zoneOf())
 		_, zonesBefore := lbSpread(before, cv.zoneOf())
 		if nodes < 2 || (nodes < len(after) && !b.cfg.AllowMultipleLBPerNode) {
-			return errorf(http.StatusConflict, 1, "Moving gear '%s' to node '%s' would put LB gears of HA application '%s' on one node; pass force=true to move it anyway.", id, target, a.Name)
+			return errorf(http.StatusConflict, 1, "Moving gear '%s' to node '%s' would put LB gears of HA application '%s' on one node; pass force=true (gearbox gear move --force) to move it anyway.", id, target, a.Name)
 		}
 		if zones < 2 && zonesBefore >= 2 {
-			return errorf(http.StatusConflict, 1, "Moving gear '%s' to node '%s' would put all LB gears of HA application '%s' in one zone; pass force=true to move it anyway.", id, target, a.Name)
+			return errorf(http.StatusConflict, 1, "Moving gear '%s' to node '%s' would put all LB gears of HA application '%s' in one zone; pass force=true (gearbox gear move --force) to move it anyway.", id, target, a.Name)
 		}
 	}
 	from, old := g.Node, g

@@ -131,11 +131,12 @@ func (b *Broker) scaleCartridge(w http.ResponseWriter, r *http.Request, u *state
 		return err
 	}
 	b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Int("scales_from", from).Int("scales_to", to).Int("gears", len(pl.gears)).Msg("scale limits set")
-	for _, c := range cartridgeViews(a, pl.gears) {
-		if c.Name == cart {
-			reply(w, http.StatusOK, "cartridge", c, fmt.Sprintf("Scale range of %s set to %d-%d.", cart, from, to))
-		}
+	limit := "unlimited"
+	if to >= 0 {
+		limit = fmt.Sprint(to)
 	}
+	msg := fmt.Sprintf("Scale range of %s set to %d-%s; the application has %d gears.", cart, from, limit, len(pl.gears))
+	reply(w, http.StatusOK, "cartridge", cartridgeViews(a, pl.gears)[0], msg)
 	return nil
 }
 

@@ -41,7 +41,8 @@ func (c *Client) CreateDomain(ctx context.Context, ns string) (Domain, []Message
 
 // DeleteDomain deletes namespace ns; force deletes its apps too.
 func (c *Client) DeleteDomain(ctx context.Context, ns string, force bool) ([]Message, error) {
-	return c.Do(ctx, http.MethodDelete, "/broker/rest/domains/"+url.PathEscape(ns), url.Values{"force": {strconv.FormatBool(force)}}, nil)
+	// force travels in the query: some proxies drop DELETE bodies.
+	return c.Do(ctx, http.MethodDelete, "/broker/rest/domains/"+url.PathEscape(ns)+"?force="+strconv.FormatBool(force), nil, nil)
 }
 
 // Apps lists the apps of namespace ns.

@@ -134,17 +134,23 @@ func (c *Client) Do(ctx context.Context, method, path string, params url.Values,
 	return env.Messages, nil
 }
 
+// httpClient returns c.HTTP, or a default client; it never writes c, so
+// that one Client may serve several goroutines.
 func (c *Client) httpClient() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
-	hc := &http.Client{Timeout: 60 * time.Second}
 	if c.Insecure {
-		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+		return insecureClient
 	}
-	c.HTTP = hc
-	return hc
+	return defaultClient
 }
+
+var (
+	defaultClient  = &http.Client{Timeout: 60 * time.Second}
+	insecureClient = &http.Client{Timeout: 60 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+)
 
 // Texts joins the texts of messages, one per line.
 func Texts(msgs []Message) string {

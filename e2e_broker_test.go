@@ -1,0 +1,146 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"gearbox/broker/client"
+)
+
+// TestBrokerEndToEnd runs the seed's HA walkthrough against real
+// processes on 127.0.0.14-16: a broker and node on the first, nodes on the
+// others, each in its own zone. It uses the REST API through the client
+// and the CLI binary.
+func TestBrokerEndToEnd(t *testing.T) {
+	gearboxBinary(t)
+	const secret = "e2e-broker-secret"
+	common := func(name, ip, zone string, extra ...string) []string {
+		args := []string{"--log-format", "json", "serve", "--name", name, "--bind", ip,
+			"--data-dir", t.TempDir(), "--cluster-secret", secret, "--zone", zone,
+			"--anti-entropy-interval", "1s"}
+		return append(args, extra...)
+	}
+	b1 := startMember(t, "b1", "127.0.0.14", common("b1", "127.0.0.14", "za",
+		"--role", "broker,node", "--api-addr", "127.0.0.14:7480", "--bootstrap-admin", "admin:adminpass1")...)
+	n2 := startMember(t, "n2", "127.0.0.15", common("n2", "127.0.0.15", "zb", "--role", "node", "--join", "127.0.0.14")...)
+	n3 := startMember(t, "n3", "127.0.0.16", common("n3", "127.0.0.16", "zc", "--role", "node", "--join", "127.0.0.14")...)
+	logs := func() string {
+		return "\n--- b1 ---\n" + b1.output.String() + "\n--- n2 ---\n" + n2.output.String() + "\n--- n3 ---\n" + n3.output.String()
+	}
+	ctx := context.Background()
+	api := "http://127.0.0.14:7480"
+	admin := &client.Client{BaseURL: api, User: "admin", Password: "adminpass1"}
+
+	waitUntil(t, 60*time.Second, "broker sees three alive nodes", logs, func() bool {
+		nodes, err := admin.Nodes(ctx)
+		if err != nil {
+			return false
+		}
+		alive := 0
+		for _, n := range nodes {
+			if n.Alive {
+				alive++
+			}
+		}
+		return alive == 3
+	})
+
+	if _, _, err := admin.CreateUser(ctx, "demo", "password1", url.Values{"ha": {"true"}}); err != nil {
+		t.Fatalf("create user: %v", err)
+	}
+	demo := &client.Client{BaseURL: api, User: "demo", Password: "password1"}
+	if _, _, err := demo.CreateDomain(ctx, "test"); err != nil {
+		t.Fatalf("create domain: %v", err)
+	}
+	// rhc create-app testha ruby-1.9 -s
+	app, _, err := demo.CreateApp(ctx, "test", "testha", client.AppOptions{Scale: true})
+	if err != nil {
+		t.Fatalf("create app: %v", err)
+	}
+	if app.GearCount != 1 || !app.Scalable || app.HA {
+		t.Fatalf("new scalable app: %+v", app)
+	}
+	// curl ... --data-urlencode event=make-ha
+	_, msgs, err := demo.AppEvent(ctx, "test", "testha", "make-ha")
+	if err != nil {
+		t.Fatalf("make-ha: %v", err)
+	}
+	if got := client.Texts(msgs); got != "Application testha is now ha" {
+		t.Errorf("make-ha message %q", got)
+	}
+	groups, err := demo.GearGroups(ctx, "test", "testha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 1 || len(groups[0].Gears) != 2 {
+		t.Fatalf("gear groups after make-ha: %+v", groups)
+	}
+	nodes, zones := map[string]bool{}, map[string]bool{}
+	for _, g := range groups[0].Gears {
+		if !g.LB {
+			t.Errorf("gear %s is not an LB gear after make-ha", g.ID)
+		}
+		nodes[g.Node], zones[g.Zone] = true, true
+		var lb, web bool
+		for _, e := range g.Endpoints {
+			lb = lb || strings.Join(e.Types, ",") == "load_balancer"
+			web = web || strings.Join(e.Types, ",") == "web_framework"
+			if e.ExternalAddress == "" || e.ExternalPort == 0 {
+				t.Errorf("gear %s endpoint without address: %+v", g.ID, e)
+			}
+		}
+		if !lb || !web {
+			t.Errorf("gear %s endpoints %+v: want load_balancer and web_framework", g.ID, g.Endpoints)
+		}
+	}
+	if len(nodes) != 2 || len(zones) != 2 {
+		t.Errorf("LB gears on nodes %v, zones %v: want two of each", nodes, zones)
+	}
+
+	// rhc scale-cartridge -a testha ruby --min 1 --max 1
+	_, _, err = demo.SetScale(ctx, "test", "testha", "static", 1, 1)
+	if err == nil || !strings.Contains(err.Error(), "Cannot set the max gear limit to '1' if the application is HA (highly available)") {
+		t.Errorf("scale to 1 on an HA app: %v", err)
+	}
+
+	// The CLI sees the same: app show --gears lists two LB gears.
+	out, stderr, code := runGearbox(t, "app", "show", "testha", "-n", "test", "--gears",
+		"--api", api, "--user", "demo", "--password", "password1")
+	if code != 0 || strings.Count(out, "lb static") != 2 {
+		t.Errorf("gearbox app show --gears (exit %d):\n%s\n%s", code, out, stderr)
+	}
+	_, stderr, code = runGearbox(t, "app", "scale", "testha", "-n", "test", "--min", "1", "--max", "1",
+		"--api", api, "--user", "demo", "--password", "password1")
+	if code == 0 || !strings.Contains(stderr, "if the application is HA") {
+		t.Errorf("gearbox app scale --max 1 on an HA app: exit %d, stderr %q", code, stderr)
+	}
+
+	// disable-ha, then the app can go back to one gear and one LB.
+	if _, _, err := demo.AppEvent(ctx, "test", "testha", "disable-ha"); err != nil {
+		t.Fatalf("disable-ha: %v", err)
+	}
+	app, _, err = demo.AppEvent(ctx, "test", "testha", "scale-down")
+	if err != nil {
+		t.Fatalf("scale-down after disable-ha: %v", err)
+	}
+	if app.GearCount != 1 || app.HA || app.LB == nil || app.LB.Gears != 1 {
+		t.Errorf("after disable-ha and scale-down: gears %d, ha %v, lb %+v", app.GearCount, app.HA, app.LB)
+	}
+}
+
+// waitUntil polls cond until it holds or fails the test after timeout.
+func waitUntil(t *testing.T, timeout time.Duration, what string, logs func() string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for: %s%s", timeout, what, logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
