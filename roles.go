@@ -142,6 +142,7 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, log zero
 		bc.Store, bc.DataDir, bc.Logger = st, cfg.Store.DataDir, log
 		bc.ClusterSecret, bc.Domain = cfg.Store.ClusterSecret, cfg.Domain
 		bc.AdvertiseAddr = cfg.Store.AdvertiseAddr
+		bc.Joining = len(cfg.Store.Join) > 0
 		b, err := broker.New(bc)
 		if err != nil {
 			stop()

@@ -68,8 +68,9 @@ func (b *Broker) authenticate(r *http.Request) (*state.User, error) {
 	switch {
 	case h == "":
 		return nil, errUnauthenticated
-	case strings.HasPrefix(h, "Bearer "):
-		return b.userForToken(strings.TrimSpace(strings.TrimPrefix(h, "Bearer ")))
+	case len(h) >= 7 && strings.EqualFold(h[:7], "Bearer "):
+		// Auth schemes are case-insensitive (RFC 9110, 11.1).
+		return b.userForToken(strings.TrimSpace(h[7:]))
 	}
 	login, password, ok := r.BasicAuth()
 	if !ok {

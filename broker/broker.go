@@ -299,7 +299,10 @@ func (b *Broker) bootstrapOnce(ctx context.Context) error {
 			alone = false
 		}
 	}
-	if !alone && b.st.LastSync().IsZero() {
+	// A member started to join others may look alone until the join
+	// lands: it waits for its first sync, or it would overwrite the
+	// cluster's admin with its own.
+	if (!alone || b.cfg.Joining) && b.st.LastSync().IsZero() {
 		return nil
 	}
 	b.mu.Lock()
@@ -320,7 +323,7 @@ func (b *Broker) bootstrapOnce(ctx context.Context) error {
 		Capabilities: state.Capabilities{HA: true, MaxGears: max(b.cfg.DefaultMaxGears, 100), GearSizes: append([]string(nil), state.GearSizes...)}}
 	if generated {
 		path := filepath.Join(b.cfg.DataDir, "bootstrap-admin")
-		if err := os.WriteFile(path, []byte(login+":"+password+"\n"), 0o600); err != nil {
+		if err := writeSecretFile(path, []byte(login+":"+password+"\n")); err != nil {
 			return fmt.Errorf("write %s: %w", path, err)
 		}
 		// Logged once, on purpose: this is the only way in.
@@ -334,6 +337,25 @@ func (b *Broker) bootstrapOnce(ctx context.Context) error {
 		{Bucket: state.BucketCluster, Key: state.KeyBootstrap, Value: state.Bootstrap{Admin: login, CreatedAt: now}},
 	})
 	return err
+}
+
+// writeSecretFile writes data to path, readable by its owner only. An
+// existing file is truncated and its mode reset too: os.WriteFile keeps the
+// mode of a file that exists, which could be world-readable.
+func writeSecretFile(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // user reads a user record.

@@ -39,6 +39,10 @@ type Config struct {
 	// cluster. Empty: a random password is generated, logged once and
 	// written to DataDir/bootstrap-admin (mode 0600), for user "admin".
 	BootstrapAdmin string
+	// Joining says the member was started to join an existing cluster
+	// (--join): it creates no bootstrap admin before it has synchronised
+	// with a peer. Default false.
+	Joining bool
 
 	// AllowHAApplications is the platform switch for make-ha. Default true.
 	AllowHAApplications bool

@@ -138,7 +138,14 @@ func (p *plan) setLB(i int, lb bool) error {
 		delete(p.cv.ports[g.Node], g.LBPort)
 		g.LBPort = 0
 		g.Head = false
-		g.RotatedOut = false
+		if g.RotatedOut {
+			// A web gear always serves: routers that saw it rotate out
+			// must hear that it is back.
+			g.RotatedOut = false
+			e := p.event(state.ActionRotateIn)
+			e.GearID = g.ID
+			p.events = append(p.events, e)
+		}
 	}
 	return nil
 }

@@ -226,7 +226,20 @@ func (b *Broker) deleteUser(w http.ResponseWriter, r *http.Request, u *state.Use
 			return errorf(http.StatusConflict, 128, "User '%s' still owns domain '%s'; delete its domains first.", login, d.Name)
 		}
 	}
-	if _, err := b.st.Delete(r.Context(), state.BucketUsers, login); err != nil {
+	// The user's API tokens go with it: a user created later under the
+	// same login must not inherit them.
+	ops := []store.Op{{Bucket: state.BucketUsers, Key: login, Delete: true}}
+	tokens, err := b.st.List(state.BucketTokens)
+	if err != nil {
+		return err
+	}
+	for _, rec := range tokens {
+		var t state.Token
+		if err := rec.Decode(&t); err == nil && t.Login == login {
+			ops = append(ops, store.Op{Bucket: state.BucketTokens, Key: rec.Key, Delete: true})
+		}
+	}
+	if _, err := b.st.Batch(r.Context(), ops); err != nil {
 		return err
 	}
 	reply(w, http.StatusOK, "user", nil, "User '"+login+"' deleted.")
