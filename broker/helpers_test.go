@@ -75,7 +75,7 @@ type member struct {
 
 // startMember starts a store member on a fresh address, serving the
 // internal API that anti-entropy needs. It is closed in t.Cleanup.
-func startMember(t *testing.T, name string, roles []string, zone, region string) *member {
+func startMember(t testing.TB, name string, roles []string, zone, region string) *member {
 	t.Helper()
 	ip := freshIP()
 	ln, err := net.Listen("tcp", ip+":0")
@@ -87,6 +87,10 @@ func startMember(t *testing.T, name string, roles []string, zone, region string)
 	cfg.Roles, cfg.Zone, cfg.Region = roles, zone, region
 	cfg.ClusterSecret = testSecret
 	cfg.Logger = testLogger().With().Str("member", name).Logger()
+	if _, bench := t.(*testing.B); bench {
+		// Benchmarks measure what production does: fsync every commit.
+		cfg.NoSync = false
+	}
 	st, err := store.New(cfg)
 	if err != nil {
 		ln.Close()
@@ -130,7 +134,7 @@ type clusterOpts struct {
 
 // testCluster is a broker member running a Broker and its node members.
 type testCluster struct {
-	t      *testing.T
+	t      testing.TB
 	bm     *member // the broker's member
 	st     *store.Store
 	b      *Broker
@@ -150,7 +154,7 @@ func threeZones() []nodeSpec {
 // Broker, and node members that join it and register; it returns once the
 // broker sees every node alive and registered and the bootstrap admin
 // exists.
-func newCluster(t *testing.T, o clusterOpts) *testCluster {
+func newCluster(t testing.TB, o clusterOpts) *testCluster {
 	t.Helper()
 	checkNoLeaks(t)
 	if o.nodes == nil {
@@ -173,7 +177,7 @@ func newCluster(t *testing.T, o clusterOpts) *testCluster {
 }
 
 // startBroker creates and starts a Broker on m with the test settings.
-func startBroker(t *testing.T, m *member, clock *testClock, o clusterOpts) (*Broker, string) {
+func startBroker(t testing.TB, m *member, clock *testClock, o clusterOpts) (*Broker, string) {
 	t.Helper()
 	cfg := DefaultConfig(m.st, t.TempDir())
 	cfg.APIAddr = m.ip + ":0"
@@ -253,7 +257,7 @@ func (c *testCluster) node(t testing.TB, name string) *member {
 	return nil
 }
 
-func testClient(t *testing.T) *http.Client {
+func testClient(t testing.TB) *http.Client {
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{
@@ -615,7 +619,7 @@ func distinct(gs []gearView, f func(gearView) string) int {
 // until every goroutine started since then that runs broker, store, serf
 // or memberlist code has ended. Call it before starting members, so that
 // its cleanup runs after theirs.
-func checkNoLeaks(t *testing.T) {
+func checkNoLeaks(t testing.TB) {
 	t.Helper()
 	before := ourGoroutines()
 	t.Cleanup(func() {
