@@ -40,7 +40,7 @@ func (s *Store) syncLoop() {
 		}
 		res, err := s.SyncOnce(s.ctx)
 		switch {
-		case errors.Is(err, ErrNoPeer), errors.Is(err, context.Canceled):
+		case errors.Is(err, ErrNoPeer), errors.Is(err, context.Canceled), errors.Is(err, ErrClosed):
 		case err != nil:
 			s.log.Warn().Err(err).Str("peer", res.Peer).Msg("anti-entropy round failed")
 		case res.Pulled+res.Pushed+res.Dropped > 0 || res.Full:
@@ -71,8 +71,14 @@ func (s *Store) SyncOnce(ctx context.Context) (SyncResult, error) {
 // holds newer. When this member's last sync is older than the tombstone
 // TTL it compares everything, and drops records the peer never heard of
 // that are older than the TTL: the cluster deleted and forgot them while
-// this member was away.
+// this member was away. Watchers see the dropped records as deletes.
+// Conversely, from a peer that has itself been away that long, it takes
+// no record older than the TTL that it lacks: the peer's own full resync
+// settles those.
 func (s *Store) SyncWith(ctx context.Context, addr string) (SyncResult, error) {
+	if s.isClosed() {
+		return SyncResult{}, ErrClosed
+	}
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	res := SyncResult{Peer: addr}
@@ -129,8 +135,11 @@ func (s *Store) SyncWith(ctx context.Context, addr string) (SyncResult, error) {
 		theirs[Ref{t.Bucket, t.Key}.id()] = t
 	}
 	// Forgetting is trusted only from a peer that is itself in step with
-	// the cluster; a fresh or long-gone peer knows nothing of deletes.
+	// the cluster; a fresh or long-gone peer knows nothing of deletes. A
+	// peer whose last sync is older than the TTL (stale) may hold records
+	// the cluster deleted and has since forgotten.
 	peerTrusted := peerSync > 0 && now.UnixMilli()-peerSync <= s.cfg.TombstoneTTL.Milliseconds()
+	peerStale := peerSync > 0 && !peerTrusted
 	expired := func(sm Summary) bool { return sm.Deleted && sm.Version.Wall < cutoff }
 
 	var pull, push []Ref
@@ -141,9 +150,10 @@ func (s *Store) SyncWith(ctx context.Context, addr string) (SyncResult, error) {
 		delete(theirs, id)
 		switch {
 		case ok && t.Version.Newer(m.Version):
-			if !expired(t) {
-				pull = append(pull, Ref{t.Bucket, t.Key})
-			}
+			// Also an expired tombstone: it still supersedes the older
+			// record held here, which would otherwise outlive it and
+			// come back once the peer collects it.
+			pull = append(pull, Ref{t.Bucket, t.Key})
 		case ok && m.Version.Newer(t.Version), !ok:
 			if expired(m) {
 				continue
@@ -156,9 +166,10 @@ func (s *Store) SyncWith(ctx context.Context, addr string) (SyncResult, error) {
 		}
 	}
 	for _, t := range theirs {
-		if !expired(t) {
-			pull = append(pull, Ref{t.Bucket, t.Key})
+		if expired(t) || (peerStale && t.Version.Wall < cutoff) {
+			continue
 		}
+		pull = append(pull, Ref{t.Bucket, t.Key})
 	}
 
 	if len(pull) > 0 {
@@ -183,7 +194,7 @@ func (s *Store) SyncWith(ctx context.Context, addr string) (SyncResult, error) {
 		res.Pushed = len(recs)
 	}
 	if len(forget) > 0 {
-		n, err := s.db.drop(forget, false)
+		n, err := s.db.drop(forget, false, true)
 		if err != nil {
 			return res, fmt.Errorf("anti-entropy forget: %w", err)
 		}
@@ -193,6 +204,14 @@ func (s *Store) SyncWith(ctx context.Context, addr string) (SyncResult, error) {
 		st.SyncPulled += uint64(res.Pulled)
 		st.SyncPushed += uint64(res.Pushed)
 	})
+	if peerStale && !res.Full {
+		// This member did not get the peer's old records, so the round
+		// does not make it a trusted source for the peer's full resync
+		// (nor for anyone's): a fresh member that synced only with a
+		// stale one would otherwise have it drop everything old.
+		s.count(func(st *Stats) { st.SyncRounds++ })
+		return res, nil
+	}
 	return res, s.synced(now)
 }
 

@@ -201,19 +201,27 @@ func TestWatchSeesLocalAndRemoteChanges(t *testing.T) {
 	if _, err := ms[0].st.Put(ctx, "other", "x", 1); err != nil {
 		t.Fatal(err)
 	}
+	var seen []Record
+	deadline := time.After(10 * time.Second)
+	next := func(want int) {
+		t.Helper()
+		for len(seen) < want {
+			select {
+			case <-w.C():
+				seen = append(seen, w.Next()...)
+			case <-deadline:
+				t.Fatalf("watch saw %d changes, want %d: %+v", len(seen), want, seen)
+			}
+		}
+	}
+	// Wait for the remote put before deleting: a delete issued before the
+	// put arrives races it, and whichever has the older version is never
+	// applied here, so the watch would see one change, not two.
+	next(1)
 	if _, err := ms[1].st.Delete(ctx, "apps", "a"); err != nil {
 		t.Fatal(err)
 	}
-	var seen []Record
-	deadline := time.After(10 * time.Second)
-	for len(seen) < 2 {
-		select {
-		case <-w.C():
-			seen = append(seen, w.Next()...)
-		case <-deadline:
-			t.Fatalf("watch saw %d changes, want 2: %+v", len(seen), seen)
-		}
-	}
+	next(2)
 	for _, r := range seen {
 		if r.Bucket != "apps" {
 			t.Fatalf("watch on apps saw bucket %q", r.Bucket)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -38,6 +39,15 @@ type storedRecord struct {
 type db struct {
 	path string
 	bolt *bolt.DB
+	// notify, if set, receives the records each write changed. It is
+	// called in commit order, with writeMu held, so it must not block.
+	notify func([]Record)
+
+	// writeMu makes a commit, its digest tree update and its notification
+	// one step. Without it two writers of one key could update the tree
+	// (or watchers) in the opposite order to their commits, leaving the
+	// tree describing an older version than the file holds.
+	writeMu sync.Mutex
 
 	mu   sync.RWMutex // guards tree
 	tree *tree
@@ -48,13 +58,26 @@ type db struct {
 // locked by another process gives a clear error.
 func openDB(path string, noSync bool) (d *db, err error) {
 	// bbolt may panic on a file whose meta pages check out but whose other
-	// pages are garbage; a damaged state file must be an error, not a crash.
+	// pages are garbage, and a file truncated below the pages its meta
+	// names faults (SIGBUS) when bbolt reads its mapping past the end of
+	// the file. SetPanicOnFault turns that fault into a panic on this
+	// goroutine, and load below reads every page in use, so a damaged
+	// state file is an error here, never a crash later.
+	var b *bolt.DB
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("open state db %s: file is corrupted: %v", path, r)
+			if b != nil {
+				b.Close()
+			}
+			why := fmt.Sprint(r)
+			if _, fault := r.(interface{ Addr() uintptr }); fault {
+				why = "a page lies past the end of the file (truncated?)"
+			}
+			d, err = nil, fmt.Errorf("open state db %s: file is corrupted: %s; move it away or point --data-dir elsewhere", path, why)
 		}
 	}()
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: noSync})
+	b, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: noSync})
 	if err != nil {
 		switch {
 		case errors.Is(err, berrors.ErrTimeout):
@@ -78,7 +101,7 @@ func openDB(path string, noSync bool) (d *db, err error) {
 }
 
 func (d *db) init() error {
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(metaBucket)
 		if meta == nil {
 			empty := true
@@ -107,7 +130,7 @@ func (d *db) init() error {
 
 // load builds the digest tree from the file.
 func (d *db) load() error {
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(recordsBucket).ForEachBucket(func(name []byte) error {
 			bucket := string(name)
 			return tx.Bucket(recordsBucket).Bucket(name).ForEach(func(k, v []byte) error {
@@ -128,11 +151,24 @@ func (d *db) load() error {
 
 func (d *db) close() error { return d.bolt.Close() }
 
+// view and update run bbolt transactions; on a closed file they return
+// ErrClosed.
+func (d *db) view(fn func(*bolt.Tx) error) error { return closedErr(d.bolt.View(fn)) }
+
+func (d *db) update(fn func(*bolt.Tx) error) error { return closedErr(d.bolt.Update(fn)) }
+
+func closedErr(err error) error {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
 // get returns the record for bucket/key, tombstones included.
 func (d *db) get(bucket, key string) (Record, bool, error) {
 	var rec Record
 	var found bool
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(recordsBucket).Bucket([]byte(bucket))
 		if b == nil {
 			return nil
@@ -155,7 +191,7 @@ func (d *db) get(bucket, key string) (Record, bool, error) {
 // getMany returns the records named by refs that exist, tombstones included.
 func (d *db) getMany(refs []Ref) ([]Record, error) {
 	out := make([]Record, 0, len(refs))
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		for _, r := range refs {
 			b := tx.Bucket(recordsBucket).Bucket([]byte(r.Bucket))
 			if b == nil {
@@ -179,7 +215,7 @@ func (d *db) getMany(refs []Ref) ([]Record, error) {
 // list returns the live records of bucket sorted by key.
 func (d *db) list(bucket string) ([]Record, error) {
 	var out []Record
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(recordsBucket).Bucket([]byte(bucket))
 		if b == nil {
 			return nil
@@ -201,7 +237,7 @@ func (d *db) list(bucket string) ([]Record, error) {
 // dump returns every record, tombstones included, sorted by bucket and key.
 func (d *db) dump() ([]Record, error) {
 	var out []Record
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(recordsBucket).ForEachBucket(func(name []byte) error {
 			return tx.Bucket(recordsBucket).Bucket(name).ForEach(func(k, v []byte) error {
 				var sr storedRecord
@@ -224,8 +260,10 @@ func (d *db) merge(recs []Record) ([]Record, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
 	var applied []Record
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		applied = applied[:0]
 		root := tx.Bucket(recordsBucket)
 		for _, r := range recs {
@@ -268,6 +306,9 @@ func (d *db) merge(recs []Record) ([]Record, error) {
 		d.tree.set(r.Summary())
 	}
 	d.mu.Unlock()
+	if d.notify != nil && len(applied) > 0 {
+		d.notify(applied)
+	}
 	return applied, nil
 }
 
@@ -285,18 +326,21 @@ func (d *db) collect(cutoff time.Time) (int, error) {
 		}
 	}
 	d.mu.RUnlock()
-	return d.drop(victims, true)
+	return d.drop(victims, true, false)
 }
 
 // drop removes the records named by victims, provided they still hold the
 // version given (a newer write in between wins). With onlyTombstones,
-// live records are left alone.
-func (d *db) drop(victims []Summary, onlyTombstones bool) (int, error) {
+// live records are left alone. With notify, the records removed are
+// reported as tombstones that carry the removed record's version.
+func (d *db) drop(victims []Summary, onlyTombstones, notify bool) (int, error) {
 	if len(victims) == 0 {
 		return 0, nil
 	}
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
 	var removed []Summary
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		removed = removed[:0]
 		root := tx.Bucket(recordsBucket)
 		for _, s := range victims {
@@ -330,13 +374,20 @@ func (d *db) drop(victims []Summary, onlyTombstones bool) (int, error) {
 		d.tree.remove(s.Bucket, s.Key)
 	}
 	d.mu.Unlock()
+	if notify && d.notify != nil && len(removed) > 0 {
+		gone := make([]Record, len(removed))
+		for i, s := range removed {
+			gone[i] = Record{Bucket: s.Bucket, Key: s.Key, Version: s.Version, Deleted: true}
+		}
+		d.notify(gone)
+	}
 	return len(removed), nil
 }
 
 // lastSync returns when anti-entropy last completed, zero if never.
 func (d *db) lastSync() time.Time {
 	var t time.Time
-	d.bolt.View(func(tx *bolt.Tx) error {
+	d.view(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(metaBucket).Get(lastSyncKey); len(v) == 8 {
 			t = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
 		}
@@ -346,7 +397,7 @@ func (d *db) lastSync() time.Time {
 }
 
 func (d *db) setLastSync(t time.Time) error {
-	return d.bolt.Update(func(tx *bolt.Tx) error {
+	return d.update(func(tx *bolt.Tx) error {
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], uint64(t.UnixMilli()))
 		return tx.Bucket(metaBucket).Put(lastSyncKey, v[:])

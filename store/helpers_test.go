@@ -1,13 +1,17 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,32 +99,51 @@ func (m *testMember) stop() {
 	m.st.Close()
 }
 
-// startCluster starts n members on fresh addresses, all joined to the first.
+// startCluster starts n members on fresh addresses, each joined to all
+// started before it. Joining through one member would do, but then
+// whether the others hear of the newcomer promptly is up to gossip, which
+// retransmits each update only a few times in a small cluster; a member
+// that misses them waits for a push-pull exchange (every 15 s with the
+// local profile), too long on a loaded machine. The cleanup checks that
+// no goroutine outlives the members.
 func startCluster(t testing.TB, n int, opts ...memberOpts) []*testMember {
 	t.Helper()
+	checkNoLeaks(t)
 	ms := make([]*testMember, n)
+	var addrs []string
 	for i := range ms {
 		ms[i] = startMember(t, fmt.Sprintf("m%02d", i), filepath.Join(t.TempDir(), "data"), freshIP(), opts...)
 		if i > 0 {
-			if _, err := ms[i].st.Join([]string{ms[0].gossipAddr()}); err != nil {
-				t.Fatalf("join m%02d: %v", i, err)
+			if reached, err := ms[i].st.Join(addrs); reached != len(addrs) {
+				t.Fatalf("join m%02d: reached %d of %d members: %v", i, reached, len(addrs), err)
 			}
 		}
+		addrs = append(addrs, ms[i].gossipAddr())
 	}
-	waitFor(t, 20*time.Second, "all members alive everywhere", func() bool {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var views []string
+		ok := true
 		for _, m := range ms {
 			alive := 0
+			var view []string
 			for _, mm := range m.st.Members() {
+				view = append(view, mm.Name+"="+mm.Status)
 				if mm.Status == StatusAlive {
 					alive++
 				}
 			}
-			if alive != n {
-				return false
-			}
+			views = append(views, fmt.Sprintf("%s sees %v", m.cfg.Name, view))
+			ok = ok && alive == n
 		}
-		return true
-	})
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 20s waiting for all members alive everywhere: %s", strings.Join(views, "; "))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return ms
 }
 
@@ -169,4 +192,77 @@ func sameContents(t testing.TB, ms []*testMember) {
 			}
 		}
 	}
+}
+
+// fakeClock is a wall clock that tests set and advance by hand; pass its
+// Now as Config.Now. It is safe for concurrent use.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock(t time.Time) *fakeClock {
+	c := &fakeClock{}
+	c.Set(t)
+	return c
+}
+
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Set(t time.Time)         { c.ns.Store(t.UnixNano()) }
+func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// checkNoLeaks notes the goroutines running now and, in cleanup, waits
+// until every goroutine started since then that runs store, serf or
+// memberlist code has ended: nothing may outlive Close. Call it before
+// starting members, so that its cleanup runs after theirs.
+func checkNoLeaks(t testing.TB) {
+	t.Helper()
+	before := storeGoroutines()
+	t.Cleanup(func() { waitNoLeaks(t, before) })
+}
+
+// waitNoLeaks waits until no store, serf or memberlist goroutine runs
+// that is not in before, and fails the test if one still does after 20 s.
+func waitNoLeaks(t testing.TB, before map[string]string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var leaked []string
+		for id, stack := range storeGoroutines() {
+			if _, ok := before[id]; !ok {
+				leaked = append(leaked, stack)
+			}
+		}
+		if len(leaked) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d goroutines outlived Close, for example:\n%s", len(leaked), leaked[0])
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// storeGoroutines returns the stacks, by goroutine id, of the goroutines
+// that run or were started by store, serf or memberlist code.
+func storeGoroutines() map[string]string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	out := make(map[string]string)
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		stack := string(g)
+		if !strings.Contains(stack, "gearbox/store.") && !strings.Contains(stack, "hashicorp/serf") &&
+			!strings.Contains(stack, "hashicorp/memberlist") {
+			continue
+		}
+		// "goroutine 42 [select]:"
+		id, _, _ := strings.Cut(strings.TrimPrefix(stack, "goroutine "), " ")
+		out[id] = stack
+	}
+	return out
 }

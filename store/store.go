@@ -97,6 +97,8 @@ func New(cfg Config) (*Store, error) {
 		}
 	}
 	d.mu.RUnlock()
+	// Watchers hear of changes from the db, in commit order.
+	d.notify = s.watch.notify
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -231,7 +233,6 @@ func (s *Store) Batch(ctx context.Context, ops []Op) ([]Version, error) {
 	if err != nil {
 		return nil, fmt.Errorf("write state: %w", err)
 	}
-	s.watch.notify(applied)
 	for _, r := range applied {
 		s.broadcast(r)
 	}
@@ -315,7 +316,6 @@ func (s *Store) Merge(recs []Record) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("merge state: %w", err)
 	}
-	s.watch.notify(applied)
 	return applied, nil
 }
 

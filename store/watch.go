@@ -17,11 +17,14 @@ type Watch struct {
 	closed  bool
 }
 
-// C is signalled when changes are queued.
+// C is signalled when changes are queued, and closed by Close.
 func (w *Watch) C() <-chan struct{} { return w.c }
 
 // Next returns and clears the queued changes, oldest first. Tombstones are
-// included (Deleted set) so that watchers see deletes.
+// included (Deleted set) so that watchers see deletes. Records that a full
+// resynchronisation drops (the cluster deleted them and has since
+// forgotten the delete) come as tombstones carrying the dropped record's
+// version.
 func (w *Watch) Next() []Record {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -30,19 +33,23 @@ func (w *Watch) Next() []Record {
 	return p
 }
 
-// Close stops the watch. It is safe to call twice.
+// Close stops the watch and closes C, so that a reader ranging over C
+// ends. Changes still queued are discarded. It is safe to call twice.
 func (w *Watch) Close() {
 	w.w.remove(w)
 	w.mu.Lock()
-	w.closed = true
-	w.pending = nil
-	w.mu.Unlock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.closed = true
+		w.pending = nil
+		close(w.c)
+	}
 }
 
 func (w *Watch) push(recs []Record) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.closed {
-		w.mu.Unlock()
 		return
 	}
 	n := len(w.pending)
@@ -51,9 +58,8 @@ func (w *Watch) push(recs []Record) {
 			w.pending = append(w.pending, r)
 		}
 	}
-	added := len(w.pending) > n
-	w.mu.Unlock()
-	if added {
+	// Signalled under mu, so that Close cannot close C in between.
+	if len(w.pending) > n {
 		select {
 		case w.c <- struct{}{}:
 		default:

@@ -1,0 +1,249 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func withSecret(secret string) memberOpts {
+	return func(c *Config) { c.ClusterSecret = secret }
+}
+
+func withGossipKey(key []byte) memberOpts {
+	return func(c *Config) { c.EncryptKey = key }
+}
+
+// TestInternalAPIRequiresTheSecret calls every endpoint of the internal
+// API without the cluster secret, or with a wrong one, and expects 401
+// and no change of state; with the secret each call succeeds.
+func TestInternalAPIRequiresTheSecret(t *testing.T) {
+	const secret = "s3cret-cluster-key"
+	st := newTestStore(t, "m1", withSecret(secret))
+	if _, err := st.Put(context.Background(), "apps", "private", "do not leak"); err != nil {
+		t.Fatal(err)
+	}
+	h := RequireSecret(secret, st.Handler())
+	putBody := func(key string) string {
+		return `{"records":[{"b":"apps","k":"` + key + `","v":"injected","ver":{"w":99999999999999,"m":"intruder"}}]}`
+	}
+	endpoints := []struct {
+		method, path, body string
+	}{
+		{http.MethodGet, PathMembers, ""},
+		{http.MethodGet, pathStatus, ""},
+		{http.MethodPost, pathDigest, `{"prefixes":[""]}`},
+		{http.MethodPost, pathSummaries, `{"prefixes":[""]}`},
+		{http.MethodPost, pathGet, `{"refs":[{"b":"apps","k":"private"}]}`},
+		{http.MethodPost, pathPut, putBody("private")},
+		{http.MethodPost, pathPut, putBody("injected")},
+	}
+	auths := []struct {
+		name, header string
+	}{
+		{"no header", ""},
+		{"wrong secret", "Bearer wrong"},
+		{"empty secret", "Bearer "},
+		{"secret without scheme", secret},
+		{"prefix of the secret", "Bearer " + secret[:len(secret)-1]},
+		{"secret with a suffix", "Bearer " + secret + "x"},
+		{"basic auth", "Basic " + base64.StdEncoding.EncodeToString([]byte("gearbox:"+secret))},
+	}
+	do := func(method, path, body, auth string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	digest, n := st.Digest(), st.Len()
+	for _, a := range auths {
+		t.Run(a.name, func(t *testing.T) {
+			for _, e := range endpoints {
+				rec := do(e.method, e.path, e.body, a.header)
+				if rec.Code != http.StatusUnauthorized {
+					t.Errorf("%s %s: status %d, want 401", e.method, e.path, rec.Code)
+				}
+				if body := rec.Body.String(); strings.Contains(body, "do not leak") || strings.Contains(body, "private") {
+					t.Errorf("%s %s: refused response leaks state: %s", e.method, e.path, body)
+				}
+			}
+		})
+	}
+	if st.Digest() != digest || st.Len() != n {
+		t.Fatalf("refused calls changed the state: %d records, was %d", st.Len(), n)
+	}
+	var got string
+	if _, err := st.Get("apps", "private", &got); err != nil || got != "do not leak" {
+		t.Fatalf("record after refused puts: %q, %v", got, err)
+	}
+	if _, err := st.Get("apps", "injected", nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("refused put wrote a record: %v", err)
+	}
+
+	// With the secret, the same calls go through: the 401s above came
+	// from the missing secret, not from a wrong path.
+	for _, e := range endpoints[:5] {
+		if rec := do(e.method, e.path, e.body, "Bearer "+secret); rec.Code != http.StatusOK {
+			t.Errorf("%s %s with the secret: status %d: %s", e.method, e.path, rec.Code, rec.Body)
+		}
+	}
+	if rec := do(http.MethodPost, pathPut, putBody("injected"), "Bearer "+secret); rec.Code != http.StatusOK {
+		t.Fatalf("put with the secret: status %d: %s", rec.Code, rec.Body)
+	}
+	if _, err := st.Get("apps", "injected", nil); err != nil {
+		t.Fatalf("put with the secret did not write: %v", err)
+	}
+}
+
+// TestMemberWithWrongSecretCannotReadOrWrite lets a member with another
+// cluster secret join the serf pool (gossip is not encrypted here). Its
+// events are rejected, it cannot decode the cluster's, and anti-entropy
+// fails both ways, so the states stay disjoint.
+func TestMemberWithWrongSecretCannotReadOrWrite(t *testing.T) {
+	ctx := context.Background()
+	fast := func(c *Config) { c.AntiEntropyInterval = 150 * time.Millisecond }
+	ms := startCluster(t, 2, withSecret("right secret"), fast)
+	x := startMember(t, "x", filepath.Join(t.TempDir(), "x"), freshIP(), withSecret("wrong secret"), fast)
+	if n, err := x.st.Join([]string{ms[0].gossipAddr(), ms[1].gossipAddr()}); n != 2 {
+		t.Fatalf("join the serf pool: reached %d of 2: %v", n, err)
+	}
+	waitFor(t, 20*time.Second, "x alive in everyone's view", func() bool {
+		for _, m := range ms {
+			alive := false
+			for _, mm := range m.st.Members() {
+				alive = alive || (mm.Name == "x" && mm.Status == StatusAlive)
+			}
+			if !alive {
+				return false
+			}
+		}
+		return true
+	})
+
+	base := []uint64{ms[0].st.Stats().Rejected, ms[1].st.Stats().Rejected, x.st.Stats().Rejected}
+	const writes = 3
+	for i := range writes {
+		if _, err := x.st.Put(ctx, "apps", "from-x-"+string(rune('a'+i)), i); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ms[i%2].st.Put(ctx, "apps", "from-cluster-"+string(rune('a'+i)), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 20*time.Second, "every member to reject the other side's events", func() bool {
+		for i, m := range []*testMember{ms[0], ms[1], x} {
+			if m.st.Stats().Rejected < base[i]+writes {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Anti-entropy fails both ways, with the sentinel error.
+	if _, err := x.st.SyncWith(ctx, ms[0].addr); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("x syncs with m00: %v, want ErrUnauthorized", err)
+	}
+	if _, err := ms[0].st.SyncWith(ctx, x.addr); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("m00 syncs with x: %v, want ErrUnauthorized", err)
+	}
+	if _, _, err := FetchMembers(ctx, nil, ms[1].addr, "wrong secret"); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("x asks m01 for members: %v, want ErrUnauthorized", err)
+	}
+	// Give background anti-entropy time to run: the cluster members
+	// complete rounds with each other, while every round with x, in
+	// either direction, fails.
+	for _, m := range ms {
+		before := m.st.Stats().SyncRounds
+		waitFor(t, 20*time.Second, m.cfg.Name+" to complete three more anti-entropy rounds", func() bool {
+			return m.st.Stats().SyncRounds >= before+3
+		})
+	}
+	waitFor(t, 20*time.Second, "the cluster to converge", func() bool { return converged(ms) })
+
+	if got := x.st.Stats().SyncRounds; got != 0 {
+		t.Fatalf("x completed %d anti-entropy rounds", got)
+	}
+	for _, m := range append(ms, x) {
+		for _, r := range mustDump(t, m.st) {
+			if fromX := strings.HasPrefix(r.Key, "from-x-"); fromX != (m == x) {
+				t.Fatalf("%s holds %s", m.cfg.Name, r.Key)
+			}
+		}
+	}
+	if x.st.Len() != writes || ms[0].st.Len() != writes {
+		t.Fatalf("x holds %d records, m00 %d; want %d each", x.st.Len(), ms[0].st.Len(), writes)
+	}
+}
+
+// TestMemberWithWrongGossipKeyCannotJoin runs an encrypted cluster and
+// members with another key, or none, that try to join it.
+func TestMemberWithWrongGossipKeyCannotJoin(t *testing.T) {
+	ctx := context.Background()
+	key := bytes.Repeat([]byte{7}, 32)
+	const secret = "same secret everywhere"
+	ms := startCluster(t, 2, withGossipKey(key), withSecret(secret))
+	if _, err := ms[0].st.Put(ctx, "apps", "before", 1); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		key      []byte
+		wantJoin bool
+	}{
+		{"same key", key, true},
+		{"other 16-byte key", bytes.Repeat([]byte{7}, 16), false},
+		{"other 32-byte key", append(bytes.Repeat([]byte{7}, 31), 8), false},
+		{"no key", nil, false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name := "joiner" + string(rune('a'+i))
+			x := startMember(t, name, filepath.Join(t.TempDir(), name), freshIP(), withGossipKey(tt.key), withSecret(secret))
+			n, err := x.st.Join([]string{ms[0].gossipAddr(), ms[1].gossipAddr()})
+			if tt.wantJoin {
+				if err != nil || n != 2 {
+					t.Fatalf("join with the cluster's key: reached %d, %v", n, err)
+				}
+				waitFor(t, 20*time.Second, "the records to reach the new member", func() bool { return converged(append(ms, x)) })
+				return
+			}
+			if err == nil || n != 0 {
+				t.Fatalf("join with the wrong key: reached %d, err %v; want an error", n, err)
+			}
+			// A write that reaches both cluster members by gossip does not
+			// reach x, and nobody lists x.
+			key := "after-" + name
+			if _, err := ms[1].st.Put(ctx, "apps", key, 1); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 20*time.Second, key+" on both cluster members", func() bool {
+				_, err := ms[0].st.Get("apps", key, nil)
+				return err == nil && converged(ms)
+			})
+			if x.st.Len() != 0 {
+				t.Fatalf("%s holds %d records", name, x.st.Len())
+			}
+			if got := len(x.st.Members()); got != 1 {
+				t.Fatalf("%s sees %d members", name, got)
+			}
+			for _, m := range ms {
+				for _, mm := range m.st.Members() {
+					if mm.Name == name {
+						t.Fatalf("%s lists %s as %s", m.cfg.Name, name, mm.Status)
+					}
+				}
+			}
+			x.stop()
+		})
+	}
+}
