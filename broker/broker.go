@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -152,7 +153,9 @@ func (b *Broker) Start(ctx context.Context) error {
 		Handler:           b.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          nil,
+		// TLS handshake and other connection errors are the client's;
+		// they go to the debug log, not to stderr.
+		ErrorLog: stdlog.New(debugWriter{b.log}, "", 0),
 	}
 	b.wg.Add(2)
 	go func() {
@@ -269,10 +272,19 @@ func (b *Broker) handle(fn call, public bool) http.HandlerFunc {
 func (b *Broker) bootstrapLoop() {
 	defer b.wg.Done()
 	changes := b.st.MemberChanges()
+	var lastGC time.Time
 	for {
 		if b.isLeader() {
 			if err := b.bootstrapOnce(b.ctx); err != nil && b.ctx.Err() == nil {
 				b.log.Error().Err(err).Msg("bootstrap admin failed")
+			}
+			if now := b.cfg.Now(); now.Sub(lastGC) >= tokenGCInterval {
+				lastGC = now
+				if n, err := b.collectTokens(b.ctx); err != nil && b.ctx.Err() == nil {
+					b.log.Warn().Err(err).Msg("collect expired tokens failed")
+				} else if n > 0 {
+					b.log.Info().Int("tokens", n).Msg("expired tokens deleted")
+				}
 			}
 		}
 		select {
@@ -385,3 +397,40 @@ func list[T any](st *store.Store, bucket string) ([]T, error) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// tokenGCInterval is how often the leader deletes expired API tokens.
+const tokenGCInterval = 10 * time.Minute
+
+// collectTokens deletes expired API tokens and returns how many.
+func (b *Broker) collectTokens(ctx context.Context) (int, error) {
+	recs, err := b.st.List(state.BucketTokens)
+	if err != nil {
+		return 0, err
+	}
+	now := b.cfg.Now()
+	var ops []store.Op
+	for _, r := range recs {
+		var t state.Token
+		if err := r.Decode(&t); err != nil {
+			continue
+		}
+		if !t.ExpiresAt.IsZero() && now.After(t.ExpiresAt) {
+			ops = append(ops, store.Op{Bucket: state.BucketTokens, Key: r.Key, Delete: true})
+		}
+	}
+	if len(ops) == 0 {
+		return 0, nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, err = b.st.Batch(ctx, ops)
+	return len(ops), err
+}
+
+// debugWriter logs each line written to it at debug level.
+type debugWriter struct{ log zerolog.Logger }
+
+func (w debugWriter) Write(p []byte) (int, error) {
+	w.log.Debug().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"net/http"
+	"slices"
 
 	"gearbox/store"
 	"gearbox/store/state"
@@ -92,6 +93,12 @@ func (p *plan) addGear() error {
 	}
 	lb := p.app.Scalable && p.lbCount() < lbTarget(p.app, len(p.gears)+1)
 	node, err := p.policy().Place(p.cv.nodes, p.placement(), lb)
+	if err != nil && lb && errors.Is(err, ErrNoNodes) && p.lbCount() >= max(p.app.LBMin, 1) {
+		// The minimum is met: an LB gear the multiplier asks for waits
+		// for a node without one, and the app still gets its web gear.
+		lb = false
+		node, err = p.policy().Place(p.cv.nodes, p.placement(), false)
+	}
 	if err != nil {
 		return placementErr(err)
 	}
@@ -224,20 +231,27 @@ func (p *plan) removeGear() error {
 func (p *plan) rebalanceLBs() error {
 	added, missing := 0, lbTarget(p.app, len(p.gears))-p.lbCount()
 	for p.lbCount() < lbTarget(p.app, len(p.gears)) {
-		i := p.promotable()
-		if i < 0 {
-			if added < missing && (p.app.ScalesTo < 0 || len(p.gears) < p.app.ScalesTo) {
-				if err := p.addGear(); err != nil {
-					return err
-				}
-				added++
-				continue
+		if i := p.promotable(); i >= 0 {
+			if err := p.setLB(i, true); err != nil {
+				return err
 			}
-			return errorf(http.StatusUnprocessableEntity, 140, "No gear of application '%s' can become a load balancer: every node holding its gears already holds one of its LB gears.", p.app.Name)
+			continue
 		}
-		if err := p.setLB(i, true); err != nil {
-			return err
+		if p.lbCount() >= max(p.app.LBMin, 1) {
+			// Extra LB gears of the multiplier are best effort: they
+			// wait for a node without one.
+			break
 		}
+		// The minimum is not met and no gear can become an LB gear:
+		// add one where placement finds room.
+		if added < missing && (p.app.ScalesTo < 0 || len(p.gears) < p.app.ScalesTo) {
+			if err := p.addGear(); err != nil {
+				return err
+			}
+			added++
+			continue
+		}
+		return errorf(http.StatusUnprocessableEntity, 140, "No gear of application '%s' can become a load balancer: every node holding its gears already holds one of its LB gears.", p.app.Name)
 	}
 	target := lbTarget(p.app, len(p.gears))
 	for i := len(p.gears) - 1; i >= 0 && p.lbCount() > target; i-- {
@@ -281,7 +295,11 @@ func (p *plan) zone(node string) string {
 
 // updateRotation applies the gear ratio: LB gears stop serving requests
 // themselves once the app has enough gears.
-func (p *plan) updateRotation() {
+//
+// It returns the rotate_in and rotate_out events apart, so that finish can
+// order them around the endpoint changes: a routing layer applying events
+// in order never has fewer serving gears than before or after.
+func (p *plan) updateRotation() (in, out []state.RoutingEvent) {
 	rot := rotatedOut(len(p.gears), p.lbCount(), appGearRatio(p.app, p.b.cfg.GearRatio))
 	for i := range p.gears {
 		g := &p.gears[i]
@@ -291,14 +309,17 @@ func (p *plan) updateRotation() {
 		}
 		g.RotatedOut = want
 		p.dirty[g.ID] = true
-		action := state.ActionRotateIn
 		if want {
-			action = state.ActionRotateOut
+			e := p.event(state.ActionRotateOut)
+			e.GearID = g.ID
+			out = append(out, e)
+		} else {
+			e := p.event(state.ActionRotateIn)
+			e.GearID = g.ID
+			in = append(in, e)
 		}
-		e := p.event(action)
-		e.GearID = g.ID
-		p.events = append(p.events, e)
 	}
+	return in, out
 }
 
 // scaleTo adds or removes gears until the app has n.
@@ -321,8 +342,16 @@ func (p *plan) finish() ([]store.Op, []state.RoutingEvent, error) {
 	if err := p.rebalanceLBs(); err != nil {
 		return nil, nil, err
 	}
-	p.updateRotation()
-	// New gears announce their web endpoint after the LB changes above.
+	rotIn, rotOut := p.updateRotation()
+	// Order: gears rotating in first, then the endpoint changes, then new
+	// gears' web endpoints, then gears rotating out.
+	// App-level events (create_application, enable_ha, disable_ha) stay
+	// first: they say what the gear events that follow are about.
+	lead := 0
+	for lead < len(p.events) && appLevel(p.events[lead].Action) {
+		lead++
+	}
+	p.events = slices.Concat(p.events[:lead], rotIn, p.events[lead:])
 	for _, g := range p.gears {
 		if p.dirty[g.ID] && g.Ordinal > 0 && isNew(p.cv.gears, g.ID) {
 			e := p.event(state.ActionAddPublicEndpoint)
@@ -330,6 +359,7 @@ func (p *plan) finish() ([]store.Op, []state.RoutingEvent, error) {
 			p.events = append(p.events, e)
 		}
 	}
+	p.events = append(p.events, rotOut...)
 	ops := []store.Op{{Bucket: state.BucketApps, Key: state.AppKey(p.app.Domain, p.app.Name), Value: p.app}}
 	for _, g := range p.gears {
 		if p.dirty[g.ID] {
@@ -351,4 +381,12 @@ func isNew(existing []state.Gear, id string) bool {
 		}
 	}
 	return true
+}
+
+func appLevel(action string) bool {
+	switch action {
+	case state.ActionCreateApplication, state.ActionEnableHA, state.ActionDisableHA:
+		return true
+	}
+	return false
 }

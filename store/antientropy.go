@@ -30,6 +30,7 @@ func (s *Store) triggerSync() {
 
 func (s *Store) syncLoop() {
 	defer s.wg.Done()
+	var lastWarn time.Time
 	s.triggerSync()
 	for {
 		select {
@@ -42,7 +43,13 @@ func (s *Store) syncLoop() {
 		switch {
 		case errors.Is(err, ErrNoPeer), errors.Is(err, context.Canceled), errors.Is(err, ErrClosed):
 		case err != nil:
-			s.log.Warn().Err(err).Str("peer", res.Peer).Msg("anti-entropy round failed")
+			// A peer that just died stays "alive" for a few rounds:
+			// warn once a minute, the rest at debug level.
+			ev := s.log.Debug()
+			if now := time.Now(); now.Sub(lastWarn) >= time.Minute {
+				ev, lastWarn = s.log.Warn(), now
+			}
+			ev.Err(err).Str("peer", res.Peer).Msg("anti-entropy round failed")
 		case res.Pulled+res.Pushed+res.Dropped > 0 || res.Full:
 			s.log.Info().Str("peer", res.Peer).Bool("full", res.Full).Int("leaves", res.Leaves).
 				Int("pulled", res.Pulled).Int("pushed", res.Pushed).Int("dropped", res.Dropped).Msg("anti-entropy repaired state")

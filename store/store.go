@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -155,7 +157,7 @@ func (s *Store) Start(ctx context.Context) error {
 	s.serf = sf
 	s.started = true
 	lm := sf.LocalMember()
-	s.log.Info().Str("member", s.cfg.Name).Str("gossip", fmt.Sprintf("%s:%d", lm.Addr, lm.Port)).
+	s.log.Info().Str("member", s.cfg.Name).Str("gossip", net.JoinHostPort(lm.Addr.String(), strconv.Itoa(int(lm.Port)))).
 		Strs("roles", s.cfg.Roles).Bool("gossip_encrypted", len(s.cfg.EncryptKey) > 0).
 		Int("records", s.db.count()).Msg("store started")
 
