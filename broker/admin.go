@@ -32,28 +32,16 @@ func (b *Broker) updateApp(w http.ResponseWriter, r *http.Request, u *state.User
 	if err != nil {
 		return err
 	}
-	cv, err := b.loadCluster()
-	if err != nil {
-		return err
-	}
-	pl, err := b.newPlan(cv, owner, a)
+	pl, err := b.planFor(owner, a)
 	if err != nil {
 		return err
 	}
 	a.HAMultiplier = m
-	ops, events, err := pl.finish()
-	if err != nil {
-		return err
-	}
-	if err := b.commit(r.Context(), ops, events); err != nil {
+	if err := b.apply(r.Context(), pl); err != nil {
 		return err
 	}
 	b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Int("ha_multiplier", m).Msg("ha multiplier set")
-	// Report the gears as committed: cv is the view before the change.
-	if cv, err = b.loadCluster(); err != nil {
-		return err
-	}
-	v, err := b.appView(a, cv, false)
+	v, err := b.currentView(a, false)
 	if err != nil {
 		return err
 	}

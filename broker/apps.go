@@ -107,6 +107,15 @@ func (b *Broker) appView(a *state.App, cv *clusterView, withGears bool) (appView
 	return v, nil
 }
 
+// currentView reports app a as committed, reloading the cluster view.
+func (b *Broker) currentView(a *state.App, withGears bool) (appView, error) {
+	cv, err := b.loadCluster()
+	if err != nil {
+		return appView{}, err
+	}
+	return b.appView(a, cv, withGears)
+}
+
 func (b *Broker) gearStatuses() (map[string]state.GearStatus, error) {
 	ss, err := list[state.GearStatus](b.st, state.BucketGearStatus)
 	if err != nil {
@@ -285,11 +294,7 @@ func (b *Broker) createApp(w http.ResponseWriter, r *http.Request, u *state.User
 			return err
 		}
 	}
-	cv, err := b.loadCluster()
-	if err != nil {
-		return err
-	}
-	pl, err := b.newPlan(cv, owner, a)
+	pl, err := b.planFor(owner, a)
 	if err != nil {
 		return err
 	}
@@ -305,19 +310,11 @@ func (b *Broker) createApp(w http.ResponseWriter, r *http.Request, u *state.User
 			return err
 		}
 	}
-	ops, events, err := pl.finish()
-	if err != nil {
-		return err
-	}
-	if err := b.commit(r.Context(), ops, events); err != nil {
+	if err := b.apply(r.Context(), pl); err != nil {
 		return err
 	}
 	b.log.Info().Str("app", name).Str("domain", ns).Bool("scalable", scale).Bool("ha", ha).Int("gears", len(pl.gears)).Msg("application created")
-	cv, err = b.loadCluster()
-	if err != nil {
-		return err
-	}
-	v, err := b.appView(a, cv, true)
+	v, err := b.currentView(a, true)
 	if err != nil {
 		return err
 	}
@@ -387,11 +384,7 @@ func (b *Broker) appEvent(w http.ResponseWriter, r *http.Request, u *state.User,
 	if err != nil {
 		return err
 	}
-	cv, err := b.loadCluster()
-	if err != nil {
-		return err
-	}
-	pl, err := b.newPlan(cv, owner, a)
+	pl, err := b.planFor(owner, a)
 	if err != nil {
 		return err
 	}
@@ -436,19 +429,11 @@ func (b *Broker) appEvent(w http.ResponseWriter, r *http.Request, u *state.User,
 	if err != nil {
 		return err
 	}
-	ops, events, err := pl.finish()
-	if err != nil {
-		return err
-	}
-	if err := b.commit(r.Context(), ops, events); err != nil {
+	if err := b.apply(r.Context(), pl); err != nil {
 		return err
 	}
 	b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("event", ev).Int("gears", len(pl.gears)).Msg("application event")
-	cv, err = b.loadCluster()
-	if err != nil {
-		return err
-	}
-	v, err := b.appView(a, cv, true)
+	v, err := b.currentView(a, true)
 	if err != nil {
 		return err
 	}

@@ -107,11 +107,7 @@ func (b *Broker) scaleCartridge(w http.ResponseWriter, r *http.Request, u *state
 	case to > owner.Capabilities.MaxGears || from > owner.Capabilities.MaxGears:
 		return fieldErr("scales_to", 104, "Cannot set the gear limit beyond '%d': user '%s' may have at most %d gears.", owner.Capabilities.MaxGears, owner.Login, owner.Capabilities.MaxGears)
 	}
-	cv, err := b.loadCluster()
-	if err != nil {
-		return err
-	}
-	pl, err := b.newPlan(cv, owner, a)
+	pl, err := b.planFor(owner, a)
 	if err != nil {
 		return err
 	}
@@ -123,11 +119,7 @@ func (b *Broker) scaleCartridge(w http.ResponseWriter, r *http.Request, u *state
 	if err := pl.scaleTo(n); err != nil {
 		return err
 	}
-	ops, events, err := pl.finish()
-	if err != nil {
-		return err
-	}
-	if err := b.commit(r.Context(), ops, events); err != nil {
+	if err := b.apply(r.Context(), pl); err != nil {
 		return err
 	}
 	b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Int("scales_from", from).Int("scales_to", to).Int("gears", len(pl.gears)).Msg("scale limits set")

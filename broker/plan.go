@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"slices"
@@ -45,6 +46,24 @@ func (b *Broker) newPlan(cv *clusterView, owner *state.User, app *state.App) (*p
 	}
 	p.budget = owner.Capabilities.MaxGears - used
 	return p, nil
+}
+
+// planFor loads the cluster and starts a plan for app a owned by owner.
+func (b *Broker) planFor(owner *state.User, a *state.App) (*plan, error) {
+	cv, err := b.loadCluster()
+	if err != nil {
+		return nil, err
+	}
+	return b.newPlan(cv, owner, a)
+}
+
+// apply finishes pl and commits its writes and routing events.
+func (b *Broker) apply(ctx context.Context, pl *plan) error {
+	ops, events, err := pl.finish()
+	if err != nil {
+		return err
+	}
+	return b.commit(ctx, ops, events)
 }
 
 func (p *plan) event(action string) state.RoutingEvent {
