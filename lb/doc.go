@@ -1,0 +1,38 @@
+// Package lb is gearbox's in-process HTTP load balancer, used by LB gears
+// (one Pool per app, balancing over the app's web gears) and by routers
+// (one Pool per HA app, balancing over its LB gears).
+//
+// A Pool is an http.Handler. It keeps a set of backends, checks them
+// actively (GET a health path every 2 s, rise 3, fall 2) and passively (a
+// failed connection marks a backend down at once), balances requests by
+// least connections or round robin, pins browsers to a backend with an
+// affinity cookie, retries requests that never reached a backend, drains
+// backends gracefully, rotates the LB gear's own web gear out when the
+// broker asks, and serves a status page.
+//
+// Defaults follow OpenShift's haproxy cartridge (balance leastconn;
+// option httpchk GET / expecting 2xx, 3xx or 401; check inter 2000 rise 3
+// fall 2; cookie GEAR insert indirect nocache; retries 3 with redispatch;
+// timeouts connect 10 s, client and server 1 min). Where the Pool differs,
+// it does so on purpose:
+//
+//   - A retry never replays a request that reached a backend: only requests
+//     that failed before any of their bytes were written to a backend
+//     connection are sent elsewhere, whatever their method, bodies included
+//     (an unread body is handed to the next backend).
+//   - The cookie value is an HMAC of the backend id keyed with a shared
+//     secret, so every LB and router with the same secret agrees on it and a
+//     client cannot forge one that points at a chosen backend.
+//   - Connections to backends are kept alive (the cartridge used
+//     http-server-close), and a response that has started streaming is not
+//     cut by the server timeout, so long polls, server-sent events and
+//     WebSockets work.
+//
+// The one replay this package does not control is net/http's own: like
+// browsers, http.Transport resends an idempotent request (GET, HEAD,
+// OPTIONS, TRACE without a body) once when a reused keep-alive connection
+// turns out to have been closed by the backend before it answered. RFC 9110
+// section 9.2.2 allows it; requests with other methods are never resent.
+//
+// lb imports the standard library and zerolog only, and no gearbox package.
+package lb

@@ -1,0 +1,201 @@
+package lb
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRiseFall(t *testing.T) {
+	// Each step sets the status the health path answers, runs one round of
+	// checks and says whether the backend is then up.
+	type step struct {
+		status int
+		up     bool
+	}
+	tests := []struct {
+		name      string
+		startDown bool
+		steps     []step
+	}{
+		{"up until fall 2", false, []step{{200, true}, {500, true}, {500, false}}},
+		{"a pass resets fall", false, []step{{500, true}, {200, true}, {500, true}, {200, true}, {500, true}, {500, false}}},
+		{"down needs rise 3", false, []step{{503, true}, {503, false}, {200, false}, {200, false}, {200, true}}},
+		{"a failure resets rise", false, []step{{503, true}, {503, false}, {200, false}, {200, false}, {503, false}, {200, false}, {200, false}, {200, true}}},
+		{"start down", true, []step{{200, false}, {200, false}, {200, true}, {500, true}, {500, false}}},
+		{"401 and 3xx pass", true, []step{{401, false}, {302, false}, {301, true}, {401, true}, {304, true}}},
+		{"404 fails", false, []step{{404, true}, {404, false}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			be := newTestBackend(t, "a")
+			cfg := testConfig(newFakeClock())
+			cfg.StartDown = tt.startDown
+			cfg.Backends = []Backend{be.backend()}
+			p := newTestPool(t, cfg)
+			b := backendByID(t, p, "a")
+			if got := b.healthy.Load(); got == tt.startDown {
+				t.Fatalf("before any check: up = %v, want %v", got, !tt.startDown)
+			}
+			for i, s := range tt.steps {
+				be.health.Store(int32(s.status))
+				p.checkOnce(ctx)
+				if got := b.healthy.Load(); got != s.up {
+					t.Fatalf("step %d (status %d): up = %v, want %v", i, s.status, got, s.up)
+				}
+			}
+			if got, want := be.checks.Load(), int64(len(tt.steps)); got != want {
+				t.Errorf("backend saw %d checks, want %d", got, want)
+			}
+		})
+	}
+}
+
+func TestHealthExpect(t *testing.T) {
+	tests := []struct {
+		expect []string
+		pass   []int
+		fail   []int
+	}{
+		{nil, []int{200, 204, 301, 302, 307, 401}, []int{400, 403, 404, 500, 502, 503}},
+		{[]string{"200"}, []int{200}, []int{204, 301, 401, 500}},
+		{[]string{"2xx", "404"}, []int{200, 299, 404}, []int{301, 401, 403, 500}},
+		{[]string{"5XX"}, []int{500, 503}, []int{200, 401}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.expect, ","), func(t *testing.T) {
+			be := newTestBackend(t, "a")
+			cfg := testConfig(newFakeClock())
+			cfg.HealthExpect = tt.expect
+			cfg.Backends = []Backend{be.backend()}
+			p := newTestPool(t, cfg)
+			b := backendByID(t, p, "a")
+			for _, want := range []bool{true, false} {
+				codes := tt.pass
+				if !want {
+					codes = tt.fail
+				}
+				for _, code := range codes {
+					be.health.Store(int32(code))
+					res := p.probe(ctx, b)
+					if res.OK != want || res.Status != code {
+						t.Errorf("status %d: ok = %v (status %d), want %v", code, res.OK, res.Status, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestHealthRequest(t *testing.T) {
+	be := newTestBackend(t, "a")
+	var path, host, method string
+	be.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path, host, method = r.URL.Path, r.Host, r.Method
+		w.WriteHeader(http.StatusFound)
+	})
+	cfg := testConfig(newFakeClock())
+	cfg.HealthPath = "/ping"
+	cfg.HealthHost = "app-ns.example.com"
+	cfg.Backends = []Backend{be.backend()}
+	p := newTestPool(t, cfg)
+	res := p.probe(ctx, backendByID(t, p, "a"))
+	if !res.OK || res.Status != http.StatusFound {
+		t.Errorf("check = %+v, want a passed 302 (redirects are not followed)", res)
+	}
+	if path != "/ping" || host != "app-ns.example.com" || method != http.MethodGet {
+		t.Errorf("check was %s %s with Host %q, want GET /ping with Host app-ns.example.com", method, path, host)
+	}
+}
+
+func TestHealthDefaultHostIsAddress(t *testing.T) {
+	be := newTestBackend(t, "a")
+	var host string
+	be.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { host = r.Host })
+	cfg := testConfig(newFakeClock())
+	cfg.Backends = []Backend{be.backend()}
+	p := newTestPool(t, cfg)
+	p.probe(ctx, backendByID(t, p, "a"))
+	if host != be.backend().Addr {
+		t.Errorf("Host = %q, want the backend address %q", host, be.backend().Addr)
+	}
+}
+
+func TestHealthFailures(t *testing.T) {
+	hang := make(chan struct{})
+	slow := newTestBackend(t, "slow")
+	slow.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(hang) })
+
+	cfg := testConfig(newFakeClock())
+	cfg.HealthTimeout = 100 * time.Millisecond
+	cfg.Backends = []Backend{slow.backend(), {ID: "gone", Addr: refusedAddr(t)}}
+	p := newTestPool(t, cfg)
+	tests := []struct {
+		id, err string
+	}{
+		{"slow", "timeout after 100ms"},
+		{"gone", "connection refused"},
+	}
+	for _, tt := range tests {
+		res := p.probe(ctx, backendByID(t, p, tt.id))
+		if res.OK || res.Status != 0 || !strings.Contains(res.Error, tt.err) {
+			t.Errorf("%s: check = %+v, want a failure saying %q", tt.id, res, tt.err)
+		}
+	}
+}
+
+func TestStartDownServesAfterRise(t *testing.T) {
+	be := newTestBackend(t, "a")
+	cfg := testConfig(newFakeClock())
+	cfg.StartDown = true
+	cfg.Backends = []Backend{be.backend()}
+	p := newTestPool(t, cfg)
+	url, c := front(t, p)
+	if r := get(t, c, url+"/", ""); r.code != http.StatusServiceUnavailable {
+		t.Fatalf("before checks: status %d, want 503", r.code)
+	}
+	for range cfg.Rise {
+		p.checkOnce(ctx)
+	}
+	if r := get(t, c, url+"/", ""); r.code != http.StatusOK || r.backend != "a" {
+		t.Fatalf("after %d checks: status %d from %q, want 200 from a", cfg.Rise, r.code, r.backend)
+	}
+}
+
+// TestCheckLoop drives the loop started by Start with the fake clock: a
+// round at once, one per HealthInterval, and one when a backend is added.
+func TestCheckLoop(t *testing.T) {
+	a, b := newTestBackend(t, "a"), newTestBackend(t, "b")
+	clk := newFakeClock()
+	cfg := testConfig(clk)
+	cfg.HealthInterval = 2 * time.Second
+	cfg.Backends = []Backend{a.backend()}
+	p := newTestPool(t, cfg)
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pa := backendByID(t, p, "a")
+	waitFor(t, 5*time.Second, "the first round", func() bool { return pa.checks.Load() == 1 })
+	for round := 2; round <= 4; round++ {
+		waitFor(t, 5*time.Second, "the loop to wait", func() bool { return clk.waiting() == 1 })
+		if got := pa.checks.Load(); got != uint64(round-1) {
+			t.Fatalf("checks ran without the clock moving: %d, want %d", got, round-1)
+		}
+		clk.Advance(cfg.HealthInterval)
+		waitFor(t, 5*time.Second, "a round per interval", func() bool { return pa.checks.Load() == uint64(round) })
+	}
+	// The new backend is checked without waiting for the interval.
+	waitFor(t, 5*time.Second, "the loop to wait", func() bool { return clk.waiting() == 1 })
+	if err := p.SetBackends([]Backend{a.backend(), b.backend()}); err != nil {
+		t.Fatal(err)
+	}
+	pb := backendByID(t, p, "b")
+	waitFor(t, 5*time.Second, "a round for the new backend", func() bool { return pb.checks.Load() == 1 })
+}

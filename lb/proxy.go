@@ -1,0 +1,242 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/http/httputil"
+	"net/netip"
+	"sync"
+)
+
+// reqState is the pool's state for one proxied request. It is the request's
+// context, so that the ReverseProxy hooks and the transport, which see only
+// the outgoing request, find it with one Value lookup.
+type reqState struct {
+	context.Context
+	p *Pool
+	// backend is the backend of the current attempt; the request holds one
+	// count of its in-flight requests.
+	backend *backend
+	// sticky is the backend the affinity cookie named, when the request
+	// went there first; the cookie is set again unless it ends there.
+	sticky *backend
+	// body wraps the inbound body until a retry moves it on; nil when the
+	// request has no body.
+	body     *retryBody
+	tried    []*backend
+	triedBuf [4]*backend
+	attempts int // attempts after the first
+
+	// What the transport did with the current attempt, from GotConn. Set
+	// and read by the goroutine that calls RoundTrip.
+	conn    *backendConn // connection the attempt got, nil if none
+	written int64        // conn's bytes written when the attempt got it
+	reused  bool         // conn had served requests before
+	sent    bool         // an earlier connection of the attempt was written to
+	trace   httptrace.ClientTrace
+}
+
+type stateKey struct{}
+
+func (s *reqState) Value(key any) any {
+	if key == (stateKey{}) {
+		return s
+	}
+	return s.Context.Value(key)
+}
+
+func stateOf(ctx context.Context) *reqState {
+	s, _ := ctx.Value(stateKey{}).(*reqState)
+	return s
+}
+
+// gotConn notes the connection an attempt got. net/http may get a second
+// one within one RoundTrip when the first, a reused one, failed; if the
+// first was written to, the request may have reached the backend.
+func (s *reqState) gotConn(info httptrace.GotConnInfo) {
+	if s.conn != nil && s.conn.written.Load() != s.written {
+		s.sent = true
+	}
+	s.conn, _ = info.Conn.(*backendConn)
+	s.reused = info.Reused
+	if s.conn != nil {
+		s.written = s.conn.written.Load()
+	}
+}
+
+// ServeHTTP proxies r to a backend, or serves the status page at
+// Config.StatusPath.
+func (p *Pool) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !p.cfg.NoStatus && r.URL.Path == p.cfg.StatusPath {
+		p.serveStatus(w, r)
+		return
+	}
+	p.requests.Add(1)
+	if p.closed.Load() {
+		p.noBackend.Add(1)
+		servePage(w, http.StatusServiceUnavailable)
+		return
+	}
+	if p.sem != nil {
+		if !p.enter(r.Context()) {
+			servePage(w, http.StatusServiceUnavailable)
+			return
+		}
+		defer p.leave()
+	}
+	p.checkRotationDeadline()
+	set := p.set.Load()
+	st := &reqState{Context: r.Context(), p: p}
+	st.tried = st.triedBuf[:0]
+	if p.affinity {
+		if b := p.stickyBackend(r, set); b != nil && b.acquire() {
+			st.backend, st.sticky = b, b
+		}
+	}
+	if st.backend == nil {
+		st.backend = p.pick(set, nil)
+	}
+	if st.backend == nil {
+		p.noBackend.Add(1)
+		p.logProxyError(nil, http.StatusServiceUnavailable, ErrNoBackend)
+		servePage(w, http.StatusServiceUnavailable)
+		return
+	}
+	p.sessions.Add(1)
+	defer func() {
+		// st.backend is the last one tried: retries moved the count.
+		st.backend.release()
+		p.sessions.Add(-1)
+	}()
+	st.trace.GotConn = st.gotConn
+	r = r.WithContext(httptrace.WithClientTrace(st, &st.trace))
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		st.body = &retryBody{rc: r.Body}
+		r.Body = st.body
+	}
+	p.proxy.ServeHTTP(w, r)
+}
+
+// rewrite is the ReverseProxy's Rewrite hook: it addresses the request to
+// the chosen backend, sets X-Forwarded-* and hides the affinity cookie.
+// The Host header passes unchanged unless Config.Host is set.
+func (p *Pool) rewrite(pr *httputil.ProxyRequest) {
+	st := stateOf(pr.In.Context())
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = st.backend.Addr
+	// Append to the client's X-Forwarded-For, as haproxy's forwardfor and
+	// nginx do; the app decides how much of it to trust.
+	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
+		pr.Out.Header["X-Forwarded-For"] = prior
+	}
+	pr.SetXForwarded()
+	if len(p.cfg.TrustedProxies) > 0 && p.trusted(pr.In.RemoteAddr) {
+		for _, k := range []string{"X-Forwarded-Proto", "X-Forwarded-Host"} {
+			if v := pr.In.Header.Get(k); v != "" {
+				pr.Out.Header.Set(k, v)
+			}
+		}
+	}
+	if p.cfg.Host != "" {
+		pr.Out.Host = p.cfg.Host
+	}
+	if p.affinity {
+		stripCookie(pr.Out.Header, p.cfg.CookieName)
+	}
+}
+
+// trusted reports whether the peer at addr is one of Config.TrustedProxies.
+func (p *Pool) trusted(addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, pfx := range p.cfg.TrustedProxies {
+		if pfx.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// modifyResponse sets the affinity cookie when the request did not come
+// with a valid one for the backend that answered (haproxy's "insert"), and
+// then keeps shared caches from storing the response ("nocache"). It runs
+// for 101 Switching Protocols too, so WebSockets get the cookie.
+func (p *Pool) modifyResponse(res *http.Response) error {
+	if !p.affinity {
+		return nil
+	}
+	st := stateOf(res.Request.Context())
+	if st == nil || st.backend == st.sticky {
+		return nil
+	}
+	res.Header.Add("Set-Cookie", st.backend.setCookie)
+	res.Header.Add("Cache-Control", cacheControlSetCookie)
+	return nil
+}
+
+// proxyError is the ReverseProxy's ErrorHandler: 503 when no backend could
+// be reached, 504 when the backend did not answer in time, 502 otherwise.
+func (p *Pool) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateOf(r.Context())
+	code := http.StatusBadGateway
+	switch {
+	case errors.Is(err, ErrNoBackend):
+		// Already counted against each backend tried.
+		p.noBackend.Add(1)
+		p.logProxyError(st.backend, http.StatusServiceUnavailable, err)
+		servePage(w, http.StatusServiceUnavailable)
+		return
+	case r.Context().Err() != nil:
+		// The client went away (or the server is shutting down): nobody
+		// reads the answer, and the backend did nothing wrong.
+		w.WriteHeader(code)
+		return
+	case isTimeout(err):
+		code = http.StatusGatewayTimeout
+	}
+	if st != nil {
+		st.backend.errors.Add(1)
+		p.logProxyError(st.backend, code, err)
+	}
+	servePage(w, code)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// Error pages, short and plain like haproxy's.
+var pages = map[int]string{
+	http.StatusBadGateway:         "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n",
+	http.StatusServiceUnavailable: "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n",
+	http.StatusGatewayTimeout:     "<html><body><h1>504 Gateway Timeout</h1>\nThe server didn't respond in time.\n</body></html>\n",
+}
+
+func servePage(w http.ResponseWriter, code int) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	io.WriteString(w, pages[code])
+}
+
+// bufferPool recycles the buffers that copy response bodies.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
