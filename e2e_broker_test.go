@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -22,7 +24,7 @@ func TestBrokerEndToEnd(t *testing.T) {
 	common := func(name, ip, zone string, extra ...string) []string {
 		args := []string{"--log-format", "json", "serve", "--name", name, "--bind", ip,
 			"--data-dir", t.TempDir(), "--cluster-secret", secret, "--zone", zone,
-			"--anti-entropy-interval", "1s"}
+			"--anti-entropy-interval", "1s", "--http-addr", ip + ":8080"}
 		return append(args, extra...)
 	}
 	b1 := startMember(t, "b1", "127.0.0.14", common("b1", "127.0.0.14", "za",
@@ -100,6 +102,35 @@ func TestBrokerEndToEnd(t *testing.T) {
 	}
 	if len(nodes) != 2 || len(zones) != 2 {
 		t.Errorf("LB gears on nodes %v, zones %v: want two of each", nodes, zones)
+	}
+
+	// The nodes run the gears: both report started, and each node's front
+	// listener serves the welcome page for the app's hostname.
+	ips := map[string]string{"b1": "127.0.0.14", "n2": "127.0.0.15", "n3": "127.0.0.16"}
+	waitUntil(t, 30*time.Second, "both gears started", logs, func() bool {
+		gg, err := demo.GearGroups(ctx, "test", "testha")
+		if err != nil || len(gg) != 1 {
+			return false
+		}
+		for _, g := range gg[0].Gears {
+			if g.State != "started" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, g := range groups[0].Gears {
+		req, _ := http.NewRequest("GET", "http://"+ips[g.Node]+":8080/", nil)
+		req.Host = "testha-test.example.com"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET the app through node %s: %v", g.Node, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "testha") {
+			t.Errorf("app through node %s front: %s\n%s", g.Node, resp.Status, body)
+		}
 	}
 
 	// rhc scale-cartridge -a testha ruby --min 1 --max 1

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -45,13 +46,20 @@ func roleFlags() []cli.Flag {
 			Usage: "let two LB gears of one app share a node"},
 		&cli.IntFlag{Name: "max-gears", Value: 100, EnvVars: env("MAX_GEARS"), Category: "node",
 			Usage: "gears this node hosts at most"},
+		&cli.StringFlag{Name: "http-addr", Value: node.DefaultHTTPAddr, EnvVars: env("HTTP_ADDR"), Category: "node",
+			Usage: "address of the node's front HTTP listener, which routes app and gear hostnames to this node's gears (empty: none)"},
+		&cli.StringFlag{Name: "gear-port-range", Value: fmt.Sprintf("%d-%d", state.DefaultPortMin, state.DefaultPortMax),
+			EnvVars: env("GEAR_PORT_RANGE"), Category: "node",
+			Usage: "ports the broker gives this node's gears, as LOW-HIGH"},
 	}
 }
 
 // roleOptions are the validated role settings.
 type roleOptions struct {
-	Broker   broker.Config // without Store, DataDir, Logger
-	MaxGears int
+	Broker           broker.Config // without Store, DataDir, Logger
+	MaxGears         int
+	HTTPAddr         string
+	PortMin, PortMax int
 }
 
 func parseRoleOptions(c *cli.Context) (roleOptions, error) {
@@ -103,10 +111,25 @@ func parseRoleOptions(c *cli.Context) (roleOptions, error) {
 	if max < 0 {
 		errs = append(errs, fmt.Errorf("--max-gears %d is negative", max))
 	}
+	lo, hi, err := parsePortRange(c.String("gear-port-range"))
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return roleOptions{}, joinErrors(errs)
 	}
-	return roleOptions{Broker: bc, MaxGears: max}, nil
+	return roleOptions{Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi}, nil
+}
+
+// parsePortRange reads --gear-port-range: LOW-HIGH within 1-65535.
+func parsePortRange(s string) (lo, hi int, err error) {
+	a, b, ok := strings.Cut(strings.TrimSpace(s), "-")
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if !ok || err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
+		return 0, 0, fmt.Errorf("--gear-port-range %q: want LOW-HIGH within 1-65535, such as 35531-65535", s)
+	}
+	return lo, hi, nil
 }
 
 // startRoles starts the roles cfg asks for on the started store st. The
@@ -130,12 +153,27 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, log zero
 			}
 		}
 		if err := node.Register(ctx, st, node.Registration{Addr: addr, Zone: cfg.Store.Zone, Region: cfg.Store.Region,
-			MaxGears: cfg.Roles.MaxGears}); err != nil {
+			MaxGears: cfg.Roles.MaxGears, PortMin: cfg.Roles.PortMin, PortMax: cfg.Roles.PortMax}); err != nil {
 			stop()
 			return nil, err
 		}
+		nc := node.DefaultConfig(st, cfg.Store.DataDir, addr, cfg.Domain)
+		nc.HTTPAddr = cfg.Roles.HTTPAddr
+		nc.Logger = log
+		sup, err := node.New(nc)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		if err := sup.Start(ctx); err != nil {
+			stop()
+			return nil, err
+		}
+		// Gears stop before the store closes, so that their last status
+		// is written.
+		stops = append(stops, func() { sup.Close() })
 		mlog.Info().Str("role", store.RoleNode).Str("addr", addr).Int("max_gears", cfg.Roles.MaxGears).
-			Str("detail", "registered for placement; running gears is not built yet").Msg("role not built yet")
+			Str("front", sup.FrontAddr()).Msg("role started")
 	}
 	if slices.Contains(roles, store.RoleBroker) {
 		bc := cfg.Roles.Broker

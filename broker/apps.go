@@ -140,7 +140,8 @@ func (b *Broker) gearView(g *state.Gear, cv *clusterView, statuses map[string]st
 	} else {
 		v.Cartridges = []string{g.Cartridge}
 	}
-	if s, ok := statuses[g.ID]; ok {
+	// A status written by another node is stale: the gear moved.
+	if s, ok := statuses[g.ID]; ok && s.Node == g.Node {
 		v.State, v.Reason = s.State, s.Reason
 	}
 	if !cv.alive[g.Node] {

@@ -1,0 +1,220 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"gearbox/store"
+)
+
+// Config configures a Supervisor. Store, DataDir, Addr and Domain are
+// required; every other zero field takes its default. DefaultConfig spells
+// the defaults out and FastConfig is a preset for tests and development.
+type Config struct {
+	// Store is this member's started store. Required.
+	Store *store.Store
+	// DataDir is the member's data directory. Gears live in
+	// DATA_DIR/gears/ID/{app,data,logs}; the process group of each
+	// running gear command is noted in DATA_DIR/run/ID.pid, out of the
+	// gear's reach. Required.
+	DataDir string
+	// Addr is the node's advertised IP: gears bind Addr:Port and are
+	// reached there. Required.
+	Addr string
+	// Domain is the cloud domain that app hostnames end in
+	// (APP-NS.DOMAIN). Required.
+	Domain string
+	// HTTPAddr is where the front listener, which routes requests to
+	// gears by Host, listens. DefaultConfig: ":80". Empty: no front
+	// listener.
+	HTTPAddr string
+
+	// Backoff spaces the restarts of a gear whose process ends on its own.
+	// Default 1 s doubling to 30 s, reset after 60 s up.
+	Backoff Backoff
+	// StopGrace is how long a stopping gear's processes have between
+	// SIGTERM and SIGKILL. Default 10 s.
+	StopGrace time.Duration
+	// ReadyInterval is how often a starting gear's port is probed until it
+	// answers. Default 250 ms.
+	ReadyInterval time.Duration
+	// ResyncInterval is how often every gear is reconciled from the full
+	// list of gear records, as a safety net besides watches; each wait is
+	// jittered by up to a quarter. Default 30 s.
+	ResyncInterval time.Duration
+	// LogMaxBytes is the size at which a gear's log file is rotated.
+	// Default 10 MiB.
+	LogMaxBytes int64
+	// LogFiles is how many log files a gear keeps, the current one
+	// included (gear.log, gear.log.1, ...). Default 3.
+	LogFiles int
+
+	// Logger receives the node's logs. Default: disabled.
+	Logger zerolog.Logger
+	// Now is the clock of status times and uptimes. Default time.Now.
+	Now func() time.Time
+}
+
+// Backoff is how long a supervised process waits before it is started again
+// after ending on its own: Initial after its first end, doubling at each
+// further end up to Max; a run that lasted ResetAfter or more starts the
+// sequence over.
+type Backoff struct {
+	// Initial is the first wait. Default 1 s.
+	Initial time.Duration
+	// Max caps the wait. Default 30 s.
+	Max time.Duration
+	// ResetAfter is the uptime after which the next wait is Initial again.
+	// Default 60 s.
+	ResetAfter time.Duration
+}
+
+// Default timings.
+const (
+	DefaultHTTPAddr       = ":80"
+	DefaultStopGrace      = 10 * time.Second
+	DefaultReadyInterval  = 250 * time.Millisecond
+	DefaultResyncInterval = 30 * time.Second
+	DefaultLogMaxBytes    = 10 << 20
+	DefaultLogFiles       = 3
+)
+
+// DefaultBackoff is 1 s doubling to 30 s, reset after 60 s up.
+var DefaultBackoff = Backoff{Initial: time.Second, Max: 30 * time.Second, ResetAfter: 60 * time.Second}
+
+// DefaultConfig returns production defaults for a node of st that stores
+// gears under dataDir, advertises addr and serves apps of domain.
+func DefaultConfig(st *store.Store, dataDir, addr, domain string) Config {
+	return Config{
+		Store:          st,
+		DataDir:        dataDir,
+		Addr:           addr,
+		Domain:         domain,
+		HTTPAddr:       DefaultHTTPAddr,
+		Backoff:        DefaultBackoff,
+		StopGrace:      DefaultStopGrace,
+		ReadyInterval:  DefaultReadyInterval,
+		ResyncInterval: DefaultResyncInterval,
+		LogMaxBytes:    DefaultLogMaxBytes,
+		LogFiles:       DefaultLogFiles,
+		Logger:         zerolog.Nop(),
+		Now:            time.Now,
+	}
+}
+
+// FastConfig returns DefaultConfig with timings for tests and development:
+// restarts after 50 ms doubling to 400 ms (reset after 1 s up), a 2 s stop
+// grace, readiness probes every 20 ms, and the front listener on addr:0.
+func FastConfig(st *store.Store, dataDir, addr, domain string) Config {
+	c := DefaultConfig(st, dataDir, addr, domain)
+	c.HTTPAddr = net.JoinHostPort(addr, "0")
+	c.Backoff = Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, ResetAfter: time.Second}
+	c.StopGrace = 2 * time.Second
+	c.ReadyInterval = 20 * time.Millisecond
+	return c
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Store == nil {
+		errs = append(errs, errors.New("Store is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("DataDir is required"))
+	}
+	if net.ParseIP(c.Addr) == nil {
+		errs = append(errs, fmt.Errorf("Addr %q is not an IP address", c.Addr))
+	}
+	if c.Domain == "" {
+		errs = append(errs, errors.New("Domain is required"))
+	}
+	if c.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			errs = append(errs, fmt.Errorf("HTTPAddr %q: %w", c.HTTPAddr, err))
+		}
+	}
+	if err := c.Backoff.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	c.Backoff = c.Backoff.withDefaults()
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"StopGrace", &c.StopGrace, DefaultStopGrace},
+		{"ReadyInterval", &c.ReadyInterval, DefaultReadyInterval},
+		{"ResyncInterval", &c.ResyncInterval, DefaultResyncInterval},
+	} {
+		switch {
+		case *d.v < 0:
+			errs = append(errs, fmt.Errorf("%s %s is negative", d.name, *d.v))
+		case *d.v == 0:
+			*d.v = d.def
+		}
+	}
+	switch {
+	case c.LogMaxBytes < 0:
+		errs = append(errs, fmt.Errorf("LogMaxBytes %d is negative", c.LogMaxBytes))
+	case c.LogMaxBytes == 0:
+		c.LogMaxBytes = DefaultLogMaxBytes
+	}
+	switch {
+	case c.LogFiles < 0:
+		errs = append(errs, fmt.Errorf("LogFiles %d is negative", c.LogFiles))
+	case c.LogFiles == 0:
+		c.LogFiles = DefaultLogFiles
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("node config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// validate checks b; zero fields are left for withDefaults.
+func (b Backoff) validate() error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"Initial", b.Initial}, {"Max", b.Max}, {"ResetAfter", b.ResetAfter}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("Backoff.%s %s is negative", d.name, d.v))
+		}
+	}
+	if b.Initial > 0 && b.Max > 0 && b.Max < b.Initial {
+		errs = append(errs, fmt.Errorf("Backoff.Max %s is below Backoff.Initial %s", b.Max, b.Initial))
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults fills b's zero fields from DefaultBackoff.
+func (b Backoff) withDefaults() Backoff {
+	if b.Initial == 0 {
+		b.Initial = DefaultBackoff.Initial
+	}
+	if b.Max == 0 {
+		b.Max = max(DefaultBackoff.Max, b.Initial)
+	}
+	if b.ResetAfter == 0 {
+		b.ResetAfter = DefaultBackoff.ResetAfter
+	}
+	return b
+}
+
+// Next returns the wait before the next start of a process that ended after
+// running for uptime, when the previous wait was prev (0: none yet).
+func (b Backoff) Next(prev, uptime time.Duration) time.Duration {
+	b = b.withDefaults()
+	if prev <= 0 || uptime >= b.ResetAfter {
+		return b.Initial
+	}
+	return min(2*prev, b.Max)
+}

@@ -1,0 +1,103 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"html"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+)
+
+// front is the node's front listener: it proxies each request to the gear
+// or app its Host names (see buildRoutes), and answers a plain 404 page
+// for hosts it does not serve.
+type front struct {
+	s         *Supervisor
+	ln        net.Listener
+	srv       *http.Server
+	proxy     *httputil.ReverseProxy
+	transport *http.Transport
+}
+
+type targetKey struct{}
+
+func newFront(s *Supervisor) (*front, error) {
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("front listener: %w", err)
+	}
+	f := &front{s: s, ln: ln}
+	f.transport = &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	f.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(&url.URL{Scheme: "http", Host: pr.In.Context().Value(targetKey{}).(string)})
+			// The app sees the hostname it was asked for.
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+		},
+		Transport:    f.transport,
+		ErrorLog:     log.New(logWriter{s.log}, "", 0),
+		ErrorHandler: f.unavailable,
+	}
+	f.srv = &http.Server{Handler: f, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: log.New(logWriter{s.log}, "", 0)}
+	return f, nil
+}
+
+func (f *front) serve() {
+	if err := f.srv.Serve(f.ln); err != nil && err != http.ErrServerClosed {
+		f.s.log.Error().Err(err).Msg("front listener failed")
+	}
+}
+
+// close stops accepting, lets requests in flight finish for up to grace,
+// and closes the rest.
+func (f *front) close(grace time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := f.srv.Shutdown(ctx)
+	if err != nil {
+		err = f.srv.Close()
+	}
+	f.ln.Close()
+	f.transport.CloseIdleConnections()
+	if err != nil {
+		return fmt.Errorf("close front listener: %w", err)
+	}
+	return nil
+}
+
+func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	target, ok := f.s.routes.Load().route(r.Host)
+	if !ok {
+		page(w, http.StatusNotFound, "Not found", fmt.Sprintf("No application is served at %s.", canonicalHost(r.Host)))
+		return
+	}
+	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
+}
+
+// unavailable answers a request whose gear did not answer.
+func (f *front) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	f.s.log.Debug().Err(err).Str("host", r.Host).Msg("front: gear did not answer")
+	page(w, http.StatusServiceUnavailable, "Service unavailable",
+		fmt.Sprintf("The application at %s is not answering on this node; it may be stopped or starting.", canonicalHost(r.Host)))
+}
+
+// page writes a plain HTML page.
+func page(w http.ResponseWriter, code int, title, text string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%d %s</title></head>\n<body><h1>%s</h1><p>%s</p></body></html>\n",
+		code, html.EscapeString(title), html.EscapeString(title), html.EscapeString(text))
+}

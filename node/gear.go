@@ -1,0 +1,287 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"gearbox/store/state"
+)
+
+// desired is what the store asks of a gear.
+type desired struct {
+	gear    state.Gear
+	env     map[string]string // the app's env
+	destroy bool              // the gear left this node
+}
+
+// gear is the runtime of one gear on this node: a goroutine that applies
+// the latest desired state, one change at a time, to the gear's directory
+// and process, and reports what it observes.
+type gear struct {
+	s    *Supervisor
+	id   string
+	dir  string
+	log  zerolog.Logger
+	wake chan struct{}
+	done chan struct{} // closed when run returns
+	prev <-chan struct{}
+
+	mu   sync.Mutex
+	want desired
+
+	// Owned by run.
+	proc           *Process
+	key            string
+	out            *logFile
+	orphansChecked bool
+
+	statusMu  sync.Mutex
+	status    state.GearStatus // what the node observes, to be reported
+	reported  bool             // status is in the store
+	endpoints []state.Endpoint
+}
+
+func newGear(s *Supervisor, id string) *gear {
+	return &gear{s: s, id: id, dir: s.gearDir(id), log: s.log.With().Str("gear", id).Logger(),
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// set makes d the gear's desired state and wakes its loop.
+func (g *gear) set(d desired) {
+	g.mu.Lock()
+	g.want = d
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (g *gear) desired() desired {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.want
+}
+
+func (g *gear) pidFile() string { return filepath.Join(g.s.runDir(), g.id+".pid") }
+
+// run applies desired states until the gear is destroyed or ctx ends; at
+// ctx's end it stops the gear's process.
+func (g *gear) run(ctx context.Context) {
+	defer close(g.done)
+	if g.prev != nil {
+		select {
+		case <-g.prev:
+		case <-ctx.Done():
+			return
+		}
+	}
+	for {
+		d := g.desired()
+		if d.destroy {
+			g.destroy()
+			return
+		}
+		g.apply(d)
+		select {
+		case <-g.wake:
+		case <-ctx.Done():
+			if g.proc != nil {
+				g.stopProc()
+				g.report(state.GearStopped, "node stopped")
+			}
+			g.closeLog()
+			return
+		}
+	}
+}
+
+// apply brings the gear to d.
+func (g *gear) apply(d desired) {
+	spec := &d.gear
+	g.setEndpoints(spec)
+	if err := g.ensureDirs(); err != nil {
+		g.log.Error().Err(err).Msg("create gear directory failed")
+		g.report(state.GearUnknown, err.Error())
+		return
+	}
+	defer g.ensureReported()
+	g.killOrphans()
+	if spec.Port <= 0 || spec.Port > 65535 {
+		if g.proc != nil {
+			g.stopProc()
+		}
+		g.report(state.GearUnknown, fmt.Sprintf("gear has no valid port (%d)", spec.Port))
+		return
+	}
+	if spec.State == state.GearStopped {
+		if g.proc != nil {
+			g.stopProc()
+			g.log.Info().Msg("gear stopped")
+		}
+		g.report(state.GearStopped, "")
+		return
+	}
+	prog, key := g.s.program(d, g.dir)
+	key = fmt.Sprintf("%s restarts=%d", key, spec.Restarts)
+	if g.proc != nil && key == g.key {
+		return
+	}
+	if g.proc != nil {
+		g.stopProc()
+		g.report(state.GearStopped, "restarting")
+	}
+	if err := g.openLog(); err != nil {
+		g.log.Error().Err(err).Msg("open gear log failed")
+	}
+	pc := ProcessConfig{
+		Program:       prog,
+		Ready:         probePort(net.JoinHostPort(g.s.cfg.Addr, strconv.Itoa(spec.Port))),
+		ReadyInterval: g.s.cfg.ReadyInterval,
+		Backoff:       g.s.cfg.Backoff,
+		StopGrace:     g.s.cfg.StopGrace,
+		OnEvent:       func(ev ProcessEvent) { g.onEvent(ev, spec) },
+		Now:           g.s.cfg.Now,
+	}
+	if g.out != nil {
+		pc.Output = g.out
+	}
+	p, err := NewProcess(pc)
+	if err != nil {
+		g.report(state.GearUnknown, err.Error())
+		return
+	}
+	g.proc, g.key = p, key
+	g.log.Info().Int("port", spec.Port).Int("restarts", spec.Restarts).Msg("start gear")
+	p.Start()
+}
+
+// onEvent reports a change of the gear's process. It runs on the
+// process's goroutine.
+func (g *gear) onEvent(ev ProcessEvent, spec *state.Gear) {
+	switch ev.Kind {
+	case EventLaunched:
+		if ev.PID > 0 {
+			if err := writePIDFile(g.pidFile(), ev.PID); err != nil {
+				g.log.Warn().Err(err).Msg("note gear process group failed")
+			}
+		}
+		g.reportStarting(fmt.Sprintf("starting: waiting for %s:%d to answer", g.s.cfg.Addr, spec.Port))
+	case EventReady:
+		g.log.Info().Int("pid", ev.PID).Int("launches", ev.Launches).Msg("gear started")
+		g.report(state.GearStarted, "")
+	case EventExited:
+		os.Remove(g.pidFile())
+		what := "exited"
+		if ev.Err != nil {
+			what = "crashed: " + ev.Err.Error()
+		}
+		g.log.Warn().Err(ev.Err).Dur("uptime", ev.Uptime).Dur("restart_in", ev.Delay).Msg("gear process ended")
+		g.report(state.GearStopped, fmt.Sprintf("%s; restarting in %s", what, ev.Delay))
+	case EventLaunchFailed:
+		g.log.Warn().Err(ev.Err).Dur("retry_in", ev.Delay).Msg("start gear failed")
+		g.report(state.GearStopped, fmt.Sprintf("start failed: %v; retrying in %s", ev.Err, ev.Delay))
+	case EventStopped:
+		os.Remove(g.pidFile())
+	}
+}
+
+// killOrphans kills, once per runtime, what an earlier run of the node
+// left of the gear's processes: whatever the store asks, they must not
+// serve on.
+func (g *gear) killOrphans() {
+	if g.orphansChecked {
+		return
+	}
+	g.orphansChecked = true
+	if n, err := killOrphans(g.pidFile(), "GEARBOX_GEAR_ID="+g.id); err != nil {
+		g.log.Warn().Err(err).Msg("look for orphaned gear processes failed")
+	} else if n > 0 {
+		g.log.Warn().Int("killed", n).Msg("killed gear processes left by an earlier run of the node")
+	}
+}
+
+func (g *gear) stopProc() {
+	g.proc.Stop()
+	g.proc, g.key = nil, ""
+}
+
+func (g *gear) openLog() error {
+	if g.out != nil {
+		return nil
+	}
+	l, err := openLogFile(filepath.Join(g.dir, "logs", "gear.log"), g.s.cfg.LogMaxBytes, g.s.cfg.LogFiles, g.s.cfg.Now)
+	if err != nil {
+		return err
+	}
+	g.out = l
+	return nil
+}
+
+func (g *gear) closeLog() {
+	if g.out != nil {
+		g.out.Close()
+		g.out = nil
+	}
+}
+
+// ensureDirs creates the gear's directory. A gear whose directory did not
+// exist yet is new, and is reported so before anything is created.
+func (g *gear) ensureDirs() error {
+	if _, err := os.Stat(g.dir); errors.Is(err, os.ErrNotExist) {
+		g.report(state.GearNew, "")
+	}
+	for _, sub := range []string{"app", "data", "logs"} {
+		if err := os.MkdirAll(filepath.Join(g.dir, sub), 0o750); err != nil {
+			return fmt.Errorf("create gear directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// destroy stops the gear and removes its directory, pid file and status.
+// The status is removed only while this node owns it: once the gear is
+// placed on another node, that node reports it.
+func (g *gear) destroy() {
+	if g.proc != nil {
+		g.stopProc()
+	}
+	g.killOrphans()
+	g.closeLog()
+	os.Remove(g.pidFile())
+	if err := os.RemoveAll(g.dir); err != nil {
+		g.log.Error().Err(err).Msg("remove gear directory failed")
+	}
+	var cur state.GearStatus
+	if _, err := g.s.st.Get(state.BucketGearStatus, g.id, &cur); err == nil && cur.Node == g.s.name {
+		if _, err := g.s.st.Delete(context.Background(), state.BucketGearStatus, g.id); err != nil {
+			g.log.Warn().Err(err).Msg("delete gear status failed")
+		}
+	}
+	g.log.Info().Msg("gear destroyed")
+}
+
+// probePort returns a readiness probe that passes once addr accepts TCP
+// connections.
+func probePort(addr string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		c.Close()
+		return nil
+	}
+}

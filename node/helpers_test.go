@@ -1,0 +1,386 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"gearbox/store"
+	"gearbox/store/state"
+)
+
+// TestMain lets the test binary double as a gear's web process: run with
+// GEARBOX_NODE_TEST_HELPER=serve (passed as app env), it serves HTTP on
+// $GEARBOX_IP:$PORT.
+func TestMain(m *testing.M) {
+	if os.Getenv("GEARBOX_NODE_TEST_HELPER") == "serve" {
+		helperServe()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// helperServe is the helper web process. "/" answers "helper GEAR PID",
+// "/env" the sorted environment, "/headers" the Host and X-Forwarded-*
+// headers, "/exit" makes it exit with status 3.
+func helperServe() {
+	addr := net.JoinHostPort(os.Getenv("GEARBOX_IP"), os.Getenv("PORT"))
+	fmt.Printf("helper listening on %s\n", addr)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "helper %s %d\n", os.Getenv("GEARBOX_GEAR_ID"), os.Getpid())
+	})
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		env := os.Environ()
+		sort.Strings(env)
+		fmt.Fprintln(w, strings.Join(env, "\n"))
+	})
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "Host=%s\nX-Forwarded-For=%s\nX-Forwarded-Host=%s\nX-Forwarded-Proto=%s\n", r.Host,
+			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto"))
+	})
+	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println("helper exiting on request")
+		os.Exit(3)
+	})
+	if err := http.ListenAndServe(addr, mux); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+var ipMu sync.Mutex
+var nextIP = 10
+
+// freshIP hands out 127.0.2.x addresses, one per member, so that tests
+// never meet a port an earlier test's member may still hold.
+func freshIP() string {
+	ipMu.Lock()
+	defer ipMu.Unlock()
+	nextIP++
+	if nextIP > 250 {
+		nextIP = 11
+	}
+	return fmt.Sprintf("127.0.2.%d", nextIP)
+}
+
+func testLogger() zerolog.Logger {
+	if os.Getenv("GEARBOX_TEST_LOG") != "" {
+		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).With().Timestamp().Logger()
+	}
+	return zerolog.Nop()
+}
+
+// startStore starts a one-member store named name on ip with data in dir.
+// It is closed in t.Cleanup.
+func startStore(t testing.TB, name, dir, ip string) *store.Store {
+	t.Helper()
+	cfg := store.LocalConfig(name, dir, ip)
+	cfg.Logger = testLogger().With().Str("member", name).Logger()
+	st, err := store.New(cfg)
+	if err != nil {
+		t.Fatalf("new store: %v", err)
+	}
+	if err := st.Start(context.Background()); err != nil {
+		st.Close()
+		t.Fatalf("start store: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// testNode is a store member with the node role.
+type testNode struct {
+	t   testing.TB
+	ip  string
+	dir string
+	st  *store.Store
+	s   *Supervisor
+	// setup, if set, adjusts each Supervisor before it starts.
+	setup func(*Supervisor)
+}
+
+// newTestNode starts a store on a fresh address and a Supervisor on it
+// with FastConfig (adjusted by opts). Goroutine leaks are checked after
+// both are closed.
+func newTestNode(t testing.TB, opts ...func(*Config)) *testNode {
+	t.Helper()
+	n := newTestStore(t)
+	n.s = n.startSupervisor(opts...)
+	return n
+}
+
+// newTestStore is newTestNode without the Supervisor.
+func newTestStore(t testing.TB) *testNode {
+	t.Helper()
+	checkNoLeaks(t)
+	n := &testNode{t: t, ip: freshIP(), dir: t.TempDir()}
+	n.st = startStore(t, "node-"+n.ip, filepath.Join(n.dir, "data"), n.ip)
+	return n
+}
+
+// startSupervisor starts a (new) Supervisor on the node's store and data
+// directory; it is closed in t.Cleanup.
+func (n *testNode) startSupervisor(opts ...func(*Config)) *Supervisor {
+	n.t.Helper()
+	cfg := FastConfig(n.st, filepath.Join(n.dir, "data"), n.ip, "example.test")
+	cfg.Logger = testLogger().With().Str("member", n.st.Name()).Logger()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		n.t.Fatalf("new node: %v", err)
+	}
+	if n.setup != nil {
+		n.setup(s)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		n.t.Fatalf("start node: %v", err)
+	}
+	n.t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// gearDir is gear id's directory on the node.
+func (n *testNode) gearDir(id string) string { return filepath.Join(n.dir, "data", "gears", id) }
+
+// addr is gear g's web address.
+func (n *testNode) addr(g state.Gear) string { return net.JoinHostPort(n.ip, fmt.Sprint(g.Port)) }
+
+// helperPrograms makes gears run the test binary as their web process
+// (see TestMain) with the gear's environment; apps must set
+// GEARBOX_NODE_TEST_HELPER=serve in their env.
+func helperPrograms(s *Supervisor) {
+	exe, err := os.Executable()
+	if err != nil {
+		panic(err)
+	}
+	s.program = func(d desired, dir string) (Program, string) {
+		env := s.gearEnv(d, dir, "")
+		return Command{Path: exe, Env: env, Dir: dir}, strings.Join(env, " ")
+	}
+}
+
+// freePort returns a TCP port free on ip just now.
+func freePort(t testing.TB, ip string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// gear returns a started static gear of app APP in namespace ns on this
+// node, with a free port.
+func (n *testNode) gear(id, app, ns string, ordinal int) state.Gear {
+	return state.Gear{ID: id, App: state.AppKey(ns, app), AppName: app, Domain: ns, Node: n.st.Name(),
+		Size: state.SizeSmall, Cartridge: state.CartStatic, State: state.GearStarted, Ordinal: ordinal,
+		Port: freePort(n.t, n.ip), CreatedAt: time.Now()}
+}
+
+func (n *testNode) put(bucket, key string, v any) {
+	n.t.Helper()
+	if _, err := n.st.Put(context.Background(), bucket, key, v); err != nil {
+		n.t.Fatalf("put %s/%s: %v", bucket, key, err)
+	}
+}
+
+func (n *testNode) del(bucket, key string) {
+	n.t.Helper()
+	if _, err := n.st.Delete(context.Background(), bucket, key); err != nil {
+		n.t.Fatalf("delete %s/%s: %v", bucket, key, err)
+	}
+}
+
+// status returns gear id's status record, and false if there is none.
+func (n *testNode) status(id string) (state.GearStatus, bool) {
+	var s state.GearStatus
+	_, err := n.st.Get(state.BucketGearStatus, id, &s)
+	return s, err == nil
+}
+
+// waitState waits until gear id's status has state st.
+func (n *testNode) waitState(id, st string) state.GearStatus {
+	n.t.Helper()
+	var last state.GearStatus
+	waitFor(n.t, 15*time.Second, fmt.Sprintf("gear %s %s", id, st), func() bool {
+		s, ok := n.status(id)
+		last = s
+		return ok && s.State == st
+	}, func() string { return fmt.Sprintf("last status %+v", last) })
+	return last
+}
+
+// statusLog records the states and reasons a gear's status goes through.
+type statusLog struct {
+	w *store.Watch
+	// Owned by the reader.
+	seen []state.GearStatus
+}
+
+func (n *testNode) watchStatus() *statusLog {
+	l := &statusLog{w: n.st.Watch(state.BucketGearStatus)}
+	n.t.Cleanup(l.w.Close)
+	return l
+}
+
+// states returns the states and reasons of gear id seen so far, as
+// "state" or "state (reason)".
+func (l *statusLog) states(id string) []string {
+	for _, r := range l.w.Next() {
+		var s state.GearStatus
+		if r.Key == id && r.Decode(&s) == nil {
+			l.seen = append(l.seen, s)
+		}
+	}
+	var out []string
+	for _, s := range l.seen {
+		if s.ID != id {
+			continue
+		}
+		if s.Reason != "" {
+			out = append(out, s.State+" ("+s.Reason+")")
+		} else {
+			out = append(out, s.State)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or timeout passes; detail, if given,
+// says what was last seen.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool, detail ...func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			msg := ""
+			for _, d := range detail {
+				msg += ": " + d()
+			}
+			t.Fatalf("timed out after %s waiting for %s%s", timeout, what, msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// client makes one request per connection, so that no connection of the
+// test outlives the request.
+var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// get fetches url with Host host (if not empty) and returns status and
+// body; a failed request fails the test.
+func get(t testing.TB, url, host string) (int, string) {
+	t.Helper()
+	code, body, err := tryGet(url, host)
+	if err != nil {
+		t.Fatalf("GET %s (Host %s): %v", url, host, err)
+	}
+	return code, body
+}
+
+func tryGet(url, host string) (int, string, error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// answers reports whether addr accepts TCP connections.
+func answers(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// processGone reports whether pid has ended (a zombie counts as ended).
+func processGone(pid int) bool {
+	st, _, ok := procStat(pid)
+	return !ok || st == "Z"
+}
+
+// checkNoLeaks notes the goroutines running now and, in cleanup, waits
+// until every goroutine started since then that runs node code or serves
+// or proxies HTTP has ended. Call it before starting anything, so that its
+// cleanup runs last.
+func checkNoLeaks(t testing.TB) {
+	t.Helper()
+	before := nodeGoroutines()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var leaked []string
+			for id, stack := range nodeGoroutines() {
+				if _, ok := before[id]; !ok {
+					leaked = append(leaked, stack)
+				}
+			}
+			if len(leaked) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%d goroutines outlived Close, for example:\n%s", len(leaked), leaked[0])
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
+
+// nodeGoroutines returns the stacks, by goroutine id, of the goroutines
+// that run node code (tests aside), an HTTP server connection or a proxy
+// connection.
+func nodeGoroutines() map[string]string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	out := make(map[string]string)
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		stack := string(g)
+		if strings.Contains(stack, "_test.go") || strings.Contains(stack, "testing.tRunner") {
+			continue
+		}
+		if !strings.Contains(stack, "gearbox/node.") && !strings.Contains(stack, "net/http.(*conn).serve") &&
+			!strings.Contains(stack, "net/http.(*persistConn)") {
+			continue
+		}
+		id, _, _ := strings.Cut(strings.TrimPrefix(stack, "goroutine "), " ")
+		out[id] = stack
+	}
+	return out
+}

@@ -1,0 +1,88 @@
+package node
+
+import (
+	"net"
+	"strconv"
+	"strings"
+
+	"gearbox/store/state"
+)
+
+// routeTable maps the hostnames the front listener serves (lower case, no
+// port, no trailing dot) to the local address ("ip:port") serving each.
+// It is immutable once built; the Supervisor swaps in a new one whenever
+// the gears or apps change.
+type routeTable struct {
+	hosts map[string]string
+}
+
+// route returns the local address serving host (a Host header: any case,
+// with or without a port or trailing dot), and false if none does.
+func (t *routeTable) route(host string) (string, bool) {
+	addr, ok := t.hosts[canonicalHost(host)]
+	return addr, ok
+}
+
+// canonicalHost lower-cases host and strips its port and trailing dot.
+func canonicalHost(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.TrimSuffix(strings.ToLower(host), ".")
+}
+
+// buildRoutes builds the routing table of the gears of this node, whose
+// web ports listen on addr:
+//
+//   - GEARID-NS.DOMAIN goes to that gear's web port;
+//   - APP-NS.DOMAIN, and each of the app's aliases, goes to the app's
+//     load balancer if one of its LB gears here runs it (lbs names those
+//     gears), the head gear's first; else to one of its gears here: a
+//     non-scalable app's single gear, or for a scalable app the first by
+//     ordinal of those meant to be started and not rotated out, then of
+//     those meant to be started, then of any. An app host whose gears are
+//     all stopped so still finds its gear, which fails with 503 rather
+//     than an unknown host's 404.
+//
+// An app host is matched before a gear host of the same name.
+func buildRoutes(gears []state.Gear, apps map[string]appInfo, domain, addr string, lbs map[string]bool) *routeTable {
+	t := &routeTable{hosts: make(map[string]string, 2*len(gears))}
+	at := func(port int) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }
+	best := make(map[string]*state.Gear) // by app key
+	for i := range gears {
+		g := &gears[i]
+		t.hosts[canonicalHost(state.AppHost(g.ID, g.Domain, domain))] = at(g.Port)
+		if b := best[g.App]; b == nil || routeRank(g, lbs) < routeRank(b, lbs) ||
+			routeRank(g, lbs) == routeRank(b, lbs) && g.Ordinal < b.Ordinal {
+			best[g.App] = g
+		}
+	}
+	for key, g := range best {
+		target := at(g.Port)
+		if lbs[g.ID] {
+			target = at(g.LBPort)
+		}
+		t.hosts[canonicalHost(state.AppHost(g.AppName, g.Domain, domain))] = target
+		for _, a := range apps[key].aliases {
+			t.hosts[canonicalHost(a)] = target
+		}
+	}
+	return t
+}
+
+// routeRank orders an app's gears for its hostname: lower is better.
+func routeRank(g *state.Gear, lbs map[string]bool) int {
+	started := g.State != state.GearStopped
+	switch {
+	case lbs[g.ID] && started && g.Head:
+		return 0
+	case lbs[g.ID] && started:
+		return 1
+	case started && !g.RotatedOut:
+		return 2
+	case started:
+		return 3
+	default:
+		return 4
+	}
+}

@@ -1,0 +1,110 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"gearbox/store"
+	"gearbox/store/state"
+)
+
+// A gear's observed state is reported in its GearStatus record, which
+// only the node that runs the gear writes. The record is written when what
+// the node observes changes (UpdatedAt is when it last did), and
+// rewritten whenever the store holds something else (a lost write, or a
+// record another node wrote while the gear was placed there).
+
+// setEndpoints notes the endpoints of spec that statuses report: the web
+// port, and on LB gears the load balancer's port, as the broker's API
+// shows them.
+func (g *gear) setEndpoints(spec *state.Gear) {
+	addr := g.s.cfg.Addr
+	var eps []state.Endpoint
+	if spec.LB {
+		eps = append(eps, state.Endpoint{CartridgeName: state.CartLB, ExternalAddress: addr, ExternalPort: spec.LBPort,
+			InternalAddress: addr, InternalPort: spec.LBPort, Protocols: []string{"http", "ws"}, Types: []string{"load_balancer"}})
+	}
+	eps = append(eps, state.Endpoint{CartridgeName: spec.Cartridge, ExternalAddress: addr, ExternalPort: spec.Port,
+		InternalAddress: addr, InternalPort: spec.Port, Protocols: []string{"http", "ws"}, Types: []string{"web_framework"}})
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	g.endpoints = eps
+	if g.status.State != "" && !sameEndpoints(g.status.Endpoints, eps) {
+		g.status.Endpoints = eps
+		g.reported = false
+	}
+}
+
+// report sets the gear's observed state and reason, and writes the status
+// if that changed it.
+func (g *gear) report(st, reason string) {
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	g.reportLocked(st, reason)
+}
+
+// reportStarting reports a launch: the state stays new for a new gear, and
+// is stopped otherwise until the gear answers.
+func (g *gear) reportStarting(reason string) {
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	st := state.GearStopped
+	if g.status.State == state.GearNew {
+		st = state.GearNew
+	}
+	g.reportLocked(st, reason)
+}
+
+func (g *gear) reportLocked(st, reason string) {
+	next := state.GearStatus{ID: g.id, Node: g.s.name, State: st, Reason: reason, Endpoints: g.endpoints}
+	if sameStatus(g.status, next) && g.reported {
+		return
+	}
+	next.UpdatedAt = g.s.cfg.Now()
+	g.status = next
+	g.reported = false
+	g.writeLocked()
+}
+
+// ensureReported rewrites the status if the store holds another.
+func (g *gear) ensureReported() {
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	if g.status.State == "" {
+		return
+	}
+	if g.reported {
+		var cur state.GearStatus
+		if _, err := g.s.st.Get(state.BucketGearStatus, g.id, &cur); err == nil && sameStatus(cur, g.status) {
+			return
+		}
+		g.status.UpdatedAt = g.s.cfg.Now()
+	}
+	g.writeLocked()
+}
+
+func (g *gear) writeLocked() {
+	if _, err := g.s.st.Put(context.Background(), state.BucketGearStatus, g.id, g.status); err != nil {
+		if errors.Is(err, store.ErrClosed) {
+			g.log.Debug().Err(err).Str("state", g.status.State).Msg("gear status not written")
+		} else {
+			g.log.Warn().Err(err).Str("state", g.status.State).Msg("write gear status failed")
+		}
+		return
+	}
+	g.reported = true
+}
+
+// sameStatus compares everything but UpdatedAt.
+func sameStatus(a, b state.GearStatus) bool {
+	return a.ID == b.ID && a.Node == b.Node && a.State == b.State && a.Reason == b.Reason && sameEndpoints(a.Endpoints, b.Endpoints)
+}
+
+func sameEndpoints(a, b []state.Endpoint) bool {
+	return slices.EqualFunc(a, b, func(x, y state.Endpoint) bool {
+		return x.CartridgeName == y.CartridgeName && x.ExternalAddress == y.ExternalAddress && x.ExternalPort == y.ExternalPort &&
+			x.InternalAddress == y.InternalAddress && x.InternalPort == y.InternalPort &&
+			slices.Equal(x.Protocols, y.Protocols) && slices.Equal(x.Types, y.Types)
+	})
+}

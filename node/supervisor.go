@@ -1,0 +1,401 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"gearbox/store"
+	"gearbox/store/state"
+)
+
+// Supervisor is the node role: it runs the gears that the store assigns to
+// this member, reports what it observes of them, and serves the front
+// listener that routes requests to them by Host. Create it with New, then
+// Start it; Close stops it.
+//
+// It follows the gear records (and their apps' records, for the env) of
+// the store: a gear whose Node is this member gets a directory, is
+// started or stopped as its State asks, restarted when its Restarts count
+// goes up, and destroyed (stopped, its directory and status removed) when
+// its record is deleted or names another node. Watches drive this; a full
+// pass at Start, and then every ResyncInterval, catches up with anything
+// missed, such as changes made while the node was down.
+//
+// A node that closes takes its gears down with it: Close stops every
+// gear's process (reporting the gears stopped if the store is still open)
+// but leaves their directories for the next start.
+type Supervisor struct {
+	cfg  Config
+	st   *store.Store
+	name string
+	log  zerolog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	closeErr error
+
+	// Owned by the reconcile goroutine (by Start before it runs).
+	watch *store.Watch
+	gears map[string]*gear // by id: the gears this node runs
+	dying map[string]*gear // by id: gears being destroyed
+	apps  map[string]appInfo
+
+	routes atomic.Pointer[routeTable]
+	front  *front
+
+	// program returns what a gear runs and a key that differs whenever
+	// that differs (a changed key restarts the gear). Tests replace it
+	// before Start.
+	program func(d desired, dir string) (Program, string)
+}
+
+// appInfo is what gears need of their app's record.
+type appInfo struct {
+	env     map[string]string
+	aliases []string
+}
+
+// New validates cfg and returns a Supervisor that does nothing until
+// Start.
+func New(cfg Config) (*Supervisor, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Supervisor{
+		cfg:   cfg,
+		st:    cfg.Store,
+		name:  cfg.Store.Name(),
+		log:   cfg.Logger.With().Str("component", "node").Logger(),
+		gears: make(map[string]*gear),
+		dying: make(map[string]*gear),
+		apps:  make(map[string]appInfo),
+	}
+	s.program = s.defaultProgram
+	s.routes.Store(&routeTable{})
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Start opens the front listener, reconciles every gear of this node and
+// keeps reconciling from then on. It returns once the front listener
+// listens; gears come up in the background.
+func (s *Supervisor) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return ErrClosed
+	case s.started:
+		return errors.New("node already started")
+	}
+	for _, d := range []string{s.gearsDir(), s.runDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	if s.cfg.HTTPAddr != "" {
+		f, err := newFront(s)
+		if err != nil {
+			return err
+		}
+		s.front = f
+	}
+	// The watch comes first so that no change between the listing and
+	// the watch is missed.
+	s.watch = s.st.Watch(state.BucketGears, state.BucketApps)
+	if err := s.reconcileAll(); err != nil {
+		s.watch.Close()
+		if s.front != nil {
+			s.front.close(0)
+		}
+		return err
+	}
+	s.warnStrayDirs()
+	s.started = true
+	s.wg.Add(1)
+	go s.run()
+	if s.front != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.front.serve()
+		}()
+	}
+	s.log.Info().Str("addr", s.cfg.Addr).Str("http", s.FrontAddr()).Int("gears", len(s.gears)).Msg("node started")
+	return nil
+}
+
+// FrontAddr returns the address the front listener listens on, or "" if
+// it has none. It is meant to be called after Start.
+func (s *Supervisor) FrontAddr() string {
+	if s.front == nil {
+		return ""
+	}
+	return s.front.ln.Addr().String()
+}
+
+// Close stops the front listener and every gear's process (SIGTERM, then
+// SIGKILL after StopGrace; all gears at once), and returns once every
+// goroutine of the node has ended. It is safe to call twice.
+func (s *Supervisor) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		err := s.closeErr
+		s.mu.Unlock()
+		return err
+	}
+	s.closed = true
+	s.mu.Unlock()
+
+	// The front goes first, so that no new request reaches a gear that is
+	// stopping; requests in flight get the stop grace to finish.
+	var errs []error
+	if s.front != nil {
+		if err := s.front.close(s.cfg.StopGrace); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.cancel()
+	s.wg.Wait()
+	err := errors.Join(errs...)
+	s.mu.Lock()
+	s.closeErr = err
+	s.mu.Unlock()
+	s.log.Info().Msg("node stopped")
+	return err
+}
+
+func (s *Supervisor) gearsDir() string         { return filepath.Join(s.cfg.DataDir, "gears") }
+func (s *Supervisor) runDir() string           { return filepath.Join(s.cfg.DataDir, "run") }
+func (s *Supervisor) gearDir(id string) string { return filepath.Join(s.gearsDir(), id) }
+
+// run is the reconcile loop: changes as they come, everything now and
+// then.
+func (s *Supervisor) run() {
+	defer s.wg.Done()
+	defer s.watch.Close()
+	t := time.NewTimer(jitter(s.cfg.ResyncInterval))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.watch.C():
+			s.applyChanges(s.watch.Next())
+		case <-t.C:
+			if err := s.reconcileAll(); err != nil {
+				s.log.Error().Err(err).Msg("reconcile gears failed")
+			}
+			t.Reset(jitter(s.cfg.ResyncInterval))
+		}
+	}
+}
+
+// reconcileAll brings every gear in line with the full list of records:
+// gears of this node are (re)applied, gears it runs that are no longer its
+// own are destroyed, and so are gears it reported on before (its status
+// records) whose record went while it was down.
+func (s *Supervisor) reconcileAll() error {
+	grs, err := s.st.List(state.BucketGears)
+	if err != nil {
+		return fmt.Errorf("list gears: %w", err)
+	}
+	ars, err := s.st.List(state.BucketApps)
+	if err != nil {
+		return fmt.Errorf("list apps: %w", err)
+	}
+	srs, err := s.st.List(state.BucketGearStatus)
+	if err != nil {
+		return fmt.Errorf("list gear statuses: %w", err)
+	}
+	s.apps = make(map[string]appInfo, len(ars))
+	for _, r := range ars {
+		s.setApp(r)
+	}
+	mine := make(map[string]bool)
+	for _, r := range grs {
+		var g state.Gear
+		if err := r.Decode(&g); err != nil {
+			s.log.Warn().Err(err).Str("gear", r.Key).Msg("skip undecodable gear record")
+			continue
+		}
+		if g.Node == s.name && g.ID == r.Key && s.validID(g.ID) {
+			mine[g.ID] = true
+			s.want(g)
+		}
+	}
+	for id := range s.gears {
+		if !mine[id] {
+			s.drop(id)
+		}
+	}
+	for id, g := range s.dying {
+		select {
+		case <-g.done:
+			delete(s.dying, id)
+		default:
+		}
+	}
+	for _, r := range srs {
+		var st state.GearStatus
+		if r.Decode(&st) != nil || st.Node != s.name || mine[r.Key] || s.dying[r.Key] != nil || !s.validID(r.Key) {
+			continue
+		}
+		s.log.Info().Str("gear", r.Key).Msg("destroy gear whose record went while the node was away")
+		s.dying[r.Key] = s.spawn(r.Key, desired{destroy: true})
+	}
+	s.rebuildRoutes()
+	return nil
+}
+
+// applyChanges acts on watched records, the newest of each key last.
+func (s *Supervisor) applyChanges(recs []store.Record) {
+	gears := make(map[string]store.Record)
+	apps := make(map[string]bool)
+	for _, r := range recs {
+		switch r.Bucket {
+		case state.BucketGears:
+			gears[r.Key] = r
+		case state.BucketApps:
+			s.setApp(r)
+			apps[r.Key] = true
+		}
+	}
+	for id, r := range gears {
+		var g state.Gear
+		if !r.Deleted && r.Decode(&g) == nil && g.Node == s.name && g.ID == id && s.validID(id) {
+			s.want(g)
+		} else if s.gears[id] != nil {
+			s.drop(id)
+		}
+	}
+	// A changed app (its env) is handed to the gears that did not just
+	// get it along with their own change.
+	if len(apps) > 0 {
+		for id, g := range s.gears {
+			if _, done := gears[id]; done {
+				continue
+			}
+			if d := g.desired(); apps[d.gear.App] {
+				d.env = s.apps[d.gear.App].env
+				g.set(d)
+			}
+		}
+	}
+	s.rebuildRoutes()
+}
+
+func (s *Supervisor) setApp(r store.Record) {
+	var a state.App
+	if r.Deleted || r.Decode(&a) != nil {
+		delete(s.apps, r.Key)
+		return
+	}
+	s.apps[r.Key] = appInfo{env: a.Env, aliases: a.Aliases}
+}
+
+// want hands gear g's record, with its app's env, to its runtime, creating
+// the runtime for a gear new to this node.
+func (s *Supervisor) want(g state.Gear) {
+	d := desired{gear: g, env: s.apps[g.App].env}
+	if gr := s.gears[g.ID]; gr != nil {
+		gr.set(d)
+		return
+	}
+	s.gears[g.ID] = s.spawn(g.ID, d)
+}
+
+// drop destroys gear id: its runtime stops its process, removes its
+// directory and status, and ends.
+func (s *Supervisor) drop(id string) {
+	gr := s.gears[id]
+	if gr == nil {
+		return
+	}
+	delete(s.gears, id)
+	gr.set(desired{destroy: true})
+	s.dying[id] = gr
+}
+
+// spawn starts the runtime of gear id with d. If an earlier runtime of
+// the same gear is still being destroyed, the new one waits for it.
+func (s *Supervisor) spawn(id string, d desired) *gear {
+	g := newGear(s, id)
+	if old := s.dying[id]; old != nil {
+		g.prev = old.done
+		delete(s.dying, id)
+	}
+	g.set(d)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		g.run(s.ctx)
+	}()
+	return g
+}
+
+// rebuildRoutes swaps in a routing table for the gears this node runs.
+func (s *Supervisor) rebuildRoutes() {
+	gs := make([]state.Gear, 0, len(s.gears))
+	for _, g := range s.gears {
+		gs = append(gs, g.desired().gear)
+	}
+	s.routes.Store(buildRoutes(gs, s.apps, s.cfg.Domain, s.cfg.Addr, nil))
+}
+
+// warnStrayDirs logs gear directories that no gear record or status
+// record accounts for. They are left alone: their gear may be known to
+// the cluster but not yet to this member's store (a member whose state
+// file was lost), and they may hold data.
+func (s *Supervisor) warnStrayDirs() {
+	ents, err := os.ReadDir(s.gearsDir())
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !e.IsDir() || s.gears[e.Name()] != nil || s.dying[e.Name()] != nil {
+			continue
+		}
+		if _, err := s.st.GetRecord(state.BucketGears, e.Name()); err == nil {
+			continue
+		}
+		s.log.Warn().Str("gear", e.Name()).Str("dir", filepath.Join(s.gearsDir(), e.Name())).
+			Msg("gear directory without a gear record left in place")
+	}
+}
+
+// gearIDRE matches the gear ids a node accepts: an id names a directory,
+// so it must not be able to name any other.
+var gearIDRE = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
+
+// validID reports whether id may name a gear, logging it if not.
+func (s *Supervisor) validID(id string) bool {
+	if gearIDRE.MatchString(id) {
+		return true
+	}
+	s.log.Warn().Str("gear", id).Msg("ignore gear with an invalid id")
+	return false
+}
+
+// jitter returns d plus up to a quarter of d at random.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return d + rand.N(d/4+1)
+}
