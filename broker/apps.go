@@ -369,7 +369,7 @@ func (b *Broker) destroyApp(a *state.App) ([]store.Op, []state.RoutingEvent, err
 }
 
 // validEvents are the application events, in the order errors list them.
-var validEvents = []string{"start", "stop", "restart", "scale-up", "scale-down", "make-ha", "enable-ha", "disable-ha"}
+var validEvents = []string{"start", "stop", "restart", "scale-up", "scale-down", "make-ha", "enable-ha", "disable-ha", "activate"}
 
 // POST /broker/rest/domains/{ns}/applications/{app}/events: event=...
 func (b *Broker) appEvent(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
@@ -419,6 +419,8 @@ func (b *Broker) appEvent(w http.ResponseWriter, r *http.Request, u *state.User,
 		pl.events = append(pl.events, pl.event(state.ActionEnableHA))
 		err = pl.scaleTo(max(len(pl.gears), a.ScalesFrom))
 		msg = fmt.Sprintf("Application %s is now ha", a.Name)
+	case "activate":
+		msg, err = b.activateDeployment(a, p.str("deployment_id"))
 	case "disable-ha":
 		if !a.HA {
 			return errorf(http.StatusUnprocessableEntity, 1, "Application '%s' is not highly available.", a.Name)

@@ -66,6 +66,12 @@ type Config struct {
 
 	// MaxBodyBytes caps request bodies (413 beyond). Default 1 MiB.
 	MaxBodyBytes int64
+	// MaxDeploySize caps a deployment archive, compressed and unpacked, in
+	// bytes (--max-deploy-size; 413 beyond). Default 512 MiB.
+	MaxDeploySize int64
+	// KeepDeployments is how many deployments each app keeps for
+	// rollback, the current one included (--keep-deployments). Default 3.
+	KeepDeployments int
 	// TokenTTL is the default lifetime of API tokens. Default 30 days.
 	TokenTTL time.Duration
 	// BcryptCost is the cost of password hashes. Default 10.
@@ -91,6 +97,8 @@ func DefaultConfig(st *store.Store, dataDir string) Config {
 		GearRatio:            DefaultGearRatio,
 		ZonesMinPerGearGroup: 1,
 		MaxBodyBytes:         1 << 20,
+		MaxDeploySize:        DefaultMaxDeploySize,
+		KeepDeployments:      DefaultKeepDeployments,
 		TokenTTL:             30 * 24 * time.Hour,
 		BcryptCost:           10,
 		Logger:               zerolog.Nop(),
@@ -142,6 +150,16 @@ func (c *Config) validate() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxDeploySize < 0 {
+		errs = append(errs, fmt.Errorf("MaxDeploySize: %d is negative", c.MaxDeploySize))
+	} else if c.MaxDeploySize == 0 {
+		c.MaxDeploySize = DefaultMaxDeploySize
+	}
+	if c.KeepDeployments < 0 {
+		errs = append(errs, fmt.Errorf("KeepDeployments: %d is negative", c.KeepDeployments))
+	} else if c.KeepDeployments == 0 {
+		c.KeepDeployments = DefaultKeepDeployments
 	}
 	if c.TokenTTL <= 0 {
 		c.TokenTTL = 30 * 24 * time.Hour

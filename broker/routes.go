@@ -38,6 +38,8 @@ func (b *Broker) routes(mux *http.ServeMux) {
 	h("GET "+app+"/cartridges", b.showCartridges)
 	h("GET "+app+"/cartridges/{cart}", b.showCartridges)
 	h("PUT "+app+"/cartridges/{cart}", b.scaleCartridge)
+	h("GET "+app+"/deployments", b.listDeployments)
+	mux.Handle("POST "+app+"/deployments", b.handleUpload(b.createDeployment))
 
 	h("GET /broker/rest/nodes", b.listNodes)
 	h("POST /broker/rest/nodes/{node}/events", b.nodeEvent)

@@ -134,8 +134,13 @@ type App struct {
 	// restores.
 	PreHA *ScaleLimits `json:"pre_ha,omitempty"`
 	// NextGear numbers gears in creation order (the seed's "9th gear").
-	NextGear  int       `json:"next_gear"`
-	CreatedAt time.Time `json:"created_at"`
+	NextGear int `json:"next_gear"`
+	// Deployment is the id of the deployment the app's gears run (empty:
+	// the cartridge's welcome page); Deployments are the ids kept for
+	// rollback, newest last, Deployment among them.
+	Deployment  string    `json:"deployment,omitempty"`
+	Deployments []string  `json:"deployments,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
 }
 
 // ScaleLimits is a saved pair of scale limits.
@@ -278,3 +283,25 @@ const (
 	DefaultPortMin = 35531
 	DefaultPortMax = 65535
 )
+
+// BucketDeployments holds the deployments kept for each app.
+// Broker-owned; key: DeploymentKey(app, id).
+const BucketDeployments = "deployments"
+
+// Deployment is an uploaded build of an app's code: a gzip-compressed tar
+// archive, content-addressed by its sha256. Broker-owned.
+type Deployment struct {
+	ID   string `json:"id"`   // sha256 of the archive, lower-case hex
+	App  string `json:"app"`  // AppKey
+	Size int64  `json:"size"` // of the archive, in bytes
+	// Holders are the members that store the archive and serve it on the
+	// internal API.
+	Holders   []string  `json:"holders"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"` // login
+}
+
+// DeploymentKey is the record key of deployment id of app (an AppKey):
+// keyed per app, so that two apps that deploy the same archive each keep
+// their own record, and an app's deployments share a key prefix.
+func DeploymentKey(app, id string) string { return app + "/" + id }
