@@ -159,6 +159,7 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, log zero
 		}
 		nc := node.DefaultConfig(st, cfg.Store.DataDir, addr, cfg.Domain)
 		nc.HTTPAddr = cfg.Roles.HTTPAddr
+		nc.ClusterSecret = cfg.Store.ClusterSecret
 		nc.Logger = log
 		sup, err := node.New(nc)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"gearbox/lb"
 	"gearbox/store"
 )
 
@@ -53,6 +54,22 @@ type Config struct {
 	// included (gear.log, gear.log.1, ...). Default 3.
 	LogFiles int
 
+	// ClusterSecret keys the affinity cookies of LB gears' load
+	// balancers (lb.Config.Secret), so that every LB gear and router of
+	// the cluster agrees on them. Default "": cookie values are stable but
+	// anyone can compute the one that names a known gear.
+	ClusterSecret string
+	// LB is what the load balancers of LB gears start from; Secret,
+	// TrustedProxies (this node's Addr is added), Backends and Logger are
+	// set by the node, and the app's env may override the balancing and
+	// health check settings (see EnvLBHealthPath and the like).
+	// DefaultConfig: lb.DefaultConfig(); FastConfig: lb.FastConfig(). Zero
+	// fields take lb's defaults.
+	LB lb.Config
+	// DrainTimeout bounds how long the stop of a gear's web process waits
+	// for the load balancers of this node to drain it. Default 10 s.
+	DrainTimeout time.Duration
+
 	// Logger receives the node's logs. Default: disabled.
 	Logger zerolog.Logger
 	// Now is the clock of status times and uptimes. Default time.Now.
@@ -81,6 +98,7 @@ const (
 	DefaultResyncInterval = 30 * time.Second
 	DefaultLogMaxBytes    = 10 << 20
 	DefaultLogFiles       = 3
+	DefaultDrainTimeout   = 10 * time.Second
 )
 
 // DefaultBackoff is 1 s doubling to 30 s, reset after 60 s up.
@@ -101,6 +119,8 @@ func DefaultConfig(st *store.Store, dataDir, addr, domain string) Config {
 		ResyncInterval: DefaultResyncInterval,
 		LogMaxBytes:    DefaultLogMaxBytes,
 		LogFiles:       DefaultLogFiles,
+		LB:             lb.DefaultConfig(),
+		DrainTimeout:   DefaultDrainTimeout,
 		Logger:         zerolog.Nop(),
 		Now:            time.Now,
 	}
@@ -108,13 +128,16 @@ func DefaultConfig(st *store.Store, dataDir, addr, domain string) Config {
 
 // FastConfig returns DefaultConfig with timings for tests and development:
 // restarts after 50 ms doubling to 400 ms (reset after 1 s up), a 2 s stop
-// grace, readiness probes every 20 ms, and the front listener on addr:0.
+// grace, readiness probes every 20 ms, the front listener on addr:0, a 2 s
+// drain timeout, and load balancers with lb.FastConfig's timings.
 func FastConfig(st *store.Store, dataDir, addr, domain string) Config {
 	c := DefaultConfig(st, dataDir, addr, domain)
 	c.HTTPAddr = net.JoinHostPort(addr, "0")
 	c.Backoff = Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, ResetAfter: time.Second}
 	c.StopGrace = 2 * time.Second
 	c.ReadyInterval = 20 * time.Millisecond
+	c.DrainTimeout = 2 * time.Second
+	c.LB = lb.FastConfig()
 	return c
 }
 
@@ -149,6 +172,7 @@ func (c *Config) validate() error {
 		{"StopGrace", &c.StopGrace, DefaultStopGrace},
 		{"ReadyInterval", &c.ReadyInterval, DefaultReadyInterval},
 		{"ResyncInterval", &c.ResyncInterval, DefaultResyncInterval},
+		{"DrainTimeout", &c.DrainTimeout, DefaultDrainTimeout},
 	} {
 		switch {
 		case *d.v < 0:

@@ -15,11 +15,17 @@
 // the gear's size-rotated log) or, for the static cartridge's welcome
 // page, a server inside the node on the gear's port.
 //
+// An LB gear also runs its app's load balancer (package lb) inside the
+// node on its LBPort, balancing over the app's gears on every node; it is
+// reported started only once both its web process and its load balancer
+// listen. Before a web process stops, the load balancers of this node
+// drain it.
+//
 // Each node also serves a front listener that routes requests by Host:
-// APP-NS.DOMAIN to the app's gear here, GEARID-NS.DOMAIN to that gear,
-// anything else to a plain 404 page.
+// APP-NS.DOMAIN to the app's running load balancer here, else to its gear
+// here, GEARID-NS.DOMAIN to that gear, anything else to a plain 404 page.
 //
 // Gears run on Linux: process groups are followed through /proc.
 //
-// It imports store and store/state, never another role.
+// It imports lb, store and store/state, never another role.
 package node

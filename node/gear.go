@@ -43,11 +43,15 @@ type gear struct {
 	key            string
 	out            *logFile
 	orphansChecked bool
+	lb             *lbGear     // the LB gear's load balancer, if it runs
+	retry          *time.Timer // wakes run to try the load balancer again
 
 	statusMu  sync.Mutex
 	status    state.GearStatus // what the node observes, to be reported
 	reported  bool             // status is in the store
 	endpoints []state.Endpoint
+	webUp     bool   // the web process answers
+	lbDown    string // why the load balancer the gear should run does not listen; "" if it does or none is wanted
 }
 
 func newGear(s *Supervisor, id string) *gear {
@@ -60,6 +64,11 @@ func (g *gear) set(d desired) {
 	g.mu.Lock()
 	g.want = d
 	g.mu.Unlock()
+	g.poke()
+}
+
+// poke wakes the gear's loop.
+func (g *gear) poke() {
 	select {
 	case g.wake <- struct{}{}:
 	default:
@@ -78,6 +87,11 @@ func (g *gear) pidFile() string { return filepath.Join(g.s.runDir(), g.id+".pid"
 // ctx's end it stops the gear's process.
 func (g *gear) run(ctx context.Context) {
 	defer close(g.done)
+	defer func() {
+		if g.retry != nil {
+			g.retry.Stop()
+		}
+	}()
 	if g.prev != nil {
 		select {
 		case <-g.prev:
@@ -95,6 +109,7 @@ func (g *gear) run(ctx context.Context) {
 		select {
 		case <-g.wake:
 		case <-ctx.Done():
+			g.stopLB()
 			if g.proc != nil {
 				g.stopProc()
 				g.report(state.GearStopped, "node stopped")
@@ -117,6 +132,7 @@ func (g *gear) apply(d desired) {
 	defer g.ensureReported()
 	g.killOrphans()
 	if spec.Port <= 0 || spec.Port > 65535 {
+		g.stopLB()
 		if g.proc != nil {
 			g.stopProc()
 		}
@@ -124,6 +140,10 @@ func (g *gear) apply(d desired) {
 		return
 	}
 	if spec.State == state.GearStopped {
+		// The load balancer goes first: it still sends requests to the
+		// gear's web process.
+		g.stopLB()
+		g.setLBDown("")
 		if g.proc != nil {
 			g.stopProc()
 			g.log.Info().Msg("gear stopped")
@@ -131,6 +151,7 @@ func (g *gear) apply(d desired) {
 		g.report(state.GearStopped, "")
 		return
 	}
+	g.ensureLB(d)
 	prog, key := g.s.program(d, g.dir)
 	key = fmt.Sprintf("%s restarts=%d", key, spec.Restarts)
 	if g.proc != nil && key == g.key {
@@ -162,12 +183,16 @@ func (g *gear) apply(d desired) {
 	}
 	g.proc, g.key = p, key
 	g.log.Info().Int("port", spec.Port).Int("restarts", spec.Restarts).Msg("start gear")
+	g.s.setWebRunning(g.id, true)
 	p.Start()
 }
 
 // onEvent reports a change of the gear's process. It runs on the
 // process's goroutine.
 func (g *gear) onEvent(ev ProcessEvent, spec *state.Gear) {
+	if ev.Kind != EventReady {
+		g.setWebUp(false)
+	}
 	switch ev.Kind {
 	case EventLaunched:
 		if ev.PID > 0 {
@@ -178,7 +203,8 @@ func (g *gear) onEvent(ev ProcessEvent, spec *state.Gear) {
 		g.reportStarting(fmt.Sprintf("starting: waiting for %s:%d to answer", g.s.cfg.Addr, spec.Port))
 	case EventReady:
 		g.log.Info().Int("pid", ev.PID).Int("launches", ev.Launches).Msg("gear started")
-		g.report(state.GearStarted, "")
+		g.s.resumeBackend(g.id)
+		g.setWebUp(true)
 	case EventExited:
 		os.Remove(g.pidFile())
 		what := "exited"
@@ -210,9 +236,14 @@ func (g *gear) killOrphans() {
 	}
 }
 
+// stopProc stops the web process, once the load balancers of this node
+// have drained it.
 func (g *gear) stopProc() {
+	g.s.drainBackend(g.id)
 	g.proc.Stop()
 	g.proc, g.key = nil, ""
+	g.s.setWebRunning(g.id, false)
+	g.setWebUp(false)
 }
 
 func (g *gear) openLog() error {
@@ -252,6 +283,7 @@ func (g *gear) ensureDirs() error {
 // The status is removed only while this node owns it: once the gear is
 // placed on another node, that node reports it.
 func (g *gear) destroy() {
+	g.stopLB()
 	if g.proc != nil {
 		g.stopProc()
 	}

@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 }
 
 // helperServe is the helper web process. "/" answers "helper GEAR PID",
+// "/slow" the same after 100 ms,
 // "/env" the sorted environment, "/headers" the Host and X-Forwarded-*
 // headers, "/exit" makes it exit with status 3.
 func helperServe() {
@@ -41,6 +42,10 @@ func helperServe() {
 	fmt.Printf("helper listening on %s\n", addr)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "helper %s %d\n", os.Getenv("GEARBOX_GEAR_ID"), os.Getpid())
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(100 * time.Millisecond)
 		fmt.Fprintf(w, "helper %s %d\n", os.Getenv("GEARBOX_GEAR_ID"), os.Getpid())
 	})
 	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {

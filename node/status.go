@@ -67,6 +67,46 @@ func (g *gear) reportLocked(st, reason string) {
 	g.writeLocked()
 }
 
+// setWebUp notes whether the web process answers, and reports the gear
+// started when it does and its load balancer, if it should run one,
+// listens.
+func (g *gear) setWebUp(up bool) {
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	g.webUp = up
+	g.reportUpLocked()
+}
+
+// setLBDown notes why the load balancer that the gear should run does not
+// listen ("" if it does or none is wanted), and reports the change if the
+// web process answers.
+func (g *gear) setLBDown(why string) {
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	if g.lbDown == why {
+		return
+	}
+	g.lbDown = why
+	g.reportUpLocked()
+}
+
+// reportUpLocked reports a gear whose web process answers: started, unless
+// its load balancer does not listen yet.
+func (g *gear) reportUpLocked() {
+	if !g.webUp {
+		return
+	}
+	if g.lbDown != "" {
+		st := state.GearStopped
+		if g.status.State == state.GearNew {
+			st = state.GearNew
+		}
+		g.reportLocked(st, "starting: "+g.lbDown)
+		return
+	}
+	g.reportLocked(state.GearStarted, "")
+}
+
 // ensureReported rewrites the status if the store holds another.
 func (g *gear) ensureReported() {
 	g.statusMu.Lock()

@@ -31,6 +31,10 @@ import (
 // pass at Start, and then every ResyncInterval, catches up with anything
 // missed, such as changes made while the node was down.
 //
+// An LB gear also runs its app's load balancer (see lbgear.go), whose
+// backends follow the app's gear records and the node records of the
+// whole cluster.
+//
 // A node that closes takes its gears down with it: Close stops every
 // gear's process (reporting the gears stopped if the store is still open)
 // but leaves their directories for the next start.
@@ -55,8 +59,16 @@ type Supervisor struct {
 	dying map[string]*gear // by id: gears being destroyed
 	apps  map[string]appInfo
 
-	routes atomic.Pointer[routeTable]
-	front  *front
+	routes     atomic.Pointer[routeTable]
+	routesKick chan struct{} // asks the reconcile loop to rebuild routes and refresh load balancers
+	front      *front
+
+	// The load balancers of the LB gears running here, by gear id: their
+	// gears' runtimes add and remove them, the reconcile loop updates
+	// their backends.
+	lbMu sync.Mutex
+	lbs  map[string]*lbGear
+	web  map[string]bool // gears whose web process runs here
 
 	// program returns what a gear runs and a key that differs whenever
 	// that differs (a changed key restarts the gear). Tests replace it
@@ -84,6 +96,10 @@ func New(cfg Config) (*Supervisor, error) {
 		gears: make(map[string]*gear),
 		dying: make(map[string]*gear),
 		apps:  make(map[string]appInfo),
+		lbs:   make(map[string]*lbGear),
+		web:   make(map[string]bool),
+
+		routesKick: make(chan struct{}, 1),
 	}
 	s.program = s.defaultProgram
 	s.routes.Store(&routeTable{})
@@ -117,7 +133,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	}
 	// The watch comes first so that no change between the listing and
 	// the watch is missed.
-	s.watch = s.st.Watch(state.BucketGears, state.BucketApps)
+	s.watch = s.st.Watch(state.BucketGears, state.BucketApps, state.BucketNodes)
 	if err := s.reconcileAll(); err != nil {
 		s.watch.Close()
 		if s.front != nil {
@@ -197,6 +213,9 @@ func (s *Supervisor) run() {
 			return
 		case <-s.watch.C():
 			s.applyChanges(s.watch.Next())
+		case <-s.routesKick:
+			s.rebuildRoutes()
+			s.refreshLBs()
 		case <-t.C:
 			if err := s.reconcileAll(); err != nil {
 				s.log.Error().Err(err).Msg("reconcile gears failed")
@@ -260,6 +279,7 @@ func (s *Supervisor) reconcileAll() error {
 		s.dying[r.Key] = s.spawn(r.Key, desired{destroy: true})
 	}
 	s.rebuildRoutes()
+	s.refreshLBs()
 	return nil
 }
 
@@ -267,6 +287,7 @@ func (s *Supervisor) reconcileAll() error {
 func (s *Supervisor) applyChanges(recs []store.Record) {
 	gears := make(map[string]store.Record)
 	apps := make(map[string]bool)
+	nodes := false
 	for _, r := range recs {
 		switch r.Bucket {
 		case state.BucketGears:
@@ -274,6 +295,8 @@ func (s *Supervisor) applyChanges(recs []store.Record) {
 		case state.BucketApps:
 			s.setApp(r)
 			apps[r.Key] = true
+		case state.BucketNodes:
+			nodes = true
 		}
 	}
 	for id, r := range gears {
@@ -298,6 +321,10 @@ func (s *Supervisor) applyChanges(recs []store.Record) {
 		}
 	}
 	s.rebuildRoutes()
+	// Any gear of the cluster may be a backend of a load balancer here.
+	if len(gears) > 0 || nodes {
+		s.refreshLBs()
+	}
 }
 
 func (s *Supervisor) setApp(r store.Record) {
@@ -349,13 +376,14 @@ func (s *Supervisor) spawn(id string, d desired) *gear {
 	return g
 }
 
-// rebuildRoutes swaps in a routing table for the gears this node runs.
+// rebuildRoutes swaps in a routing table for the gears this node runs: an
+// app host goes to the app's running load balancer here if there is one.
 func (s *Supervisor) rebuildRoutes() {
 	gs := make([]state.Gear, 0, len(s.gears))
 	for _, g := range s.gears {
 		gs = append(gs, g.desired().gear)
 	}
-	s.routes.Store(buildRoutes(gs, s.apps, s.cfg.Domain, s.cfg.Addr, nil))
+	s.routes.Store(buildRoutes(gs, s.apps, s.cfg.Domain, s.cfg.Addr, s.runningLBs()))
 }
 
 // warnStrayDirs logs gear directories that no gear record or status
