@@ -3,7 +3,12 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/url"
@@ -133,6 +138,42 @@ func TestBrokerEndToEnd(t *testing.T) {
 		}
 	}
 
+	// A deployment archive uploaded to the broker is served to members by
+	// its internal API, with the cluster secret only.
+	archive := tinyArchive(t)
+	req, _ := http.NewRequest("POST", api+"/broker/rest/domains/test/applications/testha/deployments", bytes.NewReader(archive))
+	req.SetBasicAuth("demo", "password1")
+	req.Header.Set("Content-Type", "application/gzip")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upload deployment: %s %s", resp.Status, body)
+	}
+	sum := sha256.Sum256(archive)
+	blobURL := "http://127.0.0.14:7947/internal/v1/blobs/" + hex.EncodeToString(sum[:])
+	for _, secret := range []string{"", "wrong", secret} {
+		req, _ := http.NewRequest("GET", blobURL, nil)
+		if secret != "" {
+			req.Header.Set("Authorization", "Bearer "+secret)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case secret == "e2e-broker-secret" && (resp.StatusCode != http.StatusOK || !bytes.Equal(got, archive)):
+			t.Errorf("blob with the secret: %s, %d bytes", resp.Status, len(got))
+		case secret != "e2e-broker-secret" && resp.StatusCode != http.StatusUnauthorized:
+			t.Errorf("blob with secret %q: %s, want 401", secret, resp.Status)
+		}
+	}
+
 	// rhc scale-cartridge -a testha ruby --min 1 --max 1
 	_, _, err = demo.SetScale(ctx, "test", "testha", "static", 1, 1)
 	if err == nil || !strings.Contains(err.Error(), "Cannot set the max gear limit to '1' if the application is HA (highly available)") {
@@ -162,6 +203,22 @@ func TestBrokerEndToEnd(t *testing.T) {
 	if app.GearCount != 1 || app.HA || app.LB == nil || app.LB.Gears != 1 {
 		t.Errorf("after disable-ha and scale-down: gears %d, ha %v, lb %+v", app.GearCount, app.HA, app.LB)
 	}
+}
+
+// tinyArchive is a tar.gz holding one index.html.
+func tinyArchive(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	page := []byte("<h1>deployed</h1>\n")
+	if err := tw.WriteHeader(&tar.Header{Name: "index.html", Mode: 0o644, Size: int64(len(page))}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(page)
+	tw.Close()
+	zw.Close()
+	return buf.Bytes()
 }
 
 // waitUntil polls cond until it holds or fails the test after timeout.

@@ -44,6 +44,10 @@ func roleFlags() []cli.Flag {
 			Usage: "placement fails unless this many zones have room for the app's gears"},
 		&cli.BoolFlag{Name: "allow-multiple-lb-per-node", EnvVars: env("ALLOW_MULTIPLE_LB_PER_NODE"), Category: "broker",
 			Usage: "let two LB gears of one app share a node"},
+		&cli.StringFlag{Name: "max-deploy-size", Value: "512MiB", EnvVars: env("MAX_DEPLOY_SIZE"), Category: "broker",
+			Usage: "largest deployment archive accepted, compressed or unpacked (bytes, or with KB, MB, GB, KiB, MiB, GiB)"},
+		&cli.IntFlag{Name: "keep-deployments", Value: 3, EnvVars: env("KEEP_DEPLOYMENTS"), Category: "broker",
+			Usage: "deployments each app keeps for rollback (event=activate)"},
 		&cli.IntFlag{Name: "max-gears", Value: 100, EnvVars: env("MAX_GEARS"), Category: "node",
 			Usage: "gears this node hosts at most"},
 		&cli.StringFlag{Name: "http-addr", Value: node.DefaultHTTPAddr, EnvVars: env("HTTP_ADDR"), Category: "node",
@@ -81,6 +85,7 @@ func parseRoleOptions(c *cli.Context) (roleOptions, error) {
 		}
 	}
 	var errs []error
+	var err error
 	for _, s := range bc.DefaultGearSizes {
 		if !slices.Contains(state.GearSizes, s) {
 			errs = append(errs, fmt.Errorf("--default-gear-sizes: unknown size %q (valid: %s)", s, strings.Join(state.GearSizes, ", ")))
@@ -111,6 +116,12 @@ func parseRoleOptions(c *cli.Context) (roleOptions, error) {
 	if max < 0 {
 		errs = append(errs, fmt.Errorf("--max-gears %d is negative", max))
 	}
+	if bc.MaxDeploySize, err = parseSize(c.String("max-deploy-size")); err != nil {
+		errs = append(errs, fmt.Errorf("--max-deploy-size: %w", err))
+	}
+	if bc.KeepDeployments = c.Int("keep-deployments"); bc.KeepDeployments < 1 {
+		errs = append(errs, fmt.Errorf("--keep-deployments %d: want 1 or more", bc.KeepDeployments))
+	}
 	lo, hi, err := parsePortRange(c.String("gear-port-range"))
 	if err != nil {
 		errs = append(errs, err)
@@ -134,7 +145,7 @@ func parsePortRange(s string) (lo, hi int, err error) {
 
 // startRoles starts the roles cfg asks for on the started store st. The
 // returned stop ends them; it is safe to call once.
-func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, log zerolog.Logger) (stop func(), err error) {
+func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, internal *internalAPI, log zerolog.Logger) (stop func(), err error) {
 	var stops []func()
 	stop = func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -191,10 +202,28 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, log zero
 			stop()
 			return nil, err
 		}
-		stops = append(stops, func() { b.Close() })
+		blobs := b.BlobHandler()
+		internal.blobs.Store(&blobs)
+		stops = append(stops, func() { internal.blobs.Store(nil); b.Close() })
 	}
 	if slices.Contains(roles, store.RoleRouter) {
 		mlog.Info().Str("role", store.RoleRouter).Msg("role not built yet")
 	}
 	return stop, nil
+}
+
+// parseSize reads a byte count: a whole number with an optional unit
+// (B, KB, MB, GB in powers of 1000; KiB, MiB, GiB in powers of 1024).
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') {
+		i--
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(t[:i]), 10, 64)
+	mult := map[string]int64{"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}[strings.ToLower(strings.TrimSpace(t[i:]))]
+	if err != nil || n <= 0 || mult == 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size such as 512MiB or 1000000", s)
+	}
+	return n * mult, nil
 }

@@ -10,12 +10,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
+	"gearbox/broker"
 	"gearbox/store"
 )
 
@@ -155,9 +158,10 @@ func serve(cfg memberConfig, log zerolog.Logger, exit func(int)) error {
 		st.Close()
 		return fmt.Errorf("start store: %w", err)
 	}
+	internal := &internalAPI{store: st.Handler()}
 	alog := log.With().Str("component", "internal-api").Logger()
 	srv := &http.Server{
-		Handler:           store.RequireSecret(sc.ClusterSecret, st.Handler()),
+		Handler:           store.RequireSecret(sc.ClusterSecret, internal),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          stdlog.New(logWriter{log: alog, msg: "internal api error"}, "", 0),
@@ -165,7 +169,7 @@ func serve(cfg memberConfig, log zerolog.Logger, exit func(int)) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	alog.Info().Str("addr", ln.Addr().String()).Msg("internal api listening")
-	stopRoles, err := startRoles(context.Background(), cfg, st, log)
+	stopRoles, err := startRoles(context.Background(), cfg, st, internal, log)
 	if err != nil {
 		srv.Close()
 		st.Close()
@@ -227,4 +231,23 @@ func exitOnSecondSignal(sigs <-chan os.Signal, log zerolog.Logger, exit func(int
 		close(done)
 		<-finished
 	}
+}
+
+// internalAPI is the member-to-member API: the store's, plus what roles
+// mount once they start (a broker's deployment archives).
+type internalAPI struct {
+	store http.Handler
+	blobs atomic.Pointer[http.Handler]
+}
+
+func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, broker.BlobPathPrefix) {
+		if h := a.blobs.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "this member holds no deployment archives", http.StatusNotFound)
+		return
+	}
+	a.store.ServeHTTP(w, r)
 }
