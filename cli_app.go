@@ -198,6 +198,7 @@ func appCommand() *cli.Command {
 		c.HideHelpCommand = true
 		c.OnUsageError = usageError
 	}
+	cmds = append(cmds, deployCommands()...)
 	return &cli.Command{
 		Name:         "app",
 		Usage:        "create, show, scale and make highly available applications",

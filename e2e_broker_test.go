@@ -9,9 +9,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +177,23 @@ func TestBrokerEndToEnd(t *testing.T) {
 		}
 	}
 
+	// The CLI packs a folder and uploads it; the listing shows both
+	// deployments, the folder's current.
+	site := t.TempDir()
+	if err := os.WriteFile(filepath.Join(site, "index.html"), []byte("<h1>from the CLI</h1>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cliAuth := []string{"--api", api, "--user", "demo", "--password", "password1"}
+	out, stderr, code := runGearbox(t, append([]string{"app", "deploy", "testha", site, "-n", "test"}, cliAuth...)...)
+	if code != 0 || !strings.Contains(out, "is current for testha") {
+		t.Fatalf("gearbox app deploy (exit %d):\n%s\n%s", code, out, stderr)
+	}
+	out, stderr, code = runGearbox(t, append([]string{"app", "deployments", "testha", "-n", "test", "--json"}, cliAuth...)...)
+	var deps []client.Deployment
+	if code != 0 || json.Unmarshal([]byte(out), &deps) != nil || len(deps) != 2 || deps[0].ID != hex.EncodeToString(sum[:]) || !deps[1].Current {
+		t.Fatalf("gearbox app deployments (exit %d): %s\n%s", code, out, stderr)
+	}
+
 	// rhc scale-cartridge -a testha ruby --min 1 --max 1
 	_, _, err = demo.SetScale(ctx, "test", "testha", "static", 1, 1)
 	if err == nil || !strings.Contains(err.Error(), "Cannot set the max gear limit to '1' if the application is HA (highly available)") {
@@ -181,7 +201,7 @@ func TestBrokerEndToEnd(t *testing.T) {
 	}
 
 	// The CLI sees the same: app show --gears lists two LB gears.
-	out, stderr, code := runGearbox(t, "app", "show", "testha", "-n", "test", "--gears",
+	out, stderr, code = runGearbox(t, "app", "show", "testha", "-n", "test", "--gears",
 		"--api", api, "--user", "demo", "--password", "password1")
 	if code != 0 || strings.Count(out, "lb static") != 2 {
 		t.Errorf("gearbox app show --gears (exit %d):\n%s\n%s", code, out, stderr)

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -160,4 +161,24 @@ func (c *Client) MoveGear(ctx context.Context, gear, node string, force bool) (G
 	m, err := c.Do(ctx, http.MethodPost, "/broker/rest/gears/"+url.PathEscape(gear)+"/move",
 		url.Values{"node": {node}, "force": {strconv.FormatBool(force)}}, &g)
 	return g, m, err
+}
+
+// Deploy uploads a tar.gz of the app's code; it becomes the current
+// deployment.
+func (c *Client) Deploy(ctx context.Context, ns, app string, archive io.Reader, size int64) (Deployment, []Message, error) {
+	var d Deployment
+	m, err := c.Upload(ctx, appPath(ns, app)+"/deployments", "application/gzip", archive, size, &d)
+	return d, m, err
+}
+
+// Deployments lists an app's kept deployments, oldest first.
+func (c *Client) Deployments(ctx context.Context, ns, app string) ([]Deployment, error) {
+	var ds []Deployment
+	_, err := c.Do(ctx, http.MethodGet, appPath(ns, app)+"/deployments", nil, &ds)
+	return ds, err
+}
+
+// Activate makes kept deployment id current again (rollback).
+func (c *Client) Activate(ctx context.Context, ns, app, id string) ([]Message, error) {
+	return c.Do(ctx, http.MethodPost, appPath(ns, app)+"/events", url.Values{"event": {"activate"}, "deployment_id": {id}}, nil)
 }

@@ -103,6 +103,26 @@ func (c *Client) Do(ctx context.Context, method, path string, params url.Values,
 	if body != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
+	return c.send(req, out)
+}
+
+// Upload POSTs body (of size bytes, -1 if unknown) with contentType to
+// path and decodes the envelope's data into out.
+func (c *Client) Upload(ctx context.Context, path, contentType string, body io.Reader, size int64, out any) ([]Message, error) {
+	if c.BaseURL == "" {
+		return nil, errors.New("no broker address: pass --api or set GEARBOX_API")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.BaseURL, "/")+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("broker request: %w", err)
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", contentType)
+	return c.send(req, out)
+}
+
+// send authenticates req, sends it and reads the envelope.
+func (c *Client) send(req *http.Request, out any) ([]Message, error) {
 	req.Header.Set("Accept", "application/json")
 	switch {
 	case c.Token != "":

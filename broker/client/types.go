@@ -125,3 +125,13 @@ type Node struct {
 	Gears    int    `json:"gears"`
 	MaxGears int    `json:"max_gears"`
 }
+
+// Deployment is one uploaded build of an app's code.
+type Deployment struct {
+	ID        string    `json:"id"`
+	Size      int64     `json:"size"`
+	Current   bool      `json:"current"`
+	Holders   []string  `json:"holders"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+}
