@@ -85,7 +85,7 @@ func printNodes(w io.Writer, ns []client.Node) error {
 func gearCommand() *cli.Command {
 	return &cli.Command{
 		Name:         "gear",
-		Usage:        "move gears between nodes (administrators)",
+		Usage:        "stop, start and move single gears",
 		UsageText:    "gearbox gear command [flags]",
 		OnUsageError: usageError,
 		Subcommands: []*cli.Command{{
@@ -110,6 +110,26 @@ func gearCommand() *cli.Command {
 				}
 				return s.result(msgs, g, nil)
 			}),
-		}},
+		}, gearEventCommand("stop", "stop one gear: its load balancers drain it first"),
+			gearEventCommand("start", "start one stopped gear")},
+	}
+}
+
+// gearEventCommand is `gearbox gear stop|start GEAR`.
+func gearEventCommand(event, usage string) *cli.Command {
+	return &cli.Command{
+		Name:            event,
+		Usage:           usage,
+		UsageText:       "gearbox gear " + event + " GEAR [flags]",
+		Flags:           clientFlags(),
+		HideHelpCommand: true,
+		OnUsageError:    usageError,
+		Action: clientAction([]string{"GEAR"}, func(s *session) error {
+			g, msgs, err := s.api.GearEvent(s.ctx(), s.arg(0), event)
+			if err != nil {
+				return err
+			}
+			return s.result(msgs, g, nil)
+		}),
 	}
 }

@@ -96,3 +96,23 @@ func TestGearMove(t *testing.T) {
 	}
 	fb.requests()
 }
+
+func TestGearStopStart(t *testing.T) {
+	fb := newFakeBroker(t)
+	const path = "/broker/rest/gears/g1/events"
+	for _, ev := range []string{"stop", "start"} {
+		fb.on("POST", path, fakeReply{data: `{"id": "g1", "state": "started", "node": "node1"}`, msgs: []string{"Gear g1: " + ev + " requested."}})
+		out, _, err := runCLI(t, "gear", ev, "g1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantRequest(t, fb.last(), "POST", path, map[string]string{"event": ev})
+		if out != "Gear g1: "+ev+" requested.\n" {
+			t.Errorf("gear %s output = %q", ev, out)
+		}
+		fb.requests()
+	}
+	if _, _, err := runCLI(t, "gear", "stop"); err == nil || !strings.Contains(err.Error(), "needs GEAR") {
+		t.Errorf("gear stop without GEAR: %v", err)
+	}
+}

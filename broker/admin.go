@@ -210,3 +210,51 @@ func (b *Broker) moveGear(w http.ResponseWriter, r *http.Request, u *state.User,
 	reply(w, http.StatusOK, "gear", b.gearView(&g, cv, nil, true), fmt.Sprintf("Gear %s moved from %s to %s.", id, from, target))
 	return nil
 }
+
+// POST /broker/rest/gears/{gear}/events and
+// .../applications/{app}/gears/{gear}/events: event=start|stop for one
+// gear, as OpenShift's `control stop` on one gear did. The node takes a
+// stopping gear out of its load balancers and drains it first.
+func (b *Broker) gearEvent(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	id := r.PathValue("gear")
+	var g state.Gear
+	if _, err := b.st.Get(state.BucketGears, id, &g); errors.Is(err, store.ErrNotFound) {
+		return notFound("Gear '%s' not found.", id)
+	} else if err != nil {
+		return err
+	}
+	if ns, name := r.PathValue("ns"), r.PathValue("app"); ns != "" && (ns != g.Domain || name != g.AppName) {
+		return notFound("Gear '%s' not found in application '%s'.", id, name)
+	}
+	a, err := b.app(u, g.Domain, g.AppName)
+	if err != nil {
+		return err
+	}
+	ev := p.str("event")
+	want, action := state.GearStarted, state.ActionGearStart
+	switch ev {
+	case "start":
+	case "stop":
+		want, action = state.GearStopped, state.ActionGearStop
+	default:
+		return fieldErr("event", 126, "Invalid gear event '%s' specified. Valid events are: start, stop.", ev)
+	}
+	if g.State != want {
+		g.State = want
+		e := state.RoutingEvent{Action: action, AppName: a.Name, Namespace: a.Domain, Scalable: a.Scalable, HA: a.HA, GearID: g.ID}
+		if err := b.commit(r.Context(), []store.Op{{Bucket: state.BucketGears, Key: g.ID, Value: g}}, []state.RoutingEvent{e}); err != nil {
+			return err
+		}
+		b.log.Info().Str("gear", id).Str("app", a.Name).Str("domain", a.Domain).Str("event", ev).Str("by", u.Login).Msg("gear event")
+	}
+	cv, err := b.loadCluster()
+	if err != nil {
+		return err
+	}
+	statuses, err := b.gearStatuses()
+	if err != nil {
+		return err
+	}
+	reply(w, http.StatusOK, "gear", b.gearView(&g, cv, statuses, true), fmt.Sprintf("Gear %s: %s requested.", id, ev))
+	return nil
+}

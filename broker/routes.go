@@ -44,6 +44,8 @@ func (b *Broker) routes(mux *http.ServeMux) {
 	h("GET /broker/rest/nodes", b.listNodes)
 	h("POST /broker/rest/nodes/{node}/events", b.nodeEvent)
 	h("POST /broker/rest/gears/{gear}/move", b.moveGear)
+	h("POST /broker/rest/gears/{gear}/events", b.gearEvent)
+	h("POST "+app+"/gears/{gear}/events", b.gearEvent)
 
 }
 

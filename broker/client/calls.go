@@ -182,3 +182,10 @@ func (c *Client) Deployments(ctx context.Context, ns, app string) ([]Deployment,
 func (c *Client) Activate(ctx context.Context, ns, app, id string) ([]Message, error) {
 	return c.Do(ctx, http.MethodPost, appPath(ns, app)+"/events", url.Values{"event": {"activate"}, "deployment_id": {id}}, nil)
 }
+
+// GearEvent sends start or stop to one gear.
+func (c *Client) GearEvent(ctx context.Context, gear, event string) (Gear, []Message, error) {
+	var g Gear
+	m, err := c.Do(ctx, http.MethodPost, "/broker/rest/gears/"+url.PathEscape(gear)+"/events", url.Values{"event": {event}}, &g)
+	return g, m, err
+}
