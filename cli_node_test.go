@@ -116,3 +116,29 @@ func TestGearStopStart(t *testing.T) {
 		t.Errorf("gear stop without GEAR: %v", err)
 	}
 }
+
+func TestEnvCommands(t *testing.T) {
+	fb := newFakeBroker(t)
+	const path = "/broker/rest/domains/ns/applications/web/environment-variables"
+	fb.on("POST", path, fakeReply{data: `[{"name": "DB_URL", "value": "a=b"}]`, msgs: []string{"Environment variable DB_URL set."}})
+	out, _, err := runCLI(t, "env", "set", "web", "DB_URL=a=b", "-n", "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRequest(t, fb.last(), "POST", path, map[string]string{"name": "DB_URL", "value": "a=b"})
+	if out != "Environment variable DB_URL set.\n" {
+		t.Errorf("env set output = %q", out)
+	}
+	fb.on("GET", path, fakeReply{data: `[{"name": "DB_URL", "value": "a=b"}, {"name": "X", "value": ""}]`})
+	if out, _, err = runCLI(t, "env", "list", "web", "-n", "ns"); err != nil || out != "DB_URL=a=b\nX=\n" {
+		t.Errorf("env list: %q, %v", out, err)
+	}
+	fb.on("DELETE", path+"/X", fakeReply{msgs: []string{"Environment variable X removed."}})
+	if out, _, err = runCLI(t, "env", "unset", "web", "X", "-n", "ns"); err != nil || out != "Environment variable X removed.\n" {
+		t.Errorf("env unset: %q, %v", out, err)
+	}
+	if _, _, err := runCLI(t, "env", "set", "web", "NOEQUALS", "-n", "ns"); err == nil || !strings.Contains(err.Error(), "NAME=VALUE") {
+		t.Errorf("env set without =: %v", err)
+	}
+	fb.requests()
+}

@@ -55,6 +55,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			userCommand(),
 			nodeCommand(),
 			gearCommand(),
+			envCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {

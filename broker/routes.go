@@ -44,6 +44,9 @@ func (b *Broker) routes(mux *http.ServeMux) {
 	h("GET /broker/rest/nodes", b.listNodes)
 	h("POST /broker/rest/nodes/{node}/events", b.nodeEvent)
 	h("POST /broker/rest/gears/{gear}/move", b.moveGear)
+	h("GET "+app+"/environment-variables", b.listEnv)
+	h("POST "+app+"/environment-variables", b.setEnv)
+	h("DELETE "+app+"/environment-variables/{name}", b.unsetEnv)
 	h("POST /broker/rest/gears/{gear}/events", b.gearEvent)
 	h("POST "+app+"/gears/{gear}/events", b.gearEvent)
 

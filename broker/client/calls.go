@@ -189,3 +189,28 @@ func (c *Client) GearEvent(ctx context.Context, gear, event string) (Gear, []Mes
 	m, err := c.Do(ctx, http.MethodPost, "/broker/rest/gears/"+url.PathEscape(gear)+"/events", url.Values{"event": {event}}, &g)
 	return g, m, err
 }
+
+// EnvVar is one of an app's environment variables.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Env lists an app's environment variables.
+func (c *Client) Env(ctx context.Context, ns, app string) ([]EnvVar, error) {
+	var vs []EnvVar
+	_, err := c.Do(ctx, http.MethodGet, appPath(ns, app)+"/environment-variables", nil, &vs)
+	return vs, err
+}
+
+// SetEnv sets one of an app's environment variables.
+func (c *Client) SetEnv(ctx context.Context, ns, app, name, value string) ([]EnvVar, []Message, error) {
+	var vs []EnvVar
+	m, err := c.Do(ctx, http.MethodPost, appPath(ns, app)+"/environment-variables", url.Values{"name": {name}, "value": {value}}, &vs)
+	return vs, m, err
+}
+
+// UnsetEnv removes one of an app's environment variables.
+func (c *Client) UnsetEnv(ctx context.Context, ns, app, name string) ([]Message, error) {
+	return c.Do(ctx, http.MethodDelete, appPath(ns, app)+"/environment-variables/"+url.PathEscape(name), nil, nil)
+}
