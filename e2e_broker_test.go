@@ -194,6 +194,24 @@ func TestBrokerEndToEnd(t *testing.T) {
 		t.Fatalf("gearbox app deployments (exit %d): %s\n%s", code, out, stderr)
 	}
 
+	// Every node fetches the deployment from the broker, checks it and
+	// serves it: the app's hostname answers with the deployed page on
+	// each LB gear's node.
+	for _, g := range groups[0].Gears {
+		front := "http://" + ips[g.Node] + ":8080/"
+		waitUntil(t, 30*time.Second, "deployed page through node "+g.Node, logs, func() bool {
+			req, _ := http.NewRequest("GET", front, nil)
+			req.Host = "testha-test.example.com"
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return false
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK && strings.Contains(string(body), "from the CLI")
+		})
+	}
+
 	// rhc scale-cartridge -a testha ruby --min 1 --max 1
 	_, _, err = demo.SetScale(ctx, "test", "testha", "static", 1, 1)
 	if err == nil || !strings.Contains(err.Error(), "Cannot set the max gear limit to '1' if the application is HA (highly available)") {

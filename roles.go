@@ -171,6 +171,7 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, internal
 		nc := node.DefaultConfig(st, cfg.Store.DataDir, addr, cfg.Domain)
 		nc.HTTPAddr = cfg.Roles.HTTPAddr
 		nc.ClusterSecret = cfg.Store.ClusterSecret
+		nc.MaxDeploySize = cfg.Roles.Broker.MaxDeploySize
 		nc.Logger = log
 		sup, err := node.New(nc)
 		if err != nil {

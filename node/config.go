@@ -66,6 +66,11 @@ type Config struct {
 	// DefaultConfig: lb.DefaultConfig(); FastConfig: lb.FastConfig(). Zero
 	// fields take lb's defaults.
 	LB lb.Config
+	// MaxDeploySize caps, in bytes, a deployment archive that the node
+	// fetches, and what it unpacks to (--max-deploy-size). Default
+	// DefaultMaxDeploySize (512 MiB).
+	MaxDeploySize int64
+
 	// DrainTimeout bounds how long the stop of a gear's web process waits
 	// for the load balancers of this node to drain it. Default 10 s.
 	DrainTimeout time.Duration
@@ -121,6 +126,7 @@ func DefaultConfig(st *store.Store, dataDir, addr, domain string) Config {
 		LogFiles:       DefaultLogFiles,
 		LB:             lb.DefaultConfig(),
 		DrainTimeout:   DefaultDrainTimeout,
+		MaxDeploySize:  DefaultMaxDeploySize,
 		Logger:         zerolog.Nop(),
 		Now:            time.Now,
 	}
@@ -192,6 +198,12 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("LogFiles %d is negative", c.LogFiles))
 	case c.LogFiles == 0:
 		c.LogFiles = DefaultLogFiles
+	}
+	switch {
+	case c.MaxDeploySize < 0:
+		errs = append(errs, fmt.Errorf("MaxDeploySize %d is negative", c.MaxDeploySize))
+	case c.MaxDeploySize == 0:
+		c.MaxDeploySize = DefaultMaxDeploySize
 	}
 	if c.Now == nil {
 		c.Now = time.Now

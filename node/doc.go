@@ -7,13 +7,27 @@
 // (DATA_DIR/gears/ID/{app,data,logs}), starts, stops, restarts and
 // destroys it as its record asks, relaunches it with backoff when it
 // ends on its own, and reports what it observes in the gear's GearStatus
-// record (new, started, stopped, with a reason, and its endpoints). A
+// record (new, deploying, building, started, stopped, with a reason, and
+// its endpoints). A
 // gear counts as started only once its port answers.
 //
 // A gear runs a Program under a Process: a Command (a child process in a
 // process group of its own, with the gear's environment, its output in
 // the gear's size-rotated log) or, for the static cartridge's welcome
 // page, a server inside the node on the gear's port.
+//
+// A gear whose app has a current deployment runs it (deploy.go): the node
+// fetches the archive once from a live member that holds it (internal
+// API, cluster secret), checks its sha256 against the deployment's id,
+// unpacks it to DATA_DIR/deployments/ID and runs its manifest's build
+// once, with its output in DATA_DIR/deployments/ID.build.log. The gear
+// then runs the manifest's web command in that directory, or, without
+// one, serves its files from inside the node. Meanwhile the gear is
+// reported deploying or building and keeps running what it ran; a
+// failure is reported as the reason and tried again with backoff. A
+// change of deployment restarts each gear on its own, as soon as the new
+// deployment is ready on its node: rolling the change out one gear at a
+// time, behind health checks, is not done here.
 //
 // An LB gear also runs its app's load balancer (package lb) inside the
 // node on its LBPort, balancing over the app's gears on every node; it is

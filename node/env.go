@@ -60,11 +60,24 @@ func (s *Supervisor) gearEnv(d desired, dir, deploymentID string) []string {
 	return env
 }
 
-// defaultProgram is what a gear runs: the static cartridge's welcome page,
-// served from inside the node on the gear's port, until code is deployed.
+// defaultProgram is what a gear runs: until code is deployed, the static
+// cartridge's welcome page, served from inside the node on the gear's
+// port; then the deployment's web command, run in the deployment's
+// directory, or, for a deployment without one, its files served from
+// inside the node.
+//
+// A gear's deployment directory is shared by the gears of the app on
+// this node; gears keep what they write in GEARBOX_DATA_DIR.
 func (s *Supervisor) defaultProgram(d desired, dir string) (Program, string) {
 	g := &d.gear
 	addr := net.JoinHostPort(s.cfg.Addr, strconv.Itoa(g.Port))
+	if dep := d.dep; dep != nil {
+		if dep.manifest.Static() {
+			return serverProgram{addr: addr, handler: staticHandler(dep.dir)}, "static " + addr + " " + dep.id
+		}
+		env := s.gearEnv(d, dir, dep.id)
+		return ShellCommand(dep.manifest.Web, env, dep.dir), "web " + dep.id + " " + strings.Join(env, " ")
+	}
 	return serverProgram{addr: addr, handler: welcomeHandler(g.AppName, g.Domain, g.ID)},
 		"welcome " + addr + " " + g.AppName + " " + g.Domain
 }

@@ -6,4 +6,7 @@ import "errors"
 var (
 	// ErrClosed is returned by Start on a closed Supervisor.
 	ErrClosed = errors.New("node is closed")
+	// ErrHashMismatch is wrapped by the error of a deployment fetch whose
+	// archive's sha256 is not the deployment's id.
+	ErrHashMismatch = errors.New("deployment archive hash mismatch")
 )

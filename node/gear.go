@@ -21,6 +21,12 @@ type desired struct {
 	gear    state.Gear
 	env     map[string]string // the app's env
 	destroy bool              // the gear left this node
+	// deployment is the id of the app's current deployment ("" for
+	// none: the welcome page).
+	deployment string
+	// dep is that deployment once this node has it ready; set by apply
+	// for program.
+	dep *deployment
 }
 
 // gear is the runtime of one gear on this node: a goroutine that applies
@@ -45,6 +51,7 @@ type gear struct {
 	orphansChecked bool
 	lb             *lbGear     // the LB gear's load balancer, if it runs
 	retry          *time.Timer // wakes run to try the load balancer again
+	deployRetry    *time.Timer // wakes run to try preparing the deployment again
 
 	statusMu  sync.Mutex
 	status    state.GearStatus // what the node observes, to be reported
@@ -91,6 +98,10 @@ func (g *gear) run(ctx context.Context) {
 		if g.retry != nil {
 			g.retry.Stop()
 		}
+		if g.deployRetry != nil {
+			g.deployRetry.Stop()
+		}
+		g.s.deploys.forget(g)
 	}()
 	if g.prev != nil {
 		select {
@@ -152,6 +163,9 @@ func (g *gear) apply(d desired) {
 		return
 	}
 	g.ensureLB(d)
+	if !g.prepareDeployment(&d) {
+		return
+	}
 	prog, key := g.s.program(d, g.dir)
 	key = fmt.Sprintf("%s restarts=%d", key, spec.Restarts)
 	if g.proc != nil && key == g.key {
@@ -185,6 +199,60 @@ func (g *gear) apply(d desired) {
 	g.log.Info().Int("port", spec.Port).Int("restarts", spec.Restarts).Msg("start gear")
 	g.s.setWebRunning(g.id, true)
 	p.Start()
+}
+
+// prepareDeployment sets d.dep to the app's current deployment if it is
+// ready on this node, and reports true if the gear may go on to run it
+// (or the welcome page, when there is no deployment). While the
+// deployment is fetched or built, and after that failed, the gear keeps
+// running what it ran (or stays down) and its status says why; a failed
+// preparation is tried again after a backoff.
+func (g *gear) prepareDeployment(d *desired) bool {
+	if d.deployment == "" {
+		return true
+	}
+	dep, phase, retryIn, err := g.s.deploys.get(g, *d)
+	if dep != nil {
+		d.dep = dep
+		return true
+	}
+	if err != nil {
+		reason := fmt.Sprintf("deployment %s failed: %v", short(d.deployment), err)
+		if retryIn > 0 {
+			reason += fmt.Sprintf("; retrying in %s", retryIn.Round(time.Millisecond))
+			if g.deployRetry != nil {
+				g.deployRetry.Stop()
+			}
+			g.deployRetry = time.AfterFunc(retryIn, g.poke)
+		}
+		g.reportKeep("", reason)
+		return false
+	}
+	what := "fetching"
+	if phase == state.GearBuilding {
+		what = "building"
+	}
+	g.reportKeep(phase, fmt.Sprintf("%s deployment %s", what, short(d.deployment)))
+	return false
+}
+
+// reportKeep reports reason with st, or, when st is "", with the state
+// the gear is in: started if its process answers, else stopped (new for a
+// gear new to the node).
+func (g *gear) reportKeep(st, reason string) {
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	if st == "" {
+		switch {
+		case g.proc != nil && g.webUp:
+			st = state.GearStarted
+		case g.status.State == state.GearNew:
+			st = state.GearNew
+		default:
+			st = state.GearStopped
+		}
+	}
+	g.reportLocked(st, reason)
 }
 
 // onEvent reports a change of the gear's process. It runs on the

@@ -105,3 +105,17 @@ func welcomeHandler(app, ns, gearID string) http.Handler {
 		w.Write(page)
 	})
 }
+
+// staticHandler serves the files of a deployment unpacked in dir, its
+// index.html at "/". Unpack made sure that no link leads out of dir.
+func staticHandler(dir string) http.Handler {
+	fs := http.FileServer(http.Dir(dir))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		fs.ServeHTTP(w, r)
+	})
+}

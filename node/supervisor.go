@@ -70,6 +70,8 @@ type Supervisor struct {
 	lbs  map[string]*lbGear
 	web  map[string]bool // gears whose web process runs here
 
+	deploys *deployer
+
 	// program returns what a gear runs and a key that differs whenever
 	// that differs (a changed key restarts the gear). Tests replace it
 	// before Start.
@@ -78,8 +80,9 @@ type Supervisor struct {
 
 // appInfo is what gears need of their app's record.
 type appInfo struct {
-	env     map[string]string
-	aliases []string
+	env        map[string]string
+	aliases    []string
+	deployment string
 }
 
 // New validates cfg and returns a Supervisor that does nothing until
@@ -102,6 +105,7 @@ func New(cfg Config) (*Supervisor, error) {
 		routesKick: make(chan struct{}, 1),
 	}
 	s.program = s.defaultProgram
+	s.deploys = newDeployer(s)
 	s.routes.Store(&routeTable{})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -315,7 +319,8 @@ func (s *Supervisor) applyChanges(recs []store.Record) {
 				continue
 			}
 			if d := g.desired(); apps[d.gear.App] {
-				d.env = s.apps[d.gear.App].env
+				a := s.apps[d.gear.App]
+				d.env, d.deployment = a.env, a.deployment
 				g.set(d)
 			}
 		}
@@ -333,13 +338,14 @@ func (s *Supervisor) setApp(r store.Record) {
 		delete(s.apps, r.Key)
 		return
 	}
-	s.apps[r.Key] = appInfo{env: a.Env, aliases: a.Aliases}
+	s.apps[r.Key] = appInfo{env: a.Env, aliases: a.Aliases, deployment: a.Deployment}
 }
 
 // want hands gear g's record, with its app's env, to its runtime, creating
 // the runtime for a gear new to this node.
 func (s *Supervisor) want(g state.Gear) {
-	d := desired{gear: g, env: s.apps[g.App].env}
+	a := s.apps[g.App]
+	d := desired{gear: g, env: a.env, deployment: a.deployment}
 	if gr := s.gears[g.ID]; gr != nil {
 		gr.set(d)
 		return

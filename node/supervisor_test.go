@@ -31,6 +31,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"no domain", func(c *Config) { c.Domain = "" }, "Domain"},
 		{"bad http addr", func(c *Config) { c.HTTPAddr = "80" }, "HTTPAddr"},
 		{"negative grace", func(c *Config) { c.StopGrace = -time.Second }, "StopGrace"},
+		{"negative deploy size", func(c *Config) { c.MaxDeploySize = -1 }, "MaxDeploySize"},
 		{"backoff max below initial", func(c *Config) { c.Backoff = Backoff{Initial: time.Minute, Max: time.Second} }, "Backoff.Max"},
 	}
 	for _, tt := range tests {

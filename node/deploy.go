@@ -1,0 +1,309 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"gearbox/store"
+	"gearbox/store/state"
+)
+
+// blobPathPrefix is where members serve deployment archives on the
+// internal API: blobPathPrefix + sha256 hex (broker.BlobPathPrefix; node
+// does not import broker).
+const blobPathPrefix = "/internal/v1/blobs/"
+
+// deployment is a deployment made ready on this node: unpacked in dir and,
+// if its manifest asks, built.
+type deployment struct {
+	id       string
+	dir      string
+	manifest Manifest
+}
+
+// deployJob is the preparation of one deployment on this node: fetched,
+// verified, unpacked and built once, whichever gears ask for it.
+type deployJob struct {
+	running bool
+	phase   string // state.GearDeploying or state.GearBuilding while running
+	ready   *deployment
+	err     error         // of the last attempt
+	delay   time.Duration // backoff after the last failure
+	retryAt time.Time     // no new attempt before
+	waiters map[*gear]bool
+}
+
+// deployer prepares the deployments that the gears of a node run. Its
+// attempts run on the Supervisor's context and WaitGroup.
+type deployer struct {
+	s    *Supervisor
+	http *http.Client
+
+	mu   sync.Mutex
+	jobs map[string]*deployJob // by deployment id
+}
+
+func newDeployer(s *Supervisor) *deployer {
+	tr := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		ResponseHeaderTimeout: 30 * time.Second,
+		DisableKeepAlives:     true,
+	}
+	return &deployer{s: s, http: &http.Client{Transport: tr}, jobs: make(map[string]*deployJob)}
+}
+
+func (dp *deployer) root() string { return filepath.Join(dp.s.cfg.DataDir, "deployments") }
+
+// dir returns where deployment id is unpacked.
+func (dp *deployer) dir(id string) string { return filepath.Join(dp.root(), id) }
+
+// validDeploymentID reports whether id is a lower-case sha256 hex digest:
+// it names a directory.
+func validDeploymentID(id string) bool {
+	if len(id) != sha256.Size*2 {
+		return false
+	}
+	return strings.IndexFunc(id, func(c rune) bool { return (c < '0' || c > '9') && (c < 'a' || c > 'f') }) < 0
+}
+
+// get returns deployment d.deployment once it is ready. Until then it
+// returns nil and the state and reason g should report (state is ""
+// after a failed attempt, whose error is in err), starts an attempt if
+// none runs and the backoff of the last failure has passed, and pokes g
+// when the attempt ends. retryIn is how long until the next attempt may
+// start after a failure.
+func (dp *deployer) get(g *gear, d desired) (dep *deployment, phase string, retryIn time.Duration, err error) {
+	id := d.deployment
+	if !validDeploymentID(id) {
+		return nil, "", 0, fmt.Errorf("deployment id %q is not a sha256 hex digest", id)
+	}
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	j := dp.jobs[id]
+	if j == nil {
+		j = &deployJob{waiters: make(map[*gear]bool)}
+		dp.jobs[id] = j
+	}
+	if j.ready != nil {
+		return j.ready, "", 0, nil
+	}
+	j.waiters[g] = true
+	if j.running {
+		return nil, j.phase, 0, nil
+	}
+	now := time.Now()
+	if j.err != nil && now.Before(j.retryAt) {
+		return nil, "", j.retryAt.Sub(now), j.err
+	}
+	j.running, j.phase = true, state.GearDeploying
+	// The build runs with the environment of the gear that asked first:
+	// every gear of the app shares all of it but the gear's own variables.
+	env := slices.DeleteFunc(dp.s.gearEnv(d, g.dir, id), func(kv string) bool { return strings.HasPrefix(kv, "PORT=") })
+	app := d.gear.App
+	dp.s.wg.Add(1)
+	go func() {
+		defer dp.s.wg.Done()
+		dep, err := dp.prepare(dp.s.ctx, app, id, env, func(phase string) {
+			dp.mu.Lock()
+			j.phase = phase
+			ws := j.waitersLocked()
+			dp.mu.Unlock()
+			for _, w := range ws {
+				w.poke()
+			}
+		})
+		dp.mu.Lock()
+		j.running = false
+		if err != nil {
+			j.delay = dp.s.cfg.Backoff.Next(j.delay, 0)
+			j.err, j.retryAt = err, time.Now().Add(j.delay)
+			dp.s.log.Warn().Err(err).Str("deployment", id).Dur("retry_in", j.delay).Msg("prepare deployment failed")
+		} else {
+			j.ready, j.err = dep, nil
+			dp.s.log.Info().Str("deployment", id).Msg("deployment ready")
+		}
+		ws := j.waitersLocked()
+		clear(j.waiters)
+		dp.mu.Unlock()
+		for _, w := range ws {
+			w.poke()
+		}
+	}()
+	return nil, j.phase, 0, nil
+}
+
+func (j *deployJob) waitersLocked() []*gear {
+	ws := make([]*gear, 0, len(j.waiters))
+	for w := range j.waiters {
+		ws = append(ws, w)
+	}
+	return ws
+}
+
+// forget drops g from the waiters of every deployment.
+func (dp *deployer) forget(g *gear) {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	for _, j := range dp.jobs {
+		delete(j.waiters, g)
+	}
+}
+
+// prepare makes deployment id of app ready: unpacked (fetched from a
+// holder first unless this node has it) and built if its manifest says so.
+// phase is told when the build starts.
+func (dp *deployer) prepare(ctx context.Context, app, id string, env []string, phase func(string)) (*deployment, error) {
+	dir := dp.dir(id)
+	if err := os.MkdirAll(dp.root(), 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dp.root(), err)
+	}
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := dp.fetch(ctx, app, id); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	m, err := ReadManifest(dir)
+	if err != nil {
+		return nil, fmt.Errorf("deployment %s: %w", short(id), err)
+	}
+	if m.Build != "" {
+		marker := filepath.Join(dp.root(), id+".built")
+		if _, err := os.Stat(marker); err != nil {
+			phase(state.GearBuilding)
+			if err := dp.build(ctx, id, dir, m.Build, env); err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(marker, nil, 0o644); err != nil {
+				return nil, fmt.Errorf("note build of deployment %s: %w", short(id), err)
+			}
+		}
+	}
+	return &deployment{id: id, dir: dir, manifest: m}, nil
+}
+
+// fetch downloads deployment id of app from a live member that holds it,
+// verifies its sha256 and unpacks it. Each holder is tried in turn.
+func (dp *deployer) fetch(ctx context.Context, app, id string) error {
+	var rec state.Deployment
+	if _, err := dp.s.st.Get(state.BucketDeployments, state.DeploymentKey(app, id), &rec); err != nil {
+		return fmt.Errorf("read record of deployment %s: %w", short(id), err)
+	}
+	members := make(map[string]store.Member)
+	for _, m := range dp.s.st.Members() {
+		members[m.Name] = m
+	}
+	var errs []error
+	for _, h := range rec.Holders {
+		m, ok := members[h]
+		if !ok || m.Status != store.StatusAlive || m.InternalAddr == "" {
+			errs = append(errs, fmt.Errorf("holder %s is not alive", h))
+			continue
+		}
+		err := dp.fetchFrom(ctx, m.InternalAddr, id)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		errs = append(errs, fmt.Errorf("from %s: %w", h, err))
+	}
+	if len(errs) == 0 {
+		return fmt.Errorf("fetch deployment %s: no member holds it", short(id))
+	}
+	return fmt.Errorf("fetch deployment %s: %w", short(id), errors.Join(errs...))
+}
+
+// fetchFrom downloads archive id from the internal API at addr to a
+// temporary file, checks its size and hash, and unpacks it.
+func (dp *deployer) fetchFrom(ctx context.Context, addr, id string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+blobPathPrefix+id, nil)
+	if err != nil {
+		return err
+	}
+	if dp.s.cfg.ClusterSecret != "" {
+		req.Header.Set("Authorization", "Bearer "+dp.s.cfg.ClusterSecret)
+	}
+	resp, err := dp.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", req.URL.Path, resp.Status)
+	}
+	f, err := os.CreateTemp(dp.root(), ".fetch-"+id+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	limit := dp.s.cfg.MaxDeploySize
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return fmt.Errorf("download: %w", err)
+	}
+	if n > limit {
+		return fmt.Errorf("archive is larger than the limit of %d bytes (MaxDeploySize): %w", limit, ErrArchiveTooLarge)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != id {
+		return fmt.Errorf("archive's sha256 is %s, not the deployment's id: %w", short(got), ErrHashMismatch)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := Unpack(f, dp.dir(id), limit); err != nil {
+		return fmt.Errorf("unpack: %w", err)
+	}
+	return nil
+}
+
+// build runs script with sh -c in deployment id's dir, its output going to
+// DataDir/deployments/ID.build.log.
+func (dp *deployer) build(ctx context.Context, id, dir, script string, env []string) error {
+	logPath := filepath.Join(dp.root(), id+".build.log")
+	out, err := os.Create(logPath)
+	if err != nil {
+		return fmt.Errorf("create build log: %w", err)
+	}
+	defer out.Close()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script)
+	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = env, dir, out, out
+	cmd.SysProcAttr = sysProcAttr()
+	// The build's whole process group goes when the node stops.
+	cmd.Cancel = func() error {
+		signalGroup(cmd.Process.Pid, syscall.SIGKILL)
+		return nil
+	}
+	cmd.WaitDelay = time.Second
+	dp.s.log.Info().Str("deployment", id).Str("log", logPath).Msg("build deployment")
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build of deployment %s failed: %v (see %s)", short(id), err, logPath)
+	}
+	return nil
+}
+
+// short abbreviates a deployment id for messages.
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,332 @@
+package node
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gearbox/store/state"
+)
+
+const testSecret = "test-cluster-secret"
+
+// blobServer serves deployment archives on a member's internal address,
+// as members that hold them do, to callers with the cluster secret.
+type blobServer struct {
+	mu    sync.Mutex
+	blobs map[string][]byte // by the id asked for
+	gets  map[string]int    // GETs served, by id
+}
+
+// serveBlobs starts a blobServer on n's internal address (its store's
+// InternalAddr); it is closed in t.Cleanup.
+func serveBlobs(t *testing.T, n *testNode) *blobServer {
+	t.Helper()
+	var addr string
+	for _, m := range n.st.Members() {
+		if m.Name == n.st.Name() {
+			addr = m.InternalAddr
+		}
+	}
+	if addr == "" {
+		t.Fatal("the node's member has no internal address")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on the internal address: %v", err)
+	}
+	b := &blobServer{blobs: make(map[string][]byte), gets: make(map[string]int)}
+	srv := &http.Server{Handler: b}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return b
+}
+
+func (b *blobServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "Bearer "+testSecret {
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	id, ok := strings.CutPrefix(r.URL.Path, blobPathPrefix)
+	b.mu.Lock()
+	data, found := b.blobs[id]
+	b.gets[id]++
+	b.mu.Unlock()
+	if !ok || !found {
+		http.NotFound(w, r)
+		return
+	}
+	w.Write(data)
+}
+
+func (b *blobServer) count(id string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.gets[id]
+}
+
+// newDeployNode starts a node with the cluster secret and a blob server
+// on its internal address.
+func newDeployNode(t *testing.T) (*testNode, *blobServer) {
+	n := newTestNode(t, func(c *Config) { c.ClusterSecret = testSecret })
+	return n, serveBlobs(t, n)
+}
+
+// deploy makes archive a kept deployment of app held by n, served as
+// served (archive itself if nil), and returns its id.
+func (n *testNode) deploy(b *blobServer, app string, archive, served []byte) string {
+	sum := sha256.Sum256(archive)
+	id := hex.EncodeToString(sum[:])
+	if served == nil {
+		served = archive
+	}
+	b.mu.Lock()
+	b.blobs[id] = served
+	b.mu.Unlock()
+	n.put(state.BucketDeployments, state.DeploymentKey(app, id),
+		state.Deployment{ID: id, App: app, Size: int64(len(archive)), Holders: []string{n.st.Name()}, CreatedAt: time.Now()})
+	return id
+}
+
+// setDeployment makes id the current deployment of app ns/name.
+func (n *testNode) setDeployment(ns, name, id string) {
+	n.put(state.BucketApps, state.AppKey(ns, name), state.App{ID: "a-" + name, Name: name, Domain: ns,
+		Cartridge: state.CartStatic, State: state.GearStarted, Deployment: id})
+}
+
+// waitBody waits until GET url answers 200 with a body holding want.
+func waitBody(t *testing.T, url, want string) {
+	t.Helper()
+	var last string
+	waitFor(t, 15*time.Second, fmt.Sprintf("GET %s to hold %q", url, want), func() bool {
+		code, body, err := tryGet(url, "")
+		last = fmt.Sprint(code, " ", body, " ", err)
+		return err == nil && code == 200 && strings.Contains(body, want)
+	}, func() string { return "last: " + last })
+}
+
+// waitReason waits until gear id's status reason holds want.
+func (n *testNode) waitReason(id, want string) state.GearStatus {
+	n.t.Helper()
+	var last state.GearStatus
+	waitFor(n.t, 15*time.Second, fmt.Sprintf("gear %s reason %q", id, want), func() bool {
+		s, ok := n.status(id)
+		last = s
+		return ok && strings.Contains(s.Reason, want)
+	}, func() string { return fmt.Sprintf("last status %+v", last) })
+	return last
+}
+
+// A deployment of plain files is served as it is, index.html at "/".
+func TestDeploymentStaticFiles(t *testing.T) {
+	n, b := newDeployNode(t)
+	n.setDeployment("ns", "site", "")
+	g := n.gear("a1", "site", "ns", 1)
+	n.put(state.BucketGears, g.ID, g)
+	waitBody(t, "http://"+n.addr(g)+"/", "Welcome to site")
+
+	id := n.deploy(b, state.AppKey("ns", "site"), tarGz(t, tarFile("index.html", "<h1>hello static</h1>"),
+		tarDir("css"), tarFile("css/site.css", "body{}")), nil)
+	n.setDeployment("ns", "site", id)
+	waitBody(t, "http://"+n.addr(g)+"/", "hello static")
+	if code, body := get(t, "http://"+n.addr(g)+"/css/site.css", ""); code != 200 || body != "body{}" {
+		t.Errorf("GET /css/site.css: %d %q", code, body)
+	}
+	if code, _ := get(t, "http://"+n.addr(g)+"/nothing", ""); code != 404 {
+		t.Errorf("GET /nothing: %d, want 404", code)
+	}
+	if st := n.waitState(g.ID, state.GearStarted); st.Reason != "" {
+		t.Errorf("status %+v", st)
+	}
+	if fi, err := os.Stat(filepath.Join(n.dir, "data", "deployments", id, "index.html")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("unpacked deployment: %v", err)
+	}
+}
+
+// A deployment with a web command runs it in the deployment's directory;
+// its build runs once on the node, before the gears start, without PORT.
+func TestDeploymentWebCommandAndBuild(t *testing.T) {
+	if !inGearPath("python3") {
+		t.Skipf("python3 is not in the gear PATH %s; it serves the test deployment", defaultPath)
+	}
+	if !inGearPath("sh") {
+		t.Skip("no sh in the gear PATH")
+	}
+	n, b := newDeployNode(t)
+	manifest := "web: echo \"$GEARBOX_DEPLOYMENT_ID\" > \"$GEARBOX_DATA_DIR/deployment\"; exec python3 -m http.server \"$PORT\" --bind \"$GEARBOX_IP\"\n" +
+		"build: sleep 0.5 && test -z \"$PORT\" && echo built by \"$GEARBOX_APP\" >> built.txt\n"
+	app := state.AppKey("ns", "py")
+	id := n.deploy(b, app, tarGz(t, tarFile(ManifestFile, manifest), tarFile("hello.txt", "hello from python")), nil)
+	n.setDeployment("ns", "py", id)
+	g1, g2 := n.gear("p1", "py", "ns", 1), n.gear("p2", "py", "ns", 2)
+	n.put(state.BucketGears, g1.ID, g1)
+	n.put(state.BucketGears, g2.ID, g2)
+	st := n.waitReason(g1.ID, "building deployment")
+	if st.State != state.GearBuilding || answers(n.addr(g1)) {
+		t.Errorf("status %+v during the build, want building and the port closed", st)
+	}
+	for _, g := range []state.Gear{g1, g2} {
+		n.waitState(g.ID, state.GearStarted)
+		waitBody(t, "http://"+n.addr(g)+"/hello.txt", "hello from python")
+		if code, body := get(t, "http://"+n.addr(g)+"/built.txt", ""); code != 200 || body != "built by py\n" {
+			t.Errorf("gear %s: built.txt %d %q, want one build's line", g.ID, code, body)
+		}
+		if data, err := os.ReadFile(filepath.Join(n.gearDir(g.ID), "data", "deployment")); err != nil || strings.TrimSpace(string(data)) != id {
+			t.Errorf("gear %s: GEARBOX_DEPLOYMENT_ID %q (%v), want %s", g.ID, data, err, id)
+		}
+	}
+	if c := b.count(id); c != 1 {
+		t.Errorf("archive fetched %d times, want once", c)
+	}
+	deps := filepath.Join(n.dir, "data", "deployments")
+	if _, err := os.Stat(filepath.Join(deps, id+".built")); err != nil {
+		t.Errorf("build marker: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(deps, id+".build.log")); err != nil {
+		t.Errorf("build log: %v", err)
+	}
+}
+
+// A failing build keeps the gear down, with the reason in its status.
+func TestDeploymentBuildFails(t *testing.T) {
+	n, b := newDeployNode(t)
+	id := n.deploy(b, state.AppKey("ns", "bad"), tarGz(t, tarFile(ManifestFile, "web: sleep 100\nbuild: echo broken; exit 7\n")), nil)
+	n.setDeployment("ns", "bad", id)
+	g := n.gear("b1", "bad", "ns", 1)
+	n.put(state.BucketGears, g.ID, g)
+	st := n.waitReason(g.ID, "build of deployment")
+	if st.State == state.GearStarted || answers(n.addr(g)) {
+		t.Errorf("a gear whose build failed runs: %+v", st)
+	}
+	if _, err := os.Stat(filepath.Join(n.dir, "data", "deployments", id+".built")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("build marker after a failed build: %v", err)
+	}
+	log, _ := os.ReadFile(filepath.Join(n.dir, "data", "deployments", id+".build.log"))
+	if !strings.Contains(string(log), "broken") {
+		t.Errorf("build log %q", log)
+	}
+}
+
+// An archive whose bytes are not the deployment's id is refused: the gear
+// keeps running the deployment it ran.
+func TestDeploymentHashMismatch(t *testing.T) {
+	n, b := newDeployNode(t)
+	app := state.AppKey("ns", "hm")
+	a := n.deploy(b, app, tarGz(t, tarFile("index.html", "version A")), nil)
+	n.setDeployment("ns", "hm", a)
+	g := n.gear("h1", "hm", "ns", 1)
+	n.put(state.BucketGears, g.ID, g)
+	waitBody(t, "http://"+n.addr(g)+"/", "version A")
+
+	bad := n.deploy(b, app, tarGz(t, tarFile("index.html", "version B")), tarGz(t, tarFile("index.html", "tampered")))
+	n.setDeployment("ns", "hm", bad)
+	st := n.waitReason(g.ID, "sha256")
+	if st.State != state.GearStarted {
+		t.Errorf("status %+v, want started with the reason", st)
+	}
+	waitFor(t, 10*time.Second, "a retry", func() bool { return b.count(bad) >= 2 })
+	if _, body := get(t, "http://"+n.addr(g)+"/", ""); body != "version A" {
+		t.Errorf("GET / after a refused deployment: %q, want version A", body)
+	}
+	if _, err := os.Stat(filepath.Join(n.dir, "data", "deployments", bad)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("refused deployment unpacked: %v", err)
+	}
+}
+
+// An archive with an entry out of the tree is refused and nothing of it
+// is written; a new gear stays down.
+func TestDeploymentUnsafeArchive(t *testing.T) {
+	n, b := newDeployNode(t)
+	id := n.deploy(b, state.AppKey("ns", "evil"), tarGz(t, tarFile("index.html", "x"), tarFile("../evil", "x")), nil)
+	n.setDeployment("ns", "evil", id)
+	g := n.gear("e1", "evil", "ns", 1)
+	n.put(state.BucketGears, g.ID, g)
+	st := n.waitReason(g.ID, `archive entry "../evil"`)
+	if st.State == state.GearStarted || answers(n.addr(g)) {
+		t.Errorf("status %+v, want the gear down with the entry named", st)
+	}
+	deps := filepath.Join(n.dir, "data", "deployments")
+	for _, p := range []string{filepath.Join(deps, id), filepath.Join(n.dir, "data", "evil"), filepath.Join(deps, "evil")} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: %v, want nothing", p, err)
+		}
+	}
+}
+
+// Switching the app to another kept deployment restarts the gear on it;
+// a deployment the node has is not fetched again.
+func TestDeploymentSwitch(t *testing.T) {
+	n, b := newDeployNode(t)
+	sl := n.watchStatus()
+	app := state.AppKey("ns", "sw")
+	a := n.deploy(b, app, tarGz(t, tarFile("index.html", "version A")), nil)
+	bb := n.deploy(b, app, tarGz(t, tarFile("index.html", "version B")), nil)
+	n.setDeployment("ns", "sw", a)
+	g := n.gear("s1", "sw", "ns", 1)
+	n.put(state.BucketGears, g.ID, g)
+	waitBody(t, "http://"+n.addr(g)+"/", "version A")
+
+	before := len(sl.states(g.ID))
+	n.setDeployment("ns", "sw", bb)
+	waitBody(t, "http://"+n.addr(g)+"/", "version B")
+	if got := sl.states(g.ID)[before:]; !containsPrefix(got, "stopped (restarting)") {
+		t.Errorf("states %q, want a restart", got)
+	}
+	n.setDeployment("ns", "sw", a)
+	waitBody(t, "http://"+n.addr(g)+"/", "version A")
+	if ca, cb := b.count(a), b.count(bb); ca != 1 || cb != 1 {
+		t.Errorf("fetches: A %d, B %d, want one each", ca, cb)
+	}
+}
+
+// An archive over MaxDeploySize is refused.
+func TestDeploymentTooLarge(t *testing.T) {
+	n := newTestNode(t, func(c *Config) { c.ClusterSecret, c.MaxDeploySize = testSecret, 100 })
+	b := serveBlobs(t, n)
+	id := n.deploy(b, state.AppKey("ns", "big"), tarGz(t, tarFile("index.html", strings.Repeat("big page ", 100))), nil)
+	n.setDeployment("ns", "big", id)
+	g := n.gear("t1", "big", "ns", 1)
+	n.put(state.BucketGears, g.ID, g)
+	if st := n.waitReason(g.ID, "larger than the limit of 100 bytes"); st.State == state.GearStarted {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// A fetch with the wrong cluster secret fails with the holder's answer.
+func TestDeploymentFetchNeedsSecret(t *testing.T) {
+	n := newTestNode(t, func(c *Config) { c.ClusterSecret = "wrong" })
+	b := serveBlobs(t, n)
+	id := n.deploy(b, state.AppKey("ns", "sec"), tarGz(t, tarFile("index.html", "x")), nil)
+	n.setDeployment("ns", "sec", id)
+	g := n.gear("c1", "sec", "ns", 1)
+	n.put(state.BucketGears, g.ID, g)
+	n.waitReason(g.ID, "401")
+}
+
+func containsPrefix(ss []string, p string) bool {
+	for _, s := range ss {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// inGearPath reports whether name is an executable in the PATH gears get.
+func inGearPath(name string) bool {
+	for _, d := range filepath.SplitList(defaultPath) {
+		if fi, err := os.Stat(filepath.Join(d, name)); err == nil && fi.Mode()&0o111 != 0 {
+			return true
+		}
+	}
+	return false
+}
