@@ -185,12 +185,17 @@ func TestBrokerEndToEnd(t *testing.T) {
 	}
 	cliAuth := []string{"--api", api, "--user", "demo", "--password", "password1"}
 	out, stderr, code := runGearbox(t, append([]string{"app", "deploy", "testha", site, "-n", "test"}, cliAuth...)...)
-	if code != 0 || !strings.Contains(out, "is current for testha") {
+	// It follows the roll-out: exit 0 means every gear passed its check.
+	if code != 0 || !strings.Contains(out, "is current for testha") || !strings.Contains(stderr, "roll-out: 2 of 2 gears") {
 		t.Fatalf("gearbox app deploy (exit %d):\n%s\n%s", code, out, stderr)
 	}
 	out, stderr, code = runGearbox(t, append([]string{"app", "deployments", "testha", "-n", "test", "--json"}, cliAuth...)...)
-	var deps []client.Deployment
-	if code != 0 || json.Unmarshal([]byte(out), &deps) != nil || len(deps) != 2 || deps[0].ID != hex.EncodeToString(sum[:]) || !deps[1].Current {
+	var deps struct {
+		Deployments []client.Deployment
+		Rollout     client.Rollout
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &deps) != nil || len(deps.Deployments) != 2 || deps.Deployments[0].ID != hex.EncodeToString(sum[:]) ||
+		!deps.Deployments[1].Current || deps.Rollout.State != "done" || deps.Rollout.Deployment != deps.Deployments[1].ID {
 		t.Fatalf("gearbox app deployments (exit %d): %s\n%s", code, out, stderr)
 	}
 

@@ -48,6 +48,8 @@ func roleFlags() []cli.Flag {
 			Usage: "largest deployment archive accepted, compressed or unpacked (bytes, or with KB, MB, GB, KiB, MiB, GiB)"},
 		&cli.IntFlag{Name: "keep-deployments", Value: 3, EnvVars: env("KEEP_DEPLOYMENTS"), Category: "broker",
 			Usage: "deployments each app keeps for rollback (event=activate)"},
+		&cli.DurationFlag{Name: "rollout-timeout", Value: broker.DefaultRolloutTimeout, EnvVars: env("ROLLOUT_TIMEOUT"), Category: "broker",
+			Usage: "how long a roll-out waits for one gear to fetch, build and pass its health check on a new deployment before it stops"},
 		&cli.IntFlag{Name: "max-gears", Value: 100, EnvVars: env("MAX_GEARS"), Category: "node",
 			Usage: "gears this node hosts at most"},
 		&cli.StringFlag{Name: "http-addr", Value: node.DefaultHTTPAddr, EnvVars: env("HTTP_ADDR"), Category: "node",
@@ -121,6 +123,9 @@ func parseRoleOptions(c *cli.Context) (roleOptions, error) {
 	}
 	if bc.KeepDeployments = c.Int("keep-deployments"); bc.KeepDeployments < 1 {
 		errs = append(errs, fmt.Errorf("--keep-deployments %d: want 1 or more", bc.KeepDeployments))
+	}
+	if bc.RolloutTimeout = c.Duration("rollout-timeout"); bc.RolloutTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--rollout-timeout %s: want a positive duration", bc.RolloutTimeout))
 	}
 	lo, hi, err := parsePortRange(c.String("gear-port-range"))
 	if err != nil {

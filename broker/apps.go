@@ -349,6 +349,7 @@ func (b *Broker) deleteApp(w http.ResponseWriter, r *http.Request, u *state.User
 	if err := b.commit(r.Context(), ops, events); err != nil {
 		return err
 	}
+	b.removeBlobs(a.Deployments)
 	b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Msg("application deleted")
 	reply(w, http.StatusOK, "application", nil, fmt.Sprintf("Application %s is deleted.", a.Name))
 	return nil
@@ -361,8 +362,15 @@ func (b *Broker) destroyApp(a *state.App) ([]store.Op, []state.RoutingEvent, err
 		return nil, nil, err
 	}
 	ops := []store.Op{{Bucket: state.BucketApps, Key: state.AppKey(a.Domain, a.Name), Delete: true}}
-	for _, g := range gearsOf(gears, state.AppKey(a.Domain, a.Name)) {
+	appKey := state.AppKey(a.Domain, a.Name)
+	for _, g := range gearsOf(gears, appKey) {
 		ops = append(ops, store.Op{Bucket: state.BucketGears, Key: g.ID, Delete: true})
+	}
+	for _, id := range a.Deployments {
+		ops = append(ops, store.Op{Bucket: state.BucketDeployments, Key: state.DeploymentKey(appKey, id), Delete: true})
+	}
+	if _, err := b.st.GetRecord(state.BucketRollouts, appKey); err == nil {
+		ops = append(ops, store.Op{Bucket: state.BucketRollouts, Key: appKey, Delete: true})
 	}
 	e := state.RoutingEvent{Action: state.ActionDeleteApplication, AppName: a.Name, Namespace: a.Domain, Scalable: a.Scalable, HA: a.HA}
 	return ops, []state.RoutingEvent{e}, nil

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -45,6 +46,9 @@ type Broker struct {
 	ln     net.Listener
 	srv    *http.Server
 	apiURL string
+
+	// rolloutPasses counts the passes of the roll-out loop, for tests.
+	rolloutPasses atomic.Int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -157,7 +161,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		// they go to the debug log, not to stderr.
 		ErrorLog: stdlog.New(debugWriter{b.log}, "", 0),
 	}
-	b.wg.Add(2)
+	b.wg.Add(3)
 	go func() {
 		defer b.wg.Done()
 		if err := b.srv.Serve(b.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -165,6 +169,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		}
 	}()
 	go b.bootstrapLoop()
+	go b.rolloutLoop()
 	b.log.Info().Str("api", b.apiURL).Msg("broker started")
 	return nil
 }

@@ -72,6 +72,10 @@ type Config struct {
 	// KeepDeployments is how many deployments each app keeps for
 	// rollback, the current one included (--keep-deployments). Default 3.
 	KeepDeployments int
+	// RolloutTimeout is how long a roll-out waits for a moved gear to pass
+	// its health check on the new deployment (fetch and build included)
+	// before it stops (--rollout-timeout). Default 10 min.
+	RolloutTimeout time.Duration
 	// TokenTTL is the default lifetime of API tokens. Default 30 days.
 	TokenTTL time.Duration
 	// BcryptCost is the cost of password hashes. Default 10.
@@ -160,6 +164,11 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("KeepDeployments: %d is negative", c.KeepDeployments))
 	} else if c.KeepDeployments == 0 {
 		c.KeepDeployments = DefaultKeepDeployments
+	}
+	if c.RolloutTimeout < 0 {
+		errs = append(errs, fmt.Errorf("RolloutTimeout: %s is negative", c.RolloutTimeout))
+	} else if c.RolloutTimeout == 0 {
+		c.RolloutTimeout = DefaultRolloutTimeout
 	}
 	if c.TokenTTL <= 0 {
 		c.TokenTTL = 30 * 24 * time.Hour

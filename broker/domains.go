@@ -132,6 +132,9 @@ func (b *Broker) deleteDomain(w http.ResponseWriter, r *http.Request, u *state.U
 	if err := b.commit(r.Context(), ops, events); err != nil {
 		return err
 	}
+	for i := range apps {
+		b.removeBlobs(apps[i].Deployments)
+	}
 	b.log.Info().Str("domain", d.Name).Int("apps", len(apps)).Msg("domain deleted")
 	reply(w, http.StatusOK, "domain", nil, "Domain '"+d.Name+"' deleted.")
 	return nil

@@ -97,10 +97,24 @@ func (n *testNode) deploy(b *blobServer, app string, archive, served []byte) str
 	return id
 }
 
-// setDeployment makes id the current deployment of app ns/name.
+// setDeployment makes id the current deployment of app ns/name and moves
+// every gear of the app to it at once, as a broker's roll-out ends.
 func (n *testNode) setDeployment(ns, name, id string) {
-	n.put(state.BucketApps, state.AppKey(ns, name), state.App{ID: "a-" + name, Name: name, Domain: ns,
+	n.t.Helper()
+	app := state.AppKey(ns, name)
+	n.put(state.BucketApps, app, state.App{ID: "a-" + name, Name: name, Domain: ns,
 		Cartridge: state.CartStatic, State: state.GearStarted, Deployment: id})
+	recs, err := n.st.List(state.BucketGears)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	for _, r := range recs {
+		var g state.Gear
+		if r.Decode(&g) == nil && g.App == app {
+			g.Deployment = id
+			n.put(state.BucketGears, g.ID, g)
+		}
+	}
 }
 
 // waitBody waits until GET url answers 200 with a body holding want.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,8 +23,8 @@ type desired struct {
 	gear    state.Gear
 	env     map[string]string // the app's env
 	destroy bool              // the gear left this node
-	// deployment is the id of the app's current deployment ("" for
-	// none: the welcome page).
+	// deployment is the id of the deployment the gear record asks for
+	// ("" for none: the welcome page).
 	deployment string
 	// dep is that deployment once this node has it ready; set by apply
 	// for program.
@@ -58,6 +60,7 @@ type gear struct {
 	reported  bool             // status is in the store
 	endpoints []state.Endpoint
 	webUp     bool   // the web process answers
+	running   string // the deployment the web process runs ("" for the welcome page)
 	lbDown    string // why the load balancer the gear should run does not listen; "" if it does or none is wanted
 }
 
@@ -178,9 +181,16 @@ func (g *gear) apply(d desired) {
 	if err := g.openLog(); err != nil {
 		g.log.Error().Err(err).Msg("open gear log failed")
 	}
+	addr := net.JoinHostPort(g.s.cfg.Addr, strconv.Itoa(spec.Port))
+	ready := probePort(addr)
+	if d.dep != nil && !d.dep.manifest.Static() {
+		// A deployed web process is ready when its health check passes,
+		// as the load balancer will check it.
+		ready = probeHTTP(addr, d.dep.manifest.Health)
+	}
 	pc := ProcessConfig{
 		Program:       prog,
-		Ready:         probePort(net.JoinHostPort(g.s.cfg.Addr, strconv.Itoa(spec.Port))),
+		Ready:         ready,
 		ReadyInterval: g.s.cfg.ReadyInterval,
 		Backoff:       g.s.cfg.Backoff,
 		StopGrace:     g.s.cfg.StopGrace,
@@ -196,7 +206,8 @@ func (g *gear) apply(d desired) {
 		return
 	}
 	g.proc, g.key = p, key
-	g.log.Info().Int("port", spec.Port).Int("restarts", spec.Restarts).Msg("start gear")
+	g.setRunning(d.deployment)
+	g.log.Info().Int("port", spec.Port).Int("restarts", spec.Restarts).Str("deployment", short(d.deployment)).Msg("start gear")
 	g.s.setWebRunning(g.id, true)
 	p.Start()
 }
@@ -368,6 +379,34 @@ func (g *gear) destroy() {
 		}
 	}
 	g.log.Info().Msg("gear destroyed")
+}
+
+// probeHTTP returns a readiness probe that passes once GET path on addr
+// answers 2xx, 3xx or 401: the load balancer's default health check.
+func probeHTTP(addr, path string) func(ctx context.Context) error {
+	client := &http.Client{
+		Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	url := "http://" + addr + path
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if c := resp.StatusCode; (c >= 200 && c < 400) || c == http.StatusUnauthorized {
+			return nil
+		}
+		return fmt.Errorf("health check GET %s answered %s", path, resp.Status)
+	}
 }
 
 // probePort returns a readiness probe that passes once addr accepts TCP

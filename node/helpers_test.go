@@ -192,11 +192,14 @@ func freePort(t testing.TB, ip string) int {
 }
 
 // gear returns a started static gear of app APP in namespace ns on this
-// node, with a free port.
+// node, with a free port and, as the broker gives new gears, the app's
+// current deployment if the app has a record.
 func (n *testNode) gear(id, app, ns string, ordinal int) state.Gear {
+	var a state.App
+	n.st.Get(state.BucketApps, state.AppKey(ns, app), &a)
 	return state.Gear{ID: id, App: state.AppKey(ns, app), AppName: app, Domain: ns, Node: n.st.Name(),
 		Size: state.SizeSmall, Cartridge: state.CartStatic, State: state.GearStarted, Ordinal: ordinal,
-		Port: freePort(n.t, n.ip), CreatedAt: time.Now()}
+		Port: freePort(n.t, n.ip), Deployment: a.Deployment, CreatedAt: time.Now()}
 }
 
 func (n *testNode) put(bucket, key string, v any) {

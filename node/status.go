@@ -57,7 +57,7 @@ func (g *gear) reportStarting(reason string) {
 }
 
 func (g *gear) reportLocked(st, reason string) {
-	next := state.GearStatus{ID: g.id, Node: g.s.name, State: st, Reason: reason, Endpoints: g.endpoints}
+	next := state.GearStatus{ID: g.id, Node: g.s.name, State: st, Reason: reason, Endpoints: g.endpoints, Deployment: g.running}
 	if sameStatus(g.status, next) && g.reported {
 		return
 	}
@@ -65,6 +65,14 @@ func (g *gear) reportLocked(st, reason string) {
 	g.status = next
 	g.reported = false
 	g.writeLocked()
+}
+
+// setRunning notes the deployment the gear's web process runs from now
+// on; the next report carries it.
+func (g *gear) setRunning(id string) {
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	g.running = id
 }
 
 // setWebUp notes whether the web process answers, and reports the gear
@@ -138,7 +146,8 @@ func (g *gear) writeLocked() {
 
 // sameStatus compares everything but UpdatedAt.
 func sameStatus(a, b state.GearStatus) bool {
-	return a.ID == b.ID && a.Node == b.Node && a.State == b.State && a.Reason == b.Reason && sameEndpoints(a.Endpoints, b.Endpoints)
+	return a.ID == b.ID && a.Node == b.Node && a.State == b.State && a.Reason == b.Reason && a.Deployment == b.Deployment &&
+		sameEndpoints(a.Endpoints, b.Endpoints)
 }
 
 func sameEndpoints(a, b []state.Endpoint) bool {

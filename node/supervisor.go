@@ -80,9 +80,8 @@ type Supervisor struct {
 
 // appInfo is what gears need of their app's record.
 type appInfo struct {
-	env        map[string]string
-	aliases    []string
-	deployment string
+	env     map[string]string
+	aliases []string
 }
 
 // New validates cfg and returns a Supervisor that does nothing until
@@ -320,7 +319,7 @@ func (s *Supervisor) applyChanges(recs []store.Record) {
 			}
 			if d := g.desired(); apps[d.gear.App] {
 				a := s.apps[d.gear.App]
-				d.env, d.deployment = a.env, a.deployment
+				d.env = a.env
 				g.set(d)
 			}
 		}
@@ -338,14 +337,14 @@ func (s *Supervisor) setApp(r store.Record) {
 		delete(s.apps, r.Key)
 		return
 	}
-	s.apps[r.Key] = appInfo{env: a.Env, aliases: a.Aliases, deployment: a.Deployment}
+	s.apps[r.Key] = appInfo{env: a.Env, aliases: a.Aliases}
 }
 
 // want hands gear g's record, with its app's env, to its runtime, creating
 // the runtime for a gear new to this node.
 func (s *Supervisor) want(g state.Gear) {
 	a := s.apps[g.App]
-	d := desired{gear: g, env: a.env, deployment: a.deployment}
+	d := desired{gear: g, env: a.env, deployment: g.Deployment}
 	if gr := s.gears[g.ID]; gr != nil {
 		gr.set(d)
 		return

@@ -178,6 +178,13 @@ func (c *Client) Deployments(ctx context.Context, ns, app string) ([]Deployment,
 	return ds, err
 }
 
+// Rollout reads the progress of an app's move to its current deployment.
+func (c *Client) Rollout(ctx context.Context, ns, app string) (Rollout, error) {
+	var r Rollout
+	_, err := c.Do(ctx, http.MethodGet, appPath(ns, app)+"/rollout", nil, &r)
+	return r, err
+}
+
 // Activate makes kept deployment id current again (rollback).
 func (c *Client) Activate(ctx context.Context, ns, app, id string) ([]Message, error) {
 	return c.Do(ctx, http.MethodPost, appPath(ns, app)+"/events", url.Values{"event": {"activate"}, "deployment_id": {id}}, nil)

@@ -135,3 +135,15 @@ type Deployment struct {
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by"`
 }
+
+// Rollout is the progress of an app's move to its current deployment.
+type Rollout struct {
+	Deployment string    `json:"deployment"`
+	State      string    `json:"state"` // rolling, done or failed
+	Message    string    `json:"message"`
+	Gear       string    `json:"gear"` // the gear being moved
+	Done       int       `json:"done"`
+	Total      int       `json:"total"`
+	StartedAt  time.Time `json:"started_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}

@@ -168,9 +168,13 @@ type Gear struct {
 	// Port is the web process's port on the node; LBPort, on LB gears, is
 	// the load balancer's. Both are given by the broker from the node's
 	// port range.
-	Port      int       `json:"port"`
-	LBPort    int       `json:"lb_port,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	Port   int `json:"port"`
+	LBPort int `json:"lb_port,omitempty"`
+	// Deployment is the id of the deployment this gear runs (empty: the
+	// cartridge's welcome page). A new gear gets its app's current one;
+	// a roll-out moves the others to it one gear at a time.
+	Deployment string    `json:"deployment,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
 }
 
 // Endpoint is one exposed port of a gear, as the routing SPI describes it.
@@ -191,7 +195,10 @@ type GearStatus struct {
 	State     string     `json:"state"`
 	Reason    string     `json:"reason,omitempty"`
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
-	UpdatedAt time.Time  `json:"updated_at"`
+	// Deployment is what the gear's web process runs (empty: the welcome
+	// page): with State started, that deployment passed its health check.
+	Deployment string    `json:"deployment,omitempty"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // Node is a node member's registration. Node-owned.
@@ -305,3 +312,32 @@ type Deployment struct {
 // keyed per app, so that two apps that deploy the same archive each keep
 // their own record, and an app's deployments share a key prefix.
 func DeploymentKey(app, id string) string { return app + "/" + id }
+
+// BucketRollouts holds the progress of each app's move to its current
+// deployment. Broker-owned; key: AppKey.
+const BucketRollouts = "rollouts"
+
+// Roll-out states.
+const (
+	RolloutRolling = "rolling" // gears are being moved, one at a time
+	RolloutDone    = "done"    // every gear runs the deployment
+	RolloutFailed  = "failed"  // a gear did not pass its health check in time; the roll-out stopped
+)
+
+// Rollout is the progress of an app's move to Deployment: the broker
+// moves one gear at a time and the next only once the moved gear runs the
+// deployment and passes its health check. Broker-owned.
+type Rollout struct {
+	App        string `json:"app"` // AppKey
+	Deployment string `json:"deployment"`
+	State      string `json:"state"`
+	Message    string `json:"message,omitempty"`
+	// Gear is the gear being moved, since GearSince.
+	Gear      string    `json:"gear,omitempty"`
+	GearSince time.Time `json:"gear_since,omitempty"`
+	// Done counts the gears that run Deployment, of Total.
+	Done      int       `json:"done"`
+	Total     int       `json:"total"`
+	StartedAt time.Time `json:"started_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}

@@ -1,0 +1,261 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"time"
+
+	"gearbox/store"
+	"gearbox/store/state"
+)
+
+// DefaultRolloutTimeout is the default of Config.RolloutTimeout.
+const DefaultRolloutTimeout = 10 * time.Minute
+
+// A roll-out moves an app's gears to its current deployment (a new upload
+// or an activate) one gear at a time: the leader sets one gear record's
+// Deployment, the gear's node fetches, builds and starts it, and only when
+// the node reports the gear started on that deployment (its health check
+// passed) does the leader move the next. Gears that are stopped, or whose
+// node is not alive, take no traffic: they are moved at once and run the
+// deployment when they come back. A gear that does not pass its health
+// check within RolloutTimeout stops the roll-out (state failed): the
+// other gears keep the deployment they run, and a new deployment or an
+// activate of the old one starts a new roll-out. If the gear passes its
+// check later, the roll-out goes on.
+//
+// The progress is a Rollout record per app; every leader picks it up
+// where the last left it.
+
+// rolloutLoop steps the roll-outs while this member leads: on every
+// change of apps, gears and gear statuses, on membership changes, and
+// every second for the timeouts.
+func (b *Broker) rolloutLoop() {
+	defer b.wg.Done()
+	w := b.st.Watch(state.BucketApps, state.BucketGears, state.BucketGearStatus)
+	defer w.Close()
+	members := b.st.MemberChanges()
+	for {
+		if b.isLeader() {
+			if err := b.stepRollouts(b.ctx); err != nil && b.ctx.Err() == nil && !errors.Is(err, store.ErrClosed) {
+				b.log.Warn().Err(err).Msg("step roll-outs failed")
+			}
+			b.rolloutPasses.Add(1)
+		}
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-w.C():
+			w.Next()
+		case <-members:
+		case <-time.After(time.Second + rand.N(200*time.Millisecond)):
+		}
+	}
+}
+
+// stepRollouts takes every app's roll-out one step further.
+func (b *Broker) stepRollouts(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	apps, err := list[state.App](b.st, state.BucketApps)
+	if err != nil {
+		return err
+	}
+	gears, err := list[state.Gear](b.st, state.BucketGears)
+	if err != nil {
+		return err
+	}
+	sts, err := list[state.GearStatus](b.st, state.BucketGearStatus)
+	if err != nil {
+		return err
+	}
+	ros, err := list[state.Rollout](b.st, state.BucketRollouts)
+	if err != nil {
+		return err
+	}
+	status := make(map[string]state.GearStatus, len(sts))
+	for _, s := range sts {
+		status[s.ID] = s
+	}
+	rollouts := make(map[string]state.Rollout, len(ros))
+	for _, r := range ros {
+		rollouts[r.App] = r
+	}
+	alive := make(map[string]bool)
+	for _, m := range b.st.Members() {
+		if m.Status == "alive" {
+			alive[m.Name] = true
+		}
+	}
+	var ops []store.Op
+	for i := range apps {
+		a := &apps[i]
+		key := state.AppKey(a.Domain, a.Name)
+		var cur *state.Rollout
+		if r, ok := rollouts[key]; ok {
+			cur = &r
+		}
+		ops = append(ops, b.stepRollout(a, gearsOf(gears, key), status, alive, cur)...)
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	_, err = b.st.Batch(ctx, ops)
+	return err
+}
+
+// stepRollout returns the writes that take app a's roll-out one step
+// further: gears moved and the Rollout record, if either changed.
+func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]state.GearStatus, alive map[string]bool, cur *state.Rollout) []store.Op {
+	key := state.AppKey(a.Domain, a.Name)
+	target := a.Deployment
+	now := b.cfg.Now()
+	sort.Slice(gs, func(i, j int) bool { return gs[i].Ordinal < gs[j].Ordinal })
+
+	var moved, pending, inflight []state.Gear
+	healthy := func(g state.Gear) bool {
+		s, ok := status[g.ID]
+		return ok && s.Node == g.Node && s.State == state.GearStarted && s.Deployment == target
+	}
+	for _, g := range gs {
+		switch {
+		case g.Deployment != target:
+			pending = append(pending, g)
+		case g.State == state.GearStarted && alive[g.Node] && !healthy(g):
+			inflight = append(inflight, g)
+			moved = append(moved, g)
+		default:
+			moved = append(moved, g)
+		}
+	}
+	if len(pending) == 0 && (cur == nil || (cur.Deployment == target && cur.State == state.RolloutDone)) {
+		// Nothing to move. A gear that fails after its roll-out is done
+		// is the healer's business, not the roll-out's.
+		return nil
+	}
+	r := state.Rollout{App: key, Deployment: target, State: state.RolloutRolling, StartedAt: now}
+	if cur != nil && cur.Deployment == target {
+		r = *cur
+	}
+	var ops []store.Op
+	move := func(g state.Gear) {
+		g.Deployment = target
+		ops = append(ops, store.Op{Bucket: state.BucketGears, Key: g.ID, Value: g})
+		moved = append(moved, g)
+	}
+
+	switch {
+	case len(inflight) > 0:
+		// Wait for the gear being moved; give up on it after the timeout.
+		g := inflight[0]
+		if r.Gear != g.ID {
+			r.Gear, r.GearSince = g.ID, now
+		}
+		r.State = state.RolloutRolling
+		r.Message = fmt.Sprintf("waiting for gear %s to pass its health check on deployment %s", g.ID, short(target))
+		if waited := now.Sub(r.GearSince); waited > b.cfg.RolloutTimeout {
+			r.State = state.RolloutFailed
+			why := "no status reported"
+			if s, ok := status[g.ID]; ok {
+				why = s.State
+				if s.Reason != "" {
+					why += ": " + s.Reason
+				}
+			}
+			r.Message = fmt.Sprintf("gear %s did not pass its health check on deployment %s within %s (%s); the roll-out stopped, the other gears run what they ran", g.ID, short(target), b.cfg.RolloutTimeout, why)
+			if cur == nil || cur.State != state.RolloutFailed {
+				b.log.Warn().Str("app", a.Name).Str("domain", a.Domain).Str("gear", g.ID).Str("deployment", target).Str("why", why).Msg("roll-out failed")
+			}
+		}
+	default:
+		// Gears that take no traffic are moved at once; then the next
+		// serving gear, the ones that do not answer first.
+		var serving []state.Gear
+		for _, g := range pending {
+			if g.State != state.GearStarted || !alive[g.Node] {
+				move(g)
+			} else {
+				serving = append(serving, g)
+			}
+		}
+		sort.SliceStable(serving, func(i, j int) bool {
+			si, sj := status[serving[i].ID].State == state.GearStarted, status[serving[j].ID].State == state.GearStarted
+			return !si && sj
+		})
+		if len(serving) > 0 {
+			g := serving[0]
+			move(g)
+			r.State, r.Gear, r.GearSince = state.RolloutRolling, g.ID, now
+			r.Message = fmt.Sprintf("moving gear %s to deployment %s", g.ID, short(target))
+			b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("gear", g.ID).Str("deployment", target).Msg("roll-out moves gear")
+		} else {
+			if r.State != state.RolloutDone {
+				b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("deployment", target).Int("gears", len(gs)).Msg("roll-out done")
+			}
+			r.State, r.Gear, r.GearSince = state.RolloutDone, "", time.Time{}
+			r.Message = fmt.Sprintf("every gear runs deployment %s", short(target))
+			if target == "" {
+				r.Message = "every gear runs the welcome page"
+			}
+		}
+	}
+	r.Done, r.Total = len(moved)-len(inflight), len(gs)
+	if cur == nil || !sameRollout(*cur, r) {
+		r.UpdatedAt = now
+		ops = append(ops, store.Op{Bucket: state.BucketRollouts, Key: key, Value: r})
+	}
+	return ops
+}
+
+// sameRollout compares everything but UpdatedAt.
+func sameRollout(x, y state.Rollout) bool {
+	x.UpdatedAt, y.UpdatedAt = time.Time{}, time.Time{}
+	return x == y
+}
+
+// short is the first 12 hex digits of a deployment id, as logs and
+// messages show it.
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// GET /broker/rest/domains/{ns}/applications/{app}/rollout: the progress
+// of the app's move to its current deployment.
+func (b *Broker) getRollout(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	a, err := b.app(u, r.PathValue("ns"), r.PathValue("app"))
+	if err != nil {
+		return err
+	}
+	key := state.AppKey(a.Domain, a.Name)
+	var ro state.Rollout
+	if _, err := b.st.Get(state.BucketRollouts, key, &ro); errors.Is(err, store.ErrNotFound) || (err == nil && ro.Deployment != a.Deployment) {
+		// Not stepped yet (or never needed): every gear is still to move.
+		gears, err := list[state.Gear](b.st, state.BucketGears)
+		if err != nil {
+			return err
+		}
+		gs := gearsOf(gears, key)
+		done := 0
+		for _, g := range gs {
+			if g.Deployment == a.Deployment {
+				done++
+			}
+		}
+		ro = state.Rollout{App: key, Deployment: a.Deployment, State: state.RolloutRolling, Done: done, Total: len(gs),
+			Message: "waiting for the broker leader to start the roll-out"}
+		if done == len(gs) {
+			ro.State, ro.Message = state.RolloutDone, "every gear runs the deployment"
+		}
+	} else if err != nil {
+		return err
+	}
+	reply(w, http.StatusOK, "rollout", ro)
+	return nil
+}

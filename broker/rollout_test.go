@@ -1,0 +1,228 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"gearbox/store/state"
+)
+
+// report writes gear g's status as its node would: from the node's own
+// member, started on deployment dep.
+func (c *testCluster) report(t testing.TB, g state.Gear, st, dep string) {
+	t.Helper()
+	n := c.node(t, g.Node)
+	s := state.GearStatus{ID: g.ID, Node: g.Node, State: st, Deployment: dep, UpdatedAt: time.Now()}
+	if _, err := n.st.Put(context.Background(), state.BucketGearStatus, g.ID, s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitRolloutPasses waits until the leader's roll-out loop has made n
+// more passes.
+func (c *testCluster) waitRolloutPasses(t testing.TB, n int64) {
+	t.Helper()
+	from := c.b.rolloutPasses.Load()
+	waitFor(t, 10*time.Second, fmt.Sprintf("%d passes of the roll-out loop", n), func() bool {
+		return c.b.rolloutPasses.Load() >= from+n
+	})
+}
+
+// rollout reads the app's roll-out through the API.
+func (c *testCluster) rollout(t testing.TB, ns, name string) state.Rollout {
+	t.Helper()
+	var r state.Rollout
+	c.ok(t, "GET", appPath(ns, name, "/rollout"), admin, nil, &r)
+	return r
+}
+
+// onDeployment splits the app's gears by whether their record asks for
+// dep.
+func onDeployment(gs []state.Gear, dep string) (moved, not []state.Gear) {
+	for _, g := range gs {
+		if g.Deployment == dep {
+			moved = append(moved, g)
+		} else {
+			not = append(not, g)
+		}
+	}
+	return moved, not
+}
+
+// A deployment moves one gear at a time: the next only once the moved
+// gear reports itself started on the new deployment.
+func TestRolloutOneGearAtATime(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	c.domain(t, admin, "ns")
+	c.createApp(t, admin, "ns", "web", url.Values{"scale": {"true"}})
+	c.event(t, admin, "ns", "web", "scale-up")
+	c.event(t, admin, "ns", "web", "scale-up")
+	gs := c.gears(t, "ns", "web")
+	if len(gs) != 3 {
+		t.Fatalf("%d gears, want 3", len(gs))
+	}
+	for _, g := range gs {
+		c.report(t, g, state.GearStarted, "")
+	}
+
+	archive := testArchive(t, map[string]string{"gearbox.yml": "web: ./server\n"})
+	id := sha(archive)
+	if r := c.deploy(t, admin, "ns", "web", archive); r.code != http.StatusCreated {
+		t.Fatalf("deploy: %d %s", r.code, r.text())
+	}
+	seen := map[string]bool{}
+	for step := 1; step <= 3; step++ {
+		var moved []state.Gear
+		waitFor(t, 10*time.Second, fmt.Sprintf("step %d: %d gears moved", step, step), func() bool {
+			moved, _ = onDeployment(c.gears(t, "ns", "web"), id)
+			return len(moved) == step
+		})
+		var next state.Gear
+		for _, g := range moved {
+			if !seen[g.ID] {
+				next = g
+			}
+		}
+		seen[next.ID] = true
+		r := c.rollout(t, "ns", "web")
+		if r.State != state.RolloutRolling || r.Gear != next.ID || r.Done != step-1 || r.Total != 3 || r.Deployment != id {
+			t.Fatalf("step %d: rollout %+v, want rolling gear %s, done %d of 3", step, r, next.ID, step-1)
+		}
+		// However long the moved gear takes, no other gear moves.
+		c.waitRolloutPasses(t, 2)
+		if moved, _ := onDeployment(c.gears(t, "ns", "web"), id); len(moved) != step {
+			t.Fatalf("step %d: %d gears moved while gear %s had not passed its check", step, len(moved), next.ID)
+		}
+		c.report(t, next, state.GearStarted, id)
+	}
+	waitFor(t, 10*time.Second, "roll-out done", func() bool {
+		r := c.rollout(t, "ns", "web")
+		return r.State == state.RolloutDone && r.Done == 3 && r.Total == 3
+	})
+}
+
+// A gear that does not pass its check in time stops the roll-out; the
+// other gears keep what they ran. Passing later resumes it; activating
+// the old deployment rolls back.
+func TestRolloutFailsAndRollsBack(t *testing.T) {
+	c := newCluster(t, clusterOpts{cfg: func(cfg *Config) { cfg.RolloutTimeout = time.Minute }})
+	c.domain(t, admin, "ns")
+	c.createApp(t, admin, "ns", "web", url.Values{"scale": {"true"}})
+	c.event(t, admin, "ns", "web", "scale-up")
+	old := testArchive(t, map[string]string{"index.html": "old"})
+	c.deploy(t, admin, "ns", "web", old)
+	waitFor(t, 10*time.Second, "gears on the old deployment", func() bool {
+		moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(old))
+		for _, g := range moved {
+			c.report(t, g, state.GearStarted, sha(old))
+		}
+		return len(moved) == 2
+	})
+	waitFor(t, 10*time.Second, "first roll-out done", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutDone })
+
+	bad := testArchive(t, map[string]string{"gearbox.yml": "web: exit 1\n"})
+	c.deploy(t, admin, "ns", "web", bad)
+	var stuck state.Gear
+	waitFor(t, 10*time.Second, "one gear moved to the bad deployment", func() bool {
+		moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(bad))
+		if len(moved) == 1 {
+			stuck = moved[0]
+		}
+		return len(moved) == 1
+	})
+	c.report(t, stuck, state.GearStopped, "")
+	c.clock.Advance(2 * time.Minute)
+	waitFor(t, 10*time.Second, "roll-out failed", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutFailed })
+	r := c.rollout(t, "ns", "web")
+	if !strings.Contains(r.Message, stuck.ID) || !strings.Contains(r.Message, "health check") || r.Done != 0 || r.Total != 2 {
+		t.Errorf("failed roll-out %+v: want the stuck gear named and 0 of 2 done", r)
+	}
+	if moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(bad)); len(moved) != 1 {
+		t.Fatalf("%d gears on the bad deployment after the failure, want 1", len(moved))
+	}
+
+	// Rollback: the stuck gear goes back to the old deployment.
+	c.ok(t, "POST", appPath("ns", "web", "/events"), admin, url.Values{"event": {"activate"}, "deployment_id": {sha(old)}}, nil)
+	waitFor(t, 10*time.Second, "stuck gear back on the old deployment", func() bool {
+		moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(old))
+		return len(moved) == 2
+	})
+	c.report(t, stuck, state.GearStarted, sha(old))
+	waitFor(t, 10*time.Second, "rollback done", func() bool {
+		r := c.rollout(t, "ns", "web")
+		return r.State == state.RolloutDone && r.Deployment == sha(old) && r.Done == 2
+	})
+}
+
+// Gears that take no traffic (stopped, or on a node that is not alive)
+// are moved at once: they run the deployment when they come back, and do
+// not hold up the others.
+func TestRolloutSkipsStoppedAndDeadGears(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	c.domain(t, admin, "ns")
+	c.createApp(t, admin, "ns", "web", url.Values{"scale": {"true"}})
+	c.event(t, admin, "ns", "web", "scale-up")
+	c.event(t, admin, "ns", "web", "scale-up")
+	gs := c.gears(t, "ns", "web")
+	for _, g := range gs {
+		c.report(t, g, state.GearStarted, "")
+	}
+	stopped, dead := gs[1], gs[2]
+	c.ok(t, "POST", "/broker/rest/gears/"+stopped.ID+"/events", admin, url.Values{"event": {"stop"}}, nil)
+	c.report(t, stopped, state.GearStopped, "")
+	dn := c.node(t, dead.Node)
+	dn.srv.Close()
+	dn.st.Close()
+	waitFor(t, 20*time.Second, "node "+dead.Node+" seen failed", func() bool {
+		for _, m := range c.st.Members() {
+			if m.Name == dead.Node {
+				return m.Status != "alive"
+			}
+		}
+		return false
+	})
+
+	archive := testArchive(t, map[string]string{"index.html": "v2"})
+	c.deploy(t, admin, "ns", "web", archive)
+	waitFor(t, 10*time.Second, "all three gears moved", func() bool {
+		moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(archive))
+		return len(moved) == 3
+	})
+	r := c.rollout(t, "ns", "web")
+	if r.State != state.RolloutRolling || r.Gear != gs[0].ID {
+		t.Fatalf("rollout %+v: want it waiting for the one serving gear %s", r, gs[0].ID)
+	}
+	c.report(t, gs[0], state.GearStarted, sha(archive))
+	waitFor(t, 10*time.Second, "roll-out done", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutDone })
+}
+
+// New gears start on the current deployment; deleting the app removes
+// its deployments and roll-out.
+func TestRolloutNewGearsAndDelete(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	c.domain(t, admin, "ns")
+	c.createApp(t, admin, "ns", "web", url.Values{"scale": {"true"}})
+	archive := testArchive(t, map[string]string{"index.html": "v1"})
+	c.deploy(t, admin, "ns", "web", archive)
+	c.event(t, admin, "ns", "web", "scale-up")
+	gs := c.gears(t, "ns", "web")
+	if gs[1].Deployment != sha(archive) {
+		t.Fatalf("new gear runs %q, want the current deployment %s", gs[1].Deployment, sha(archive))
+	}
+	c.ok(t, "DELETE", appPath("ns", "web"), admin, nil, nil)
+	if _, err := c.st.GetRecord(state.BucketDeployments, state.DeploymentKey("ns/web", sha(archive))); err == nil {
+		t.Error("deployment record kept after the app was deleted")
+	}
+	if got := c.blobs(t); len(got) != 0 {
+		t.Errorf("archives %v kept after the app was deleted", got)
+	}
+	waitFor(t, 5*time.Second, "roll-out record gone", func() bool {
+		_, err := c.st.GetRecord(state.BucketRollouts, "ns/web")
+		return err != nil
+	})
+}
