@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
 
+	"gearbox/lb"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -76,6 +77,13 @@ type Config struct {
 	// its health check on the new deployment (fetch and build included)
 	// before it stops (--rollout-timeout). Default 10 min.
 	RolloutTimeout time.Duration
+	// LBRise and LBCheckInterval are the load balancers' health check
+	// settings that apps do not override (rise checks, one interval
+	// apart, bring a gear back): a roll-out waits that long, plus an
+	// interval, after a moved gear passes its check. Defaults 3 and 2 s,
+	// as the load balancer's.
+	LBRise          int
+	LBCheckInterval time.Duration
 	// TokenTTL is the default lifetime of API tokens. Default 30 days.
 	TokenTTL time.Duration
 	// BcryptCost is the cost of password hashes. Default 10.
@@ -169,6 +177,12 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("RolloutTimeout: %s is negative", c.RolloutTimeout))
 	} else if c.RolloutTimeout == 0 {
 		c.RolloutTimeout = DefaultRolloutTimeout
+	}
+	if c.LBRise <= 0 {
+		c.LBRise = lb.DefaultConfig().Rise
+	}
+	if c.LBCheckInterval <= 0 {
+		c.LBCheckInterval = lb.DefaultConfig().HealthInterval
 	}
 	if c.TokenTTL <= 0 {
 		c.TokenTTL = 30 * 24 * time.Hour

@@ -190,6 +190,7 @@ func startBroker(t testing.TB, m *member, clock *testClock, o clusterOpts) (*Bro
 	}
 	cfg.ClusterSecret = testSecret
 	cfg.Now = clock.Now
+	cfg.LBCheckInterval = time.Millisecond // roll-outs hardly wait for load balancers
 	cfg.Logger = testLogger().With().Str("member", m.name).Logger()
 	if o.cfg != nil {
 		o.cfg(&cfg)

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"gearbox/store"
@@ -116,6 +118,11 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 	now := b.cfg.Now()
 	sort.Slice(gs, func(i, j int) bool { return gs[i].Ordinal < gs[j].Ordinal })
 
+	r := state.Rollout{App: key, Deployment: target, State: state.RolloutRolling, StartedAt: now}
+	if cur != nil && cur.Deployment == target {
+		r = *cur
+	}
+	settle := b.rolloutSettle(a)
 	var moved, pending, inflight []state.Gear
 	healthy := func(g state.Gear) bool {
 		s, ok := status[g.ID]
@@ -128,6 +135,16 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 		case g.State == state.GearStarted && alive[g.Node] && !healthy(g):
 			inflight = append(inflight, g)
 			moved = append(moved, g)
+		case g.ID == r.Gear && g.State == state.GearStarted && alive[g.Node] && settle > 0:
+			// Healthy: load balancers take their rise checks to send it
+			// requests again, and the next gear waits for that.
+			if r.GearHealthy.IsZero() {
+				r.GearHealthy = now
+			}
+			if now.Sub(r.GearHealthy) < settle {
+				inflight = append(inflight, g)
+			}
+			moved = append(moved, g)
 		default:
 			moved = append(moved, g)
 		}
@@ -136,10 +153,6 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 		// Nothing to move. A gear that fails after its roll-out is done
 		// is the healer's business, not the roll-out's.
 		return nil
-	}
-	r := state.Rollout{App: key, Deployment: target, State: state.RolloutRolling, StartedAt: now}
-	if cur != nil && cur.Deployment == target {
-		r = *cur
 	}
 	var ops []store.Op
 	move := func(g state.Gear) {
@@ -153,11 +166,13 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 		// Wait for the gear being moved; give up on it after the timeout.
 		g := inflight[0]
 		if r.Gear != g.ID {
-			r.Gear, r.GearSince = g.ID, now
+			r.Gear, r.GearSince, r.GearHealthy = g.ID, now, time.Time{}
 		}
 		r.State = state.RolloutRolling
 		r.Message = fmt.Sprintf("waiting for gear %s to pass its health check on deployment %s", g.ID, short(target))
-		if waited := now.Sub(r.GearSince); waited > b.cfg.RolloutTimeout {
+		if !r.GearHealthy.IsZero() {
+			r.Message = fmt.Sprintf("gear %s runs deployment %s; waiting %s for load balancers to take it back", g.ID, short(target), settle)
+		} else if waited := now.Sub(r.GearSince); waited > b.cfg.RolloutTimeout {
 			r.State = state.RolloutFailed
 			why := "no status reported"
 			if s, ok := status[g.ID]; ok {
@@ -189,14 +204,14 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 		if len(serving) > 0 {
 			g := serving[0]
 			move(g)
-			r.State, r.Gear, r.GearSince = state.RolloutRolling, g.ID, now
+			r.State, r.Gear, r.GearSince, r.GearHealthy = state.RolloutRolling, g.ID, now, time.Time{}
 			r.Message = fmt.Sprintf("moving gear %s to deployment %s", g.ID, short(target))
 			b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("gear", g.ID).Str("deployment", target).Msg("roll-out moves gear")
 		} else {
 			if r.State != state.RolloutDone {
 				b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("deployment", target).Int("gears", len(gs)).Msg("roll-out done")
 			}
-			r.State, r.Gear, r.GearSince = state.RolloutDone, "", time.Time{}
+			r.State, r.Gear, r.GearSince, r.GearHealthy = state.RolloutDone, "", time.Time{}, time.Time{}
 			r.Message = fmt.Sprintf("every gear runs deployment %s", short(target))
 			if target == "" {
 				r.Message = "every gear runs the welcome page"
@@ -209,6 +224,30 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 		ops = append(ops, store.Op{Bucket: state.BucketRollouts, Key: key, Value: r})
 	}
 	return ops
+}
+
+// rolloutSettle is how long a roll-out waits, once a moved gear of app a
+// passes its health check, before it moves the next: long enough for load
+// balancers to see the gear rise again (rise checks, one interval apart,
+// and one more interval), as the app's GEARBOX_LB_RISE and
+// GEARBOX_LB_CHECK_INTERVAL set them. Apps without load balancer do not
+// wait.
+func (b *Broker) rolloutSettle(a *state.App) time.Duration {
+	if !a.Scalable {
+		return 0
+	}
+	rise, inter := b.cfg.LBRise, b.cfg.LBCheckInterval
+	if v, err := strconv.Atoi(strings.TrimSpace(a.Env["GEARBOX_LB_RISE"])); err == nil && v > 0 && v <= 100 {
+		rise = v
+	}
+	if v := strings.TrimSpace(a.Env["GEARBOX_LB_CHECK_INTERVAL"]); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			inter = time.Duration(n) * time.Millisecond
+		} else if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			inter = d
+		}
+	}
+	return time.Duration(rise+1) * inter
 }
 
 // sameRollout compares everything but UpdatedAt.

@@ -57,7 +57,8 @@ func onDeployment(gs []state.Gear, dep string) (moved, not []state.Gear) {
 // A deployment moves one gear at a time: the next only once the moved
 // gear reports itself started on the new deployment.
 func TestRolloutOneGearAtATime(t *testing.T) {
-	c := newCluster(t, clusterOpts{})
+	// Load balancers take (3+1) x 15 s to take a gear back.
+	c := newCluster(t, clusterOpts{cfg: func(cfg *Config) { cfg.LBCheckInterval = 15 * time.Second }})
 	c.domain(t, admin, "ns")
 	c.createApp(t, admin, "ns", "web", url.Values{"scale": {"true"}})
 	c.event(t, admin, "ns", "web", "scale-up")
@@ -99,6 +100,16 @@ func TestRolloutOneGearAtATime(t *testing.T) {
 			t.Fatalf("step %d: %d gears moved while gear %s had not passed its check", step, len(moved), next.ID)
 		}
 		c.report(t, next, state.GearStarted, id)
+		// Healthy: the next gear waits until load balancers have had the
+		// time to take this one back.
+		waitFor(t, 10*time.Second, "roll-out waiting for load balancers", func() bool {
+			return strings.Contains(c.rollout(t, "ns", "web").Message, "waiting 1m0s for load balancers")
+		})
+		c.waitRolloutPasses(t, 2)
+		if moved, _ := onDeployment(c.gears(t, "ns", "web"), id); len(moved) != step {
+			t.Fatalf("step %d: %d gears moved before load balancers could take gear %s back", step, len(moved), next.ID)
+		}
+		c.clock.Advance(time.Minute)
 	}
 	waitFor(t, 10*time.Second, "roll-out done", func() bool {
 		r := c.rollout(t, "ns", "web")

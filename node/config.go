@@ -74,6 +74,12 @@ type Config struct {
 	// DrainTimeout bounds how long the stop of a gear's web process waits
 	// for the load balancers of this node to drain it. Default 10 s.
 	DrainTimeout time.Duration
+	// RemoteDrainDelay is how long the stop of a gear's web process waits,
+	// once its status asks for a drain, before it drains locally and
+	// stops: the time load balancers on other nodes take to learn of it
+	// and finish what they sent. Only for gears of apps with an LB gear
+	// on another node. Default 2 s.
+	RemoteDrainDelay time.Duration
 
 	// Logger receives the node's logs. Default: disabled.
 	Logger zerolog.Logger
@@ -104,6 +110,7 @@ const (
 	DefaultLogMaxBytes    = 10 << 20
 	DefaultLogFiles       = 3
 	DefaultDrainTimeout   = 10 * time.Second
+	DefaultRemoteDrain    = 2 * time.Second
 )
 
 // DefaultBackoff is 1 s doubling to 30 s, reset after 60 s up.
@@ -113,22 +120,23 @@ var DefaultBackoff = Backoff{Initial: time.Second, Max: 30 * time.Second, ResetA
 // gears under dataDir, advertises addr and serves apps of domain.
 func DefaultConfig(st *store.Store, dataDir, addr, domain string) Config {
 	return Config{
-		Store:          st,
-		DataDir:        dataDir,
-		Addr:           addr,
-		Domain:         domain,
-		HTTPAddr:       DefaultHTTPAddr,
-		Backoff:        DefaultBackoff,
-		StopGrace:      DefaultStopGrace,
-		ReadyInterval:  DefaultReadyInterval,
-		ResyncInterval: DefaultResyncInterval,
-		LogMaxBytes:    DefaultLogMaxBytes,
-		LogFiles:       DefaultLogFiles,
-		LB:             lb.DefaultConfig(),
-		DrainTimeout:   DefaultDrainTimeout,
-		MaxDeploySize:  DefaultMaxDeploySize,
-		Logger:         zerolog.Nop(),
-		Now:            time.Now,
+		Store:            st,
+		DataDir:          dataDir,
+		Addr:             addr,
+		Domain:           domain,
+		HTTPAddr:         DefaultHTTPAddr,
+		Backoff:          DefaultBackoff,
+		StopGrace:        DefaultStopGrace,
+		ReadyInterval:    DefaultReadyInterval,
+		ResyncInterval:   DefaultResyncInterval,
+		LogMaxBytes:      DefaultLogMaxBytes,
+		LogFiles:         DefaultLogFiles,
+		LB:               lb.DefaultConfig(),
+		DrainTimeout:     DefaultDrainTimeout,
+		RemoteDrainDelay: DefaultRemoteDrain,
+		MaxDeploySize:    DefaultMaxDeploySize,
+		Logger:           zerolog.Nop(),
+		Now:              time.Now,
 	}
 }
 
@@ -179,6 +187,7 @@ func (c *Config) validate() error {
 		{"ReadyInterval", &c.ReadyInterval, DefaultReadyInterval},
 		{"ResyncInterval", &c.ResyncInterval, DefaultResyncInterval},
 		{"DrainTimeout", &c.DrainTimeout, DefaultDrainTimeout},
+		{"RemoteDrainDelay", &c.RemoteDrainDelay, DefaultRemoteDrain},
 	} {
 		switch {
 		case *d.v < 0:

@@ -80,6 +80,17 @@ func validDeploymentID(id string) bool {
 	return strings.IndexFunc(id, func(c rune) bool { return (c < '0' || c > '9') && (c < 'a' || c > 'f') }) < 0
 }
 
+// peek returns deployment id if it is ready on this node, without
+// preparing it.
+func (dp *deployer) peek(id string) *deployment {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if j := dp.jobs[id]; j != nil {
+		return j.ready
+	}
+	return nil
+}
+
 // get returns deployment d.deployment once it is ready. Until then it
 // returns nil and the state and reason g should report (state is ""
 // after a failed attempt, whose error is in err), starts an attempt if

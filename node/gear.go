@@ -61,6 +61,7 @@ type gear struct {
 	endpoints []state.Endpoint
 	webUp     bool   // the web process answers
 	running   string // the deployment the web process runs ("" for the welcome page)
+	draining  bool   // the web process is about to stop: load balancers drain it
 	lbDown    string // why the load balancer the gear should run does not listen; "" if it does or none is wanted
 }
 
@@ -165,8 +166,9 @@ func (g *gear) apply(d desired) {
 		g.report(state.GearStopped, "")
 		return
 	}
-	g.ensureLB(d)
-	if !g.prepareDeployment(&d) {
+	prepared := g.prepareDeployment(&d)
+	g.ensureLB(d) // after: the deployment names the health path
+	if !prepared {
 		return
 	}
 	prog, key := g.s.program(d, g.dir)
@@ -318,8 +320,15 @@ func (g *gear) killOrphans() {
 // stopProc stops the web process, once the load balancers of this node
 // have drained it.
 func (g *gear) stopProc() {
+	// Load balancers on other nodes learn from the gear's status that
+	// it goes, and get the time to stop sending it requests.
+	g.setDraining(true)
+	if app := g.desired().gear.App; app != "" && g.s.remoteLBs(app) {
+		time.Sleep(g.s.cfg.RemoteDrainDelay)
+	}
 	g.s.drainBackend(g.id)
 	g.proc.Stop()
+	g.setDraining(false)
 	g.proc, g.key = nil, ""
 	g.s.setWebRunning(g.id, false)
 	g.setWebUp(false)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +57,7 @@ type lbGear struct {
 	gear string // the LB gear's id
 	app  string // its app's key
 	key  string // what it runs with; a changed key restarts it
+	path string // the health check path
 	pool *lb.Pool
 	srv  *http.Server
 	done chan struct{} // closed when srv.Serve returns
@@ -183,6 +185,18 @@ func (g *gear) ensureLB(d desired) {
 		return
 	}
 	cfg, errs := g.s.lbConfig(d.env)
+	if _, set := d.env[EnvLBHealthPath]; !set {
+		// The deployment's manifest names the health path; while the
+		// gear's deployment is not ready here, the running load balancer
+		// keeps the path it has.
+		switch dep := g.s.deploys.peek(d.deployment); {
+		case d.deployment == "":
+		case dep != nil && !dep.manifest.Static():
+			cfg.HealthPath = dep.manifest.Health
+		case dep == nil && g.lb != nil:
+			cfg.HealthPath = g.lb.path
+		}
+	}
 	key := lbKey(spec.LBPort, cfg)
 	if g.lb != nil && g.lb.key == key {
 		g.lb.pool.SetRotation(spec.RotatedOut)
@@ -206,6 +220,7 @@ func (g *gear) ensureLB(d desired) {
 		return
 	}
 	l.pool.SetRotation(spec.RotatedOut)
+	l.path = cfg.HealthPath
 	g.lb = l
 	g.log.Info().Int("lb_port", spec.LBPort).Str("balance", cfg.Balance).Str("health", cfg.HealthPath).Msg("load balancer started")
 	g.setLBDown("")
@@ -295,6 +310,9 @@ func (s *Supervisor) refreshLBs() {
 // has stopped: removing it at once would lose the drain that its stop
 // waits for.
 func (s *Supervisor) setBackendsLocked(l *lbGear, c *backendCache) error {
+	if c == nil {
+		c = &backendCache{}
+	}
 	list := s.appBackends(l.app, l.gear, c)
 	in := make(map[string]bool, len(list))
 	for _, b := range list {
@@ -313,6 +331,15 @@ func (s *Supervisor) setBackendsLocked(l *lbGear, c *backendCache) error {
 	for _, id := range keep {
 		l.pool.Drain(id)
 	}
+	// A gear whose node says it is about to stop it is drained here
+	// too, and sent requests again once its node says so.
+	for _, b := range list {
+		if c.draining[b.ID] {
+			l.pool.Drain(b.ID)
+		} else if !slices.Contains(keep, b.ID) && !s.drainingHere[b.ID] {
+			l.pool.Resume(b.ID)
+		}
+	}
 	return nil
 }
 
@@ -326,6 +353,7 @@ func (s *Supervisor) setWebRunning(id string, running bool) {
 		s.web[id] = true
 	} else {
 		delete(s.web, id)
+		delete(s.drainingHere, id)
 	}
 	s.lbMu.Unlock()
 	if was && !running {
@@ -335,9 +363,10 @@ func (s *Supervisor) setWebRunning(id string, running bool) {
 
 // backendCache holds the store's gear and node listings for one refresh.
 type backendCache struct {
-	loaded bool
-	gears  []state.Gear
-	nodes  map[string]string // node name to address
+	loaded   bool
+	gears    []state.Gear
+	nodes    map[string]string // node name to address
+	draining map[string]bool   // gears whose status asks for a drain
 }
 
 // appBackends returns the backends of the load balancer of LB gear lbID:
@@ -371,6 +400,17 @@ func (s *Supervisor) appBackends(app, lbID string, c *backendCache) []lb.Backend
 			s.log.Warn().Err(err).Msg("list gears failed")
 		}
 		c.nodes[s.name] = s.cfg.Addr
+		c.draining = make(map[string]bool)
+		if recs, err := s.st.List(state.BucketGearStatus); err == nil {
+			for _, r := range recs {
+				var st state.GearStatus
+				if r.Decode(&st) == nil && st.Draining {
+					c.draining[r.Key] = true
+				}
+			}
+		} else {
+			s.log.Warn().Err(err).Msg("list gear statuses failed")
+		}
 	}
 	var gs []state.Gear
 	for _, g := range c.gears {
@@ -392,6 +432,22 @@ func (s *Supervisor) appBackends(app, lbID string, c *backendCache) []lb.Backend
 	return out
 }
 
+// remoteLBs reports whether app has an LB gear on another node, whose
+// load balancer learns of a drain through the gear's status.
+func (s *Supervisor) remoteLBs(app string) bool {
+	recs, err := s.st.List(state.BucketGears)
+	if err != nil {
+		return true
+	}
+	for _, r := range recs {
+		var g state.Gear
+		if r.Decode(&g) == nil && g.App == app && g.LB && g.Node != s.name {
+			return true
+		}
+	}
+	return false
+}
+
 // drainBackend drains gear id in every load balancer of this node that
 // balances over it, and waits until none has a request to it in flight,
 // or DrainTimeout. A gear's runtime calls it before stopping the gear's
@@ -399,6 +455,7 @@ func (s *Supervisor) appBackends(app, lbID string, c *backendCache) []lb.Backend
 func (s *Supervisor) drainBackend(id string) {
 	var chans []<-chan struct{}
 	s.lbMu.Lock()
+	s.drainingHere[id] = true
 	for _, l := range s.lbs {
 		if ch, err := l.pool.Drain(id); err == nil {
 			chans = append(chans, ch)
@@ -425,6 +482,7 @@ func (s *Supervisor) drainBackend(id string) {
 func (s *Supervisor) resumeBackend(id string) {
 	s.lbMu.Lock()
 	defer s.lbMu.Unlock()
+	delete(s.drainingHere, id)
 	for _, l := range s.lbs {
 		l.pool.Resume(id)
 	}

@@ -57,7 +57,7 @@ func (g *gear) reportStarting(reason string) {
 }
 
 func (g *gear) reportLocked(st, reason string) {
-	next := state.GearStatus{ID: g.id, Node: g.s.name, State: st, Reason: reason, Endpoints: g.endpoints, Deployment: g.running}
+	next := state.GearStatus{ID: g.id, Node: g.s.name, State: st, Reason: reason, Endpoints: g.endpoints, Deployment: g.running, Draining: g.draining}
 	if sameStatus(g.status, next) && g.reported {
 		return
 	}
@@ -73,6 +73,19 @@ func (g *gear) setRunning(id string) {
 	g.statusMu.Lock()
 	defer g.statusMu.Unlock()
 	g.running = id
+}
+
+// setDraining notes whether the gear's web process is about to stop, and
+// reports it.
+func (g *gear) setDraining(on bool) {
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	if g.draining == on || g.status.State == "" {
+		g.draining = on
+		return
+	}
+	g.draining = on
+	g.reportLocked(g.status.State, g.status.Reason)
 }
 
 // setWebUp notes whether the web process answers, and reports the gear
@@ -146,7 +159,7 @@ func (g *gear) writeLocked() {
 
 // sameStatus compares everything but UpdatedAt.
 func sameStatus(a, b state.GearStatus) bool {
-	return a.ID == b.ID && a.Node == b.Node && a.State == b.State && a.Reason == b.Reason && a.Deployment == b.Deployment &&
+	return a.ID == b.ID && a.Node == b.Node && a.State == b.State && a.Reason == b.Reason && a.Deployment == b.Deployment && a.Draining == b.Draining &&
 		sameEndpoints(a.Endpoints, b.Endpoints)
 }
 

@@ -69,6 +69,9 @@ type Supervisor struct {
 	lbMu sync.Mutex
 	lbs  map[string]*lbGear
 	web  map[string]bool // gears whose web process runs here
+	// drainingHere are the gears drainBackend drained, until they run
+	// again or stop: a refresh does not resume them.
+	drainingHere map[string]bool
 
 	deploys *deployer
 
@@ -100,6 +103,8 @@ func New(cfg Config) (*Supervisor, error) {
 		apps:  make(map[string]appInfo),
 		lbs:   make(map[string]*lbGear),
 		web:   make(map[string]bool),
+
+		drainingHere: make(map[string]bool),
 
 		routesKick: make(chan struct{}, 1),
 	}
@@ -136,7 +141,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	}
 	// The watch comes first so that no change between the listing and
 	// the watch is missed.
-	s.watch = s.st.Watch(state.BucketGears, state.BucketApps, state.BucketNodes)
+	s.watch = s.st.Watch(state.BucketGears, state.BucketApps, state.BucketNodes, state.BucketGearStatus)
 	if err := s.reconcileAll(); err != nil {
 		s.watch.Close()
 		if s.front != nil {
@@ -293,6 +298,9 @@ func (s *Supervisor) applyChanges(recs []store.Record) {
 	nodes := false
 	for _, r := range recs {
 		switch r.Bucket {
+		case state.BucketGearStatus:
+			// A drain asked for or ended by a gear's node.
+			nodes = true
 		case state.BucketGears:
 			gears[r.Key] = r
 		case state.BucketApps:

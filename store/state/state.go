@@ -197,8 +197,11 @@ type GearStatus struct {
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
 	// Deployment is what the gear's web process runs (empty: the welcome
 	// page): with State started, that deployment passed its health check.
-	Deployment string    `json:"deployment,omitempty"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	Deployment string `json:"deployment,omitempty"`
+	// Draining asks every load balancer to send the gear no new requests:
+	// its node is about to stop its web process.
+	Draining  bool      `json:"draining,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Node is a node member's registration. Node-owned.
@@ -335,6 +338,10 @@ type Rollout struct {
 	// Gear is the gear being moved, since GearSince.
 	Gear      string    `json:"gear,omitempty"`
 	GearSince time.Time `json:"gear_since,omitempty"`
+	// GearHealthy is when Gear was first seen passing its health check
+	// on Deployment; the next gear moves once load balancers have had
+	// the time to take it back.
+	GearHealthy time.Time `json:"gear_healthy,omitempty"`
 	// Done counts the gears that run Deployment, of Total.
 	Done      int       `json:"done"`
 	Total     int       `json:"total"`
