@@ -91,7 +91,13 @@ func childEnv() []string {
 // code.
 func runGearbox(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return runGearboxFor(t, 30*time.Second, args...)
+}
+
+// runGearboxFor is runGearbox with a timeout other than 30 s.
+func runGearboxFor(t *testing.T, timeout time.Duration, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, gearboxBinary(t), args...)
 	cmd.Env = childEnv()

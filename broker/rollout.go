@@ -204,6 +204,7 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 		if len(serving) > 0 {
 			g := serving[0]
 			move(g)
+			inflight = append(inflight, g) // not done until it passes its check
 			r.State, r.Gear, r.GearSince, r.GearHealthy = state.RolloutRolling, g.ID, now, time.Time{}
 			r.Message = fmt.Sprintf("moving gear %s to deployment %s", g.ID, short(target))
 			b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("gear", g.ID).Str("deployment", target).Msg("roll-out moves gear")
