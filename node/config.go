@@ -80,6 +80,11 @@ type Config struct {
 	// and finish what they sent. Only for gears of apps with an LB gear
 	// on another node. Default 2 s.
 	RemoteDrainDelay time.Duration
+	// HandoverTimeout bounds how long the only gear of an app waits for a
+	// new process started beside its running one to pass its health
+	// check (see handover.go); the running one stays if it does not.
+	// Default 5 min.
+	HandoverTimeout time.Duration
 
 	// Logger receives the node's logs. Default: disabled.
 	Logger zerolog.Logger
@@ -111,6 +116,7 @@ const (
 	DefaultLogFiles       = 3
 	DefaultDrainTimeout   = 10 * time.Second
 	DefaultRemoteDrain    = 2 * time.Second
+	DefaultHandover       = 5 * time.Minute
 )
 
 // DefaultBackoff is 1 s doubling to 30 s, reset after 60 s up.
@@ -134,6 +140,7 @@ func DefaultConfig(st *store.Store, dataDir, addr, domain string) Config {
 		LB:               lb.DefaultConfig(),
 		DrainTimeout:     DefaultDrainTimeout,
 		RemoteDrainDelay: DefaultRemoteDrain,
+		HandoverTimeout:  DefaultHandover,
 		MaxDeploySize:    DefaultMaxDeploySize,
 		Logger:           zerolog.Nop(),
 		Now:              time.Now,
@@ -188,6 +195,7 @@ func (c *Config) validate() error {
 		{"ResyncInterval", &c.ResyncInterval, DefaultResyncInterval},
 		{"DrainTimeout", &c.DrainTimeout, DefaultDrainTimeout},
 		{"RemoteDrainDelay", &c.RemoteDrainDelay, DefaultRemoteDrain},
+		{"HandoverTimeout", &c.HandoverTimeout, DefaultHandover},
 	} {
 		switch {
 		case *d.v < 0:

@@ -292,8 +292,9 @@ func TestDeploymentSwitch(t *testing.T) {
 	before := len(sl.states(g.ID))
 	n.setDeployment("ns", "sw", bb)
 	waitBody(t, "http://"+n.addr(g)+"/", "version B")
-	if got := sl.states(g.ID)[before:]; !containsPrefix(got, "stopped (restarting)") {
-		t.Errorf("states %q, want a restart", got)
+	if got := sl.states(g.ID)[before:]; !containsPrefix(got, "started (starting deployment "+short(bb)+" beside the running process)") ||
+		containsPrefix(got, "stopped") {
+		t.Errorf("states %q, want a handover without a stop", got)
 	}
 	n.setDeployment("ns", "sw", a)
 	waitBody(t, "http://"+n.addr(g)+"/", "version A")

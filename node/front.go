@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +24,18 @@ type front struct {
 	srv       *http.Server
 	proxy     *httputil.ReverseProxy
 	transport *http.Transport
+	// inflight counts the requests in flight to each gear web port
+	// ("ip:port" to *atomic.Int64) that the front proxies to directly,
+	// so that a handover waits for them before it stops a process.
+	inflight sync.Map
+}
+
+// inFlight returns the number of requests in flight to addr.
+func (f *front) inFlight(addr string) int64 {
+	if c, ok := f.inflight.Load(addr); ok {
+		return c.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 type targetKey struct{}
@@ -78,10 +93,25 @@ func (f *front) close(grace time.Duration) error {
 }
 
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	target, ok := f.s.routes.Load().route(r.Host)
+	rt := f.s.routes.Load()
+	target, ok := rt.route(r.Host)
+	if sides := *f.s.sides.Load(); ok && len(sides) > 0 {
+		if port, handing := sides[rt.gearOf(r.Host)]; handing {
+			target = net.JoinHostPort(f.s.cfg.Addr, strconv.Itoa(port))
+		}
+	}
 	if !ok {
 		page(w, http.StatusNotFound, "Not found", fmt.Sprintf("No application is served at %s.", canonicalHost(r.Host)))
 		return
+	}
+	if rt.gearOf(r.Host) != "" {
+		c, ok := f.inflight.Load(target)
+		if !ok {
+			c, _ = f.inflight.LoadOrStore(target, new(atomic.Int64))
+		}
+		n := c.(*atomic.Int64)
+		n.Add(1)
+		defer n.Add(-1)
 	}
 	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
 }

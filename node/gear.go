@@ -49,20 +49,23 @@ type gear struct {
 	// Owned by run.
 	proc           *Process
 	key            string
+	ready          <-chan struct{} // closed once proc first answers
+	failedKey      string          // a key whose handover failed
 	out            *logFile
 	orphansChecked bool
 	lb             *lbGear     // the LB gear's load balancer, if it runs
 	retry          *time.Timer // wakes run to try the load balancer again
 	deployRetry    *time.Timer // wakes run to try preparing the deployment again
 
-	statusMu  sync.Mutex
-	status    state.GearStatus // what the node observes, to be reported
-	reported  bool             // status is in the store
-	endpoints []state.Endpoint
-	webUp     bool   // the web process answers
-	running   string // the deployment the web process runs ("" for the welcome page)
-	draining  bool   // the web process is about to stop: load balancers drain it
-	lbDown    string // why the load balancer the gear should run does not listen; "" if it does or none is wanted
+	statusMu    sync.Mutex
+	status      state.GearStatus // what the node observes, to be reported
+	reported    bool             // status is in the store
+	endpoints   []state.Endpoint
+	webUp       bool   // the web process answers
+	running     string // the deployment the web process runs ("" for the welcome page)
+	draining    bool   // the web process is about to stop: load balancers drain it
+	handingOver bool   // a side process serves while the web process restarts
+	lbDown      string // why the load balancer the gear should run does not listen; "" if it does or none is wanted
 }
 
 func newGear(s *Supervisor, id string) *gear {
@@ -176,28 +179,57 @@ func (g *gear) apply(d desired) {
 	if g.proc != nil && key == g.key {
 		return
 	}
+	if key == g.failedKey {
+		return // the handover to it failed; a new change tries again
+	}
+	if g.proc != nil && g.webUp && g.s.soloGear(spec) {
+		// The app's only gear: the new process starts beside the old one
+		// and takes over once healthy.
+		if g.handover(d, prog, key) {
+			return
+		}
+	}
 	if g.proc != nil {
 		g.stopProc()
 		g.report(state.GearStopped, "restarting")
 	}
-	if err := g.openLog(); err != nil {
-		g.log.Error().Err(err).Msg("open gear log failed")
-	}
-	addr := net.JoinHostPort(g.s.cfg.Addr, strconv.Itoa(spec.Port))
-	ready := probePort(addr)
+	g.launch(d, prog, key)
+}
+
+// readyProbe is how a process of gear spec running d is found ready on
+// port: its deployment's health check for a deployed web process, an
+// open port otherwise.
+func (g *gear) readyProbe(d desired, port int) func(context.Context) error {
+	addr := net.JoinHostPort(g.s.cfg.Addr, strconv.Itoa(port))
 	if d.dep != nil && !d.dep.manifest.Static() {
 		// A deployed web process is ready when its health check passes,
 		// as the load balancer will check it.
-		ready = probeHTTP(addr, d.dep.manifest.Health)
+		return probeHTTP(addr, d.dep.manifest.Health)
 	}
+	return probePort(addr)
+}
+
+// launch starts prog as the gear's web process, known by key.
+func (g *gear) launch(d desired, prog Program, key string) {
+	spec := &d.gear
+	if err := g.openLog(); err != nil {
+		g.log.Error().Err(err).Msg("open gear log failed")
+	}
+	ready := make(chan struct{})
+	var once sync.Once
 	pc := ProcessConfig{
 		Program:       prog,
-		Ready:         ready,
+		Ready:         g.readyProbe(d, spec.Port),
 		ReadyInterval: g.s.cfg.ReadyInterval,
 		Backoff:       g.s.cfg.Backoff,
 		StopGrace:     g.s.cfg.StopGrace,
-		OnEvent:       func(ev ProcessEvent) { g.onEvent(ev, spec) },
-		Now:           g.s.cfg.Now,
+		OnEvent: func(ev ProcessEvent) {
+			g.onEvent(ev, spec)
+			if ev.Kind == EventReady {
+				once.Do(func() { close(ready) })
+			}
+		},
+		Now: g.s.cfg.Now,
 	}
 	if g.out != nil {
 		pc.Output = g.out
@@ -207,7 +239,7 @@ func (g *gear) apply(d desired) {
 		g.report(state.GearUnknown, err.Error())
 		return
 	}
-	g.proc, g.key = p, key
+	g.proc, g.key, g.ready = p, key, ready
 	g.setRunning(d.deployment)
 	g.log.Info().Int("port", spec.Port).Int("restarts", spec.Restarts).Str("deployment", short(d.deployment)).Msg("start gear")
 	g.s.setWebRunning(g.id, true)

@@ -425,9 +425,13 @@ func (s *Supervisor) appBackends(app, lbID string, c *backendCache) []lb.Backend
 		return gs[i].ID < gs[j].ID
 	})
 	out := make([]lb.Backend, 0, len(gs))
+	sides := *s.sides.Load()
 	for _, g := range gs {
-		out = append(out, lb.Backend{ID: g.ID, Addr: net.JoinHostPort(c.nodes[g.Node], strconv.Itoa(g.Port)),
-			Local: g.ID == lbID && g.Node == s.name})
+		local := g.ID == lbID && g.Node == s.name
+		out = append(out, lb.Backend{ID: g.ID, Addr: net.JoinHostPort(c.nodes[g.Node], strconv.Itoa(g.Port)), Local: local})
+		if port, ok := sides[g.ID]; ok && g.Node == s.name {
+			out = append(out, lb.Backend{ID: g.ID + sideSuffix, Addr: net.JoinHostPort(s.cfg.Addr, strconv.Itoa(port)), Local: local})
+		}
 	}
 	return out
 }

@@ -504,3 +504,85 @@ func TestLBConfigFromEnv(t *testing.T) {
 		})
 	}
 }
+
+// The only gear of an app restarts (a new deployment, a restart) by
+// handing over to a process started beside it: under POST load, through
+// the front listener straight to the gear or through the app's load
+// balancer, no request fails, and the new process serves at the end.
+func TestSoloGearHandover(t *testing.T) {
+	for _, scalable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("scalable=%v", scalable), func(t *testing.T) {
+			n := newTestStore(t)
+			n.setup = helperPrograms
+			n.s = n.startSupervisor()
+			n.put(state.BucketApps, "ns/solo", state.App{ID: "a1", Name: "solo", Domain: "ns", Cartridge: state.CartStatic, Scalable: scalable,
+				State: state.GearStarted, Env: map[string]string{"GEARBOX_NODE_TEST_HELPER": "serve"}})
+			g := n.gear("sologear1", "solo", "ns", 1)
+			if scalable {
+				g.LB, g.Head, g.LBPort = true, true, freePort(t, n.ip)
+			}
+			n.put(state.BucketGears, g.ID, g)
+			n.waitState(g.ID, state.GearStarted)
+			url := "http://" + n.s.FrontAddr() + "/slow"
+			const host = "solo-ns.example.test"
+			pid := func() string {
+				code, body := get(t, "http://"+n.s.FrontAddr()+"/", host)
+				f := strings.Fields(body)
+				if code != 200 || len(f) < 3 {
+					t.Fatalf("GET /: %d %q", code, body)
+				}
+				return f[2]
+			}
+			first := pid()
+
+			var (
+				mu    sync.Mutex
+				fails []error
+				ok    int
+				stop  atomic.Bool
+				wg    sync.WaitGroup
+			)
+			for range 4 {
+				wg.Go(func() {
+					c := &http.Client{Timeout: 10 * time.Second}
+					for !stop.Load() {
+						_, err := servedByMethod(c, "POST", url, host)
+						mu.Lock()
+						if err != nil {
+							fails = append(fails, err)
+						} else {
+							ok++
+						}
+						mu.Unlock()
+					}
+				})
+			}
+			done := func() int {
+				mu.Lock()
+				defer mu.Unlock()
+				return ok
+			}
+			sl := n.watchStatus()
+			for i := range 2 {
+				before := done()
+				g.Restarts++
+				n.put(state.BucketGears, g.ID, g)
+				waitFor(t, 20*time.Second, fmt.Sprintf("handover %d", i+1), func() bool {
+					return len(*n.s.sides.Load()) == 0 && slices.Contains(sl.states(g.ID), "started (starting a new process beside the running process)") &&
+						sl.states(g.ID)[len(sl.states(g.ID))-1] == state.GearStarted && done() > before+40
+				}, func() string { return fmt.Sprint(sl.states(g.ID)) })
+			}
+			stop.Store(true)
+			wg.Wait()
+			if len(fails) > 0 {
+				t.Errorf("%d of %d requests failed across two handovers; first: %v", len(fails), ok+len(fails), fails[0])
+			}
+			if containsPrefix(sl.states(g.ID), "stopped") {
+				t.Errorf("the only gear was reported stopped: %q", sl.states(g.ID))
+			}
+			if now := pid(); now == first {
+				t.Errorf("the gear's process is still pid %s after two restarts", now)
+			}
+		})
+	}
+}

@@ -14,7 +14,14 @@ import (
 // the gears or apps change.
 type routeTable struct {
 	hosts map[string]string
+	// gears names, for the hosts routed to a gear's web port, that gear:
+	// a gear handing over to a new process (see handover.go) is reached
+	// at its side process meanwhile.
+	gears map[string]string
 }
+
+// gearOf returns the gear whose web port serves host, if one does.
+func (t *routeTable) gearOf(host string) string { return t.gears[canonicalHost(host)] }
 
 // route returns the local address serving host (a Host header: any case,
 // with or without a port or trailing dot), and false if none does.
@@ -46,25 +53,31 @@ func canonicalHost(host string) string {
 //
 // An app host is matched before a gear host of the same name.
 func buildRoutes(gears []state.Gear, apps map[string]appInfo, domain, addr string, lbs map[string]bool) *routeTable {
-	t := &routeTable{hosts: make(map[string]string, 2*len(gears))}
+	t := &routeTable{hosts: make(map[string]string, 2*len(gears)), gears: make(map[string]string, 2*len(gears))}
 	at := func(port int) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }
 	best := make(map[string]*state.Gear) // by app key
 	for i := range gears {
 		g := &gears[i]
 		t.hosts[canonicalHost(state.AppHost(g.ID, g.Domain, domain))] = at(g.Port)
+		t.gears[canonicalHost(state.AppHost(g.ID, g.Domain, domain))] = g.ID
 		if b := best[g.App]; b == nil || routeRank(g, lbs) < routeRank(b, lbs) ||
 			routeRank(g, lbs) == routeRank(b, lbs) && g.Ordinal < b.Ordinal {
 			best[g.App] = g
 		}
 	}
 	for key, g := range best {
-		target := at(g.Port)
+		target, gear := at(g.Port), g.ID
 		if lbs[g.ID] {
-			target = at(g.LBPort)
+			target, gear = at(g.LBPort), ""
 		}
-		t.hosts[canonicalHost(state.AppHost(g.AppName, g.Domain, domain))] = target
-		for _, a := range apps[key].aliases {
-			t.hosts[canonicalHost(a)] = target
+		hosts := append([]string{state.AppHost(g.AppName, g.Domain, domain)}, apps[key].aliases...)
+		for _, h := range hosts {
+			t.hosts[canonicalHost(h)] = target
+			if gear != "" {
+				t.gears[canonicalHost(h)] = gear
+			} else {
+				delete(t.gears, canonicalHost(h))
+			}
 		}
 	}
 	return t

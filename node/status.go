@@ -49,6 +49,9 @@ func (g *gear) report(st, reason string) {
 func (g *gear) reportStarting(reason string) {
 	g.statusMu.Lock()
 	defer g.statusMu.Unlock()
+	if g.handingOver {
+		return // the side process serves meanwhile
+	}
 	st := state.GearStopped
 	if g.status.State == state.GearNew {
 		st = state.GearNew
@@ -86,6 +89,14 @@ func (g *gear) setDraining(on bool) {
 	}
 	g.draining = on
 	g.reportLocked(g.status.State, g.status.Reason)
+}
+
+// setHandingOver notes whether the gear's side process serves while its
+// own restarts (see handover.go): the gear stays started meanwhile.
+func (g *gear) setHandingOver(on bool) {
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	g.handingOver = on
 }
 
 // setWebUp notes whether the web process answers, and reports the gear

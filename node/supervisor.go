@@ -59,7 +59,10 @@ type Supervisor struct {
 	dying map[string]*gear // by id: gears being destroyed
 	apps  map[string]appInfo
 
-	routes     atomic.Pointer[routeTable]
+	routes atomic.Pointer[routeTable]
+	// sides are the ports of the side processes of gears handing over
+	// (see handover.go), by gear id; replaced whole under lbMu.
+	sides      atomic.Pointer[map[string]int]
 	routesKick chan struct{} // asks the reconcile loop to rebuild routes and refresh load balancers
 	front      *front
 
@@ -111,6 +114,7 @@ func New(cfg Config) (*Supervisor, error) {
 	s.program = s.defaultProgram
 	s.deploys = newDeployer(s)
 	s.routes.Store(&routeTable{})
+	s.sides.Store(&map[string]int{})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }

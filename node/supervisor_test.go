@@ -111,10 +111,15 @@ func TestStaticGearLifecycle(t *testing.T) {
 	before := len(sl.states(g.ID))
 	g.Restarts++
 	n.put(state.BucketGears, g.ID, g)
+	// The app's only gear restarts by handing over to a process started
+	// beside it: it never stops.
 	waitFor(t, 10*time.Second, "restart", func() bool {
 		got := sl.states(g.ID)[before:]
-		return slices.Contains(got, "stopped (restarting)") && got[len(got)-1] == state.GearStarted
+		return slices.Contains(got, "started (starting a new process beside the running process)") && got[len(got)-1] == state.GearStarted
 	}, func() string { return fmt.Sprint(sl.states(g.ID)[before:]) })
+	if got := sl.states(g.ID)[before:]; containsPrefix(got, "stopped") {
+		t.Errorf("the only gear was stopped while it restarted: %q", got)
+	}
 
 	n.del(state.BucketGears, g.ID)
 	waitFor(t, 10*time.Second, "gear destroyed", func() bool {
