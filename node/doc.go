@@ -24,10 +24,17 @@
 // then runs the manifest's web command in that directory, or, without
 // one, serves its files from inside the node. Meanwhile the gear is
 // reported deploying or building and keeps running what it ran; a
-// failure is reported as the reason and tried again with backoff. A
-// change of deployment restarts each gear on its own, as soon as the new
-// deployment is ready on its node: rolling the change out one gear at a
-// time, behind health checks, is not done here.
+// failure is reported as the reason and tried again with backoff. Which
+// deployment a gear runs is its gear record's Deployment: the broker's
+// roll-out moves one gear at a time, and the gear's status reports the
+// deployment its process runs once its health check passes.
+//
+// Before a gear's web process stops, its status asks every load balancer
+// of the cluster to drain it (Draining), and the node waits
+// RemoteDrainDelay when the app has an LB gear elsewhere, then drains its
+// own. The only gear of an app hands over instead of restarting
+// (handover.go): the new process starts beside the old on a spare port and
+// takes the traffic once healthy.
 //
 // An LB gear also runs its app's load balancer (package lb) inside the
 // node on its LBPort, balancing over the app's gears on every node; it is
