@@ -241,6 +241,11 @@ func (g *gear) launch(d desired, prog Program, key string) {
 	}
 	g.proc, g.key, g.ready = p, key, ready
 	g.setRunning(d.deployment)
+	what := "the welcome page"
+	if d.deployment != "" {
+		what = "deployment " + short(d.deployment)
+	}
+	g.note("starting the gear on port %d with %s", spec.Port, what)
 	g.log.Info().Int("port", spec.Port).Int("restarts", spec.Restarts).Str("deployment", short(d.deployment)).Msg("start gear")
 	g.s.setWebRunning(g.id, true)
 	p.Start()
@@ -352,6 +357,7 @@ func (g *gear) killOrphans() {
 // stopProc stops the web process, once the load balancers of this node
 // have drained it.
 func (g *gear) stopProc() {
+	g.note("stopping the gear")
 	// Load balancers on other nodes learn from the gear's status that
 	// it goes, and get the time to stop sending it requests.
 	g.setDraining(true)
@@ -376,6 +382,14 @@ func (g *gear) openLog() error {
 	}
 	g.out = l
 	return nil
+}
+
+// note writes a line of the node's own to the gear's log, where the
+// gear's owner reads it with the gear's output (`gearbox app logs`).
+func (g *gear) note(format string, args ...any) {
+	if g.out != nil {
+		fmt.Fprintf(g.out, "gearbox: "+format+"\n", args...)
+	}
 }
 
 func (g *gear) closeLog() {
