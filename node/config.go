@@ -53,6 +53,9 @@ type Config struct {
 	// LogFiles is how many log files a gear keeps, the current one
 	// included (gear.log, gear.log.1, ...). Default 3.
 	LogFiles int
+	// LogPollInterval is how often a log request that follows a gear's
+	// log (LogHandler, follow=1) looks for new lines. Default 250 ms.
+	LogPollInterval time.Duration
 
 	// ClusterSecret keys the affinity cookies of LB gears' load
 	// balancers (lb.Config.Secret), so that every LB gear and router of
@@ -114,6 +117,7 @@ const (
 	DefaultResyncInterval = 30 * time.Second
 	DefaultLogMaxBytes    = 10 << 20
 	DefaultLogFiles       = 3
+	DefaultLogPoll        = 250 * time.Millisecond
 	DefaultDrainTimeout   = 10 * time.Second
 	DefaultRemoteDrain    = 2 * time.Second
 	DefaultHandover       = 5 * time.Minute
@@ -137,6 +141,7 @@ func DefaultConfig(st *store.Store, dataDir, addr, domain string) Config {
 		ResyncInterval:   DefaultResyncInterval,
 		LogMaxBytes:      DefaultLogMaxBytes,
 		LogFiles:         DefaultLogFiles,
+		LogPollInterval:  DefaultLogPoll,
 		LB:               lb.DefaultConfig(),
 		DrainTimeout:     DefaultDrainTimeout,
 		RemoteDrainDelay: DefaultRemoteDrain,
@@ -150,13 +155,15 @@ func DefaultConfig(st *store.Store, dataDir, addr, domain string) Config {
 // FastConfig returns DefaultConfig with timings for tests and development:
 // restarts after 50 ms doubling to 400 ms (reset after 1 s up), a 2 s stop
 // grace, readiness probes every 20 ms, the front listener on addr:0, a 2 s
-// drain timeout, and load balancers with lb.FastConfig's timings.
+// drain timeout, followed logs polled every 20 ms, and load balancers with
+// lb.FastConfig's timings.
 func FastConfig(st *store.Store, dataDir, addr, domain string) Config {
 	c := DefaultConfig(st, dataDir, addr, domain)
 	c.HTTPAddr = net.JoinHostPort(addr, "0")
 	c.Backoff = Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, ResetAfter: time.Second}
 	c.StopGrace = 2 * time.Second
 	c.ReadyInterval = 20 * time.Millisecond
+	c.LogPollInterval = 20 * time.Millisecond
 	c.DrainTimeout = 2 * time.Second
 	c.LB = lb.FastConfig()
 	return c
@@ -196,6 +203,7 @@ func (c *Config) validate() error {
 		{"DrainTimeout", &c.DrainTimeout, DefaultDrainTimeout},
 		{"RemoteDrainDelay", &c.RemoteDrainDelay, DefaultRemoteDrain},
 		{"HandoverTimeout", &c.HandoverTimeout, DefaultHandover},
+		{"LogPollInterval", &c.LogPollInterval, DefaultLogPoll},
 	} {
 		switch {
 		case *d.v < 0:
