@@ -187,9 +187,11 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, internal
 			stop()
 			return nil, err
 		}
+		logs := sup.LogHandler()
+		internal.gearLogs.Store(&logs)
 		// Gears stop before the store closes, so that their last status
 		// is written.
-		stops = append(stops, func() { sup.Close() })
+		stops = append(stops, func() { internal.gearLogs.Store(nil); sup.Close() })
 		mlog.Info().Str("role", store.RoleNode).Str("addr", addr).Int("max_gears", cfg.Roles.MaxGears).
 			Str("front", sup.FrontAddr()).Msg("role started")
 	}

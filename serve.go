@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gearbox/broker"
+	"gearbox/node"
 	"gearbox/store"
 )
 
@@ -234,20 +235,29 @@ func exitOnSecondSignal(sigs <-chan os.Signal, log zerolog.Logger, exit func(int
 }
 
 // internalAPI is the member-to-member API: the store's, plus what roles
-// mount once they start (a broker's deployment archives).
+// mount once they start (a broker's deployment archives, a node's gear
+// logs).
 type internalAPI struct {
-	store http.Handler
-	blobs atomic.Pointer[http.Handler]
+	store    http.Handler
+	blobs    atomic.Pointer[http.Handler]
+	gearLogs atomic.Pointer[http.Handler]
 }
 
 func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if strings.HasPrefix(r.URL.Path, broker.BlobPathPrefix) {
+	switch {
+	case strings.HasPrefix(r.URL.Path, broker.BlobPathPrefix):
 		if h := a.blobs.Load(); h != nil {
 			(*h).ServeHTTP(w, r)
 			return
 		}
 		http.Error(w, "this member holds no deployment archives", http.StatusNotFound)
-		return
+	case strings.HasPrefix(r.URL.Path, node.GearLogsPathPrefix):
+		if h := a.gearLogs.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "this member runs no gears", http.StatusNotFound)
+	default:
+		a.store.ServeHTTP(w, r)
 	}
-	a.store.ServeHTTP(w, r)
 }
