@@ -47,6 +47,9 @@ type Broker struct {
 	srv    *http.Server
 	apiURL string
 
+	// logClient reads gears' logs from their nodes.
+	logClient *http.Client
+
 	// rolloutPasses counts the passes of the roll-out loop, for tests.
 	rolloutPasses atomic.Int64
 
@@ -61,7 +64,7 @@ func New(cfg Config) (*Broker, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, st: cfg.Store, log: cfg.Logger.With().Str("component", "broker").Logger()}
+	b := &Broker{cfg: cfg, st: cfg.Store, log: cfg.Logger.With().Str("component", "broker").Logger(), logClient: newLogClient()}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
 }

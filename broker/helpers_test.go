@@ -71,6 +71,10 @@ type member struct {
 	ip   string
 	st   *store.Store
 	srv  *http.Server
+	// gearLogs, when set, serves node.GearLogsPathPrefix on the internal
+	// API, as a member with the node role does.
+	gearLogs atomic.Pointer[http.Handler]
+	dataDir  string
 }
 
 // startMember starts a store member on a fresh address, serving the
@@ -82,7 +86,8 @@ func startMember(t testing.TB, name string, roles []string, zone, region string)
 	if err != nil {
 		t.Fatalf("listen internal api on %s: %v", ip, err)
 	}
-	cfg := store.LocalConfig(name, filepath.Join(t.TempDir(), "data"), ip)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	cfg := store.LocalConfig(name, dataDir, ip)
 	cfg.InternalPort = ln.Addr().(*net.TCPAddr).Port
 	cfg.Roles, cfg.Zone, cfg.Region = roles, zone, region
 	cfg.ClusterSecret = testSecret
@@ -101,7 +106,15 @@ func startMember(t testing.TB, name string, roles []string, zone, region string)
 		st.Close()
 		t.Fatalf("start member %s: %v", name, err)
 	}
-	m := &member{name: name, ip: ip, st: st, srv: &http.Server{Handler: store.RequireSecret(testSecret, st.Handler())}}
+	m := &member{name: name, ip: ip, st: st, dataDir: dataDir}
+	storeAPI := st.Handler()
+	m.srv = &http.Server{Handler: store.RequireSecret(testSecret, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := m.gearLogs.Load(); h != nil && strings.HasPrefix(r.URL.Path, node.GearLogsPathPrefix) {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		storeAPI.ServeHTTP(w, r)
+	}))}
 	go m.srv.Serve(ln)
 	t.Cleanup(func() {
 		m.srv.Close()

@@ -41,6 +41,7 @@ func (b *Broker) routes(mux *http.ServeMux) {
 	h("GET "+app+"/deployments", b.listDeployments)
 	mux.Handle("POST "+app+"/deployments", b.handleUpload(b.createDeployment))
 	h("GET "+app+"/rollout", b.getRollout)
+	h("GET "+app+"/logs", b.appLogs)
 
 	h("GET /broker/rest/nodes", b.listNodes)
 	h("POST /broker/rest/nodes/{node}/events", b.nodeEvent)
@@ -75,6 +76,7 @@ func (b *Broker) apiIndex(w http.ResponseWriter, r *http.Request, _ *state.User,
 		"ADD_DEPLOYMENT":     {"POST", "/broker/rest/domains/:name/applications/:app/deployments", nil},
 		"LIST_DEPLOYMENTS":   {"GET", "/broker/rest/domains/:name/applications/:app/deployments", nil},
 		"GET_ROLLOUT":        {"GET", "/broker/rest/domains/:name/applications/:app/rollout", nil},
+		"GET_LOGS":           {"GET", "/broker/rest/domains/:name/applications/:app/logs", nil},
 		"LIST_ENVIRONMENT":   {"GET", "/broker/rest/domains/:name/applications/:app/environment-variables", nil},
 		"SET_ENVIRONMENT":    {"POST", "/broker/rest/domains/:name/applications/:app/environment-variables", []string{"name", "value"}},
 		"GEAR_EVENT":         {"POST", "/broker/rest/gears/:gear/events", []string{"event"}},
