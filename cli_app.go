@@ -193,7 +193,7 @@ func appCommand() *cli.Command {
 				return err
 			})
 		}),
-	})
+	}, logsCommand())
 	for _, c := range cmds {
 		c.HideHelpCommand = true
 		c.OnUsageError = usageError

@@ -31,6 +31,7 @@ type fakeReply struct {
 	data string
 	msgs []string
 	exit int
+	text string // a text/plain body instead of an envelope
 }
 
 // fakeRequest is what the fake broker was asked.
@@ -91,6 +92,12 @@ func (fb *fakeBroker) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if rep.code == 0 {
 		rep.code = http.StatusOK
+	}
+	if rep.text != "" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(rep.code)
+		io.WriteString(w, rep.text)
+		return
 	}
 	env := map[string]any{"status": "ok", "messages": []any{}, "version": "1.0"}
 	if rep.data != "" {

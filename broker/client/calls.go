@@ -221,3 +221,19 @@ func (c *Client) SetEnv(ctx context.Context, ns, app, name, value string) ([]Env
 func (c *Client) UnsetEnv(ctx context.Context, ns, app, name string) ([]Message, error) {
 	return c.Do(ctx, http.MethodDelete, appPath(ns, app)+"/environment-variables/"+url.PathEscape(name), nil, nil)
 }
+
+// Logs streams the log lines of app's gears, one per line as
+// "TIME GEAR_ID LINE": the last tail lines of each gear (tail < 0: the
+// broker's default, 100), merged in time order, then, with follow, new
+// lines as the gears write them until ctx ends. The caller closes the
+// returned body.
+func (c *Client) Logs(ctx context.Context, ns, app string, tail int, follow bool) (io.ReadCloser, error) {
+	q := url.Values{}
+	if tail >= 0 {
+		q.Set("tail", strconv.Itoa(tail))
+	}
+	if follow {
+		q.Set("follow", "true")
+	}
+	return c.Stream(ctx, appPath(ns, app)+"/logs", q)
+}

@@ -121,30 +121,61 @@ func (c *Client) Upload(ctx context.Context, path, contentType string, body io.R
 	return c.send(req, out)
 }
 
-// send authenticates req, sends it and reads the envelope.
-func (c *Client) send(req *http.Request, out any) ([]Message, error) {
-	req.Header.Set("Accept", "application/json")
+// Stream GETs path (below BaseURL) with query parameters and returns the
+// body of a successful answer as it arrives, for the caller to read and
+// close; a refusal is an *Error as with Do. The request has no overall
+// timeout, even when HTTP has one: it lasts until ctx ends or the broker
+// ends the body.
+func (c *Client) Stream(ctx context.Context, path string, params url.Values) (io.ReadCloser, error) {
+	if c.BaseURL == "" {
+		return nil, errors.New("no broker address: pass --api or set GEARBOX_API")
+	}
+	u := strings.TrimRight(c.BaseURL, "/") + path
+	if len(params) > 0 {
+		u += "?" + params.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("broker request: %w", err)
+	}
+	req.Header.Set("Accept", "text/plain, application/json")
+	c.authenticate(req)
+	hc := *c.httpClient()
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the broker at %s: %w", c.BaseURL, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		_, err := readEnvelope(c.BaseURL, resp)
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// authenticate adds the client's credentials to req.
+func (c *Client) authenticate(req *http.Request) {
 	switch {
 	case c.Token != "":
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	case c.User != "":
 		req.SetBasicAuth(c.User, c.Password)
 	}
+}
+
+// send authenticates req, sends it and reads the envelope.
+func (c *Client) send(req *http.Request, out any) ([]Message, error) {
+	req.Header.Set("Accept", "application/json")
+	c.authenticate(req)
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the broker at %s: %w", c.BaseURL, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	env, err := readEnvelope(c.BaseURL, resp)
 	if err != nil {
-		return nil, fmt.Errorf("read broker response: %w", err)
-	}
-	var env Envelope
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return nil, fmt.Errorf("broker at %s answered %s with something other than the API's JSON", c.BaseURL, resp.Status)
-	}
-	if resp.StatusCode >= 300 {
-		return nil, &Error{StatusCode: resp.StatusCode, Status: env.Status, Messages: env.Messages}
+		return nil, err
 	}
 	if out != nil && len(env.Data) > 0 && string(env.Data) != "null" {
 		if err := json.Unmarshal(env.Data, out); err != nil {
@@ -152,6 +183,23 @@ func (c *Client) send(req *http.Request, out any) ([]Message, error) {
 		}
 	}
 	return env.Messages, nil
+}
+
+// readEnvelope reads the envelope of resp from the broker at base: a
+// refusal (3xx and up) is an *Error.
+func readEnvelope(base string, resp *http.Response) (Envelope, error) {
+	var env Envelope
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return env, fmt.Errorf("read broker response: %w", err)
+	}
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return env, fmt.Errorf("broker at %s answered %s with something other than the API's JSON", base, resp.Status)
+	}
+	if resp.StatusCode >= 300 {
+		return env, &Error{StatusCode: resp.StatusCode, Status: env.Status, Messages: env.Messages}
+	}
+	return env, nil
 }
 
 // httpClient returns c.HTTP, or a default client; it never writes c, so
