@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -215,6 +216,77 @@ func TestBrokerEndToEnd(t *testing.T) {
 			resp.Body.Close()
 			return resp.StatusCode == http.StatusOK && strings.Contains(string(body), "from the CLI")
 		})
+	}
+
+	// gearbox app logs: the lines of both gears' logs, merged in time
+	// order, each stamped and prefixed with its gear; the nodes noted
+	// each gear's start on the deployment.
+	gearIDs := map[string]bool{}
+	for _, g := range groups[0].Gears {
+		gearIDs[g.ID] = true
+	}
+	lineRE := regexp.MustCompile(`^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) ([a-z0-9]+) (.*)$`)
+	out, stderr, code = runGearbox(t, append([]string{"app", "logs", "testha", "-n", "test"}, cliAuth...)...)
+	started, last := map[string]bool{}, ""
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		m := lineRE.FindStringSubmatch(line)
+		if m == nil || !gearIDs[m[2]] || m[1] < last {
+			t.Fatalf("gearbox app logs (exit %d): line %q is not TIME GEAR_ID LINE of a gear of testha, in time order:\n%s\n%s", code, line, out, stderr)
+		}
+		last = m[1]
+		if strings.HasPrefix(m[3], "gearbox: starting the gear on port ") && strings.HasSuffix(m[3], " with deployment "+deps.Deployments[1].ID[:12]) {
+			started[m[2]] = true
+		}
+	}
+	if code != 0 || len(started) != 2 {
+		t.Fatalf("gearbox app logs (exit %d): want both gears' starts on the deployment:\n%s\n%s", code, out, stderr)
+	}
+	// Nodes serve gears' logs on the internal API with the cluster secret
+	// only.
+	for _, g := range groups[0].Gears {
+		logsURL := "http://" + ips[g.Node] + ":7947/internal/v1/gears/" + g.ID + "/logs"
+		for _, secret := range []string{"", "wrong", secret} {
+			req, _ := http.NewRequest("GET", logsURL, nil)
+			if secret != "" {
+				req.Header.Set("Authorization", "Bearer "+secret)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if want := map[bool]int{true: http.StatusOK, false: http.StatusUnauthorized}[secret == "e2e-broker-secret"]; resp.StatusCode != want {
+				t.Errorf("gear log on %s with secret %q: %s, want %d", g.Node, secret, resp.Status, want)
+			}
+		}
+	}
+	// -f follows: a restart's lines arrive, and Ctrl-C ends it cleanly.
+	follow := startMember(t, "logs -f", "", append([]string{"app", "logs", "testha", "-n", "test", "-f", "--tail", "1"}, cliAuth...)...)
+	followLogs := func() string { return "\n--- app logs -f ---\n" + follow.lastRun() + logs() }
+	waitUntil(t, 30*time.Second, "the tail of both gears' logs", followLogs, func() bool {
+		n := 0
+		for id := range gearIDs {
+			if strings.Contains(follow.output.String(), " "+id+" ") {
+				n++
+			}
+		}
+		return n == 2
+	})
+	if _, _, err := demo.AppEvent(ctx, "test", "testha", "restart"); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	waitUntil(t, 60*time.Second, "both gears' restarts followed", followLogs, func() bool {
+		n := 0
+		for id := range gearIDs {
+			if strings.Contains(follow.output.String(), " "+id+" gearbox: stopping the gear") {
+				n++
+			}
+		}
+		return n == 2
+	})
+	follow.signal(os.Interrupt)
+	if st, ok := follow.wait(10 * time.Second); !ok || st.ExitCode() != 0 {
+		t.Errorf("gearbox app logs -f after Ctrl-C: exited %v (%v)%s", st, ok, follow.lastRun())
 	}
 
 	// rhc scale-cartridge -a testha ruby --min 1 --max 1
