@@ -238,11 +238,11 @@ func (b *Broker) readGearLog(ctx context.Context, g state.Gear, m store.Member, 
 	}()
 
 	if m.Name == "" || m.Status != store.StatusAlive || m.InternalAddr == "" {
-		status := "not a member"
+		why := "not a member of the cluster"
 		if m.Name != "" {
-			status = m.Status
+			why = "not alive (" + m.Status + ")"
 		}
-		say("cannot read this gear's log: its node %s is %s", g.Node, status)
+		say("cannot read this gear's log: its node %s is %s", g.Node, why)
 		return
 	}
 	q := url.Values{"tail": {strconv.Itoa(tail)}}

@@ -143,6 +143,23 @@ func TestAppLogs(t *testing.T) {
 		!strings.Contains(lines[1], " "+g2.ID+" gearbox: cannot read this gear's log from node "+g2.Node+": ") {
 		t.Errorf("logs with %s unreachable: %d\n%s", g2.Node, r.code, r.raw)
 	}
+	// A node that left is not asked.
+	gone := c.node(t, g1.Node)
+	if err := gone.st.Leave(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "node gone", func() bool {
+		for _, m := range c.st.Members() {
+			if m.Name == gone.name {
+				return m.Status != "alive"
+			}
+		}
+		return false
+	})
+	r = c.do(t, "GET", logs+"?tail=1", demo, nil)
+	if !strings.Contains(r.raw, " "+g1.ID+" gearbox: cannot read this gear's log: its node "+g1.Node+" is not alive (left)\n") {
+		t.Errorf("logs with %s gone: %d\n%s", g1.Node, r.code, r.raw)
+	}
 }
 
 // logStream is a followed logs request, read line by line.

@@ -46,6 +46,12 @@
 // APP-NS.DOMAIN to the app's running load balancer here, else to its gear
 // here, GEARID-NS.DOMAIN to that gear, anything else to a plain 404 page.
 //
+// A gear's log (DATA_DIR/gears/ID/logs/gear.log, rotated by size) holds
+// its processes' output and the node's notes on it, each line stamped
+// with the time it was written. LogHandler serves it to brokers on the
+// internal API: the last lines, then, when asked, new lines as they come
+// (logs.go).
+//
 // Gears run on Linux: process groups are followed through /proc.
 //
 // It imports lb, store and store/state, never another role.
