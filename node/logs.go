@@ -104,6 +104,7 @@ func (s *Supervisor) serveLogs(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	out := newLogStream(w)
+	out.deadline()
 	path := filepath.Join(s.gearDir(id), "logs", "gear.log")
 	cur, pos := s.writeTail(out, path, tail, follow)
 	if !follow {
