@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
@@ -57,6 +58,8 @@ func roleFlags() []cli.Flag {
 		&cli.StringFlag{Name: "gear-port-range", Value: fmt.Sprintf("%d-%d", state.DefaultPortMin, state.DefaultPortMax),
 			EnvVars: env("GEAR_PORT_RANGE"), Category: "node",
 			Usage: "ports the broker gives this node's gears, as LOW-HIGH"},
+		&cli.DurationFlag{Name: "build-timeout", Value: node.DefaultBuildTimeout, EnvVars: env("BUILD_TIMEOUT"), Category: "node",
+			Usage: "longest a deployment's build: command may run on this node before it is stopped and the deployment fails here"},
 	}
 }
 
@@ -66,6 +69,7 @@ type roleOptions struct {
 	MaxGears         int
 	HTTPAddr         string
 	PortMin, PortMax int
+	BuildTimeout     time.Duration
 }
 
 func parseRoleOptions(c *cli.Context) (roleOptions, error) {
@@ -127,6 +131,10 @@ func parseRoleOptions(c *cli.Context) (roleOptions, error) {
 	if bc.RolloutTimeout = c.Duration("rollout-timeout"); bc.RolloutTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--rollout-timeout %s: want a positive duration", bc.RolloutTimeout))
 	}
+	buildTimeout := c.Duration("build-timeout")
+	if buildTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--build-timeout %s: want a positive duration", buildTimeout))
+	}
 	lo, hi, err := parsePortRange(c.String("gear-port-range"))
 	if err != nil {
 		errs = append(errs, err)
@@ -134,7 +142,7 @@ func parseRoleOptions(c *cli.Context) (roleOptions, error) {
 	if len(errs) > 0 {
 		return roleOptions{}, joinErrors(errs)
 	}
-	return roleOptions{Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi}, nil
+	return roleOptions{Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi, BuildTimeout: buildTimeout}, nil
 }
 
 // parsePortRange reads --gear-port-range: LOW-HIGH within 1-65535.
@@ -177,6 +185,7 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, internal
 		nc.HTTPAddr = cfg.Roles.HTTPAddr
 		nc.ClusterSecret = cfg.Store.ClusterSecret
 		nc.MaxDeploySize = cfg.Roles.Broker.MaxDeploySize
+		nc.BuildTimeout = cfg.Roles.BuildTimeout
 		nc.Logger = log
 		sup, err := node.New(nc)
 		if err != nil {

@@ -83,6 +83,9 @@ type Config struct {
 	// and finish what they sent. Only for gears of apps with an LB gear
 	// on another node. Default 2 s.
 	RemoteDrainDelay time.Duration
+	// BuildTimeout bounds a deployment's build (--build-timeout); a build
+	// that takes longer is stopped and fails. Default 15 min.
+	BuildTimeout time.Duration
 	// HandoverTimeout bounds how long the only gear of an app waits for a
 	// new process started beside its running one to pass its health
 	// check (see handover.go); the running one stays if it does not.
@@ -121,6 +124,7 @@ const (
 	DefaultDrainTimeout   = 10 * time.Second
 	DefaultRemoteDrain    = 2 * time.Second
 	DefaultHandover       = 5 * time.Minute
+	DefaultBuildTimeout   = 15 * time.Minute
 )
 
 // DefaultBackoff is 1 s doubling to 30 s, reset after 60 s up.
@@ -146,6 +150,7 @@ func DefaultConfig(st *store.Store, dataDir, addr, domain string) Config {
 		DrainTimeout:     DefaultDrainTimeout,
 		RemoteDrainDelay: DefaultRemoteDrain,
 		HandoverTimeout:  DefaultHandover,
+		BuildTimeout:     DefaultBuildTimeout,
 		MaxDeploySize:    DefaultMaxDeploySize,
 		Logger:           zerolog.Nop(),
 		Now:              time.Now,
@@ -203,6 +208,7 @@ func (c *Config) validate() error {
 		{"DrainTimeout", &c.DrainTimeout, DefaultDrainTimeout},
 		{"RemoteDrainDelay", &c.RemoteDrainDelay, DefaultRemoteDrain},
 		{"HandoverTimeout", &c.HandoverTimeout, DefaultHandover},
+		{"BuildTimeout", &c.BuildTimeout, DefaultBuildTimeout},
 		{"LogPollInterval", &c.LogPollInterval, DefaultLogPoll},
 	} {
 		switch {

@@ -295,6 +295,8 @@ func (dp *deployer) build(ctx context.Context, id, dir, script string, env []str
 		return fmt.Errorf("create build log: %w", err)
 	}
 	defer out.Close()
+	ctx, cancel := context.WithTimeout(ctx, dp.s.cfg.BuildTimeout)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script)
 	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = env, dir, out, out
 	cmd.SysProcAttr = sysProcAttr()
@@ -306,9 +308,43 @@ func (dp *deployer) build(ctx context.Context, id, dir, script string, env []str
 	cmd.WaitDelay = time.Second
 	dp.s.log.Info().Str("deployment", id).Str("log", logPath).Msg("build deployment")
 	if err := cmd.Run(); err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("build of deployment %s took longer than %s and was stopped (see %s)", short(id), dp.s.cfg.BuildTimeout, logPath)
+		}
 		return fmt.Errorf("build of deployment %s failed: %v (see %s)", short(id), err, logPath)
 	}
 	return nil
+}
+
+// prune removes the deployments prepared on this node that keep does not
+// name (their directory, build marker and build log), unless they are
+// being prepared. It returns the ids removed.
+func (dp *deployer) prune(keep map[string]bool) []string {
+	ents, err := os.ReadDir(dp.root())
+	if err != nil {
+		return nil
+	}
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	var removed []string
+	for _, e := range ents {
+		id := e.Name()
+		if !e.IsDir() || !validDeploymentID(id) || keep[id] {
+			continue
+		}
+		if j := dp.jobs[id]; j != nil && j.running {
+			continue
+		}
+		if err := os.RemoveAll(dp.dir(id)); err != nil {
+			dp.s.log.Warn().Err(err).Str("deployment", id).Msg("remove unused deployment failed")
+			continue
+		}
+		os.Remove(filepath.Join(dp.root(), id+".built"))
+		os.Remove(filepath.Join(dp.root(), id+".build.log"))
+		delete(dp.jobs, id)
+		removed = append(removed, id)
+	}
+	return removed
 }
 
 // short abbreviates a deployment id for messages.

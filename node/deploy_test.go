@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -76,8 +78,8 @@ func (b *blobServer) count(id string) int {
 
 // newDeployNode starts a node with the cluster secret and a blob server
 // on its internal address.
-func newDeployNode(t *testing.T) (*testNode, *blobServer) {
-	n := newTestNode(t, func(c *Config) { c.ClusterSecret = testSecret })
+func newDeployNode(t *testing.T, opts ...func(*Config)) (*testNode, *blobServer) {
+	n := newTestNode(t, append([]func(*Config){func(c *Config) { c.ClusterSecret = testSecret }}, opts...)...)
 	return n, serveBlobs(t, n)
 }
 
@@ -97,13 +99,17 @@ func (n *testNode) deploy(b *blobServer, app string, archive, served []byte) str
 	return id
 }
 
-// setDeployment makes id the current deployment of app ns/name and moves
-// every gear of the app to it at once, as a broker's roll-out ends.
+// setDeployment makes id the current (and newest kept) deployment of app
+// ns/name and moves every gear of the app to it at once, as a broker's
+// roll-out ends.
 func (n *testNode) setDeployment(ns, name, id string) {
 	n.t.Helper()
 	app := state.AppKey(ns, name)
+	var prev state.App
+	n.st.Get(state.BucketApps, app, &prev)
+	kept := slices.DeleteFunc(prev.Deployments, func(x string) bool { return x == id || x == "" })
 	n.put(state.BucketApps, app, state.App{ID: "a-" + name, Name: name, Domain: ns,
-		Cartridge: state.CartStatic, State: state.GearStarted, Deployment: id})
+		Cartridge: state.CartStatic, State: state.GearStarted, Deployment: id, Deployments: append(kept, id)})
 	recs, err := n.st.List(state.BucketGears)
 	if err != nil {
 		n.t.Fatal(err)
@@ -228,6 +234,56 @@ func TestDeploymentBuildFails(t *testing.T) {
 	if !strings.Contains(string(log), "broken") {
 		t.Errorf("build log %q", log)
 	}
+}
+
+// A build that runs longer than BuildTimeout is stopped, with all it
+// started, and the deployment fails on the node.
+func TestDeploymentBuildTimeout(t *testing.T) {
+	n, b := newDeployNode(t, func(c *Config) { c.BuildTimeout = 300 * time.Millisecond })
+	id := n.deploy(b, state.AppKey("ns", "slow"), tarGz(t, tarFile(ManifestFile, "web: sleep 100\nbuild: echo building; sleep 60 & echo $! > sleeper.pid; wait\n")), nil)
+	n.setDeployment("ns", "slow", id)
+	g := n.gear("w1", "slow", "ns", 1)
+	n.put(state.BucketGears, g.ID, g)
+	st := n.waitReason(g.ID, "took longer than 300ms and was stopped")
+	if st.State == state.GearStarted {
+		t.Errorf("a gear whose build timed out runs: %+v", st)
+	}
+	pid, err := os.ReadFile(filepath.Join(n.dir, "data", "deployments", id, "sleeper.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
+	waitFor(t, 5*time.Second, "the build's child process gone", func() bool { return processGone(p) })
+}
+
+// A deployment that no app keeps any more is removed from the node once
+// no gear runs it; the one in use stays.
+func TestDeploymentPruned(t *testing.T) {
+	n, b := newDeployNode(t, func(c *Config) { c.ResyncInterval = 100 * time.Millisecond })
+	app := state.AppKey("ns", "pr")
+	a := n.deploy(b, app, tarGz(t, tarFile("index.html", "version A")), nil)
+	bb := n.deploy(b, app, tarGz(t, tarFile("index.html", "version B")), nil)
+	n.setDeployment("ns", "pr", a)
+	g := n.gear("p1", "pr", "ns", 1)
+	n.put(state.BucketGears, g.ID, g)
+	waitBody(t, "http://"+n.addr(g)+"/", "version A")
+	n.setDeployment("ns", "pr", bb)
+	waitBody(t, "http://"+n.addr(g)+"/", "version B")
+	dir := func(id string) string { return filepath.Join(n.dir, "data", "deployments", id) }
+	if _, err := os.Stat(dir(a)); err != nil {
+		t.Fatalf("deployment A removed while the app keeps it: %v", err)
+	}
+	// The app no longer keeps A.
+	n.put(state.BucketApps, app, state.App{ID: "a-pr", Name: "pr", Domain: "ns", Cartridge: state.CartStatic,
+		State: state.GearStarted, Deployment: bb, Deployments: []string{bb}})
+	waitFor(t, 10*time.Second, "deployment A removed", func() bool {
+		_, err := os.Stat(dir(a))
+		return errors.Is(err, os.ErrNotExist)
+	})
+	if _, err := os.Stat(dir(bb)); err != nil {
+		t.Errorf("deployment B, in use, removed: %v", err)
+	}
+	waitBody(t, "http://"+n.addr(g)+"/", "version B")
 }
 
 // An archive whose bytes are not the deployment's id is refused: the gear

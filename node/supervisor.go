@@ -292,7 +292,38 @@ func (s *Supervisor) reconcileAll() error {
 	}
 	s.rebuildRoutes()
 	s.refreshLBs()
+	s.pruneDeployments(ars)
 	return nil
+}
+
+// pruneDeployments removes the deployments this node prepared that no
+// app keeps any more and no gear here asks for or runs.
+func (s *Supervisor) pruneDeployments(apps []store.Record) {
+	keep := make(map[string]bool)
+	for _, r := range apps {
+		var a state.App
+		if r.Decode(&a) != nil {
+			return // better keep everything than remove what is in use
+		}
+		for _, id := range a.Deployments {
+			keep[id] = true
+		}
+		keep[a.Deployment] = true
+	}
+	for _, g := range s.gears {
+		keep[g.desired().deployment] = true
+		g.statusMu.Lock()
+		keep[g.running] = true
+		g.statusMu.Unlock()
+	}
+	for _, g := range s.dying {
+		g.statusMu.Lock()
+		keep[g.running] = true
+		g.statusMu.Unlock()
+	}
+	if removed := s.deploys.prune(keep); len(removed) > 0 {
+		s.log.Info().Strs("deployments", removed).Msg("removed deployments no app keeps")
+	}
 }
 
 // applyChanges acts on watched records, the newest of each key last.
