@@ -2,6 +2,7 @@ package lb
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -30,6 +31,14 @@ func BenchmarkProxy(b *testing.B) {
 	defer p.Close()
 	front := httptest.NewServer(p)
 	defer front.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	fs := NewFastServer(p)
+	go fs.Serve(ln)
+	defer fs.Close()
+	fastURL := "http://" + ln.Addr().String()
 
 	run := func(b *testing.B, url, cookie string) {
 		tr := &http.Transport{MaxIdleConnsPerHost: 64}
@@ -56,6 +65,8 @@ func BenchmarkProxy(b *testing.B) {
 	b.Run("direct", func(b *testing.B) { run(b, backend.URL+"/", "") })
 	b.Run("pool", func(b *testing.B) { run(b, front.URL+"/", "") })
 	b.Run("pool-sticky", func(b *testing.B) { run(b, front.URL+"/", "a=1; GEAR="+CookieValue(nil, "a")) })
+	b.Run("fast", func(b *testing.B) { run(b, fastURL+"/", "") })
+	b.Run("fast-sticky", func(b *testing.B) { run(b, fastURL+"/", "a=1; GEAR="+CookieValue(nil, "a")) })
 	b.Run("handler", func(b *testing.B) {
 		// The pool's handler alone, without the front server and client.
 		req := httptest.NewRequest(http.MethodGet, "http://app-ns.example.com/", nil)

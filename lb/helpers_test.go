@@ -3,10 +3,12 @@ package lb
 import (
 	"bytes"
 	"context"
+	"flag"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -244,11 +246,50 @@ func refusedAddr(t testing.TB) string {
 // does not follow redirects or keep cookies.
 func front(t testing.TB, p *Pool) (string, *http.Client) {
 	t.Helper()
-	srv := httptest.NewServer(p)
-	t.Cleanup(srv.Close)
+	var url string
+	if handlerPath {
+		srv := httptest.NewServer(p)
+		t.Cleanup(srv.Close)
+		url = srv.URL
+	} else {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs := NewFastServer(p)
+		go fs.Serve(ln)
+		t.Cleanup(func() { fs.Close() })
+		fastServers.Store(p, fs)
+		url = "http://" + ln.Addr().String()
+	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
 	t.Cleanup(tr.CloseIdleConnections)
-	return srv.URL, &http.Client{Transport: tr}
+	return url, &http.Client{Transport: tr}
+}
+
+// fastServers holds the FastServer that front started for each pool.
+var fastServers sync.Map
+
+// closeFront closes the server front started for p, if it is a
+// FastServer (an httptest server is closed by the test's cleanup).
+func closeFront(p *Pool) {
+	if fs, ok := fastServers.Load(p); ok {
+		fs.(*FastServer).Close()
+	}
+}
+
+// handlerPath makes front serve pools with Pool.ServeHTTP under
+// net/http's server instead of FastServer; TestMain runs every test both
+// ways.
+var handlerPath bool
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if f := flag.Lookup("test.bench"); code == 0 && (f == nil || f.Value.String() == "") {
+		handlerPath = true
+		code = m.Run()
+	}
+	os.Exit(code)
 }
 
 type result struct {

@@ -211,6 +211,7 @@ func TestNoGoroutineOutlivesClose(t *testing.T) {
 		if err := p.Close(); err != nil {
 			t.Fatal(err)
 		}
+		closeFront(p) // the server around the pool is the caller's to close
 		c.Transport.(*http.Transport).CloseIdleConnections()
 	}()
 	deadline := time.Now().Add(5 * time.Second)

@@ -59,7 +59,7 @@ type lbGear struct {
 	key  string // what it runs with; a changed key restarts it
 	path string // the health check path
 	pool *lb.Pool
-	srv  *http.Server
+	srv  *lb.FastServer
 	done chan struct{} // closed when srv.Serve returns
 }
 
@@ -250,7 +250,7 @@ func (s *Supervisor) startLB(id, app string, port int, key string, cfg lb.Config
 		pool.Close()
 		return nil, err
 	}
-	l := &lbGear{gear: id, app: app, key: key, pool: pool, srv: lb.Server(cfg, addr, pool), done: make(chan struct{})}
+	l := &lbGear{gear: id, app: app, key: key, pool: pool, srv: lb.NewFastServer(pool), done: make(chan struct{})}
 	s.lbMu.Lock()
 	err = s.setBackendsLocked(l, nil)
 	s.lbs[id] = l
