@@ -35,6 +35,10 @@ type Command struct {
 	Env []string
 	// Dir is the working directory. Default: the node's.
 	Dir string
+
+	// jail, if set, confines the command (launch.go). Gears' commands get
+	// their gear's.
+	jail *jail
 }
 
 // ShellCommand returns a Command that runs script with /bin/sh -c, as
@@ -44,6 +48,14 @@ func ShellCommand(script string, env []string, dir string) Command {
 }
 
 var _ Program = Command{}
+
+// uid returns the uid the command runs as: its jail's, or the node's.
+func (c Command) uid() int {
+	if c.jail != nil {
+		return c.jail.uid
+	}
+	return os.Getuid()
+}
 
 // stragglerGrace is how long the rest of a process group has, after its
 // leader ended on its own, between SIGTERM and SIGKILL.
@@ -78,14 +90,25 @@ func (c Command) Launch(out io.Writer) (Run, error) {
 		return nil, fmt.Errorf("start %s: create output pipe: %w", c.Path, err)
 	}
 	cmd := &exec.Cmd{Path: path, Args: args, Env: env, Dir: c.Dir, Stdout: w, Stderr: w, SysProcAttr: sysProcAttr()}
+	started, cleanup := func() error { return nil }, func() {}
+	if c.jail != nil {
+		started, cleanup, err = c.jail.wrap(cmd, path, args, env, c.Dir)
+		if err != nil {
+			r.Close()
+			w.Close()
+			return nil, fmt.Errorf("start %s: %w", c.Path, err)
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		r.Close()
 		w.Close()
+		cleanup()
 		return nil, fmt.Errorf("start %s: %w", c.Path, err)
 	}
 	w.Close()
+	started()
 	run := &cmdRun{cmd: cmd, pid: cmd.Process.Pid, out: r, done: make(chan struct{}), copied: make(chan struct{}),
-		stopping: make(chan struct{})}
+		stopping: make(chan struct{}), cleanup: cleanup}
 	go func() {
 		io.Copy(out, r)
 		close(run.copied)
@@ -103,7 +126,8 @@ type cmdRun struct {
 	copied   chan struct{} // closed when the output copy ended
 	stopping chan struct{} // closed by Stop
 	stopOnce sync.Once
-	err      error // set before done is closed
+	cleanup  func() // kills what is left in the run's cgroup and removes it
+	err      error  // set before done is closed
 }
 
 func (r *cmdRun) PID() int              { return r.pid }
@@ -151,8 +175,10 @@ func (r *cmdRun) wait() {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	// Every writer of the pipe is gone, unless one left the group: do not
-	// wait for that one.
+	// What left the group but not the cgroup goes now.
+	r.cleanup()
+	// Every writer of the pipe is gone, unless one left the group (and
+	// there is no cgroup): do not wait for that one.
 	t := time.NewTimer(time.Second)
 	select {
 	case <-r.copied:

@@ -3,7 +3,10 @@ package node
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -74,6 +77,25 @@ type Config struct {
 	// DefaultMaxDeploySize (512 MiB).
 	MaxDeploySize int64
 
+	// Isolation is how a node that runs as root isolates its gears
+	// (--gear-isolation): IsolateAuto (default) the strongest mode that
+	// works on the host, found at Start by trying (own uid plus cgroup v2,
+	// cgroup v1 or rlimits); IsolateCgroup2, IsolateCgroup1 or
+	// IsolateRlimit that mode or Start fails; IsolateNone none. A node
+	// that does not run as root cannot isolate gears and says so.
+	Isolation string
+	// GearUIDMin and GearUIDMax bound the uids of gears (--gear-uid-range),
+	// whose gid is the same number: GearUIDMin is the node's own, for its
+	// checks, and each gear gets one of the others, kept as long as the
+	// gear stays on the node. Nodes that share a host need ranges apart.
+	// Default 40000-59999.
+	GearUIDMin, GearUIDMax int
+	// Limits are the resource limits of gears by size (state.SizeSmall,
+	// ...; --gear-limits). A size missing, or a zero field, takes
+	// DefaultLimits' (small's for an unknown size). Memory is rounded down
+	// to a multiple of 4 KiB, as the kernel does.
+	Limits map[string]Limits
+
 	// DrainTimeout bounds how long the stop of a gear's web process waits
 	// for the load balancers of this node to drain it. Default 10 s.
 	DrainTimeout time.Duration
@@ -127,6 +149,13 @@ const (
 	DefaultBuildTimeout   = 15 * time.Minute
 )
 
+// The smallest limits a gear may have: a Go program or a shell needs
+// about that much to start.
+const (
+	MinGearMemory = 16 << 20
+	MinGearProcs  = 16
+)
+
 // DefaultBackoff is 1 s doubling to 30 s, reset after 60 s up.
 var DefaultBackoff = Backoff{Initial: time.Second, Max: 30 * time.Second, ResetAfter: 60 * time.Second}
 
@@ -152,6 +181,10 @@ func DefaultConfig(st *store.Store, dataDir, addr, domain string) Config {
 		HandoverTimeout:  DefaultHandover,
 		BuildTimeout:     DefaultBuildTimeout,
 		MaxDeploySize:    DefaultMaxDeploySize,
+		Isolation:        IsolateAuto,
+		GearUIDMin:       DefaultGearUIDMin,
+		GearUIDMax:       DefaultGearUIDMax,
+		Limits:           maps.Clone(DefaultLimits),
 		Logger:           zerolog.Nop(),
 		Now:              time.Now,
 	}
@@ -236,6 +269,41 @@ func (c *Config) validate() error {
 	case c.MaxDeploySize == 0:
 		c.MaxDeploySize = DefaultMaxDeploySize
 	}
+	if c.Isolation == "" {
+		c.Isolation = IsolateAuto
+	}
+	if !slices.Contains(IsolationChoices, c.Isolation) {
+		errs = append(errs, fmt.Errorf("Isolation %q is not one of %s", c.Isolation, strings.Join(IsolationChoices, ", ")))
+	}
+	if c.GearUIDMin == 0 && c.GearUIDMax == 0 {
+		c.GearUIDMin, c.GearUIDMax = DefaultGearUIDMin, DefaultGearUIDMax
+	}
+	if c.GearUIDMin < 1 || c.GearUIDMax >= 1<<31-1 || c.GearUIDMax <= c.GearUIDMin {
+		errs = append(errs, fmt.Errorf("GearUIDMin %d and GearUIDMax %d: want 1 <= GearUIDMin < GearUIDMax < 2147483647", c.GearUIDMin, c.GearUIDMax))
+	}
+	limits := make(map[string]Limits, len(DefaultLimits))
+	for size, l := range c.Limits {
+		limits[size] = l
+	}
+	for size, def := range DefaultLimits {
+		l := limits[size]
+		if l.Memory == 0 {
+			l.Memory = def.Memory
+		}
+		if l.Procs == 0 {
+			l.Procs = def.Procs
+		}
+		limits[size] = l
+	}
+	for size, l := range limits {
+		if l.Memory < MinGearMemory || l.Procs < MinGearProcs {
+			errs = append(errs, fmt.Errorf("Limits[%s] %d bytes and %d processes: want at least %d bytes and %d processes",
+				size, l.Memory, l.Procs, MinGearMemory, MinGearProcs))
+		}
+		l.Memory &^= 4<<10 - 1
+		limits[size] = l
+	}
+	c.Limits = limits
 	if c.Now == nil {
 		c.Now = time.Now
 	}

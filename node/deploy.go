@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -121,14 +120,17 @@ func (dp *deployer) get(g *gear, d desired) (dep *deployment, phase string, retr
 		return nil, "", j.retryAt.Sub(now), j.err
 	}
 	j.running, j.phase = true, state.GearDeploying
-	// The build runs with the environment of the gear that asked first:
-	// every gear of the app shares all of it but the gear's own variables.
+	// The build runs with the environment of the gear that asked first
+	// (every gear of the app shares all of it but the gear's own
+	// variables), and, when gears are isolated, as that gear's uid within
+	// its limits.
 	env := slices.DeleteFunc(dp.s.gearEnv(d, g.dir, id), func(kv string) bool { return strings.HasPrefix(kv, "PORT=") })
+	bj := dp.s.iso.jail("build-"+short(id), g.uid, d.gear.Size)
 	app := d.gear.App
 	dp.s.wg.Add(1)
 	go func() {
 		defer dp.s.wg.Done()
-		dep, err := dp.prepare(dp.s.ctx, app, id, env, func(phase string) {
+		dep, err := dp.prepare(dp.s.ctx, app, id, env, bj, func(phase string) {
 			dp.mu.Lock()
 			j.phase = phase
 			ws := j.waitersLocked()
@@ -175,9 +177,9 @@ func (dp *deployer) forget(g *gear) {
 }
 
 // prepare makes deployment id of app ready: unpacked (fetched from a
-// holder first unless this node has it) and built if its manifest says so.
-// phase is told when the build starts.
-func (dp *deployer) prepare(ctx context.Context, app, id string, env []string, phase func(string)) (*deployment, error) {
+// holder first unless this node has it) and built if its manifest says so,
+// confined by j if it is set. phase is told when the build starts.
+func (dp *deployer) prepare(ctx context.Context, app, id string, env []string, j *jail, phase func(string)) (*deployment, error) {
 	dir := dp.dir(id)
 	if err := os.MkdirAll(dp.root(), 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dp.root(), err)
@@ -197,7 +199,7 @@ func (dp *deployer) prepare(ctx context.Context, app, id string, env []string, p
 		marker := filepath.Join(dp.root(), id+".built")
 		if _, err := os.Stat(marker); err != nil {
 			phase(state.GearBuilding)
-			if err := dp.build(ctx, id, dir, m.Build, env); err != nil {
+			if err := dp.build(ctx, id, dir, m.Build, env, j); err != nil {
 				return nil, err
 			}
 			if err := os.WriteFile(marker, nil, 0o644); err != nil {
@@ -288,29 +290,50 @@ func (dp *deployer) fetchFrom(ctx context.Context, addr, id string) error {
 
 // build runs script with sh -c in deployment id's dir, its output going to
 // DataDir/deployments/ID.build.log.
-func (dp *deployer) build(ctx context.Context, id, dir, script string, env []string) error {
+//
+// Confined by j, the build runs as the uid of the gear that asked for the
+// deployment first: the tree is handed to that uid for the build, and
+// taken back by root afterwards, whatever the outcome, read-only for
+// every gear (directories and executables 0755, other files 0644). Its
+// name, the deployment's sha256, is what lets a gear find it:
+// DATA_DIR/deployments cannot be listed by gears.
+func (dp *deployer) build(ctx context.Context, id, dir, script string, env []string, j *jail) (err error) {
 	logPath := filepath.Join(dp.root(), id+".build.log")
-	out, err := os.Create(logPath)
+	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("create build log: %w", err)
 	}
 	defer out.Close()
 	ctx, cancel := context.WithTimeout(ctx, dp.s.cfg.BuildTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script)
-	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = env, dir, out, out
-	cmd.SysProcAttr = sysProcAttr()
-	// The build's whole process group goes when the node stops.
-	cmd.Cancel = func() error {
-		signalGroup(cmd.Process.Pid, syscall.SIGKILL)
-		return nil
+	c := ShellCommand(script, env, dir)
+	if j != nil {
+		if err := chownTree(dir, j.uid, j.uid, rootsUnlinked, nil); err != nil {
+			return fmt.Errorf("build of deployment %s: %w", short(id), err)
+		}
+		defer func() {
+			if serr := chownTree(dir, 0, 0, ownedBy(j.uid), readOnlyMode); serr != nil && err == nil {
+				err = fmt.Errorf("build of deployment %s: seal: %w", short(id), serr)
+			}
+		}()
+		c.jail = j
 	}
-	cmd.WaitDelay = time.Second
-	dp.s.log.Info().Str("deployment", id).Str("log", logPath).Msg("build deployment")
-	if err := cmd.Run(); err != nil {
+	dp.s.log.Info().Str("deployment", id).Str("log", logPath).Int("uid", c.uid()).Msg("build deployment")
+	run, err := c.Launch(out)
+	if err != nil {
+		return fmt.Errorf("build of deployment %s failed: %v", short(id), err)
+	}
+	// The build's whole process group (and cgroup) goes when the node
+	// stops or the build takes too long.
+	select {
+	case <-run.Done():
+	case <-ctx.Done():
+		run.Stop(0)
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return fmt.Errorf("build of deployment %s took longer than %s and was stopped (see %s)", short(id), dp.s.cfg.BuildTimeout, logPath)
 		}
+	}
+	if err := run.Err(); err != nil {
 		return fmt.Errorf("build of deployment %s failed: %v (see %s)", short(id), err, logPath)
 	}
 	return nil

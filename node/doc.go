@@ -52,6 +52,31 @@
 // internal API: the last lines, then, when asked, new lines as they come
 // (logs.go).
 //
+// A node that runs as root isolates its gears (isolation.go). Each gear
+// gets a uid of its own from Config.GearUIDMin+1..GearUIDMax (gid the same
+// number, no supplementary groups, no_new_privs), noted in its directory
+// and kept while the gear stays on the node. The gear may enter its
+// directory but not change it; app (its HOME) and data are its own; logs,
+// which the node writes, are the node's alone. DATA_DIR, gears and
+// deployments are searchable but not listable by gears. Builds run as the
+// uid of the gear that asked for the deployment first, and the built tree
+// is then root's, read-only for the app's gears. Memory and processes are
+// limited by gear size (Config.Limits): with a cgroup per run under the
+// node's own cgroup, v2 if its memory and pids controllers can be used,
+// else v1's; else with RLIMIT_DATA per process (RLIMIT_AS would stop Go,
+// Node.js and Java programs, which reserve far more address space than
+// they use) and RLIMIT_NPROC per uid. Cgroups also end what left a run's
+// process group; with rlimits that outlives the run, until the gear is
+// destroyed. The node finds its mode at Start by starting a probe as a
+// gear would be started and checking what it finds, logs it (loudly when
+// weaker than a uid and a cgroup per gear), and Supervisor.Isolation
+// reports it for the node's record: uid+cgroup2, uid+cgroup1, uid+rlimit,
+// or none and why ("none (not root)"). Config.Isolation asks for a mode,
+// and Start fails without it. Confined processes start through a launcher
+// (launch.go) that joins the cgroups, sets the limits and drops
+// privileges before the gear's program runs. The welcome page and static
+// files are served from inside the node and need none of this.
+//
 // Gears run on Linux: process groups are followed through /proc.
 //
 // It imports lb, store and store/state, never another role.

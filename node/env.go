@@ -14,7 +14,7 @@ import (
 const defaultPath = "/usr/local/bin:/usr/bin:/bin"
 
 // gearEnv returns the environment of a process of gear d, sorted: a PATH,
-// HOME (the gear's directory) and LANG, then the app's env, then the
+// HOME (the gear's app directory, its own to write) and LANG, then the app's env, then the
 // platform's variables, which the app's env cannot override:
 //
 //	PORT                   the gear's web port
@@ -31,7 +31,7 @@ func (s *Supervisor) gearEnv(d desired, dir, deploymentID string) []string {
 	g := &d.gear
 	m := map[string]string{
 		"PATH": defaultPath,
-		"HOME": dir,
+		"HOME": filepath.Join(dir, "app"),
 		"LANG": "C.UTF-8",
 	}
 	for k, v := range d.env {

@@ -9,4 +9,7 @@ var (
 	// ErrHashMismatch is wrapped by the error of a deployment fetch whose
 	// archive's sha256 is not the deployment's id.
 	ErrHashMismatch = errors.New("deployment archive hash mismatch")
+	// ErrNoGearUID is wrapped by the error of a gear that gets no uid of
+	// its own: every uid of the node's gear uid range is taken.
+	ErrNoGearUID = errors.New("no free gear uid")
 )

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -47,6 +48,7 @@ type gear struct {
 	want desired
 
 	// Owned by run.
+	uid            int // the gear's own uid, once ensureDirs gave it one; 0 when gears are not isolated
 	proc           *Process
 	key            string
 	ready          <-chan struct{} // closed once proc first answers
@@ -175,6 +177,10 @@ func (g *gear) apply(d desired) {
 		return
 	}
 	prog, key := g.s.program(d, g.dir)
+	if c, ok := prog.(Command); ok {
+		c.jail = g.s.iso.jail(g.id, g.uid, spec.Size)
+		prog = c
+	}
 	key = fmt.Sprintf("%s restarts=%d", key, spec.Restarts)
 	if g.proc != nil && key == g.key {
 		return
@@ -401,12 +407,62 @@ func (g *gear) closeLog() {
 
 // ensureDirs creates the gear's directory. A gear whose directory did not
 // exist yet is new, and is reported so before anything is created.
+//
+// When gears are isolated the gear gets its uid here, and the directory
+// is laid out for it: the gear may enter its directory (root:GID 0750)
+// but not change it; app (its HOME) and data are its own (UID:GID 0700);
+// logs, which the node writes, and the uid file are the node's alone.
 func (g *gear) ensureDirs() error {
 	if _, err := os.Stat(g.dir); errors.Is(err, os.ErrNotExist) {
 		g.report(state.GearNew, "")
 	}
-	for _, sub := range []string{"app", "data", "logs"} {
-		if err := os.MkdirAll(filepath.Join(g.dir, sub), 0o750); err != nil {
+	iso := g.s.iso
+	if !iso.on() {
+		for _, sub := range []string{"app", "data", "logs"} {
+			if err := os.MkdirAll(filepath.Join(g.dir, sub), 0o750); err != nil {
+				return fmt.Errorf("create gear directory: %w", err)
+			}
+		}
+		return nil
+	}
+	if err := os.MkdirAll(g.dir, 0o750); err != nil {
+		return fmt.Errorf("create gear directory: %w", err)
+	}
+	uid, err := iso.uids.assign(g.id, g.dir)
+	if err != nil {
+		return err
+	}
+	g.uid = uid
+	for _, d := range []struct {
+		sub      string
+		uid, gid int
+		mode     os.FileMode
+	}{{"", 0, uid, 0o750}, {"app", uid, uid, 0o700}, {"data", uid, uid, 0o700}, {"logs", 0, 0, 0o700}} {
+		p := filepath.Join(g.dir, d.sub)
+		if err := os.Mkdir(p, d.mode); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("create gear directory: %w", err)
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return fmt.Errorf("create gear directory: %w", err)
+		}
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		switch {
+		case !fi.IsDir():
+			return fmt.Errorf("create gear directory: %s is not a directory", p)
+		case st == nil || (int(st.Uid) == d.uid && int(st.Gid) == d.gid):
+		case d.uid != 0:
+			// Written before the gear had this uid (by a node that did
+			// not isolate gears, say): all of it becomes the gear's.
+			if err := chownTree(p, d.uid, d.gid, giveToGear(d.uid), nil); err != nil {
+				return fmt.Errorf("give gear directory to uid %d: %w", d.uid, err)
+			}
+		default:
+			if err := os.Lchown(p, d.uid, d.gid); err != nil {
+				return fmt.Errorf("create gear directory: %w", err)
+			}
+		}
+		if err := os.Chmod(p, d.mode); err != nil {
 			return fmt.Errorf("create gear directory: %w", err)
 		}
 	}
@@ -424,8 +480,21 @@ func (g *gear) destroy() {
 	g.killOrphans()
 	g.closeLog()
 	os.Remove(g.pidFile())
+	uid := g.uid
+	if uid == 0 && g.s.iso.on() {
+		uid = g.s.iso.uids.lookup(g.id)
+	}
+	if uid != 0 {
+		// Processes that left the gear's process group (and, without
+		// cgroups, outlived its runs) go with the gear.
+		if n := killUIDProcs(uid, "GEARBOX_GEAR_ID="+g.id); n > 0 {
+			g.log.Warn().Int("killed", n).Msg("killed processes left by the gear")
+		}
+	}
 	if err := os.RemoveAll(g.dir); err != nil {
 		g.log.Error().Err(err).Msg("remove gear directory failed")
+	} else if g.s.iso.on() {
+		g.s.iso.uids.release(g.id)
 	}
 	var cur state.GearStatus
 	if _, err := g.s.st.Get(state.BucketGearStatus, g.id, &cur); err == nil && cur.Node == g.s.name {

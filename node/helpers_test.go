@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -36,7 +37,9 @@ func TestMain(m *testing.M) {
 // helperServe is the helper web process. "/" answers "helper GEAR PID",
 // "/slow" the same after 100 ms,
 // "/env" the sorted environment, "/headers" the Host and X-Forwarded-*
-// headers, "/exit" makes it exit with status 3.
+// headers, "/exit" makes it exit with status 3, "/whoami" what it finds
+// itself to be (a probeReport), "/write?path=P" whether it can create the
+// file P ("ok" or the error).
 func helperServe() {
 	addr := net.JoinHostPort(os.Getenv("GEARBOX_IP"), os.Getenv("PORT"))
 	fmt.Printf("helper listening on %s\n", addr)
@@ -56,6 +59,18 @@ func helperServe() {
 	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "Host=%s\nX-Forwarded-For=%s\nX-Forwarded-Host=%s\nX-Forwarded-Proto=%s\n", r.Host,
 			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto"))
+	})
+	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(probeSelf(nil))
+	})
+	mux.HandleFunc("/write", func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Query().Get("path")
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			fmt.Fprint(w, err)
+			return
+		}
+		os.Remove(p)
+		fmt.Fprint(w, "ok")
 	})
 	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Println("helper exiting on request")
@@ -132,9 +147,23 @@ func newTestNode(t testing.TB, opts ...func(*Config)) *testNode {
 func newTestStore(t testing.TB) *testNode {
 	t.Helper()
 	checkNoLeaks(t)
-	n := &testNode{t: t, ip: freshIP(), dir: t.TempDir()}
+	n := &testNode{t: t, ip: freshIP(), dir: searchableTempDir(t)}
 	n.st = startStore(t, "node-"+n.ip, filepath.Join(n.dir, "data"), n.ip)
 	return n
+}
+
+// searchableTempDir returns t.TempDir(), with it and the directory above
+// it made searchable by others, so that isolated gears reach their
+// directories inside.
+func searchableTempDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // startSupervisor starts a (new) Supervisor on the node's store and data
@@ -169,14 +198,13 @@ func (n *testNode) addr(g state.Gear) string { return net.JoinHostPort(n.ip, fmt
 // helperPrograms makes gears run the test binary as their web process
 // (see TestMain) with the gear's environment; apps must set
 // GEARBOX_NODE_TEST_HELPER=serve in their env.
+//
+// The binary is run as /proc/self/exe: gear uids may not reach the
+// directory it lies in.
 func helperPrograms(s *Supervisor) {
-	exe, err := os.Executable()
-	if err != nil {
-		panic(err)
-	}
 	s.program = func(d desired, dir string) (Program, string) {
 		env := s.gearEnv(d, dir, "")
-		return Command{Path: exe, Env: env, Dir: dir}, strings.Join(env, " ")
+		return Command{Path: "/proc/self/exe", Env: env, Dir: dir}, strings.Join(env, " ")
 	}
 }
 

@@ -138,3 +138,51 @@ func killOrphans(pidFile, marker string) (int, error) {
 	}
 	return len(killed), nil
 }
+
+// killUIDProcs kills the processes that run as uid and whose environment
+// holds the entry marker, and returns how many it killed, once they are
+// gone (or after 5 s).
+func killUIDProcs(uid int, marker string) int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var killed []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || procUID(pid) != uid || !hasEnv(pid, marker) {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = append(killed, pid)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range killed {
+		for time.Now().Before(deadline) {
+			if st, _, ok := procStat(pid); !ok || st == "Z" {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return len(killed)
+}
+
+// procUID returns the real uid of process pid, or -1.
+func procUID(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Uid:"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				if uid, err := strconv.Atoi(f[0]); err == nil {
+					return uid
+				}
+			}
+		}
+	}
+	return -1
+}

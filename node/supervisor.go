@@ -77,6 +77,7 @@ type Supervisor struct {
 	drainingHere map[string]bool
 
 	deploys *deployer
+	iso     *isolator // set by Start
 
 	// program returns what a gear runs and a key that differs whenever
 	// that differs (a changed key restarts the gear). Tests replace it
@@ -136,9 +137,16 @@ func (s *Supervisor) Start(ctx context.Context) error {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
 	}
+	iso, tried, err := detectIsolation(&s.cfg, s.name)
+	if err != nil {
+		return err
+	}
+	s.iso = iso
+	s.logIsolation(tried)
 	if s.cfg.HTTPAddr != "" {
 		f, err := newFront(s)
 		if err != nil {
+			s.iso.close()
 			return err
 		}
 		s.front = f
@@ -151,6 +159,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		if s.front != nil {
 			s.front.close(0)
 		}
+		s.iso.close()
 		return err
 	}
 	s.warnStrayDirs()
@@ -166,6 +175,42 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	}
 	s.log.Info().Str("addr", s.cfg.Addr).Str("http", s.FrontAddr()).Int("gears", len(s.gears)).Msg("node started")
 	return nil
+}
+
+// Isolation returns how the node isolates its gears, as its node record
+// reports it: ModeCgroup2, ModeCgroup1, ModeRlimit, or ModeNone and why,
+// such as "none (not root)". It is meant to be called after Start.
+func (s *Supervisor) Isolation() string {
+	if s.iso == nil {
+		return ""
+	}
+	return s.iso.String()
+}
+
+// logIsolation says how gears are isolated, loudly when less than by a
+// uid and a cgroup each, and why stronger modes were passed over.
+func (s *Supervisor) logIsolation(tried []error) {
+	iso := s.iso
+	for _, err := range tried {
+		s.log.Warn().Err(err).Msg("gear isolation mode unusable here")
+	}
+	switch iso.mode {
+	case ModeNone:
+		s.log.Warn().Str("isolation", iso.String()).
+			Msg("gears are NOT isolated: they run as the node's own user, without resource limits, and can reach each other's files")
+	case ModeRlimit:
+		s.log.Warn().Str("isolation", iso.String()).Int("uid_min", s.cfg.GearUIDMin+1).Int("uid_max", s.cfg.GearUIDMax).
+			Msg("gears run as their own uids but without a cgroup: memory is limited per process (RLIMIT_DATA), and processes that leave a gear's process group are not stopped with it")
+	default:
+		s.log.Info().Str("isolation", iso.String()).Int("uid_min", s.cfg.GearUIDMin+1).Int("uid_max", s.cfg.GearUIDMax).
+			Msg("gears isolated")
+	}
+	if iso.on() {
+		for _, size := range []string{state.SizeSmall, state.SizeMedium, state.SizeLarge} {
+			l := iso.limitsFor(size)
+			s.log.Info().Str("size", size).Int64("memory", l.Memory).Int("procs", l.Procs).Msg("gear limits")
+		}
+	}
 }
 
 // FrontAddr returns the address the front listener listens on, or "" if
@@ -200,6 +245,9 @@ func (s *Supervisor) Close() error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	if s.iso != nil {
+		s.iso.close()
+	}
 	err := errors.Join(errs...)
 	s.mu.Lock()
 	s.closeErr = err

@@ -178,7 +178,7 @@ func TestCommandGear(t *testing.T) {
 	for _, kv := range []string{
 		"PORT=" + strconv.Itoa(g.Port), "GEARBOX_IP=" + n.ip, "GEARBOX_APP=api", "GEARBOX_NAMESPACE=ns",
 		"GEARBOX_GEAR_ID=" + g.ID, "GEARBOX_APP_DNS=api-ns.example.test", "GEARBOX_DATA_DIR=" + filepath.Join(dir, "data"),
-		"GEARBOX_DEPLOYMENT_ID=", "FOO=bar", "HOME=" + dir,
+		"GEARBOX_DEPLOYMENT_ID=", "FOO=bar", "HOME=" + filepath.Join(dir, "app"),
 	} {
 		if !slices.Contains(strings.Split(env, "\n"), kv) {
 			t.Errorf("gear env lacks %s:\n%s", kv, env)

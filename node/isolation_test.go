@@ -1,0 +1,403 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"gearbox/store/state"
+)
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("gear isolation needs the tests to run as root")
+	}
+}
+
+// whoami asks gear g's helper process what it is.
+func (n *testNode) whoami(g state.Gear) probeReport {
+	n.t.Helper()
+	code, body := get(n.t, "http://"+n.addr(g)+"/whoami", "")
+	var rep probeReport
+	if err := json.Unmarshal([]byte(body), &rep); code != 200 || err != nil {
+		n.t.Fatalf("whoami of gear %s: %d %q: %v", g.ID, code, body, err)
+	}
+	return rep
+}
+
+// tryWrite asks gear g's helper process to create file path: "ok" or why
+// not.
+func (n *testNode) tryWrite(g state.Gear, path string) string {
+	n.t.Helper()
+	_, body := get(n.t, "http://"+n.addr(g)+"/write?path="+url.QueryEscape(path), "")
+	return body
+}
+
+// helperApp stores app ns/name, run by the helper program.
+func (n *testNode) helperApp(ns, name string) {
+	n.put(state.BucketApps, state.AppKey(ns, name), state.App{ID: "a-" + name, Name: name, Domain: ns, State: state.GearStarted,
+		Env: map[string]string{"GEARBOX_NODE_TEST_HELPER": "serve"}})
+}
+
+func owner(t *testing.T, path string) (uid, gid int, mode os.FileMode) {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return int(st.Uid), int(st.Gid), fi.Mode().Perm()
+}
+
+// checkLimits checks that the limits in force for the gear process that
+// reported rep are l, as the node's isolation mode sets them.
+func checkLimits(t *testing.T, mode string, rep probeReport, l Limits) {
+	t.Helper()
+	if mode == ModeRlimit {
+		if rep.Data != uint64(l.Memory) || rep.Procs != uint64(l.Procs) {
+			t.Errorf("RLIMIT_DATA %d, RLIMIT_NPROC %d; want %d, %d", rep.Data, rep.Procs, l.Memory, l.Procs)
+		}
+		return
+	}
+	mounts, err := readMountinfo("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := parseProcCgroup(strings.NewReader(rep.Cgroup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]string{"": {"memory.max", "pids.max"}}
+	fstype := "cgroup2"
+	if mode == ModeCgroup1 {
+		files = map[string][]string{"memory": {"memory.limit_in_bytes"}, "pids": {"pids.max"}}
+		fstype = "cgroup"
+	}
+	want := map[string]string{"memory.max": strconv.FormatInt(l.Memory, 10), "memory.limit_in_bytes": strconv.FormatInt(l.Memory, 10),
+		"pids.max": strconv.Itoa(l.Procs)}
+	for ctl, fs := range files {
+		dir, ok := cgroupDir(mounts, own, fstype, ctl)
+		if !ok || !strings.Contains(dir, cgroupGearsDir) {
+			t.Errorf("gear process is in no gear cgroup (%s): %q", ctl, rep.Cgroup)
+			continue
+		}
+		for _, f := range fs {
+			b, err := os.ReadFile(filepath.Join(dir, f))
+			if got := strings.TrimSpace(string(b)); err != nil || got != want[f] {
+				t.Errorf("%s/%s holds %q (%v), want %s", dir, f, got, err, want[f])
+			}
+		}
+	}
+}
+
+// A node that runs as root runs each gear as a uid of its own, that owns
+// the gear's app and data directories and cannot write another gear's,
+// within the limits of the gear's size; the uid stays the gear's across
+// node restarts, and the run's cgroup goes with the gear.
+func TestGearIsolation(t *testing.T) {
+	needRoot(t)
+	n := newTestStore(t)
+	n.setup = helperPrograms
+	n.s = n.startSupervisor()
+	mode := n.s.iso.mode
+	if !n.s.iso.on() {
+		t.Fatalf("a node that runs as root does not isolate gears: %s", n.s.Isolation())
+	}
+	t.Logf("isolation: %s", n.s.Isolation())
+	n.helperApp("ns", "one")
+	n.helperApp("ns", "two")
+	g1, g2 := n.gear("aaaa00000000000000000001", "one", "ns", 1), n.gear("aaaa00000000000000000002", "two", "ns", 1)
+	g2.Size = state.SizeMedium
+	n.put(state.BucketGears, g1.ID, g1)
+	n.put(state.BucketGears, g2.ID, g2)
+	n.waitState(g1.ID, state.GearStarted)
+	n.waitState(g2.ID, state.GearStarted)
+
+	reps := map[string]probeReport{}
+	for _, g := range []state.Gear{g1, g2} {
+		rep := n.whoami(g)
+		reps[g.ID] = rep
+		if rep.UID < n.s.cfg.GearUIDMin+1 || rep.UID > n.s.cfg.GearUIDMax || rep.GID != rep.UID || len(rep.Groups) != 0 || !rep.NNP {
+			t.Errorf("gear %s runs as %+v, want a uid of the gear range, the same gid, no groups, no_new_privs", g.ID, rep)
+		}
+		dir := n.gearDir(g.ID)
+		for _, d := range []struct {
+			sub      string
+			uid, gid int
+			mode     os.FileMode
+		}{{"", 0, rep.UID, 0o750}, {"app", rep.UID, rep.UID, 0o700}, {"data", rep.UID, rep.UID, 0o700}, {"logs", 0, 0, 0o700}} {
+			if uid, gid, m := owner(t, filepath.Join(dir, d.sub)); uid != d.uid || gid != d.gid || m != d.mode {
+				t.Errorf("gear %s: %q is %d:%d %o, want %d:%d %o", g.ID, d.sub, uid, gid, m, d.uid, d.gid, d.mode)
+			}
+		}
+		if uid, _, _ := owner(t, filepath.Join(dir, "logs", "gear.log")); uid != 0 {
+			t.Errorf("gear %s: gear.log owned by %d, want the node's", g.ID, uid)
+		}
+		for _, p := range []string{filepath.Join(dir, "data", "f"), filepath.Join(dir, "app", "f")} {
+			if got := n.tryWrite(g, p); got != "ok" {
+				t.Errorf("gear %s cannot write its own %s: %s", g.ID, p, got)
+			}
+		}
+		checkLimits(t, mode, rep, n.s.cfg.Limits[g.Size])
+	}
+	if reps[g1.ID].UID == reps[g2.ID].UID {
+		t.Errorf("two gears share uid %d", reps[g1.ID].UID)
+	}
+	for _, p := range []string{filepath.Join(n.gearDir(g2.ID), "data", "f"), filepath.Join(n.gearDir(g2.ID), "f"),
+		filepath.Join(n.gearDir(g1.ID), "f"), filepath.Join(n.gearDir(g1.ID), "logs", "f"), filepath.Join(n.dir, "data", "gears", "f")} {
+		if got := n.tryWrite(g1, p); !strings.Contains(got, "permission denied") {
+			t.Errorf("gear %s writing %s: %q, want permission denied", g1.ID, p, got)
+		}
+	}
+
+	// The uid stays the gear's across restarts of the node.
+	n.s.Close()
+	n.s = n.startSupervisor()
+	n.waitState(g1.ID, state.GearStarted)
+	if rep := n.whoami(g1); rep.UID != reps[g1.ID].UID {
+		t.Errorf("gear %s runs as uid %d after a node restart, was %d", g1.ID, rep.UID, reps[g1.ID].UID)
+	}
+
+	// The run's cgroup goes with the gear.
+	n.del(state.BucketGears, g1.ID)
+	waitFor(t, 10*time.Second, "gear directory removed", func() bool {
+		_, err := os.Stat(n.gearDir(g1.ID))
+		return os.IsNotExist(err)
+	})
+	if n.s.iso.cg != nil {
+		for _, d := range n.s.iso.cg.dirs(g1.ID) {
+			if _, err := os.Stat(d); !os.IsNotExist(err) {
+				t.Errorf("cgroup %s of a destroyed gear: %v", d, err)
+			}
+		}
+	}
+	if uid := n.s.iso.uids.lookup(g1.ID); uid != 0 {
+		t.Errorf("destroyed gear keeps uid %d", uid)
+	}
+}
+
+// Modes asked for are used, or the node does not start; with isolation
+// turned off gears run as the node's user and the node says so.
+func TestIsolationModes(t *testing.T) {
+	needRoot(t)
+	auto := newTestNode(t)
+	best := auto.s.iso.mode
+	auto.s.Close()
+
+	t.Run("none", func(t *testing.T) {
+		n := newTestStore(t)
+		n.setup = helperPrograms
+		n.s = n.startSupervisor(func(c *Config) { c.Isolation = IsolateNone })
+		if got := n.s.Isolation(); got != "none (turned off)" {
+			t.Errorf("Isolation() = %q", got)
+		}
+		n.helperApp("ns", "one")
+		g := n.gear("bbbb00000000000000000001", "one", "ns", 1)
+		n.put(state.BucketGears, g.ID, g)
+		n.waitState(g.ID, state.GearStarted)
+		if rep := n.whoami(g); rep.UID != 0 {
+			t.Errorf("gear runs as uid %d with isolation off, want the node's", rep.UID)
+		}
+		if _, err := os.Stat(filepath.Join(n.gearDir(g.ID), uidFile)); !os.IsNotExist(err) {
+			t.Errorf("uid file with isolation off: %v", err)
+		}
+	})
+	t.Run("rlimit", func(t *testing.T) {
+		n := newTestStore(t)
+		n.setup = helperPrograms
+		n.s = n.startSupervisor(func(c *Config) {
+			c.Isolation = IsolateRlimit
+			c.Limits = map[string]Limits{state.SizeSmall: {Memory: 300 << 20, Procs: 100}}
+		})
+		if got := n.s.Isolation(); got != ModeRlimit {
+			t.Fatalf("Isolation() = %q", got)
+		}
+		n.helperApp("ns", "one")
+		g := n.gear("bbbb00000000000000000002", "one", "ns", 1)
+		n.put(state.BucketGears, g.ID, g)
+		n.waitState(g.ID, state.GearStarted)
+		rep := n.whoami(g)
+		if rep.UID == 0 || !rep.NNP {
+			t.Errorf("gear runs as %+v", rep)
+		}
+		checkLimits(t, ModeRlimit, rep, Limits{Memory: 300 << 20, Procs: 100})
+	})
+	// Auto mode tries cgroup2, cgroup1, rlimit in turn: a mode stronger
+	// than the one it took does not work here.
+	rank := map[string]int{ModeCgroup2: 3, ModeCgroup1: 2, ModeRlimit: 1, ModeNone: 0}
+	for _, m := range []string{IsolateCgroup2, IsolateCgroup1} {
+		t.Run(m, func(t *testing.T) {
+			mode := map[string]string{IsolateCgroup2: ModeCgroup2, IsolateCgroup1: ModeCgroup1}[m]
+			if rank[mode] < rank[best] {
+				t.Skipf("auto mode took %s: whether %s works too is not known", best, m)
+			}
+			n := newTestStore(t)
+			cfg := FastConfig(n.st, filepath.Join(n.dir, "data"), n.ip, "example.test")
+			cfg.Isolation = m
+			s, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			err = s.Start(context.Background())
+			if mode != best {
+				if err == nil || !strings.Contains(err.Error(), m) {
+					t.Errorf("Start with isolation %s, which auto mode passed over for %s: %v", m, best, err)
+				}
+				return
+			}
+			if err != nil || s.Isolation() != mode {
+				t.Errorf("Start with isolation %s: %v, %q", m, err, s.Isolation())
+			}
+		})
+	}
+}
+
+// A build runs as the uid of the gear that asked for the deployment; then
+// the deployment is root's, and every gear of the app reads it and none
+// writes it.
+func TestIsolatedBuild(t *testing.T) {
+	needRoot(t)
+	if !inGearPath("python3") || !inGearPath("sh") {
+		t.Skipf("python3 and sh are not in the gear PATH %s", defaultPath)
+	}
+	n, b := newDeployNode(t)
+	if !n.s.iso.on() {
+		t.Fatalf("a node that runs as root does not isolate gears: %s", n.s.Isolation())
+	}
+	manifest := "web: (touch probe 2>/dev/null && echo writable || echo read-only) > \"$GEARBOX_DATA_DIR/w\"; exec python3 -m http.server \"$PORT\" --bind \"$GEARBOX_IP\"\n" +
+		"build: id -u > builder.txt && mkdir out && echo secret > out/f && chmod 600 out/f && touch \"$HOME/cache\"\n"
+	app := state.AppKey("ns", "py")
+	id := n.deploy(b, app, tarGz(t, tarFile(ManifestFile, manifest)), nil)
+	n.setDeployment("ns", "py", id)
+	g1, g2 := n.gear("c1", "py", "ns", 1), n.gear("c2", "py", "ns", 2)
+	n.put(state.BucketGears, g1.ID, g1)
+	n.put(state.BucketGears, g2.ID, g2)
+	var uids []string
+	for _, g := range []state.Gear{g1, g2} {
+		n.waitState(g.ID, state.GearStarted)
+		uid, _, _ := owner(t, filepath.Join(n.gearDir(g.ID), "data"))
+		uids = append(uids, strconv.Itoa(uid))
+		if body, err := os.ReadFile(filepath.Join(n.gearDir(g.ID), "data", "w")); err != nil || string(body) != "read-only\n" {
+			t.Errorf("gear %s finds its deployment %q (%v), want read-only", g.ID, body, err)
+		}
+		if code, body := get(t, "http://"+n.addr(g)+"/out/f", ""); code != 200 || body != "secret\n" {
+			t.Errorf("gear %s reads out/f: %d %q", g.ID, code, body)
+		}
+	}
+	dir := filepath.Join(n.dir, "data", "deployments", id)
+	builder, err := os.ReadFile(filepath.Join(dir, "builder.txt"))
+	if err != nil || !slices.Contains(uids, strings.TrimSpace(string(builder))) {
+		t.Errorf("build ran as uid %q (%v), want one of the gears' %v", builder, err, uids)
+	}
+	for _, c := range []struct {
+		path string
+		mode os.FileMode
+	}{{"", 0o755}, {"out", 0o755}, {"out/f", 0o644}, {"builder.txt", 0o644}} {
+		if uid, gid, m := owner(t, filepath.Join(dir, c.path)); uid != 0 || gid != 0 || m != c.mode {
+			t.Errorf("deployment's %q is %d:%d %o after the build, want 0:0 %o", c.path, uid, gid, m, c.mode)
+		}
+	}
+	if _, _, m := owner(t, filepath.Join(n.dir, "data", "deployments")); m != 0o711 {
+		t.Errorf("deployments directory mode %o, want 711", m)
+	}
+}
+
+func TestParseCgroupFiles(t *testing.T) {
+	// A host with cgroup v1 controllers and an empty unified hierarchy,
+	// seen from a container whose memory cgroup is mounted as its root.
+	mountinfo := `22 1 0:20 / /sys rw - sysfs sysfs rw
+30 22 0:27 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+34 30 0:31 /kubepods/pod1 /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+35 30 0:32 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+38 30 0:35 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 30 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+41 22 0:38 / /mnt/with\040space rw - cgroup2 cgroup2 rw
+`
+	procCgroup := `8:pids:/
+4:memory:/kubepods/pod1/c1
+3:cpu,cpuacct:/x
+0::/user.slice
+`
+	mounts, err := parseMountinfo(strings.NewReader(mountinfo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mounts) != 5 || mounts[4].point != "/mnt/with space" {
+		t.Fatalf("mounts %+v", mounts)
+	}
+	own, err := parseProcCgroup(strings.NewReader(procCgroup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		fstype, ctl, want string
+	}{
+		{"cgroup", "memory", "/sys/fs/cgroup/memory/c1"},
+		{"cgroup", "pids", "/sys/fs/cgroup/pids"},
+		{"cgroup", "cpuacct", "/sys/fs/cgroup/cpu,cpuacct/x"},
+		{"cgroup2", "", "/sys/fs/cgroup/unified/user.slice"},
+		{"cgroup", "blkio", ""},
+	} {
+		got, ok := cgroupDir(mounts, own, c.fstype, c.ctl)
+		if got != c.want || ok != (c.want != "") {
+			t.Errorf("cgroupDir(%s, %q) = %q, %v; want %q", c.fstype, c.ctl, got, ok, c.want)
+		}
+	}
+}
+
+func TestUIDAllocator(t *testing.T) {
+	gears := t.TempDir()
+	mk := func(id string) string {
+		d := filepath.Join(gears, id)
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	// From uid 1 on, the allocator must skip the host's users, groups and
+	// processes.
+	a, err := newUIDAllocator(0, 1<<20, gears)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u1, err := a.assign("g1", mk("g1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u1 == 0 || hostIDs()[u1] {
+		t.Errorf("assigned uid %d, taken on the host", u1)
+	}
+	u2, _ := a.assign("g2", mk("g2"))
+	if u2 == u1 {
+		t.Errorf("two gears got uid %d", u1)
+	}
+	if again, _ := a.assign("g1", mk("g1")); again != u1 {
+		t.Errorf("g1 got %d, then %d", u1, again)
+	}
+	// A new allocator reads the uids back.
+	b, err := newUIDAllocator(0, 1<<20, gears)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.assign("g2", mk("g2")); got != u2 {
+		t.Errorf("g2 has uid %d after a restart, was %d", got, u2)
+	}
+	b.release("g1")
+	if got := b.lookup("g1"); got != 0 {
+		t.Errorf("released g1 keeps %d", got)
+	}
+	full, _ := newUIDAllocator(u2-1, u2, gears)
+	if _, err := full.assign("g3", mk("g3")); err == nil {
+		t.Error("a full range handed out a uid")
+	}
+}
