@@ -67,7 +67,7 @@ func printNodes(w io.Writer, ns []client.Node) error {
 		return err
 	}
 	tw := newTable(w)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tZONE\tREGION\tSTATUS\tGEARS")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tZONE\tREGION\tSTATUS\tGEARS\tISOLATION")
 	for _, n := range ns {
 		status := "alive"
 		if !n.Alive {
@@ -76,7 +76,8 @@ func printNodes(w io.Writer, ns []client.Node) error {
 		if n.Draining {
 			status += ", draining"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\n", n.Name, orDash(n.Addr), orDash(n.Zone), orDash(n.Region), status, n.Gears, n.MaxGears)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", n.Name, orDash(n.Addr), orDash(n.Zone), orDash(n.Region), status,
+			n.Gears, n.MaxGears, orDash(n.Isolation))
 	}
 	return tw.Flush()
 }

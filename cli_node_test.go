@@ -11,8 +11,8 @@ import (
 func TestNodeCommands(t *testing.T) {
 	fb := newFakeBroker(t)
 	fb.on("GET", "/broker/rest/nodes", fakeReply{data: `[
-		{"name": "node1", "addr": "127.0.0.11", "zone": "z1", "region": "r1", "alive": true, "draining": false, "gears": 3, "max_gears": 100},
-		{"name": "node2", "addr": "127.0.0.12", "zone": "z2", "region": "r1", "alive": true, "draining": true, "gears": 1, "max_gears": 50},
+		{"name": "node1", "addr": "127.0.0.11", "zone": "z1", "region": "r1", "alive": true, "draining": false, "gears": 3, "max_gears": 100, "isolation": "uid+cgroup2"},
+		{"name": "node2", "addr": "127.0.0.12", "zone": "z2", "region": "r1", "alive": true, "draining": true, "gears": 1, "max_gears": 50, "isolation": "none (not root)"},
 		{"name": "node3", "addr": "127.0.0.13", "zone": "", "region": "", "alive": false, "draining": false, "gears": 0, "max_gears": 100}]`})
 	fb.on("POST", "/broker/rest/nodes/node2/events", fakeReply{msgs: []string{"Node node2: drain done."}})
 
@@ -22,10 +22,10 @@ func TestNodeCommands(t *testing.T) {
 	}
 	wantRequest(t, fb.last(), "GET", "/broker/rest/nodes", nil)
 	want := [][]string{
-		{"NAME", "ADDRESS", "ZONE", "REGION", "STATUS", "GEARS"},
-		{"node1", "127.0.0.11", "z1", "r1", "alive", "3/100"},
-		{"node2", "127.0.0.12", "z2", "r1", "alive, draining", "1/50"},
-		{"node3", "127.0.0.13", "-", "-", "down", "0/100"},
+		{"NAME", "ADDRESS", "ZONE", "REGION", "STATUS", "GEARS", "ISOLATION"},
+		{"node1", "127.0.0.11", "z1", "r1", "alive", "3/100", "uid+cgroup2"},
+		{"node2", "127.0.0.12", "z2", "r1", "alive, draining", "1/50", "none (not root)"},
+		{"node3", "127.0.0.13", "-", "-", "down", "0/100", "-"},
 	}
 	if got := cells(out); !equalCells(got, want) {
 		t.Errorf("node list = %q, want %q", got, want)
@@ -36,7 +36,7 @@ func TestNodeCommands(t *testing.T) {
 	}
 	fb.requests()
 	var ns []client.Node
-	if err := json.Unmarshal([]byte(out), &ns); err != nil || len(ns) != 3 || !ns[1].Draining {
+	if err := json.Unmarshal([]byte(out), &ns); err != nil || len(ns) != 3 || !ns[1].Draining || ns[0].Isolation != "uid+cgroup2" {
 		t.Errorf("--json: %v, %+v", err, ns)
 	}
 

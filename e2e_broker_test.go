@@ -30,10 +30,18 @@ import (
 func TestBrokerEndToEnd(t *testing.T) {
 	gearboxBinary(t)
 	const secret = "e2e-broker-secret"
+	uidRanges := map[string]string{"b1": "41000-41999", "n2": "42000-42999", "n3": "43000-43999"}
 	common := func(name, ip, zone string, extra ...string) []string {
+		// Gear uids must reach their directories in the data dir.
+		dataDir := t.TempDir()
+		for _, d := range []string{filepath.Dir(dataDir), dataDir} {
+			if err := os.Chmod(d, 0o711); err != nil {
+				t.Fatal(err)
+			}
+		}
 		args := []string{"--log-format", "json", "serve", "--name", name, "--bind", ip,
-			"--data-dir", t.TempDir(), "--cluster-secret", secret, "--zone", zone,
-			"--anti-entropy-interval", "1s", "--http-addr", ip + ":8080"}
+			"--data-dir", dataDir, "--cluster-secret", secret, "--zone", zone,
+			"--anti-entropy-interval", "1s", "--http-addr", ip + ":8080", "--gear-uid-range", uidRanges[name]}
 		return append(args, extra...)
 	}
 	b1 := startMember(t, "b1", "127.0.0.14", common("b1", "127.0.0.14", "za",
@@ -60,6 +68,20 @@ func TestBrokerEndToEnd(t *testing.T) {
 		}
 		return alive == 3
 	})
+	// Each node says how it isolates gears: as root, by uid.
+	nodeList, err := admin.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodeList {
+		ok := n.Isolation == "none (not root)"
+		if os.Geteuid() == 0 {
+			ok = strings.HasPrefix(n.Isolation, "uid+")
+		}
+		if !ok {
+			t.Errorf("node %s isolates gears by %q (uid %d)%s", n.Name, n.Isolation, os.Geteuid(), logs())
+		}
+	}
 
 	if _, _, err := admin.CreateUser(ctx, "demo", "password1", url.Values{"ha": {"true"}}); err != nil {
 		t.Fatalf("create user: %v", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +61,15 @@ func roleFlags() []cli.Flag {
 			Usage: "ports the broker gives this node's gears, as LOW-HIGH"},
 		&cli.DurationFlag{Name: "build-timeout", Value: node.DefaultBuildTimeout, EnvVars: env("BUILD_TIMEOUT"), Category: "node",
 			Usage: "longest a deployment's build: command may run on this node before it is stopped and the deployment fails here"},
+		&cli.StringFlag{Name: "gear-isolation", Value: node.IsolateAuto, EnvVars: env("GEAR_ISOLATION"), Category: "node",
+			Usage: "how a node run as root isolates gears: auto (the strongest that works: own uid plus cgroup2, cgroup1 or rlimits), " +
+				"cgroup2, cgroup1 or rlimit (that or fail to start), none (gears run as root, unlimited)"},
+		&cli.StringFlag{Name: "gear-uid-range", Value: fmt.Sprintf("%d-%d", node.DefaultGearUIDMin, node.DefaultGearUIDMax),
+			EnvVars: env("GEAR_UID_RANGE"), Category: "node",
+			Usage: "uids of isolated gears, as LOW-HIGH: LOW is the node's own for its checks, each gear gets one of the others " +
+				"(nodes sharing a host need ranges apart)"},
+		&cli.StringFlag{Name: "gear-limits", Value: formatGearLimits(node.DefaultLimits), EnvVars: env("GEAR_LIMITS"), Category: "node",
+			Usage: "memory and processes (threads count) of isolated gears by size, as SIZE=MEMORY/PROCS,...; sizes left out keep their defaults"},
 	}
 }
 
@@ -70,6 +80,9 @@ type roleOptions struct {
 	HTTPAddr         string
 	PortMin, PortMax int
 	BuildTimeout     time.Duration
+	Isolation        string
+	UIDMin, UIDMax   int
+	Limits           map[string]node.Limits
 }
 
 func parseRoleOptions(c *cli.Context) (roleOptions, error) {
@@ -139,10 +152,86 @@ func parseRoleOptions(c *cli.Context) (roleOptions, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	iso := c.String("gear-isolation")
+	if !slices.Contains(node.IsolationChoices, iso) {
+		errs = append(errs, fmt.Errorf("--gear-isolation %q: want one of %s", iso, strings.Join(node.IsolationChoices, ", ")))
+	}
+	uidLo, uidHi, err := parseUIDRange(c.String("gear-uid-range"))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	limits, err := parseGearLimits(c.String("gear-limits"))
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return roleOptions{}, joinErrors(errs)
 	}
-	return roleOptions{Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi, BuildTimeout: buildTimeout}, nil
+	return roleOptions{Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi,
+		Isolation: iso, UIDMin: uidLo, UIDMax: uidHi, Limits: limits, BuildTimeout: buildTimeout}, nil
+}
+
+// parseUIDRange reads --gear-uid-range: LOW-HIGH, LOW at least 1000 (the
+// host's own users are below) and below HIGH.
+func parseUIDRange(s string) (lo, hi int, err error) {
+	a, b, ok := strings.Cut(strings.TrimSpace(s), "-")
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if !ok || err1 != nil || err2 != nil || lo < 1000 || hi >= 1<<31-1 || lo >= hi {
+		return 0, 0, fmt.Errorf("--gear-uid-range %q: want LOW-HIGH with 1000 <= LOW < HIGH, such as %d-%d", s,
+			node.DefaultGearUIDMin, node.DefaultGearUIDMax)
+	}
+	return lo, hi, nil
+}
+
+// parseGearLimits reads --gear-limits: SIZE=MEMORY/PROCS entries, comma
+// separated; sizes left out keep node.DefaultLimits.
+func parseGearLimits(s string) (map[string]node.Limits, error) {
+	out := maps.Clone(node.DefaultLimits)
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e == "" {
+			continue
+		}
+		size, v, ok := strings.Cut(e, "=")
+		size = strings.TrimSpace(size)
+		mem, procs, ok2 := strings.Cut(v, "/")
+		m, err1 := parseSize(mem)
+		p, err2 := strconv.Atoi(strings.TrimSpace(procs))
+		switch {
+		case !ok || !ok2 || err1 != nil || err2 != nil:
+			return nil, fmt.Errorf("--gear-limits: %q is not SIZE=MEMORY/PROCS, such as small=512MiB/256", e)
+		case !slices.Contains(state.GearSizes, size):
+			return nil, fmt.Errorf("--gear-limits: unknown size %q (valid: %s)", size, strings.Join(state.GearSizes, ", "))
+		case m < node.MinGearMemory || p < node.MinGearProcs:
+			return nil, fmt.Errorf("--gear-limits: %s: want at least %dMiB and %d processes", size, node.MinGearMemory>>20, node.MinGearProcs)
+		}
+		out[size] = node.Limits{Memory: m, Procs: p}
+	}
+	return out, nil
+}
+
+// formatGearLimits writes limits as --gear-limits reads them.
+func formatGearLimits(limits map[string]node.Limits) string {
+	var parts []string
+	for _, size := range state.GearSizes {
+		if l, ok := limits[size]; ok {
+			parts = append(parts, fmt.Sprintf("%s=%s/%d", size, formatSize(l.Memory), l.Procs))
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// formatSize writes n bytes in the largest binary unit that divides it.
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		name string
+		mult int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n%u.mult == 0 {
+			return fmt.Sprintf("%d%s", n/u.mult, u.name)
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // parsePortRange reads --gear-port-range: LOW-HIGH within 1-65535.
@@ -176,16 +265,16 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, internal
 				}
 			}
 		}
-		if err := node.Register(ctx, st, node.Registration{Addr: addr, Zone: cfg.Store.Zone, Region: cfg.Store.Region,
-			MaxGears: cfg.Roles.MaxGears, PortMin: cfg.Roles.PortMin, PortMax: cfg.Roles.PortMax}); err != nil {
-			stop()
-			return nil, err
-		}
 		nc := node.DefaultConfig(st, cfg.Store.DataDir, addr, cfg.Domain)
 		nc.HTTPAddr = cfg.Roles.HTTPAddr
 		nc.ClusterSecret = cfg.Store.ClusterSecret
 		nc.MaxDeploySize = cfg.Roles.Broker.MaxDeploySize
 		nc.BuildTimeout = cfg.Roles.BuildTimeout
+		if cfg.Roles.Isolation != "" {
+			nc.Isolation = cfg.Roles.Isolation
+			nc.GearUIDMin, nc.GearUIDMax = cfg.Roles.UIDMin, cfg.Roles.UIDMax
+			nc.Limits = cfg.Roles.Limits
+		}
 		nc.Logger = log
 		sup, err := node.New(nc)
 		if err != nil {
@@ -201,8 +290,16 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, internal
 		// Gears stop before the store closes, so that their last status
 		// is written.
 		stops = append(stops, func() { internal.gearLogs.Store(nil); sup.Close() })
+		stops = append(stops, func() { sup.Close() })
+		// The record says how gears are isolated, which Start found out.
+		if err := node.Register(ctx, st, node.Registration{Addr: addr, Zone: cfg.Store.Zone, Region: cfg.Store.Region,
+			MaxGears: cfg.Roles.MaxGears, PortMin: cfg.Roles.PortMin, PortMax: cfg.Roles.PortMax,
+			Isolation: sup.Isolation()}); err != nil {
+			stop()
+			return nil, err
+		}
 		mlog.Info().Str("role", store.RoleNode).Str("addr", addr).Int("max_gears", cfg.Roles.MaxGears).
-			Str("front", sup.FrontAddr()).Msg("role started")
+			Str("front", sup.FrontAddr()).Str("isolation", sup.Isolation()).Msg("role started")
 	}
 	if slices.Contains(roles, store.RoleBroker) {
 		bc := cfg.Roles.Broker

@@ -58,6 +58,8 @@ type nodeView struct {
 	Draining bool   `json:"draining"`
 	Gears    int    `json:"gears"`
 	MaxGears int    `json:"max_gears"`
+	// Isolation is how the node isolates gears (state.Node.Isolation).
+	Isolation string `json:"isolation"`
 }
 
 // GET /broker/rest/nodes (admin)
@@ -71,8 +73,9 @@ func (b *Broker) listNodes(w http.ResponseWriter, r *http.Request, u *state.User
 	}
 	out := []nodeView{}
 	for _, n := range cv.nodes {
-		out = append(out, nodeView{Name: n.Name, Addr: cv.byName[n.Name].Addr, Zone: n.Zone, Region: n.Region,
-			Alive: n.Alive, Draining: n.Draining, Gears: n.Gears, MaxGears: n.MaxGears})
+		rec := cv.byName[n.Name]
+		out = append(out, nodeView{Name: n.Name, Addr: rec.Addr, Zone: n.Zone, Region: n.Region,
+			Alive: n.Alive, Draining: n.Draining, Gears: n.Gears, MaxGears: n.MaxGears, Isolation: rec.Isolation})
 	}
 	reply(w, http.StatusOK, "nodes", out)
 	return nil

@@ -25,7 +25,8 @@ func TestNodes(t *testing.T) {
 	total := 0
 	for i, n := range ns {
 		m := c.nodes[i]
-		if n.Name != m.name || n.Addr != m.ip || n.Zone != fmt.Sprintf("z%d", i+1) || n.Region != "r1" || !n.Alive || n.Draining || n.MaxGears != 100 {
+		if n.Name != m.name || n.Addr != m.ip || n.Zone != fmt.Sprintf("z%d", i+1) || n.Region != "r1" || !n.Alive || n.Draining || n.MaxGears != 100 ||
+			n.Isolation != "uid+cgroup1" {
 			t.Fatalf("node %+v", n)
 		}
 		total += n.Gears

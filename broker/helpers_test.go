@@ -231,7 +231,8 @@ func (c *testCluster) addNode(ns nodeSpec) *member {
 	if _, err := m.st.Join([]string{c.bm.gossipAddr()}); err != nil {
 		t.Fatalf("join %s: %v", ns.name, err)
 	}
-	if err := node.Register(context.Background(), m.st, node.Registration{Addr: m.ip, Zone: ns.zone, Region: ns.region, MaxGears: ns.maxGears}); err != nil {
+	if err := node.Register(context.Background(), m.st, node.Registration{Addr: m.ip, Zone: ns.zone, Region: ns.region, MaxGears: ns.maxGears,
+		Isolation: node.ModeCgroup1}); err != nil {
 		t.Fatalf("register node %s: %v", ns.name, err)
 	}
 	c.nodes = append(c.nodes, m)

@@ -21,6 +21,9 @@ type Registration struct {
 	MaxGears int
 	// PortMin and PortMax bound gear ports. Default 35531-65535.
 	PortMin, PortMax int
+	// Isolation is how the node isolates gears: its Supervisor's
+	// Isolation, once started.
+	Isolation string
 }
 
 // Register writes this member's node record (node-owned: only this member
@@ -42,7 +45,7 @@ func Register(ctx context.Context, st *store.Store, r Registration) error {
 		return fmt.Errorf("node registration: gear port range %d-%d is not within 1-65535", r.PortMin, r.PortMax)
 	}
 	n := state.Node{Name: st.Name(), Addr: r.Addr, Zone: r.Zone, Region: r.Region, MaxGears: r.MaxGears,
-		PortMin: r.PortMin, PortMax: r.PortMax}
+		PortMin: r.PortMin, PortMax: r.PortMax, Isolation: r.Isolation}
 	var old state.Node
 	if _, err := st.Get(state.BucketNodes, st.Name(), &old); err == nil {
 		n.Since = old.Since

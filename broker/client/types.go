@@ -124,6 +124,9 @@ type Node struct {
 	Draining bool   `json:"draining"`
 	Gears    int    `json:"gears"`
 	MaxGears int    `json:"max_gears"`
+	// Isolation is how the node isolates its gears: uid+cgroup2,
+	// uid+cgroup1, uid+rlimit, or none and why, as "none (not root)".
+	Isolation string `json:"isolation"`
 }
 
 // Deployment is one uploaded build of an app's code.

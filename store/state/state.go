@@ -213,9 +213,13 @@ type Node struct {
 	MaxGears int    `json:"max_gears"`
 	// PortMin and PortMax bound the ports gears get on this node
 	// (default 35531-65535).
-	PortMin int       `json:"port_min"`
-	PortMax int       `json:"port_max"`
-	Since   time.Time `json:"since"`
+	PortMin int `json:"port_min"`
+	PortMax int `json:"port_max"`
+	// Isolation is how the node isolates its gears: uid+cgroup2,
+	// uid+cgroup1, uid+rlimit, or none and why, as "none (not root)".
+	// Empty: a node from before isolation was reported.
+	Isolation string    `json:"isolation,omitempty"`
+	Since     time.Time `json:"since"`
 }
 
 // NodeAdmin is what admins decide about a node. Broker-owned.
