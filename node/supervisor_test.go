@@ -33,6 +33,9 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"negative grace", func(c *Config) { c.StopGrace = -time.Second }, "StopGrace"},
 		{"negative deploy size", func(c *Config) { c.MaxDeploySize = -1 }, "MaxDeploySize"},
 		{"backoff max below initial", func(c *Config) { c.Backoff = Backoff{Initial: time.Minute, Max: time.Second} }, "Backoff.Max"},
+		{"unknown isolation", func(c *Config) { c.Isolation = "chroot" }, "Isolation"},
+		{"uid range reversed", func(c *Config) { c.GearUIDMin, c.GearUIDMax = 50000, 40000 }, "GearUIDMin"},
+		{"tiny limits", func(c *Config) { c.Limits = map[string]Limits{state.SizeLarge: {Memory: 1 << 20}} }, "Limits[large]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
