@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"unicode"
 
 	// yaml.v3 rather than a hand-written parser: it is the maintained
@@ -69,7 +70,14 @@ func ReadManifest(dir string) (Manifest, error) {
 
 // readSmall reads a regular file of at most maxManifestSize bytes.
 func readSmall(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	// The node reads as root a file that a build, run as a gear's uid,
+	// may have replaced: never through a link, nor a file linked
+	// elsewhere too, such as a hard link to one the gear may not read.
+	name := filepath.Base(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s is not a regular file (it is a link)", name)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -78,9 +86,11 @@ func readSmall(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	name := filepath.Base(path)
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+		return nil, fmt.Errorf("%s is not a regular file of its own (it has %d links)", name, st.Nlink)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxManifestSize+1))
 	if err != nil {

@@ -75,3 +75,26 @@ func TestReadManifestNotRegular(t *testing.T) {
 		t.Fatalf("got %v, want a not-a-regular-file error", err)
 	}
 }
+
+// The node reads the manifest as root, after a build that ran as a gear's
+// uid: it follows no link.
+func TestReadManifestNoLinks(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("web: secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "gearbox.yml")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadManifest(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("symbolic link: got %v, want a not-a-regular-file error", err)
+	}
+	os.Remove(filepath.Join(dir, "gearbox.yml"))
+	if err := os.Link(secret, filepath.Join(dir, "gearbox.yml")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadManifest(dir); err == nil || !strings.Contains(err.Error(), "2 links") {
+		t.Errorf("hard link: got %v, want a links error", err)
+	}
+}
