@@ -30,7 +30,9 @@ import (
 func TestBrokerEndToEnd(t *testing.T) {
 	gearboxBinary(t)
 	const secret = "e2e-broker-secret"
-	uidRanges := map[string]string{"b1": "41000-41999", "n2": "42000-42999", "n3": "43000-43999"}
+	// Apart from each other, and from the default range that other tests
+	// use.
+	uidRanges := map[string]string{"b1": "61000-61999", "n2": "62000-62999", "n3": "63000-63999"}
 	common := func(name, ip, zone string, extra ...string) []string {
 		// Gear uids must reach their directories in the data dir.
 		dataDir := t.TempDir()
