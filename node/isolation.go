@@ -244,7 +244,8 @@ const probeTimeout = 10 * time.Second
 // it reports of itself, and that it reaches the gears' and deployments'
 // directories.
 func (iso *isolator) probe(dataDir string) error {
-	j := &jail{uid: iso.uids.min, limits: iso.limitsFor(state.SizeSmall), cg: iso.cg, cgroupName: "node-probe", // not a gear id: those have no dash
+	// The probe's cgroup name is no gear id: those have no dash.
+	j := &jail{uid: iso.uids.min, limits: iso.limitsFor(state.SizeSmall), cg: iso.cg, cgroupName: "node-probe",
 		rlimits: iso.mode == ModeRlimit}
 	var out bytes.Buffer
 	c := Command{Path: "/proc/self/exe", Args: []string{probeName, filepath.Join(dataDir, "gears"), filepath.Join(dataDir, "deployments")},
@@ -301,9 +302,11 @@ func (r probeReport) check(j *jail) error {
 	return nil
 }
 
+var cgroupUnsafeRE = regexp.MustCompile(`[^A-Za-z0-9._-]`)
+
 // cgroupSafe makes s fit as a cgroup directory name.
 func cgroupSafe(s string) string {
-	s = regexp.MustCompile(`[^A-Za-z0-9._-]`).ReplaceAllString(s, "_")
+	s = cgroupUnsafeRE.ReplaceAllString(s, "_")
 	if s == "" || s == "." || s == ".." {
 		s = "_" + s
 	}
