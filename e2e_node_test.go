@@ -24,11 +24,12 @@ import (
 )
 
 // appVersionRE reads what testdata/e2eapp answers.
-var appVersionRE = regexp.MustCompile(`^app (\S+) gear ([a-z0-9]+) method (\S+) body (\d+)`)
+var appVersionRE = regexp.MustCompile(`^app (\S+) gear ([a-z0-9]+) method (\S+) body (\d+) uid (\d+)`)
 
 // appAnswer is one answer of the deployed test app, or why there was none.
 type appAnswer struct {
 	version, gear string
+	uid           int
 	err           error
 }
 
@@ -57,7 +58,8 @@ func askApp(c *http.Client, front, host, method string) appAnswer {
 	if resp.StatusCode != http.StatusOK || m == nil {
 		return appAnswer{err: fmt.Errorf("%s %s: %.200q", method, resp.Status, b)}
 	}
-	return appAnswer{version: string(m[1]), gear: string(m[2])}
+	uid, _ := strconv.Atoi(string(m[5]))
+	return appAnswer{version: string(m[1]), gear: string(m[2]), uid: uid}
 }
 
 // appLoad sends requests to the app without pause from a few clients,
@@ -139,6 +141,11 @@ func TestNodeEndToEnd(t *testing.T) {
 	gearboxBinary(t)
 	const secret = "e2e-node-secret"
 	pidDir := t.TempDir()
+	// Gears run as uids of their own when the test runs as root: they
+	// write their pids here and reach their directories in the data dirs.
+	if err := os.Chmod(pidDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
 	// Gear processes run in process groups of their own: a member killed
 	// at the end of the test leaves them, so the test ends them itself.
 	t.Cleanup(func() {
@@ -154,10 +161,18 @@ func TestNodeEndToEnd(t *testing.T) {
 	ips := map[string]string{"m1": "127.0.0.11", "m2": "127.0.0.12", "m3": "127.0.0.13"}
 	zones := map[string]string{"m1": "za", "m2": "zb", "m3": "zc"}
 	members := map[string]*member{}
+	uidRanges := map[string]string{"m1": "64000-64999", "m2": "65000-65999", "m3": "66000-66999"}
 	for _, name := range []string{"m1", "m2", "m3"} {
 		ip := ips[name]
-		args := []string{"--log-format", "json", "serve", "--name", name, "--bind", ip, "--data-dir", t.TempDir(),
-			"--cluster-secret", secret, "--zone", zones[name], "--anti-entropy-interval", "1s", "--http-addr", ip + ":8080"}
+		dataDir := t.TempDir()
+		for _, d := range []string{filepath.Dir(dataDir), dataDir} {
+			if err := os.Chmod(d, 0o711); err != nil {
+				t.Fatal(err)
+			}
+		}
+		args := []string{"--log-format", "json", "serve", "--name", name, "--bind", ip, "--data-dir", dataDir,
+			"--cluster-secret", secret, "--zone", zones[name], "--anti-entropy-interval", "1s", "--http-addr", ip + ":8080",
+			"--gear-uid-range", uidRanges[name]}
 		if name == "m1" {
 			args = append(args, "--role", "broker,node", "--api-addr", ip+":7480", "--bootstrap-admin", "admin:adminpass1")
 		} else {
@@ -172,6 +187,11 @@ func TestNodeEndToEnd(t *testing.T) {
 		}
 		return b.String()
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(logs())
+		}
+	})
 	ctx := context.Background()
 	api := "http://127.0.0.11:7480"
 	admin := &client.Client{BaseURL: api, User: "admin", Password: "adminpass1"}
@@ -243,8 +263,32 @@ func TestNodeEndToEnd(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "roll-out: 1 of 1 gears") {
 		t.Fatalf("deploy v1 (exit %d):\n%s\n%s%s", code, out, stderr, logs())
 	}
-	if a := askApp(plain, front, host, "GET"); a.err != nil || a.version != "v1" {
-		t.Fatalf("after deploy v1: %+v", a)
+	a := askApp(plain, front, host, "GET")
+	if a.err != nil || a.version != "v1" {
+		req, _ := http.NewRequest("GET", front+"/lb-status?format=json", nil)
+		req.Host = host
+		var st string
+		if resp, err := plain.Do(req); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			st = string(b)
+		}
+		t.Fatalf("after deploy v1: %+v (%v); load balancer: %s", a, a.err, st)
+	}
+	// As root, the app runs as a uid of its own, as node list says.
+	if os.Geteuid() == 0 {
+		nodes, err := admin.Nodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			if !strings.HasPrefix(n.Isolation, "uid+") {
+				t.Errorf("node %s isolates gears by %q", n.Name, n.Isolation)
+			}
+		}
+		if a.uid < 64000 || a.uid > 66999 {
+			t.Errorf("the deployed app runs as uid %d, not one of the nodes' gear uids", a.uid)
+		}
 	}
 
 	// Scale to three: one gear per node (three zones).

@@ -176,11 +176,7 @@ func (g *gear) apply(d desired) {
 	if !prepared {
 		return
 	}
-	prog, key := g.s.program(d, g.dir)
-	if c, ok := prog.(Command); ok {
-		c.jail = g.s.iso.jail(g.id, g.uid, spec.Size)
-		prog = c
-	}
+	prog, key := g.program(d)
 	key = fmt.Sprintf("%s restarts=%d", key, spec.Restarts)
 	if g.proc != nil && key == g.key {
 		return
@@ -200,6 +196,23 @@ func (g *gear) apply(d desired) {
 		g.report(state.GearStopped, "restarting")
 	}
 	g.launch(d, prog, key)
+}
+
+// program returns what the gear runs for d, confined to the gear's uid
+// and limits when the node isolates gears, and its key.
+func (g *gear) program(d desired) (Program, string) { return g.programIn(d, g.id) }
+
+// programIn is program with its runs in the cgroup called cgroup: a
+// gear's side process (handover.go) runs beside its web process, each in
+// a cgroup of its own, since starting a run ends what is left in its
+// cgroup.
+func (g *gear) programIn(d desired, cgroup string) (Program, string) {
+	prog, key := g.s.program(d, g.dir)
+	if c, ok := prog.(Command); ok {
+		c.jail = g.s.iso.jail(cgroup, g.uid, d.gear.Size)
+		prog = c
+	}
+	return prog, key
 }
 
 // readyProbe is how a process of gear spec running d is found ready on

@@ -50,7 +50,7 @@ func (g *gear) handover(d desired, prog Program, key string) bool {
 	}
 	side := d
 	side.gear.Port = alt
-	sideProg, _ := g.s.program(side, g.dir)
+	sideProg, _ := g.programIn(side, g.id+sideSuffix)
 	ready := make(chan struct{})
 	var once sync.Once
 	pc := ProcessConfig{

@@ -41,7 +41,7 @@ func main() {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		time.Sleep(20 * time.Millisecond) // requests are in flight when gears stop
-		fmt.Fprintf(w, "app %s gear %s method %s body %d\n", version, gear, r.Method, n)
+		fmt.Fprintf(w, "app %s gear %s method %s body %d uid %d\n", version, gear, r.Method, n, os.Getuid())
 	})
 	addr := net.JoinHostPort(os.Getenv("GEARBOX_IP"), os.Getenv("PORT"))
 	srv := &http.Server{Addr: addr, Handler: mux}
