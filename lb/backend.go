@@ -20,6 +20,10 @@ type Backend struct {
 	// Local marks the web gear that shares its node and gear with the LB:
 	// the one SetRotation takes out of rotation.
 	Local bool `json:"local"`
+	// HealthPath is the path active checks GET on this backend; empty
+	// for Config.HealthPath. Backends running different versions of an
+	// app (a roll-out) may answer on different paths.
+	HealthPath string `json:"health_path,omitempty"`
 }
 
 // checkBackends reports the first problem in a list of backends.

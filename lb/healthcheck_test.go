@@ -3,6 +3,7 @@ package lb
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -106,6 +107,31 @@ func TestHealthRequest(t *testing.T) {
 	}
 	if path != "/ping" || host != "app-ns.example.com" || method != http.MethodGet {
 		t.Errorf("check was %s %s with Host %q, want GET /ping with Host app-ns.example.com", method, path, host)
+	}
+}
+
+// A backend's own HealthPath wins over the pool's: gears running two
+// versions of an app during a roll-out are each checked on their path.
+func TestHealthPathPerBackend(t *testing.T) {
+	var paths [2]atomic.Value
+	var bes [2]*testBackend
+	for i, id := range []string{"a", "b"} {
+		be := newTestBackend(t, id)
+		be.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { paths[i].Store(r.URL.Path) })
+		bes[i] = be
+	}
+	cfg := testConfig(newFakeClock())
+	cfg.HealthPath = "/ping"
+	a, b := bes[0].backend(), bes[1].backend()
+	b.HealthPath = "/healthz"
+	cfg.Backends = []Backend{a, b}
+	p := newTestPool(t, cfg)
+	p.checkOnce(ctx)
+	if pa, pb := paths[0].Load(), paths[1].Load(); pa != "/ping" || pb != "/healthz" {
+		t.Errorf("checks went to %v and %v, want /ping (the pool's) and /healthz (the backend's)", pa, pb)
+	}
+	if got := p.Status().Backends[1].HealthPath; got != "/healthz" {
+		t.Errorf("status shows health path %q", got)
 	}
 }
 

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"cmp"
 	"context"
 	"log"
 	"net"
@@ -234,7 +235,7 @@ func (p *Pool) newBackend(spec Backend) *backend {
 	b := &backend{
 		Backend:  spec,
 		cookie:   CookieValue(p.cfg.Secret, spec.ID),
-		checkURL: "http://" + spec.Addr + p.cfg.HealthPath,
+		checkURL: "http://" + spec.Addr + cmp.Or(spec.HealthPath, p.cfg.HealthPath),
 		since:    p.clock.Now(),
 		why:      "added",
 	}

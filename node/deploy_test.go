@@ -183,7 +183,8 @@ func TestDeploymentWebCommandAndBuild(t *testing.T) {
 	}
 	n, b := newDeployNode(t)
 	manifest := "web: echo \"$GEARBOX_DEPLOYMENT_ID\" > \"$GEARBOX_DATA_DIR/deployment\"; exec python3 -m http.server \"$PORT\" --bind \"$GEARBOX_IP\"\n" +
-		"build: sleep 0.5 && test -z \"$PORT\" && echo built by \"$GEARBOX_APP\" >> built.txt\n"
+		"build: sleep 0.5 && test -z \"$PORT\" && echo built by \"$GEARBOX_APP\" >> built.txt\n" +
+		"health: /hello.txt\n"
 	app := state.AppKey("ns", "py")
 	id := n.deploy(b, app, tarGz(t, tarFile(ManifestFile, manifest), tarFile("hello.txt", "hello from python")), nil)
 	n.setDeployment("ns", "py", id)
@@ -195,7 +196,11 @@ func TestDeploymentWebCommandAndBuild(t *testing.T) {
 		t.Errorf("status %+v during the build, want building and the port closed", st)
 	}
 	for _, g := range []state.Gear{g1, g2} {
-		n.waitState(g.ID, state.GearStarted)
+		// Started: its health check passed; the status tells load
+		// balancers where to check it.
+		if st := n.waitState(g.ID, state.GearStarted); st.Deployment != id || st.Health != "/hello.txt" {
+			t.Errorf("gear %s status %+v: want deployment %s, health /hello.txt", g.ID, st, short(id))
+		}
 		waitBody(t, "http://"+n.addr(g)+"/hello.txt", "hello from python")
 		if code, body := get(t, "http://"+n.addr(g)+"/built.txt", ""); code != 200 || body != "built by py\n" {
 			t.Errorf("gear %s: built.txt %d %q, want one build's line", g.ID, code, body)

@@ -96,8 +96,8 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := f.s.routes.Load()
 	target, ok := rt.route(r.Host)
 	if sides := *f.s.sides.Load(); ok && len(sides) > 0 {
-		if port, handing := sides[rt.gearOf(r.Host)]; handing {
-			target = net.JoinHostPort(f.s.cfg.Addr, strconv.Itoa(port))
+		if side, handing := sides[rt.gearOf(r.Host)]; handing {
+			target = net.JoinHostPort(f.s.cfg.Addr, strconv.Itoa(side.port))
 		}
 	}
 	if !ok {

@@ -65,6 +65,7 @@ type gear struct {
 	endpoints   []state.Endpoint
 	webUp       bool   // the web process answers
 	running     string // the deployment the web process runs ("" for the welcome page)
+	health      string // its health check path ("" for "/")
 	draining    bool   // the web process is about to stop: load balancers drain it
 	handingOver bool   // a side process serves while the web process restarts
 	lbDown      string // why the load balancer the gear should run does not listen; "" if it does or none is wanted
@@ -215,6 +216,16 @@ func (g *gear) programIn(d desired, cgroup string) (Program, string) {
 	return prog, key
 }
 
+// healthPath is the path that checks GET of a process running d: the
+// deployment's manifest's health: for a web command, "" (for "/")
+// otherwise.
+func healthPath(d desired) string {
+	if d.dep != nil && !d.dep.manifest.Static() && d.dep.manifest.Health != "/" {
+		return d.dep.manifest.Health
+	}
+	return ""
+}
+
 // readyProbe is how a process of gear spec running d is found ready on
 // port: its deployment's health check for a deployed web process, an
 // open port otherwise.
@@ -259,7 +270,7 @@ func (g *gear) launch(d desired, prog Program, key string) {
 		return
 	}
 	g.proc, g.key, g.ready = p, key, ready
-	g.setRunning(d.deployment)
+	g.setRunning(d.deployment, healthPath(d))
 	what := "the welcome page"
 	if d.deployment != "" {
 		what = "deployment " + short(d.deployment)

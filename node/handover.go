@@ -20,6 +20,13 @@ import (
 // and once that one serves, the side process is drained and stopped. The
 // gear's port, as the broker gave it, stays its port.
 
+// sideProc is where a gear's side process listens, and the path its
+// checks GET.
+type sideProc struct {
+	port   int
+	health string
+}
+
 // sideSuffix marks the load balancer backend of a gear's side process.
 const sideSuffix = "-side"
 
@@ -96,7 +103,7 @@ func (g *gear) handover(d desired, prog Program, key string) bool {
 		return true
 	}
 	// Both answer: new requests go to the new process.
-	g.s.setSide(g.id, alt)
+	g.s.setSide(g.id, sideProc{port: alt, health: healthPath(d)})
 	g.setHandingOver(true)
 	defer g.setHandingOver(false)
 	g.s.waitFrontIdle(net.JoinHostPort(g.s.cfg.Addr, strconv.Itoa(d.gear.Port)))
@@ -157,10 +164,10 @@ func sparePort(addr string) (int, error) {
 // setSide sends gear id's requests to its side process on port too: the
 // front routes its hostnames there, and the load balancers of this node
 // get it as one more backend. It returns once both know.
-func (s *Supervisor) setSide(id string, port int) {
+func (s *Supervisor) setSide(id string, side sideProc) {
 	s.lbMu.Lock()
 	m := maps.Clone(*s.sides.Load())
-	m[id] = port
+	m[id] = side
 	s.sides.Store(&m)
 	s.lbMu.Unlock()
 	s.refreshLBs()

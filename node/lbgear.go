@@ -57,10 +57,12 @@ type lbGear struct {
 	gear string // the LB gear's id
 	app  string // its app's key
 	key  string // what it runs with; a changed key restarts it
-	path string // the health check path
-	pool *lb.Pool
-	srv  *lb.FastServer
-	done chan struct{} // closed when srv.Serve returns
+	// pathSet: the app's env sets the health check path for every
+	// backend; else each backend is checked on its own gear's path.
+	pathSet bool
+	pool    *lb.Pool
+	srv     *lb.FastServer
+	done    chan struct{} // closed when srv.Serve returns
 }
 
 // lbConfig returns the load balancer configuration of an LB gear of an app
@@ -185,18 +187,6 @@ func (g *gear) ensureLB(d desired) {
 		return
 	}
 	cfg, errs := g.s.lbConfig(d.env)
-	if _, set := d.env[EnvLBHealthPath]; !set {
-		// The deployment's manifest names the health path; while the
-		// gear's deployment is not ready here, the running load balancer
-		// keeps the path it has.
-		switch dep := g.s.deploys.peek(d.deployment); {
-		case d.deployment == "":
-		case dep != nil && !dep.manifest.Static():
-			cfg.HealthPath = dep.manifest.Health
-		case dep == nil && g.lb != nil:
-			cfg.HealthPath = g.lb.path
-		}
-	}
 	key := lbKey(spec.LBPort, cfg)
 	if g.lb != nil && g.lb.key == key {
 		g.lb.pool.SetRotation(spec.RotatedOut)
@@ -220,7 +210,7 @@ func (g *gear) ensureLB(d desired) {
 		return
 	}
 	l.pool.SetRotation(spec.RotatedOut)
-	l.path = cfg.HealthPath
+	_, l.pathSet = d.env[EnvLBHealthPath]
 	g.lb = l
 	g.log.Info().Int("lb_port", spec.LBPort).Str("balance", cfg.Balance).Str("health", cfg.HealthPath).Msg("load balancer started")
 	g.setLBDown("")
@@ -314,6 +304,11 @@ func (s *Supervisor) setBackendsLocked(l *lbGear, c *backendCache) error {
 		c = &backendCache{}
 	}
 	list := s.appBackends(l.app, l.gear, c)
+	if l.pathSet {
+		for i := range list {
+			list[i].HealthPath = ""
+		}
+	}
 	in := make(map[string]bool, len(list))
 	for _, b := range list {
 		in[b.ID] = true
@@ -367,6 +362,7 @@ type backendCache struct {
 	gears    []state.Gear
 	nodes    map[string]string // node name to address
 	draining map[string]bool   // gears whose status asks for a drain
+	health   map[string]string // gears' health check paths, from their statuses
 }
 
 // appBackends returns the backends of the load balancer of LB gear lbID:
@@ -400,12 +396,18 @@ func (s *Supervisor) appBackends(app, lbID string, c *backendCache) []lb.Backend
 			s.log.Warn().Err(err).Msg("list gears failed")
 		}
 		c.nodes[s.name] = s.cfg.Addr
-		c.draining = make(map[string]bool)
+		c.draining, c.health = make(map[string]bool), make(map[string]string)
 		if recs, err := s.st.List(state.BucketGearStatus); err == nil {
 			for _, r := range recs {
 				var st state.GearStatus
-				if r.Decode(&st) == nil && st.Draining {
+				if r.Decode(&st) != nil {
+					continue
+				}
+				if st.Draining {
 					c.draining[r.Key] = true
+				}
+				if st.Health != "" {
+					c.health[r.Key] = st.Health
 				}
 			}
 		} else {
@@ -428,9 +430,11 @@ func (s *Supervisor) appBackends(app, lbID string, c *backendCache) []lb.Backend
 	sides := *s.sides.Load()
 	for _, g := range gs {
 		local := g.ID == lbID && g.Node == s.name
-		out = append(out, lb.Backend{ID: g.ID, Addr: net.JoinHostPort(c.nodes[g.Node], strconv.Itoa(g.Port)), Local: local})
-		if port, ok := sides[g.ID]; ok && g.Node == s.name {
-			out = append(out, lb.Backend{ID: g.ID + sideSuffix, Addr: net.JoinHostPort(s.cfg.Addr, strconv.Itoa(port)), Local: local})
+		out = append(out, lb.Backend{ID: g.ID, Addr: net.JoinHostPort(c.nodes[g.Node], strconv.Itoa(g.Port)), Local: local,
+			HealthPath: c.health[g.ID]})
+		if side, ok := sides[g.ID]; ok && g.Node == s.name {
+			out = append(out, lb.Backend{ID: g.ID + sideSuffix, Addr: net.JoinHostPort(s.cfg.Addr, strconv.Itoa(side.port)), Local: local,
+				HealthPath: side.health})
 		}
 	}
 	return out

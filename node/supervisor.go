@@ -62,7 +62,7 @@ type Supervisor struct {
 	routes atomic.Pointer[routeTable]
 	// sides are the ports of the side processes of gears handing over
 	// (see handover.go), by gear id; replaced whole under lbMu.
-	sides      atomic.Pointer[map[string]int]
+	sides      atomic.Pointer[map[string]sideProc]
 	routesKick chan struct{} // asks the reconcile loop to rebuild routes and refresh load balancers
 	front      *front
 
@@ -115,7 +115,7 @@ func New(cfg Config) (*Supervisor, error) {
 	s.program = s.defaultProgram
 	s.deploys = newDeployer(s)
 	s.routes.Store(&routeTable{})
-	s.sides.Store(&map[string]int{})
+	s.sides.Store(&map[string]sideProc{})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }

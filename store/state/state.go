@@ -198,6 +198,9 @@ type GearStatus struct {
 	// Deployment is what the gear's web process runs (empty: the welcome
 	// page): with State started, that deployment passed its health check.
 	Deployment string `json:"deployment,omitempty"`
+	// Health is the path that checks of the web process GET (the
+	// manifest's health: of the deployment it runs); empty for "/".
+	Health string `json:"health,omitempty"`
 	// Draining asks every load balancer to send the gear no new requests:
 	// its node is about to stop its web process.
 	Draining  bool      `json:"draining,omitempty"`
