@@ -58,6 +58,16 @@ type fastClient struct {
 	bw     *bufio.Writer
 	remote string
 	state  atomic.Int32
+	start  time.Time // when the current request began to be read
+}
+
+// extendWrite moves the client's deadline on when the answer comes late:
+// the client timeout is a time without progress.
+func (fc *fastClient) extendWrite() {
+	if now := time.Now(); now.Sub(fc.start) > fc.s.cfg.ClientTimeout/2 {
+		fc.start = now
+		fc.c.SetDeadline(now.Add(fc.s.cfg.ClientTimeout))
+	}
 }
 
 type fastBackendConn struct {
@@ -200,7 +210,10 @@ func (fc *fastClient) serve() {
 		if s.closing.Load() {
 			return
 		}
-		fc.c.SetReadDeadline(time.Now().Add(s.cfg.ClientTimeout))
+		// One deadline for reading the request and writing its answer;
+		// relay moves it on if the backend took long.
+		fc.start = time.Now()
+		fc.c.SetDeadline(fc.start.Add(s.cfg.ClientTimeout))
 		if _, err := fc.br.Peek(1); err != nil {
 			return
 		}
@@ -275,6 +288,11 @@ func (fc *fastClient) handle(req *http.Request) bool {
 		}
 	}
 	hasBody := req.ContentLength != 0 && req.Body != nil && req.Body != http.NoBody
+	var eb *extendingBody
+	if hasBody {
+		eb = &extendingBody{r: req.Body, fc: fc}
+		req.Body = eb
+	}
 	var tried []*backend
 	var triedBuf [4]*backend
 	tried = triedBuf[:0]
@@ -309,9 +327,12 @@ func (fc *fastClient) handle(req *http.Request) bool {
 			p.retries.Add(1)
 			continue
 		}
+		bc.c.SetDeadline(time.Now().Add(p.cfg.ServerTimeout))
+		if eb != nil {
+			eb.bc, eb.last = bc, time.Now()
+		}
 		err = p.writeRequest(bc, req, b)
 		if err == nil {
-			bc.c.SetReadDeadline(time.Now().Add(p.cfg.ServerTimeout))
 			resp, err = http.ReadResponse(bc.br, req)
 		}
 		if err == nil {
@@ -344,7 +365,7 @@ func (fc *fastClient) relay(req *http.Request, resp *http.Response, bc *fastBack
 	// Informational answers go to the client as they come.
 	for resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 		fc.bw.WriteString("HTTP/1.1 " + resp.Status + "\r\n")
-		resp.Header.Write(fc.bw)
+		writeHeader(fc.bw, resp.Header)
 		fc.bw.WriteString("\r\n")
 		fc.bw.Flush()
 		var err error
@@ -392,7 +413,7 @@ func (fc *fastClient) relay(req *http.Request, resp *http.Response, bc *fastBack
 	if !keep {
 		framing += "Connection: close\r\n"
 	}
-	fc.c.SetWriteDeadline(time.Now().Add(s.cfg.ClientTimeout))
+	fc.extendWrite()
 	fc.writeHead(resp, framing)
 	var copyErr error
 	if !bodyless {
@@ -427,6 +448,45 @@ func (fc *fastClient) relay(req *http.Request, resp *http.Response, bc *fastBack
 	return flushErr == nil && keep && drainBody(req)
 }
 
+// extendingBody is a request body being sent to a backend: a long upload
+// moves the client's and the backend's deadlines on as it progresses,
+// since both timeouts are times without progress.
+type extendingBody struct {
+	r    io.ReadCloser
+	fc   *fastClient
+	bc   *fastBackendConn
+	last time.Time
+}
+
+func (e *extendingBody) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if now := time.Now(); now.Sub(e.last) > time.Second {
+		e.last = now
+		e.fc.extendWrite()
+		if e.bc != nil {
+			e.bc.c.SetDeadline(now.Add(e.fc.s.p.cfg.ServerTimeout))
+		}
+	}
+	return n, err
+}
+
+func (e *extendingBody) Close() error { return e.r.Close() }
+
+// writeHeader writes h's fields in map order: unlike http.Header.Write it
+// does not sort them, which costs allocations on every message. Values
+// come from a parsed message (which cannot hold CR or LF) or from the
+// proxy itself.
+func writeHeader(bw *bufio.Writer, h http.Header) {
+	for k, vs := range h {
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+}
+
 // readErr marks an error reading from the backend during a body copy.
 type readErr struct{ error }
 
@@ -443,8 +503,17 @@ func copyBody(w io.Writer, body io.Reader, bc *fastBackendConn, fc *fastClient, 
 	defer copyBufs.Put(bp)
 	buf := *bp
 	timeout := fc.s.p.cfg.ServerTimeout
+	last := time.Now()
 	for {
-		bc.c.SetReadDeadline(time.Now().Add(timeout))
+		if bc.br.Buffered() == 0 {
+			// The backend's socket is read: the server timeout is a time
+			// without data, and the client's deadline moves on with it.
+			if now := time.Now(); now.Sub(last) > time.Second {
+				last = now
+				bc.c.SetReadDeadline(now.Add(timeout))
+				fc.extendWrite()
+			}
+		}
 		n, err := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
@@ -476,7 +545,7 @@ func (fc *fastClient) writeHead(resp *http.Response, framing string) {
 	bw.WriteString("HTTP/1.1 ")
 	bw.WriteString(status)
 	bw.WriteString("\r\n")
-	resp.Header.Write(bw)
+	writeHeader(bw, resp.Header)
 	bw.WriteString(framing)
 	bw.WriteString("\r\n")
 }
@@ -497,7 +566,7 @@ func (fc *fastClient) writePage(code int, close bool) bool {
 	}
 	bw.WriteString("\r\n")
 	bw.WriteString(body)
-	fc.c.SetWriteDeadline(time.Now().Add(fc.s.cfg.ClientTimeout))
+	fc.extendWrite()
 	return bw.Flush() == nil
 }
 
@@ -530,7 +599,7 @@ func (fc *fastClient) writeRecorded(rec *pageRecorder, req *http.Request, keep b
 	if req.Method != http.MethodHead {
 		fc.bw.Write(rec.body.Bytes())
 	}
-	fc.c.SetWriteDeadline(time.Now().Add(fc.s.cfg.ClientTimeout))
+	fc.extendWrite()
 	return fc.bw.Flush() == nil
 }
 
@@ -564,7 +633,7 @@ func (s *FastServer) backendConn(addr string, upgrade bool) (*fastBackendConn, b
 		for len(list) > 0 {
 			bc := list[len(list)-1]
 			list = list[:len(list)-1]
-			if now.Sub(bc.used) < idleConnTimeout && idleAlive(bc.c) {
+			if idle := now.Sub(bc.used); idle < idleConnTimeout && (idle < peekAfter || idleAlive(bc.c)) {
 				s.idle[addr] = list
 				s.mu.Unlock()
 				return bc, true, nil
@@ -582,6 +651,12 @@ func (s *FastServer) backendConn(addr string, upgrade bool) (*fastBackendConn, b
 	bc.bw = bufio.NewWriterSize(bc, 4096)
 	return bc, false, nil
 }
+
+// peekAfter is how long a backend connection must have been idle before
+// it is checked with idleAlive: under load connections go back out at
+// once, and a backend seldom closes one it has just answered on (a GET
+// that meets one is tried again on a new connection).
+const peekAfter = 250 * time.Millisecond
 
 // idleAlive reports whether an idle backend connection is still open
 // and has sent nothing: a backend that closed it (restart, idle timeout)
@@ -610,7 +685,7 @@ func idleAlive(c net.Conn) bool {
 // MaxIdleConns.
 func (s *FastServer) putBackendConn(addr string, bc *fastBackendConn) {
 	bc.used = time.Now()
-	bc.c.SetReadDeadline(time.Time{})
+	bc.c.SetDeadline(time.Time{})
 	s.mu.Lock()
 	if !s.closing.Load() && len(s.idle[addr]) < s.cfg.MaxIdleConns {
 		s.idle[addr] = append(s.idle[addr], bc)
@@ -703,9 +778,7 @@ func (p *Pool) writeRequest(bc *fastBackendConn, req *http.Request, b *backend) 
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(req.Host)
 	bw.WriteString("\r\n")
-	if err := req.Header.Write(bw); err != nil {
-		return err
-	}
+	writeHeader(bw, req.Header)
 	hasBody := req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0
 	switch {
 	case req.ContentLength > 0:
@@ -734,7 +807,6 @@ func (p *Pool) writeRequest(bc *fastBackendConn, req *http.Request, b *backend) 
 			bw.WriteString("\r\n")
 		}
 	}
-	bc.c.SetWriteDeadline(time.Now().Add(p.cfg.ServerTimeout))
 	return bw.Flush()
 }
 
