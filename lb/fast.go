@@ -302,7 +302,9 @@ func (fc *fastClient) handle(req *http.Request) bool {
 	for {
 		var reused bool
 		var err error
-		bc, reused, err = s.backendConn(b.Addr, upgrade)
+		// A request that may go twice goes again if its kept-alive
+		// connection turns out closed; others check it first.
+		bc, reused, err = s.backendConn(b.Addr, upgrade, hasBody || !replayable(req.Method))
 		if err != nil {
 			// Nothing was sent: another backend may take it.
 			b.errors.Add(1)
@@ -624,8 +626,9 @@ func replayable(method string) bool {
 }
 
 // backendConn returns a kept-alive connection to addr, or a new one
-// (reused false). Upgrades always get a new one.
-func (s *FastServer) backendConn(addr string, upgrade bool) (*fastBackendConn, bool, error) {
+// (reused false). Upgrades always get a new one. With check, a kept-alive
+// connection is first checked for a close by the backend (idleAlive).
+func (s *FastServer) backendConn(addr string, upgrade, check bool) (*fastBackendConn, bool, error) {
 	if !upgrade {
 		now := time.Now()
 		s.mu.Lock()
@@ -633,7 +636,7 @@ func (s *FastServer) backendConn(addr string, upgrade bool) (*fastBackendConn, b
 		for len(list) > 0 {
 			bc := list[len(list)-1]
 			list = list[:len(list)-1]
-			if idle := now.Sub(bc.used); idle < idleConnTimeout && (idle < peekAfter || idleAlive(bc.c)) {
+			if now.Sub(bc.used) < idleConnTimeout && (!check || idleAlive(bc.c)) {
 				s.idle[addr] = list
 				s.mu.Unlock()
 				return bc, true, nil
@@ -651,12 +654,6 @@ func (s *FastServer) backendConn(addr string, upgrade bool) (*fastBackendConn, b
 	bc.bw = bufio.NewWriterSize(bc, 4096)
 	return bc, false, nil
 }
-
-// peekAfter is how long a backend connection must have been idle before
-// it is checked with idleAlive: under load connections go back out at
-// once, and a backend seldom closes one it has just answered on (a GET
-// that meets one is tried again on a new connection).
-const peekAfter = 250 * time.Millisecond
 
 // idleAlive reports whether an idle backend connection is still open
 // and has sent nothing: a backend that closed it (restart, idle timeout)

@@ -230,3 +230,41 @@ func TestRetryBody(t *testing.T) {
 		}
 	})
 }
+
+// Kept-alive backend connections that the backend closed (a restart, an
+// idle timeout) fail no request: a GET goes again on a new connection, a
+// POST is sent only on a connection found open.
+func TestClosedKeptAliveConnections(t *testing.T) {
+	if handlerPath {
+		// net/http's transport learns of a close from a read loop of its
+		// own, and may send a POST on the connection before it has.
+		t.Skip("FastServer only: ServeHTTP's transport can race a backend's close")
+	}
+	be := newTestBackend(t, "a")
+	cfg := testConfig(newFakeClock())
+	cfg.Backends = []Backend{be.backend()}
+	p := newTestPool(t, cfg)
+	url, c := front(t, p)
+	for round := range 3 {
+		for _, method := range []string{http.MethodGet, http.MethodPost} {
+			body := func() io.Reader {
+				if method == http.MethodPost {
+					return strings.NewReader("x")
+				}
+				return nil
+			}
+			// Several connections kept alive, then closed by the backend.
+			for range 4 {
+				if r := send(t, c, method, url+"/", "", body()); r.code != http.StatusOK {
+					t.Fatalf("round %d: %s before the close: %d", round, method, r.code)
+				}
+			}
+			be.CloseClientConnections()
+			for i := range 4 {
+				if r := send(t, c, method, url+"/", "", body()); r.code != http.StatusOK {
+					t.Fatalf("round %d: %s %d after the backend closed its connections: %d %q", round, method, i, r.code, r.body)
+				}
+			}
+		}
+	}
+}
