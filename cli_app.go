@@ -19,14 +19,15 @@ var appEvents = []struct {
 	usage   string
 	event   string
 	summary bool // print the app's gear and LB summary after the messages
+	follow  bool // follow the roll-out the event starts
 }{
-	{"start", nil, "start an application", "start", false},
-	{"stop", nil, "stop an application", "stop", false},
-	{"restart", nil, "restart an application", "restart", false},
-	{"enable-ha", []string{"make-ha"}, "make a scalable application highly available (two or more LB gears)", "make-ha", true},
-	{"disable-ha", nil, "return an application to one LB gear", "disable-ha", true},
-	{"scale-up", nil, "add a gear to a scalable application", "scale-up", true},
-	{"scale-down", nil, "remove a gear from a scalable application", "scale-down", true},
+	{"start", nil, "start an application", "start", false, false},
+	{"stop", nil, "stop an application", "stop", false, false},
+	{"restart", nil, "restart an application's gears, one at a time", "restart", false, true},
+	{"enable-ha", []string{"make-ha"}, "make a scalable application highly available (two or more LB gears)", "make-ha", true, false},
+	{"disable-ha", nil, "return an application to one LB gear", "disable-ha", true, false},
+	{"scale-up", nil, "add a gear to a scalable application", "scale-up", true, false},
+	{"scale-down", nil, "remove a gear from a scalable application", "scale-down", true, false},
 }
 
 // appFlags are the flags of every app subcommand, then extra.
@@ -129,12 +130,16 @@ func appCommand() *cli.Command {
 		},
 	}
 	for _, e := range appEvents {
+		flags := appFlags()
+		if e.follow {
+			flags = appFlags(waitFlags()...)
+		}
 		cmds = append(cmds, &cli.Command{
 			Name:      e.name,
 			Aliases:   e.aliases,
 			Usage:     e.usage,
 			UsageText: "gearbox app " + e.name + " APP -n NAMESPACE [flags]",
-			Flags:     appFlags(),
+			Flags:     flags,
 			Action: clientAction([]string{"APP"}, func(s *session) error {
 				ns, err := s.namespace()
 				if err != nil {
@@ -143,6 +148,17 @@ func appCommand() *cli.Command {
 				a, msgs, err := s.api.AppEvent(s.ctx(), ns, s.arg(0), e.event)
 				if err != nil {
 					return err
+				}
+				if e.follow {
+					s.messages(msgs)
+					ro, err := s.api.Rollout(s.ctx(), ns, s.arg(0))
+					if err != nil {
+						return err
+					}
+					if _, err := s.waitRollout(ns, s.arg(0), ro.Deployment); err != nil {
+						return err
+					}
+					msgs = nil
 				}
 				var table func(io.Writer) error
 				if e.summary {

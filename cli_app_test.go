@@ -219,11 +219,31 @@ func TestAppEvents(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.cmd, func(t *testing.T) {
 			fb.on("POST", path, fakeReply{data: appJSON, msgs: []string{tt.msg}})
-			out, _, err := runCLI(t, "app", tt.cmd, "web", "-n", "ns")
+			restart := tt.cmd == "restart"
+			if restart {
+				// restart follows the roll-out it starts.
+				fb.on("GET", "/broker/rest/domains/ns/applications/web/rollout",
+					fakeReply{data: `{"deployment":"","restarts":1,"state":"done","done":3,"total":3,"message":"every gear runs the welcome page"}`})
+			}
+			out, errOut, err := runCLI(t, "app", tt.cmd, "web", "-n", "ns")
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantRequest(t, fb.last(), "POST", path, map[string]string{"event": tt.event})
+			if restart {
+				reqs := fb.requests()
+				if len(reqs) < 2 {
+					t.Fatalf("restart sent %+v, want the event and roll-out reads", reqs)
+				}
+				wantRequest(t, reqs[0], "POST", path, map[string]string{"event": tt.event})
+				for _, r := range reqs[1:] {
+					wantRequest(t, r, "GET", "/broker/rest/domains/ns/applications/web/rollout", nil)
+				}
+				if !strings.Contains(errOut, "roll-out: 3 of 3 gears; every gear runs the welcome page") {
+					t.Errorf("restart stderr %q, want the roll-out's progress", errOut)
+				}
+			} else {
+				wantRequest(t, fb.last(), "POST", path, map[string]string{"event": tt.event})
+			}
 			if !strings.HasPrefix(out, tt.msg+"\n") {
 				t.Errorf("output = %q, want the broker's message first", out)
 			}
@@ -233,7 +253,7 @@ func TestAppEvents(t *testing.T) {
 			}
 
 			// --json: the app on stdout, the message on stderr.
-			out, errOut, err := runCLI(t, "app", tt.cmd, "web", "-n", "ns", "--json")
+			out, errOut, err = runCLI(t, "app", tt.cmd, "web", "-n", "ns", "--json")
 			if err != nil {
 				t.Fatal(err)
 			}

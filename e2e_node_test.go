@@ -432,7 +432,7 @@ func TestNodeEndToEnd(t *testing.T) {
 			t.Fatalf("after the roll-out: %+v", a)
 		}
 	}
-	t.Logf("rolling deploy: %d requests, none failed; answers by version %v", n, load.byVer)
+	t.Logf("rolling deploy: %d requests (%d failed); answers by version %v", n, len(fails), load.byVer)
 
 	// SIGKILL of a whole node (member and gears) that has no LB gear:
 	// its gear drops out of rotation within two checks (2 s apart) and

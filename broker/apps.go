@@ -477,10 +477,12 @@ func (pl *plan) control(ev string) (string, error) {
 		}
 		return fmt.Sprintf("Application %s has started", a.Name), nil
 	default:
-		for i := range pl.gears {
-			pl.gears[i].Restarts++
-			pl.dirty[pl.gears[i].ID] = true
+		// The roll-out restarts the gears one at a time, each once the
+		// one before passes its health check.
+		for _, g := range pl.gears {
+			a.Restarts = max(a.Restarts, g.Restarts)
 		}
+		a.Restarts++
 		return fmt.Sprintf("Application %s has restarted", a.Name), nil
 	}
 }

@@ -124,7 +124,7 @@ func (p *plan) addGear() error {
 	p.app.NextGear++
 	g := state.Gear{ID: randomID(12), App: state.AppKey(p.app.Domain, p.app.Name), AppName: p.app.Name, Domain: p.app.Domain,
 		Node: node, Size: p.app.GearSize, Cartridge: p.app.Cartridge, State: p.app.State, Ordinal: p.app.NextGear,
-		Deployment: p.app.Deployment, CreatedAt: p.b.cfg.Now()}
+		Deployment: p.app.Deployment, Restarts: p.app.Restarts, CreatedAt: p.b.cfg.Now()}
 	if g.Port, err = p.cv.port(node); err != nil {
 		return errorf(http.StatusServiceUnavailable, 140, "%s", err.Error())
 	}

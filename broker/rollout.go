@@ -118,19 +118,20 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 	now := b.cfg.Now()
 	sort.Slice(gs, func(i, j int) bool { return gs[i].Ordinal < gs[j].Ordinal })
 
-	r := state.Rollout{App: key, Deployment: target, State: state.RolloutRolling, StartedAt: now}
-	if cur != nil && cur.Deployment == target {
+	r := state.Rollout{App: key, Deployment: target, Restarts: a.Restarts, State: state.RolloutRolling, StartedAt: now}
+	same := cur != nil && cur.Deployment == target && cur.Restarts == a.Restarts
+	if same {
 		r = *cur
 	}
 	settle := b.rolloutSettle(a)
 	var moved, pending, inflight []state.Gear
 	healthy := func(g state.Gear) bool {
 		s, ok := status[g.ID]
-		return ok && s.Node == g.Node && s.State == state.GearStarted && s.Deployment == target
+		return ok && s.Node == g.Node && s.State == state.GearStarted && s.Deployment == target && s.Restarts >= a.Restarts
 	}
 	for _, g := range gs {
 		switch {
-		case g.Deployment != target:
+		case g.Deployment != target || g.Restarts < a.Restarts:
 			pending = append(pending, g)
 		case g.State == state.GearStarted && alive[g.Node] && !healthy(g):
 			inflight = append(inflight, g)
@@ -149,7 +150,7 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 			moved = append(moved, g)
 		}
 	}
-	if len(pending) == 0 && (cur == nil || (cur.Deployment == target && cur.State == state.RolloutDone)) {
+	if len(pending) == 0 && (cur == nil || (same && cur.State == state.RolloutDone)) {
 		// Nothing to move. A gear that fails after its roll-out is done
 		// is the healer's business, not the roll-out's.
 		return nil
@@ -157,6 +158,7 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 	var ops []store.Op
 	move := func(g state.Gear) {
 		g.Deployment = target
+		g.Restarts = max(g.Restarts, a.Restarts)
 		ops = append(ops, store.Op{Bucket: state.BucketGears, Key: g.ID, Value: g})
 		moved = append(moved, g)
 	}
@@ -169,9 +171,9 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 			r.Gear, r.GearSince, r.GearHealthy = g.ID, now, time.Time{}
 		}
 		r.State = state.RolloutRolling
-		r.Message = fmt.Sprintf("waiting for gear %s to pass its health check on deployment %s", g.ID, short(target))
+		r.Message = fmt.Sprintf("waiting for gear %s to pass its health check on %s", g.ID, what(target))
 		if !r.GearHealthy.IsZero() {
-			r.Message = fmt.Sprintf("gear %s runs deployment %s; waiting %s for load balancers to take it back", g.ID, short(target), settle)
+			r.Message = fmt.Sprintf("gear %s runs %s; waiting %s for load balancers to take it back", g.ID, what(target), settle)
 		} else if waited := now.Sub(r.GearSince); waited > b.cfg.RolloutTimeout {
 			r.State = state.RolloutFailed
 			why := "no status reported"
@@ -181,7 +183,7 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 					why += ": " + s.Reason
 				}
 			}
-			r.Message = fmt.Sprintf("gear %s did not pass its health check on deployment %s within %s (%s); the roll-out stopped, the other gears run what they ran", g.ID, short(target), b.cfg.RolloutTimeout, why)
+			r.Message = fmt.Sprintf("gear %s did not pass its health check on %s within %s (%s); the roll-out stopped, the other gears run what they ran", g.ID, what(target), b.cfg.RolloutTimeout, why)
 			if cur == nil || cur.State != state.RolloutFailed {
 				b.log.Warn().Str("app", a.Name).Str("domain", a.Domain).Str("gear", g.ID).Str("deployment", target).Str("why", why).Msg("roll-out failed")
 			}
@@ -206,17 +208,17 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 			move(g)
 			inflight = append(inflight, g) // not done until it passes its check
 			r.State, r.Gear, r.GearSince, r.GearHealthy = state.RolloutRolling, g.ID, now, time.Time{}
-			r.Message = fmt.Sprintf("moving gear %s to deployment %s", g.ID, short(target))
+			r.Message = fmt.Sprintf("moving gear %s to %s", g.ID, what(target))
+			if g.Deployment == target && status[g.ID].Deployment == target {
+				r.Message = fmt.Sprintf("restarting gear %s", g.ID)
+			}
 			b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("gear", g.ID).Str("deployment", target).Msg("roll-out moves gear")
 		} else {
 			if r.State != state.RolloutDone {
 				b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("deployment", target).Int("gears", len(gs)).Msg("roll-out done")
 			}
 			r.State, r.Gear, r.GearSince, r.GearHealthy = state.RolloutDone, "", time.Time{}, time.Time{}
-			r.Message = fmt.Sprintf("every gear runs deployment %s", short(target))
-			if target == "" {
-				r.Message = "every gear runs the welcome page"
-			}
+			r.Message = fmt.Sprintf("every gear runs %s", what(target))
 		}
 	}
 	r.Done, r.Total = len(moved)-len(inflight), len(gs)
@@ -257,6 +259,14 @@ func sameRollout(x, y state.Rollout) bool {
 	return x == y
 }
 
+// what names deployment id in messages.
+func what(id string) string {
+	if id == "" {
+		return "the welcome page"
+	}
+	return "deployment " + short(id)
+}
+
 // short is the first 12 hex digits of a deployment id, as logs and
 // messages show it.
 func short(id string) string {
@@ -275,7 +285,7 @@ func (b *Broker) getRollout(w http.ResponseWriter, r *http.Request, u *state.Use
 	}
 	key := state.AppKey(a.Domain, a.Name)
 	var ro state.Rollout
-	if _, err := b.st.Get(state.BucketRollouts, key, &ro); errors.Is(err, store.ErrNotFound) || (err == nil && ro.Deployment != a.Deployment) {
+	if _, err := b.st.Get(state.BucketRollouts, key, &ro); errors.Is(err, store.ErrNotFound) || (err == nil && (ro.Deployment != a.Deployment || ro.Restarts != a.Restarts)) {
 		// Not stepped yet (or never needed): every gear is still to move.
 		gears, err := list[state.Gear](b.st, state.BucketGears)
 		if err != nil {
@@ -284,11 +294,11 @@ func (b *Broker) getRollout(w http.ResponseWriter, r *http.Request, u *state.Use
 		gs := gearsOf(gears, key)
 		done := 0
 		for _, g := range gs {
-			if g.Deployment == a.Deployment {
+			if g.Deployment == a.Deployment && g.Restarts >= a.Restarts {
 				done++
 			}
 		}
-		ro = state.Rollout{App: key, Deployment: a.Deployment, State: state.RolloutRolling, Done: done, Total: len(gs),
+		ro = state.Rollout{App: key, Deployment: a.Deployment, Restarts: a.Restarts, State: state.RolloutRolling, Done: done, Total: len(gs),
 			Message: "waiting for the broker leader to start the roll-out"}
 		if done == len(gs) {
 			ro.State, ro.Message = state.RolloutDone, "every gear runs the deployment"

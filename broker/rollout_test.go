@@ -117,6 +117,56 @@ func TestRolloutOneGearAtATime(t *testing.T) {
 	})
 }
 
+// A restart is rolled out like a deployment: one gear at a time, each
+// once the one before runs again; a gear added meanwhile starts with the
+// app's restart count.
+func TestRolloutRestart(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	c.domain(t, admin, "ns")
+	c.createApp(t, admin, "ns", "web", url.Values{"scale": {"true"}})
+	c.event(t, admin, "ns", "web", "scale-up")
+	c.event(t, admin, "ns", "web", "scale-up")
+	for _, g := range c.gears(t, "ns", "web") {
+		c.report(t, g, state.GearStarted, "")
+	}
+	c.event(t, admin, "ns", "web", "restart")
+	restarted := func() []state.Gear {
+		var out []state.Gear
+		for _, g := range c.gears(t, "ns", "web") {
+			if g.Restarts == 1 {
+				out = append(out, g)
+			}
+		}
+		return out
+	}
+	seen := map[string]bool{}
+	for step := 1; step <= 3; step++ {
+		waitFor(t, 10*time.Second, fmt.Sprintf("%d gears restarted", step), func() bool { return len(restarted()) == step })
+		c.waitRolloutPasses(t, 2)
+		if n := len(restarted()); n != step {
+			t.Fatalf("step %d: %d gears restarted before the restarted one ran again", step, n)
+		}
+		for _, g := range restarted() {
+			if !seen[g.ID] {
+				seen[g.ID] = true
+				s := state.GearStatus{ID: g.ID, Node: g.Node, State: state.GearStarted, Restarts: 1, UpdatedAt: time.Now()}
+				if _, err := c.node(t, g.Node).st.Put(context.Background(), state.BucketGearStatus, g.ID, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	waitFor(t, 10*time.Second, "restart done", func() bool {
+		r := c.rollout(t, "ns", "web")
+		return r.State == state.RolloutDone && r.Restarts == 1 && r.Done == 3
+	})
+	c.event(t, admin, "ns", "web", "scale-up")
+	gs := c.gears(t, "ns", "web")
+	if last := gs[len(gs)-1]; last.Restarts != 1 {
+		t.Errorf("gear added after the restart has restarts %d, want 1", last.Restarts)
+	}
+}
+
 // A gear that does not pass its check in time stops the roll-out; the
 // other gears keep what they ran. Passing later resumes it; activating
 // the old deployment rolls back.

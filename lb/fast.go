@@ -304,7 +304,7 @@ func (fc *fastClient) handle(req *http.Request) bool {
 		var err error
 		// A request that may go twice goes again if its kept-alive
 		// connection turns out closed; others check it first.
-		bc, reused, err = s.backendConn(b.Addr, upgrade, hasBody || !replayable(req.Method))
+		bc, reused, err = s.backendConn(b.Addr, upgrade || staleRetried, hasBody || !replayable(req.Method))
 		if err != nil {
 			// Nothing was sent: another backend may take it.
 			b.errors.Add(1)
@@ -345,7 +345,10 @@ func (fc *fastClient) handle(req *http.Request) bool {
 		// without a body that may be sent twice goes again, once, on a
 		// new connection.
 		if reused && !staleRetried && !hasBody && replayable(req.Method) && bc.br.Buffered() == 0 && !isTimeout(err) {
+			// The other idle connections to it are likely closed too (a
+			// restart): the retry takes a new one, and they go.
 			staleRetried = true
+			s.dropIdle(b.Addr)
 			continue
 		}
 		b.errors.Add(1)
@@ -626,10 +629,10 @@ func replayable(method string) bool {
 }
 
 // backendConn returns a kept-alive connection to addr, or a new one
-// (reused false). Upgrades always get a new one. With check, a kept-alive
+// (reused false). With fresh (an upgrade, a retry), always a new one. With check, a kept-alive
 // connection is first checked for a close by the backend (idleAlive).
-func (s *FastServer) backendConn(addr string, upgrade, check bool) (*fastBackendConn, bool, error) {
-	if !upgrade {
+func (s *FastServer) backendConn(addr string, fresh, check bool) (*fastBackendConn, bool, error) {
+	if !fresh {
 		now := time.Now()
 		s.mu.Lock()
 		list := s.idle[addr]
@@ -676,6 +679,17 @@ func idleAlive(c net.Conn) bool {
 		return true
 	})
 	return err == nil && alive
+}
+
+// dropIdle closes the idle connections to addr.
+func (s *FastServer) dropIdle(addr string) {
+	s.mu.Lock()
+	list := s.idle[addr]
+	delete(s.idle, addr)
+	s.mu.Unlock()
+	for _, bc := range list {
+		bc.c.Close()
+	}
 }
 
 // putBackendConn keeps bc for the next request to addr, up to

@@ -5,8 +5,10 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // onlyReader wraps a reader so that net/http sends it chunked, its length
@@ -241,6 +243,10 @@ func TestClosedKeptAliveConnections(t *testing.T) {
 		t.Skip("FastServer only: ServeHTTP's transport can race a backend's close")
 	}
 	be := newTestBackend(t, "a")
+	be.handle = func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond) // requests overlap: several connections
+		io.WriteString(w, "ok")
+	}
 	cfg := testConfig(newFakeClock())
 	cfg.Backends = []Backend{be.backend()}
 	p := newTestPool(t, cfg)
@@ -253,12 +259,17 @@ func TestClosedKeptAliveConnections(t *testing.T) {
 				}
 				return nil
 			}
-			// Several connections kept alive, then closed by the backend.
+			// Several connections kept alive (requests at once), then
+			// closed by the backend.
+			var wg sync.WaitGroup
 			for range 4 {
-				if r := send(t, c, method, url+"/", "", body()); r.code != http.StatusOK {
-					t.Fatalf("round %d: %s before the close: %d", round, method, r.code)
-				}
+				wg.Go(func() {
+					if r := send(t, c, method, url+"/", "", body()); r.code != http.StatusOK {
+						t.Errorf("round %d: %s before the close: %d", round, method, r.code)
+					}
+				})
 			}
+			wg.Wait()
 			be.CloseClientConnections()
 			for i := range 4 {
 				if r := send(t, c, method, url+"/", "", body()); r.code != http.StatusOK {

@@ -66,6 +66,7 @@ type gear struct {
 	webUp       bool   // the web process answers
 	running     string // the deployment the web process runs ("" for the welcome page)
 	health      string // its health check path ("" for "/")
+	restarts    int    // the gear record's Restarts it was started for
 	draining    bool   // the web process is about to stop: load balancers drain it
 	handingOver bool   // a side process serves while the web process restarts
 	lbDown      string // why the load balancer the gear should run does not listen; "" if it does or none is wanted
@@ -270,7 +271,7 @@ func (g *gear) launch(d desired, prog Program, key string) {
 		return
 	}
 	g.proc, g.key, g.ready = p, key, ready
-	g.setRunning(d.deployment, healthPath(d))
+	g.setRunning(d.deployment, healthPath(d), spec.Restarts)
 	what := "the welcome page"
 	if d.deployment != "" {
 		what = "deployment " + short(d.deployment)

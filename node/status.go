@@ -60,7 +60,7 @@ func (g *gear) reportStarting(reason string) {
 }
 
 func (g *gear) reportLocked(st, reason string) {
-	next := state.GearStatus{ID: g.id, Node: g.s.name, State: st, Reason: reason, Endpoints: g.endpoints, Deployment: g.running, Health: g.health, Draining: g.draining}
+	next := state.GearStatus{ID: g.id, Node: g.s.name, State: st, Reason: reason, Endpoints: g.endpoints, Deployment: g.running, Restarts: g.restarts, Health: g.health, Draining: g.draining}
 	if sameStatus(g.status, next) && g.reported {
 		return
 	}
@@ -72,10 +72,10 @@ func (g *gear) reportLocked(st, reason string) {
 
 // setRunning notes the deployment the gear's web process runs from now
 // on; the next report carries it.
-func (g *gear) setRunning(id, health string) {
+func (g *gear) setRunning(id, health string, restarts int) {
 	g.statusMu.Lock()
 	defer g.statusMu.Unlock()
-	g.running, g.health = id, health
+	g.running, g.health, g.restarts = id, health, restarts
 }
 
 // setDraining notes whether the gear's web process is about to stop, and
@@ -170,7 +170,7 @@ func (g *gear) writeLocked() {
 
 // sameStatus compares everything but UpdatedAt.
 func sameStatus(a, b state.GearStatus) bool {
-	return a.ID == b.ID && a.Node == b.Node && a.State == b.State && a.Reason == b.Reason && a.Deployment == b.Deployment && a.Health == b.Health && a.Draining == b.Draining &&
+	return a.ID == b.ID && a.Node == b.Node && a.State == b.State && a.Reason == b.Reason && a.Deployment == b.Deployment && a.Restarts == b.Restarts && a.Health == b.Health && a.Draining == b.Draining &&
 		sameEndpoints(a.Endpoints, b.Endpoints)
 }
 

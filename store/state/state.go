@@ -138,9 +138,12 @@ type App struct {
 	// Deployment is the id of the deployment the app's gears run (empty:
 	// the cartridge's welcome page); Deployments are the ids kept for
 	// rollback, newest last, Deployment among them.
-	Deployment  string    `json:"deployment,omitempty"`
-	Deployments []string  `json:"deployments,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
+	Deployment  string   `json:"deployment,omitempty"`
+	Deployments []string `json:"deployments,omitempty"`
+	// Restarts is raised by each restart event: the roll-out restarts
+	// the app's gears one at a time until each gear's Restarts reaches it.
+	Restarts  int       `json:"restarts,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // ScaleLimits is a saved pair of scale limits.
@@ -198,6 +201,9 @@ type GearStatus struct {
 	// Deployment is what the gear's web process runs (empty: the welcome
 	// page): with State started, that deployment passed its health check.
 	Deployment string `json:"deployment,omitempty"`
+	// Restarts is the gear record's Restarts that the running process
+	// was started for.
+	Restarts int `json:"restarts,omitempty"`
 	// Health is the path that checks of the web process GET (the
 	// manifest's health: of the deployment it runs); empty for "/".
 	Health string `json:"health,omitempty"`
@@ -340,8 +346,10 @@ const (
 type Rollout struct {
 	App        string `json:"app"` // AppKey
 	Deployment string `json:"deployment"`
-	State      string `json:"state"`
-	Message    string `json:"message,omitempty"`
+	// Restarts is the app's restart count the gears are brought to.
+	Restarts int    `json:"restarts,omitempty"`
+	State    string `json:"state"`
+	Message  string `json:"message,omitempty"`
 	// Gear is the gear being moved, since GearSince.
 	Gear      string    `json:"gear,omitempty"`
 	GearSince time.Time `json:"gear_since,omitempty"`
