@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -433,6 +435,28 @@ func TestNodeEndToEnd(t *testing.T) {
 		}
 	}
 	t.Logf("rolling deploy: %d requests (%d failed); answers by version %v", n, len(fails), load.byVer)
+
+	// Nodes keep the archives they fetched and serve them to other
+	// members (with the secret): the deployment outlives its broker.
+	deps, err := dev.Deployments(ctx, "e2e", "shop")
+	if err != nil || len(deps) == 0 {
+		t.Fatalf("deployments: %v %+v", err, deps)
+	}
+	current := deps[len(deps)-1].ID
+	for _, name := range []string{"m2", "m3"} {
+		req, _ := http.NewRequest("GET", "http://"+ips[name]+":7947/internal/v1/blobs/"+current, nil)
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := plain.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		sum := sha256.Sum256(b)
+		if resp.StatusCode != 200 || hex.EncodeToString(sum[:]) != current {
+			t.Errorf("node %s serves deployment %s as %s, %d bytes", name, current[:12], resp.Status, len(b))
+		}
+	}
 
 	// SIGKILL of a whole node (member and gears) that has no LB gear:
 	// its gear drops out of rotation within two checks (2 s apart) and

@@ -241,11 +241,17 @@ type internalAPI struct {
 	store    http.Handler
 	blobs    atomic.Pointer[http.Handler]
 	gearLogs atomic.Pointer[http.Handler]
+	// node serves the archives its node keeps, before the broker's.
+	node atomic.Pointer[node.Supervisor]
 }
 
 func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(r.URL.Path, broker.BlobPathPrefix):
+		if sup := a.node.Load(); sup != nil && sup.HasBlob(strings.TrimPrefix(r.URL.Path, broker.BlobPathPrefix)) {
+			sup.BlobHandler().ServeHTTP(w, r)
+			return
+		}
 		if h := a.blobs.Load(); h != nil {
 			(*h).ServeHTTP(w, r)
 			return

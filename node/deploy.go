@@ -210,8 +210,11 @@ func (dp *deployer) prepare(ctx context.Context, app, id string, env []string, j
 	return &deployment{id: id, dir: dir, manifest: m}, nil
 }
 
-// fetch downloads deployment id of app from a live member that holds it,
-// verifies its sha256 and unpacks it. Each holder is tried in turn.
+// fetch downloads deployment id of app from a live member that has it,
+// verifies its sha256 and unpacks it. The members that hold it (the
+// broker that received it) are tried first, then the nodes that run the
+// app's gears, which keep the archives they fetched: losing the broker
+// that received an upload does not lose the deployment.
 func (dp *deployer) fetch(ctx context.Context, app, id string) error {
 	var rec state.Deployment
 	if _, err := dp.s.st.Get(state.BucketDeployments, state.DeploymentKey(app, id), &rec); err != nil {
@@ -222,7 +225,7 @@ func (dp *deployer) fetch(ctx context.Context, app, id string) error {
 		members[m.Name] = m
 	}
 	var errs []error
-	for _, h := range rec.Holders {
+	for _, h := range dp.sources(app, rec.Holders) {
 		m, ok := members[h]
 		if !ok || m.Status != store.StatusAlive || m.InternalAddr == "" {
 			errs = append(errs, fmt.Errorf("holder %s is not alive", h))
@@ -242,6 +245,29 @@ func (dp *deployer) fetch(ctx context.Context, app, id string) error {
 	}
 	return fmt.Errorf("fetch deployment %s: %w", short(id), errors.Join(errs...))
 }
+
+// sources returns the members to fetch a deployment of app from, in
+// order: its holders, then the other nodes that run gears of app.
+func (dp *deployer) sources(app string, holders []string) []string {
+	out := slices.Clone(holders)
+	recs, err := dp.s.st.List(state.BucketGears)
+	if err != nil {
+		return out
+	}
+	var nodes []string
+	for _, r := range recs {
+		var g state.Gear
+		if r.Decode(&g) == nil && g.App == app && g.Node != dp.s.name && !slices.Contains(out, g.Node) && !slices.Contains(nodes, g.Node) {
+			nodes = append(nodes, g.Node)
+		}
+	}
+	slices.Sort(nodes)
+	return append(out, nodes...)
+}
+
+// archive is where this node keeps the archive of deployment id, which it
+// serves to other members (Supervisor.BlobHandler).
+func (dp *deployer) archive(id string) string { return filepath.Join(dp.root(), id+".tar.gz") }
 
 // fetchFrom downloads archive id from the internal API at addr to a
 // temporary file, checks its size and hash, and unpacks it.
@@ -284,6 +310,10 @@ func (dp *deployer) fetchFrom(ctx context.Context, addr, id string) error {
 	}
 	if err := Unpack(f, dp.dir(id), limit); err != nil {
 		return fmt.Errorf("unpack: %w", err)
+	}
+	// Kept (root's alone, 0600) for other members to fetch.
+	if err := os.Rename(f.Name(), dp.archive(id)); err != nil {
+		dp.s.log.Warn().Err(err).Str("deployment", id).Msg("keep deployment archive failed")
 	}
 	return nil
 }
@@ -363,12 +393,59 @@ func (dp *deployer) prune(keep map[string]bool) []string {
 			continue
 		}
 		os.Remove(filepath.Join(dp.root(), id+".built"))
+		os.Remove(dp.archive(id))
 		os.Remove(filepath.Join(dp.root(), id+".build.log"))
 		delete(dp.jobs, id)
 		removed = append(removed, id)
 	}
 	return removed
 }
+
+// HasBlob reports whether this node keeps the archive of deployment id.
+func (s *Supervisor) HasBlob(id string) bool {
+	if !validDeploymentID(id) {
+		return false
+	}
+	_, err := os.Stat(s.deploys.archive(id))
+	return err == nil
+}
+
+// BlobHandler serves the deployment archives this node keeps on the
+// internal API, at the path brokers serve theirs (GET BlobPathPrefix +
+// sha256): 404 for one it does not keep. It must be mounted behind the
+// cluster secret. Fetchers verify the hash of what they receive.
+func (s *Supervisor) BlobHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		id := strings.TrimPrefix(r.URL.Path, blobPathPrefix)
+		if !validDeploymentID(id) {
+			http.Error(w, "no such deployment archive", http.StatusNotFound)
+			return
+		}
+		f, err := os.Open(s.deploys.archive(id))
+		if err != nil {
+			http.Error(w, "no such deployment archive", http.StatusNotFound)
+			return
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			http.Error(w, "cannot read deployment archive", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/gzip")
+		w.Header().Set("ETag", `"`+id+`"`)
+		http.ServeContent(w, r, "", fi.ModTime(), f)
+	})
+}
+
+// BlobPathPrefix is where members serve deployment archives on the
+// internal API.
+const BlobPathPrefix = blobPathPrefix
 
 // short abbreviates a deployment id for messages.
 func short(id string) string {

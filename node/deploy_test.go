@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -278,6 +279,20 @@ func TestDeploymentPruned(t *testing.T) {
 	if _, err := os.Stat(dir(a)); err != nil {
 		t.Fatalf("deployment A removed while the app keeps it: %v", err)
 	}
+	// The node keeps the archives it fetched and serves them to others.
+	for _, id := range []string{a, bb} {
+		rec := httptest.NewRecorder()
+		n.s.BlobHandler().ServeHTTP(rec, httptest.NewRequest("GET", BlobPathPrefix+id, nil))
+		sum := sha256.Sum256(rec.Body.Bytes())
+		if rec.Code != 200 || hex.EncodeToString(sum[:]) != id || !n.s.HasBlob(id) {
+			t.Errorf("archive %s served as %d, %d bytes", short(id), rec.Code, rec.Body.Len())
+		}
+	}
+	rec := httptest.NewRecorder()
+	n.s.BlobHandler().ServeHTTP(rec, httptest.NewRequest("GET", BlobPathPrefix+"../../state.db", nil))
+	if rec.Code != 404 {
+		t.Errorf("a path out of the archives: %d", rec.Code)
+	}
 	// The app no longer keeps A.
 	n.put(state.BucketApps, app, state.App{ID: "a-pr", Name: "pr", Domain: "ns", Cartridge: state.CartStatic,
 		State: state.GearStarted, Deployment: bb, Deployments: []string{bb}})
@@ -288,7 +303,25 @@ func TestDeploymentPruned(t *testing.T) {
 	if _, err := os.Stat(dir(bb)); err != nil {
 		t.Errorf("deployment B, in use, removed: %v", err)
 	}
+	if n.s.HasBlob(a) || !n.s.HasBlob(bb) {
+		t.Errorf("archives kept after the prune: A %v, B %v; want B only", n.s.HasBlob(a), n.s.HasBlob(bb))
+	}
 	waitBody(t, "http://"+n.addr(g)+"/", "version B")
+}
+
+// A deployment is fetched from its holders first, then from the other
+// nodes that run the app's gears, which keep what they fetched.
+func TestDeploymentSources(t *testing.T) {
+	n := newTestStore(t)
+	n.s = n.startSupervisor()
+	for i, node := range []string{"n3", n.st.Name(), "b1", "n2", "n3"} {
+		g := state.Gear{ID: fmt.Sprintf("g%d", i), App: "ns/app", Node: node, State: state.GearStarted}
+		n.put(state.BucketGears, g.ID, g)
+	}
+	n.put(state.BucketGears, "other", state.Gear{ID: "other", App: "ns/other", Node: "n9"})
+	if got := n.s.deploys.sources("ns/app", []string{"b1"}); !slices.Equal(got, []string{"b1", "n2", "n3"}) {
+		t.Errorf("sources %v, want the holder b1, then n2 and n3 (not this node, not another app's)", got)
+	}
 }
 
 // An archive whose bytes are not the deployment's id is refused: the gear
