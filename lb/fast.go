@@ -72,11 +72,21 @@ func (fc *fastClient) extendWrite() {
 }
 
 type fastBackendConn struct {
-	c       net.Conn
-	br      *bufio.Reader
-	bw      *bufio.Writer
-	written int64 // bytes written through bw's flushes
-	used    time.Time
+	c           net.Conn
+	deadlineSet time.Time // when the deadline was last set
+	br          *bufio.Reader
+	bw          *bufio.Writer
+	written     int64 // bytes written through bw's flushes
+	used        time.Time
+}
+
+// setDeadline sets the connection's deadline timeout from now, unless it
+// was set less than a second ago.
+func (bc *fastBackendConn) setDeadline(timeout time.Duration) {
+	if now := time.Now(); now.Sub(bc.deadlineSet) > time.Second {
+		bc.deadlineSet = now
+		bc.c.SetDeadline(now.Add(timeout))
+	}
 }
 
 func (bc *fastBackendConn) Write(p []byte) (int, error) {
@@ -213,8 +223,13 @@ func (fc *fastClient) serve() {
 		}
 		// One deadline for reading the request and writing its answer;
 		// relay moves it on if the backend took long.
-		fc.start = time.Now()
-		fc.c.SetDeadline(fc.start.Add(s.cfg.ClientTimeout))
+		// The deadline is moved only when a second has passed since it
+		// was last set: timeouts are a minute by default, and setting a
+		// deadline costs a timer update per request.
+		if now := time.Now(); now.Sub(fc.start) > time.Second {
+			fc.start = now
+			fc.c.SetDeadline(now.Add(s.cfg.ClientTimeout))
+		}
 		if fc.br.Buffered() == 0 {
 			yieldForIO()
 		}
@@ -333,7 +348,7 @@ func (fc *fastClient) handle(req *http.Request) bool {
 			p.retries.Add(1)
 			continue
 		}
-		bc.c.SetDeadline(time.Now().Add(p.cfg.ServerTimeout))
+		bc.setDeadline(p.cfg.ServerTimeout)
 		if eb != nil {
 			eb.bc, eb.last = bc, time.Now()
 		}
@@ -711,7 +726,9 @@ func (s *FastServer) dropIdle(addr string) {
 // MaxIdleConns.
 func (s *FastServer) putBackendConn(addr string, bc *fastBackendConn) {
 	bc.used = time.Now()
-	bc.c.SetDeadline(time.Time{})
+	// Its deadline stays: the next request sets it anew unless it was set
+	// less than a second ago, and idleAlive finds a connection whose
+	// deadline passed while idle unusable, which only costs a new one.
 	s.mu.Lock()
 	if !s.closing.Load() && len(s.idle[addr]) < s.cfg.MaxIdleConns {
 		s.idle[addr] = append(s.idle[addr], bc)
