@@ -291,7 +291,6 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, internal
 		// Gears stop before the store closes, so that their last status
 		// is written.
 		stops = append(stops, func() { internal.gearLogs.Store(nil); internal.node.Store(nil); sup.Close() })
-		stops = append(stops, func() { sup.Close() })
 		// The record says how gears are isolated, which Start found out.
 		if err := node.Register(ctx, st, node.Registration{Addr: addr, Zone: cfg.Store.Zone, Region: cfg.Store.Region,
 			MaxGears: cfg.Roles.MaxGears, PortMin: cfg.Roles.PortMin, PortMax: cfg.Roles.PortMax,

@@ -76,7 +76,6 @@ type fastBackendConn struct {
 	deadlineSet time.Time // when the deadline was last set
 	br          *bufio.Reader
 	bw          *bufio.Writer
-	written     int64 // bytes written through bw's flushes
 	used        time.Time
 }
 
@@ -87,12 +86,6 @@ func (bc *fastBackendConn) setDeadline(timeout time.Duration) {
 		bc.deadlineSet = now
 		bc.c.SetDeadline(now.Add(timeout))
 	}
-}
-
-func (bc *fastBackendConn) Write(p []byte) (int, error) {
-	n, err := bc.c.Write(p)
-	bc.written += int64(n)
-	return n, err
 }
 
 // Serve accepts connections on ln until Shutdown or Close, and returns
@@ -113,7 +106,7 @@ func (s *FastServer) Serve(ln net.Listener) error {
 				return http.ErrServerClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
 				time.Sleep(delay)
 				continue
@@ -134,9 +127,6 @@ func (s *FastServer) Serve(ln net.Listener) error {
 		go fc.serve()
 	}
 }
-
-// errTooManyFiles is EMFILE as Accept reports it.
-var errTooManyFiles = errors.New("too many open files")
 
 // Shutdown stops accepting, closes idle client connections, lets requests
 // in flight finish, and returns once all connections have ended or ctx
@@ -684,7 +674,7 @@ func (s *FastServer) backendConn(addr string, fresh, check bool) (*fastBackendCo
 		return nil, false, err
 	}
 	bc := &fastBackendConn{c: c, br: bufio.NewReaderSize(c, 4096)}
-	bc.bw = bufio.NewWriterSize(bc, 4096)
+	bc.bw = bufio.NewWriterSize(c, 4096)
 	return bc, false, nil
 }
 

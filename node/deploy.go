@@ -411,7 +411,7 @@ func (s *Supervisor) HasBlob(id string) bool {
 }
 
 // BlobHandler serves the deployment archives this node keeps on the
-// internal API, at the path brokers serve theirs (GET BlobPathPrefix +
+// internal API, at the path brokers serve theirs (GET blobPathPrefix +
 // sha256): 404 for one it does not keep. It must be mounted behind the
 // cluster secret. Fetchers verify the hash of what they receive.
 func (s *Supervisor) BlobHandler() http.Handler {
@@ -442,10 +442,6 @@ func (s *Supervisor) BlobHandler() http.Handler {
 		http.ServeContent(w, r, "", fi.ModTime(), f)
 	})
 }
-
-// BlobPathPrefix is where members serve deployment archives on the
-// internal API.
-const BlobPathPrefix = blobPathPrefix
 
 // short abbreviates a deployment id for messages.
 func short(id string) string {

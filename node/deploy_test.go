@@ -282,14 +282,14 @@ func TestDeploymentPruned(t *testing.T) {
 	// The node keeps the archives it fetched and serves them to others.
 	for _, id := range []string{a, bb} {
 		rec := httptest.NewRecorder()
-		n.s.BlobHandler().ServeHTTP(rec, httptest.NewRequest("GET", BlobPathPrefix+id, nil))
+		n.s.BlobHandler().ServeHTTP(rec, httptest.NewRequest("GET", blobPathPrefix+id, nil))
 		sum := sha256.Sum256(rec.Body.Bytes())
 		if rec.Code != 200 || hex.EncodeToString(sum[:]) != id || !n.s.HasBlob(id) {
 			t.Errorf("archive %s served as %d, %d bytes", short(id), rec.Code, rec.Body.Len())
 		}
 	}
 	rec := httptest.NewRecorder()
-	n.s.BlobHandler().ServeHTTP(rec, httptest.NewRequest("GET", BlobPathPrefix+"../../state.db", nil))
+	n.s.BlobHandler().ServeHTTP(rec, httptest.NewRequest("GET", blobPathPrefix+"../../state.db", nil))
 	if rec.Code != 404 {
 		t.Errorf("a path out of the archives: %d", rec.Code)
 	}

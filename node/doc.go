@@ -39,8 +39,8 @@
 // An LB gear also runs its app's load balancer (package lb) inside the
 // node on its LBPort, balancing over the app's gears on every node; it is
 // reported started only once both its web process and its load balancer
-// listen. Before a web process stops, the load balancers of this node
-// drain it.
+// listen. Before a web process stops, every load balancer that balances
+// over it drains it (see below).
 //
 // Each node also serves a front listener that routes requests by Host:
 // APP-NS.DOMAIN to the app's running load balancer here, else to its gear
