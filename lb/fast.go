@@ -28,9 +28,14 @@ import (
 // page, timeouts, drains, MaxConns) and passes upgrades (WebSocket)
 // through as a tunnel. Use it instead of an http.Server when the pool is
 // the only handler of a listener.
+//
+// A FastServer made by NewFastRouter serves several pools on one listener
+// and picks each request's pool by its Host header, as a router does.
 type FastServer struct {
-	p   *Pool
-	cfg Config
+	p        *Pool                   // the one pool, or nil with route
+	route    func(host string) *Pool // with NewFastRouter
+	notFound string                  // with NewFastRouter: the 404 page
+	cfg      Config
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -43,6 +48,21 @@ type FastServer struct {
 // NewFastServer returns a server for p.
 func NewFastServer(p *Pool) *FastServer {
 	return &FastServer{p: p, cfg: p.cfg, conns: make(map[*fastClient]struct{}), idle: make(map[string][]*fastBackendConn)}
+}
+
+// NewFastRouter returns a server that sends each request to the pool
+// that route returns for its Host header (as the client sent it: any
+// case, with a port if it had one); a nil pool answers 404 with
+// notFound's page, or a plain one if notFound is empty. cfg's
+// ClientTimeout and MaxIdleConns apply to the server; everything else
+// comes from each request's pool. route is called from many goroutines
+// at once and must not block.
+func NewFastRouter(cfg Config, route func(host string) *Pool, notFound string) *FastServer {
+	cfg = cfg.withDefaults()
+	if notFound == "" {
+		notFound = "<html><body><h1>404 Not Found</h1>\nNo application is configured for this host name.\n</body></html>\n"
+	}
+	return &FastServer{route: route, notFound: notFound, cfg: cfg, conns: make(map[*fastClient]struct{}), idle: make(map[string][]*fastBackendConn)}
 }
 
 // Client connection states.
@@ -58,6 +78,7 @@ type fastClient struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	remote string
+	p      *Pool // the pool of the request being served
 	state  atomic.Int32
 	start  time.Time // when the current request began to be read
 }
@@ -249,6 +270,12 @@ func (fc *fastClient) serve() {
 func (fc *fastClient) handle(req *http.Request) bool {
 	s, p := fc.s, fc.s.p
 	keep := !req.Close && !s.closing.Load()
+	if s.route != nil {
+		if p = s.route(req.Host); p == nil {
+			return fc.writeNotFound(!keep) && keep && drainBody(req)
+		}
+	}
+	fc.p = p
 	if !p.cfg.NoStatus && req.URL.Path == p.cfg.StatusPath {
 		rec := &pageRecorder{header: make(http.Header), code: http.StatusOK}
 		p.serveStatus(rec, req)
@@ -313,7 +340,7 @@ func (fc *fastClient) handle(req *http.Request) bool {
 		var err error
 		// A request that may go twice goes again if its kept-alive
 		// connection turns out closed; others check it first.
-		bc, reused, err = s.backendConn(b.Addr, upgrade || staleRetried, hasBody || !replayable(req.Method))
+		bc, reused, err = s.backendConn(p, b.Addr, upgrade || staleRetried, hasBody || !replayable(req.Method))
 		if err != nil {
 			// Nothing was sent: another backend may take it.
 			b.errors.Add(1)
@@ -378,7 +405,7 @@ func (fc *fastClient) handle(req *http.Request) bool {
 // relay writes resp back to the client and gives the backend connection
 // back if it may serve again.
 func (fc *fastClient) relay(req *http.Request, resp *http.Response, bc *fastBackendConn, b *backend, stuck, keep bool) bool {
-	s, p := fc.s, fc.s.p
+	s, p := fc.s, fc.p
 	// Informational answers go to the client as they come.
 	for resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 		fc.bw.WriteString("HTTP/1.1 " + resp.Status + "\r\n")
@@ -481,7 +508,7 @@ func (e *extendingBody) Read(p []byte) (int, error) {
 		e.last = now
 		e.fc.extendWrite()
 		if e.bc != nil {
-			e.bc.c.SetDeadline(now.Add(e.fc.s.p.cfg.ServerTimeout))
+			e.bc.c.SetDeadline(now.Add(e.fc.p.cfg.ServerTimeout))
 		}
 	}
 	return n, err
@@ -527,7 +554,7 @@ func copyBody(w io.Writer, body io.Reader, bc *fastBackendConn, fc *fastClient, 
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
-	timeout := fc.s.p.cfg.ServerTimeout
+	timeout := fc.p.cfg.ServerTimeout
 	last := time.Now()
 	for {
 		if bc.br.Buffered() == 0 {
@@ -595,6 +622,22 @@ func (fc *fastClient) writePage(code int, close bool) bool {
 	return bw.Flush() == nil
 }
 
+// writeNotFound answers a request for a host the router does not know.
+func (fc *fastClient) writeNotFound(close bool) bool {
+	body := fc.s.notFound
+	bw := fc.bw
+	bw.WriteString("HTTP/1.1 404 Not Found\r\n")
+	bw.WriteString("Content-Type: text/html; charset=utf-8\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n")
+	bw.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n")
+	if close {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+	bw.WriteString(body)
+	fc.extendWrite()
+	return bw.Flush() == nil
+}
+
 // pageRecorder is the http.ResponseWriter the status page writes to.
 type pageRecorder struct {
 	header http.Header
@@ -651,7 +694,7 @@ func replayable(method string) bool {
 // backendConn returns a kept-alive connection to addr, or a new one
 // (reused false). With fresh (an upgrade, a retry), always a new one. With check, a kept-alive
 // connection is first checked for a close by the backend (idleAlive).
-func (s *FastServer) backendConn(addr string, fresh, check bool) (*fastBackendConn, bool, error) {
+func (s *FastServer) backendConn(p *Pool, addr string, fresh, check bool) (*fastBackendConn, bool, error) {
 	if !fresh {
 		now := time.Now()
 		s.mu.Lock()
@@ -669,7 +712,7 @@ func (s *FastServer) backendConn(addr string, fresh, check bool) (*fastBackendCo
 		s.idle[addr] = list
 		s.mu.Unlock()
 	}
-	c, err := s.p.dialer.Dial("tcp", addr)
+	c, err := p.dialer.Dial("tcp", addr)
 	if err != nil {
 		return nil, false, err
 	}

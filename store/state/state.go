@@ -363,3 +363,73 @@ type Rollout struct {
 	StartedAt time.Time `json:"started_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
+
+// BucketRouters holds each router member's registration, written by that
+// router; key: member name.
+const BucketRouters = "routers"
+
+// Router is a router member's registration: the address DNS gives out for
+// ha- names (when brokers manage them) and where it serves HTTP.
+// Router-owned.
+type Router struct {
+	Name string `json:"name"`
+	// Addr is the member's advertised IP: the A or AAAA record of ha-
+	// names.
+	Addr string `json:"addr"`
+	// HTTP is the host:port the router's HTTP listener is bound to.
+	HTTP  string    `json:"http"`
+	Since time.Time `json:"since"`
+}
+
+// BucketHADNS holds the ha- records that routers create themselves when
+// brokers do not manage them (--manage-ha-dns=false): each router adds
+// one for every HA app it serves when it sees the app's enable_ha event,
+// and removes it on disable_ha or delete_application. Router-owned; key:
+// HADNSKey(app, router).
+const BucketHADNS = "ha_dns"
+
+// HADNS is one router's claim to serve an HA app's ha- name.
+type HADNS struct {
+	App    string    `json:"app"`  // AppKey
+	Name   string    `json:"name"` // the ha- hostname, lower case, no trailing dot
+	Router string    `json:"router"`
+	Addr   string    `json:"addr"` // the router's advertised IP
+	Since  time.Time `json:"since"`
+}
+
+// HADNSKey is the record key of router's ha- record of app (an AppKey).
+func HADNSKey(app, router string) string { return app + "/" + router }
+
+// HAHost is an HA app's routing-layer hostname: PREFIX APP-NS SUFFIX .ZONE,
+// such as ha-myapp-ns.apps.example.com with prefix "ha-" and no suffix.
+func HAHost(app, ns, zone, prefix, suffix string) string {
+	return prefix + app + "-" + ns + suffix + "." + zone
+}
+
+// Defaults of the ha- hostname's prefix and suffix (OpenShift's
+// ha_dns_prefix and ha_dns_suffix).
+const (
+	DefaultHADNSPrefix = "ha-"
+	DefaultHADNSSuffix = ""
+)
+
+// BucketWebhooks holds the webhooks that receive routing events.
+// Broker-owned; key: Webhook.ID.
+const BucketWebhooks = "webhooks"
+
+// Webhook is a URL that receives every routing event by POST (the event
+// as JSON), in order, with retries. Broker-owned: the broker leader
+// delivers, and records in Delivered how far it got, so that a new
+// leader resumes where the old one stopped.
+type Webhook struct {
+	ID        string    `json:"id"`
+	URL       string    `json:"url"`
+	CreatedBy string    `json:"created_by"`
+	CreatedAt time.Time `json:"created_at"`
+	// After is the sequence of the last event delivered (or given up
+	// on); delivery goes on from After+1.
+	After uint64 `json:"after"`
+	// LastError is the last failed delivery's error, empty once one
+	// succeeds.
+	LastError string `json:"last_error,omitempty"`
+}
