@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,6 +53,10 @@ func roleFlags() []cli.Flag {
 			Usage: "deployments each app keeps for rollback (event=activate)"},
 		&cli.DurationFlag{Name: "rollout-timeout", Value: broker.DefaultRolloutTimeout, EnvVars: env("ROLLOUT_TIMEOUT"), Category: "broker",
 			Usage: "how long a roll-out waits for one gear to fetch, build and pass its health check on a new deployment before it stops"},
+		&cli.StringFlag{Name: "ha-dns-prefix", Value: state.DefaultHADNSPrefix, EnvVars: env("HA_DNS_PREFIX"), Category: "routing",
+			Usage: "prefix of HA apps' routing-layer hostnames (PREFIX APP-NS SUFFIX .DOMAIN), served by routers; the same on every member"},
+		&cli.StringFlag{Name: "ha-dns-suffix", Value: state.DefaultHADNSSuffix, EnvVars: env("HA_DNS_SUFFIX"), Category: "routing",
+			Usage: "suffix of HA apps' routing-layer hostnames (PREFIX APP-NS SUFFIX .DOMAIN); the same on every member"},
 		&cli.IntFlag{Name: "max-gears", Value: 100, EnvVars: env("MAX_GEARS"), Category: "node",
 			Usage: "gears this node hosts at most"},
 		&cli.StringFlag{Name: "http-addr", Value: node.DefaultHTTPAddr, EnvVars: env("HTTP_ADDR"), Category: "node",
@@ -83,6 +88,8 @@ type roleOptions struct {
 	Isolation        string
 	UIDMin, UIDMax   int
 	Limits           map[string]node.Limits
+	// HAPrefix and HASuffix make HA apps' routing-layer hostnames.
+	HAPrefix, HASuffix string
 }
 
 func parseRoleOptions(c *cli.Context) (roleOptions, error) {
@@ -164,12 +171,20 @@ func parseRoleOptions(c *cli.Context) (roleOptions, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	haPrefix, haSuffix := strings.ToLower(c.String("ha-dns-prefix")), strings.ToLower(c.String("ha-dns-suffix"))
+	if !haAffixRE.MatchString(haPrefix) || !haAffixRE.MatchString(haSuffix) || haPrefix == "" && haSuffix == "" {
+		errs = append(errs, fmt.Errorf("--ha-dns-prefix %q and --ha-dns-suffix %q: want letters, digits and dashes, at least one of them not empty", haPrefix, haSuffix))
+	}
 	if len(errs) > 0 {
 		return roleOptions{}, joinErrors(errs)
 	}
-	return roleOptions{Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi,
+	return roleOptions{HAPrefix: haPrefix, HASuffix: haSuffix, Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi,
 		Isolation: iso, UIDMin: uidLo, UIDMax: uidHi, Limits: limits, BuildTimeout: buildTimeout}, nil
 }
+
+// haAffixRE matches a valid --ha-dns-prefix or --ha-dns-suffix: it goes
+// inside one DNS label.
+var haAffixRE = regexp.MustCompile(`^[a-z0-9-]{0,20}$`)
 
 // parseUIDRange reads --gear-uid-range: LOW-HIGH, LOW at least 1000 (the
 // host's own users are below) and below HIGH.
