@@ -139,12 +139,54 @@ func serve(cfg memberConfig, log zerolog.Logger, exit func(int)) error {
 		mlog.Info().Msg("cluster secret derived from the gossip key")
 	}
 
+	m, err := startLocalMember(cfg, log)
+	if err != nil {
+		return err
+	}
+	mlog.Info().Str("member", sc.Name).Msg("member ready")
+
+	select {
+	case sig := <-sigs:
+		mlog.Info().Str("signal", sig.String()).Str("timeout", cfg.LeaveTimeout.String()).Msg("leaving cluster")
+	case err := <-m.served:
+		// Serve only returns early on a listener failure.
+		mlog.Error().Err(err).Msg("internal api stopped")
+		m.abort()
+		return fmt.Errorf("serve internal API on %s: %w", cfg.InternalAddr, err)
+	}
+
+	stop := exitOnSecondSignal(sigs, mlog, exit)
+	defer stop()
+
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.LeaveTimeout)
+	defer cancel()
+	if err := m.leave(ctx); err != nil {
+		return err
+	}
+	mlog.Info().Msg("member stopped")
+	return nil
+}
+
+// runningMember is a started member: its store, internal API and roles.
+type runningMember struct {
+	st        *store.Store
+	srv       *http.Server
+	served    chan error // Serve's result: an early one is a listener failure
+	stopRoles func()
+	log       zerolog.Logger
+}
+
+// startLocalMember opens the member's store, serves its internal API, joins
+// the cluster and starts its roles.
+func startLocalMember(cfg memberConfig, log zerolog.Logger) (*runningMember, error) {
+	sc := cfg.Store
+	sc.Logger = log
 	st, err := store.New(sc)
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
-			return fmt.Errorf("open store: %w (run as a user who may write there, or choose another --data-dir)", err)
+			return nil, fmt.Errorf("open store: %w (run as a user who may write there, or choose another --data-dir)", err)
 		}
-		return fmt.Errorf("open store: %w", err)
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	// Bind the internal API before joining, so that a taken port fails the
 	// start instead of leaving a member in the cluster that peers cannot sync
@@ -152,12 +194,12 @@ func serve(cfg memberConfig, log zerolog.Logger, exit func(int)) error {
 	ln, err := net.Listen("tcp", cfg.InternalAddr)
 	if err != nil {
 		st.Close()
-		return fmt.Errorf("listen for the internal API on %s (--bind, --internal-port): %w", cfg.InternalAddr, err)
+		return nil, fmt.Errorf("listen for the internal API on %s (--bind, --internal-port): %w", cfg.InternalAddr, err)
 	}
 	if err := st.Start(context.Background()); err != nil {
 		ln.Close()
 		st.Close()
-		return fmt.Errorf("start store: %w", err)
+		return nil, fmt.Errorf("start store: %w", err)
 	}
 	internal := &internalAPI{store: st.Handler()}
 	alog := log.With().Str("component", "internal-api").Logger()
@@ -174,43 +216,36 @@ func serve(cfg memberConfig, log zerolog.Logger, exit func(int)) error {
 	if err != nil {
 		srv.Close()
 		st.Close()
-		return fmt.Errorf("start roles: %w", err)
+		return nil, fmt.Errorf("start roles: %w", err)
 	}
-	mlog.Info().Str("member", sc.Name).Msg("member ready")
+	return &runningMember{st: st, srv: srv, served: served, stopRoles: stopRoles,
+		log: log.With().Str("component", "member").Logger()}, nil
+}
 
-	select {
-	case sig := <-sigs:
-		mlog.Info().Str("signal", sig.String()).Str("timeout", cfg.LeaveTimeout.String()).Msg("leaving cluster")
-	case err := <-served:
-		// Serve only returns early on a listener failure.
-		mlog.Error().Err(err).Msg("internal api stopped")
-		stopRoles()
-		srv.Close()
-		st.Close()
-		return fmt.Errorf("serve internal API on %s: %w", cfg.InternalAddr, err)
-	}
-
-	stop := exitOnSecondSignal(sigs, mlog, exit)
-	defer stop()
-
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.LeaveTimeout)
-	defer cancel()
+// leave stops the member gracefully within ctx.
+func (m *runningMember) leave(ctx context.Context) error {
 	// Teardown order: stop the roles (no new work), announce the leave
 	// while the internal API still answers (peers may be mid-sync with
 	// us), then drain the API, then stop gossip and close the state file.
-	stopRoles()
-	if err := st.Leave(ctx); err != nil {
-		mlog.Warn().Err(err).Msg("leave not confirmed; stopping anyway")
+	m.stopRoles()
+	if err := m.st.Leave(ctx); err != nil {
+		m.log.Warn().Err(err).Msg("leave not confirmed; stopping anyway")
 	}
-	if err := srv.Shutdown(ctx); err != nil {
-		mlog.Warn().Err(err).Msg("internal api did not drain in time")
-		srv.Close()
+	if err := m.srv.Shutdown(ctx); err != nil {
+		m.log.Warn().Err(err).Msg("internal api did not drain in time")
+		m.srv.Close()
 	}
-	if err := st.Close(); err != nil {
+	if err := m.st.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
-	mlog.Info().Msg("member stopped")
 	return nil
+}
+
+// abort stops the member at once, without a leave.
+func (m *runningMember) abort() {
+	m.stopRoles()
+	m.srv.Close()
+	m.st.Close()
 }
 
 // exitOnSecondSignal watches sigs while the member stops gracefully: a
@@ -266,4 +301,13 @@ func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		a.store.ServeHTTP(w, r)
 	}
+}
+
+// crash stops the member as a crash would, for `gearbox dev kill`: its
+// gossip and internal API go silent first, with no leave, so that peers
+// find it failed; then its roles stop.
+func (m *runningMember) crash() {
+	m.srv.Close()
+	m.st.Close()
+	m.stopRoles()
 }
