@@ -320,6 +320,7 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, internal
 		bc := cfg.Roles.Broker
 		bc.Store, bc.DataDir, bc.Logger = st, cfg.Store.DataDir, log
 		bc.ClusterSecret, bc.Domain = cfg.Store.ClusterSecret, cfg.Domain
+		bc.HAPrefix, bc.HASuffix = cfg.Roles.HAPrefix, cfg.Roles.HASuffix
 		bc.AdvertiseAddr = cfg.Store.AdvertiseAddr
 		bc.Joining = len(cfg.Store.Join) > 0
 		b, err := broker.New(bc)

@@ -62,6 +62,11 @@ type gearView struct {
 	Endpoints  []state.Endpoint `json:"endpoints,omitempty"`
 }
 
+// haHost is HA app a's routing-layer hostname.
+func (b *Broker) haHost(a *state.App) string {
+	return state.HAHost(a.Name, a.Domain, b.cfg.Domain, b.cfg.HAPrefix, b.cfg.HASuffix)
+}
+
 func (b *Broker) appURL(a *state.App) string {
 	return "http://" + state.AppHost(a.Name, a.Domain, b.cfg.Domain) + "/"
 }
@@ -75,7 +80,7 @@ func (b *Broker) appView(a *state.App, cv *clusterView, withGears bool) (appView
 		v.Aliases = []string{}
 	}
 	if a.HA {
-		v.HAURL = "http://ha-" + state.AppHost(a.Name, a.Domain, b.cfg.Domain) + "/"
+		v.HAURL = "http://" + b.haHost(a) + "/"
 	}
 	if a.Scalable {
 		var lbNodes []string
@@ -372,8 +377,18 @@ func (b *Broker) destroyApp(a *state.App) ([]store.Op, []state.RoutingEvent, err
 	if _, err := b.st.GetRecord(state.BucketRollouts, appKey); err == nil {
 		ops = append(ops, store.Op{Bucket: state.BucketRollouts, Key: appKey, Delete: true})
 	}
-	e := state.RoutingEvent{Action: state.ActionDeleteApplication, AppName: a.Name, Namespace: a.Domain, Scalable: a.Scalable, HA: a.HA}
-	return ops, []state.RoutingEvent{e}, nil
+	// The aliases go with the app. A remove_alias event for each comes
+	// first, so that a routing layer that tracks aliases by their own
+	// events, and not by the app's, lets go of them too (OpenShift's
+	// routing daemons disagreed on whether delete_application implies
+	// it); to one that drops everything of the app on delete_application
+	// they are harmless.
+	var events []state.RoutingEvent
+	for _, h := range a.Aliases {
+		events = append(events, aliasEvent(a, state.ActionRemoveAlias, h))
+	}
+	events = append(events, state.RoutingEvent{Action: state.ActionDeleteApplication, AppName: a.Name, Namespace: a.Domain, Scalable: a.Scalable, HA: a.HA})
+	return ops, events, nil
 }
 
 // validEvents are the application events, in the order errors list them.

@@ -50,6 +50,13 @@ type Broker struct {
 	// logClient reads gears' logs from their nodes.
 	logClient *http.Client
 
+	// feed wakes routing feed readers (followed feeds, webhook
+	// deliverers) when events arrive.
+	feed *feedHub
+
+	// deliverers counts the running webhook deliverers.
+	deliverers atomic.Int64
+
 	// rolloutPasses counts the passes of the roll-out loop, for tests.
 	rolloutPasses atomic.Int64
 
@@ -64,7 +71,8 @@ func New(cfg Config) (*Broker, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, st: cfg.Store, log: cfg.Logger.With().Str("component", "broker").Logger(), logClient: newLogClient()}
+	b := &Broker{cfg: cfg, st: cfg.Store, log: cfg.Logger.With().Str("component", "broker").Logger(), logClient: newLogClient(),
+		feed: newFeedHub()}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
 }
@@ -156,6 +164,11 @@ func (b *Broker) Start(ctx context.Context) error {
 		ln.Close()
 		return fmt.Errorf("register broker: %w", err)
 	}
+	feedWatch, err := b.startFeed()
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("read routing events: %w", err)
+	}
 	b.srv = &http.Server{
 		Handler:           b.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -164,7 +177,9 @@ func (b *Broker) Start(ctx context.Context) error {
 		// they go to the debug log, not to stderr.
 		ErrorLog: stdlog.New(debugWriter{b.log}, "", 0),
 	}
-	b.wg.Add(3)
+	b.wg.Add(5)
+	go b.feedLoop(feedWatch)
+	go b.webhookLoop()
 	go func() {
 		defer b.wg.Done()
 		if err := b.srv.Serve(b.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

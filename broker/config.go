@@ -35,6 +35,10 @@ type Config struct {
 	// Domain is the cloud domain: app hostnames are APP-NS.Domain.
 	// Default "example.com".
 	Domain string
+	// HAPrefix and HASuffix make HA apps' routing-layer hostnames:
+	// HAPrefix APP-NS HASuffix .Domain (--ha-dns-prefix,
+	// --ha-dns-suffix). Defaults "ha-" and "" (both empty: the defaults).
+	HAPrefix, HASuffix string
 
 	// BootstrapAdmin is "user:password" for the first admin on an empty
 	// cluster. Empty: a random password is generated, logged once and
@@ -84,6 +88,25 @@ type Config struct {
 	// as the load balancer's.
 	LBRise          int
 	LBCheckInterval time.Duration
+	// FeedGapWait is how long the routing event feed (and webhook
+	// delivery) holds back an event whose predecessor is missing from
+	// this member's store, counted from the event's commit time, before
+	// it skips the missing ones (see feed.go). Default 30 s.
+	FeedGapWait time.Duration
+	// FeedKeepAlive is how often a followed feed with nothing to say
+	// sends an empty line, so that proxies do not close it. Default 15 s.
+	FeedKeepAlive time.Duration
+	// WebhookTimeout bounds one webhook delivery (connect, send, answer).
+	// Default 10 s.
+	WebhookTimeout time.Duration
+	// WebhookBackoff and WebhookMaxBackoff bound the wait between
+	// deliveries of an event a webhook refused: WebhookBackoff after the
+	// first failure, doubling up to WebhookMaxBackoff, jittered.
+	// Defaults 1 s and 1 min.
+	WebhookBackoff, WebhookMaxBackoff time.Duration
+	// WebhookClient delivers webhooks. Default: a client with
+	// WebhookTimeout that follows no redirects (a 3xx is a failure).
+	WebhookClient *http.Client
 	// TokenTTL is the default lifetime of API tokens. Default 30 days.
 	TokenTTL time.Duration
 	// BcryptCost is the cost of password hashes. Default 10.
@@ -103,6 +126,13 @@ func DefaultConfig(st *store.Store, dataDir string) Config {
 		DataDir:              dataDir,
 		APIAddr:              ":7480",
 		Domain:               "example.com",
+		HAPrefix:             state.DefaultHADNSPrefix,
+		HASuffix:             state.DefaultHADNSSuffix,
+		FeedGapWait:          DefaultFeedGapWait,
+		FeedKeepAlive:        DefaultFeedKeepAlive,
+		WebhookTimeout:       DefaultWebhookTimeout,
+		WebhookBackoff:       DefaultWebhookBackoff,
+		WebhookMaxBackoff:    DefaultWebhookMaxBackoff,
 		AllowHAApplications:  true,
 		DefaultMaxGears:      100,
 		DefaultGearSizes:     []string{state.SizeSmall},
@@ -130,6 +160,9 @@ func (c *Config) validate() error {
 	}
 	if c.Domain == "" {
 		c.Domain = "example.com"
+	}
+	if c.HAPrefix == "" && c.HASuffix == "" {
+		c.HAPrefix, c.HASuffix = state.DefaultHADNSPrefix, state.DefaultHADNSSuffix
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("TLSCert and TLSKey must be set together"))
@@ -183,6 +216,30 @@ func (c *Config) validate() error {
 	}
 	if c.LBCheckInterval <= 0 {
 		c.LBCheckInterval = lb.DefaultConfig().HealthInterval
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"FeedGapWait", &c.FeedGapWait, DefaultFeedGapWait},
+		{"FeedKeepAlive", &c.FeedKeepAlive, DefaultFeedKeepAlive},
+		{"WebhookTimeout", &c.WebhookTimeout, DefaultWebhookTimeout},
+		{"WebhookBackoff", &c.WebhookBackoff, DefaultWebhookBackoff},
+		{"WebhookMaxBackoff", &c.WebhookMaxBackoff, DefaultWebhookMaxBackoff},
+	} {
+		if *d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: %s is negative", d.name, *d.v))
+		} else if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if c.WebhookMaxBackoff < c.WebhookBackoff {
+		errs = append(errs, fmt.Errorf("WebhookMaxBackoff %s is below WebhookBackoff %s", c.WebhookMaxBackoff, c.WebhookBackoff))
+	}
+	if c.WebhookClient == nil {
+		c.WebhookClient = &http.Client{Timeout: c.WebhookTimeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if c.TokenTTL <= 0 {
 		c.TokenTTL = 30 * 24 * time.Hour

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"gearbox/store"
 	"gearbox/store/state"
@@ -35,6 +36,11 @@ func TestConfigValidation(t *testing.T) {
 		{"ratio disabled", func(c *Config) { c.GearRatio = -1 }, ""},
 		{"bcrypt cost too high", func(c *Config) { c.BcryptCost = 40 }, "BcryptCost"},
 		{"bcrypt cost too low", func(c *Config) { c.BcryptCost = 2 }, "BcryptCost"},
+		{"negative gap wait", func(c *Config) { c.FeedGapWait = -1 }, "FeedGapWait"},
+		{"negative keep-alive", func(c *Config) { c.FeedKeepAlive = -1 }, "FeedKeepAlive"},
+		{"negative webhook timeout", func(c *Config) { c.WebhookTimeout = -1 }, "WebhookTimeout"},
+		{"backoff above its maximum", func(c *Config) { c.WebhookBackoff, c.WebhookMaxBackoff = time.Minute, time.Second }, "WebhookMaxBackoff"},
+		{"no ha prefix nor suffix", func(c *Config) { c.HAPrefix, c.HASuffix = "", "" }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -51,6 +51,15 @@ func (b *Broker) routes(mux *http.ServeMux) {
 	h("DELETE "+app+"/environment-variables/{name}", b.unsetEnv)
 	h("POST /broker/rest/gears/{gear}/events", b.gearEvent)
 	h("POST "+app+"/gears/{gear}/events", b.gearEvent)
+	h("GET "+app+"/aliases", b.listAliases)
+	h("POST "+app+"/aliases", b.addAlias)
+	h("DELETE "+app+"/aliases/{alias}", b.removeAlias)
+
+	h("GET /broker/rest/routing/events", b.routingEvents)
+	h("GET /broker/rest/routing/routes", b.routingRoutes)
+	h("GET /broker/rest/routing/webhooks", b.listWebhooks)
+	h("POST /broker/rest/routing/webhooks", b.createWebhook)
+	h("DELETE /broker/rest/routing/webhooks/{id}", b.deleteWebhook)
 
 }
 
@@ -86,6 +95,22 @@ func (b *Broker) apiIndex(w http.ResponseWriter, r *http.Request, _ *state.User,
 		"NODE_EVENT (admin)": {"POST", "/broker/rest/nodes/:node/events", []string{"event"}},
 		"MOVE_GEAR (admin)":  {"POST", "/broker/rest/gears/:gear/move", []string{"node"}},
 	}
+	for k, l := range routingLinks {
+		links[k] = l
+	}
 	reply(w, http.StatusOK, "links", map[string]any{"links": links, "domain_suffix": b.cfg.Domain})
 	return nil
+}
+
+// routingLinks are the entry points of aliases and of the routing layer's
+// API: the feed, the webhooks and the routes export.
+var routingLinks = map[string]link{
+	"LIST_ALIASES":                {"GET", "/broker/rest/domains/:name/applications/:app/aliases", nil},
+	"ADD_ALIAS":                   {"POST", "/broker/rest/domains/:name/applications/:app/aliases", []string{"id"}},
+	"DELETE_ALIAS":                {"DELETE", "/broker/rest/domains/:name/applications/:app/aliases/:id", nil},
+	"LIST_ROUTING_EVENTS (admin)": {"GET", "/broker/rest/routing/events", nil},
+	"LIST_ROUTES (admin)":         {"GET", "/broker/rest/routing/routes", nil},
+	"LIST_WEBHOOKS (admin)":       {"GET", "/broker/rest/routing/webhooks", nil},
+	"ADD_WEBHOOK (admin)":         {"POST", "/broker/rest/routing/webhooks", []string{"url"}},
+	"DELETE_WEBHOOK (admin)":      {"DELETE", "/broker/rest/routing/webhooks/:id", nil},
 }

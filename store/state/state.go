@@ -419,8 +419,8 @@ const BucketWebhooks = "webhooks"
 
 // Webhook is a URL that receives every routing event by POST (the event
 // as JSON), in order, with retries. Broker-owned: the broker leader
-// delivers, and records in Delivered how far it got, so that a new
-// leader resumes where the old one stopped.
+// delivers, and records in After how far it got, so that a new leader
+// resumes where the old one stopped.
 type Webhook struct {
 	ID        string    `json:"id"`
 	URL       string    `json:"url"`
@@ -432,4 +432,8 @@ type Webhook struct {
 	// LastError is the last failed delivery's error, empty once one
 	// succeeds.
 	LastError string `json:"last_error,omitempty"`
+	// Secret keys the HMAC-SHA256 signature of each delivery's body
+	// (header X-Gearbox-Signature: sha256=HEX). The API shows it once,
+	// when the webhook is created.
+	Secret string `json:"secret"`
 }
