@@ -209,7 +209,7 @@ func appCommand() *cli.Command {
 				return err
 			})
 		}),
-	}, logsCommand())
+	}, logsCommand(), aliasCommand())
 	for _, c := range cmds {
 		c.HideHelpCommand = true
 		c.OnUsageError = usageError

@@ -85,7 +85,10 @@ func (fb *fakeBroker) serve(w http.ResponseWriter, r *http.Request) {
 	fb.mu.Lock()
 	fb.reqs = append(fb.reqs, fakeRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Form: form,
 		Auth: r.Header.Get("Authorization"), ContentType: r.Header.Get("Content-Type")})
-	rep, ok := fb.replies[r.Method+" "+r.URL.Path]
+	rep, ok := fb.replies[r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery] // a reply for one query
+	if !ok {
+		rep, ok = fb.replies[r.Method+" "+r.URL.Path]
+	}
 	fb.mu.Unlock()
 	if !ok {
 		rep = fakeReply{code: http.StatusNotFound, msgs: []string{"fake broker: no reply for " + r.Method + " " + r.URL.Path}}

@@ -56,6 +56,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			nodeCommand(),
 			gearCommand(),
 			envCommand(),
+			routerCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
