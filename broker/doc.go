@@ -1,7 +1,9 @@
 // Package broker is the control plane role: the OpenShift-shaped REST API
 // (/broker/rest/...), users, API tokens, domains, apps and their gear
-// groups, placement of gears on nodes, the HA rules, and the durable feed of
-// routing events.
+// groups and aliases, placement of gears on nodes, the HA rules, and the
+// durable feed of routing events for routing layers: paged or followed
+// (feed.go), delivered to webhooks by the leader (webhooks.go), and the
+// current routes for exports (routing_table.go).
 //
 // Every member with the broker role serves the API; only the leader (the
 // alive broker with the lowest name) changes broker-owned records, and the
