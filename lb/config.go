@@ -87,7 +87,8 @@ type Config struct {
 	// TrustedProxies lists the peers (such as routers and node front
 	// listeners) whose X-Forwarded-Proto and X-Forwarded-Host are passed
 	// on. Default none: both are set from this hop. X-Forwarded-For is
-	// always appended to.
+	// always appended to. Pool.SetTrustedProxies replaces the list at run
+	// time.
 	TrustedProxies []netip.Prefix
 
 	// ConnectTimeout bounds a connection to a backend. Default 10 s

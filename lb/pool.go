@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,10 @@ type Pool struct {
 	transport *http.Transport // to backends
 	checker   *http.Client    // for active checks
 	dialer    net.Dialer
+
+	// trustedList is Config.TrustedProxies until SetTrustedProxies
+	// replaces it; never nil.
+	trustedList atomic.Pointer[[]netip.Prefix]
 
 	errLogNext atomic.Int64  // unix ns before which proxy errors are not logged
 	errLogSkip atomic.Uint64 // proxy errors not logged since the last one
@@ -135,6 +140,7 @@ func New(cfg Config) (*Pool, error) {
 		ErrorLog:       log.New(logWriter{p.log}, "", 0),
 	}
 	p.set.Store(&backendSet{})
+	p.SetTrustedProxies(cfg.TrustedProxies)
 	if err := p.SetBackends(cfg.Backends); err != nil {
 		return nil, err
 	}

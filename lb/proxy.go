@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
-	"net/netip"
 	"sync"
 )
 
@@ -134,7 +133,7 @@ func (p *Pool) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header["X-Forwarded-For"] = prior
 	}
 	pr.SetXForwarded()
-	if len(p.cfg.TrustedProxies) > 0 && p.trusted(pr.In.RemoteAddr) {
+	if p.trusted(pr.In.RemoteAddr) {
 		for _, k := range []string{"X-Forwarded-Proto", "X-Forwarded-Host"} {
 			if v := pr.In.Header.Get(k); v != "" {
 				pr.Out.Header.Set(k, v)
@@ -147,21 +146,6 @@ func (p *Pool) rewrite(pr *httputil.ProxyRequest) {
 	if p.affinity {
 		stripCookie(pr.Out.Header, p.cfg.CookieName)
 	}
-}
-
-// trusted reports whether the peer at addr is one of Config.TrustedProxies.
-func (p *Pool) trusted(addr string) bool {
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		return false
-	}
-	ip := ap.Addr().Unmap()
-	for _, pfx := range p.cfg.TrustedProxies {
-		if pfx.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // modifyResponse sets the affinity cookie when the request did not come
