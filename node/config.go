@@ -66,7 +66,8 @@ type Config struct {
 	// anyone can compute the one that names a known gear.
 	ClusterSecret string
 	// LB is what the load balancers of LB gears start from; Secret,
-	// TrustedProxies (this node's Addr is added), Backends and Logger are
+	// TrustedProxies (this node's Addr and the addresses of the cluster's
+	// routers are added, see trust.go), Backends and Logger are
 	// set by the node, and the app's env may override the balancing and
 	// health check settings (see EnvLBHealthPath and the like).
 	// DefaultConfig: lb.DefaultConfig(); FastConfig: lb.FastConfig(). Zero

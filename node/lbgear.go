@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
@@ -71,12 +70,9 @@ type lbGear struct {
 func (s *Supervisor) lbConfig(env map[string]string) (lb.Config, []error) {
 	cfg := s.cfg.LB
 	cfg.Secret = []byte(s.cfg.ClusterSecret)
-	// The front listener of this node forwards X-Forwarded-Proto and
-	// -Host from its own address.
-	if a, err := netip.ParseAddr(s.cfg.Addr); err == nil {
-		cfg.TrustedProxies = append(cfg.TrustedProxies[:len(cfg.TrustedProxies):len(cfg.TrustedProxies)],
-			netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-	}
+	// The front listener of this node and the cluster's routers forward
+	// X-Forwarded-Proto and -Host (see trust.go).
+	cfg.TrustedProxies = s.trustedProxies()
 	var errs []error
 	bad := func(name, v, why string) { errs = append(errs, fmt.Errorf("%s=%q: %s", name, v, why)) }
 	if v, ok := env[EnvLBHealthPath]; ok {
@@ -244,6 +240,8 @@ func (s *Supervisor) startLB(id, app string, port int, key string, cfg lb.Config
 	s.lbMu.Lock()
 	err = s.setBackendsLocked(l, nil)
 	s.lbs[id] = l
+	// The routers may have changed since cfg was made.
+	pool.SetTrustedProxies(s.trustedProxies())
 	s.lbMu.Unlock()
 	if err != nil {
 		s.log.Warn().Err(err).Str("gear", id).Msg("set load balancer backends failed")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -60,6 +61,9 @@ type Supervisor struct {
 	apps  map[string]appInfo
 
 	routes atomic.Pointer[routeTable]
+	// routerAddrs are the routers' addresses, which LB gears trust
+	// (see trust.go); set by the reconcile loop.
+	routerAddrs atomic.Pointer[[]netip.Prefix]
 	// sides are the ports of the side processes of gears handing over
 	// (see handover.go), by gear id; replaced whole under lbMu.
 	sides      atomic.Pointer[map[string]sideProc]
@@ -153,7 +157,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	}
 	// The watch comes first so that no change between the listing and
 	// the watch is missed.
-	s.watch = s.st.Watch(state.BucketGears, state.BucketApps, state.BucketNodes, state.BucketGearStatus)
+	s.watch = s.st.Watch(state.BucketGears, state.BucketApps, state.BucketNodes, state.BucketGearStatus, state.BucketRouters)
 	if err := s.reconcileAll(); err != nil {
 		s.watch.Close()
 		if s.front != nil {
@@ -302,6 +306,8 @@ func (s *Supervisor) reconcileAll() error {
 	if err != nil {
 		return fmt.Errorf("list gear statuses: %w", err)
 	}
+	// Before gears start their load balancers.
+	s.refreshTrusted()
 	s.apps = make(map[string]appInfo, len(ars))
 	for _, r := range ars {
 		s.setApp(r)
@@ -378,7 +384,7 @@ func (s *Supervisor) pruneDeployments(apps []store.Record) {
 func (s *Supervisor) applyChanges(recs []store.Record) {
 	gears := make(map[string]store.Record)
 	apps := make(map[string]bool)
-	nodes := false
+	nodes, routers := false, false
 	for _, r := range recs {
 		switch r.Bucket {
 		case state.BucketGearStatus:
@@ -391,7 +397,12 @@ func (s *Supervisor) applyChanges(recs []store.Record) {
 			apps[r.Key] = true
 		case state.BucketNodes:
 			nodes = true
+		case state.BucketRouters:
+			routers = true
 		}
+	}
+	if routers {
+		s.refreshTrusted()
 	}
 	for id, r := range gears {
 		var g state.Gear
