@@ -1,0 +1,407 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"gearbox/lb"
+	"gearbox/store"
+	"gearbox/store/state"
+)
+
+// Router is the router role: it proxies the ha- names, aliases and
+// hostnames of apps to their LB gears (see the package doc). Create it
+// with New, then Start it; Close stops it.
+type Router struct {
+	cfg   Config
+	st    *store.Store
+	name  string
+	log   zerolog.Logger
+	names hostNames
+
+	// table maps hosts to pools; replaced whole by each rebuild, read by
+	// every request.
+	table atomic.Pointer[table]
+	// lastSeq is the highest routing event sequence seen.
+	lastSeq atomic.Uint64
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	closeErr error
+	srv      *lb.FastServer
+	served   chan struct{} // closed when srv.Serve returns
+	httpAddr string        // the address the listener is bound to
+
+	// Owned by the run goroutine (by Start before it runs).
+	watch   *store.Watch
+	members <-chan struct{}
+	pools   map[string]*lb.Pool // by app key
+	hosts   map[string]string   // the last table's hosts to app keys, for logs
+}
+
+// table is one routing table: every host the router serves, normalised,
+// to the pool of its app.
+type table struct {
+	hosts map[string]*lb.Pool
+}
+
+// New validates cfg and returns a Router that does nothing until Start.
+func New(cfg Config) (*Router, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	r := &Router{
+		cfg:   cfg,
+		st:    cfg.Store,
+		name:  cfg.Name,
+		log:   cfg.Logger.With().Str("component", "router").Logger(),
+		names: hostNames{zone: cfg.Domain, prefix: cfg.HAPrefix, suffix: cfg.HASuffix},
+		pools: make(map[string]*lb.Pool),
+	}
+	r.table.Store(&table{})
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// Start opens the HTTP listener, builds the routing table from the store,
+// serves, registers the router and keeps the table up to date from then
+// on. ctx bounds the registration's write.
+func (r *Router) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.closed:
+		return ErrClosed
+	case r.started:
+		return ErrStarted
+	}
+	ln, err := net.Listen("tcp", r.cfg.HTTPAddr)
+	if err != nil {
+		if errors.Is(err, syscall.EACCES) {
+			return fmt.Errorf("router: listen on %s: %w (ports below 1024 need root or CAP_NET_BIND_SERVICE; or choose another --router-addr)", r.cfg.HTTPAddr, err)
+		}
+		return fmt.Errorf("router: listen on %s: %w", r.cfg.HTTPAddr, err)
+	}
+	r.httpAddr = ln.Addr().String()
+	// The watches come first so that no change between the listing and
+	// the watch is missed.
+	r.watch = r.st.Watch(state.BucketApps, state.BucketGears, state.BucketGearStatus, state.BucketNodes, state.BucketRoutingEvents)
+	r.members = r.st.MemberChanges()
+	r.lastSeq.Store(r.newestEvent())
+	if err := r.rebuild(ctx); err != nil {
+		r.watch.Close()
+		ln.Close()
+		r.closePools()
+		return err
+	}
+	r.srv = lb.NewFastRouter(r.cfg.LB, r.route, r.cfg.NotFoundPage)
+	r.served = make(chan struct{})
+	go func() {
+		defer close(r.served)
+		if err := r.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			r.log.Error().Err(err).Str("http", r.httpAddr).Msg("router listener failed")
+		}
+	}()
+	if err := r.register(ctx); err != nil {
+		r.srv.Close()
+		<-r.served
+		r.watch.Close()
+		r.closePools()
+		return err
+	}
+	r.started = true
+	r.wg.Add(1)
+	go r.run()
+	r.log.Info().Str("name", r.name).Str("addr", r.cfg.Addr).Str("http", r.httpAddr).Int("apps", len(r.pools)).
+		Uint64("routing_seq", r.lastSeq.Load()).Msg("router started")
+	return nil
+}
+
+// HTTPAddr returns the address the HTTP listener is bound to once
+// started (Config.HTTPAddr before).
+func (r *Router) HTTPAddr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.httpAddr == "" {
+		return r.cfg.HTTPAddr
+	}
+	return r.httpAddr
+}
+
+// LastEvent returns the sequence of the newest routing event the router
+// has seen.
+func (r *Router) LastEvent() uint64 { return r.lastSeq.Load() }
+
+// Close removes the router's registration and ha- claims (while the
+// store is open), stops serving, lets requests in flight finish for up to
+// StopGrace and stops every pool. It is safe to call twice and returns
+// the first error.
+func (r *Router) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		err := r.closeErr
+		r.mu.Unlock()
+		return err
+	}
+	r.closed = true
+	started := r.started
+	r.mu.Unlock()
+	r.cancel()
+	if !started {
+		return nil
+	}
+	r.wg.Wait()
+	// Unregistered first: DNS stops giving this router out while it
+	// finishes what it serves.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := r.unregister(ctx)
+	cancel()
+	ctx, cancel = context.WithTimeout(context.Background(), r.cfg.StopGrace)
+	if serr := r.srv.Shutdown(ctx); serr != nil {
+		r.srv.Close()
+	}
+	cancel()
+	<-r.served
+	r.closePools()
+	r.log.Info().Msg("router stopped")
+	r.mu.Lock()
+	r.closeErr = err
+	r.mu.Unlock()
+	return err
+}
+
+// route returns the pool of host, nil if the router serves no app there.
+// It is the request path: an exact match costs one map lookup.
+func (r *Router) route(host string) *lb.Pool {
+	t := r.table.Load()
+	if p, ok := t.hosts[host]; ok {
+		return p
+	}
+	if h := normalizeHost(host); h != host {
+		return t.hosts[h]
+	}
+	return nil
+}
+
+// run rebuilds the routing table on changes, coalesced, and on the resync
+// timer.
+func (r *Router) run() {
+	defer r.wg.Done()
+	defer r.watch.Close()
+	resync := time.NewTimer(jitter(r.cfg.ResyncInterval))
+	defer resync.Stop()
+	due := time.NewTimer(time.Hour)
+	due.Stop()
+	defer due.Stop()
+	last, pending := time.Now(), false
+	changed := func() {
+		if !pending {
+			pending = true
+			due.Reset(max(0, r.cfg.CoalesceInterval-time.Since(last)))
+		}
+	}
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-r.watch.C():
+			r.follow(r.watch.Next())
+			changed()
+		case <-r.members:
+			changed()
+		case <-due.C:
+			pending = false
+			if err := r.rebuild(r.ctx); err != nil && r.ctx.Err() == nil {
+				r.log.Warn().Err(err).Msg("rebuild routing table failed")
+			}
+			last = time.Now()
+		case <-resync.C:
+			if err := r.rebuild(r.ctx); err != nil && r.ctx.Err() == nil {
+				r.log.Warn().Err(err).Msg("rebuild routing table failed")
+			}
+			if err := r.checkRegistration(r.ctx); err != nil && r.ctx.Err() == nil {
+				r.log.Warn().Err(err).Msg("register router failed")
+			}
+			last = time.Now()
+			resync.Reset(jitter(r.cfg.ResyncInterval))
+		}
+	}
+}
+
+// jitter shortens d by a random part of up to a quarter.
+func jitter(d time.Duration) time.Duration {
+	return d - time.Duration(rand.Int64N(int64(d)/4+1))
+}
+
+// rebuild derives the routing table from the store and membership,
+// applies it, and reconciles the router's ha- claims with it.
+func (r *Router) rebuild(ctx context.Context) error {
+	snap, err := r.snapshot()
+	if err != nil {
+		return err
+	}
+	routes := buildRoutes(snap, r.names)
+	r.apply(routes)
+	return r.reconcileClaims(ctx, routes)
+}
+
+// snapshot reads what the routing table is derived from.
+func (r *Router) snapshot() (snapshot, error) {
+	snap := snapshot{
+		apps:    make(map[string]state.App),
+		status:  make(map[string]state.GearStatus),
+		nodes:   make(map[string]state.Node),
+		members: make(map[string]string),
+	}
+	list := func(bucket string, each func(store.Record) error) error {
+		recs, err := r.st.List(bucket)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", bucket, err)
+		}
+		for _, rec := range recs {
+			if err := each(rec); err != nil {
+				r.log.Warn().Err(err).Str("bucket", bucket).Str("key", rec.Key).Msg("skip undecodable record")
+			}
+		}
+		return nil
+	}
+	err := errors.Join(
+		list(state.BucketApps, func(rec store.Record) error {
+			var a state.App
+			if err := rec.Decode(&a); err != nil {
+				return err
+			}
+			if state.AppKey(a.Domain, a.Name) != rec.Key {
+				return fmt.Errorf("app %s/%s under key %s", a.Domain, a.Name, rec.Key)
+			}
+			snap.apps[rec.Key] = a
+			return nil
+		}),
+		list(state.BucketGears, func(rec store.Record) error {
+			var g state.Gear
+			if err := rec.Decode(&g); err != nil {
+				return err
+			}
+			if g.ID == rec.Key {
+				snap.gears = append(snap.gears, g)
+			}
+			return nil
+		}),
+		list(state.BucketGearStatus, func(rec store.Record) error {
+			var s state.GearStatus
+			if err := rec.Decode(&s); err != nil {
+				return err
+			}
+			snap.status[rec.Key] = s
+			return nil
+		}),
+		list(state.BucketNodes, func(rec store.Record) error {
+			var n state.Node
+			if err := rec.Decode(&n); err != nil {
+				return err
+			}
+			snap.nodes[rec.Key] = n
+			return nil
+		}),
+	)
+	if err != nil {
+		return snapshot{}, err
+	}
+	for _, m := range r.st.Members() {
+		snap.members[m.Name] = m.Status
+	}
+	return snap, nil
+}
+
+// apply makes routes the routing table: a pool for each new app, new
+// backends for those that changed, and the pools of apps that went
+// closed.
+func (r *Router) apply(routes []route) {
+	pools := make(map[string]*lb.Pool, len(routes))
+	t := &table{hosts: make(map[string]*lb.Pool)}
+	owner := make(map[string]string) // host to app key
+	for _, rt := range routes {
+		p := r.pools[rt.app]
+		if p == nil {
+			var err error
+			if p, err = lb.New(r.cfg.poolConfig(rt.app, rt.host)); err != nil {
+				// Only a bad Config.LB fails, and New checked it.
+				r.log.Error().Err(err).Str("app", rt.app).Msg("create pool failed")
+				continue
+			}
+			p.Start(r.ctx)
+			r.log.Info().Str("app", rt.app).Strs("hosts", rt.hosts).Int("backends", len(rt.backends)).Msg("app routed")
+		}
+		if !slices.Equal(p.Backends(), rt.backends) {
+			if err := p.SetBackends(rt.backends); err != nil {
+				r.log.Warn().Err(err).Str("app", rt.app).Msg("set backends failed")
+			}
+		}
+		pools[rt.app] = p
+	}
+	// An app's own names come first, then aliases; of two apps that
+	// claim one alias, the one with the lower key keeps it.
+	own := func(rt route, h string) bool { return h == rt.host || h == rt.haHost }
+	for _, pass := range []bool{true, false} {
+		for _, rt := range routes {
+			p := pools[rt.app]
+			if p == nil {
+				continue
+			}
+			for _, h := range rt.hosts {
+				if own(rt, h) != pass {
+					continue
+				}
+				if other, taken := owner[h]; taken {
+					r.log.Warn().Str("host", h).Str("app", rt.app).Str("kept_by", other).Msg("host name claimed twice")
+					continue
+				}
+				owner[h] = rt.app
+				t.hosts[h] = p
+			}
+		}
+	}
+	r.table.Store(t)
+	for key, p := range r.pools {
+		if pools[key] == nil {
+			p.Close()
+			r.log.Info().Str("app", key).Msg("app no longer routed")
+		}
+	}
+	for h, key := range owner {
+		if r.hosts[h] != key {
+			r.log.Debug().Str("host", h).Str("app", key).Msg("host routed")
+		}
+	}
+	for h := range r.hosts {
+		if _, ok := owner[h]; !ok {
+			r.log.Debug().Str("host", h).Msg("host no longer routed")
+		}
+	}
+	r.pools, r.hosts = pools, owner
+}
+
+// closePools stops every pool.
+func (r *Router) closePools() {
+	r.table.Store(&table{})
+	for key, p := range r.pools {
+		p.Close()
+		delete(r.pools, key)
+	}
+}
