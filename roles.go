@@ -19,9 +19,10 @@ import (
 	"gearbox/store/state"
 )
 
-// roleFlags are the flags of the broker and node roles on `gearbox serve`.
+// roleFlags are the flags of the broker, node and router roles on
+// `gearbox serve`.
 func roleFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "api-addr", Value: ":7480", EnvVars: env("API_ADDR"), Category: "broker",
 			Usage: "address the broker's REST API listens on"},
 		&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Category: "broker",
@@ -75,7 +76,7 @@ func roleFlags() []cli.Flag {
 				"(nodes sharing a host need ranges apart)"},
 		&cli.StringFlag{Name: "gear-limits", Value: formatGearLimits(node.DefaultLimits), EnvVars: env("GEAR_LIMITS"), Category: "node",
 			Usage: "memory and processes (threads count) of isolated gears by size, as SIZE=MEMORY/PROCS,...; sizes left out keep their defaults"},
-	}
+	}, routerFlags()...)
 }
 
 // roleOptions are the validated role settings.
@@ -90,6 +91,8 @@ type roleOptions struct {
 	Limits           map[string]node.Limits
 	// HAPrefix and HASuffix make HA apps' routing-layer hostnames.
 	HAPrefix, HASuffix string
+	// Router holds the router role's settings (roles_router.go).
+	Router routerOptions
 }
 
 func parseRoleOptions(c *cli.Context) (roleOptions, error) {
@@ -175,10 +178,14 @@ func parseRoleOptions(c *cli.Context) (roleOptions, error) {
 	if !haAffixRE.MatchString(haPrefix) || !haAffixRE.MatchString(haSuffix) || haPrefix == "" && haSuffix == "" {
 		errs = append(errs, fmt.Errorf("--ha-dns-prefix %q and --ha-dns-suffix %q: want letters, digits and dashes, at least one of them not empty", haPrefix, haSuffix))
 	}
+	ro, err := parseRouterOptions(c)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return roleOptions{}, joinErrors(errs)
 	}
-	return roleOptions{HAPrefix: haPrefix, HASuffix: haSuffix, Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi,
+	return roleOptions{Router: ro, HAPrefix: haPrefix, HASuffix: haSuffix, Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi,
 		Isolation: iso, UIDMin: uidLo, UIDMax: uidHi, Limits: limits, BuildTimeout: buildTimeout}, nil
 }
 
@@ -269,6 +276,9 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, internal
 			stops[i]()
 		}
 	}
+	if err := checkRouterAddr(cfg); err != nil {
+		return nil, err
+	}
 	roles := cfg.Store.Roles
 	mlog := log.With().Str("component", "member").Logger()
 	if slices.Contains(roles, store.RoleNode) {
@@ -337,7 +347,12 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, internal
 		stops = append(stops, func() { internal.blobs.Store(nil); b.Close() })
 	}
 	if slices.Contains(roles, store.RoleRouter) {
-		mlog.Info().Str("role", store.RoleRouter).Msg("role not built yet")
+		rstop, err := startRouter(ctx, cfg, st, log)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		stops = append(stops, rstop)
 	}
 	return stop, nil
 }

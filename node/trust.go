@@ -59,7 +59,8 @@ func (s *Supervisor) refreshTrusted() {
 	}
 	slices.SortFunc(addrs, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 	addrs = slices.Compact(addrs)
-	if old := s.routerAddrs.Load(); old != nil && slices.Equal(*old, addrs) {
+	old := s.routerAddrs.Load()
+	if old != nil && slices.Equal(*old, addrs) {
 		return
 	}
 	// Stored before the pools are walked under lbMu: a load balancer that
@@ -71,6 +72,9 @@ func (s *Supervisor) refreshTrusted() {
 		l.pool.SetTrustedProxies(list)
 	}
 	s.lbMu.Unlock()
+	if old == nil && len(addrs) == 0 {
+		return // the first look finds no router: nothing to say
+	}
 	strs := make([]string, len(addrs))
 	for i, a := range addrs {
 		strs[i] = a.Addr().String()

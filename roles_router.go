@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"gearbox/router"
+	"gearbox/store"
+)
+
+// routerFlags are the flags of the router role on `gearbox serve`.
+func routerFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "router-addr", Value: router.DefaultHTTPAddr, EnvVars: env("ROUTER_ADDR"), Category: "router",
+			Usage: "address of the router's HTTP listener: it proxies the ha- hostnames of HA apps, and the aliases and " +
+				"APP-NAMESPACE.DOMAIN hostnames of every app, to the app's load balancers (empty: no router on this member, " +
+				"even with the router role); on a member that is also a node, it must differ from --http-addr"},
+	}
+}
+
+// routerOptions are the validated settings of the router role.
+type routerOptions struct {
+	// HTTPAddr is where the router listens; empty: the member runs no
+	// router.
+	HTTPAddr string
+}
+
+// parseRouterOptions reads --router-addr: [HOST]:PORT, or empty.
+func parseRouterOptions(c *cli.Context) (routerOptions, error) {
+	addr := strings.TrimSpace(c.String("router-addr"))
+	if addr == "" {
+		return routerOptions{}, nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n < 0 || n > 65535 {
+		return routerOptions{}, fmt.Errorf("--router-addr %q: want [HOST]:PORT such as :80 or 10.0.0.5:80, or empty for no router", addr)
+	}
+	return routerOptions{HTTPAddr: addr}, nil
+}
+
+// checkRouterAddr reports a --router-addr that the node's front listener
+// (--http-addr) of the same member would take too.
+func checkRouterAddr(cfg memberConfig) error {
+	roles := cfg.Store.Roles
+	ra, ha := cfg.Roles.Router.HTTPAddr, cfg.Roles.HTTPAddr
+	if !slices.Contains(roles, store.RoleRouter) || !slices.Contains(roles, store.RoleNode) || ra == "" || ha == "" {
+		return nil
+	}
+	if addrsOverlap(ra, ha) {
+		return fmt.Errorf("--router-addr %s and --http-addr %s overlap on this member, which runs the router and node roles: "+
+			"give the router another port or address (such as --router-addr :8080), or run it on another member", ra, ha)
+	}
+	return nil
+}
+
+// addrsOverlap reports whether listeners on host:port addresses a and b
+// would take the same port: the same port (not 0) on the same host, or
+// on any host if either is a wildcard.
+func addrsOverlap(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	na, err3 := strconv.Atoi(pa)
+	nb, err4 := strconv.Atoi(pb)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || na != nb || na == 0 {
+		return false
+	}
+	wild := func(h string) bool {
+		ip := net.ParseIP(h)
+		return h == "" || ip != nil && ip.IsUnspecified()
+	}
+	if wild(ha) || wild(hb) {
+		return true
+	}
+	if ia, ib := net.ParseIP(ha), net.ParseIP(hb); ia != nil && ib != nil {
+		return ia.Equal(ib)
+	}
+	return strings.EqualFold(ha, hb)
+}
+
+// startRouter starts the router role on the started store st, unless
+// --router-addr is empty. The returned stop ends it.
+func startRouter(ctx context.Context, cfg memberConfig, st *store.Store, log zerolog.Logger) (stop func(), err error) {
+	mlog := log.With().Str("component", "member").Logger()
+	if cfg.Roles.Router.HTTPAddr == "" {
+		mlog.Info().Str("role", store.RoleRouter).Msg("role not started: --router-addr is empty")
+		return func() {}, nil
+	}
+	addr := cfg.Store.AdvertiseAddr
+	if addr == "" {
+		for _, m := range st.Members() {
+			if m.Name == st.Name() {
+				addr = m.Addr
+			}
+		}
+	}
+	rc := router.DefaultConfig(st, addr, cfg.Domain)
+	rc.HTTPAddr = cfg.Roles.Router.HTTPAddr
+	rc.HAPrefix, rc.HASuffix = cfg.Roles.HAPrefix, cfg.Roles.HASuffix
+	rc.ClusterSecret = cfg.Store.ClusterSecret
+	rc.Logger = log
+	r, err := router.New(rc)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	mlog.Info().Str("role", store.RoleRouter).Str("addr", addr).Str("http", r.HTTPAddr()).Msg("role started")
+	return func() {
+		if err := r.Close(); err != nil {
+			mlog.Warn().Err(err).Str("role", store.RoleRouter).Msg("stop role failed")
+		}
+	}, nil
+}
