@@ -45,6 +45,7 @@ type Router struct {
 	closed   bool
 	closeErr error
 	srv      *lb.FastServer
+	ln       net.Listener
 	served   chan struct{} // closed when srv.Serve returns
 	httpAddr string        // the address the listener is bound to
 
@@ -98,7 +99,7 @@ func (r *Router) Start(ctx context.Context) error {
 		}
 		return fmt.Errorf("router: listen on %s: %w", r.cfg.HTTPAddr, err)
 	}
-	r.httpAddr = ln.Addr().String()
+	r.ln, r.httpAddr = ln, ln.Addr().String()
 	// The watches come first so that no change between the listing and
 	// the watch is missed.
 	r.watch = r.st.Watch(state.BucketApps, state.BucketGears, state.BucketGearStatus, state.BucketNodes, state.BucketRoutingEvents)
@@ -121,6 +122,7 @@ func (r *Router) Start(ctx context.Context) error {
 	if err := r.register(ctx); err != nil {
 		r.srv.Close()
 		<-r.served
+		ln.Close() // if Serve had not begun, it returns without closing ln
 		r.watch.Close()
 		r.closePools()
 		return err
@@ -178,6 +180,7 @@ func (r *Router) Close() error {
 	}
 	cancel()
 	<-r.served
+	r.ln.Close() // if Serve had not begun, it returns without closing ln
 	r.closePools()
 	r.log.Info().Msg("router stopped")
 	r.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 )
 
 func TestNewValidatesConfig(t *testing.T) {
+	checkNoLeaks(t)
 	m := startMember(t, "r1")
 	tests := []struct {
 		name   string
@@ -43,6 +45,33 @@ func TestNewValidatesConfig(t *testing.T) {
 	if cfg.Name != "r1" || cfg.HTTPAddr != ":80" || cfg.Domain != "example.test" || cfg.HAPrefix != "ha-" ||
 		cfg.CoalesceInterval != DefaultCoalesceInterval || cfg.StopGrace != DefaultStopGrace {
 		t.Errorf("defaults not filled: %+v", cfg)
+	}
+}
+
+// A router whose address is taken fails to start, saying where, and
+// leaves nothing behind.
+func TestRouterAddressTaken(t *testing.T) {
+	checkNoLeaks(t)
+	m := startMember(t, "r1")
+	ln, err := net.Listen("tcp", m.ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := FastConfig(m.st, m.ip, zone)
+	cfg.HTTPAddr = ln.Addr().String()
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "router: listen on "+cfg.HTTPAddr) {
+		t.Errorf("Start: %v, want the listen error", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("Close after a failed Start: %v", err)
+	}
+	if _, err := m.st.Get(state.BucketRouters, "r1", nil); err == nil {
+		t.Errorf("a router that did not start registered itself")
 	}
 }
 

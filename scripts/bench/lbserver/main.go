@@ -8,7 +8,9 @@
 //	lbserver -addr 127.0.0.23:18080 -backends 127.0.0.11:18081,127.0.0.12:18082
 //
 // Backends are named b1, b2, ... in the order given; the first is the
-// local one. Warnings and errors are logged to stderr. It stops on SIGINT
+// local one. -trusted lists the proxies in front (routers) whose
+// X-Forwarded-Proto and -Host are passed on, as an LB gear trusts its
+// node and the cluster's routers. Warnings and errors are logged to stderr. It stops on SIGINT
 // or SIGTERM; -cpuprofile writes a CPU profile of the run, for
 // "go tool pprof".
 package main
@@ -20,6 +22,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -38,10 +41,11 @@ func main() {
 	backends := flag.String("backends", "127.0.0.1:18081", "comma-separated host:port list of backends")
 	secret := flag.String("secret", "bench secret", "affinity cookie secret")
 	balance := flag.String("balance", lb.LeastConn, "balancing algorithm: leastconn or roundrobin")
+	trusted := flag.String("trusted", "", "comma-separated IP addresses or prefixes of trusted proxies")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	err := profile(*cpuprofile, func() error {
-		return run(*addr, strings.Split(*backends, ","), *secret, *balance)
+		return run(*addr, strings.Split(*backends, ","), *secret, *balance, *trusted)
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lbserver:", err)
@@ -66,7 +70,7 @@ func profile(path string, f func() error) error {
 	return f()
 }
 
-func run(addr string, backends []string, secret, balance string) error {
+func run(addr string, backends []string, secret, balance, trusted string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -74,6 +78,23 @@ func run(addr string, backends []string, secret, balance string) error {
 	cfg.Balance = balance
 	cfg.Secret = []byte(secret)
 	cfg.Logger = zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	for _, t := range strings.Split(trusted, ",") {
+		if t = strings.TrimSpace(t); t == "" {
+			continue
+		}
+		if !strings.Contains(t, "/") {
+			a, err := netip.ParseAddr(t)
+			if err != nil {
+				return fmt.Errorf("-trusted %q: %w", t, err)
+			}
+			t = netip.PrefixFrom(a, a.BitLen()).String()
+		}
+		pfx, err := netip.ParsePrefix(t)
+		if err != nil {
+			return fmt.Errorf("-trusted %q: %w", t, err)
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, pfx)
+	}
 	for i, a := range backends {
 		cfg.Backends = append(cfg.Backends, lb.Backend{
 			ID:    "b" + strconv.Itoa(i+1),
