@@ -54,6 +54,7 @@ type Router struct {
 	members <-chan struct{}
 	pools   map[string]*lb.Pool // by app key
 	hosts   map[string]string   // the last table's hosts to app keys, for logs
+	clashes map[string]bool     // the last table's names claimed twice, logged once
 }
 
 // table is one routing table: every host the router serves, normalised,
@@ -339,6 +340,7 @@ func (r *Router) apply(routes []route) {
 	pools := make(map[string]*lb.Pool, len(routes))
 	t := &table{hosts: make(map[string]*lb.Pool)}
 	owner := make(map[string]string) // host to app key
+	clashes := make(map[string]bool) // "host app" of names an app does not get
 	for _, rt := range routes {
 		p := r.pools[rt.app]
 		if p == nil {
@@ -372,7 +374,10 @@ func (r *Router) apply(routes []route) {
 					continue
 				}
 				if other, taken := owner[h]; taken {
-					r.log.Warn().Str("host", h).Str("app", rt.app).Str("kept_by", other).Msg("host name claimed twice")
+					if !r.clashes[h+" "+rt.app] {
+						r.log.Warn().Str("host", h).Str("app", rt.app).Str("kept_by", other).Msg("host name claimed twice")
+					}
+					clashes[h+" "+rt.app] = true
 					continue
 				}
 				owner[h] = rt.app
@@ -397,7 +402,7 @@ func (r *Router) apply(routes []route) {
 			r.log.Debug().Str("host", h).Msg("host no longer routed")
 		}
 	}
-	r.pools, r.hosts = pools, owner
+	r.pools, r.hosts, r.clashes = pools, owner, clashes
 }
 
 // closePools stops every pool.

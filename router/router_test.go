@@ -417,3 +417,27 @@ func TestTwoRouters(t *testing.T) {
 		})
 	}
 }
+
+// A name two apps claim goes to the app whose own name it is, else to
+// the app with the lower key.
+func TestRouterNameClaimedTwice(t *testing.T) {
+	checkNoLeaks(t)
+	m := startMember(t, "r1")
+	f := fixture{m}
+	nodeIP := freshIP()
+	f.node("n1", nodeIP)
+	for _, name := range []string{"a", "b"} {
+		g := newLBGear(t, name+"1", nodeIP, "/")
+		f.app(state.App{Name: name, Domain: "ns", State: state.GearStarted,
+			Aliases: []string{"x.example", "a-ns.example.test", "b-ns.example.test", name + ".example"}})
+		m.put(state.BucketGears, g.id, state.Gear{ID: g.id, App: "ns/" + name, AppName: name, Domain: "ns", Node: "n1",
+			State: state.GearStarted, Ordinal: 1, Port: g.port()})
+	}
+	r := startRouter(t, m)
+	for host, want := range map[string]string{"x.example": "gear a1", "a-ns.example.test": "gear a1",
+		"b-ns.example.test": "gear b1", "a.example": "gear a1", "b.example": "gear b1"} {
+		if code, body := get(r, host); code != 200 || !strings.Contains(body, want) {
+			t.Errorf("%s: %d %q, want %q", host, code, body, want)
+		}
+	}
+}
