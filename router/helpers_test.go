@@ -309,8 +309,8 @@ func goroutines() map[string]string {
 	return out
 }
 
-// cluster writes the records of apps for tests: a node per address, and
-// gears on them.
+// fixture writes the records a router reads: nodes, apps, gears and
+// their statuses.
 type fixture struct {
 	m *member
 }
@@ -320,7 +320,7 @@ func (f fixture) node(name, addr string) {
 	f.m.put(state.BucketNodes, name, state.Node{Name: name, Addr: addr})
 }
 
-// app writes app name in namespace ns.
+// app writes app a.
 func (f fixture) app(a state.App) {
 	f.m.put(state.BucketApps, state.AppKey(a.Domain, a.Name), a)
 }
