@@ -276,11 +276,14 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, internal
 			stops[i]()
 		}
 	}
-	if err := checkRouterAddr(cfg); err != nil {
+	mlog := log.With().Str("component", "member").Logger()
+	if moved, err := checkRouterAddr(&cfg); err != nil {
 		return nil, err
+	} else if moved {
+		mlog.Info().Str("router_addr", cfg.Roles.Router.HTTPAddr).Str("http_addr", cfg.Roles.HTTPAddr).
+			Msg("router listens beside the node's front listener (set --router-addr to choose)")
 	}
 	roles := cfg.Store.Roles
-	mlog := log.With().Str("component", "member").Logger()
 	if slices.Contains(roles, store.RoleNode) {
 		addr := cfg.Store.AdvertiseAddr
 		if addr == "" {

@@ -30,6 +30,9 @@ type routerOptions struct {
 	// HTTPAddr is where the router listens; empty: the member runs no
 	// router.
 	HTTPAddr string
+	// Default is true when --router-addr was not given: on a member that
+	// is also a node, the router then moves aside for the front listener.
+	Default bool
 }
 
 // parseRouterOptions reads --router-addr: [HOST]:PORT, or empty.
@@ -38,27 +41,40 @@ func parseRouterOptions(c *cli.Context) (routerOptions, error) {
 	if addr == "" {
 		return routerOptions{}, nil
 	}
+	def := !c.IsSet("router-addr")
 	_, port, err := net.SplitHostPort(addr)
 	n, perr := strconv.Atoi(port)
 	if err != nil || perr != nil || n < 0 || n > 65535 {
 		return routerOptions{}, fmt.Errorf("--router-addr %q: want [HOST]:PORT such as :80 or 10.0.0.5:80, or empty for no router", addr)
 	}
-	return routerOptions{HTTPAddr: addr}, nil
+	return routerOptions{HTTPAddr: addr, Default: def}, nil
 }
 
+// sharedRouterPort is where the router listens by default on a member
+// that is also a node, whose front listener has the default port.
+const sharedRouterPort = "8080"
+
 // checkRouterAddr reports a --router-addr that the node's front listener
-// (--http-addr) of the same member would take too.
-func checkRouterAddr(cfg memberConfig) error {
+// (--http-addr) of the same member would take too. A default one (the
+// flag not given, as with --role all) moves to port sharedRouterPort
+// instead, and moved says so.
+func checkRouterAddr(cfg *memberConfig) (moved bool, err error) {
 	roles := cfg.Store.Roles
 	ra, ha := cfg.Roles.Router.HTTPAddr, cfg.Roles.HTTPAddr
 	if !slices.Contains(roles, store.RoleRouter) || !slices.Contains(roles, store.RoleNode) || ra == "" || ha == "" {
-		return nil
+		return false, nil
+	}
+	if host, _, err := net.SplitHostPort(ra); err == nil && cfg.Roles.Router.Default && addrsOverlap(ra, ha) {
+		if alt := net.JoinHostPort(host, sharedRouterPort); !addrsOverlap(alt, ha) {
+			cfg.Roles.Router.HTTPAddr = alt
+			return true, nil
+		}
 	}
 	if addrsOverlap(ra, ha) {
-		return fmt.Errorf("--router-addr %s and --http-addr %s overlap on this member, which runs the router and node roles: "+
+		return false, fmt.Errorf("--router-addr %s and --http-addr %s overlap on this member, which runs the router and node roles: "+
 			"give the router another port or address (such as --router-addr :8080), or run it on another member", ra, ha)
 	}
-	return nil
+	return false, nil
 }
 
 // addrsOverlap reports whether listeners on host:port addresses a and b

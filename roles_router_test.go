@@ -77,7 +77,10 @@ func TestCheckRouterAddr(t *testing.T) {
 			cfg.Store.Roles = tt.roles
 			cfg.Roles.HTTPAddr = tt.http
 			cfg.Roles.Router.HTTPAddr = tt.router
-			err := checkRouterAddr(cfg)
+			moved, err := checkRouterAddr(&cfg)
+			if moved {
+				t.Errorf("an explicit --router-addr moved to %s", cfg.Roles.Router.HTTPAddr)
+			}
 			if (err == nil) != tt.ok {
 				t.Errorf("checkRouterAddr: %v, want ok %v", err, tt.ok)
 			}
@@ -85,5 +88,30 @@ func TestCheckRouterAddr(t *testing.T) {
 				t.Errorf("error %q does not name both flags", err)
 			}
 		})
+	}
+}
+
+// A default --router-addr on a member that is also a node moves aside for
+// the front listener, so that `gearbox serve` with every role starts.
+func TestRouterAddrDefaultMovesAside(t *testing.T) {
+	for _, tt := range []struct{ router, http, want string }{
+		{":80", ":80", ":8080"},
+		{":80", "127.0.0.1:80", ":8080"},
+		{":80", ":8080", ":80"},
+	} {
+		var cfg memberConfig
+		cfg.Store.Roles = []string{store.RoleNode, store.RoleRouter}
+		cfg.Roles.HTTPAddr = tt.http
+		cfg.Roles.Router = routerOptions{HTTPAddr: tt.router, Default: true}
+		if _, err := checkRouterAddr(&cfg); err != nil || cfg.Roles.Router.HTTPAddr != tt.want {
+			t.Errorf("router %s, front %s: got %s, %v; want %s", tt.router, tt.http, cfg.Roles.Router.HTTPAddr, err, tt.want)
+		}
+	}
+	var cfg memberConfig
+	cfg.Store.Roles = []string{store.RoleNode, store.RoleRouter}
+	cfg.Roles.HTTPAddr = ":8080"
+	cfg.Roles.Router = routerOptions{HTTPAddr: ":8080", Default: true}
+	if _, err := checkRouterAddr(&cfg); err == nil {
+		t.Errorf("router and front both on :8080, the router's default: no error")
 	}
 }
