@@ -1,0 +1,375 @@
+package dnsmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+
+	"gearbox/store"
+)
+
+// Server is the authoritative DNS server of the zone: it keeps a Table
+// built from the store up to date and answers queries from it over UDP
+// and TCP. Create it with New, then Start; Close stops it.
+type Server struct {
+	cfg    Config
+	opts   Options
+	log    zerolog.Logger
+	allow  []netip.Prefix
+	notify []netip.AddrPort
+	// members returns the membership; the store's by default (tests
+	// replace it).
+	members func() []store.Member
+	now     func() time.Time
+
+	table   atomic.Pointer[Table]
+	notifyC chan struct{} // signalled when the serial changes
+	bufs    sync.Pool     // *[]byte for fast-path replies
+
+	mu        sync.Mutex
+	started   bool
+	closed    bool
+	udp, tcp  *dns.Server
+	addr      string
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeErr  error
+	panics    atomic.Int64
+	lastPanic atomic.Int64 // unix nanos of the last panic logged
+}
+
+// New checks cfg and returns a Server that is not started.
+func New(cfg Config) (*Server, error) {
+	allow, notify, err := cfg.validate()
+	if err != nil {
+		return nil, fmt.Errorf("dns config: %w", err)
+	}
+	opts, _ := cfg.options()
+	s := &Server{cfg: cfg, opts: opts, allow: allow, notify: notify,
+		log:     cfg.Logger.With().Str("component", "dns").Logger(),
+		members: cfg.Store.Members, now: time.Now, notifyC: make(chan struct{}, 1)}
+	s.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
+	return s, nil
+}
+
+// Start builds the first table, binds the UDP and TCP listeners and
+// serves. It returns once both listeners are bound and serving, or with
+// the error that kept one from it.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return errors.New("dns server is closed")
+	case s.started:
+		s.mu.Unlock()
+		return errors.New("dns server already started")
+	}
+	s.started = true
+	s.mu.Unlock()
+	// Watch before the first read, so that no change falls in between.
+	watch := s.cfg.Store.Watch(watchedBuckets...)
+	memberCh := s.cfg.Store.MemberChanges()
+	if _, err := s.rebuild(); err != nil {
+		watch.Close()
+		return err
+	}
+	pc, ln, err := listen(s.cfg.Addr)
+	if err != nil {
+		watch.Close()
+		return err
+	}
+	// Each listener reports once: nil when serving, or why it could not
+	// start.
+	up := make(chan error, 4)
+	report := func(err error) {
+		select {
+		case up <- err:
+		default:
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		cancel()
+		pc.Close()
+		ln.Close()
+		watch.Close()
+		return errors.New("dns server closed while starting")
+	}
+	s.addr = pc.LocalAddr().String()
+	s.cancel = cancel
+	s.udp = &dns.Server{PacketConn: pc, Handler: handler{s, false}, MsgAcceptFunc: acceptAll,
+		NotifyStartedFunc: func() { report(nil) }}
+	s.tcp = &dns.Server{Listener: ln, Handler: handler{s, true}, MsgAcceptFunc: acceptAll,
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+		NotifyStartedFunc: func() { report(nil) }}
+	for _, srv := range []*dns.Server{s.udp, s.tcp} {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := srv.ActivateAndServe(); err != nil {
+				report(err)
+				if ctx.Err() == nil {
+					s.log.Error().Err(err).Msg("dns listener stopped")
+				}
+			}
+		}()
+	}
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); defer watch.Close(); s.run(ctx, watch, memberCh) }()
+	go func() { defer s.wg.Done(); s.notifyLoop(ctx) }()
+	s.mu.Unlock()
+	var errs []error
+	for range 2 {
+		if err := <-up; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		s.Close()
+		return fmt.Errorf("serve dns on %s: %w", s.cfg.Addr, errors.Join(errs...))
+	}
+	t := s.table.Load()
+	s.log.Info().Str("addr", s.addr).Str("zone", t.zone).Uint32("serial", t.serial).Int("names", len(t.names)).
+		Bool("manage_ha_dns", s.opts.ManageHADNS).Str("router_hostname", s.opts.RouterHostname).
+		Int("transfer_peers", len(s.allow)).Msg("dns serving")
+	return nil
+}
+
+// listen binds UDP and TCP on the same address. With port 0 it takes the
+// port the UDP bind got for TCP too, and tries again if TCP has it taken.
+func listen(addr string) (net.PacketConn, net.Listener, error) {
+	host, port, _ := net.SplitHostPort(addr)
+	for attempt := 0; ; attempt++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen for dns on %s (udp): %w%s", addr, err, bindHint(err))
+		}
+		p := strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, p))
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || attempt >= 10 || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("listen for dns on %s (tcp): %w%s", addr, err, bindHint(err))
+		}
+	}
+}
+
+func bindHint(err error) string {
+	if errors.Is(err, syscall.EACCES) {
+		return " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+	}
+	return ""
+}
+
+// acceptAll lets every query that is not a response reach the handler,
+// which answers malformed ones itself (FORMERR, NOTIMP) from the unpacked
+// message; miekg/dns still answers those it cannot unpack with FORMERR.
+func acceptAll(h dns.Header) dns.MsgAcceptAction {
+	if h.Bits&(1<<15) != 0 { // QR: a response
+		return dns.MsgIgnore
+	}
+	return dns.MsgAccept
+}
+
+// Addr returns the address the server listens on (UDP and TCP), with the
+// port chosen when Config.Addr had port 0; "" before Start.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Table returns the table the server answers from now; nil before Start.
+func (s *Server) Table() *Table { return s.table.Load() }
+
+// Close stops serving and waits for the server's goroutines. It is safe to
+// call twice; the second call returns the first one's error.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return s.closeErr
+	}
+	s.closed = true
+	cancel := s.cancel
+	s.mu.Unlock()
+	if cancel == nil {
+		// Not started, or Start failed before serving.
+		return nil
+	}
+	cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	for _, srv := range []*dns.Server{s.udp, s.tcp} {
+		if err := srv.ShutdownContext(ctx); err != nil && !isNotStarted(err) {
+			errs = append(errs, err)
+		}
+	}
+	s.wg.Wait()
+	err := errors.Join(errs...)
+	if err != nil {
+		err = fmt.Errorf("stop dns server: %w", err)
+	}
+	s.mu.Lock()
+	s.closeErr = err
+	s.mu.Unlock()
+	s.log.Info().Msg("dns stopped")
+	return err
+}
+
+// isNotStarted reports whether err is miekg/dns's answer to shutting down
+// a server that failed to start.
+func isNotStarted(err error) bool { return err != nil && err.Error() == "dns: server not started" }
+
+// run rebuilds the table when the watched buckets or the membership
+// change: changes are gathered for RebuildDelay, and rebuilds spaced by at
+// least twice the time the last one took.
+func (s *Server) run(ctx context.Context, watch *store.Watch, memberCh <-chan struct{}) {
+	timer := time.NewTimer(0)
+	if !timer.Stop() {
+		<-timer.C
+	}
+	defer timer.Stop()
+	var pending bool
+	var took time.Duration
+	next := time.Time{} // earliest start of the next rebuild
+	schedule := func() {
+		if pending {
+			return
+		}
+		pending = true
+		wait := s.cfg.RebuildDelay
+		if d := time.Until(next); d > wait {
+			wait = d
+		}
+		timer.Reset(wait)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-watch.C():
+			if !ok {
+				return
+			}
+			watch.Next()
+			schedule()
+		case <-memberCh:
+			schedule()
+		case <-timer.C:
+			pending = false
+			start := time.Now()
+			changed, err := s.rebuild()
+			took = time.Since(start)
+			next = time.Now().Add(2 * took)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				s.log.Error().Err(err).Msg("zone rebuild failed")
+				// Try again later: the store may be busy.
+				next = time.Now().Add(time.Second)
+				schedule()
+			case changed:
+				t := s.table.Load()
+				s.log.Debug().Uint32("serial", t.serial).Int("names", len(t.names)).Dur("took", took).Msg("zone rebuilt")
+			}
+		}
+	}
+}
+
+// rebuild reads the store, builds a table and, if its records differ
+// from the current table's, publishes it with the next serial and asks for
+// NOTIFY. It reports whether the table changed.
+func (s *Server) rebuild() (bool, error) {
+	in, skipped, err := readInputs(s.cfg.Store, s.members)
+	if err != nil {
+		return false, fmt.Errorf("read state for dns: %w", err)
+	}
+	if skipped > 0 {
+		s.log.Warn().Int("records", skipped).Msg("records left out of the zone: they do not decode")
+	}
+	prev := s.table.Load()
+	var serial uint32
+	if prev != nil {
+		serial = prev.serial
+	}
+	t := Build(in, s.opts, serial)
+	if t.SameRecords(prev) {
+		return false, nil
+	}
+	t.setSerial(NextSerial(serial, s.now()))
+	if t.conflicts > 0 && (prev == nil || prev.conflicts != t.conflicts) {
+		s.log.Warn().Int("names", t.conflicts).Msg("names wanted by two records, the first kept (name servers, apps, ha- names, gears)")
+	}
+	s.table.Store(t)
+	select {
+	case s.notifyC <- struct{}{}:
+	default:
+	}
+	return true, nil
+}
+
+// handler answers queries for one transport.
+type handler struct {
+	s   *Server
+	tcp bool
+}
+
+// ServeDNS answers req: zone transfers apart, from the table's cached
+// wire replies when it can, else from Answer.
+func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	defer h.recoverPanic(w, req)
+	t := h.s.table.Load()
+	if isTransfer(req) {
+		h.s.transfer(w, req, t, h.tcp)
+		return
+	}
+	bp := h.s.bufs.Get().(*[]byte)
+	if b, ok := t.appendFast((*bp)[:0], req, h.tcp); ok {
+		w.Write(b)
+		if cap(b) <= 4096 {
+			*bp = b
+			h.s.bufs.Put(bp)
+		}
+		return
+	}
+	h.s.bufs.Put(bp)
+	m := Answer(t, req)
+	if m == nil {
+		return
+	}
+	Fit(m, req, h.tcp)
+	w.WriteMsg(m)
+}
+
+// recoverPanic turns a panic while answering into SERVFAIL and a log line
+// (at most one a second), so that one bad query cannot stop the server.
+func (h handler) recoverPanic(w dns.ResponseWriter, req *dns.Msg) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	n := h.s.panics.Add(1)
+	now := time.Now().UnixNano()
+	if last := h.s.lastPanic.Load(); now-last > int64(time.Second) && h.s.lastPanic.CompareAndSwap(last, now) {
+		h.s.log.Error().Str("panic", fmt.Sprint(v)).Int64("panics", n).Msg("dns query failed")
+	}
+	m := new(dns.Msg)
+	m.SetRcode(req, dns.RcodeServerFailure)
+	w.WriteMsg(m)
+}
