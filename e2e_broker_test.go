@@ -47,7 +47,7 @@ func TestBrokerEndToEnd(t *testing.T) {
 		return append(args, extra...)
 	}
 	b1 := startMember(t, "b1", "127.0.0.14", common("b1", "127.0.0.14", "za",
-		"--role", "broker,node", "--api-addr", "127.0.0.14:7480", "--bootstrap-admin", "admin:adminpass1")...)
+		"--role", "broker,node", "--api-addr", "127.0.0.14:7480", "--dns-addr", "127.0.0.14:5353", "--bootstrap-admin", "admin:adminpass1")...)
 	n2 := startMember(t, "n2", "127.0.0.15", common("n2", "127.0.0.15", "zb", "--role", "node", "--join", "127.0.0.14")...)
 	n3 := startMember(t, "n3", "127.0.0.16", common("n3", "127.0.0.16", "zc", "--role", "node", "--join", "127.0.0.14")...)
 	logs := func() string {

@@ -176,7 +176,7 @@ func TestNodeEndToEnd(t *testing.T) {
 			"--cluster-secret", secret, "--zone", zones[name], "--anti-entropy-interval", "1s", "--http-addr", ip + ":8080",
 			"--gear-uid-range", uidRanges[name]}
 		if name == "m1" {
-			args = append(args, "--role", "broker,node", "--api-addr", ip+":7480", "--bootstrap-admin", "admin:adminpass1")
+			args = append(args, "--role", "broker,node", "--api-addr", ip+":7480", "--dns-addr", ip+":5353", "--bootstrap-admin", "admin:adminpass1")
 		} else {
 			args = append(args, "--role", "node", "--join", ips["m1"])
 		}

@@ -76,7 +76,7 @@ func roleFlags() []cli.Flag {
 				"(nodes sharing a host need ranges apart)"},
 		&cli.StringFlag{Name: "gear-limits", Value: formatGearLimits(node.DefaultLimits), EnvVars: env("GEAR_LIMITS"), Category: "node",
 			Usage: "memory and processes (threads count) of isolated gears by size, as SIZE=MEMORY/PROCS,...; sizes left out keep their defaults"},
-	}, routerFlags()...)
+	}, append(routerFlags(), dnsFlags()...)...)
 }
 
 // roleOptions are the validated role settings.
@@ -93,6 +93,8 @@ type roleOptions struct {
 	HAPrefix, HASuffix string
 	// Router holds the router role's settings (roles_router.go).
 	Router routerOptions
+	// DNS holds the DNS server's settings (roles_dns.go), run by brokers.
+	DNS dnsOptions
 }
 
 func parseRoleOptions(c *cli.Context) (roleOptions, error) {
@@ -182,10 +184,14 @@ func parseRoleOptions(c *cli.Context) (roleOptions, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	dnsOpts, err := parseDNSOptions(c)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return roleOptions{}, joinErrors(errs)
 	}
-	return roleOptions{Router: ro, HAPrefix: haPrefix, HASuffix: haSuffix, Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi,
+	return roleOptions{Router: ro, DNS: dnsOpts, HAPrefix: haPrefix, HASuffix: haSuffix, Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi,
 		Isolation: iso, UIDMin: uidLo, UIDMax: uidHi, Limits: limits, BuildTimeout: buildTimeout}, nil
 }
 
@@ -348,6 +354,12 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, internal
 		blobs := b.BlobHandler()
 		internal.blobs.Store(&blobs)
 		stops = append(stops, func() { internal.blobs.Store(nil); b.Close() })
+		stopDNS, err := startDNS(ctx, cfg, st, log)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		stops = append(stops, stopDNS)
 	}
 	if slices.Contains(roles, store.RoleRouter) {
 		rstop, err := startRouter(ctx, cfg, st, log)
