@@ -68,10 +68,11 @@ func fuzzServer() *Server {
 	return s
 }
 
-// FuzzServeDNS feeds packets to the handler as miekg/dns's server does
-// (packets it cannot unpack never reach the handler), over UDP and TCP:
-// nothing panics, every reply unpacks, fits UDP's limit, carries the
-// query's id, and holds no record outside the zone.
+// FuzzServeDNS feeds packets to the handler as the UDP loop and TCP
+// connections do: nothing panics; packets without a header and responses
+// get no reply; every other query gets one (FORMERR if it does not
+// unpack) that unpacks, fits UDP's limit, carries the query's id, and
+// holds no record outside the zone.
 func FuzzServeDNS(f *testing.F) {
 	seed := func(m *dns.Msg) {
 		b, err := m.Pack()
@@ -115,29 +116,54 @@ func FuzzServeDNS(f *testing.F) {
 	s := fuzzServer()
 	zone := s.table.Load().zone
 	f.Fuzz(func(t *testing.T, pkt []byte) {
+		// req is the query as the handler sees it; nil when it does
+		// not unpack (the reply must then be FORMERR).
 		req := new(dns.Msg)
 		if err := req.Unpack(pkt); err != nil {
-			return
-		}
-		if acceptAll(dns.Header{Bits: uint16(pkt[2])<<8 | uint16(pkt[3])}) != dns.MsgAccept {
-			return
+			req = nil
 		}
 		for _, tcp := range []bool{false, true} {
-			w := &recorder{tcp: tcp}
-			handler{s, tcp}.ServeDNS(w, req)
-			if n := s.panics.Load(); n > 0 {
-				t.Fatalf("handler panicked on %v", req)
+			var replies [][]byte
+			if tcp {
+				w := &recorder{tcp: true}
+				handler{s, true}.servePacket(w, pkt)
+				replies = w.replies
+			} else {
+				w := &udpReply{local: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53},
+					remote: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}}
+				handler{s, false}.servePacket(w, pkt)
+				if len(w.buf) > 0 {
+					replies = [][]byte{w.buf}
+				}
 			}
-			for _, b := range w.replies {
+			if n := s.panics.Load(); n > 0 {
+				t.Fatalf("handler panicked on %x", pkt)
+			}
+			if len(pkt) < 12 || pkt[2]&0x80 != 0 {
+				if len(replies) > 0 {
+					t.Errorf("reply to a packet without header or to a response: %x", pkt)
+				}
+				continue
+			}
+			if len(replies) == 0 && (req == nil || req.Opcode == dns.OpcodeQuery) {
+				t.Errorf("no reply (tcp %v) to %x", tcp, pkt)
+			}
+			for _, b := range replies {
 				m := new(dns.Msg)
 				if err := m.Unpack(b); err != nil {
-					t.Fatalf("reply does not unpack: %v\nquery: %v", err, req)
+					t.Fatalf("reply does not unpack: %v\nquery: %x", err, pkt)
+				}
+				if id := uint16(pkt[0])<<8 | uint16(pkt[1]); m.Id != id || !m.Response || m.RecursionAvailable {
+					t.Errorf("reply id %d response %v RA %v to query %d", m.Id, m.Response, m.RecursionAvailable, id)
+				}
+				if req == nil {
+					if m.Rcode != dns.RcodeFormatError {
+						t.Errorf("%s to a query that does not unpack", dns.RcodeToString[m.Rcode])
+					}
+					continue
 				}
 				if !tcp && len(b) > udpLimit(req) {
 					t.Errorf("UDP reply of %d bytes, limit %d", len(b), udpLimit(req))
-				}
-				if m.Id != req.Id || !m.Response || m.RecursionAvailable {
-					t.Errorf("reply id %d response %v RA %v to query %d", m.Id, m.Response, m.RecursionAvailable, req.Id)
 				}
 				for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
 					for _, rr := range sec {

@@ -39,13 +39,17 @@ type Server struct {
 	mu        sync.Mutex
 	started   bool
 	closed    bool
-	udp, tcp  *dns.Server
+	udp       *net.UDPConn
+	tcp       *dns.Server
 	addr      string
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeErr  error
 	panics    atomic.Int64
 	lastPanic atomic.Int64 // unix nanos of the last panic logged
+	// lastUDPError is when a UDP read or write error was last logged,
+	// in unix nanos.
+	lastUDPError atomic.Int64
 }
 
 // New checks cfg and returns a Server that is not started.
@@ -89,15 +93,6 @@ func (s *Server) Start(ctx context.Context) error {
 		watch.Close()
 		return err
 	}
-	// Each listener reports once: nil when serving, or why it could not
-	// start.
-	up := make(chan error, 4)
-	report := func(err error) {
-		select {
-		case up <- err:
-		default:
-		}
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
 	if s.closed {
@@ -110,36 +105,35 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.addr = pc.LocalAddr().String()
 	s.cancel = cancel
-	s.udp = &dns.Server{PacketConn: pc, Handler: handler{s, false}, MsgAcceptFunc: acceptAll,
-		NotifyStartedFunc: func() { report(nil) }}
+	s.udp = pc
+	up := make(chan error, 2)
 	s.tcp = &dns.Server{Listener: ln, Handler: handler{s, true}, MsgAcceptFunc: acceptAll,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
-		NotifyStartedFunc: func() { report(nil) }}
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := srv.ActivateAndServe(); err != nil {
-				report(err)
-				if ctx.Err() == nil {
-					s.log.Error().Err(err).Msg("dns listener stopped")
-				}
+		NotifyStartedFunc: func() { up <- nil }}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.tcp.ActivateAndServe(); err != nil {
+			select {
+			case up <- err:
+			default:
 			}
-		}()
+			if ctx.Err() == nil {
+				s.log.Error().Err(err).Msg("dns tcp listener stopped")
+			}
+		}
+	}()
+	for range udpReaders() {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.serveUDP(pc) }()
 	}
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); defer watch.Close(); s.run(ctx, watch, memberCh) }()
 	go func() { defer s.wg.Done(); s.notifyLoop(ctx) }()
 	s.mu.Unlock()
-	var errs []error
-	for range 2 {
-		if err := <-up; err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
+	if err := <-up; err != nil {
 		s.Close()
-		return fmt.Errorf("serve dns on %s: %w", s.cfg.Addr, errors.Join(errs...))
+		return fmt.Errorf("serve dns on %s (tcp): %w", s.cfg.Addr, err)
 	}
 	t := s.table.Load()
 	s.log.Info().Str("addr", s.addr).Str("zone", t.zone).Uint32("serial", t.serial).Int("names", len(t.names)).
@@ -150,13 +144,14 @@ func (s *Server) Start(ctx context.Context) error {
 
 // listen binds UDP and TCP on the same address. With port 0 it takes the
 // port the UDP bind got for TCP too, and tries again if TCP has it taken.
-func listen(addr string) (net.PacketConn, net.Listener, error) {
+func listen(addr string) (*net.UDPConn, net.Listener, error) {
 	host, port, _ := net.SplitHostPort(addr)
 	for attempt := 0; ; attempt++ {
-		pc, err := net.ListenPacket("udp", addr)
+		c, err := net.ListenPacket("udp", addr)
 		if err != nil {
 			return nil, nil, fmt.Errorf("listen for dns on %s (udp): %w%s", addr, err, bindHint(err))
 		}
+		pc := c.(*net.UDPConn)
 		p := strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, p))
 		if err == nil {
@@ -216,10 +211,11 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var errs []error
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		if err := srv.ShutdownContext(ctx); err != nil && !isNotStarted(err) {
-			errs = append(errs, err)
-		}
+	if err := s.udp.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.tcp.ShutdownContext(ctx); err != nil && !isNotStarted(err) {
+		errs = append(errs, err)
 	}
 	s.wg.Wait()
 	err := errors.Join(errs...)
@@ -331,7 +327,8 @@ type handler struct {
 }
 
 // ServeDNS answers req: zone transfers apart, from the table's cached
-// wire replies when it can, else from Answer.
+// wire replies when it can, else from Answer. UDP queries come from
+// serveUDP with a *udpReply; TCP ones from miekg/dns's server.
 func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	defer h.recoverPanic(w, req)
 	t := h.s.table.Load()
@@ -339,22 +336,36 @@ func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		h.s.transfer(w, req, t, h.tcp)
 		return
 	}
-	bp := h.s.bufs.Get().(*[]byte)
-	if b, ok := t.appendFast((*bp)[:0], req, h.tcp); ok {
-		w.Write(b)
-		if cap(b) <= 4096 {
-			*bp = b
-			h.s.bufs.Put(bp)
+	if r, ok := w.(*udpReply); ok {
+		// Straight into the batch's reply buffer.
+		if b, ok := t.appendFast(r.buf[:0], req, h.tcp); ok {
+			r.buf = b
+			return
 		}
+	} else if h.serveFast(w, req, t) {
 		return
 	}
-	h.s.bufs.Put(bp)
 	m := Answer(t, req)
 	if m == nil {
 		return
 	}
 	Fit(m, req, h.tcp)
 	w.WriteMsg(m)
+}
+
+// serveFast writes the fast path's reply to req through a pooled buffer,
+// and reports whether there was one.
+func (h handler) serveFast(w dns.ResponseWriter, req *dns.Msg, t *Table) bool {
+	bp := h.s.bufs.Get().(*[]byte)
+	b, ok := t.appendFast((*bp)[:0], req, h.tcp)
+	if ok {
+		w.Write(b)
+	}
+	if cap(b) <= 4096 {
+		*bp = b[:0]
+		h.s.bufs.Put(bp)
+	}
+	return ok
 }
 
 // recoverPanic turns a panic while answering into SERVFAIL and a log line
