@@ -45,8 +45,10 @@ type Table struct {
 	conflicts int
 }
 
-// name is one owner name of the zone and its records. A name without
-// records is an empty non-terminal: it exists (NODATA, not NXDOMAIN).
+// name is one owner name of the zone and its records. Every name but the
+// apex is one label below it (ns-, app, ha- and gear names hold no dot),
+// so the zone has no empty non-terminals. A name without records exists
+// all the same (NODATA, not NXDOMAIN): an app with no node to give.
 type name struct {
 	owner string
 	sets  []rrset // sorted by type; a CNAME, if any, is alone
@@ -173,7 +175,6 @@ func Build(in Inputs, o Options, serial uint32) *Table {
 	b.gears()
 	t := &Table{opts: o, zone: b.zone, names: b.names, conflicts: b.conflicts}
 	t.apex = b.name(b.zone)
-	t.addEmptyNonTerminals()
 	t.digest = t.computeDigest()
 	t.setSerial(serial)
 	return t
@@ -469,33 +470,6 @@ func (b *builder) gears() {
 			b.addAddrs(owner, []netip.Addr{a})
 		}
 	}
-}
-
-// addEmptyNonTerminals adds, between each name and the apex, the names
-// that hold no record but have names below them.
-func (t *Table) addEmptyNonTerminals() {
-	var ents []string
-	for owner := range t.names {
-		for p := parent(owner); p != "" && len(p) > len(t.zone); p = parent(p) {
-			if _, ok := t.names[p]; !ok {
-				ents = append(ents, p)
-			}
-		}
-	}
-	for _, p := range ents {
-		if _, ok := t.names[p]; !ok {
-			t.names[p] = &name{owner: p}
-		}
-	}
-}
-
-// parent returns owner without its first label, "" for the root.
-func parent(owner string) string {
-	i, end := dns.NextLabel(owner, 0)
-	if end {
-		return ""
-	}
-	return owner[i:]
 }
 
 func sortSets(sets []rrset) {

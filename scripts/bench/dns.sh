@@ -240,7 +240,7 @@ bench() {
 		"$r" "$t" "$qps" "$lat" "$lost" "$cpu")"
 }
 
-log "versions: $(nsd -v 2>&1 | head -1); $(dnsperf -h 2>&1 | grep -m1 -o 'DNS Performance Testing Tool.*' || echo dnsperf); $(go version | cut -d' ' -f3)"
+log "versions: $(nsd -v 2>&1 | head -1); dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2; exit}'); $(go version | cut -d' ' -f3)"
 log "zone: $(grep -c . "$WORK/$ZONE.zone") records; queries: $(wc -l <"$WORK/queries.txt") names (A), sent in a loop"
 log "warm-up: ${WARMUP}s per server"
 for t in gearbox nsd; do
