@@ -504,3 +504,41 @@ func TestParseAllowTransfer(t *testing.T) {
 		}
 	}
 }
+
+// TestServerIPv6 serves on [::1], through the IPv6 batch reader.
+func TestServerIPv6(t *testing.T) {
+	if ln, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	checkNoLeaks(t)
+	st := startStore(t, "b1", store.RoleBroker)
+	in := fixture()
+	putInputs(t, st, in)
+	s := startServer(t, st, func() []store.Member { return in.Members }, func(c *Config) { c.Addr = "[::1]:0" })
+	for _, network := range []string{"udp", "tcp"} {
+		m := exchange(t, network, s.Addr(), query("solo-dev.apps.example.com.", dns.TypeAAAA))
+		if got := rrStrings(m.Answer); len(got) != 1 || !strings.HasSuffix(got[0], "2001:db8::3") {
+			t.Errorf("%s over IPv6: %v", network, got)
+		}
+	}
+}
+
+// TestServePanicIsServfail checks that a panic while answering becomes
+// SERVFAIL, not a dead server.
+func TestServePanicIsServfail(t *testing.T) {
+	s := &Server{log: testLogger()}
+	s.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
+	// No table: answering dereferences nil.
+	w := &udpReply{}
+	b, _ := query("web-dev.apps.example.com.", dns.TypeA).Pack()
+	handler{s, false}.servePacket(w, b)
+	m := new(dns.Msg)
+	if err := m.Unpack(w.buf); err != nil || m.Rcode != dns.RcodeServerFailure {
+		t.Errorf("reply %v (%v), want SERVFAIL", m, err)
+	}
+	if s.panics.Load() != 1 {
+		t.Errorf("%d panics counted, want 1", s.panics.Load())
+	}
+}
