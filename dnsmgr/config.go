@@ -76,9 +76,9 @@ type Config struct {
 
 	// AllowTransfer lists who may transfer the zone (AXFR over TCP):
 	// IPs, IP:port pairs and CIDR prefixes. IPs and IP:port pairs are
-	// also sent a NOTIFY on every change of the zone's serial (port 53
-	// when none is given); prefixes are only allowed. Default none: no
-	// transfers, no NOTIFY.
+	// also sent a NOTIFY when the zone's serial changes, at most once a
+	// second (port 53 when none is given); prefixes are only allowed.
+	// Default none: no transfers, no NOTIFY.
 	AllowTransfer []string
 	// NotifyTimeout bounds one NOTIFY exchange. Default
 	// DefaultNotifyTimeout (2 s).

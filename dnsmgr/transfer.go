@@ -91,8 +91,14 @@ func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, t *Table, tcp bool
 	log.Info().Uint32("serial", t.serial).Msg("zone transferred")
 }
 
+// notifyInterval spaces rounds of NOTIFY: each may make every secondary
+// transfer the whole zone, and a busy cluster changes it many times a
+// second.
+const notifyInterval = time.Second
+
 // notifyLoop sends NOTIFY to the secondaries after each change of the
-// serial; changes while a round is under way make one more round.
+// serial, a round at most every notifyInterval; changes during a round or
+// the wait after it make one more round, with the serial of then.
 func (s *Server) notifyLoop(ctx context.Context) {
 	if len(s.notify) == 0 {
 		return
@@ -102,7 +108,13 @@ func (s *Server) notifyLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-s.notifyC:
-			s.notifyOnce(ctx)
+		}
+		next := time.Now().Add(notifyInterval)
+		s.notifyOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(next)):
 		}
 	}
 }
