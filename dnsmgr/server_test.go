@@ -363,10 +363,12 @@ func TestNotify(t *testing.T) {
 	st := startStore(t, "b1", store.RoleBroker)
 	var mu sync.Mutex
 	var serials []uint32
+	var sources []string
 	secondary := &dns.Server{Addr: "127.0.0.1:0", Net: "udp", Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		if r.Opcode == dns.OpcodeNotify && len(r.Answer) == 1 {
 			mu.Lock()
 			serials = append(serials, r.Answer[0].(*dns.SOA).Serial)
+			sources = append(sources, w.RemoteAddr().(*net.UDPAddr).IP.String())
 			mu.Unlock()
 		}
 		m := new(dns.Msg)
@@ -381,7 +383,12 @@ func TestNotify(t *testing.T) {
 	go secondary.ActivateAndServe()
 	t.Cleanup(func() { secondary.Shutdown() })
 
-	s := startServer(t, st, nil, func(c *Config) { c.AllowTransfer = []string{pc.LocalAddr().String()} })
+	// The server listens on 127.0.0.2: NOTIFY must come from there, the
+	// only address a secondary takes it from.
+	s := startServer(t, st, nil, func(c *Config) {
+		c.Addr = "127.0.0.2:0"
+		c.AllowTransfer = []string{pc.LocalAddr().String()}
+	})
 	lastNotified := func() uint32 {
 		mu.Lock()
 		defer mu.Unlock()
@@ -403,6 +410,13 @@ func TestNotify(t *testing.T) {
 	waitFor(t, 5*time.Second, "NOTIFY of a new serial", func() bool { return lastNotified() > first })
 	if got, want := lastNotified(), s.Table().Serial(); got != want {
 		t.Errorf("notified serial %d, table serial %d", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, src := range sources {
+		if src != "127.0.0.2" {
+			t.Errorf("NOTIFY sent from %s, want the server's address 127.0.0.2", src)
+		}
 	}
 }
 

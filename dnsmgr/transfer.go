@@ -142,6 +142,13 @@ func (s *Server) notifyTarget(ctx context.Context, t *Table, target netip.AddrPo
 	m.Authoritative = true
 	m.Answer = []dns.RR{t.soa}
 	c := &dns.Client{Net: "udp", Timeout: s.cfg.NotifyTimeout}
+	// Send from the address DNS listens on: secondaries take NOTIFY
+	// only from their primary's address.
+	if host, _, err := net.SplitHostPort(s.Addr()); err == nil {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			c.Dialer = &net.Dialer{LocalAddr: &net.UDPAddr{IP: ip}, Timeout: s.cfg.NotifyTimeout}
+		}
+	}
 	log := s.log.With().Str("secondary", target.String()).Uint32("serial", t.serial).Logger()
 	retries := max(s.cfg.NotifyRetries, 0)
 	wait := time.Second
