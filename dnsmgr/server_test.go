@@ -556,3 +556,28 @@ func TestServePanicIsServfail(t *testing.T) {
 		t.Errorf("%d panics counted, want 1", s.panics.Load())
 	}
 }
+
+// TestServerAllAddresses serves on every address: a reply must come from
+// the address its query went to (127.0.0.3 here), or the client, whose
+// socket is connected to that address, never sees it.
+func TestServerAllAddresses(t *testing.T) {
+	checkNoLeaks(t)
+	st := startStore(t, "b1", store.RoleBroker)
+	in := fixture()
+	putInputs(t, st, in)
+	s := startServer(t, st, func() []store.Member { return in.Members }, func(c *Config) { c.Addr = ":0" })
+	_, port, _ := net.SplitHostPort(s.Addr())
+	for _, ip := range []string{"127.0.0.3", "127.0.0.1", "::1"} {
+		if ip == "::1" {
+			if ln, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
+				continue
+			} else {
+				ln.Close()
+			}
+		}
+		m := exchange(t, "udp", net.JoinHostPort(ip, port), query("aaa1-dev.apps.example.com.", dns.TypeA))
+		if len(m.Answer) != 1 {
+			t.Errorf("via %s: %v", ip, m.Answer)
+		}
+	}
+}

@@ -39,14 +39,61 @@ func newBatchConn(c *net.UDPConn) batchConn {
 	return ipv6.NewPacketConn(c)
 }
 
+// A socket bound to every address (":53") must send each reply from the
+// address its query came to, or the client drops it: as miekg/dns does,
+// it asks the kernel for each packet's destination (IP_PKTINFO,
+// IPV6_PKTINFO) and sets it as the reply's source. A socket bound to one
+// address needs none of it.
+
+// oobSize is the room the destination and interface take in a packet's
+// control data.
+var oobSize = max(len(ipv4.NewControlMessage(ipv4.FlagDst|ipv4.FlagInterface)),
+	len(ipv6.NewControlMessage(ipv6.FlagDst|ipv6.FlagInterface)))
+
+// wantDst turns on the packets' destination in c's control data, and
+// reports whether c needs it: whether it is bound to every address.
+func wantDst(c *net.UDPConn) bool {
+	if a, ok := c.LocalAddr().(*net.UDPAddr); !ok || !a.IP.IsUnspecified() {
+		return false
+	}
+	// One of the two fails, for the family the socket is not.
+	ipv6.NewPacketConn(c).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
+	ipv4.NewPacketConn(c).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
+	return true
+}
+
+// replySource returns the control data that sends a reply from the
+// destination of the query whose control data is oob; nil if oob has
+// none.
+func replySource(oob []byte) []byte {
+	var dst net.IP
+	if cm := new(ipv6.ControlMessage); cm.Parse(oob) == nil && cm.Dst != nil {
+		dst = cm.Dst
+	} else if cm := new(ipv4.ControlMessage); cm.Parse(oob) == nil && cm.Dst != nil {
+		dst = cm.Dst
+	}
+	switch {
+	case dst == nil:
+		return nil
+	case dst.To4() == nil:
+		return (&ipv6.ControlMessage{Src: dst}).Marshal()
+	default:
+		return (&ipv4.ControlMessage{Src: dst}).Marshal()
+	}
+}
+
 // serveUDP answers the queries that reach c until c is closed.
 func (s *Server) serveUDP(c *net.UDPConn) {
 	bc := newBatchConn(c)
 	h := handler{s, false}
 	local := c.LocalAddr()
+	dst := wantDst(c)
 	in := make([]ipv4.Message, udpBatch)
 	for i := range in {
 		in[i].Buffers = [][]byte{make([]byte, udpBufSize)}
+		if dst {
+			in[i].OOB = make([]byte, oobSize)
+		}
 	}
 	out := make([]ipv4.Message, udpBatch)
 	replies := make([]udpReply, udpBatch)
@@ -75,6 +122,9 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 				continue
 			}
 			out[k].Buffers[0], out[k].Addr = r.buf, in[i].Addr
+			if dst {
+				out[k].OOB = replySource(in[i].OOB[:in[i].NN])
+			}
 			k++
 		}
 		for sent := 0; sent < k; {
@@ -96,7 +146,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			if cap(replies[i].buf) > 4096 {
 				replies[i].buf = make([]byte, 0, 512)
 			}
-			out[i].Addr = nil
+			out[i].Addr, out[i].OOB = nil, nil
 		}
 	}
 }
