@@ -46,6 +46,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			serveCommand(&log),
+			devCommand(&log),
 			membersCommand(),
 			versionCommand(),
 			loginCommand(),

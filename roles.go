@@ -362,7 +362,7 @@ func startRoles(ctx context.Context, cfg memberConfig, st *store.Store, internal
 		stops = append(stops, stopDNS)
 	}
 	if slices.Contains(roles, store.RoleRouter) {
-		rstop, err := startRouter(ctx, cfg, st, log)
+		rstop, err := startRouter(ctx, cfg, st, internal, log)
 		if err != nil {
 			stop()
 			return nil, err

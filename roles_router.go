@@ -103,7 +103,7 @@ func addrsOverlap(a, b string) bool {
 
 // startRouter starts the router role on the started store st, unless
 // --router-addr is empty. The returned stop ends it.
-func startRouter(ctx context.Context, cfg memberConfig, st *store.Store, log zerolog.Logger) (stop func(), err error) {
+func startRouter(ctx context.Context, cfg memberConfig, st *store.Store, internal *internalAPI, log zerolog.Logger) (stop func(), err error) {
 	mlog := log.With().Str("component", "member").Logger()
 	if cfg.Roles.Router.HTTPAddr == "" {
 		mlog.Info().Str("role", store.RoleRouter).Msg("role not started: --router-addr is empty")
@@ -130,7 +130,10 @@ func startRouter(ctx context.Context, cfg memberConfig, st *store.Store, log zer
 		return nil, err
 	}
 	mlog.Info().Str("role", store.RoleRouter).Str("addr", addr).Str("http", r.HTTPAddr()).Msg("role started")
+	status := r.StatusHandler()
+	internal.routerStatus.Store(&status)
 	return func() {
+		internal.routerStatus.Store(nil)
 		if err := r.Close(); err != nil {
 			mlog.Warn().Err(err).Str("role", store.RoleRouter).Msg("stop role failed")
 		}

@@ -20,6 +20,7 @@ import (
 
 	"gearbox/broker"
 	"gearbox/node"
+	"gearbox/router"
 	"gearbox/store"
 )
 
@@ -278,6 +279,8 @@ type internalAPI struct {
 	gearLogs atomic.Pointer[http.Handler]
 	// node serves the archives its node keeps, before the broker's.
 	node atomic.Pointer[node.Supervisor]
+	// routerStatus reports what the member's router routes.
+	routerStatus atomic.Pointer[http.Handler]
 }
 
 func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -298,6 +301,12 @@ func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		http.Error(w, "this member runs no gears", http.StatusNotFound)
+	case r.URL.Path == router.StatusPath:
+		if h := a.routerStatus.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "this member runs no router", http.StatusNotFound)
 	default:
 		a.store.ServeHTTP(w, r)
 	}

@@ -61,6 +61,15 @@ type Router struct {
 // to the pool of its app.
 type table struct {
 	hosts map[string]*lb.Pool
+	// apps holds, by app key, the app's pool and the hosts routed to it,
+	// for the status report.
+	apps map[string]appStatusRef
+}
+
+// appStatusRef is an app's pool and hosts in a table.
+type appStatusRef struct {
+	pool  *lb.Pool
+	hosts []string
 }
 
 // New validates cfg and returns a Router that does nothing until Start.
@@ -384,6 +393,12 @@ func (r *Router) apply(routes []route) {
 				t.hosts[h] = p
 			}
 		}
+	}
+	t.apps = make(map[string]appStatusRef, len(pools))
+	for h, key := range owner {
+		ref := t.apps[key]
+		ref.pool, ref.hosts = pools[key], append(ref.hosts, h)
+		t.apps[key] = ref
 	}
 	r.table.Store(t)
 	for key, p := range r.pools {

@@ -2,9 +2,13 @@ package router
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http/httptest"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -150,6 +154,24 @@ func TestRouterServesApps(t *testing.T) {
 	waitFor(t, 5*time.Second, "a health check", func() bool { return lb1.lastCheck() != nil })
 	if c := lb1.lastCheck(); c.Host != "shop-ns.example.test" || c.URL.Path != "/health" {
 		t.Errorf("health check GET %s with Host %s, want /health with the app's hostname", c.URL.Path, c.Host)
+	}
+
+	// The status report lists each app's hosts and LB gears.
+	rec := httptest.NewRecorder()
+	r.StatusHandler().ServeHTTP(rec, httptest.NewRequest("GET", StatusPath, nil))
+	var st Status
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
+		t.Fatalf("status: %v: %s", err, rec.Body.String())
+	}
+	shopSt := st.Apps["ns/shop"]
+	var ids []string
+	for _, b := range shopSt.Pool.Backends {
+		ids = append(ids, b.ID)
+	}
+	sort.Strings(ids)
+	if st.LastEvent != 7 || !slices.Equal(shopSt.Hosts, []string{"ha-shop-ns.example.test", "shop-ns.example.test", "www.shop.example"}) ||
+		!slices.Equal(ids, []string{"lb1", "lb2"}) || len(st.Apps["ns/blog"].Pool.Backends) != 1 {
+		t.Errorf("status: %s", rec.Body.String())
 	}
 
 	// Routing events are followed.
