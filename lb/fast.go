@@ -8,10 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
+	"net/url"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -73,14 +72,31 @@ const (
 )
 
 type fastClient struct {
-	s      *FastServer
-	c      net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	remote string
-	p      *Pool // the pool of the request being served
-	state  atomic.Int32
-	start  time.Time // when the current request began to be read
+	s        *FastServer
+	c        net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	remote   string
+	clientIP string // remote's address, "" if it has none
+	p        *Pool  // the pool of the request being served
+	state    atomic.Int32
+	start    time.Time // when the current request began to be read
+	lastPost bool      // the last request was a POST
+
+	// The request being served and the backend's response: their heads'
+	// buffers are the connection's, reused from one request to the next.
+	req      head
+	body     bodyReader // the request's body
+	eb       extendingBody
+	resp     head
+	respBody bodyReader
+	num      [24]byte // formats numbers
+
+	// What prepareOutbound decided for the backend's request.
+	upgradeTo []byte // the Upgrade value of an upgrade, else nil
+	expect100 bool   // Expect: 100-continue, answered here
+	setXFH    bool   // X-Forwarded-Host is set, not passed on
+	setXFP    bool   // X-Forwarded-Proto is set, not passed on
 }
 
 // extendWrite moves the client's deadline on when the answer comes late:
@@ -136,6 +152,11 @@ func (s *FastServer) Serve(ln net.Listener) error {
 		}
 		delay = 0
 		fc := &fastClient{s: s, c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), remote: c.RemoteAddr().String()}
+		if ip, _, err := net.SplitHostPort(fc.remote); err == nil {
+			fc.clientIP = ip
+		}
+		fc.req.fields = make([]field, 0, 32)
+		fc.resp.fields = make([]field, 0, 32)
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
@@ -250,45 +271,71 @@ func (fc *fastClient) serve() {
 		if !fc.state.CompareAndSwap(clientIdle, clientActive) {
 			return // closed by Shutdown
 		}
-		req, err := http.ReadRequest(fc.br)
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !isTimeout(err) {
-				fc.writePage(http.StatusBadRequest, true)
+		if fc.lastPost {
+			// Some clients end a POST body with a stray CRLF, which
+			// net/http's server tolerates too (RFC 9112 section 2.2).
+			p, _ := fc.br.Peek(min(4, fc.br.Buffered()))
+			n := 0
+			for n < len(p) && (p[n] == '\r' || p[n] == '\n') {
+				n++
+			}
+			fc.br.Discard(n)
+		}
+		if err := fc.req.readRequest(fc.br); err != nil {
+			// A malformed request is answered and its connection closed;
+			// one that ended or timed out is not answered.
+			if he, ok := err.(*protoError); ok {
+				fc.writePage(he.code, true)
+				fc.lingerClose()
 			}
 			return
 		}
-		req.RemoteAddr = fc.remote
-		keep := fc.handle(req)
+		fc.lastPost = string(fc.req.method) == http.MethodPost
+		fc.body.reset(fc.br, &fc.req)
+		keep := fc.handle()
 		if !keep || !fc.state.CompareAndSwap(clientActive, clientIdle) {
 			return
 		}
 	}
 }
 
-// handle proxies req and reports whether the connection may serve
-// another request.
-func (fc *fastClient) handle(req *http.Request) bool {
+// lingerClose ends the sending side of a connection whose request was
+// refused, and reads what the client still sends for a while, so that
+// closing it with data unread does not reset it before the client has
+// read the error page.
+func (fc *fastClient) lingerClose() {
+	tc, ok := fc.c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	tc.CloseWrite()
+	tc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, fc.br, 256<<10)
+}
+
+// handle proxies the request just read and reports whether the
+// connection may serve another one.
+func (fc *fastClient) handle() bool {
 	s, p := fc.s, fc.s.p
-	keep := !req.Close && !s.closing.Load()
+	req := &fc.req
+	keep := !req.close && !s.closing.Load()
 	if s.route != nil {
-		if p = s.route(req.Host); p == nil {
-			return fc.writeNotFound(!keep) && keep && drainBody(req)
+		if p = s.route(string(req.host)); p == nil {
+			return fc.writeNotFound(!keep) && keep && fc.drainBody()
 		}
 	}
 	fc.p = p
-	if !p.cfg.NoStatus && req.URL.Path == p.cfg.StatusPath {
-		rec := &pageRecorder{header: make(http.Header), code: http.StatusOK}
-		p.serveStatus(rec, req)
-		return fc.writeRecorded(rec, req, keep) && keep && drainBody(req)
+	if !p.cfg.NoStatus && req.pathIs(p.cfg.StatusPath) {
+		return fc.serveStatus(keep) && keep && fc.drainBody()
 	}
 	p.requests.Add(1)
 	if p.closed.Load() {
 		p.noBackend.Add(1)
-		return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && drainBody(req)
+		return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && fc.drainBody()
 	}
 	if p.sem != nil {
 		if !p.enter(context.Background()) {
-			return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && drainBody(req)
+			return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && fc.drainBody()
 		}
 		defer p.leave()
 	}
@@ -296,7 +343,7 @@ func (fc *fastClient) handle(req *http.Request) bool {
 	set := p.set.Load()
 	var b, sticky *backend
 	if p.affinity {
-		if sb := p.stickyBackend(req, set); sb != nil && sb.acquire() {
+		if sb := p.stickyFast(req, set); sb != nil && sb.acquire() {
 			b, sticky = sb, sb
 		}
 	}
@@ -306,7 +353,7 @@ func (fc *fastClient) handle(req *http.Request) bool {
 	if b == nil {
 		p.noBackend.Add(1)
 		p.logProxyError(nil, http.StatusServiceUnavailable, ErrNoBackend)
-		return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && drainBody(req)
+		return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && fc.drainBody()
 	}
 	p.sessions.Add(1)
 	defer func() {
@@ -314,33 +361,30 @@ func (fc *fastClient) handle(req *http.Request) bool {
 		p.sessions.Add(-1)
 	}()
 
-	upgrade := isUpgrade(req.Header)
-	p.prepareOutbound(req, upgrade)
-	if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
-		req.Header.Del("Expect")
-		if req.ContentLength != 0 {
-			fc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			fc.bw.Flush()
-		}
+	upgrade := req.upgrade
+	fc.prepareOutbound(upgrade)
+	if fc.expect100 && req.contentLength != 0 {
+		fc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		fc.bw.Flush()
 	}
-	hasBody := req.ContentLength != 0 && req.Body != nil && req.Body != http.NoBody
+	hasBody := req.body != bodyNone
 	var eb *extendingBody
 	if hasBody {
-		eb = &extendingBody{r: req.Body, fc: fc}
-		req.Body = eb
+		fc.eb = extendingBody{r: &fc.body, fc: fc}
+		eb = &fc.eb
 	}
+	isHead := string(req.method) == http.MethodHead
 	var tried []*backend
 	var triedBuf [4]*backend
 	tried = triedBuf[:0]
 	attempts, staleRetried := 0, false
 	var bc *fastBackendConn
-	var resp *http.Response
 	for {
 		var reused bool
 		var err error
 		// A request that may go twice goes again if its kept-alive
 		// connection turns out closed; others check it first.
-		bc, reused, err = s.backendConn(p, b.Addr, upgrade || staleRetried, hasBody || !replayable(req.Method))
+		bc, reused, err = s.backendConn(p, b.Addr, upgrade || staleRetried, hasBody || !replayableMethod(req.method))
 		if err != nil {
 			// Nothing was sent: another backend may take it.
 			b.errors.Add(1)
@@ -349,14 +393,14 @@ func (fc *fastClient) handle(req *http.Request) bool {
 			if attempts >= p.cfg.Retries {
 				p.logProxyError(b, http.StatusServiceUnavailable, err)
 				p.noBackend.Add(1)
-				return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && drainBody(req)
+				return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && fc.drainBody()
 			}
 			next := b
 			if !p.eligible(next) {
 				if next = p.pick(set, tried); next == nil {
 					p.logProxyError(b, http.StatusServiceUnavailable, err)
 					p.noBackend.Add(1)
-					return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && drainBody(req)
+					return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && fc.drainBody()
 				}
 				b.release()
 				b = next
@@ -369,12 +413,25 @@ func (fc *fastClient) handle(req *http.Request) bool {
 		if eb != nil {
 			eb.bc, eb.last = bc, time.Now()
 		}
-		err = p.writeRequest(bc, req, b)
+		err = fc.writeRequest(bc)
+		if ce, ok := err.(clientBodyError); ok {
+			// The client's body was malformed, or did not come: the
+			// backend did nothing wrong, but has half a request.
+			bc.c.Close()
+			switch pe, ok := ce.error.(*protoError); {
+			case ok:
+				fc.writePage(pe.code, true)
+				fc.lingerClose()
+			case isTimeout(ce.error):
+				fc.writePage(http.StatusRequestTimeout, true)
+			}
+			return false
+		}
 		if err == nil {
 			if bc.br.Buffered() == 0 {
 				yieldForIO()
 			}
-			resp, err = http.ReadResponse(bc.br, req)
+			err = fc.resp.readResponse(bc.br, isHead)
 		}
 		if err == nil {
 			break
@@ -383,7 +440,7 @@ func (fc *fastClient) handle(req *http.Request) bool {
 		// A kept-alive connection the backend had closed: a request
 		// without a body that may be sent twice goes again, once, on a
 		// new connection.
-		if reused && !staleRetried && !hasBody && replayable(req.Method) && bc.br.Buffered() == 0 && !isTimeout(err) {
+		if reused && !staleRetried && !hasBody && replayableMethod(req.method) && bc.br.Buffered() == 0 && !isTimeout(err) {
 			// The other idle connections to it are likely closed too (a
 			// restart): the retry takes a new one, and they go.
 			staleRetried = true
@@ -399,21 +456,20 @@ func (fc *fastClient) handle(req *http.Request) bool {
 		fc.writePage(code, true)
 		return false
 	}
-	return fc.relay(req, resp, bc, b, b == sticky, keep)
+	return fc.relay(bc, b, b == sticky, keep, isHead)
 }
 
-// relay writes resp back to the client and gives the backend connection
-// back if it may serve again.
-func (fc *fastClient) relay(req *http.Request, resp *http.Response, bc *fastBackendConn, b *backend, stuck, keep bool) bool {
-	s, p := fc.s, fc.p
+// relay writes the backend's response back to the client and gives the
+// backend connection back if it may serve again.
+func (fc *fastClient) relay(bc *fastBackendConn, b *backend, stuck, keep, isHead bool) bool {
+	s, p, resp, bw := fc.s, fc.p, &fc.resp, fc.bw
 	// Informational answers go to the client as they come.
-	for resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-		fc.bw.WriteString("HTTP/1.1 " + resp.Status + "\r\n")
-		writeHeader(fc.bw, resp.Header)
-		fc.bw.WriteString("\r\n")
-		fc.bw.Flush()
-		var err error
-		if resp, err = http.ReadResponse(bc.br, req); err != nil {
+	for resp.status < 200 && resp.status != http.StatusSwitchingProtocols {
+		fc.writeStatusLine(resp)
+		writeFields(bw, resp)
+		bw.WriteString("\r\n")
+		bw.Flush()
+		if err := resp.readResponse(bc.br, isHead); err != nil {
 			bc.c.Close()
 			b.errors.Add(1)
 			p.logProxyError(b, http.StatusBadGateway, err)
@@ -421,62 +477,60 @@ func (fc *fastClient) relay(req *http.Request, resp *http.Response, bc *fastBack
 			return false
 		}
 	}
-	h := resp.Header
-	if p.affinity && !stuck {
-		h.Add("Set-Cookie", b.setCookie)
-		h.Add("Cache-Control", cacheControlSetCookie)
-	}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		fc.writeHead(resp, "")
-		if err := fc.bw.Flush(); err != nil {
+	setCookie := p.affinity && !stuck
+	if resp.status == http.StatusSwitchingProtocols {
+		fc.writeStatusLine(resp)
+		writeFields(bw, resp)
+		if setCookie {
+			writeSetCookie(bw, b)
+		}
+		bw.WriteString("\r\n")
+		if err := bw.Flush(); err != nil {
 			bc.c.Close()
 			return false
 		}
 		tunnel(fc.c, fc.br, bc.c, bc.br)
 		return false
 	}
-	removeHopByHop(h)
-	delete(h, "Content-Length")
-	bodyless := req.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
-	framing, chunked, closeDelimited := "", false, false
+	resp.dropHopByHop()
+	chunked := false
 	switch {
-	case bodyless:
-		if req.Method == http.MethodHead && resp.ContentLength >= 0 {
-			framing = "Content-Length: " + strconv.FormatInt(resp.ContentLength, 10) + "\r\n"
-		}
-	case resp.ContentLength >= 0:
-		framing = "Content-Length: " + strconv.FormatInt(resp.ContentLength, 10) + "\r\n"
-	case req.ProtoAtLeast(1, 1):
-		framing, chunked = "Transfer-Encoding: chunked\r\n", true
+	case resp.body == bodyNone:
+	case resp.contentLength >= 0:
+	case fc.req.minor >= 1:
+		chunked = true
 	default:
-		closeDelimited = true
-	}
-	if closeDelimited {
-		keep = false
-	}
-	if !keep {
-		framing += "Connection: close\r\n"
+		keep = false // the body ends with the connection
 	}
 	fc.extendWrite()
-	fc.writeHead(resp, framing)
-	var copyErr error
-	if !bodyless {
-		var w io.Writer = fc.bw
-		var cw io.WriteCloser
-		if chunked {
-			cw = httputil.NewChunkedWriter(fc.bw)
-			w = cw
-		}
-		// Bodies of unknown length (streams) are flushed as they come.
-		copyErr = copyBody(w, resp.Body, bc, fc, resp.ContentLength < 0)
-		if chunked && copyErr == nil {
-			cw.Close()
-			fc.bw.WriteString("\r\n")
-		}
+	fc.writeStatusLine(resp)
+	writeFields(bw, resp)
+	if setCookie {
+		writeSetCookie(bw, b)
 	}
-	resp.Body.Close()
-	flushErr := fc.bw.Flush()
-	if copyErr == nil && !resp.Close && bc.br.Buffered() == 0 {
+	if resp.contentLength >= 0 && (resp.body != bodyNone || isHead) {
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(fc.num[:0], resp.contentLength, 10))
+		bw.WriteString("\r\n")
+	}
+	if chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	switch {
+	case !keep:
+		bw.WriteString("Connection: close\r\n")
+	case fc.req.minor == 0:
+		bw.WriteString("Connection: keep-alive\r\n")
+	}
+	bw.WriteString("\r\n")
+	var copyErr error
+	if resp.body != bodyNone {
+		fc.respBody.reset(bc.br, resp)
+		// Bodies of unknown length (streams) are flushed as they come.
+		copyErr = fc.copyBody(bc, chunked, resp.contentLength < 0)
+	}
+	flushErr := bw.Flush()
+	if copyErr == nil && !resp.close && bc.br.Buffered() == 0 {
 		s.putBackendConn(b.Addr, bc)
 	} else {
 		bc.c.Close()
@@ -489,14 +543,48 @@ func (fc *fastClient) relay(req *http.Request, resp *http.Response, bc *fastBack
 		}
 		return false
 	}
-	return flushErr == nil && keep && drainBody(req)
+	return flushErr == nil && keep && fc.drainBody()
+}
+
+// writeStatusLine writes resp's status line as HTTP/1.1.
+func (fc *fastClient) writeStatusLine(resp *head) {
+	fc.bw.WriteString("HTTP/1.1 ")
+	fc.bw.Write(resp.reason)
+	fc.bw.WriteString("\r\n")
+}
+
+// writeFields writes the fields of h that are passed on, but for its
+// framing (Content-Length, Transfer-Encoding).
+func writeFields(bw *bufio.Writer, h *head) {
+	for i := range h.fields {
+		f := &h.fields[i]
+		if f.drop || f.kind == fieldContentLength || f.kind == fieldTransferEncoding {
+			continue
+		}
+		writeField(bw, f.name, f.value)
+	}
+}
+
+func writeField(bw *bufio.Writer, name, value []byte) {
+	bw.Write(name)
+	bw.WriteString(": ")
+	bw.Write(value)
+	bw.WriteString("\r\n")
+}
+
+// writeSetCookie writes the affinity cookie of b, and keeps shared caches
+// from storing it (haproxy's "insert" and "nocache").
+func writeSetCookie(bw *bufio.Writer, b *backend) {
+	bw.WriteString("Set-Cookie: ")
+	bw.WriteString(b.setCookie)
+	bw.WriteString("\r\nCache-Control: " + cacheControlSetCookie + "\r\n")
 }
 
 // extendingBody is a request body being sent to a backend: a long upload
 // moves the client's and the backend's deadlines on as it progresses,
 // since both timeouts are times without progress.
 type extendingBody struct {
-	r    io.ReadCloser
+	r    io.Reader
 	fc   *fastClient
 	bc   *fastBackendConn
 	last time.Time
@@ -514,12 +602,9 @@ func (e *extendingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (e *extendingBody) Close() error { return e.r.Close() }
-
 // writeHeader writes h's fields in map order: unlike http.Header.Write it
 // does not sort them, which costs allocations on every message. Values
-// come from a parsed message (which cannot hold CR or LF) or from the
-// proxy itself.
+// come from the proxy itself (the status page).
 func writeHeader(bw *bufio.Writer, h http.Header) {
 	for k, vs := range h {
 		for _, v := range vs {
@@ -539,6 +624,9 @@ func writeHeader(bw *bufio.Writer, h http.Header) {
 // at once.
 func yieldForIO() { runtime.Gosched() }
 
+// clientBodyError is an error reading the client's request body.
+type clientBodyError struct{ error }
+
 // readErr marks an error reading from the backend during a body copy.
 type readErr struct{ error }
 
@@ -547,16 +635,33 @@ func (e readErr) Unwrap() error { return e.error }
 // copyBufs recycles body copy buffers.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// copyBody copies a response body from the backend to the client,
-// refreshing the backend's read deadline (ServerTimeout is a time without
-// data) and flushing after each read when stream is set.
-func copyBody(w io.Writer, body io.Reader, bc *fastBackendConn, fc *fastClient, stream bool) error {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
+// copyBody copies the response body from the backend to the client,
+// chunked if asked, refreshing the backend's read deadline (ServerTimeout
+// is a time without data) and flushing after each read when stream is
+// set. A body of known length that the backend's reader holds already is
+// written straight from its buffer.
+func (fc *fastClient) copyBody(bc *fastBackendConn, chunked, stream bool) error {
+	body := &fc.respBody
+	var bp *[]byte
+	defer func() {
+		if bp != nil {
+			copyBufs.Put(bp)
+		}
+	}()
 	timeout := fc.p.cfg.ServerTimeout
 	last := time.Now()
-	for {
+	for !body.done() {
+		if n := bc.br.Buffered(); n > 0 && body.mode == bodyLength {
+			p, _ := bc.br.Peek(int(min(int64(n), body.n)))
+			if err := fc.writeBodyPart(p, chunked, stream); err != nil {
+				return err
+			}
+			bc.br.Discard(len(p))
+			if body.n -= int64(len(p)); body.n == 0 {
+				body.err = io.EOF
+			}
+			continue
+		}
 		if bc.br.Buffered() == 0 {
 			// The backend's socket is read: the server timeout is a time
 			// without data, and the client's deadline moves on with it.
@@ -566,48 +671,54 @@ func copyBody(w io.Writer, body io.Reader, bc *fastBackendConn, fc *fastClient, 
 				fc.extendWrite()
 			}
 		}
-		n, err := body.Read(buf)
+		if bp == nil {
+			bp = copyBufs.Get().(*[]byte)
+		}
+		n, err := body.Read(*bp)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+			if werr := fc.writeBodyPart((*bp)[:n], chunked, stream); werr != nil {
 				return werr
 			}
-			if stream {
-				if werr := fc.bw.Flush(); werr != nil {
-					return werr
-				}
-			}
 		}
-		if errors.Is(err, io.EOF) {
-			return nil
+		if err == io.EOF {
+			break
 		}
 		if err != nil {
 			return readErr{err}
 		}
 	}
-}
-
-// writeHead writes resp's status line and headers, then framing (header
-// lines of its own) and the blank line.
-func (fc *fastClient) writeHead(resp *http.Response, framing string) {
-	bw := fc.bw
-	status := resp.Status
-	if status == "" {
-		status = strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
+	if chunked {
+		fc.bw.WriteString("0\r\n\r\n")
 	}
-	bw.WriteString("HTTP/1.1 ")
-	bw.WriteString(status)
-	bw.WriteString("\r\n")
-	writeHeader(bw, resp.Header)
-	bw.WriteString(framing)
-	bw.WriteString("\r\n")
+	return nil
 }
 
-// writePage answers with one of the pool's error pages (400 too), and
-// reports whether it was written.
+// writeBodyPart writes p to the client, as a chunk if chunked, and
+// flushes if stream.
+func (fc *fastClient) writeBodyPart(p []byte, chunked, stream bool) error {
+	bw := fc.bw
+	if chunked {
+		bw.Write(strconv.AppendUint(fc.num[:0], uint64(len(p)), 16))
+		bw.WriteString("\r\n")
+	}
+	if _, err := bw.Write(p); err != nil {
+		return err
+	}
+	if chunked {
+		bw.WriteString("\r\n")
+	}
+	if stream {
+		return bw.Flush()
+	}
+	return nil
+}
+
+// writePage answers with an error page, and reports whether it was
+// written.
 func (fc *fastClient) writePage(code int, close bool) bool {
-	body := pages[code]
-	if code == http.StatusBadRequest {
-		body = "<html><body><h1>400 Bad Request</h1>\nYour browser sent an invalid request.\n</body></html>\n"
+	body, ok := pages[code]
+	if !ok {
+		body = "<html><body><h1>" + strconv.Itoa(code) + " " + http.StatusText(code) + "</h1>\n" + fastPages[code] + "\n</body></html>\n"
 	}
 	bw := fc.bw
 	bw.WriteString("HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\n")
@@ -620,6 +731,15 @@ func (fc *fastClient) writePage(code int, close bool) bool {
 	bw.WriteString(body)
 	fc.extendWrite()
 	return bw.Flush() == nil
+}
+
+// fastPages explain the statuses of malformed requests.
+var fastPages = map[int]string{
+	http.StatusBadRequest:                  "Your browser sent an invalid request.",
+	http.StatusMethodNotAllowed:            "The method is not allowed here.",
+	http.StatusRequestHeaderFieldsTooLarge: "The request's header fields are too large.",
+	http.StatusNotImplemented:              "The request's transfer encoding is not supported.",
+	http.StatusHTTPVersionNotSupported:     "Only HTTP/1.0 and HTTP/1.1 are served here.",
 }
 
 // writeNotFound answers a request for a host the router does not know.
@@ -657,34 +777,60 @@ func (r *pageRecorder) Write(b []byte) (int, error) {
 	return r.body.Write(b)
 }
 
-func (fc *fastClient) writeRecorded(rec *pageRecorder, req *http.Request, keep bool) bool {
-	resp := &http.Response{StatusCode: rec.code, Header: rec.header}
-	framing := "Content-Length: " + strconv.Itoa(rec.body.Len()) + "\r\n"
-	if !keep {
-		framing += "Connection: close\r\n"
+// serveStatus answers with the pool's status page.
+func (fc *fastClient) serveStatus(keep bool) bool {
+	req := &fc.req
+	u := req.abs
+	if u == nil {
+		var err error
+		if u, err = url.ParseRequestURI(string(req.target)); err != nil {
+			fc.writePage(http.StatusBadRequest, true)
+			return false
+		}
 	}
-	fc.writeHead(resp, framing)
-	if req.Method != http.MethodHead {
-		fc.bw.Write(rec.body.Bytes())
+	r := &http.Request{Method: string(req.method), URL: u, Host: string(req.host), Header: http.Header{}, RemoteAddr: fc.remote}
+	rec := &pageRecorder{header: make(http.Header), code: http.StatusOK}
+	fc.p.serveStatus(rec, r)
+	bw := fc.bw
+	bw.WriteString("HTTP/1.1 " + strconv.Itoa(rec.code) + " " + http.StatusText(rec.code) + "\r\n")
+	writeHeader(bw, rec.header)
+	bw.WriteString("Content-Length: " + strconv.Itoa(rec.body.Len()) + "\r\n")
+	if !keep {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+	if r.Method != http.MethodHead {
+		bw.Write(rec.body.Bytes())
 	}
 	fc.extendWrite()
-	return fc.bw.Flush() == nil
+	return bw.Flush() == nil
 }
 
-// drainBody reads what is left of a request's body so that the next
+// drainBody reads what is left of the request's body so that the next
 // request on the connection can be read; false if that failed or was too
 // much.
-func drainBody(req *http.Request) bool {
-	if req.Body == nil || req.Body == http.NoBody {
+func (fc *fastClient) drainBody() bool {
+	if fc.body.done() {
 		return true
 	}
-	n, err := io.CopyN(io.Discard, req.Body, 256<<10+1)
-	return (err == nil || errors.Is(err, io.EOF)) && n <= 256<<10
+	var buf [4096]byte
+	const limit = 256 << 10
+	for n := 0; n <= limit; {
+		k, err := fc.body.Read(buf[:min(len(buf), limit+1-n)])
+		n += k
+		if err == io.EOF {
+			return n <= limit
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
 }
 
-// replayable reports whether a request of method may be sent twice.
-func replayable(method string) bool {
-	switch method {
+// replayableMethod reports whether a request of method may be sent twice.
+func replayableMethod(method []byte) bool {
+	switch string(method) {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
 		return true
 	}
@@ -772,118 +918,233 @@ func (s *FastServer) putBackendConn(addr string, bc *fastBackendConn) {
 	bc.c.Close()
 }
 
-// hopHeaders are the hop-by-hop headers a proxy does not pass on.
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-	"Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-// removeHopByHop deletes the hop-by-hop headers of h, those that its
-// Connection header names included.
-func removeHopByHop(h http.Header) {
-	for _, v := range h["Connection"] {
-		for _, f := range strings.Split(v, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				h.Del(f)
+// prepareOutbound decides what the backend's request carries: hop-by-hop
+// fields out (an upgrade keeps its Connection and Upgrade), Expect:
+// 100-continue answered here, X-Forwarded-*, the affinity cookie hidden,
+// Host set if Config.Host is. writeRequest writes it.
+func (fc *fastClient) prepareOutbound(upgrade bool) {
+	req, p := &fc.req, fc.p
+	fc.upgradeTo = nil
+	if upgrade {
+		fc.upgradeTo, _ = req.first(fieldUpgrade)
+	}
+	req.dropHopByHop()
+	fc.expect100 = false
+	if v, ok := req.first(fieldExpect); ok && equalFold(v, "100-continue") {
+		fc.expect100 = true
+		for i := range req.fields {
+			if f := &req.fields[i]; f.kind == fieldExpect {
+				f.drop = true
 			}
 		}
 	}
-	for _, k := range hopHeaders {
-		delete(h, k)
-	}
+	// Append to the client's X-Forwarded-For, as haproxy's forwardfor and
+	// nginx do; -Host and -Proto are the client's only from a trusted
+	// proxy.
+	trusted := len(p.cfg.TrustedProxies) > 0 && p.trusted(fc.remote)
+	v, _ := req.first(fieldXForwardedHost)
+	fc.setXFH = !trusted || len(v) == 0
+	v, _ = req.first(fieldXForwardedProto)
+	fc.setXFP = !trusted || len(v) == 0
 }
 
-// isUpgrade reports whether h asks to switch protocols.
-func isUpgrade(h http.Header) bool {
-	if h.Get("Upgrade") == "" {
-		return false
-	}
-	for _, v := range h["Connection"] {
-		for _, f := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(f), "upgrade") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// prepareOutbound turns the client's request into the backend's: hop-by-hop
-// headers out (an upgrade keeps its Connection and Upgrade),
-// X-Forwarded-*, the affinity cookie hidden, Host set if Config.Host is.
-func (p *Pool) prepareOutbound(req *http.Request, upgrade bool) {
-	h := req.Header
-	var up string
-	if upgrade {
-		up = h.Get("Upgrade")
-	}
-	removeHopByHop(h)
-	delete(h, "Content-Length")
-	if upgrade {
-		h["Connection"] = []string{"Upgrade"}
-		h["Upgrade"] = []string{up}
-	}
-	clientIP, _, err := net.SplitHostPort(req.RemoteAddr)
-	if err == nil {
-		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
-			h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + clientIP}
-		} else {
-			h["X-Forwarded-For"] = []string{clientIP}
-		}
-	}
-	trusted := len(p.cfg.TrustedProxies) > 0 && p.trusted(req.RemoteAddr)
-	if !trusted || h.Get("X-Forwarded-Host") == "" {
-		h["X-Forwarded-Host"] = []string{req.Host}
-	}
-	if !trusted || h.Get("X-Forwarded-Proto") == "" {
-		h["X-Forwarded-Proto"] = []string{"http"}
-	}
-	if p.cfg.Host != "" {
-		req.Host = p.cfg.Host
-	}
-	if p.affinity {
-		stripCookie(h, p.cfg.CookieName)
-	}
-}
-
-// writeRequest writes req to bc: request line, Host, headers, framing and
-// body.
-func (p *Pool) writeRequest(bc *fastBackendConn, req *http.Request, b *backend) error {
-	bw := bc.bw
-	bw.WriteString(req.Method)
-	bw.WriteString(" ")
-	bw.WriteString(req.RequestURI)
+// writeRequest writes the request being served to bc, as prepareOutbound
+// decided: request line, Host, fields, framing and body.
+func (fc *fastClient) writeRequest(bc *fastBackendConn) error {
+	req, p, bw := &fc.req, fc.p, bc.bw
+	bw.Write(req.method)
+	bw.WriteByte(' ')
+	bw.Write(req.target)
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(req.Host)
-	bw.WriteString("\r\n")
-	writeHeader(bw, req.Header)
-	hasBody := req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0
-	switch {
-	case req.ContentLength > 0:
-		bw.WriteString("Content-Length: " + strconv.FormatInt(req.ContentLength, 10) + "\r\n")
-	case hasBody:
-		bw.WriteString("Transfer-Encoding: chunked\r\n")
-	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
-		bw.WriteString("Content-Length: 0\r\n")
+	if p.cfg.Host != "" {
+		bw.WriteString(p.cfg.Host)
+	} else {
+		bw.Write(req.host)
 	}
 	bw.WriteString("\r\n")
-	if hasBody {
-		var w io.Writer = bw
-		var cw io.WriteCloser
-		if req.ContentLength < 0 {
-			cw = httputil.NewChunkedWriter(bw)
-			w = cw
+	setXFF := fc.clientIP != ""
+	for i := range req.fields {
+		f := &req.fields[i]
+		if f.drop {
+			continue
 		}
+		switch f.kind {
+		case fieldHost, fieldContentLength:
+			continue
+		case fieldXForwardedFor:
+			if setXFF {
+				continue
+			}
+		case fieldXForwardedHost:
+			if fc.setXFH {
+				continue
+			}
+		case fieldXForwardedProto:
+			if fc.setXFP {
+				continue
+			}
+		case fieldCookie:
+			if p.affinity {
+				writeCookieWithout(bw, f.value, p.cfg.CookieName)
+				continue
+			}
+		}
+		writeField(bw, f.name, f.value)
+	}
+	if fc.upgradeTo != nil {
+		bw.WriteString("Connection: Upgrade\r\nUpgrade: ")
+		bw.Write(fc.upgradeTo)
+		bw.WriteString("\r\n")
+	}
+	if setXFF {
+		bw.WriteString("X-Forwarded-For: ")
+		for i := range req.fields {
+			if f := &req.fields[i]; f.kind == fieldXForwardedFor && !f.drop {
+				bw.Write(f.value)
+				bw.WriteString(", ")
+			}
+		}
+		bw.WriteString(fc.clientIP)
+		bw.WriteString("\r\n")
+	}
+	if fc.setXFH {
+		bw.WriteString("X-Forwarded-Host: ")
+		bw.Write(req.host)
+		bw.WriteString("\r\n")
+	}
+	if fc.setXFP {
+		bw.WriteString("X-Forwarded-Proto: http\r\n")
+	}
+	switch {
+	case req.body == bodyLength:
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(fc.num[:0], req.contentLength, 10))
+		bw.WriteString("\r\n")
+	case req.body == bodyChunked:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	default:
+		switch string(req.method) {
+		case http.MethodPost, http.MethodPut, http.MethodPatch:
+			bw.WriteString("Content-Length: 0\r\n")
+		}
+	}
+	bw.WriteString("\r\n")
+	if req.body != bodyNone {
 		bp := copyBufs.Get().(*[]byte)
-		_, err := io.CopyBuffer(w, req.Body, *bp)
-		copyBufs.Put(bp)
-		if err != nil {
-			return err
+		defer copyBufs.Put(bp)
+		buf := *bp
+		for {
+			n, err := fc.eb.Read(buf)
+			if err != nil && err != io.EOF {
+				return clientBodyError{err}
+			}
+			if n > 0 {
+				if req.body == bodyChunked {
+					bw.Write(strconv.AppendUint(fc.num[:0], uint64(n), 16))
+					bw.WriteString("\r\n")
+				}
+				bw.Write(buf[:n])
+				if req.body == bodyChunked {
+					bw.WriteString("\r\n")
+				}
+			}
+			if err == io.EOF {
+				break
+			}
 		}
-		if cw != nil {
-			cw.Close()
-			bw.WriteString("\r\n")
+		if req.body == bodyChunked {
+			bw.WriteString("0\r\n\r\n")
 		}
 	}
 	return bw.Flush()
+}
+
+// writeCookieWithout writes a Cookie field line without the cookies
+// called name, so that the app never sees the affinity cookie (haproxy's
+// "indirect"); nothing if no other cookie is left. Other cookies pass as
+// they came, as stripCookie does for Pool.ServeHTTP.
+func writeCookieWithout(bw *bufio.Writer, v []byte, name string) {
+	if !bytes.Contains(v, []byte(name)) {
+		writeField(bw, []byte("Cookie"), v)
+		return
+	}
+	n := 0
+	for rest := v; len(rest) > 0; {
+		var part []byte
+		part, rest = cutByte(rest, ';')
+		if part = trimOWS(part); len(part) == 0 {
+			continue
+		}
+		if k, _ := cutByte(part, '='); string(k) == name {
+			continue
+		}
+		if n == 0 {
+			bw.WriteString("Cookie: ")
+		} else {
+			bw.WriteString("; ")
+		}
+		bw.Write(part)
+		n++
+	}
+	if n > 0 {
+		bw.WriteString("\r\n")
+	}
+}
+
+// cutByte slices b around the first sep: before and after it, or all of
+// b and nil.
+func cutByte(b []byte, sep byte) (before, after []byte) {
+	if i := bytes.IndexByte(b, sep); i >= 0 {
+		return b[:i], b[i+1:]
+	}
+	return b, nil
+}
+
+// stickyFast is stickyBackend for a request FastServer read: the backend
+// its affinity cookie names, if it may take requests.
+func (p *Pool) stickyFast(req *head, set *backendSet) *backend {
+	name := p.cfg.CookieName
+	for i := range req.fields {
+		f := &req.fields[i]
+		if f.kind != fieldCookie {
+			continue
+		}
+		for rest := f.value; len(rest) > 0; {
+			var part []byte
+			part, rest = cutByte(rest, ';')
+			k, v := cutByte(trimOWS(part), '=')
+			if v == nil || string(k) != name {
+				continue
+			}
+			for len(v) > 0 && v[0] == '"' {
+				v = v[1:]
+			}
+			for len(v) > 0 && v[len(v)-1] == '"' {
+				v = v[:len(v)-1]
+			}
+			if len(v) == 0 {
+				return nil
+			}
+			b := set.byCookie[string(v)]
+			if b == nil || !p.eligible(b) {
+				return nil
+			}
+			return b
+		}
+	}
+	return nil
+}
+
+// pathIs reports whether the request's path, unescaped, is path.
+func (h *head) pathIs(path string) bool {
+	if h.abs != nil {
+		return h.abs.Path == path
+	}
+	if bytes.IndexByte(h.path, '%') >= 0 {
+		u, err := url.PathUnescape(string(h.path))
+		return err == nil && u == path
+	}
+	return string(h.path) == path
 }
 
 // tunnel copies bytes both ways between the client and the backend (an

@@ -285,7 +285,8 @@ var handlerPath bool
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if f := flag.Lookup("test.bench"); code == 0 && (f == nil || f.Value.String() == "") {
+	bench, fuzz := flag.Lookup("test.bench"), flag.Lookup("test.fuzz")
+	if code == 0 && (bench == nil || bench.Value.String() == "") && (fuzz == nil || fuzz.Value.String() == "") {
 		handlerPath = true
 		code = m.Run()
 	}
