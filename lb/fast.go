@@ -82,6 +82,7 @@ type fastClient struct {
 	state    atomic.Int32
 	start    time.Time // when the current request began to be read
 	lastPost bool      // the last request was a POST
+	host     string    // the last request's Host, for NewFastRouter's route
 
 	// The request being served and the backend's response: their heads'
 	// buffers are the connection's, reused from one request to the next.
@@ -320,7 +321,10 @@ func (fc *fastClient) handle() bool {
 	req := &fc.req
 	keep := !req.close && !s.closing.Load()
 	if s.route != nil {
-		if p = s.route(string(req.host)); p == nil {
+		if string(req.host) != fc.host {
+			fc.host = string(req.host)
+		}
+		if p = s.route(fc.host); p == nil {
 			return fc.writeNotFound(!keep) && keep && fc.drainBody()
 		}
 	}

@@ -30,6 +30,8 @@ package lb
 //     proxy that refuses cannot be made to disagree with the backend);
 //   - Trailer names Content-Length, Transfer-Encoding or Trailer in a
 //     chunked message;
+//   - Connection fields list more than 64 options (each names a field to
+//     remove before passing the message on);
 //   - a chunk size is empty, not hexadecimal, longer than 16 digits or on
 //     a line that does not end with CRLF, a chunk's data is not followed
 //     by CRLF, or the trailer section is malformed (these end the body
@@ -87,6 +89,7 @@ var (
 	errTEHTTP10         = &protoError{http.StatusBadRequest, "Transfer-Encoding in an HTTP/1.0 message"}
 	errTEAndCL          = &protoError{http.StatusBadRequest, "both Transfer-Encoding and Content-Length"}
 	errTrailerKey       = &protoError{http.StatusBadRequest, "bad Trailer key"}
+	errConnectionTokens = &protoError{http.StatusBadRequest, "too many Connection options"}
 	errChunkBareLF      = &protoError{http.StatusBadRequest, "chunked line ends with bare LF"}
 	errChunkCR          = &protoError{http.StatusBadRequest, "invalid CR in chunked line"}
 	errChunkLineTooLong = &protoError{http.StatusBadRequest, "chunk size line too long"}
@@ -215,8 +218,12 @@ const (
 // It returns io.EOF if the reader ended before the head began,
 // io.ErrUnexpectedEOF if within it, and tooLarge past maxHeadBytes.
 func (h *head) readHead(br *bufio.Reader, tooLarge error) error {
+	// A large head does not keep its buffers.
 	if cap(h.buf) > 16<<10 {
-		h.buf = nil // a large head does not keep its buffer
+		h.buf = nil
+	}
+	if cap(h.fields) > 256 {
+		h.fields = nil
 	}
 	h.buf = h.buf[:0]
 	lineStart := 0
@@ -326,8 +333,12 @@ func (h *head) parseRequest() error {
 	if err := h.parseFraming(true); err != nil {
 		return err
 	}
-	upgrade, hasUpgradeToken := false, false
-	h.close, hasUpgradeToken = h.connectionTokens()
+	close, hasUpgradeToken, err := h.connectionTokens()
+	if err != nil {
+		return err
+	}
+	h.close = close
+	upgrade := false
 	for i := range h.fields {
 		if f := &h.fields[i]; f.kind == fieldUpgrade {
 			upgrade = len(f.value) > 0
@@ -418,7 +429,11 @@ func (h *head) parseResponse(headRequest bool) error {
 	} else if err != nil {
 		return err
 	}
-	h.close, _ = h.connectionTokens()
+	close, _, err := h.connectionTokens()
+	if err != nil {
+		return err
+	}
+	h.close = close
 	bodyless := headRequest || h.status < 200 || h.status == http.StatusNoContent || h.status == http.StatusNotModified
 	switch {
 	case bodyless:
@@ -552,16 +567,21 @@ func badTrailerKey(v []byte) bool {
 	return false
 }
 
+// maxConnectionTokens bounds the options that Connection fields list:
+// each names a field to remove, and more would make that costly.
+const maxConnectionTokens = 64
+
 // connectionTokens reads the Connection fields: whether the connection
 // closes after this message, and whether they name "upgrade".
-func (h *head) connectionTokens() (close, upgrade bool) {
-	hasClose, keepAlive := false, false
+func (h *head) connectionTokens() (close, upgrade bool, err error) {
+	hasClose, keepAlive, n := false, false, 0
 	for i := range h.fields {
 		f := &h.fields[i]
 		if f.kind != fieldConnection {
 			continue
 		}
 		forEachToken(f.value, func(t []byte) {
+			n++
 			switch {
 			case equalFold(t, "close"):
 				hasClose = true
@@ -572,10 +592,13 @@ func (h *head) connectionTokens() (close, upgrade bool) {
 			}
 		})
 	}
-	if h.minor == 0 {
-		return hasClose || !keepAlive, upgrade
+	if n > maxConnectionTokens {
+		return false, false, errConnectionTokens
 	}
-	return hasClose, upgrade
+	if h.minor == 0 {
+		return hasClose || !keepAlive, upgrade, nil
+	}
+	return hasClose, upgrade, nil
 }
 
 // dropHopByHop marks the hop-by-hop fields, those that a Connection

@@ -112,6 +112,7 @@ var requestSeeds = []string{
 	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nConnection: " + strings.Repeat("a,", 65) + "\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
 	"GET / HTTP/1.1\r\nHost: a\r\nCookie: a=1; GEAR=\"x\"; b=2\r\nCookie: c=3\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("y", 5000) + "\r\n\r\n",
@@ -125,7 +126,7 @@ var requestSeeds = []string{
 // is stricter than net/http on purpose.
 func stricter(err error, data []byte) bool {
 	switch err {
-	case errFolded, errVersion, errConnect, errTEHTTP10, errTEAndCL:
+	case errFolded, errVersion, errConnect, errTEHTTP10, errTEAndCL, errConnectionTokens:
 		return true
 	case errHeadTooLarge:
 		return len(data) > maxHeadBytes

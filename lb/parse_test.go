@@ -105,6 +105,7 @@ func TestParseRequestRefuses(t *testing.T) {
 		{"two Transfer-Encoding fields", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", errTEUnsupported},
 		{"Transfer-Encoding in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", errTEHTTP10},
 		{"Trailer names Content-Length", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: Content-Length\r\n\r\n", errTrailerKey},
+		{"too many Connection options", "GET / HTTP/1.1\r\nHost: a\r\nConnection: " + strings.Repeat("x, ", 65) + "\r\n\r\n", errConnectionTokens},
 		{"too large", "GET / HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("x", maxHeadBytes) + "\r\n\r\n", errHeadTooLarge},
 		{"ends within the head", "GET / HTTP/1.1\r\nHost: a\r\n", io.ErrUnexpectedEOF},
 		{"nothing", "", io.EOF},
