@@ -22,11 +22,14 @@ import (
 // docs/benchmarks.md): one goroutine per client connection reads a
 // request, writes it to a kept-alive backend connection, reads the
 // response and writes it back, with no hand-off between goroutines and
-// no read-ahead. It does what Pool.ServeHTTP does (balancing, affinity,
-// retries of requests that reached no backend, X-Forwarded-*, the status
-// page, timeouts, drains, MaxConns) and passes upgrades (WebSocket)
-// through as a tunnel. Use it instead of an http.Server when the pool is
-// the only handler of a listener.
+// no read-ahead. Messages are read by a parser of its own (parse.go) into
+// buffers that each connection reuses, so that a kept-alive request
+// costs no allocation; it refuses ambiguous framing that net/http would
+// accept (see parse.go). It does what Pool.ServeHTTP does (balancing,
+// affinity, retries of requests that reached no backend, X-Forwarded-*,
+// the status page, timeouts, drains, MaxConns) and passes upgrades
+// (WebSocket) through as a tunnel; it refuses CONNECT. Use it instead of
+// an http.Server when the pool is the only handler of a listener.
 //
 // A FastServer made by NewFastRouter serves several pools on one listener
 // and picks each request's pool by its Host header, as a router does.
@@ -152,7 +155,8 @@ func (s *FastServer) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		fc := &fastClient{s: s, c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), remote: c.RemoteAddr().String()}
+		r, w := socketIO(c)
+		fc := &fastClient{s: s, c: c, br: bufio.NewReaderSize(r, 4096), bw: bufio.NewWriterSize(w, 4096), remote: c.RemoteAddr().String()}
 		if ip, _, err := net.SplitHostPort(fc.remote); err == nil {
 			fc.clientIP = ip
 		}
@@ -866,8 +870,8 @@ func (s *FastServer) backendConn(p *Pool, addr string, fresh, check bool) (*fast
 	if err != nil {
 		return nil, false, err
 	}
-	bc := &fastBackendConn{c: c, br: bufio.NewReaderSize(c, 4096)}
-	bc.bw = bufio.NewWriterSize(c, 4096)
+	r, w := socketIO(c)
+	bc := &fastBackendConn{c: c, br: bufio.NewReaderSize(r, 4096), bw: bufio.NewWriterSize(w, 4096)}
 	return bc, false, nil
 }
 
@@ -1158,17 +1162,11 @@ func tunnel(client net.Conn, cbr *bufio.Reader, backend net.Conn, bbr *bufio.Rea
 	backend.SetDeadline(time.Time{})
 	done := make(chan struct{}, 2)
 	go func() {
-		io.Copy(backend, cbr)
-		if tc, ok := backend.(*net.TCPConn); ok {
-			tc.CloseWrite()
-		}
+		pass(backend, client, cbr)
 		done <- struct{}{}
 	}()
 	go func() {
-		io.Copy(client, bbr)
-		if tc, ok := client.(*net.TCPConn); ok {
-			tc.CloseWrite()
-		}
+		pass(client, backend, bbr)
 		done <- struct{}{}
 	}()
 	<-done
@@ -1176,4 +1174,19 @@ func tunnel(client net.Conn, cbr *bufio.Reader, backend net.Conn, bbr *bufio.Rea
 	client.Close()
 	backend.Close()
 	<-done
+}
+
+// pass copies what src's reader holds already, then src itself (with
+// splice(2) where the system has it), to dst, and ends dst's sending side.
+func pass(dst, src net.Conn, buffered *bufio.Reader) {
+	var err error
+	if held, _ := buffered.Peek(buffered.Buffered()); len(held) > 0 {
+		_, err = dst.Write(held)
+	}
+	if err == nil {
+		io.Copy(dst, src)
+	}
+	if tc, ok := dst.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
 }
