@@ -16,10 +16,15 @@
 // timeouts connect 10 s, client and server 1 min). Where the Pool differs,
 // it does so on purpose:
 //
-//   - A retry never replays a request that reached a backend: only requests
-//     that failed before any of their bytes were written to a backend
-//     connection are sent elsewhere, whatever their method, bodies included
-//     (an unread body is handed to the next backend).
+//   - A retry never replays a request that reached a backend and may not
+//     be sent twice: requests that failed before any of their bytes were
+//     written to a backend connection are sent elsewhere, whatever their
+//     method, bodies included (an unread body is handed to the next
+//     backend); of those that reached one, only requests RFC 9110 section
+//     9.2.2 lets a client resend (GET, HEAD, OPTIONS, TRACE, without a
+//     body) go to another backend, when the backend's connection closed
+//     or was reset before any answer: a backend killed with requests in
+//     flight costs them nothing. A POST there gets 502.
 //   - The cookie value is an HMAC of the backend id keyed with a shared
 //     secret, so every LB and router with the same secret agrees on it and a
 //     client cannot forge one that points at a chosen backend.
@@ -28,11 +33,10 @@
 //     cut by the server timeout, so long polls, server-sent events and
 //     WebSockets work.
 //
-// The one replay this package does not control is net/http's own: like
-// browsers, http.Transport resends an idempotent request (GET, HEAD,
-// OPTIONS, TRACE without a body) once when a reused keep-alive connection
-// turns out to have been closed by the backend before it answered. RFC 9110
-// section 9.2.2 allows it; requests with other methods are never resent.
+// The resend of requests that reached a backend is FastServer's, which
+// LB gears and routers use. Pool.ServeHTTP leaves it to net/http, whose
+// http.Transport resends such a request once only when a reused
+// keep-alive connection turns out to have been closed before it answered.
 //
 // lb imports the standard library and zerolog only, and no gearbox package.
 package lb

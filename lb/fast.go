@@ -455,6 +455,24 @@ func (fc *fastClient) handle() bool {
 			s.dropIdle(b.Addr)
 			continue
 		}
+		// The backend's connection broke before it answered: a backend
+		// going down (a crash, a node killed) with the request in
+		// flight. A request that may be sent twice (RFC 9110 9.2.2:
+		// GET, HEAD, OPTIONS, TRACE, without a body) goes to another
+		// backend; anything else gets 502. The backend is left to the
+		// health checks and to the next connection refused.
+		if !upgrade && !hasBody && replayableMethod(req.method) && connBroken(err) && attempts < p.cfg.Retries {
+			b.errors.Add(1)
+			tried = append(tried, b)
+			if next := p.pick(set, tried); next != nil {
+				p.log.Debug().Str("backend", b.ID).Err(err).Msg("request resent: connection broke before the answer")
+				b.release()
+				b = next
+				attempts++
+				p.retries.Add(1)
+				continue
+			}
+		}
 		b.errors.Add(1)
 		code := http.StatusBadGateway
 		if isTimeout(err) {
@@ -465,6 +483,14 @@ func (fc *fastClient) handle() bool {
 		return false
 	}
 	return fc.relay(bc, b, b == sticky, keep, isHead)
+}
+
+// connBroken reports whether err, from writing a request to a backend or
+// reading its response head, means the connection closed or was reset
+// under it, rather than a timeout or a malformed answer.
+func connBroken(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED)
 }
 
 // relay writes the backend's response back to the client and gives the
