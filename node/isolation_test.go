@@ -180,9 +180,8 @@ func TestGearIsolation(t *testing.T) {
 			}
 		}
 	}
-	if uid := n.s.iso.uids.lookup(g1.ID); uid != 0 {
-		t.Errorf("destroyed gear keeps uid %d", uid)
-	}
+	// The uid is released right after the directory goes.
+	waitFor(t, 5*time.Second, "destroyed gear's uid released", func() bool { return n.s.iso.uids.lookup(g1.ID) == 0 })
 }
 
 // Modes asked for are used, or the node does not start; with isolation
