@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -42,6 +43,9 @@ const (
 	devApp       = "demo"
 	devGears     = 3
 )
+
+// devControlHeader must be on requests to the dev control listener.
+const devControlHeader = "X-Gearbox-Dev"
 
 // devNodes are the node members of the dev cluster and their addresses.
 var devNodes = []struct{ name, ip string }{
@@ -82,11 +86,6 @@ func devCommand(log *zerolog.Logger) *cli.Command {
 				return fmt.Errorf("unknown dev command %q; run 'gearbox dev --help' for usage", c.Args().First())
 			}
 			dir := c.String("data-dir")
-			if c.Bool("reset") {
-				if err := os.RemoveAll(dir); err != nil {
-					return fmt.Errorf("--reset: %w", err)
-				}
-			}
 			sigs := make(chan os.Signal, 2)
 			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 			defer signal.Stop(sigs)
@@ -105,9 +104,10 @@ func devCommand(log *zerolog.Logger) *cli.Command {
 					fmt.Fprintln(c.App.ErrWriter, "gearbox dev: second signal, exiting now")
 					os.Exit(1)
 				case <-time.After(time.Minute):
+					signal.Stop(sigs)
 				}
 			}()
-			return runDev(ctx, dir, c.App.Writer, c.App.ErrWriter, log.GetLevel())
+			return runDev(ctx, dir, c.Bool("reset"), c.App.Writer, c.App.ErrWriter, log.GetLevel())
 		},
 	}
 }
@@ -124,7 +124,9 @@ func devControlCommand(verb, usage string) *cli.Command {
 				return fmt.Errorf("want one member name, such as dev-node2; run 'gearbox dev %s --help' for usage", verb)
 			}
 			hc := &http.Client{Timeout: time.Minute}
-			resp, err := hc.Post("http://"+devControl+"/"+verb+"/"+c.Args().First(), "text/plain", nil)
+			req, _ := http.NewRequest(http.MethodPost, "http://"+devControl+"/"+verb+"/"+url.PathEscape(c.Args().First()), nil)
+			req.Header.Set(devControlHeader, "1")
+			resp, err := hc.Do(req)
 			if err != nil {
 				return fmt.Errorf("no dev cluster answers on %s: is 'gearbox dev' running?", devControl)
 			}
@@ -146,13 +148,24 @@ type devCluster struct {
 	log    zerolog.Logger
 
 	mu      sync.Mutex
+	closing bool // set by stopAll: no member starts any more
 	configs map[string]memberConfig
 	order   []string
 	running map[string]*runningMember
 }
 
 // runDev runs the dev cluster until ctx ends.
-func runDev(ctx context.Context, dir string, stdout, stderr io.Writer, level zerolog.Level) error {
+func runDev(ctx context.Context, dir string, reset bool, stdout, stderr io.Writer, level zerolog.Level) error {
+	// The addresses first: --reset must not delete the state of a dev
+	// cluster that runs.
+	if err := checkDevAddrs(); err != nil {
+		return err
+	}
+	if reset {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("--reset: %w", err)
+		}
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
@@ -182,24 +195,22 @@ func runDev(ctx context.Context, dir string, stdout, stderr io.Writer, level zer
 	if err := dc.configure(); err != nil {
 		return err
 	}
-	if err := dc.checkAddrs(); err != nil {
-		return err
-	}
 	control, err := dc.serveControl()
 	if err != nil {
 		return err
 	}
-	defer control.Close()
 
 	fmt.Fprintf(stdout, "gearbox dev: starting a broker, a router and 3 nodes (state in %s, log in %s)\n", dir, filepath.Join(dir, "gearbox.log"))
 	start := time.Now()
+	// The control listener closes first, so that no member starts while
+	// the others stop.
+	defer dc.stopAll()
+	defer control.Close()
 	for _, name := range dc.order {
 		if err := dc.start(name); err != nil {
-			dc.stopAll()
 			return err
 		}
 	}
-	defer dc.stopAll()
 	haURL, headNode, err := dc.sampleApp(ctx, stdout)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -291,20 +302,34 @@ func devRoleOptions(args []string) (roleOptions, error) {
 	return parseRoleOptions(cli.NewContext(&cli.App{}, set, nil))
 }
 
-// checkAddrs fails early, with a clear message, when a dev address cannot
-// be bound: another dev cluster running, or a system without 127.0.0.x.
-func (dc *devCluster) checkAddrs() error {
-	addrs := []string{devAPIAddr, net.JoinHostPort(devRouterIP, devHTTPPort), devControl}
+// checkDevAddrs fails early, with a clear message, when a dev address
+// cannot be bound: another dev cluster running, another program on the
+// port, or a system without 127.0.0.x.
+func checkDevAddrs() error {
+	addrs := []string{devAPIAddr, net.JoinHostPort(devRouterIP, devHTTPPort), devControl, devDNSAddr,
+		net.JoinHostPort(devBrokerIP, fmt.Sprint(defaultSerfPort)), net.JoinHostPort(devBrokerIP, fmt.Sprint(defaultInternalPort))}
 	for _, n := range devNodes {
-		addrs = append(addrs, net.JoinHostPort(n.ip, devHTTPPort))
+		addrs = append(addrs, net.JoinHostPort(n.ip, devHTTPPort), net.JoinHostPort(n.ip, fmt.Sprint(defaultSerfPort)),
+			net.JoinHostPort(n.ip, fmt.Sprint(defaultInternalPort)))
+	}
+	fail := func(a string, err error) error {
+		return fmt.Errorf("cannot listen on %s (is another 'gearbox dev' or another program using it? on macOS, add the address with 'sudo ifconfig lo0 alias %s'): %w",
+			a, strings.Split(a, ":")[0], err)
 	}
 	for _, a := range addrs {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
-			return fmt.Errorf("cannot listen on %s (is another 'gearbox dev' running? on macOS, add the address with 'sudo ifconfig lo0 alias %s'): %w",
-				a, strings.Split(a, ":")[0], err)
+			return fail(a, err)
 		}
 		ln.Close()
+	}
+	// DNS and gossip take UDP too.
+	for _, a := range []string{devDNSAddr, net.JoinHostPort(devBrokerIP, fmt.Sprint(defaultSerfPort))} {
+		pc, err := net.ListenPacket("udp", a)
+		if err != nil {
+			return fail(a+"/udp", err)
+		}
+		pc.Close()
 	}
 	return nil
 }
@@ -319,6 +344,9 @@ func (dc *devCluster) start(name string) error {
 	}
 	if dc.running[name] != nil {
 		return fmt.Errorf("%s is running", name)
+	}
+	if dc.closing {
+		return errors.New("the dev cluster is stopping")
 	}
 	m, err := startLocalMember(cfg, dc.log.With().Str("member", name).Logger())
 	if err != nil {
@@ -351,6 +379,9 @@ func (dc *devCluster) stop(name string, crash bool) error {
 
 // stopAll stops every running member, nodes first, all nodes at once.
 func (dc *devCluster) stopAll() {
+	dc.mu.Lock()
+	dc.closing = true
+	dc.mu.Unlock()
 	var wg sync.WaitGroup
 	for i := len(dc.order) - 1; i >= 1; i-- {
 		wg.Add(1)
@@ -371,6 +402,12 @@ func (dc *devCluster) serveControl() (io.Closer, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /{verb}/{member}", func(w http.ResponseWriter, r *http.Request) {
+		// A header of its own keeps web pages out: a browser asks
+		// before it sends one, and nothing here answers that.
+		if r.Header.Get(devControlHeader) == "" {
+			http.Error(w, "missing "+devControlHeader+" header", http.StatusForbidden)
+			return
+		}
 		name := r.PathValue("member")
 		var err error
 		switch verb := r.PathValue("verb"); verb {
@@ -419,17 +456,25 @@ func (dc *devCluster) sampleApp(ctx context.Context, stdout io.Writer) (haURL, h
 			return err
 		}},
 		{"create domain " + devNamespace, func() error {
-			_, _, err := c.CreateDomain(ctx, devNamespace)
-			if client.IsStatus(err, http.StatusConflict) {
-				return nil
+			domains, err := c.Domains(ctx)
+			if err != nil {
+				return err
 			}
+			for _, d := range domains {
+				if d.Name == devNamespace {
+					return nil // from an earlier start
+				}
+			}
+			_, _, err = c.CreateDomain(ctx, devNamespace)
 			return err
 		}},
 		{"create app " + host, func() error {
-			_, _, err := c.CreateApp(ctx, devNamespace, devApp, client.AppOptions{Scale: true})
-			if client.IsStatus(err, http.StatusConflict) {
-				return nil
+			if _, err := c.App(ctx, devNamespace, devApp, false); err == nil {
+				return nil // from an earlier start
+			} else if !client.IsStatus(err, http.StatusNotFound) {
+				return err
 			}
+			_, _, err := c.CreateApp(ctx, devNamespace, devApp, client.AppOptions{Scale: true})
 			return err
 		}},
 		{fmt.Sprintf("scale it to %d gears", devGears), func() error {

@@ -25,10 +25,18 @@ var (
 
 // TestDevEndToEnd runs `gearbox dev` from nothing, as the README says, and
 // follows the instructions it prints: the ha- name resolves and answers
-// through the router within 30 s of the start. Ctrl-C then stops it.
+// through the router within 30 s of the start. Ctrl-C then stops it, and
+// a second start on the same state does the same.
 func TestDevEndToEnd(t *testing.T) {
 	bin := gearboxBinary(t)
 	dir := t.TempDir()
+	t.Run("first start", func(t *testing.T) { runDevOnce(t, bin, dir) })
+	t.Run("start again", func(t *testing.T) { runDevOnce(t, bin, dir) })
+}
+
+// runDevOnce starts `gearbox dev` on dir, follows its instructions and
+// stops it with Ctrl-C.
+func runDevOnce(t *testing.T, bin, dir string) {
 	cmd := exec.Command(bin, "dev", "--data-dir", dir)
 	cmd.Env = childEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

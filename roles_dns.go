@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -42,6 +43,9 @@ type dnsOptions struct {
 	RouterHostname   string
 	ManageHADNS      bool
 	AllowTransfer    []string
+	// Default is true when --dns-addr was not given: a failure to bind
+	// it is logged, not fatal.
+	Default bool
 }
 
 // maxDNSTTL bounds --dns-ttl and --dns-negative-ttl.
@@ -56,6 +60,7 @@ func parseDNSOptions(c *cli.Context) (dnsOptions, error) {
 		RouterHostname: c.String("router-hostname"),
 		ManageHADNS:    c.Bool("manage-ha-dns"),
 		AllowTransfer:  c.StringSlice("dns-allow-transfer"),
+		Default:        !c.IsSet("dns-addr"),
 	}
 	var errs []error
 	if o.Addr != "" {
@@ -113,6 +118,14 @@ func startDNS(ctx context.Context, cfg memberConfig, st *store.Store, log zerolo
 		return nil, err
 	}
 	if err := s.Start(ctx); err != nil {
+		// The default :53 needs root and a port no local resolver holds
+		// (systemd-resolved listens on 127.0.0.53:53): without it the
+		// broker runs on, and says loudly that it serves no DNS.
+		if o.Default && (errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EADDRINUSE)) {
+			mlog.Error().Err(err).Str("fix", "set --dns-addr to an address of this host, such as 10.0.0.5:53, or empty to disable DNS").
+				Msg("dns not started: the default --dns-addr :53 cannot be bound")
+			return func() {}, nil
+		}
 		return nil, fmt.Errorf("%w (--dns-addr; empty disables DNS)", err)
 	}
 	mlog.Info().Str("role", "dns").Str("addr", s.Addr()).Str("zone", cfg.Domain).Msg("role started")

@@ -2,12 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
+
+	"gearbox/store"
 )
 
 // parseDNSArgs parses args with the DNS flags.
@@ -85,6 +90,41 @@ func TestDNSFlagsInServeHelp(t *testing.T) {
 		"--manage-ha-dns", "--dns-allow-transfer"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("serve --help does not mention %s", want)
+		}
+	}
+}
+
+// A default --dns-addr that cannot be bound leaves the broker without DNS
+// and says so; one given on the command line fails the start.
+func TestStartDNSDefaultAddrTaken(t *testing.T) {
+	sc := store.LocalConfig("dns1", t.TempDir(), "127.0.0.1")
+	st, err := store.New(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	taken := pc.LocalAddr().String()
+	for _, def := range []bool{true, false} {
+		var cfg memberConfig
+		cfg.Domain = "example.com"
+		cfg.Roles.HAPrefix = "ha-"
+		cfg.Roles.DNS = dnsOptions{Addr: taken, TTL: 30 * time.Second, NegativeTTL: 10 * time.Second, ManageHADNS: true, Default: def}
+		var logs bytes.Buffer
+		stop, err := startDNS(context.Background(), cfg, st, zerolog.New(&logs))
+		if def {
+			if err != nil || !strings.Contains(logs.String(), "dns not started") {
+				t.Errorf("default address taken: %v; logs %s", err, logs.String())
+			}
+			if stop != nil {
+				stop()
+			}
+		} else if err == nil || !strings.Contains(err.Error(), "--dns-addr") {
+			t.Errorf("given address taken: %v, want an error naming --dns-addr", err)
 		}
 	}
 }

@@ -285,7 +285,21 @@ func (b *Broker) deliverWebhook(ctx context.Context, id string) {
 			}
 			return
 		}
+		saved := time.Now()
 		for _, e := range evs {
+			// A broker that lost the lead stops before the next event,
+			// with its progress recorded, so that the new leader's
+			// deliveries do not interleave with its own.
+			if !b.isLeader() {
+				b.saveWebhook(ctx, id, after, lastErr)
+				return
+			}
+			if time.Since(saved) > time.Second {
+				saved = time.Now()
+				if err := b.saveWebhook(ctx, id, after, lastErr); errors.Is(err, errWebhookGone) {
+					return
+				}
+			}
 			for attempt := 0; ; attempt++ {
 				err := b.postEvent(ctx, &h, e)
 				if err == nil {

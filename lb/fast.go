@@ -462,9 +462,9 @@ func (fc *fastClient) handle() bool {
 		// backend; anything else gets 502. The backend is left to the
 		// health checks and to the next connection refused.
 		if !upgrade && !hasBody && replayableMethod(req.method) && connBroken(err) && attempts < p.cfg.Retries {
-			b.errors.Add(1)
 			tried = append(tried, b)
 			if next := p.pick(set, tried); next != nil {
+				b.errors.Add(1)
 				p.log.Debug().Str("backend", b.ID).Err(err).Msg("request resent: connection broke before the answer")
 				b.release()
 				b = next
