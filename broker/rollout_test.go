@@ -239,7 +239,7 @@ func TestRolloutSkipsStoppedAndDeadGears(t *testing.T) {
 	dn := c.node(t, dead.Node)
 	dn.srv.Close()
 	dn.st.Close()
-	waitFor(t, 20*time.Second, "node "+dead.Node+" seen failed", func() bool {
+	waitFor(t, 60*time.Second, "node "+dead.Node+" seen failed", func() bool {
 		for _, m := range c.st.Members() {
 			if m.Name == dead.Node {
 				return m.Status != "alive"

@@ -296,9 +296,10 @@ func TestDeploymentPruned(t *testing.T) {
 	// The app no longer keeps A.
 	n.put(state.BucketApps, app, state.App{ID: "a-pr", Name: "pr", Domain: "ns", Cartridge: state.CartStatic,
 		State: state.GearStarted, Deployment: bb, Deployments: []string{bb}})
+	// Its directory goes, then its archive.
 	waitFor(t, 10*time.Second, "deployment A removed", func() bool {
 		_, err := os.Stat(dir(a))
-		return errors.Is(err, os.ErrNotExist)
+		return errors.Is(err, os.ErrNotExist) && !n.s.HasBlob(a)
 	})
 	if _, err := os.Stat(dir(bb)); err != nil {
 		t.Errorf("deployment B, in use, removed: %v", err)
