@@ -2,9 +2,11 @@ package lb
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -447,6 +449,40 @@ func TestFastServerMessages(t *testing.T) {
 			tt.run(t, dialRaw(t, url), rb)
 			if n := statusOf(t, p, "a").Errors; n != 0 && tt.name != "malformed response" {
 				t.Errorf("%d backend errors", n)
+			}
+		})
+	}
+}
+
+// TestFastServerLargeBodies sends bodies larger than the sockets' buffers
+// both ways, so that reads and writes wait for the other side.
+func TestFastServerLargeBodies(t *testing.T) {
+	be := newTestBackend(t, "a")
+	be.handle = func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Write(bytes.Repeat([]byte("0123456789abcdef"), n/16))
+	}
+	cfg := testConfig(newFakeClock())
+	cfg.Backends = []Backend{be.backend()}
+	p := newTestPool(t, cfg)
+	url, c := front(t, p)
+	const size = 8 << 20
+	upload := bytes.Repeat([]byte("x"), size)
+	for _, tt := range []struct {
+		name string
+		body io.Reader
+	}{
+		{"length", bytes.NewReader(upload)},
+		{"chunked", onlyReader{bytes.NewReader(upload)}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := send(t, c, http.MethodPost, url+"/?n="+strconv.Itoa(size), "", tt.body)
+			if r.code != http.StatusOK || len(r.body) != size || r.body[:16] != "0123456789abcdef" {
+				t.Fatalf("status %d, %d bytes back", r.code, len(r.body))
+			}
+			seen := be.requests()
+			if got := seen[len(seen)-1].body; len(got) != size {
+				t.Errorf("backend got %d bytes", len(got))
 			}
 		})
 	}
