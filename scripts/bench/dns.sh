@@ -31,6 +31,9 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+BENCH=dns.sh
+# shellcheck source=scripts/bench/common.sh
+. scripts/bench/common.sh
 
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10}
@@ -48,9 +51,6 @@ NSD_IP=127.0.0.52
 PORT=5300
 ZONE=bench.test
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "dns.sh: $*"; exit 1; }
-
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
 	export PATH="/usr/local/go/bin:$PATH"
 fi
@@ -58,59 +58,9 @@ command -v go >/dev/null 2>&1 || die "go not found"
 
 # --- packages ---------------------------------------------------------------
 
-SUDO=
-if [ "$(id -u)" != 0 ]; then
-	SUDO=sudo
-fi
-
-# apt_install installs the Debian packages named that are not installed yet.
-# It updates the package lists once, and only if something is missing.
-apt_install() {
-	local missing=() p
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-	done
-	[ ${#missing[@]} -eq 0 ] && return 0
-	$SUDO apt-get update -qq
-	log "installing ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
 apt_install dnsperf nsd bind9-dnsutils
 # Debian may start an nsd service of its own; it listens on port 53 of
 # other addresses and is left alone.
-
-# --- work directory, cleanup ------------------------------------------------
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/dns-bench.XXXXXX")
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	if [ "$KEEP" = 1 ]; then
-		log "work directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start NAME CMD...: runs CMD in the background, its output to WORK/NAME.log.
-declare -A PID
-start() {
-	local name=$1
-	shift
-	"$@" >"$WORK/$name.log" 2>&1 &
-	PIDS+=($!)
-	PID[$name]=$!
-}
 
 # wait_answer NAME IP: waits up to 30 s for the server started as NAME to
 # answer the last app's ha- name on IP:PORT with two records.
@@ -190,28 +140,6 @@ for q in "app0000-bench.$ZONE" "ha-app0000-bench.$ZONE" "app$(printf %04d $((APP
 done
 
 # --- measure ----------------------------------------------------------------
-
-# descendants PID: PID and every process below it (NSD's main and server
-# processes are below the one started).
-descendants() {
-	local c
-	echo "$1"
-	for c in $(pgrep -P "$1" || true); do
-		descendants "$c"
-	done
-}
-
-# cpu_ticks PID: CPU time (user + system, in clock ticks) used so far by
-# PID, its threads and its descendants.
-cpu_ticks() {
-	local p sum=0 t
-	for p in $(descendants "$1"); do
-		t=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat" 2>/dev/null || echo 0)
-		sum=$((sum + t))
-	done
-	echo "$sum"
-}
-TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
 declare -A IP=([gearbox]=$GEARBOX_IP [nsd]=$NSD_IP)
 

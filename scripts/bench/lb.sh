@@ -29,6 +29,9 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+BENCH=lb.sh
+# shellcheck source=scripts/bench/common.sh
+. scripts/bench/common.sh
 
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10s}
@@ -46,9 +49,6 @@ CADDY_ADDR=127.0.0.22:18080
 GEARBOX_ADDR=127.0.0.23:18080
 SECRET="bench secret"
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "lb.sh: $*"; exit 1; }
-
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
 	export PATH="/usr/local/go/bin:$PATH"
 fi
@@ -56,34 +56,12 @@ command -v go >/dev/null 2>&1 || die "go not found"
 
 # --- packages ---------------------------------------------------------------
 
-SUDO=
-if [ "$(id -u)" != 0 ]; then
-	SUDO=sudo
-fi
-
-# apt_install installs the Debian packages named that are not installed yet.
-# It updates the package lists once, and only if something is missing.
-updated=0
-apt_install() {
-	local missing=() p
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-	done
-	[ ${#missing[@]} -eq 0 ] && return 0
-	if [ $updated = 0 ]; then
-		$SUDO apt-get update -qq
-		updated=1
-	fi
-	log "installing ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
 apt_install haproxy nginx wrk curl ca-certificates
 HAVE_CADDY=1
 if ! command -v caddy >/dev/null 2>&1; then
-	if [ $updated = 0 ]; then
+	if [ $apt_updated = 0 ]; then
 		$SUDO apt-get update -qq
-		updated=1
+		apt_updated=1
 	fi
 	if apt-cache show caddy >/dev/null 2>&1; then
 		apt_install caddy
@@ -95,61 +73,6 @@ fi
 
 # Debian starts the haproxy and nginx services it installs where systemd
 # runs; they listen on other ports than ours and are left alone.
-
-# --- work directory, cleanup ------------------------------------------------
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/lb-bench.XXXXXX")
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	if [ "$KEEP" = 1 ]; then
-		log "work directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start NAME CMD...: runs CMD in the background, its output to WORK/NAME.log.
-declare -A PID
-start() {
-	local name=$1
-	shift
-	"$@" >"$WORK/$name.log" 2>&1 &
-	PIDS+=($!)
-	PID[$name]=$!
-}
-
-# port_free ADDR: true if nothing accepts connections on ADDR.
-port_free() {
-	! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null
-}
-
-# wait_ok NAME URL: waits up to 10 s for URL to answer 200 while the process
-# started as NAME, if any, runs.
-wait_ok() {
-	local i
-	for i in $(seq 100); do
-		if [ -n "${PID[$1]:-}" ] && ! kill -0 "${PID[$1]}" 2>/dev/null; then
-			break
-		fi
-		if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$2" 2>/dev/null)" = 200 ]; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	log "--- $WORK/$1.log"
-	cat "$WORK/$1.log" >&2 || true
-	die "$1 does not answer 200 at $2"
-}
 
 for a in $BACKEND1 $BACKEND2 $HAPROXY_ADDR $HAPROXY_CART_ADDR $NGINX_ADDR $CADDY_ADDR $GEARBOX_ADDR; do
 	port_free "$a" || die "$a is in use"
@@ -336,30 +259,6 @@ done
 sleep 2
 
 # --- measure ----------------------------------------------------------------
-
-# to_ms VALUE: converts wrk's "123.45us", "1.23ms" or "1.02s" to ms.
-to_ms() {
-	awk -v v="$1" 'BEGIN {
-		n = v + 0
-		if (v ~ /us$/) n /= 1000
-		else if (v ~ /ms$/) n += 0
-		else if (v ~ /m$/) n *= 60000
-		else if (v ~ /s$/) n *= 1000
-		printf "%.3f", n
-	}'
-}
-
-# cpu_ticks PID: CPU time (user + system, in clock ticks) used so far by
-# PID, its threads and its child processes (nginx's workers).
-cpu_ticks() {
-	local p sum=0 t
-	for p in "$1" $(pgrep -P "$1" || true); do
-		t=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat" 2>/dev/null || echo 0)
-		sum=$((sum + t))
-	done
-	echo "$sum"
-}
-TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
 # bench TARGET ROUND: one wrk run; appends "round target rps p50 p99
 # lb_us be_us" to WORK/runs, where lb_us and be_us are the CPU time the

@@ -33,6 +33,9 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+BENCH=path.sh
+# shellcheck source=scripts/bench/common.sh
+. scripts/bench/common.sh
 
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10s}
@@ -50,9 +53,6 @@ HOST=ha-app-ns.example.com
 APP_HOST=app-ns.example.com
 SECRET="bench secret"
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "path.sh: $*"; exit 1; }
-
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
 	export PATH="/usr/local/go/bin:$PATH"
 fi
@@ -60,79 +60,7 @@ command -v go >/dev/null 2>&1 || die "go not found"
 
 # --- packages ---------------------------------------------------------------
 
-SUDO=
-if [ "$(id -u)" != 0 ]; then
-	SUDO=sudo
-fi
-
-# apt_install installs the Debian packages named that are not installed yet.
-apt_install() {
-	local missing=() p
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-	done
-	[ ${#missing[@]} -eq 0 ] && return 0
-	$SUDO apt-get update -qq
-	log "installing ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
 apt_install haproxy wrk curl ca-certificates
-
-# --- work directory, cleanup ------------------------------------------------
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/path-bench.XXXXXX")
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	if [ "$KEEP" = 1 ]; then
-		log "work directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start NAME CMD...: runs CMD in the background, its output to WORK/NAME.log.
-declare -A PID
-start() {
-	local name=$1
-	shift
-	"$@" >"$WORK/$name.log" 2>&1 &
-	PIDS+=($!)
-	PID[$name]=$!
-}
-
-# port_free ADDR: true if nothing accepts connections on ADDR.
-port_free() {
-	! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null
-}
-
-# wait_ok NAME URL [HOST]: waits up to 10 s for URL to answer 200 (with
-# Host HOST if given) while the process started as NAME runs.
-wait_ok() {
-	local i h=()
-	[ -n "${3:-}" ] && h=(-H "Host: $3")
-	for i in $(seq 100); do
-		if [ -n "${PID[$1]:-}" ] && ! kill -0 "${PID[$1]}" 2>/dev/null; then
-			break
-		fi
-		if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "${h[@]}" "$2" 2>/dev/null)" = 200 ]; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	log "--- $WORK/$1.log"
-	cat "$WORK/$1.log" >&2 || true
-	die "$1 does not answer 200 at $2"
-}
 
 for a in $BACKEND $GB_LB $GB_ROUTER $HA_LB $HA_ROUTER; do
 	port_free "$a" || die "$a is in use"
@@ -248,44 +176,20 @@ sleep 2
 
 # --- measure ----------------------------------------------------------------
 
-# to_ms VALUE: converts wrk's "123.45us", "1.23ms" or "1.02s" to ms.
-to_ms() {
-	awk -v v="$1" 'BEGIN {
-		n = v + 0
-		if (v ~ /us$/) n /= 1000
-		else if (v ~ /ms$/) n += 0
-		else if (v ~ /m$/) n *= 60000
-		else if (v ~ /s$/) n *= 1000
-		printf "%.3f", n
-	}'
-}
-
-# cpu_ticks NAME...: CPU time (user + system, in clock ticks) used so far
-# by the processes started as NAME....
-cpu_ticks() {
-	local n sum=0 t
-	for n in "$@"; do
-		t=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/${PID[$n]}/stat" 2>/dev/null || echo 0)
-		sum=$((sum + t))
-	done
-	echo "$sum"
-}
-TICK_US=$((1000000 / $(getconf CLK_TCK)))
-
 # bench TARGET ROUND: one wrk run; appends "round target rps p50 p99
 # proxies_us backend_us" to WORK/runs, the CPU time the chain's two
 # proxies and the backend used per request, in microseconds.
 bench() {
 	local t=$1 r=$2 out="$WORK/wrk-$1-$2.txt" rps p50 p99 n errs
 	local px0 px1 be0 be1 pxus beus
-	px0=$(cpu_ticks ${PROCS[$t]})
-	be0=$(cpu_ticks backend)
+	px0=$(cpu_ticks $(for n in ${PROCS[$t]}; do echo "${PID[$n]}"; done))
+	be0=$(cpu_ticks "${PID[backend]}")
 	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Host: $HOST" "${URL[$t]}" >"$out" 2>&1 || {
 		cat "$out" >&2
 		die "wrk against $t failed"
 	}
-	px1=$(cpu_ticks ${PROCS[$t]})
-	be1=$(cpu_ticks backend)
+	px1=$(cpu_ticks $(for n in ${PROCS[$t]}; do echo "${PID[$n]}"; done))
+	be1=$(cpu_ticks "${PID[backend]}")
 	rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
 	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
 	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
