@@ -449,13 +449,38 @@ func wantErr(t testing.TB, r response, code int, text string) {
 }
 
 // unchanged runs fn and fails the test if the broker's store changed.
+// The roll-out loop answers earlier requests on its own time; it is
+// brought to rest first, so that only fn's requests are judged.
 func (c *testCluster) unchanged(t testing.TB, fn func()) {
 	t.Helper()
-	before := c.dump(t)
+	before := c.settle(t)
 	fn()
 	if after := c.dump(t); after != before {
 		t.Fatalf("state changed:\nbefore: %s\nafter:  %s", before, after)
 	}
+}
+
+// settle steps the broker's roll-outs until a step writes nothing, and
+// returns the store's dump at rest. stepRollouts holds the broker's lock
+// for its whole pass, so a pass of the background loop cannot interleave.
+func (c *testCluster) settle(t testing.TB) string {
+	t.Helper()
+	d := c.dump(t)
+	if !c.b.isLeader() {
+		return d // only the leader steps roll-outs
+	}
+	for i := 0; i < 10; i++ {
+		if err := c.b.stepRollouts(context.Background()); err != nil {
+			t.Fatalf("step roll-outs: %v", err)
+		}
+		next := c.dump(t)
+		if next == d {
+			return d
+		}
+		d = next
+	}
+	t.Fatalf("roll-outs still writing after 10 steps:\n%s", d)
+	return ""
 }
 
 // dump renders every record of the broker's store, tombstones included.
