@@ -109,6 +109,7 @@ func startDNS(ctx context.Context, cfg memberConfig, st *store.Store, log zerolo
 	}
 	dc := dnsmgr.DefaultConfig(st, cfg.Domain)
 	dc.Addr, dc.TTL, dc.NegativeTTL = o.Addr, o.TTL, o.NegativeTTL
+	dc.AdvertiseAddr = cfg.Store.AdvertiseAddr
 	dc.HAPrefix, dc.HASuffix = cfg.Roles.HAPrefix, cfg.Roles.HASuffix
 	dc.RouterHostname, dc.ManageHADNS = o.RouterHostname, o.ManageHADNS
 	dc.AllowTransfer = o.AllowTransfer

@@ -97,6 +97,8 @@ func TestAnswer(t *testing.T) {
 			answer: []string{"ns-b-3.apps.example.com. 30 IN AAAA 2001:db8::b3"}},
 		{name: "failed broker has no NS name", req: query("ns-b2.apps.example.com.", dns.TypeA), aa: true,
 			rcode: dns.RcodeNameError, ns: []string{negSOA7}},
+		{name: "broker without a DNS server has no NS name", req: query("ns-b4.apps.example.com.", dns.TypeA), aa: true,
+			rcode: dns.RcodeNameError, ns: []string{negSOA7}},
 
 		// App names.
 		{name: "app: nodes of healthy LB gears, failed node left out", req: query("web-dev.apps.example.com.", dns.TypeA), aa: true,

@@ -51,6 +51,10 @@ type Config struct {
 	// DefaultAddr (":53"). Port 0 picks a free port, the same for both
 	// (see Server.Addr).
 	Addr string
+	// AdvertiseAddr is the IP given out as this server's address (the A
+	// or AAAA record of its NS name) when Addr's host is a wildcard or
+	// empty. Default: the address the store's local member advertises.
+	AdvertiseAddr string
 	// TTL is the TTL of records in answers, whole seconds. Default
 	// DefaultTTL (30 s).
 	TTL time.Duration
@@ -128,6 +132,11 @@ func (c *Config) validate() (acl []netip.Prefix, notify []netip.AddrPort, err er
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("Addr %q: want host:port: %w", c.Addr, err))
+	}
+	if c.AdvertiseAddr != "" {
+		if _, err := netip.ParseAddr(c.AdvertiseAddr); err != nil {
+			errs = append(errs, fmt.Errorf("AdvertiseAddr %q: want an IP address", c.AdvertiseAddr))
+		}
 	}
 	if c.TTL == 0 {
 		c.TTL = DefaultTTL

@@ -3,8 +3,10 @@
 // the cluster state, a Table, rebuilt when the store or the membership
 // changes and swapped atomically, so that queries never wait on the store:
 //
-//   - the apex: SOA and NS, one NS name per alive broker (ns-NAME.ZONE)
-//     with its address;
+//   - the apex: SOA and NS, one NS name (ns-NAME.ZONE) with its address
+//     per alive broker whose server is serving: a Server registers itself
+//     in state.BucketNameServers once it answers and removes itself when
+//     it stops, so that a broker without DNS is never given out;
 //   - APP-NS.ZONE: the nodes of the app's healthy LB gears (its one gear
 //     when the app is not scalable);
 //   - the ha- names of HA apps (PREFIX APP-NS SUFFIX .ZONE): a CNAME to the

@@ -53,7 +53,8 @@ func status(id, node, st string, draining bool) state.GearStatus {
 
 // fixture is a cluster of every case the zone has:
 //
-//   - brokers b1 (alive, 10.0.0.1) and b2 (failed); b.3 (alive, 2001:db8::b3);
+//   - brokers b1 (alive, 10.0.0.1) and b2 (failed); b.3 (alive, 2001:db8::b3),
+//     all three with a DNS server registered; b4 (alive) runs none;
 //   - nodes n1 10.0.1.1, n2 10.0.1.2, n3 2001:db8::3 alive, n4 10.0.1.4 failed;
 //   - routers r1 10.0.2.1 and r2 10.0.2.2 alive, r3 10.0.2.3 failed;
 //   - web-dev: scalable, HA, LB gears on n1, n2 (healthy) and n4 (failed
@@ -69,6 +70,7 @@ func fixture() Inputs {
 			member("b1", "10.0.0.1", store.StatusAlive, store.RoleBroker),
 			member("b2", "10.0.0.2", store.StatusFailed, store.RoleBroker),
 			member("B.3", "2001:db8::b3", store.StatusAlive, store.RoleBroker, store.RoleRouter),
+			member("b4", "10.0.0.4", store.StatusAlive, store.RoleBroker),
 			member("n1", "10.0.1.1", store.StatusAlive, store.RoleNode),
 			member("n2", "10.0.1.2", store.StatusAlive, store.RoleNode),
 			member("n3", "2001:db8::3", store.StatusAlive, store.RoleNode),
@@ -77,6 +79,8 @@ func fixture() Inputs {
 			member("r2", "10.0.2.2", store.StatusAlive, store.RoleRouter),
 			member("r3", "10.0.2.3", store.StatusFailed, store.RoleRouter),
 		},
+		NameServers: []state.NameServer{{Name: "b1", Addr: "10.0.0.1"}, {Name: "b2", Addr: "10.0.0.2"},
+			{Name: "B.3", Addr: "2001:db8::b3"}},
 		Nodes: []state.Node{{Name: "n1", Addr: "10.0.1.1"}, {Name: "n2", Addr: "10.0.1.2"},
 			{Name: "n3", Addr: "2001:db8::3"}, {Name: "n4", Addr: "10.0.1.4"}},
 		Routers: []state.Router{{Name: "r1", Addr: "10.0.2.1"}, {Name: "r2", Addr: "10.0.2.2"}, {Name: "r3", Addr: "10.0.2.3"}},

@@ -10,7 +10,7 @@ import (
 // watchedBuckets are the buckets a table is built from: a change in any
 // of them rebuilds it.
 var watchedBuckets = []string{state.BucketApps, state.BucketGears, state.BucketGearStatus, state.BucketNodes,
-	state.BucketRouters, state.BucketHADNS}
+	state.BucketRouters, state.BucketHADNS, state.BucketNameServers}
 
 // readInputs reads the live records a table is built from, and the
 // membership from members. Records that do not decode are left out and
@@ -32,7 +32,10 @@ func readInputs(st *store.Store, members func() []store.Member) (in Inputs, skip
 	if in.Routers, skipped, err = list[state.Router](st, state.BucketRouters, skipped); err != nil {
 		return in, skipped, err
 	}
-	in.Claims, skipped, err = list[state.HADNS](st, state.BucketHADNS, skipped)
+	if in.Claims, skipped, err = list[state.HADNS](st, state.BucketHADNS, skipped); err != nil {
+		return in, skipped, err
+	}
+	in.NameServers, skipped, err = list[state.NameServer](st, state.BucketNameServers, skipped)
 	return in, skipped, err
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"gearbox/store"
+	"gearbox/store/state"
 )
 
 // Server is the authoritative DNS server of the zone: it keeps a Table
@@ -50,6 +51,10 @@ type Server struct {
 	// lastUDPError is when a UDP read or write error was last logged,
 	// in unix nanos.
 	lastUDPError atomic.Int64
+	// refusals logs refused zone transfers, a burst at most a minute:
+	// anyone may ask, and a scan must not flood the log.
+	refusals zerolog.Logger
+	refused  atomic.Int64 // zone transfers refused since Start
 }
 
 // New checks cfg and returns a Server that is not started.
@@ -62,6 +67,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, opts: opts, allow: allow, notify: notify,
 		log:     cfg.Logger.With().Str("component", "dns").Logger(),
 		members: cfg.Store.Members, now: time.Now, notifyC: make(chan struct{}, 1)}
+	s.refusals = s.log.Sample(&zerolog.BurstSampler{Burst: refusalLogBurst, Period: time.Minute})
 	s.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
 	return s, nil
 }
@@ -84,12 +90,24 @@ func (s *Server) Start(ctx context.Context) error {
 	// Watch before the first read, so that no change falls in between.
 	watch := s.cfg.Store.Watch(watchedBuckets...)
 	memberCh := s.cfg.Store.MemberChanges()
-	if _, err := s.rebuild(); err != nil {
+	pc, ln, err := listen(s.cfg.Addr)
+	if err != nil {
 		watch.Close()
 		return err
 	}
-	pc, ln, err := listen(s.cfg.Addr)
-	if err != nil {
+	// Only a server whose sockets are bound offers itself as a name
+	// server of the zone (queries sent from now on wait in the sockets),
+	// and it does so before its first table, which then lists it.
+	if err := s.register(ctx, pc.LocalAddr().String()); err != nil {
+		pc.Close()
+		ln.Close()
+		watch.Close()
+		return err
+	}
+	if _, err := s.rebuild(); err != nil {
+		s.unregister(ctx)
+		pc.Close()
+		ln.Close()
 		watch.Close()
 		return err
 	}
@@ -98,6 +116,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.closed {
 		s.mu.Unlock()
 		cancel()
+		s.unregister(context.Background())
 		pc.Close()
 		ln.Close()
 		watch.Close()
@@ -207,10 +226,15 @@ func (s *Server) Close() error {
 		// Not started, or Start failed before serving.
 		return nil
 	}
-	cancel()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	ctx, cancelWait := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelWait()
 	var errs []error
+	// Leave the NS set before the sockets close, so that other brokers
+	// stop giving this server out while it still answers.
+	if err := s.unregister(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	cancel()
 	if err := s.udp.Close(); err != nil {
 		errs = append(errs, err)
 	}
@@ -383,4 +407,48 @@ func (h handler) recoverPanic(w dns.ResponseWriter, req *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetRcode(req, dns.RcodeServerFailure)
 	w.WriteMsg(m)
+}
+
+// registration is the server's name server record: its bound IP, or the
+// advertised one when it listens on all addresses.
+func (s *Server) registration(addr string) state.NameServer {
+	host, port, _ := net.SplitHostPort(addr)
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.IsUnspecified() {
+		host = s.advertised()
+	}
+	return state.NameServer{Name: s.cfg.Store.Name(), Addr: host, DNS: net.JoinHostPort(host, port), Since: s.now().UTC()}
+}
+
+// advertised is Config.AdvertiseAddr, or the address the store's local
+// member advertises.
+func (s *Server) advertised() string {
+	if s.cfg.AdvertiseAddr != "" {
+		return s.cfg.AdvertiseAddr
+	}
+	for _, m := range s.cfg.Store.Members() {
+		if m.Name == s.cfg.Store.Name() {
+			return m.Addr
+		}
+	}
+	return ""
+}
+
+// register writes the record of the server bound to addr.
+func (s *Server) register(ctx context.Context, addr string) error {
+	ns := s.registration(addr)
+	if _, err := s.cfg.Store.Put(ctx, state.BucketNameServers, ns.Name, ns); err != nil {
+		return fmt.Errorf("register name server %s: %w", ns.Name, err)
+	}
+	return nil
+}
+
+// unregister deletes the server's name server record. A store already
+// closed is no error: the member is going, and others see it leave.
+func (s *Server) unregister(ctx context.Context) error {
+	name := s.cfg.Store.Name()
+	if _, err := s.cfg.Store.Delete(ctx, state.BucketNameServers, name); err != nil && !errors.Is(err, store.ErrClosed) {
+		return fmt.Errorf("unregister name server %s: %w", name, err)
+	}
+	return nil
 }

@@ -1,7 +1,9 @@
 package dnsmgr
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 
 	"gearbox/store"
 	"gearbox/store/state"
@@ -260,11 +263,13 @@ func TestServerFollowsStore(t *testing.T) {
 
 	s := startServer(t, b1, nil)
 	addr := s.Addr()
-	// The broker is the name server.
-	ns := answers(t, addr, testZone, dns.TypeNS)
-	if want := canonical(t, []string{testZone + " 30 IN NS ns-b1." + testZone}); !slices.Equal(ns, want) {
-		t.Errorf("NS %v, want %v", ns, want)
-	}
+	// The broker is the name server once its server has registered.
+	var ns []string
+	want := canonical(t, []string{testZone + " 30 IN NS ns-b1." + testZone})
+	waitFor(t, 5*time.Second, "ns-b1 as the name server", func() bool {
+		ns = answers(t, addr, testZone, dns.TypeNS)
+		return slices.Equal(ns, want)
+	})
 	serial := func() uint32 {
 		rrs := exchange(t, "udp", addr, query(testZone, dns.TypeSOA)).Answer
 		return rrs[0].(*dns.SOA).Serial
@@ -332,6 +337,118 @@ func TestServerFollowsStore(t *testing.T) {
 	waitAnswer("n2 dropped after its member failed", webA(self.Addr))
 	if s := serial(); s <= s2 {
 		t.Errorf("serial %d after a member failed, was %d", s, s2)
+	}
+}
+
+// TestTransferRefusalsLogCapped sends more refused zone transfers than
+// are logged in a minute: a burst is logged, the rest only counted.
+func TestTransferRefusalsLogCapped(t *testing.T) {
+	checkNoLeaks(t)
+	st := startStore(t, "b1", store.RoleBroker)
+	var buf lockedBuffer
+	s := startServer(t, st, nil, func(c *Config) { c.Logger = zerolog.New(&buf) })
+	req := new(dns.Msg)
+	req.SetAxfr(testZone)
+	const asked = 3 * refusalLogBurst
+	for range asked {
+		if m := exchange(t, "udp", s.Addr(), req); m.Rcode != dns.RcodeRefused {
+			t.Fatalf("AXFR from a stranger: rcode %s, want REFUSED", dns.RcodeToString[m.Rcode])
+		}
+	}
+	if n := strings.Count(buf.String(), `"message":"zone transfer refused"`); n != refusalLogBurst {
+		t.Errorf("%d refusals logged of %d, want %d", n, asked, refusalLogBurst)
+	}
+	if n := s.refused.Load(); n != asked {
+		t.Errorf("%d refusals counted, want %d", n, asked)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger and a test to share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestNameServersAreServingBrokers runs three brokers of which two serve
+// DNS: only those two are the zone's name servers, each with the address
+// it answers on, and one that stops leaves the NS set.
+func TestNameServersAreServingBrokers(t *testing.T) {
+	checkNoLeaks(t)
+	b1 := startStore(t, "b1", store.RoleBroker)
+	b2 := startStore(t, "b2", store.RoleBroker)
+	b3 := startStore(t, "b3", store.RoleBroker) // runs no DNS server
+	self := selfMember(t, b1)
+	for _, st := range []*store.Store{b2, b3} {
+		if _, err := st.Join([]string{net.JoinHostPort(self.Addr, fmt.Sprint(self.Port))}); err != nil {
+			t.Fatalf("join: %v", err)
+		}
+	}
+	waitFor(t, 5*time.Second, "three alive members", func() bool { return aliveCount(b1) == 3 && aliveCount(b2) == 3 })
+
+	// b1 listens on all addresses and gives out the advertised one; b2
+	// is bound to one address, which is what it gives out.
+	s1 := startServer(t, b1, nil, func(c *Config) { c.Addr, c.AdvertiseAddr = "0.0.0.0:0", "127.0.0.250" })
+	s2, err := New(func() Config {
+		c := DefaultConfig(b2, testZone)
+		c.Addr, c.RebuildDelay, c.Logger = "127.0.0.1:0", 10*time.Millisecond, testLogger()
+		return c
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s2.Close() })
+	_, port, _ := net.SplitHostPort(s1.Addr())
+	addr := net.JoinHostPort("127.0.0.1", port)
+
+	both := canonical(t, []string{
+		testZone + " 30 IN NS ns-b1." + testZone, testZone + " 30 IN NS ns-b2." + testZone,
+		"ns-b1." + testZone + " 30 IN A 127.0.0.250", "ns-b2." + testZone + " 30 IN A 127.0.0.1",
+	})
+	nsSet := func() []string {
+		m := exchange(t, "udp", addr, query(testZone, dns.TypeNS))
+		got := append(rrStrings(m.Answer), rrStrings(m.Extra)...)
+		slices.Sort(got)
+		return got
+	}
+	var got []string
+	waitFor(t, 10*time.Second, "b1 and b2 as name servers", func() bool {
+		got = nsSet()
+		return slices.Equal(got, both)
+	})
+	if m := exchange(t, "udp", addr, query("ns-b3."+testZone, dns.TypeA)); m.Rcode != dns.RcodeNameError {
+		t.Errorf("ns-b3 (a broker without DNS): rcode %s, want NXDOMAIN", dns.RcodeToString[m.Rcode])
+	}
+	var rec state.NameServer
+	if _, err := b1.Get(state.BucketNameServers, "b2", &rec); err != nil || rec.DNS != s2.Addr() {
+		t.Errorf("b2's record %+v (%v), want DNS %s", rec, err, s2.Addr())
+	}
+
+	// b2's server stops: it leaves the NS set, though its member lives.
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	only := canonical(t, []string{testZone + " 30 IN NS ns-b1." + testZone, "ns-b1." + testZone + " 30 IN A 127.0.0.250"})
+	waitFor(t, 10*time.Second, "b1 alone as name server", func() bool {
+		got = nsSet()
+		return slices.Equal(got, only)
+	})
+	if _, err := b1.Get(state.BucketNameServers, "b2", &rec); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("b2's record after its server stopped: %v, want not found", err)
 	}
 }
 

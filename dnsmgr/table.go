@@ -24,7 +24,10 @@ type Inputs struct {
 	Nodes    []state.Node
 	Routers  []state.Router
 	Claims   []state.HADNS
-	Members  []store.Member
+	// NameServers are the brokers whose DNS server serves: only those
+	// of alive members are the zone's name servers.
+	NameServers []state.NameServer
+	Members     []store.Member
 }
 
 // Table is an immutable snapshot of the zone: every name it holds, with
@@ -169,7 +172,7 @@ func Build(in Inputs, o Options, serial uint32) *Table {
 	_ = o.normalize() // errors were reported by New; use what normalizes
 	b := &builder{opts: o, zone: o.Zone, ttl: seconds(o.TTL), names: make(map[string]*name), kinds: make(map[string]int)}
 	b.index(in)
-	b.nameServers()
+	b.nameServers(in.NameServers)
 	b.apps()
 	b.haNames()
 	b.gears()
@@ -301,27 +304,39 @@ func (b *builder) addrRR(owner string, a netip.Addr) dns.RR {
 	return &dns.AAAA{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: b.ttl}, AAAA: a.AsSlice()}
 }
 
-// nameServers makes the apex and one NS name per alive broker, with its
-// address: ns-NAME.ZONE, NAME being the member's name made a DNS label.
-func (b *builder) nameServers() {
+// nameServers makes the apex and one NS name per serving DNS server of an
+// alive member, with the server's address: ns-NAME.ZONE, NAME being the
+// member's name made a DNS label. A broker that runs no DNS server, or
+// whose server stopped or could not bind, registers none and is left
+// out: resolvers would wait on it for nothing.
+func (b *builder) nameServers(in []state.NameServer) {
 	b.claim(b.zone, kindApex)
 	b.name(b.zone)
-	var brokers []store.Member
-	for _, m := range b.alive {
-		if m.HasRole(store.RoleBroker) {
-			brokers = append(brokers, m)
-		}
+	type server struct {
+		name string
+		addr netip.Addr
 	}
-	slices.SortFunc(brokers, func(x, y store.Member) int { return strings.Compare(x.Name, y.Name) })
-	taken := make(map[string]bool)
-	for _, m := range brokers {
-		a, err := netip.ParseAddr(m.Addr)
-		if err != nil {
+	var servers []server
+	for _, ns := range in {
+		m, ok := b.alive[ns.Name]
+		if !ok {
 			continue
 		}
-		label := nsLabel(m.Name)
+		a, err := netip.ParseAddr(ns.Addr)
+		if err != nil {
+			if a, err = netip.ParseAddr(m.Addr); err != nil {
+				continue
+			}
+		}
+		servers = append(servers, server{ns.Name, a})
+	}
+	slices.SortFunc(servers, func(x, y server) int { return strings.Compare(x.name, y.name) })
+	taken := make(map[string]bool)
+	for _, s := range servers {
+		a := s.addr
+		label := nsLabel(s.name)
 		for i := 2; taken[label]; i++ {
-			label = nsLabel(m.Name) + "-" + strconv.Itoa(i)
+			label = nsLabel(s.name) + "-" + strconv.Itoa(i)
 		}
 		taken[label] = true
 		owner := b.host(label)

@@ -29,6 +29,10 @@ func isTransfer(req *dns.Msg) bool {
 		(req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR)
 }
 
+// refusalLogBurst is how many refused zone transfers are logged a minute;
+// the "refused" field of each counts them all.
+const refusalLogBurst = 10
+
 // transferAllowed reports whether addr may transfer the zone.
 func (s *Server) transferAllowed(addr net.Addr) bool {
 	var ip netip.Addr
@@ -53,7 +57,9 @@ func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, t *Table, tcp bool
 	remote := w.RemoteAddr()
 	log := s.log.With().Str("remote", remote.String()).Str("type", dns.TypeToString[q.Qtype]).Logger()
 	refuse := func(why string) {
-		log.Info().Str("reason", why).Msg("zone transfer refused")
+		n := s.refused.Add(1)
+		s.refusals.Info().Str("remote", remote.String()).Str("type", dns.TypeToString[q.Qtype]).
+			Str("reason", why).Int64("refused", n).Msg("zone transfer refused")
 		m := new(dns.Msg)
 		m.SetRcode(req, dns.RcodeRefused)
 		w.WriteMsg(m)

@@ -381,6 +381,26 @@ type Router struct {
 	Since time.Time `json:"since"`
 }
 
+// BucketNameServers holds the registration of each broker whose DNS
+// server is serving, written by that server when it starts and deleted
+// when it stops; key: member name. Only these brokers are given out as
+// the zone's name servers, so that a broker that runs no DNS (disabled,
+// or its address could not be bound) is never in the NS set.
+const BucketNameServers = "name_servers"
+
+// NameServer is a serving DNS server's registration. Owned by its
+// broker's DNS server.
+type NameServer struct {
+	Name string `json:"name"`
+	// Addr is the IP given out for the name server (its NS name's A or
+	// AAAA record): the IP the server is bound to, or the member's
+	// advertised IP when it listens on all addresses.
+	Addr string `json:"addr"`
+	// DNS is the host:port the server answers on, UDP and TCP.
+	DNS   string    `json:"dns"`
+	Since time.Time `json:"since"`
+}
+
 // BucketHADNS holds the ha- records that routers create themselves when
 // brokers do not manage them (--manage-ha-dns=false): each router adds
 // one for every HA app it serves when it sees the app's enable_ha event,
