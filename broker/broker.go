@@ -53,6 +53,8 @@ type Broker struct {
 	// feed wakes routing feed readers (followed feeds, webhook
 	// deliverers) when events arrive.
 	feed *feedHub
+	// followers counts the followed feeds being served.
+	followers atomic.Int64
 
 	// deliverers counts the running webhook deliverers.
 	deliverers atomic.Int64

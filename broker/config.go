@@ -96,6 +96,10 @@ type Config struct {
 	// FeedKeepAlive is how often a followed feed with nothing to say
 	// sends an empty line, so that proxies do not close it. Default 15 s.
 	FeedKeepAlive time.Duration
+	// MaxFeedFollowers is how many followed feeds (follow=1 streams) this
+	// broker serves at once; one more is answered 503. Default
+	// DefaultMaxFeedFollowers (100).
+	MaxFeedFollowers int
 	// WebhookTimeout bounds one webhook delivery (connect, send, answer).
 	// Default 10 s.
 	WebhookTimeout time.Duration
@@ -130,6 +134,7 @@ func DefaultConfig(st *store.Store, dataDir string) Config {
 		HASuffix:             state.DefaultHADNSSuffix,
 		FeedGapWait:          DefaultFeedGapWait,
 		FeedKeepAlive:        DefaultFeedKeepAlive,
+		MaxFeedFollowers:     DefaultMaxFeedFollowers,
 		WebhookTimeout:       DefaultWebhookTimeout,
 		WebhookBackoff:       DefaultWebhookBackoff,
 		WebhookMaxBackoff:    DefaultWebhookMaxBackoff,
@@ -233,6 +238,12 @@ func (c *Config) validate() error {
 		} else if *d.v == 0 {
 			*d.v = d.def
 		}
+	}
+	switch {
+	case c.MaxFeedFollowers < 0:
+		errs = append(errs, fmt.Errorf("MaxFeedFollowers: %d is negative", c.MaxFeedFollowers))
+	case c.MaxFeedFollowers == 0:
+		c.MaxFeedFollowers = DefaultMaxFeedFollowers
 	}
 	if c.WebhookMaxBackoff < c.WebhookBackoff {
 		errs = append(errs, fmt.Errorf("WebhookMaxBackoff %s is below WebhookBackoff %s", c.WebhookMaxBackoff, c.WebhookBackoff))

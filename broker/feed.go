@@ -55,6 +55,10 @@ const (
 const (
 	DefaultFeedGapWait   = 30 * time.Second
 	DefaultFeedKeepAlive = 15 * time.Second
+	// DefaultMaxFeedFollowers is the default of Config.MaxFeedFollowers:
+	// each followed feed holds a connection and a goroutine, and reads
+	// the events bucket on every change.
+	DefaultMaxFeedFollowers = 100
 )
 
 // feedHub knows the highest routing event sequence this member holds
@@ -205,7 +209,8 @@ func (b *Broker) eventFrom(seq uint64) (state.RoutingEvent, bool, error) {
 // and then each new one as it commits, and an empty line every
 // FeedKeepAlive when there is nothing to say (readers skip blank lines).
 // It ends when the client goes or the broker stops; the client resumes
-// with after= the last sequence it saw.
+// with after= the last sequence it saw. A broker serves at most
+// Config.MaxFeedFollowers streams at once; one more gets 503.
 func (b *Broker) routingEvents(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
 	if err := requireAdmin(u); err != nil {
 		return err
@@ -229,6 +234,11 @@ func (b *Broker) routingEvents(w http.ResponseWriter, r *http.Request, u *state.
 		return err
 	}
 	if follow {
+		if n := b.followers.Add(1); n > int64(b.cfg.MaxFeedFollowers) {
+			b.followers.Add(-1)
+			return errorf(http.StatusServiceUnavailable, 1, "This broker already serves %d followed routing feeds, its limit; retry later, follow another broker, or read with after= instead.", b.cfg.MaxFeedFollowers)
+		}
+		defer b.followers.Add(-1)
 		b.followFeed(w, r, after)
 		return nil
 	}

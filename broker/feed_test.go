@@ -327,3 +327,20 @@ func TestRoutingFeedGap(t *testing.T) {
 		t.Fatalf("followed: got %d, want %d", e.Seq, top+7)
 	}
 }
+
+// TestRoutingFeedFollowerLimit: a broker serves Config.MaxFeedFollowers
+// followed feeds at once; one more is refused with 503 until one ends.
+func TestRoutingFeedFollowerLimit(t *testing.T) {
+	c := newCluster(t, clusterOpts{nodes: []nodeSpec{}, cfg: func(cfg *Config) { cfg.MaxFeedFollowers = 2 }})
+	c.domain(t, admin, "demo")
+	first := c.follow(t, 0)
+	c.follow(t, 0)
+	r := c.do(t, "GET", "/broker/rest/routing/events?follow=1", admin, nil)
+	wantErr(t, r, http.StatusServiceUnavailable, "already serves 2 followed routing feeds")
+	// Reads without follow are not limited.
+	c.ok(t, "GET", "/broker/rest/routing/events", admin, nil, nil)
+
+	first.close()
+	waitFor(t, 10*time.Second, "the first follower gone", func() bool { return c.b.followers.Load() == 1 })
+	c.follow(t, 0)
+}
