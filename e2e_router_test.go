@@ -45,6 +45,8 @@ func lookup(server, name string, qtype uint16) ([]string, int, error) {
 			out = append(out, v.A.String())
 		case *dns.CNAME:
 			out = append(out, v.Target)
+		case *dns.NS:
+			out = append(out, v.Ns)
 		}
 	}
 	sort.Strings(out)
@@ -233,6 +235,14 @@ func routerEndToEnd(t *testing.T, appDir string, manageHADNS bool) {
 	})
 	if _, rcode, err := lookup(dnsAddr, "www.example.org", dns.TypeA); err != nil || rcode != dns.RcodeRefused {
 		t.Errorf("a name outside the zone: rcode %d, %v; want REFUSED", rcode, err)
+	}
+	// The broker serving DNS is the zone's one name server, at the
+	// address its DNS is bound to.
+	if got, _, err := lookup(dnsAddr, "apps.example.com", dns.TypeNS); err != nil || !slices.Equal(got, []string{"ns-b1.apps.example.com."}) {
+		t.Errorf("NS %v, %v; want ns-b1.apps.example.com.", got, err)
+	}
+	if got, _, err := lookup(dnsAddr, "ns-b1.apps.example.com", dns.TypeA); err != nil || !slices.Equal(got, []string{ips["b1"]}) {
+		t.Errorf("ns-b1 A %v, %v; want %s", got, err, ips["b1"])
 	}
 
 	// Either router reaches the app's gears.
