@@ -286,26 +286,45 @@ func (b *Broker) getRollout(w http.ResponseWriter, r *http.Request, u *state.Use
 	key := state.AppKey(a.Domain, a.Name)
 	var ro state.Rollout
 	if _, err := b.st.Get(state.BucketRollouts, key, &ro); errors.Is(err, store.ErrNotFound) || (err == nil && (ro.Deployment != a.Deployment || ro.Restarts != a.Restarts)) {
-		// Not stepped yet (or never needed): every gear is still to move.
 		gears, err := list[state.Gear](b.st, state.BucketGears)
 		if err != nil {
 			return err
 		}
-		gs := gearsOf(gears, key)
-		done := 0
-		for _, g := range gs {
-			if g.Deployment == a.Deployment && g.Restarts >= a.Restarts {
-				done++
-			}
+		sts, err := list[state.GearStatus](b.st, state.BucketGearStatus)
+		if err != nil {
+			return err
 		}
-		ro = state.Rollout{App: key, Deployment: a.Deployment, Restarts: a.Restarts, State: state.RolloutRolling, Done: done, Total: len(gs),
-			Message: "waiting for the broker leader to start the roll-out"}
-		if done == len(gs) {
-			ro.State, ro.Message = state.RolloutDone, "every gear runs the deployment"
-		}
+		ro = unsteppedRollout(a, gearsOf(gears, key), sts)
 	} else if err != nil {
 		return err
 	}
 	reply(w, http.StatusOK, "rollout", ro)
 	return nil
+}
+
+// unsteppedRollout is the roll-out of app a to its current deployment as
+// seen before the leader has written a record of it: not started yet, or
+// never needed (the app's gears were made on it). Only gears whose node
+// reports them started on it count as done; a gear record already moved
+// is not enough, as this member may hold the move without the record the
+// leader wrote with it (the two are read apart, and replicas receive them
+// apart), and it would make a roll-out that has not begun look done.
+func unsteppedRollout(a *state.App, gs []state.Gear, sts []state.GearStatus) state.Rollout {
+	status := make(map[string]state.GearStatus, len(sts))
+	for _, s := range sts {
+		status[s.ID] = s
+	}
+	done := 0
+	for _, g := range gs {
+		s, ok := status[g.ID]
+		if ok && s.Node == g.Node && s.State == state.GearStarted && s.Deployment == a.Deployment && s.Restarts >= a.Restarts {
+			done++
+		}
+	}
+	ro := state.Rollout{App: state.AppKey(a.Domain, a.Name), Deployment: a.Deployment, Restarts: a.Restarts,
+		State: state.RolloutRolling, Done: done, Total: len(gs), Message: "waiting for the broker leader to start the roll-out"}
+	if done == len(gs) {
+		ro.State, ro.Message = state.RolloutDone, "every gear runs the deployment"
+	}
+	return ro
 }

@@ -287,3 +287,39 @@ func TestRolloutNewGearsAndDelete(t *testing.T) {
 		return err != nil
 	})
 }
+
+// TestUnsteppedRollout: before the leader writes a roll-out record, a
+// gear counts as done only once its node reports it started on the
+// deployment, not when its record was moved (the move may reach a member
+// before the leader's record of the roll-out does).
+func TestUnsteppedRollout(t *testing.T) {
+	a := &state.App{Name: "web", Domain: "ns", Deployment: "d2", Restarts: 1}
+	gs := []state.Gear{
+		{ID: "g1", Node: "n1", Deployment: "d2", Restarts: 1},
+		{ID: "g2", Node: "n2", Deployment: "d2", Restarts: 1},
+	}
+	st := func(id, node, dep string, restarts int, s string) state.GearStatus {
+		return state.GearStatus{ID: id, Node: node, State: s, Deployment: dep, Restarts: restarts}
+	}
+	for _, tc := range []struct {
+		name  string
+		sts   []state.GearStatus
+		done  int
+		state string
+	}{
+		{"moved, nothing reported", nil, 0, state.RolloutRolling},
+		{"moved, still on the old deployment", []state.GearStatus{st("g1", "n1", "d1", 1, state.GearStarted), st("g2", "n2", "d1", 1, state.GearStarted)}, 0, state.RolloutRolling},
+		{"one runs it", []state.GearStatus{st("g1", "n1", "d2", 1, state.GearStarted), st("g2", "n2", "d1", 1, state.GearStarted)}, 1, state.RolloutRolling},
+		{"one runs it but is stopped", []state.GearStatus{st("g1", "n1", "d2", 1, state.GearStopped), st("g2", "n2", "d2", 1, state.GearStarted)}, 1, state.RolloutRolling},
+		{"status from another node", []state.GearStatus{st("g1", "n9", "d2", 1, state.GearStarted), st("g2", "n2", "d2", 1, state.GearStarted)}, 1, state.RolloutRolling},
+		{"restart not yet done", []state.GearStatus{st("g1", "n1", "d2", 0, state.GearStarted), st("g2", "n2", "d2", 1, state.GearStarted)}, 1, state.RolloutRolling},
+		{"both run it", []state.GearStatus{st("g1", "n1", "d2", 1, state.GearStarted), st("g2", "n2", "d2", 2, state.GearStarted)}, 2, state.RolloutDone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := unsteppedRollout(a, gs, tc.sts)
+			if r.Done != tc.done || r.Total != 2 || r.State != tc.state || r.Deployment != "d2" || r.App != "ns/web" {
+				t.Errorf("got %+v, want %d of 2 done, state %s", r, tc.done, tc.state)
+			}
+		})
+	}
+}
