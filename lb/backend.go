@@ -194,6 +194,18 @@ func (b *backend) markDown(now time.Time) bool {
 	return true
 }
 
+// markUp brings b up at once; it reports whether b was down.
+func (b *backend) markUp(now time.Time, why string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.healthy.Load() {
+		b.failed = 0
+		return false
+	}
+	b.setHealthy(true, now, why)
+	return true
+}
+
 func (b *backend) setHealthy(up bool, now time.Time, why string) {
 	b.healthy.Store(up)
 	b.passed, b.failed = 0, 0

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -192,6 +193,47 @@ func TestStartDownServesAfterRise(t *testing.T) {
 	}
 	if r := get(t, c, url+"/", ""); r.code != http.StatusOK || r.backend != "a" {
 		t.Fatalf("after %d checks: status %d from %q, want 200 from a", cfg.Rise, r.code, r.backend)
+	}
+}
+
+// TestMarkUp: a backend that failed its checks comes up at once when a
+// caller vouches for it, and the pool's own checks still take it down.
+func TestMarkUp(t *testing.T) {
+	be := newTestBackend(t, "a")
+	cfg := testConfig(newFakeClock())
+	cfg.Backends = []Backend{be.backend()}
+	p := newTestPool(t, cfg)
+	url, c := front(t, p)
+	be.health.Store(503)
+	for range cfg.Fall {
+		p.checkOnce(ctx)
+	}
+	if r := get(t, c, url+"/", ""); r.code != http.StatusServiceUnavailable {
+		t.Fatalf("after %d failed checks: status %d, want 503", cfg.Fall, r.code)
+	}
+	be.health.Store(200)
+	p.checkOnce(ctx) // one pass of Rise: still down
+	if err := p.MarkUp("a", "process ready"); err != nil {
+		t.Fatal(err)
+	}
+	if r := get(t, c, url+"/", ""); r.code != http.StatusOK || r.backend != "a" {
+		t.Fatalf("after MarkUp: status %d from %q, want 200 from a", r.code, r.backend)
+	}
+	if st := p.Status(); st.Backends[0].Why != "process ready" {
+		t.Errorf("status says %q, want the reason given", st.Backends[0].Why)
+	}
+	if err := p.MarkUp("a", "again"); err != nil || p.Status().Backends[0].Why != "process ready" {
+		t.Errorf("MarkUp of a backend up: %v, why %q; want no change", err, p.Status().Backends[0].Why)
+	}
+	be.health.Store(500)
+	for range cfg.Fall {
+		p.checkOnce(ctx)
+	}
+	if r := get(t, c, url+"/", ""); r.code != http.StatusServiceUnavailable {
+		t.Errorf("failing checks after MarkUp: status %d, want 503", r.code)
+	}
+	if err := p.MarkUp("nope", "x"); !errors.Is(err, ErrUnknownBackend) {
+		t.Errorf("MarkUp of an unknown id: %v, want ErrUnknownBackend", err)
 	}
 }
 

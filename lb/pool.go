@@ -290,6 +290,24 @@ func (p *Pool) Resume(id string) error {
 	return nil
 }
 
+// MarkUp brings backend id up at once, as if it had passed Config.Rise
+// checks, for a caller that has just seen it pass the same check by other
+// means: a node whose gear's new process answers its readiness probe,
+// which would otherwise stay down for the rise checks that a check made
+// before it listened started over. why is shown on the status page. The
+// pool's own checks go on and take it down again if it fails them.
+func (p *Pool) MarkUp(id, why string) error {
+	b := p.set.Load().byID[id]
+	if b == nil {
+		return ErrUnknownBackend
+	}
+	if b.markUp(p.clock.Now(), why) {
+		p.log.Info().Str("backend", id).Str("addr", b.Addr).Str("why", why).Msg("backend up")
+		p.updateRotation()
+	}
+	return nil
+}
+
 // Sessions returns the number of requests in flight over all backends, an
 // open WebSocket counting as one: the load figure for an autoscaler.
 func (p *Pool) Sessions() int64 { return p.sessions.Load() }

@@ -484,13 +484,18 @@ func (s *Supervisor) drainBackend(id string) {
 }
 
 // resumeBackend ends the drain of gear id in the load balancers of this
-// node, once its web process answers again.
+// node, once its web process answers again, and brings it up in them at
+// once: its readiness probe is the check they make (the health path for
+// a deployed process), and a check they made before the process listened
+// would otherwise keep it out for their rise checks, a new app's only
+// gear answering 503 meanwhile.
 func (s *Supervisor) resumeBackend(id string) {
 	s.lbMu.Lock()
 	defer s.lbMu.Unlock()
 	delete(s.drainingHere, id)
 	for _, l := range s.lbs {
 		l.pool.Resume(id)
+		l.pool.MarkUp(id, "process ready")
 	}
 }
 
