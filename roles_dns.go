@@ -105,7 +105,7 @@ func startDNS(ctx context.Context, cfg memberConfig, st *store.Store, log zerolo
 	mlog := log.With().Str("component", "member").Logger()
 	if o.Addr == "" {
 		mlog.Info().Msg("dns disabled (--dns-addr is empty)")
-		return func() {}, nil
+		return func() {}, unregisterDNS(ctx, st)
 	}
 	dc := dnsmgr.DefaultConfig(st, cfg.Domain)
 	dc.Addr, dc.TTL, dc.NegativeTTL = o.Addr, o.TTL, o.NegativeTTL
@@ -125,10 +125,19 @@ func startDNS(ctx context.Context, cfg memberConfig, st *store.Store, log zerolo
 		if o.Default && (errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EADDRINUSE)) {
 			mlog.Error().Err(err).Str("fix", "set --dns-addr to an address of this host, such as 10.0.0.5:53, or empty to disable DNS").
 				Msg("dns not started: the default --dns-addr :53 cannot be bound")
-			return func() {}, nil
+			return func() {}, unregisterDNS(ctx, st)
 		}
 		return nil, fmt.Errorf("%w (--dns-addr; empty disables DNS)", err)
 	}
 	mlog.Info().Str("role", "dns").Str("addr", s.Addr()).Str("zone", cfg.Domain).Msg("role started")
 	return func() { s.Close() }, nil
+}
+
+// unregisterDNS makes sure a broker that serves no DNS is not the zone's
+// name server by a record an earlier run of it left.
+func unregisterDNS(ctx context.Context, st *store.Store) error {
+	if err := dnsmgr.Unregister(ctx, st); err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	return nil
 }

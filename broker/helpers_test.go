@@ -450,7 +450,9 @@ func wantErr(t testing.TB, r response, code int, text string) {
 
 // unchanged runs fn and fails the test if the broker's store changed.
 // The roll-out loop answers earlier requests on its own time; it is
-// brought to rest first, so that only fn's requests are judged.
+// stepped first until a step writes nothing (a roll-out may still wait on
+// a gear's report, which only the test writes), so that only fn's
+// requests are judged.
 func (c *testCluster) unchanged(t testing.TB, fn func()) {
 	t.Helper()
 	before := c.settle(t)

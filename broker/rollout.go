@@ -125,15 +125,11 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 	}
 	settle := b.rolloutSettle(a)
 	var moved, pending, inflight []state.Gear
-	healthy := func(g state.Gear) bool {
-		s, ok := status[g.ID]
-		return ok && s.Node == g.Node && s.State == state.GearStarted && s.Deployment == target && s.Restarts >= a.Restarts
-	}
 	for _, g := range gs {
 		switch {
-		case g.Deployment != target || g.Restarts < a.Restarts:
+		case !movedTo(a, g):
 			pending = append(pending, g)
-		case g.State == state.GearStarted && alive[g.Node] && !healthy(g):
+		case g.State == state.GearStarted && alive[g.Node] && !runsTarget(a, g, status):
 			inflight = append(inflight, g)
 			moved = append(moved, g)
 		case g.ID == r.Gear && g.State == state.GearStarted && alive[g.Node] && settle > 0:
@@ -294,7 +290,13 @@ func (b *Broker) getRollout(w http.ResponseWriter, r *http.Request, u *state.Use
 		if err != nil {
 			return err
 		}
-		ro = unsteppedRollout(a, gearsOf(gears, key), sts)
+		alive := make(map[string]bool)
+		for _, m := range b.st.Members() {
+			if m.Status == store.StatusAlive {
+				alive[m.Name] = true
+			}
+		}
+		ro = unsteppedRollout(a, gearsOf(gears, key), sts, alive)
 	} else if err != nil {
 		return err
 	}
@@ -302,22 +304,37 @@ func (b *Broker) getRollout(w http.ResponseWriter, r *http.Request, u *state.Use
 	return nil
 }
 
+// movedTo reports whether gear g's record names app a's current
+// deployment and restart: the leader has moved it.
+func movedTo(a *state.App, g state.Gear) bool {
+	return g.Deployment == a.Deployment && g.Restarts >= a.Restarts
+}
+
+// runsTarget reports whether g's node reports it started on app a's
+// current deployment and restart: it passed its health check there.
+func runsTarget(a *state.App, g state.Gear, status map[string]state.GearStatus) bool {
+	s, ok := status[g.ID]
+	return ok && s.Node == g.Node && s.State == state.GearStarted && s.Deployment == a.Deployment && s.Restarts >= a.Restarts
+}
+
 // unsteppedRollout is the roll-out of app a to its current deployment as
 // seen before the leader has written a record of it: not started yet, or
-// never needed (the app's gears were made on it). Only gears whose node
-// reports them started on it count as done; a gear record already moved
-// is not enough, as this member may hold the move without the record the
-// leader wrote with it (the two are read apart, and replicas receive them
-// apart), and it would make a roll-out that has not begun look done.
-func unsteppedRollout(a *state.App, gs []state.Gear, sts []state.GearStatus) state.Rollout {
+// never needed (the app's gears were made on it). A gear counts as done as
+// the leader counts it (stepRollout): moved, and either taking no traffic
+// (stopped, or its node not alive: it runs the deployment when it comes
+// back) or reported started on it. A moved gear that serves is not done
+// until its node says so, as this member may hold the move without the
+// record the leader wrote with it (the two are read apart, and replicas
+// receive them apart): it would make a roll-out that has not begun look
+// done.
+func unsteppedRollout(a *state.App, gs []state.Gear, sts []state.GearStatus, alive map[string]bool) state.Rollout {
 	status := make(map[string]state.GearStatus, len(sts))
 	for _, s := range sts {
 		status[s.ID] = s
 	}
 	done := 0
 	for _, g := range gs {
-		s, ok := status[g.ID]
-		if ok && s.Node == g.Node && s.State == state.GearStarted && s.Deployment == a.Deployment && s.Restarts >= a.Restarts {
+		if movedTo(a, g) && (g.State != state.GearStarted || !alive[g.Node] || runsTarget(a, g, status)) {
 			done++
 		}
 	}

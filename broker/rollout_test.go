@@ -289,34 +289,43 @@ func TestRolloutNewGearsAndDelete(t *testing.T) {
 }
 
 // TestUnsteppedRollout: before the leader writes a roll-out record, a
-// gear counts as done only once its node reports it started on the
-// deployment, not when its record was moved (the move may reach a member
-// before the leader's record of the roll-out does).
+// serving gear counts as done only once its node reports it started on
+// the deployment, not when its record was moved (the move may reach a
+// member before the leader's record of the roll-out does); a moved gear
+// that takes no traffic counts at once, as the leader counts it.
 func TestUnsteppedRollout(t *testing.T) {
 	a := &state.App{Name: "web", Domain: "ns", Deployment: "d2", Restarts: 1}
-	gs := []state.Gear{
-		{ID: "g1", Node: "n1", Deployment: "d2", Restarts: 1},
-		{ID: "g2", Node: "n2", Deployment: "d2", Restarts: 1},
+	gear := func(id, node, dep, st string) state.Gear {
+		return state.Gear{ID: id, Node: node, Deployment: dep, Restarts: 1, State: st}
 	}
+	serving := []state.Gear{gear("g1", "n1", "d2", state.GearStarted), gear("g2", "n2", "d2", state.GearStarted)}
 	st := func(id, node, dep string, restarts int, s string) state.GearStatus {
 		return state.GearStatus{ID: id, Node: node, State: s, Deployment: dep, Restarts: restarts}
 	}
+	alive := map[string]bool{"n1": true, "n2": true}
 	for _, tc := range []struct {
 		name  string
+		gs    []state.Gear
 		sts   []state.GearStatus
+		alive map[string]bool
 		done  int
 		state string
 	}{
-		{"moved, nothing reported", nil, 0, state.RolloutRolling},
-		{"moved, still on the old deployment", []state.GearStatus{st("g1", "n1", "d1", 1, state.GearStarted), st("g2", "n2", "d1", 1, state.GearStarted)}, 0, state.RolloutRolling},
-		{"one runs it", []state.GearStatus{st("g1", "n1", "d2", 1, state.GearStarted), st("g2", "n2", "d1", 1, state.GearStarted)}, 1, state.RolloutRolling},
-		{"one runs it but is stopped", []state.GearStatus{st("g1", "n1", "d2", 1, state.GearStopped), st("g2", "n2", "d2", 1, state.GearStarted)}, 1, state.RolloutRolling},
-		{"status from another node", []state.GearStatus{st("g1", "n9", "d2", 1, state.GearStarted), st("g2", "n2", "d2", 1, state.GearStarted)}, 1, state.RolloutRolling},
-		{"restart not yet done", []state.GearStatus{st("g1", "n1", "d2", 0, state.GearStarted), st("g2", "n2", "d2", 1, state.GearStarted)}, 1, state.RolloutRolling},
-		{"both run it", []state.GearStatus{st("g1", "n1", "d2", 1, state.GearStarted), st("g2", "n2", "d2", 2, state.GearStarted)}, 2, state.RolloutDone},
+		{"moved, nothing reported", serving, nil, alive, 0, state.RolloutRolling},
+		{"moved, still on the old deployment", serving, []state.GearStatus{st("g1", "n1", "d1", 1, state.GearStarted), st("g2", "n2", "d1", 1, state.GearStarted)}, alive, 0, state.RolloutRolling},
+		{"one runs it", serving, []state.GearStatus{st("g1", "n1", "d2", 1, state.GearStarted), st("g2", "n2", "d1", 1, state.GearStarted)}, alive, 1, state.RolloutRolling},
+		{"one runs it but reports stopped", serving, []state.GearStatus{st("g1", "n1", "d2", 1, state.GearStopped), st("g2", "n2", "d2", 1, state.GearStarted)}, alive, 1, state.RolloutRolling},
+		{"status from another node", serving, []state.GearStatus{st("g1", "n9", "d2", 1, state.GearStarted), st("g2", "n2", "d2", 1, state.GearStarted)}, alive, 1, state.RolloutRolling},
+		{"restart not yet done", serving, []state.GearStatus{st("g1", "n1", "d2", 0, state.GearStarted), st("g2", "n2", "d2", 1, state.GearStarted)}, alive, 1, state.RolloutRolling},
+		{"both run it", serving, []state.GearStatus{st("g1", "n1", "d2", 1, state.GearStarted), st("g2", "n2", "d2", 2, state.GearStarted)}, alive, 2, state.RolloutDone},
+		{"moved and stopped: done without a report", []state.Gear{gear("g1", "n1", "d2", state.GearStopped), gear("g2", "n2", "d2", state.GearStarted)},
+			[]state.GearStatus{st("g2", "n2", "d2", 1, state.GearStarted)}, alive, 2, state.RolloutDone},
+		{"moved, its node failed: done without a report", serving, []state.GearStatus{st("g2", "n2", "d2", 1, state.GearStarted)}, map[string]bool{"n2": true}, 2, state.RolloutDone},
+		{"stopped but not moved", []state.Gear{gear("g1", "n1", "d1", state.GearStopped), gear("g2", "n2", "d2", state.GearStarted)},
+			[]state.GearStatus{st("g2", "n2", "d2", 1, state.GearStarted)}, alive, 1, state.RolloutRolling},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := unsteppedRollout(a, gs, tc.sts)
+			r := unsteppedRollout(a, tc.gs, tc.sts, tc.alive)
 			if r.Done != tc.done || r.Total != 2 || r.State != tc.state || r.Deployment != "d2" || r.App != "ns/web" {
 				t.Errorf("got %+v, want %d of 2 done, state %s", r, tc.done, tc.state)
 			}

@@ -5,8 +5,9 @@
 //
 //   - the apex: SOA and NS, one NS name (ns-NAME.ZONE) with its address
 //     per alive broker whose server is serving: a Server registers itself
-//     in state.BucketNameServers once it answers and removes itself when
-//     it stops, so that a broker without DNS is never given out;
+//     in state.BucketNameServers once its sockets are bound and removes
+//     itself when it stops, and a broker that runs none removes a record
+//     an earlier run left (Unregister), so that it is not given out;
 //   - APP-NS.ZONE: the nodes of the app's healthy LB gears (its one gear
 //     when the app is not scalable);
 //   - the ha- names of HA apps (PREFIX APP-NS SUFFIX .ZONE): a CNAME to the

@@ -54,7 +54,7 @@ type Server struct {
 	// refusals logs refused zone transfers, a burst at most a minute:
 	// anyone may ask, and a scan must not flood the log.
 	refusals zerolog.Logger
-	refused  atomic.Int64 // zone transfers refused since Start
+	refused  atomic.Int64 // zone transfers refused since New
 }
 
 // New checks cfg and returns a Server that is not started.
@@ -72,7 +72,8 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Start builds the first table, binds the UDP and TCP listeners and
+// Start binds the UDP and TCP listeners, registers the server as a name
+// server of the zone (state.BucketNameServers), builds the first table and
 // serves. It returns once both listeners are bound and serving, or with
 // the error that kept one from it.
 func (s *Server) Start(ctx context.Context) error {
@@ -229,8 +230,8 @@ func (s *Server) Close() error {
 	ctx, cancelWait := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancelWait()
 	var errs []error
-	// Leave the NS set before the sockets close, so that other brokers
-	// stop giving this server out while it still answers.
+	// Leave the NS set first: other brokers drop this server from their
+	// next tables (resolvers may still hold it for the TTL).
 	if err := s.unregister(ctx); err != nil {
 		errs = append(errs, err)
 	}
@@ -443,11 +444,20 @@ func (s *Server) register(ctx context.Context, addr string) error {
 	return nil
 }
 
-// unregister deletes the server's name server record. A store already
-// closed is no error: the member is going, and others see it leave.
-func (s *Server) unregister(ctx context.Context) error {
-	name := s.cfg.Store.Name()
-	if _, err := s.cfg.Store.Delete(ctx, state.BucketNameServers, name); err != nil && !errors.Is(err, store.ErrClosed) {
+// unregister deletes the server's name server record.
+func (s *Server) unregister(ctx context.Context) error { return Unregister(ctx, s.cfg.Store) }
+
+// Unregister deletes the name server record of st's member, if it has
+// one: a broker that runs no DNS server calls it at start, so that a
+// record left by an earlier run that did and then crashed (a crash skips
+// Close) does not make it a name server. A store already closed is no
+// error: the member is going, and others see it leave.
+func Unregister(ctx context.Context, st *store.Store) error {
+	name := st.Name()
+	if _, err := st.GetRecord(state.BucketNameServers, name); errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if _, err := st.Delete(ctx, state.BucketNameServers, name); err != nil && !errors.Is(err, store.ErrClosed) {
 		return fmt.Errorf("unregister name server %s: %w", name, err)
 	}
 	return nil

@@ -698,3 +698,27 @@ func TestServerAllAddresses(t *testing.T) {
 		}
 	}
 }
+
+// TestUnregisterLeftRecord: a record left by a run that crashed (Close
+// never ran) is removed by Unregister, which a broker that serves no DNS
+// calls at start; with no record it writes nothing.
+func TestUnregisterLeftRecord(t *testing.T) {
+	st := startStore(t, "b1", store.RoleBroker)
+	ctx := context.Background()
+	if err := Unregister(ctx, st); err != nil {
+		t.Fatalf("unregister without a record: %v", err)
+	}
+	if _, err := st.GetRecord(state.BucketNameServers, "b1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after unregister without a record: %v, want not found", err)
+	}
+	if _, err := st.Put(ctx, state.BucketNameServers, "b1", state.NameServer{Name: "b1", Addr: "127.0.0.1", DNS: "127.0.0.1:53"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Unregister(ctx, st); err != nil {
+		t.Fatalf("unregister: %v", err)
+	}
+	var ns state.NameServer
+	if _, err := st.Get(state.BucketNameServers, "b1", &ns); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("left record after unregister: %+v, %v; want not found", ns, err)
+	}
+}

@@ -194,15 +194,17 @@ func (b *backend) markDown(now time.Time) bool {
 	return true
 }
 
-// markUp brings b up at once; it reports whether b was down.
-func (b *backend) markUp(now time.Time, why string) bool {
+// markUp brings b up at once after the passed check res; it reports
+// whether b was down.
+func (b *backend) markUp(res CheckResult, why string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.healthy.Load() {
-		b.failed = 0
 		return false
 	}
-	b.setHealthy(true, now, why)
+	b.last = res
+	b.checks.Add(1)
+	b.setHealthy(true, res.Time, why)
 	return true
 }
 

@@ -4,7 +4,7 @@ import "errors"
 
 // Sentinel errors returned by the Pool. Callers compare with errors.Is.
 var (
-	// ErrUnknownBackend is returned by Drain, Resume and MarkUp for an id that is
+	// ErrUnknownBackend is returned by Drain, Resume and CheckNow for an id that is
 	// not in the pool.
 	ErrUnknownBackend = errors.New("unknown backend")
 

@@ -196,9 +196,10 @@ func TestStartDownServesAfterRise(t *testing.T) {
 	}
 }
 
-// TestMarkUp: a backend that failed its checks comes up at once when a
-// caller vouches for it, and the pool's own checks still take it down.
-func TestMarkUp(t *testing.T) {
+// TestCheckNow: a backend that failed its checks comes up at once when
+// one check made on request passes; one that fails it stays down, and
+// the regular checks still take a backend down.
+func TestCheckNow(t *testing.T) {
 	be := newTestBackend(t, "a")
 	cfg := testConfig(newFakeClock())
 	cfg.Backends = []Backend{be.backend()}
@@ -211,29 +212,42 @@ func TestMarkUp(t *testing.T) {
 	if r := get(t, c, url+"/", ""); r.code != http.StatusServiceUnavailable {
 		t.Fatalf("after %d failed checks: status %d, want 503", cfg.Fall, r.code)
 	}
+	// Still failing: CheckNow leaves it down.
+	if up, err := p.CheckNow(ctx, "a", "process ready"); up || err != nil {
+		t.Fatalf("CheckNow of a failing backend: up %v, %v; want down", up, err)
+	}
+	if r := get(t, c, url+"/", ""); r.code != http.StatusServiceUnavailable {
+		t.Fatalf("after a failed CheckNow: status %d, want 503", r.code)
+	}
 	be.health.Store(200)
-	p.checkOnce(ctx) // one pass of Rise: still down
-	if err := p.MarkUp("a", "process ready"); err != nil {
-		t.Fatal(err)
+	checks := be.checks.Load()
+	if up, err := p.CheckNow(ctx, "a", "process ready"); !up || err != nil {
+		t.Fatalf("CheckNow of a passing backend: up %v, %v; want up", up, err)
+	}
+	if be.checks.Load() != checks+1 {
+		t.Errorf("CheckNow made %d checks, want 1", be.checks.Load()-checks)
 	}
 	if r := get(t, c, url+"/", ""); r.code != http.StatusOK || r.backend != "a" {
-		t.Fatalf("after MarkUp: status %d from %q, want 200 from a", r.code, r.backend)
+		t.Fatalf("after CheckNow: status %d from %q, want 200 from a", r.code, r.backend)
 	}
 	if st := p.Status(); st.Backends[0].Why != "process ready" {
 		t.Errorf("status says %q, want the reason given", st.Backends[0].Why)
 	}
-	if err := p.MarkUp("a", "again"); err != nil || p.Status().Backends[0].Why != "process ready" {
-		t.Errorf("MarkUp of a backend up: %v, why %q; want no change", err, p.Status().Backends[0].Why)
+	// Up already: no check, no change.
+	checks = be.checks.Load()
+	if up, err := p.CheckNow(ctx, "a", "again"); !up || err != nil || be.checks.Load() != checks || p.Status().Backends[0].Why != "process ready" {
+		t.Errorf("CheckNow of a backend up: up %v, %v, %d checks, why %q; want no check and no change",
+			up, err, be.checks.Load()-checks, p.Status().Backends[0].Why)
 	}
 	be.health.Store(500)
 	for range cfg.Fall {
 		p.checkOnce(ctx)
 	}
 	if r := get(t, c, url+"/", ""); r.code != http.StatusServiceUnavailable {
-		t.Errorf("failing checks after MarkUp: status %d, want 503", r.code)
+		t.Errorf("failing checks after CheckNow: status %d, want 503", r.code)
 	}
-	if err := p.MarkUp("nope", "x"); !errors.Is(err, ErrUnknownBackend) {
-		t.Errorf("MarkUp of an unknown id: %v, want ErrUnknownBackend", err)
+	if _, err := p.CheckNow(ctx, "nope", "x"); !errors.Is(err, ErrUnknownBackend) {
+		t.Errorf("CheckNow of an unknown id: %v, want ErrUnknownBackend", err)
 	}
 }
 

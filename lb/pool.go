@@ -290,22 +290,30 @@ func (p *Pool) Resume(id string) error {
 	return nil
 }
 
-// MarkUp brings backend id up at once, as if it had passed Config.Rise
-// checks, for a caller that has just seen it pass the same check by other
-// means: a node whose gear's new process answers its readiness probe,
-// which would otherwise stay down for the rise checks that a check made
-// before it listened started over. why is shown on the status page. The
-// pool's own checks go on and take it down again if it fails them.
-func (p *Pool) MarkUp(id, why string) error {
+// CheckNow checks backend id once, at once, with the pool's own health
+// check, for a caller that knows the backend has just started to answer:
+// a node whose gear's new process is ready. A backend that is down and
+// passes comes up at once, without waiting for Config.Rise checks, since
+// a check made before it listened is what took it down; why is shown on
+// the status page. A backend that is up, or that fails, is left as the
+// regular checks have it. It reports whether the backend is up.
+func (p *Pool) CheckNow(ctx context.Context, id, why string) (bool, error) {
 	b := p.set.Load().byID[id]
 	if b == nil {
-		return ErrUnknownBackend
+		return false, ErrUnknownBackend
 	}
-	if b.markUp(p.clock.Now(), why) {
-		p.log.Info().Str("backend", id).Str("addr", b.Addr).Str("why", why).Msg("backend up")
+	if b.healthy.Load() {
+		return true, nil
+	}
+	res := p.probe(ctx, b)
+	if !res.OK {
+		return false, nil
+	}
+	if b.markUp(res, why) {
+		p.log.Info().Str("backend", id).Str("addr", b.Addr).Int("status", res.Status).Str("why", why).Msg("backend up")
 		p.updateRotation()
 	}
-	return nil
+	return true, nil
 }
 
 // Sessions returns the number of requests in flight over all backends, an

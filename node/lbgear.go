@@ -484,18 +484,23 @@ func (s *Supervisor) drainBackend(id string) {
 }
 
 // resumeBackend ends the drain of gear id in the load balancers of this
-// node, once its web process answers again, and brings it up in them at
-// once: its readiness probe is the check they make (the health path for
-// a deployed process), and a check they made before the process listened
-// would otherwise keep it out for their rise checks, a new app's only
-// gear answering 503 meanwhile.
+// node, once its web process answers again, and has them check it at
+// once: a check they made before the process listened took it down, and
+// it would otherwise stay out for their rise checks, a new app's only
+// gear answering 503 meanwhile. Each checks with its own health path and
+// expected statuses, so a gear they would not take stays out.
 func (s *Supervisor) resumeBackend(id string) {
 	s.lbMu.Lock()
-	defer s.lbMu.Unlock()
 	delete(s.drainingHere, id)
+	pools := make([]*lb.Pool, 0, len(s.lbs))
 	for _, l := range s.lbs {
 		l.pool.Resume(id)
-		l.pool.MarkUp(id, "process ready")
+		pools = append(pools, l.pool)
+	}
+	s.lbMu.Unlock()
+	// Checks go out of the lock: they may take the check timeout.
+	for _, p := range pools {
+		p.CheckNow(s.ctx, id, "process ready")
 	}
 }
 

@@ -383,9 +383,10 @@ type Router struct {
 
 // BucketNameServers holds the registration of each broker whose DNS
 // server is serving, written by that server when it starts and deleted
-// when it stops; key: member name. Only these brokers are given out as
-// the zone's name servers, so that a broker that runs no DNS (disabled,
-// or its address could not be bound) is never in the NS set.
+// when it stops; key: member name. Only the alive members among these are
+// given out as the zone's name servers, so that a broker that runs no DNS
+// (disabled, or its address could not be bound) is not in the NS set: such
+// a broker deletes a record an earlier run of it left by crashing.
 const BucketNameServers = "name_servers"
 
 // NameServer is a serving DNS server's registration. Owned by its
