@@ -61,6 +61,31 @@ const (
 	DefaultMaxFeedFollowers = 100
 )
 
+// gapTimer ends the wait of a feed reader (a followed feed, a webhook
+// deliverer) held back at a missing sequence; one timer, reused.
+type gapTimer struct{ t *time.Timer }
+
+// after returns a channel that fires after d, or nil (never fires) when d
+// is not positive: nothing is held.
+func (g *gapTimer) after(d time.Duration) <-chan time.Time {
+	if d <= 0 {
+		return nil
+	}
+	if g.t == nil {
+		g.t = time.NewTimer(d)
+	} else {
+		g.t.Reset(d)
+	}
+	return g.t.C
+}
+
+// stop stops the timer, if any.
+func (g *gapTimer) stop() {
+	if g.t != nil {
+		g.t.Stop()
+	}
+}
+
 // feedHub knows the highest routing event sequence this member holds
 // and wakes feed readers when events arrive. It is safe for concurrent
 // use.
@@ -272,12 +297,8 @@ func (b *Broker) followFeed(w http.ResponseWriter, r *http.Request, after uint64
 	enc := json.NewEncoder(w) // one line per value
 	keepAlive := time.NewTicker(b.cfg.FeedKeepAlive)
 	defer keepAlive.Stop()
-	var hold *time.Timer
-	defer func() {
-		if hold != nil {
-			hold.Stop()
-		}
-	}()
+	var hold gapTimer
+	defer hold.stop()
 	for {
 		wake := b.feed.changed()
 		evs, wait, err := b.readFeed(after, feedBatch)
@@ -301,15 +322,7 @@ func (b *Broker) followFeed(w http.ResponseWriter, r *http.Request, after uint64
 			keepAlive.Reset(b.cfg.FeedKeepAlive)
 			continue
 		}
-		var held <-chan time.Time
-		if wait > 0 {
-			if hold == nil {
-				hold = time.NewTimer(wait)
-			} else {
-				hold.Reset(wait)
-			}
-			held = hold.C
-		}
+		held := hold.after(wait)
 		select {
 		case <-r.Context().Done():
 			return

@@ -270,12 +270,8 @@ func (b *Broker) deliverWebhook(ctx context.Context, id string) {
 		return
 	}
 	after, lastErr := h.After, h.LastError
-	var hold *time.Timer
-	defer func() {
-		if hold != nil {
-			hold.Stop()
-		}
-	}()
+	var hold gapTimer
+	defer hold.stop()
 	for ctx.Err() == nil {
 		wake := b.feed.changed()
 		evs, wait, err := b.readFeed(after, feedBatch)
@@ -333,15 +329,7 @@ func (b *Broker) deliverWebhook(ctx context.Context, id string) {
 			}
 			continue
 		}
-		var held <-chan time.Time
-		if wait > 0 {
-			if hold == nil {
-				hold = time.NewTimer(wait)
-			} else {
-				hold.Reset(wait)
-			}
-			held = hold.C
-		}
+		held := hold.after(wait)
 		select {
 		case <-ctx.Done():
 		case <-wake:
