@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"gearbox/internal/cmdline"
+
 	"github.com/urfave/cli/v2"
 )
 
@@ -19,7 +21,7 @@ func versionCommand() *cli.Command {
 		Name:         "version",
 		Usage:        "print the version of this binary",
 		UsageText:    "gearbox version",
-		OnUsageError: usageError,
+		OnUsageError: cmdline.UsageError,
 		Action: func(c *cli.Context) error {
 			_, err := fmt.Fprint(c.App.Writer, versionInfo(debug.ReadBuildInfo))
 			return err

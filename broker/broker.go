@@ -154,11 +154,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	}
 	host := b.cfg.AdvertiseAddr
 	if host == "" {
-		for _, m := range b.st.Members() {
-			if m.Name == b.st.Name() {
-				host = m.Addr
-			}
-		}
+		host = b.st.AdvertiseAddr()
 	}
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	b.apiURL = scheme + "://" + net.JoinHostPort(host, port)

@@ -175,6 +175,23 @@ func (s *Store) Start(ctx context.Context) error {
 // Name returns this member's name.
 func (s *Store) Name() string { return s.cfg.Name }
 
+// AdvertiseAddr returns the IP address other members reach this one at:
+// Config.AdvertiseAddr when set, else the address gossip chose at Start
+// (empty before Start). Roles that publish an address of their own (a
+// node's gears, a router, a broker's API) use it.
+func (s *Store) AdvertiseAddr() string {
+	if s.cfg.AdvertiseAddr != "" {
+		return s.cfg.AdvertiseAddr
+	}
+	s.mu.Lock()
+	sf := s.serf
+	s.mu.Unlock()
+	if sf == nil {
+		return ""
+	}
+	return sf.LocalMember().Addr.String()
+}
+
 // Op is one write of a Batch: a put of Value, or a delete.
 type Op struct {
 	Bucket string

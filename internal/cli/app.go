@@ -1,0 +1,370 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"gearbox/broker/client"
+	"gearbox/internal/cmdline"
+)
+
+// appEvents are the app subcommands that send one application event: the
+// command's name, aliases, usage, and the event sent.
+var appEvents = []struct {
+	name    string
+	aliases []string
+	usage   string
+	event   string
+	summary bool // print the app's gear and LB summary after the messages
+	follow  bool // follow the roll-out the event starts
+}{
+	{"start", nil, "start an application", "start", false, false},
+	{"stop", nil, "stop an application", "stop", false, false},
+	{"restart", nil, "restart an application's gears, one at a time", "restart", false, true},
+	{"enable-ha", []string{"make-ha"}, "make a scalable application highly available (two or more LB gears)", "make-ha", true, false},
+	{"disable-ha", nil, "return an application to one LB gear", "disable-ha", true, false},
+	{"scale-up", nil, "add a gear to a scalable application", "scale-up", true, false},
+	{"scale-down", nil, "remove a gear from a scalable application", "scale-down", true, false},
+}
+
+// appFlags are the flags of every app subcommand, then extra.
+func appFlags(extra ...cli.Flag) []cli.Flag {
+	return append(append(clientFlags(), namespaceFlag()), extra...)
+}
+
+// appCommand is `gearbox app`.
+func appCommand() *cli.Command {
+	cmds := []*cli.Command{
+		{
+			Name:      "create",
+			Usage:     "create an application",
+			UsageText: "gearbox app create APP -n NAMESPACE [--scale] [--ha] [--gear-size SIZE] [--region REGION] [--cartridge CART] [flags]",
+			Description: "An application name is 1 to 32 lower-case letters and digits. A scalable application has\n" +
+				"one gear group of web gears, the first of which also runs the load balancer; --ha implies\n" +
+				"--scale and starts it with two LB gears on different nodes.",
+			Flags: appFlags(
+				&cli.BoolFlag{Name: "scale", Aliases: []string{"s"}, Usage: "make the application scalable"},
+				&cli.BoolFlag{Name: "ha", Usage: "make the application highly available (implies --scale)"},
+				&cli.StringFlag{Name: "gear-size", DefaultText: "small", Usage: "gear `SIZE`: small, medium or large"},
+				&cli.StringFlag{Name: "region", Usage: "place the gears in `REGION` only"},
+				&cli.StringFlag{Name: "cartridge", DefaultText: "static", Usage: "web framework `CARTRIDGE`"},
+			),
+			Action: clientAction([]string{"APP"}, func(s *session) error {
+				ns, err := s.namespace()
+				if err != nil {
+					return err
+				}
+				a, msgs, err := s.api.CreateApp(s.ctx(), ns, s.arg(0), client.AppOptions{
+					Cartridge: s.c.String("cartridge"), Scale: s.c.Bool("scale"), HA: s.c.Bool("ha"),
+					GearSize: s.c.String("gear-size"), Region: s.c.String("region")})
+				if err != nil {
+					return err
+				}
+				return s.result(msgs, a, func(w io.Writer) error {
+					fmt.Fprintln(w)
+					return printApp(w, a, len(a.Gears) > 0)
+				})
+			}),
+		},
+		{
+			Name:      "list",
+			Usage:     "list the applications of a domain",
+			UsageText: "gearbox app list -n NAMESPACE [flags]",
+			Flags:     appFlags(),
+			Action: clientAction(nil, func(s *session) error {
+				ns, err := s.namespace()
+				if err != nil {
+					return err
+				}
+				as, err := s.api.Apps(s.ctx(), ns)
+				if err != nil {
+					return err
+				}
+				if as == nil {
+					as = []client.App{}
+				}
+				return s.show(as, func(w io.Writer) error { return printApps(w, ns, as) })
+			}),
+		},
+		{
+			Name:      "show",
+			Usage:     "show an application, and with --gears its gears",
+			UsageText: "gearbox app show APP -n NAMESPACE [--gears] [flags]",
+			Description: "Prints the application's URLs, settings, scale limits and where its LB gears are (on\n" +
+				"how many nodes and zones, and whether that makes it really highly available). With\n" +
+				"--gears, a table of its gears: LB marks the gears that run the load balancer (head: the\n" +
+				"first; rotated out: no longer serving web requests themselves).",
+			Flags: appFlags(&cli.BoolFlag{Name: "gears", Usage: "also list the application's gears"}),
+			Action: clientAction([]string{"APP"}, func(s *session) error {
+				ns, err := s.namespace()
+				if err != nil {
+					return err
+				}
+				gears := s.c.Bool("gears")
+				a, err := s.api.App(s.ctx(), ns, s.arg(0), gears)
+				if err != nil {
+					return err
+				}
+				return s.show(a, func(w io.Writer) error { return printApp(w, a, gears) })
+			}),
+		},
+		{
+			Name:      "delete",
+			Usage:     "delete an application and its gears",
+			UsageText: "gearbox app delete APP -n NAMESPACE [flags]",
+			Flags:     appFlags(),
+			Action: clientAction([]string{"APP"}, func(s *session) error {
+				ns, err := s.namespace()
+				if err != nil {
+					return err
+				}
+				msgs, err := s.api.DeleteApp(s.ctx(), ns, s.arg(0))
+				if err != nil {
+					return err
+				}
+				return s.result(msgs, nil, nil)
+			}),
+		},
+	}
+	for _, e := range appEvents {
+		flags := appFlags()
+		if e.follow {
+			flags = appFlags(waitFlags()...)
+		}
+		cmds = append(cmds, &cli.Command{
+			Name:      e.name,
+			Aliases:   e.aliases,
+			Usage:     e.usage,
+			UsageText: "gearbox app " + e.name + " APP -n NAMESPACE [flags]",
+			Flags:     flags,
+			Action: clientAction([]string{"APP"}, func(s *session) error {
+				ns, err := s.namespace()
+				if err != nil {
+					return err
+				}
+				a, msgs, err := s.api.AppEvent(s.ctx(), ns, s.arg(0), e.event)
+				if err != nil {
+					return err
+				}
+				if e.follow {
+					s.messages(msgs)
+					ro, err := s.api.Rollout(s.ctx(), ns, s.arg(0))
+					if err != nil {
+						return err
+					}
+					if _, err := s.waitRollout(ns, s.arg(0), ro.Deployment); err != nil {
+						return err
+					}
+					msgs = nil
+				}
+				var table func(io.Writer) error
+				if e.summary {
+					table = func(w io.Writer) error { return printAppSummary(w, a) }
+				}
+				return s.result(msgs, a, table)
+			}),
+		})
+	}
+	cmds = append(cmds, &cli.Command{
+		Name:      "scale",
+		Usage:     "set the scale limits of a scalable application",
+		UsageText: "gearbox app scale APP -n NAMESPACE [--min N] [--max M] [flags]",
+		Description: "Sets the minimum and maximum number of gears of the application's web cartridge; the\n" +
+			"application scales up or down to fit. A limit not given keeps its current value.",
+		Flags: appFlags(
+			&cli.IntFlag{Name: "min", Usage: "minimum number of gears `N`"},
+			&cli.IntFlag{Name: "max", Usage: "maximum number of gears `M` (-1: no maximum)"},
+		),
+		Action: clientAction([]string{"APP"}, func(s *session) error {
+			ns, err := s.namespace()
+			if err != nil {
+				return err
+			}
+			if !s.c.IsSet("min") && !s.c.IsSet("max") {
+				return errors.New("pass --min N and/or --max M (-1: no maximum)")
+			}
+			a, err := s.api.App(s.ctx(), ns, s.arg(0), false)
+			if err != nil {
+				return err
+			}
+			if a.Framework == "" {
+				return fmt.Errorf("the broker did not say which cartridge application %s runs", a.Name)
+			}
+			from, to := a.ScalesFrom, a.ScalesTo
+			if s.c.IsSet("min") {
+				from = s.c.Int("min")
+			}
+			if s.c.IsSet("max") {
+				to = s.c.Int("max")
+			}
+			cart, msgs, err := s.api.SetScale(s.ctx(), ns, a.Name, a.Framework, from, to)
+			if err != nil {
+				return err
+			}
+			return s.result(msgs, cart, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "%s: %s; %s now.\n", a.Name, scaleLimits(cart.ScalesFrom, cart.ScalesTo), plural(cart.Gears, "gear"))
+				return err
+			})
+		}),
+	}, logsCommand(), aliasCommand())
+	for _, c := range cmds {
+		c.HideHelpCommand = true
+		c.OnUsageError = cmdline.UsageError
+	}
+	cmds = append(cmds, deployCommands()...)
+	return &cli.Command{
+		Name:         "app",
+		Usage:        "create, show, scale and make highly available applications",
+		UsageText:    "gearbox app command APP -n NAMESPACE [flags]",
+		OnUsageError: cmdline.UsageError,
+		Subcommands:  cmds,
+	}
+}
+
+// printApps writes the apps of namespace ns as a table.
+func printApps(w io.Writer, ns string, as []client.App) error {
+	if len(as) == 0 {
+		_, err := fmt.Fprintf(w, "No applications in domain %s; create one with 'gearbox app create APP -n %s'.\n", ns, ns)
+		return err
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "NAME\tCARTRIDGE\tGEARS\tSCALABLE\tHA\tSTATE\tURL")
+	for _, a := range as {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.Name, a.Framework, a.GearCount, yesNo(a.Scalable), yesNo(a.HA), orDash(a.State), a.AppURL)
+	}
+	return tw.Flush()
+}
+
+// printApp writes an app as rhc's `app show` did: its URLs and settings,
+// then, when gears is set, its gears.
+func printApp(w io.Writer, a client.App, gears bool) error {
+	fmt.Fprintf(w, "%s @ %s\n", a.Name, a.AppURL)
+	tw := newTable(w)
+	row := func(k, v string) { fmt.Fprintf(tw, "  %s:\t%s\n", k, v) }
+	if a.HAURL != "" {
+		row("HA URL", a.HAURL)
+	}
+	row("Domain", a.Domain)
+	row("Owner", a.Owner)
+	row("Cartridge", a.Framework)
+	row("Gear size", a.GearProfile)
+	if a.Region != "" {
+		row("Region", a.Region)
+	}
+	row("State", orDash(a.State))
+	row("Created", when(a.CreatedAt))
+	row("Scalable", yesNo(a.Scalable))
+	row("HA", yesNo(a.HA))
+	row("Gears", fmt.Sprint(a.GearCount))
+	if a.Scalable {
+		row("Scale limits", scaleLimits(a.ScalesFrom, a.ScalesTo))
+	}
+	if a.HA {
+		row("HA multiplier", haMultiplier(a.HAMultiplier))
+	}
+	if a.LB != nil {
+		row("Load balancers", lbSummary(*a.LB))
+		row("Really HA", reallyHA(a))
+	}
+	if len(a.Aliases) > 0 {
+		row("Aliases", strings.Join(a.Aliases, ", "))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if !gears {
+		return nil
+	}
+	fmt.Fprintln(w)
+	return printGears(w, a)
+}
+
+// printGears writes an app's gears as a table, like rhc's
+// `app show --gears`, with where each runs and which run the load
+// balancer.
+func printGears(w io.Writer, a client.App) error {
+	if len(a.Gears) == 0 {
+		_, err := fmt.Fprintln(w, "No gears.")
+		return err
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "ID\tSTATE\tCARTRIDGES\tSIZE\tNODE\tZONE\tLB")
+	for _, g := range a.Gears {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.ID, orDash(g.State), strings.Join(g.Cartridges, " "),
+			orDash(a.GearProfile), orDash(g.Node), orDash(g.Zone), lbMarks(g))
+	}
+	return tw.Flush()
+}
+
+// lbMarks says whether a gear runs the load balancer: head (the first LB
+// gear), yes, or -, and whether it is rotated out of serving.
+func lbMarks(g client.Gear) string {
+	var m string
+	switch {
+	case g.Head:
+		m = "head"
+	case g.LB:
+		m = "yes"
+	default:
+		return "-"
+	}
+	if g.RotatedOut {
+		m += ", rotated out"
+	}
+	return m
+}
+
+// printAppSummary writes one line on an app's gears and LB gears, after a
+// scale or HA event.
+func printAppSummary(w io.Writer, a client.App) error {
+	line := fmt.Sprintf("%s: %s", a.Name, plural(a.GearCount, "gear"))
+	if a.LB != nil {
+		line += "; load balancers: " + lbSummary(*a.LB) + "; really HA: " + reallyHA(a)
+	}
+	_, err := fmt.Fprintln(w, line)
+	return err
+}
+
+// lbSummary says where an app's LB gears are.
+func lbSummary(s client.LBSummary) string {
+	out := fmt.Sprintf("%s on %s in %s", plural(s.Gears, "LB gear"), plural(s.Nodes, "node"), plural(s.Zones, "zone"))
+	if s.RotatedOut {
+		out += ", rotated out of serving"
+	}
+	return out
+}
+
+// reallyHA says whether an app's LB gears make it highly available: they
+// run on two or more alive nodes.
+func reallyHA(a client.App) string {
+	if a.LB == nil || !a.LB.ReallyHA {
+		if a.HA {
+			return "no: its LB gears are not on two or more alive nodes"
+		}
+		return "no"
+	}
+	return "yes"
+}
+
+func scaleLimits(from, to int) string {
+	return fmt.Sprintf("min %d, max %s", from, maxText(to))
+}
+
+func haMultiplier(m int) string {
+	if m == 0 {
+		return "0 (two LB gears)"
+	}
+	return fmt.Sprintf("%d (an LB gear for every %d gears, at least two)", m, m)
+}
+
+// plural is "1 gear", "2 gears".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

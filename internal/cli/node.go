@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"gearbox/broker/client"
+	"gearbox/internal/cmdline"
+)
+
+// nodeCommand is `gearbox node`: the nodes that host gears (admin).
+func nodeCommand() *cli.Command {
+	cmds := []*cli.Command{
+		{
+			Name:      "list",
+			Usage:     "list nodes with their zone, region, state and gears (administrators)",
+			UsageText: "gearbox node list [flags]",
+			Flags:     clientFlags(),
+			Action: clientAction(nil, func(s *session) error {
+				ns, err := s.api.Nodes(s.ctx())
+				if err != nil {
+					return err
+				}
+				if ns == nil {
+					ns = []client.Node{}
+				}
+				return s.show(ns, func(w io.Writer) error { return printNodes(w, ns) })
+			}),
+		},
+	}
+	for _, ev := range []struct{ name, usage string }{
+		{"drain", "stop placing new gears on a node; its gears stay until moved (administrators)"},
+		{"undrain", "place new gears on a drained node again (administrators)"},
+	} {
+		cmds = append(cmds, &cli.Command{
+			Name:      ev.name,
+			Usage:     ev.usage,
+			UsageText: "gearbox node " + ev.name + " NODE [flags]",
+			Flags:     clientFlags(),
+			Action: clientAction([]string{"NODE"}, func(s *session) error {
+				msgs, err := s.api.NodeEvent(s.ctx(), s.arg(0), ev.name)
+				if err != nil {
+					return err
+				}
+				return s.result(msgs, nil, nil)
+			}),
+		})
+	}
+	for _, c := range cmds {
+		c.HideHelpCommand = true
+		c.OnUsageError = cmdline.UsageError
+	}
+	return &cli.Command{
+		Name:         "node",
+		Usage:        "list, drain and undrain nodes (administrators)",
+		UsageText:    "gearbox node command [flags]",
+		OnUsageError: cmdline.UsageError,
+		Subcommands:  cmds,
+	}
+}
+
+// printNodes writes nodes as a table.
+func printNodes(w io.Writer, ns []client.Node) error {
+	if len(ns) == 0 {
+		_, err := fmt.Fprintln(w, "No nodes have registered.")
+		return err
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "NAME\tADDRESS\tZONE\tREGION\tSTATUS\tGEARS\tISOLATION")
+	for _, n := range ns {
+		status := "alive"
+		if !n.Alive {
+			status = "down"
+		}
+		if n.Draining {
+			status += ", draining"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", n.Name, orDash(n.Addr), orDash(n.Zone), orDash(n.Region), status,
+			n.Gears, n.MaxGears, orDash(n.Isolation))
+	}
+	return tw.Flush()
+}
+
+// gearCommand is `gearbox gear`: single gears (admin).
+func gearCommand() *cli.Command {
+	return &cli.Command{
+		Name:         "gear",
+		Usage:        "stop, start and move single gears",
+		UsageText:    "gearbox gear command [flags]",
+		OnUsageError: cmdline.UsageError,
+		Subcommands: []*cli.Command{{
+			Name:      "move",
+			Usage:     "move a gear to another node (administrators)",
+			UsageText: "gearbox gear move GEAR --node NODE [--force] [flags]",
+			Description: "The broker refuses a move that would put the LB gears of an HA application on one\n" +
+				"node or in one zone, unless --force is given.",
+			Flags: append(clientFlags(),
+				&cli.StringFlag{Name: "node", Usage: "`NODE` to move the gear to"},
+				&cli.BoolFlag{Name: "force", Usage: "move even if the application loses its high availability"}),
+			HideHelpCommand: true,
+			OnUsageError:    cmdline.UsageError,
+			Action: clientAction([]string{"GEAR"}, func(s *session) error {
+				node := s.c.String("node")
+				if node == "" {
+					return fmt.Errorf("pass --node NODE, the node to move gear %s to (see 'gearbox node list')", s.arg(0))
+				}
+				g, msgs, err := s.api.MoveGear(s.ctx(), s.arg(0), node, s.c.Bool("force"))
+				if err != nil {
+					return err
+				}
+				return s.result(msgs, g, nil)
+			}),
+		}, gearEventCommand("stop", "stop one gear: its load balancers drain it first"),
+			gearEventCommand("start", "start one stopped gear")},
+	}
+}
+
+// gearEventCommand is `gearbox gear stop|start GEAR`.
+func gearEventCommand(event, usage string) *cli.Command {
+	return &cli.Command{
+		Name:            event,
+		Usage:           usage,
+		UsageText:       "gearbox gear " + event + " GEAR [flags]",
+		Flags:           clientFlags(),
+		HideHelpCommand: true,
+		OnUsageError:    cmdline.UsageError,
+		Action: clientAction([]string{"GEAR"}, func(s *session) error {
+			g, msgs, err := s.api.GearEvent(s.ctx(), s.arg(0), event)
+			if err != nil {
+				return err
+			}
+			return s.result(msgs, g, nil)
+		}),
+	}
+}

@@ -1,0 +1,134 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Lines of the dev command's instructions that the test follows.
+var (
+	devCurlRE = regexp.MustCompile(`curl -H 'Host: ([^']+)' (http://[0-9.:]+/)\s*$`)
+	devDigRE  = regexp.MustCompile(`dig @([0-9.]+) -p ([0-9]+) (ha-\S+)`)
+)
+
+// TestDevEndToEnd runs `gearbox dev` from nothing, as the README says, and
+// follows the instructions it prints: the ha- name resolves and answers
+// through the router within 30 s of the start. Ctrl-C then stops it, and
+// a second start on the same state does the same.
+func TestDevEndToEnd(t *testing.T) {
+	bin := gearboxBinary(t)
+	dir := t.TempDir()
+	t.Run("first start", func(t *testing.T) { runDevOnce(t, bin, dir) })
+	t.Run("start again", func(t *testing.T) { runDevOnce(t, bin, dir) })
+}
+
+// runDevOnce starts `gearbox dev` on dir, follows its instructions and
+// stops it with Ctrl-C.
+func runDevOnce(t *testing.T, bin, dir string) {
+	cmd := exec.Command(bin, "dev", "--data-dir", dir)
+	cmd.Env = childEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		if t.Failed() {
+			log, _ := os.ReadFile(dir + "/gearbox.log")
+			t.Logf("stderr:\n%s\nlog (end):\n%s", stderr.String(), tail(string(log), 8000))
+		}
+	})
+
+	var out strings.Builder
+	var curlHost, curlURL, digServer, digName string
+	deadline := time.After(30 * time.Second)
+	for curlURL == "" || digName == "" || !strings.Contains(out.String(), "Ctrl-C stops everything") {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("gearbox dev exited during start-up:\n%s", out.String())
+			}
+			out.WriteString(line + "\n")
+			if m := devCurlRE.FindStringSubmatch(line); m != nil && strings.HasPrefix(m[1], "ha-") && curlURL == "" {
+				curlHost, curlURL = m[1], m[2]
+			}
+			if m := devDigRE.FindStringSubmatch(line); m != nil && digName == "" {
+				digServer, digName = m[1]+":"+m[2], m[3]
+			}
+		case <-deadline:
+			t.Fatalf("no instructions within 30 s; output so far:\n%s", out.String())
+		}
+	}
+	// The printed commands work.
+	req, _ := http.NewRequest("GET", curlURL, nil)
+	req.Host = curlHost
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s with Host %s: %v", curlURL, curlHost, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "demo") {
+		t.Fatalf("%s with Host %s: %s %.300s", curlURL, curlHost, resp.Status, body)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("the ha- URL answered %s after the start, want within 30 s", took)
+	}
+	got, rcode, err := lookup(digServer, digName, dns.TypeA)
+	if err != nil || rcode != dns.RcodeSuccess || len(got) == 0 {
+		t.Errorf("dig @%s %s: %v rcode %d, %v", digServer, digName, got, rcode, err)
+	}
+	t.Logf("gearbox dev ready after %s; %s -> %v", time.Since(start).Round(time.Millisecond), digName, got)
+
+	// Ctrl-C stops everything within seconds.
+	cmd.Process.Signal(os.Interrupt)
+	go func() {
+		for range lines {
+		}
+	}()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("gearbox dev after Ctrl-C: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("gearbox dev still running 20 s after Ctrl-C")
+	}
+}
+
+// tail returns the last n bytes of s.
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}

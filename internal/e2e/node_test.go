@@ -1,0 +1,510 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"gearbox/broker/client"
+	"gearbox/lb"
+)
+
+// appVersionRE reads what testdata/e2eapp answers.
+var appVersionRE = regexp.MustCompile(`^app (\S+) gear ([a-z0-9]+) method (\S+) body (\d+) uid (\d+)`)
+
+// appAnswer is one answer of the deployed test app, or why there was none.
+type appAnswer struct {
+	version, gear string
+	uid           int
+	err           error
+}
+
+// askApp sends one request to the app through front with the app's host:
+// a GET, or a POST with a body that no transport may replay.
+func askApp(c *http.Client, front, host, method string) appAnswer {
+	var body io.Reader
+	if method == "POST" {
+		body = strings.NewReader("order=42")
+	}
+	req, err := http.NewRequest(method, front+"/", body)
+	if err != nil {
+		return appAnswer{err: err}
+	}
+	req.Host = host
+	resp, err := c.Do(req)
+	if err != nil {
+		return appAnswer{err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return appAnswer{err: err}
+	}
+	m := appVersionRE.FindSubmatch(b)
+	if resp.StatusCode != http.StatusOK || m == nil {
+		return appAnswer{err: fmt.Errorf("%s %s: %.200q", method, resp.Status, b)}
+	}
+	uid, _ := strconv.Atoi(string(m[5]))
+	return appAnswer{version: string(m[1]), gear: string(m[2]), uid: uid}
+}
+
+// appLoad sends requests to the app without pause from a few clients,
+// GETs and POSTs, until stopped, and keeps what failed.
+type appLoad struct {
+	stop  atomic.Bool
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	fails []string
+	byVer map[string]int
+	n     int
+}
+
+func startLoad(front, host string, clients int) *appLoad {
+	l := &appLoad{byVer: map[string]int{}}
+	for i := range clients {
+		method := "GET"
+		if i%2 == 1 {
+			method = "POST"
+		}
+		l.wg.Go(func() {
+			c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+			for !l.stop.Load() {
+				a := askApp(c, front, host, method)
+				l.mu.Lock()
+				l.n++
+				if a.err != nil {
+					l.fails = append(l.fails, time.Now().Format("15:04:05.000")+" "+a.err.Error())
+				} else {
+					l.byVer[a.version]++
+				}
+				l.mu.Unlock()
+			}
+		})
+	}
+	return l
+}
+
+// end stops the load and returns the number of requests and the failures.
+func (l *appLoad) end() (int, []string) {
+	l.stop.Store(true)
+	l.wg.Wait()
+	return l.n, l.fails
+}
+
+// count returns the number of requests answered so far.
+func (l *appLoad) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
+}
+
+// buildTestApp compiles testdata/e2eapp into dir/server and writes
+// dir/version.txt and dir/gearbox.yml.
+func buildTestApp(t *testing.T, dir, version string) {
+	t.Helper()
+	cmd := exec.Command(goTool(), "build", "-o", filepath.Join(dir, "server"), "./testdata/e2eapp")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build test app: %v\n%s", err, out)
+	}
+	files := map[string]string{
+		"version.txt": version + "\n",
+		"gearbox.yml": "web: ./server\nhealth: /health\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestNodeEndToEnd runs three members (127.0.0.11-13, one a broker too)
+// and takes a scalable app through what its users do: the welcome page, a
+// deployment of an HTTP server built here, scaling to three gears spread
+// over the nodes, sticky sessions, a gear stop, a rolling deploy under
+// load, and the SIGKILL of a whole node (member and gears) under load.
+func TestNodeEndToEnd(t *testing.T) {
+	gearboxBinary(t)
+	const secret = "e2e-node-secret"
+	pidDir := t.TempDir()
+	// Gears run as uids of their own when the test runs as root: they
+	// write their pids here and reach their directories in the data dirs.
+	if err := os.Chmod(pidDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	// Gear processes run in process groups of their own: a member killed
+	// at the end of the test leaves them, so the test ends them itself.
+	t.Cleanup(func() {
+		ents, _ := os.ReadDir(pidDir)
+		for _, e := range ents {
+			if b, err := os.ReadFile(filepath.Join(pidDir, e.Name())); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+	})
+	ips := map[string]string{"m1": "127.0.0.11", "m2": "127.0.0.12", "m3": "127.0.0.13"}
+	zones := map[string]string{"m1": "za", "m2": "zb", "m3": "zc"}
+	members := map[string]*member{}
+	uidRanges := map[string]string{"m1": "64000-64999", "m2": "65000-65999", "m3": "66000-66999"}
+	for _, name := range []string{"m1", "m2", "m3"} {
+		ip := ips[name]
+		dataDir := t.TempDir()
+		for _, d := range []string{filepath.Dir(dataDir), dataDir} {
+			if err := os.Chmod(d, 0o711); err != nil {
+				t.Fatal(err)
+			}
+		}
+		args := []string{"--log-format", "json", "serve", "--name", name, "--bind", ip, "--data-dir", dataDir,
+			"--cluster-secret", secret, "--zone", zones[name], "--anti-entropy-interval", "1s", "--http-addr", ip + ":8080",
+			"--gear-uid-range", uidRanges[name]}
+		if name == "m1" {
+			args = append(args, "--role", "broker,node", "--api-addr", ip+":7480", "--dns-addr", ip+":5353", "--bootstrap-admin", "admin:adminpass1")
+		} else {
+			args = append(args, "--role", "node", "--join", ips["m1"])
+		}
+		members[name] = startMember(t, name, ip, args...)
+	}
+	logs := func() string {
+		var b strings.Builder
+		for _, name := range []string{"m1", "m2", "m3"} {
+			fmt.Fprintf(&b, "\n--- %s ---\n%s", name, members[name].output.String())
+		}
+		return b.String()
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(logs())
+		}
+	})
+	ctx := context.Background()
+	api := "http://127.0.0.11:7480"
+	admin := &client.Client{BaseURL: api, User: "admin", Password: "adminpass1"}
+	waitUntil(t, 60*time.Second, "broker sees three alive nodes", logs, func() bool {
+		nodes, err := admin.Nodes(ctx)
+		alive := 0
+		for _, n := range nodes {
+			if n.Alive {
+				alive++
+			}
+		}
+		return err == nil && alive == 3
+	})
+	if _, _, err := admin.CreateUser(ctx, "dev", "password1", nil); err != nil {
+		t.Fatal(err)
+	}
+	dev := &client.Client{BaseURL: api, User: "dev", Password: "password1"}
+	cliAuth := []string{"--api", api, "--user", "dev", "--password", "password1"}
+	if _, _, err := dev.CreateDomain(ctx, "e2e"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := dev.CreateApp(ctx, "e2e", "shop", client.AppOptions{Scale: true}); err != nil {
+		t.Fatal(err)
+	}
+	// The test app notes its pid for the node kill; the head gear serves
+	// too at three gears (no gear ratio), so that requests spread over
+	// all three.
+	for k, v := range map[string]string{"E2E_PIDDIR": pidDir, "GEARBOX_LB_GEAR_RATIO": "-1"} {
+		if _, _, err := dev.SetEnv(ctx, "e2e", "shop", k, v); err != nil {
+			t.Fatalf("set %s: %v", k, err)
+		}
+	}
+	const host = "shop-e2e.example.com"
+	gears := func() []client.Gear {
+		gg, err := dev.GearGroups(ctx, "e2e", "shop")
+		if err != nil || len(gg) != 1 {
+			return nil
+		}
+		return gg[0].Gears
+	}
+	var head client.Gear
+	waitUntil(t, 30*time.Second, "head gear started", logs, func() bool {
+		gs := gears()
+		if len(gs) == 1 && gs[0].State == "started" {
+			head = gs[0]
+		}
+		return head.ID != ""
+	})
+	front := "http://" + ips[head.Node] + ":8080"
+	plain := &http.Client{Timeout: 30 * time.Second}
+
+	// A new app serves the welcome page through the node front.
+	req, _ := http.NewRequest("GET", front+"/", nil)
+	req.Host = host
+	resp, err := plain.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "Welcome to shop") {
+		t.Fatalf("welcome page: %s %.300s", resp.Status, body)
+	}
+
+	// Deploy the test server; the CLI follows the roll-out to its end.
+	v1 := t.TempDir()
+	buildTestApp(t, v1, "v1")
+	out, stderr, code := runGearbox(t, append([]string{"app", "deploy", "shop", v1, "-n", "e2e"}, cliAuth...)...)
+	if code != 0 || !strings.Contains(stderr, "roll-out: 1 of 1 gears") {
+		t.Fatalf("deploy v1 (exit %d):\n%s\n%s%s", code, out, stderr, logs())
+	}
+	a := askApp(plain, front, host, "GET")
+	if a.err != nil || a.version != "v1" {
+		req, _ := http.NewRequest("GET", front+"/lb-status?format=json", nil)
+		req.Host = host
+		var st string
+		if resp, err := plain.Do(req); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			st = string(b)
+		}
+		t.Fatalf("after deploy v1: %+v (%v); load balancer: %s", a, a.err, st)
+	}
+	// As root, the app runs as a uid of its own, as node list says.
+	if os.Geteuid() == 0 {
+		nodes, err := admin.Nodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			if !strings.HasPrefix(n.Isolation, "uid+") {
+				t.Errorf("node %s isolates gears by %q", n.Name, n.Isolation)
+			}
+		}
+		if a.uid < 64000 || a.uid > 66999 {
+			t.Errorf("the deployed app runs as uid %d, not one of the nodes' gear uids", a.uid)
+		}
+	}
+
+	// Scale to three: one gear per node (three zones).
+	for range 2 {
+		if _, _, err := dev.AppEvent(ctx, "e2e", "shop", "scale-up"); err != nil {
+			t.Fatalf("scale-up: %v", err)
+		}
+	}
+	waitUntil(t, 60*time.Second, "three gears started on three nodes", logs, func() bool {
+		gs, nodes := gears(), map[string]bool{}
+		for _, g := range gs {
+			if g.State != "started" {
+				return false
+			}
+			nodes[g.Node] = true
+		}
+		return len(gs) == 3 && len(nodes) == 3
+	})
+	lbStatus := func() lb.Status {
+		var st lb.Status
+		req, _ := http.NewRequest("GET", front+"/lb-status?format=json", nil)
+		req.Host = host
+		resp, err := plain.Do(req)
+		if err != nil {
+			return st
+		}
+		defer resp.Body.Close()
+		json.NewDecoder(resp.Body).Decode(&st)
+		return st
+	}
+	serving := func() map[string]bool {
+		out := map[string]bool{}
+		for _, b := range lbStatus().Backends {
+			if b.Serving {
+				out[b.ID] = true
+			}
+		}
+		return out
+	}
+	waitUntil(t, 60*time.Second, "three backends serving", logs, func() bool { return len(serving()) == 3 })
+
+	// Cookie-less requests spread over all gears.
+	seen := map[string]int{}
+	for range 60 {
+		a := askApp(plain, front, host, "GET")
+		if a.err != nil {
+			t.Fatalf("spread: %v", a.err)
+		}
+		seen[a.gear]++
+	}
+	if len(seen) != 3 {
+		t.Errorf("60 cookie-less requests reached gears %v, want all three", seen)
+	}
+
+	// A browser-like client sticks to one gear (one that is not the head
+	// gear, whose stop would stop the load balancer too).
+	var jar http.CookieJar
+	var sticky string
+	for try := 0; try < 20 && (sticky == "" || sticky == head.ID); try++ {
+		jar, _ = cookiejar.New(nil)
+		sticky = askApp(&http.Client{Jar: jar, Timeout: 30 * time.Second}, front, host, "GET").gear
+	}
+	if sticky == "" || sticky == head.ID {
+		t.Fatalf("no session stuck to a gear other than the head gear %s", head.ID)
+	}
+	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	for range 20 {
+		if a := askApp(browser, front, host, "GET"); a.err != nil || a.gear != sticky {
+			t.Fatalf("sticky session went to %+v, want gear %s", a, sticky)
+		}
+	}
+
+	// gear stop of the sticky gear: the session moves to another gear
+	// and no request fails.
+	var (
+		bmu      sync.Mutex
+		bfails   []string
+		bgears   = map[string]int{}
+		bstop    atomic.Bool
+		bwg      sync.WaitGroup
+		stoppedN atomic.Int64 // requests answered after the stop returned
+	)
+	bwg.Go(func() {
+		for !bstop.Load() {
+			a := askApp(browser, front, host, "POST")
+			bmu.Lock()
+			if a.err != nil {
+				bfails = append(bfails, a.err.Error())
+			} else if stoppedN.Load() > 0 {
+				bgears[a.gear]++
+				stoppedN.Add(1)
+			}
+			bmu.Unlock()
+		}
+	})
+	out, stderr, code = runGearbox(t, append([]string{"gear", "stop", sticky}, cliAuth...)...)
+	if code != 0 {
+		t.Fatalf("gearbox gear stop (exit %d):\n%s\n%s", code, out, stderr)
+	}
+	waitUntil(t, 30*time.Second, "sticky gear stopped", logs, func() bool {
+		for _, g := range gears() {
+			if g.ID == sticky {
+				return g.State == "stopped"
+			}
+		}
+		return false
+	})
+	stoppedN.Store(1)
+	waitUntil(t, 30*time.Second, "20 session requests after the stop", logs, func() bool { return stoppedN.Load() > 20 })
+	bstop.Store(true)
+	bwg.Wait()
+	if len(bfails) > 0 || bgears[sticky] > 0 || len(bgears) != 1 {
+		t.Errorf("session across gear stop: %d failed (first %q), served after the stop by %v (stopped gear %s)",
+			len(bfails), append(bfails, "")[0], bgears, sticky)
+	}
+	if _, _, err := dev.GearEvent(ctx, sticky, "start"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 60*time.Second, "three backends serving again", logs, func() bool { return len(serving()) == 3 })
+
+	// A rolling deploy under steady load: no request fails, and the new
+	// version answers at the end.
+	v2 := t.TempDir()
+	buildTestApp(t, v2, "v2")
+	load := startLoad(front, host, 4)
+	waitUntil(t, 10*time.Second, "load running", logs, func() bool { return load.count() > 50 })
+	// Each gear: drained, restarted, checked, and given the time to rise
+	// in the load balancer again (about 12 s).
+	out, stderr, code = runGearboxFor(t, 2*time.Minute, append([]string{"app", "deploy", "shop", v2, "-n", "e2e"}, cliAuth...)...)
+	before := load.count()
+	waitUntil(t, 10*time.Second, "load after the roll-out", logs, func() bool { return load.count() > before+50 })
+	n, fails := load.end()
+	if code != 0 || !strings.Contains(stderr, "roll-out: 3 of 3 gears") {
+		t.Fatalf("deploy v2 (exit %d):\n%s\n%s%s", code, out, stderr, logs())
+	}
+	if len(fails) > 0 {
+		t.Errorf("rolling deploy: %d of %d requests failed; first: %s", len(fails), n, fails[0])
+	}
+	for range 20 {
+		if a := askApp(plain, front, host, "GET"); a.err != nil || a.version != "v2" {
+			t.Fatalf("after the roll-out: %+v", a)
+		}
+	}
+	t.Logf("rolling deploy: %d requests (%d failed); answers by version %v", n, len(fails), load.byVer)
+
+	// Nodes keep the archives they fetched and serve them to other
+	// members (with the secret): the deployment outlives its broker.
+	deps, err := dev.Deployments(ctx, "e2e", "shop")
+	if err != nil || len(deps) == 0 {
+		t.Fatalf("deployments: %v %+v", err, deps)
+	}
+	current := deps[len(deps)-1].ID
+	for _, name := range []string{"m2", "m3"} {
+		req, _ := http.NewRequest("GET", "http://"+ips[name]+":7947/internal/v1/blobs/"+current, nil)
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := plain.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		sum := sha256.Sum256(b)
+		if resp.StatusCode != 200 || hex.EncodeToString(sum[:]) != current {
+			t.Errorf("node %s serves deployment %s as %s, %d bytes", name, current[:12], resp.Status, len(b))
+		}
+	}
+
+	// SIGKILL of a whole node (member and gears) that has no LB gear:
+	// its gear drops out of rotation within two checks (2 s apart) and
+	// no GET fails.
+	var victim string
+	var victimGear string
+	for _, g := range gears() {
+		if g.Node != head.Node {
+			victim, victimGear = g.Node, g.ID
+		}
+	}
+	getLoad := &appLoad{byVer: map[string]int{}}
+	for range 3 {
+		getLoad.wg.Go(func() {
+			c := &http.Client{Timeout: 30 * time.Second}
+			for !getLoad.stop.Load() {
+				a := askApp(c, front, host, "GET")
+				getLoad.mu.Lock()
+				getLoad.n++
+				if a.err != nil {
+					getLoad.fails = append(getLoad.fails, a.err.Error())
+				}
+				getLoad.mu.Unlock()
+			}
+		})
+	}
+	waitUntil(t, 10*time.Second, "GET load running", logs, func() bool { return getLoad.count() > 50 })
+	pid, err := os.ReadFile(filepath.Join(pidDir, victimGear+".pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	members[victim].kill()
+	gearPID, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
+	if err := syscall.Kill(gearPID, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill gear process %d of node %s: %v", gearPID, victim, err)
+	}
+	killed := time.Now()
+	waitUntil(t, 10*time.Second, "killed node's gear out of rotation", logs, func() bool {
+		s := serving()
+		return len(s) == 2 && !s[victimGear]
+	})
+	if took := time.Since(killed); took > 5*time.Second {
+		t.Errorf("gear of the killed node left rotation after %s, want within two checks", took)
+	}
+	before = getLoad.count()
+	waitUntil(t, 10*time.Second, "GETs after the kill", logs, func() bool { return getLoad.count() > before+100 })
+	n, fails = getLoad.end()
+	if len(fails) > 0 {
+		t.Errorf("node kill: %d of %d GETs failed; first: %s", len(fails), n, fails[0])
+	}
+}

@@ -1,0 +1,53 @@
+package member
+
+import (
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"gearbox/broker"
+	"gearbox/node"
+	"gearbox/router"
+)
+
+// internalAPI is the member-to-member API: the store's, plus what roles
+// mount once they start (a broker's deployment archives, a node's gear
+// logs).
+type internalAPI struct {
+	store    http.Handler
+	blobs    atomic.Pointer[http.Handler]
+	gearLogs atomic.Pointer[http.Handler]
+	// node serves the archives its node keeps, before the broker's.
+	node atomic.Pointer[node.Supervisor]
+	// routerStatus reports what the member's router routes.
+	routerStatus atomic.Pointer[http.Handler]
+}
+
+func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case strings.HasPrefix(r.URL.Path, broker.BlobPathPrefix):
+		if sup := a.node.Load(); sup != nil && sup.HasBlob(strings.TrimPrefix(r.URL.Path, broker.BlobPathPrefix)) {
+			sup.BlobHandler().ServeHTTP(w, r)
+			return
+		}
+		if h := a.blobs.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "this member holds no deployment archives", http.StatusNotFound)
+	case strings.HasPrefix(r.URL.Path, node.GearLogsPathPrefix):
+		if h := a.gearLogs.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "this member runs no gears", http.StatusNotFound)
+	case r.URL.Path == router.StatusPath:
+		if h := a.routerStatus.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "this member runs no router", http.StatusNotFound)
+	default:
+		a.store.ServeHTTP(w, r)
+	}
+}

@@ -1,0 +1,201 @@
+package member
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	stdlog "log"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"gearbox/internal/cmdline"
+	"gearbox/store"
+)
+
+// Member is one running gearbox member: its replicated store, its
+// internal API and the roles its Config asks for. `gearbox serve` runs one;
+// `gearbox dev` runs several in one process.
+//
+// Create it with New, then Start; stop it with Leave (graceful: the
+// cluster is told) or Close (at once, idempotent), or Crash.
+type Member struct {
+	cfg Config
+	log zerolog.Logger // component=member
+
+	st       *store.Store
+	internal *internalAPI
+	srv      *http.Server
+	ln       net.Listener
+	served   chan error // Serve's result: an early one is a listener failure
+	roles    []roleStop // in start order
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+}
+
+// roleStop stops one started role within ctx.
+type roleStop struct {
+	name string
+	stop func(ctx context.Context) error
+}
+
+// New validates cfg and opens the member's store. Nothing listens and no
+// role runs until Start.
+func New(cfg Config, log zerolog.Logger) (*Member, error) {
+	sc := cfg.Store
+	sc.Logger = log
+	cfg.Store = sc
+	st, err := store.New(sc)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("open store: %w (run as a user who may write there, or choose another --data-dir)", err)
+		}
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return &Member{cfg: cfg, log: log.With().Str("component", "member").Logger(), st: st,
+		internal: &internalAPI{store: st.Handler()}, served: make(chan error, 1)}, nil
+}
+
+// Start serves the internal API, joins the cluster and starts the roles,
+// in that order. On error everything started is stopped again and the
+// member is closed.
+func (m *Member) Start(ctx context.Context) error {
+	m.mu.Lock()
+	if m.started || m.closed {
+		m.mu.Unlock()
+		return ErrStarted
+	}
+	m.started = true
+	m.mu.Unlock()
+
+	// Bind the internal API before joining, so that a taken port fails the
+	// start instead of leaving a member in the cluster that peers cannot
+	// sync with.
+	ln, err := net.Listen("tcp", m.cfg.InternalAddr)
+	if err != nil {
+		m.Close()
+		return fmt.Errorf("listen for the internal API on %s (--bind, --internal-port): %w", m.cfg.InternalAddr, err)
+	}
+	m.ln = ln
+	if err := m.st.Start(ctx); err != nil {
+		m.Close()
+		return fmt.Errorf("start store: %w", err)
+	}
+	alog := m.cfg.Store.Logger.With().Str("component", "internal-api").Logger()
+	m.srv = &http.Server{
+		Handler:           store.RequireSecret(m.cfg.Store.ClusterSecret, m.internal),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          stdlog.New(cmdline.LogWriter{Log: alog, Msg: "internal api error"}, "", 0),
+	}
+	go func() { m.served <- m.srv.Serve(ln) }()
+	alog.Info().Str("addr", ln.Addr().String()).Msg("internal api listening")
+	if err := m.startRoles(ctx); err != nil {
+		m.Close()
+		return fmt.Errorf("start roles: %w", err)
+	}
+	return nil
+}
+
+// Store returns the member's replicated store.
+func (m *Member) Store() *store.Store { return m.st }
+
+// Failed returns a channel that receives the internal API's error if its
+// listener fails while the member runs.
+func (m *Member) Failed() <-chan error { return m.served }
+
+// Leave stops the member gracefully within ctx: its roles stop (each given
+// what is left of ctx's deadline), the cluster is told that it leaves, the
+// internal API drains, and the store closes.
+func (m *Member) Leave(ctx context.Context) error {
+	if !m.markClosed() {
+		return nil
+	}
+	// Teardown order: stop the roles (no new work), announce the leave
+	// while the internal API still answers (peers may be mid-sync with
+	// us), then drain the API, then stop gossip and close the state file.
+	m.stopRoles(ctx)
+	if err := m.st.Leave(ctx); err != nil {
+		m.log.Warn().Err(err).Msg("leave not confirmed; stopping anyway")
+	}
+	if m.srv != nil {
+		if err := m.srv.Shutdown(ctx); err != nil {
+			m.log.Warn().Err(err).Msg("internal api did not drain in time")
+			m.srv.Close()
+		}
+	}
+	if err := m.st.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// Close stops the member at once, without telling the cluster. It is safe
+// to call more than once.
+func (m *Member) Close() error {
+	if !m.markClosed() {
+		return nil
+	}
+	m.stopRoles(context.Background())
+	m.closeListeners()
+	return m.st.Close()
+}
+
+// Crash stops the member as a crash would, for `gearbox dev kill`: its
+// gossip and internal API go silent first, with no leave, so that peers
+// find it failed; then its roles stop.
+func (m *Member) Crash() {
+	if !m.markClosed() {
+		return
+	}
+	m.closeListeners()
+	m.st.Close()
+	m.stopRoles(context.Background())
+}
+
+// markClosed reports whether this call is the one that closes m.
+func (m *Member) markClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.closed = true
+	return true
+}
+
+func (m *Member) closeListeners() {
+	if m.srv != nil {
+		m.srv.Close()
+	} else if m.ln != nil {
+		m.ln.Close()
+	}
+}
+
+// stopRoles stops the started roles, last started first. A role that does
+// not stop within ctx is left to finish on its own: the member goes on
+// with its leave, so that one stuck role does not keep the process from
+// exiting.
+func (m *Member) stopRoles(ctx context.Context) {
+	for i := len(m.roles) - 1; i >= 0; i-- {
+		r := m.roles[i]
+		done := make(chan error, 1)
+		go func() { done <- r.stop(ctx) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				m.log.Warn().Err(err).Str("role", r.name).Msg("stop role failed")
+			}
+		case <-ctx.Done():
+			m.log.Warn().Str("role", r.name).Str("fix", "raise --leave-timeout if roles need longer to stop").
+				Msg("role did not stop within the leave deadline")
+		}
+	}
+	m.roles = nil
+}

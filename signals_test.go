@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestSignals(t *testing.T) {
+	t.Run("first signal stops, second exits", func(t *testing.T) {
+		sigs := make(chan os.Signal, 2)
+		exited := make(chan int, 1)
+		var stderr bytes.Buffer
+		ctx, stop := watchSignals(sigs, &stderr, func(code int) { exited <- code }, func() {})
+		defer stop()
+		if ctx.Err() != nil {
+			t.Fatal("context ended before any signal")
+		}
+		sigs <- syscall.SIGTERM
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("first signal did not end the context")
+		}
+		if cause := context.Cause(ctx); cause == nil || !strings.Contains(cause.Error(), "terminated") {
+			t.Errorf("cause %v, want the signal", cause)
+		}
+		select {
+		case code := <-exited:
+			t.Fatalf("exit(%d) after one signal", code)
+		default:
+		}
+		sigs <- syscall.SIGINT
+		select {
+		case code := <-exited:
+			if code != 1 {
+				t.Errorf("exit code %d, want 1", code)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("second signal did not exit")
+		}
+		if !strings.Contains(stderr.String(), "second signal") {
+			t.Errorf("stderr %q does not say why it exits", stderr.String())
+		}
+	})
+	t.Run("stop without signal", func(t *testing.T) {
+		sigs := make(chan os.Signal, 1)
+		unsubscribed := false
+		_, stop := watchSignals(sigs, &bytes.Buffer{}, func(code int) { t.Errorf("exit(%d) without a signal", code) },
+			func() { unsubscribed = true })
+		stop() // returns only once the watcher has ended
+		stop() // and is safe twice
+		if !unsubscribed {
+			t.Error("stop did not unsubscribe from signals")
+		}
+		sigs <- syscall.SIGTERM
+	})
+}
