@@ -201,7 +201,11 @@ func runDev(ctx context.Context, dir string, reset bool, stdout, stderr io.Write
 		return err
 	}
 	fmt.Fprintf(stdout, "gearbox dev: ready in %.1fs\n\n", time.Since(start).Seconds())
-	printDevHelp(stdout, haURL, headNode)
+	binDir, err := installCLI(abs)
+	if err != nil {
+		return err
+	}
+	printDevHelp(stdout, haURL, headNode, binDir)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\ngearbox dev: stopping")
 	return nil
@@ -523,8 +527,50 @@ func (dc *devCluster) sampleApp(ctx context.Context, stdout io.Writer) (haURL, h
 	return "http://" + haHost + ":" + devHTTPPort + "/", headNode, nil
 }
 
-// printDevHelp prints what to try on the running dev cluster.
-func printDevHelp(w io.Writer, haURL, headNode string) {
+// installCLI copies the running binary to DIR/bin/gearbox, so that the
+// commands printed for the dev cluster work as printed: 'go run . dev'
+// leaves no gearbox binary anywhere, and the one it runs is deleted when
+// it exits. It returns the folder to put on PATH.
+func installCLI(dir string) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find this binary to copy it for the CLI: %w", err)
+	}
+	binDir := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", binDir, err)
+	}
+	src, err := os.Open(self)
+	if err != nil {
+		return "", fmt.Errorf("copy this binary for the CLI: %w", err)
+	}
+	defer src.Close()
+	// Write beside, then rename: a CLI started from the old copy while
+	// this one is written keeps running.
+	tmp, err := os.CreateTemp(binDir, ".gearbox-*")
+	if err != nil {
+		return "", fmt.Errorf("copy this binary for the CLI: %w", err)
+	}
+	_, err = io.Copy(tmp, src)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o755)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(binDir, "gearbox"))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("copy this binary for the CLI to %s: %w", binDir, err)
+	}
+	return binDir, nil
+}
+
+// printDevHelp prints what to try on the running dev cluster; binDir holds
+// the gearbox binary its commands run.
+func printDevHelp(w io.Writer, haURL, headNode, binDir string) {
 	router := net.JoinHostPort(devRouterIP, devHTTPPort)
 	dnsHost, dnsPort, _ := net.SplitHostPort(devDNSAddr)
 	ha := strings.TrimSuffix(strings.TrimPrefix(haURL, "http://"), ":"+devHTTPPort+"/")
@@ -536,14 +582,15 @@ func printDevHelp(w io.Writer, haURL, headNode string) {
   HTTP:      curl -H 'Host: %s' http://%s/
   status:    curl -H 'Host: %s' http://%s/lb-status
 
-The CLI, in another terminal:
+The CLI, in another terminal (this cluster's gearbox binary is in %s):
+  export PATH="%s:$PATH"
   export GEARBOX_API=http://%s GEARBOX_USER=%s GEARBOX_PASSWORD=%s
   gearbox app show %s -n %s
   gearbox node list
 
 Watch a fail-over: keep requests going through the router,
   while sleep 0.2; do curl -s -o /dev/null -w '%%{http_code}\n' -H 'Host: %s' http://%s/; done
-then, in another terminal, crash the node member of the head LB gear and bring it back:
+then, in the CLI's terminal, crash the node member of the head LB gear and bring it back:
   gearbox dev kill %s
   dig @%s -p %s %s     # its address drops out within seconds
   gearbox dev start %s
@@ -552,7 +599,7 @@ Ctrl-C stops everything; the next 'gearbox dev' starts where this one stopped.
 `, app, devGears, haURL, router,
 		dnsHost, dnsPort, ha, dnsHost, dnsPort, app,
 		ha, router, ha, router,
-		devAPIAddr, devAdmin, devPassword, devApp, devNamespace,
+		binDir, binDir, devAPIAddr, devAdmin, devPassword, devApp, devNamespace,
 		ha, router,
 		headNode, dnsHost, dnsPort, app, headNode)
 }

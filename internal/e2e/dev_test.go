@@ -30,13 +30,14 @@ var (
 func TestDevEndToEnd(t *testing.T) {
 	bin := gearboxBinary(t)
 	dir := t.TempDir()
-	t.Run("first start", func(t *testing.T) { runDevOnce(t, bin, dir) })
-	t.Run("start again", func(t *testing.T) { runDevOnce(t, bin, dir) })
+	t.Run("first start", func(t *testing.T) { runDevOnce(t, bin, dir, true) })
+	t.Run("start again", func(t *testing.T) { runDevOnce(t, bin, dir, false) })
 }
 
-// runDevOnce starts `gearbox dev` on dir, follows its instructions and
-// stops it with Ctrl-C.
-func runDevOnce(t *testing.T, bin, dir string) {
+// runDevOnce starts `gearbox dev` on dir, follows its instructions (with
+// cli, its CLI commands too, in a shell, as printed) and stops it with
+// Ctrl-C.
+func runDevOnce(t *testing.T, bin, dir string, cli bool) {
 	cmd := exec.Command(bin, "dev", "--data-dir", dir)
 	cmd.Env = childEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -108,6 +109,9 @@ func runDevOnce(t *testing.T, bin, dir string) {
 		t.Errorf("dig @%s %s: %v rcode %d, %v", digServer, digName, got, rcode, err)
 	}
 	t.Logf("gearbox dev ready after %s; %s -> %v", time.Since(start).Round(time.Millisecond), digName, got)
+	if cli {
+		followCLICommands(t, out.String())
+	}
 
 	// Ctrl-C stops everything within seconds.
 	cmd.Process.Signal(os.Interrupt)
@@ -122,6 +126,43 @@ func runDevOnce(t *testing.T, bin, dir string) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("gearbox dev still running 20 s after Ctrl-C")
+	}
+}
+
+// followCLICommands runs, in one shell and exactly as printed, the export
+// and gearbox command lines of the dev cluster's instructions: the CLI
+// commands must work from a fresh checkout, where no gearbox binary is on
+// PATH until the printed export puts the dev cluster's own there.
+func followCLICommands(t *testing.T, printed string) {
+	t.Helper()
+	var script []string
+	var gearboxLines int
+	for _, line := range strings.Split(printed, "\n") {
+		cmd, _, _ := strings.Cut(strings.TrimSpace(line), "#")
+		cmd = strings.TrimSpace(cmd)
+		switch {
+		case strings.HasPrefix(cmd, "export "):
+			script = append(script, cmd)
+		case strings.HasPrefix(cmd, "gearbox "):
+			script = append(script, cmd)
+			gearboxLines++
+		}
+	}
+	// app show, node list, dev kill, dev start.
+	if gearboxLines < 4 {
+		t.Fatalf("found %d gearbox commands in the instructions, want at least 4:\n%s", gearboxLines, printed)
+	}
+	sh := exec.Command("bash", "-ec", strings.Join(script, "\n"))
+	// No gearbox on PATH but the one the instructions put there.
+	sh.Env = append(childEnv(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	out, err := sh.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the printed CLI commands failed: %v\n%s\n--- output:\n%s", err, strings.Join(script, "\n"), out)
+	}
+	for _, want := range []string{"demo", "dev-node1", "dev-node2", "dev-node3", "kill done", "start done"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output of the printed CLI commands lacks %q:\n%s", want, out)
+		}
 	}
 }
 
