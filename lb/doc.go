@@ -38,5 +38,9 @@
 // http.Transport resends such a request once only when a reused
 // keep-alive connection turns out to have been closed before it answered.
 //
-// lb imports the standard library and zerolog only, and no gearbox package.
+// FastServer's HTTP/1.1 parsing and socket I/O live in lb/internal/h1,
+// which knows nothing of pools.
+//
+// lb imports the standard library, zerolog and its own sub-packages
+// (lb/internal/h1), and no other gearbox package.
 package lb

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"gearbox/lb/internal/h1"
 )
 
 // FastServer serves a Pool on its own HTTP/1.1 connection handling, for
@@ -89,11 +91,11 @@ type fastClient struct {
 
 	// The request being served and the backend's response: their heads'
 	// buffers are the connection's, reused from one request to the next.
-	req      head
-	body     bodyReader // the request's body
+	req      h1.Head
+	body     h1.BodyReader // the request's body
 	eb       extendingBody
-	resp     head
-	respBody bodyReader
+	resp     h1.Head
+	respBody h1.BodyReader
 	num      [24]byte // formats numbers
 
 	// What prepareOutbound decided for the backend's request.
@@ -155,13 +157,13 @@ func (s *FastServer) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		r, w := socketIO(c)
+		r, w := h1.SocketIO(c)
 		fc := &fastClient{s: s, c: c, br: bufio.NewReaderSize(r, 4096), bw: bufio.NewWriterSize(w, 4096), remote: c.RemoteAddr().String()}
 		if ip, _, err := net.SplitHostPort(fc.remote); err == nil {
 			fc.clientIP = ip
 		}
-		fc.req.fields = make([]field, 0, 32)
-		fc.resp.fields = make([]field, 0, 32)
+		fc.req.Fields = make([]h1.Field, 0, 32)
+		fc.resp.Fields = make([]h1.Field, 0, 32)
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
@@ -286,17 +288,17 @@ func (fc *fastClient) serve() {
 			}
 			fc.br.Discard(n)
 		}
-		if err := fc.req.readRequest(fc.br); err != nil {
+		if err := fc.req.ReadRequest(fc.br); err != nil {
 			// A malformed request is answered and its connection closed;
 			// one that ended or timed out is not answered.
-			if he, ok := err.(*protoError); ok {
-				fc.writePage(he.code, true)
+			if he, ok := err.(*h1.Error); ok {
+				fc.writePage(he.Status, true)
 				fc.lingerClose()
 			}
 			return
 		}
-		fc.lastPost = string(fc.req.method) == http.MethodPost
-		fc.body.reset(fc.br, &fc.req)
+		fc.lastPost = string(fc.req.Method) == http.MethodPost
+		fc.body.Reset(fc.br, &fc.req)
 		keep := fc.handle()
 		if !keep || !fc.state.CompareAndSwap(clientActive, clientIdle) {
 			return
@@ -323,17 +325,17 @@ func (fc *fastClient) lingerClose() {
 func (fc *fastClient) handle() bool {
 	s, p := fc.s, fc.s.p
 	req := &fc.req
-	keep := !req.close && !s.closing.Load()
+	keep := !req.Close && !s.closing.Load()
 	if s.route != nil {
-		if string(req.host) != fc.host {
-			fc.host = string(req.host)
+		if string(req.Host) != fc.host {
+			fc.host = string(req.Host)
 		}
 		if p = s.route(fc.host); p == nil {
 			return fc.writeNotFound(!keep) && keep && fc.drainBody()
 		}
 	}
 	fc.p = p
-	if !p.cfg.NoStatus && req.pathIs(p.cfg.StatusPath) {
+	if !p.cfg.NoStatus && req.PathIs(p.cfg.StatusPath) {
 		return fc.serveStatus(keep) && keep && fc.drainBody()
 	}
 	p.requests.Add(1)
@@ -369,19 +371,19 @@ func (fc *fastClient) handle() bool {
 		p.sessions.Add(-1)
 	}()
 
-	upgrade := req.upgrade
+	upgrade := req.Upgrade
 	fc.prepareOutbound(upgrade)
-	if fc.expect100 && req.contentLength != 0 {
+	if fc.expect100 && req.ContentLength != 0 {
 		fc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 		fc.bw.Flush()
 	}
-	hasBody := req.body != bodyNone
+	hasBody := req.Body != h1.BodyNone
 	var eb *extendingBody
 	if hasBody {
 		fc.eb = extendingBody{r: &fc.body, fc: fc}
 		eb = &fc.eb
 	}
-	isHead := string(req.method) == http.MethodHead
+	isHead := string(req.Method) == http.MethodHead
 	var tried []*backend
 	var triedBuf [4]*backend
 	tried = triedBuf[:0]
@@ -392,7 +394,7 @@ func (fc *fastClient) handle() bool {
 		var err error
 		// A request that may go twice goes again if its kept-alive
 		// connection turns out closed; others check it first.
-		bc, reused, err = s.backendConn(p, b.Addr, upgrade || staleRetried, hasBody || !replayableMethod(req.method))
+		bc, reused, err = s.backendConn(p, b.Addr, upgrade || staleRetried, hasBody || !replayableMethod(req.Method))
 		if err != nil {
 			// Nothing was sent: another backend may take it.
 			b.errors.Add(1)
@@ -426,9 +428,9 @@ func (fc *fastClient) handle() bool {
 			// The client's body was malformed, or did not come: the
 			// backend did nothing wrong, but has half a request.
 			bc.c.Close()
-			switch pe, ok := ce.error.(*protoError); {
+			switch pe, ok := ce.error.(*h1.Error); {
 			case ok:
-				fc.writePage(pe.code, true)
+				fc.writePage(pe.Status, true)
 				fc.lingerClose()
 			case isTimeout(ce.error):
 				fc.writePage(http.StatusRequestTimeout, true)
@@ -439,7 +441,7 @@ func (fc *fastClient) handle() bool {
 			if bc.br.Buffered() == 0 {
 				yieldForIO()
 			}
-			err = fc.resp.readResponse(bc.br, isHead)
+			err = fc.resp.ReadResponse(bc.br, isHead)
 		}
 		if err == nil {
 			break
@@ -448,7 +450,7 @@ func (fc *fastClient) handle() bool {
 		// A kept-alive connection the backend had closed: a request
 		// without a body that may be sent twice goes again, once, on a
 		// new connection.
-		if reused && !staleRetried && !hasBody && replayableMethod(req.method) && bc.br.Buffered() == 0 && !isTimeout(err) {
+		if reused && !staleRetried && !hasBody && replayableMethod(req.Method) && bc.br.Buffered() == 0 && !isTimeout(err) {
 			// The other idle connections to it are likely closed too (a
 			// restart): the retry takes a new one, and they go.
 			staleRetried = true
@@ -461,7 +463,7 @@ func (fc *fastClient) handle() bool {
 		// GET, HEAD, OPTIONS, TRACE, without a body) goes to another
 		// backend; anything else gets 502. The backend is left to the
 		// health checks and to the next connection refused.
-		if !upgrade && !hasBody && replayableMethod(req.method) && connBroken(err) && attempts < p.cfg.Retries {
+		if !upgrade && !hasBody && replayableMethod(req.Method) && connBroken(err) && attempts < p.cfg.Retries {
 			tried = append(tried, b)
 			if next := p.pick(set, tried); next != nil {
 				b.errors.Add(1)
@@ -498,12 +500,12 @@ func connBroken(err error) bool {
 func (fc *fastClient) relay(bc *fastBackendConn, b *backend, stuck, keep, isHead bool) bool {
 	s, p, resp, bw := fc.s, fc.p, &fc.resp, fc.bw
 	// Informational answers go to the client as they come.
-	for resp.status < 200 && resp.status != http.StatusSwitchingProtocols {
+	for resp.Status < 200 && resp.Status != http.StatusSwitchingProtocols {
 		fc.writeStatusLine(resp)
-		writeFields(bw, resp)
+		resp.WriteFields(bw)
 		bw.WriteString("\r\n")
 		bw.Flush()
-		if err := resp.readResponse(bc.br, isHead); err != nil {
+		if err := resp.ReadResponse(bc.br, isHead); err != nil {
 			bc.c.Close()
 			b.errors.Add(1)
 			p.logProxyError(b, http.StatusBadGateway, err)
@@ -512,9 +514,9 @@ func (fc *fastClient) relay(bc *fastBackendConn, b *backend, stuck, keep, isHead
 		}
 	}
 	setCookie := p.affinity && !stuck
-	if resp.status == http.StatusSwitchingProtocols {
+	if resp.Status == http.StatusSwitchingProtocols {
 		fc.writeStatusLine(resp)
-		writeFields(bw, resp)
+		resp.WriteFields(bw)
 		if setCookie {
 			writeSetCookie(bw, b)
 		}
@@ -526,25 +528,25 @@ func (fc *fastClient) relay(bc *fastBackendConn, b *backend, stuck, keep, isHead
 		tunnel(fc.c, fc.br, bc.c, bc.br)
 		return false
 	}
-	resp.dropHopByHop()
+	resp.DropHopByHop()
 	chunked := false
 	switch {
-	case resp.body == bodyNone:
-	case resp.contentLength >= 0:
-	case fc.req.minor >= 1:
+	case resp.Body == h1.BodyNone:
+	case resp.ContentLength >= 0:
+	case fc.req.Minor >= 1:
 		chunked = true
 	default:
 		keep = false // the body ends with the connection
 	}
 	fc.extendWrite()
 	fc.writeStatusLine(resp)
-	writeFields(bw, resp)
+	resp.WriteFields(bw)
 	if setCookie {
 		writeSetCookie(bw, b)
 	}
-	if resp.contentLength >= 0 && (resp.body != bodyNone || isHead) {
+	if resp.ContentLength >= 0 && (resp.Body != h1.BodyNone || isHead) {
 		bw.WriteString("Content-Length: ")
-		bw.Write(strconv.AppendInt(fc.num[:0], resp.contentLength, 10))
+		bw.Write(strconv.AppendInt(fc.num[:0], resp.ContentLength, 10))
 		bw.WriteString("\r\n")
 	}
 	if chunked {
@@ -553,18 +555,18 @@ func (fc *fastClient) relay(bc *fastBackendConn, b *backend, stuck, keep, isHead
 	switch {
 	case !keep:
 		bw.WriteString("Connection: close\r\n")
-	case fc.req.minor == 0:
+	case fc.req.Minor == 0:
 		bw.WriteString("Connection: keep-alive\r\n")
 	}
 	bw.WriteString("\r\n")
 	var copyErr error
-	if resp.body != bodyNone {
-		fc.respBody.reset(bc.br, resp)
+	if resp.Body != h1.BodyNone {
+		fc.respBody.Reset(bc.br, resp)
 		// Bodies of unknown length (streams) are flushed as they come.
-		copyErr = fc.copyBody(bc, chunked, resp.contentLength < 0)
+		copyErr = fc.copyBody(bc, chunked, resp.ContentLength < 0)
 	}
 	flushErr := bw.Flush()
-	if copyErr == nil && !resp.close && bc.br.Buffered() == 0 {
+	if copyErr == nil && !resp.Close && bc.br.Buffered() == 0 {
 		s.putBackendConn(b.Addr, bc)
 	} else {
 		bc.c.Close()
@@ -581,29 +583,10 @@ func (fc *fastClient) relay(bc *fastBackendConn, b *backend, stuck, keep, isHead
 }
 
 // writeStatusLine writes resp's status line as HTTP/1.1.
-func (fc *fastClient) writeStatusLine(resp *head) {
+func (fc *fastClient) writeStatusLine(resp *h1.Head) {
 	fc.bw.WriteString("HTTP/1.1 ")
-	fc.bw.Write(resp.reason)
+	fc.bw.Write(resp.Reason)
 	fc.bw.WriteString("\r\n")
-}
-
-// writeFields writes the fields of h that are passed on, but for its
-// framing (Content-Length, Transfer-Encoding).
-func writeFields(bw *bufio.Writer, h *head) {
-	for i := range h.fields {
-		f := &h.fields[i]
-		if f.drop || f.kind == fieldContentLength || f.kind == fieldTransferEncoding {
-			continue
-		}
-		writeField(bw, f.name, f.value)
-	}
-}
-
-func writeField(bw *bufio.Writer, name, value []byte) {
-	bw.Write(name)
-	bw.WriteString(": ")
-	bw.Write(value)
-	bw.WriteString("\r\n")
 }
 
 // writeSetCookie writes the affinity cookie of b, and keeps shared caches
@@ -684,16 +667,12 @@ func (fc *fastClient) copyBody(bc *fastBackendConn, chunked, stream bool) error 
 	}()
 	timeout := fc.p.cfg.ServerTimeout
 	last := time.Now()
-	for !body.done() {
-		if n := bc.br.Buffered(); n > 0 && body.mode == bodyLength {
-			p, _ := bc.br.Peek(int(min(int64(n), body.n)))
+	for !body.Done() {
+		if p := body.Buffered(); len(p) > 0 {
 			if err := fc.writeBodyPart(p, chunked, stream); err != nil {
 				return err
 			}
-			bc.br.Discard(len(p))
-			if body.n -= int64(len(p)); body.n == 0 {
-				body.err = io.EOF
-			}
+			body.Skip(len(p))
 			continue
 		}
 		if bc.br.Buffered() == 0 {
@@ -814,15 +793,15 @@ func (r *pageRecorder) Write(b []byte) (int, error) {
 // serveStatus answers with the pool's status page.
 func (fc *fastClient) serveStatus(keep bool) bool {
 	req := &fc.req
-	u := req.abs
+	u := req.Abs
 	if u == nil {
 		var err error
-		if u, err = url.ParseRequestURI(string(req.target)); err != nil {
+		if u, err = url.ParseRequestURI(string(req.Target)); err != nil {
 			fc.writePage(http.StatusBadRequest, true)
 			return false
 		}
 	}
-	r := &http.Request{Method: string(req.method), URL: u, Host: string(req.host), Header: http.Header{}, RemoteAddr: fc.remote}
+	r := &http.Request{Method: string(req.Method), URL: u, Host: string(req.Host), Header: http.Header{}, RemoteAddr: fc.remote}
 	rec := &pageRecorder{header: make(http.Header), code: http.StatusOK}
 	fc.p.serveStatus(rec, r)
 	bw := fc.bw
@@ -844,7 +823,7 @@ func (fc *fastClient) serveStatus(keep bool) bool {
 // request on the connection can be read; false if that failed or was too
 // much.
 func (fc *fastClient) drainBody() bool {
-	if fc.body.done() {
+	if fc.body.Done() {
 		return true
 	}
 	var buf [4096]byte
@@ -882,7 +861,7 @@ func (s *FastServer) backendConn(p *Pool, addr string, fresh, check bool) (*fast
 		for len(list) > 0 {
 			bc := list[len(list)-1]
 			list = list[:len(list)-1]
-			if now.Sub(bc.used) < idleConnTimeout && (!check || idleAlive(bc.c)) {
+			if now.Sub(bc.used) < idleConnTimeout && (!check || h1.IdleAlive(bc.c)) {
 				s.idle[addr] = list
 				s.mu.Unlock()
 				return bc, true, nil
@@ -896,32 +875,9 @@ func (s *FastServer) backendConn(p *Pool, addr string, fresh, check bool) (*fast
 	if err != nil {
 		return nil, false, err
 	}
-	r, w := socketIO(c)
+	r, w := h1.SocketIO(c)
 	bc := &fastBackendConn{c: c, br: bufio.NewReaderSize(r, 4096), bw: bufio.NewWriterSize(w, 4096)}
 	return bc, false, nil
-}
-
-// idleAlive reports whether an idle backend connection is still open
-// and has sent nothing: a backend that closed it (restart, idle timeout)
-// must not get a request on it, which it would never answer. It peeks
-// without blocking: one system call.
-func idleAlive(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	alive := false
-	var buf [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = n <= 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
-		return true
-	})
-	return err == nil && alive
 }
 
 // dropIdle closes the idle connections to addr.
@@ -960,15 +916,15 @@ func (fc *fastClient) prepareOutbound(upgrade bool) {
 	req, p := &fc.req, fc.p
 	fc.upgradeTo = nil
 	if upgrade {
-		fc.upgradeTo, _ = req.first(fieldUpgrade)
+		fc.upgradeTo, _ = req.First(h1.FieldUpgrade)
 	}
-	req.dropHopByHop()
+	req.DropHopByHop()
 	fc.expect100 = false
-	if v, ok := req.first(fieldExpect); ok && equalFold(v, "100-continue") {
+	if v, ok := req.First(h1.FieldExpect); ok && h1.EqualFold(v, "100-continue") {
 		fc.expect100 = true
-		for i := range req.fields {
-			if f := &req.fields[i]; f.kind == fieldExpect {
-				f.drop = true
+		for i := range req.Fields {
+			if f := &req.Fields[i]; f.Kind == h1.FieldExpect {
+				f.Drop = true
 			}
 		}
 	}
@@ -976,9 +932,9 @@ func (fc *fastClient) prepareOutbound(upgrade bool) {
 	// nginx do; -Host and -Proto are the client's only from a trusted
 	// proxy.
 	trusted := len(p.cfg.TrustedProxies) > 0 && p.trusted(fc.remote)
-	v, _ := req.first(fieldXForwardedHost)
+	v, _ := req.First(h1.FieldXForwardedHost)
 	fc.setXFH = !trusted || len(v) == 0
-	v, _ = req.first(fieldXForwardedProto)
+	v, _ = req.First(h1.FieldXForwardedProto)
 	fc.setXFP = !trusted || len(v) == 0
 }
 
@@ -986,44 +942,44 @@ func (fc *fastClient) prepareOutbound(upgrade bool) {
 // decided: request line, Host, fields, framing and body.
 func (fc *fastClient) writeRequest(bc *fastBackendConn) error {
 	req, p, bw := &fc.req, fc.p, bc.bw
-	bw.Write(req.method)
+	bw.Write(req.Method)
 	bw.WriteByte(' ')
-	bw.Write(req.target)
+	bw.Write(req.Target)
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	if p.cfg.Host != "" {
 		bw.WriteString(p.cfg.Host)
 	} else {
-		bw.Write(req.host)
+		bw.Write(req.Host)
 	}
 	bw.WriteString("\r\n")
 	setXFF := fc.clientIP != ""
-	for i := range req.fields {
-		f := &req.fields[i]
-		if f.drop {
+	for i := range req.Fields {
+		f := &req.Fields[i]
+		if f.Drop {
 			continue
 		}
-		switch f.kind {
-		case fieldHost, fieldContentLength:
+		switch f.Kind {
+		case h1.FieldHost, h1.FieldContentLength:
 			continue
-		case fieldXForwardedFor:
+		case h1.FieldXForwardedFor:
 			if setXFF {
 				continue
 			}
-		case fieldXForwardedHost:
+		case h1.FieldXForwardedHost:
 			if fc.setXFH {
 				continue
 			}
-		case fieldXForwardedProto:
+		case h1.FieldXForwardedProto:
 			if fc.setXFP {
 				continue
 			}
-		case fieldCookie:
+		case h1.FieldCookie:
 			if p.affinity {
-				writeCookieWithout(bw, f.value, p.cfg.CookieName)
+				h1.WriteCookieWithout(bw, f.Value, p.cfg.CookieName)
 				continue
 			}
 		}
-		writeField(bw, f.name, f.value)
+		h1.WriteField(bw, f.Name, f.Value)
 	}
 	if fc.upgradeTo != nil {
 		bw.WriteString("Connection: Upgrade\r\nUpgrade: ")
@@ -1032,9 +988,9 @@ func (fc *fastClient) writeRequest(bc *fastBackendConn) error {
 	}
 	if setXFF {
 		bw.WriteString("X-Forwarded-For: ")
-		for i := range req.fields {
-			if f := &req.fields[i]; f.kind == fieldXForwardedFor && !f.drop {
-				bw.Write(f.value)
+		for i := range req.Fields {
+			if f := &req.Fields[i]; f.Kind == h1.FieldXForwardedFor && !f.Drop {
+				bw.Write(f.Value)
 				bw.WriteString(", ")
 			}
 		}
@@ -1043,27 +999,27 @@ func (fc *fastClient) writeRequest(bc *fastBackendConn) error {
 	}
 	if fc.setXFH {
 		bw.WriteString("X-Forwarded-Host: ")
-		bw.Write(req.host)
+		bw.Write(req.Host)
 		bw.WriteString("\r\n")
 	}
 	if fc.setXFP {
 		bw.WriteString("X-Forwarded-Proto: http\r\n")
 	}
 	switch {
-	case req.body == bodyLength:
+	case req.Body == h1.BodyLength:
 		bw.WriteString("Content-Length: ")
-		bw.Write(strconv.AppendInt(fc.num[:0], req.contentLength, 10))
+		bw.Write(strconv.AppendInt(fc.num[:0], req.ContentLength, 10))
 		bw.WriteString("\r\n")
-	case req.body == bodyChunked:
+	case req.Body == h1.BodyChunked:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	default:
-		switch string(req.method) {
+		switch string(req.Method) {
 		case http.MethodPost, http.MethodPut, http.MethodPatch:
 			bw.WriteString("Content-Length: 0\r\n")
 		}
 	}
 	bw.WriteString("\r\n")
-	if req.body != bodyNone {
+	if req.Body != h1.BodyNone {
 		bp := copyBufs.Get().(*[]byte)
 		defer copyBufs.Put(bp)
 		buf := *bp
@@ -1073,12 +1029,12 @@ func (fc *fastClient) writeRequest(bc *fastBackendConn) error {
 				return clientBodyError{err}
 			}
 			if n > 0 {
-				if req.body == bodyChunked {
+				if req.Body == h1.BodyChunked {
 					bw.Write(strconv.AppendUint(fc.num[:0], uint64(n), 16))
 					bw.WriteString("\r\n")
 				}
 				bw.Write(buf[:n])
-				if req.body == bodyChunked {
+				if req.Body == h1.BodyChunked {
 					bw.WriteString("\r\n")
 				}
 			}
@@ -1086,99 +1042,25 @@ func (fc *fastClient) writeRequest(bc *fastBackendConn) error {
 				break
 			}
 		}
-		if req.body == bodyChunked {
+		if req.Body == h1.BodyChunked {
 			bw.WriteString("0\r\n\r\n")
 		}
 	}
 	return bw.Flush()
 }
 
-// writeCookieWithout writes a Cookie field line without the cookies
-// called name, so that the app never sees the affinity cookie (haproxy's
-// "indirect"); nothing if no other cookie is left. Other cookies pass as
-// they came, as stripCookie does for Pool.ServeHTTP.
-func writeCookieWithout(bw *bufio.Writer, v []byte, name string) {
-	if !bytes.Contains(v, []byte(name)) {
-		writeField(bw, []byte("Cookie"), v)
-		return
-	}
-	n := 0
-	for rest := v; len(rest) > 0; {
-		var part []byte
-		part, rest = cutByte(rest, ';')
-		if part = trimOWS(part); len(part) == 0 {
-			continue
-		}
-		if k, _ := cutByte(part, '='); string(k) == name {
-			continue
-		}
-		if n == 0 {
-			bw.WriteString("Cookie: ")
-		} else {
-			bw.WriteString("; ")
-		}
-		bw.Write(part)
-		n++
-	}
-	if n > 0 {
-		bw.WriteString("\r\n")
-	}
-}
-
-// cutByte slices b around the first sep: before and after it, or all of
-// b and nil.
-func cutByte(b []byte, sep byte) (before, after []byte) {
-	if i := bytes.IndexByte(b, sep); i >= 0 {
-		return b[:i], b[i+1:]
-	}
-	return b, nil
-}
-
 // stickyFast is stickyBackend for a request FastServer read: the backend
 // its affinity cookie names, if it may take requests.
-func (p *Pool) stickyFast(req *head, set *backendSet) *backend {
-	name := p.cfg.CookieName
-	for i := range req.fields {
-		f := &req.fields[i]
-		if f.kind != fieldCookie {
-			continue
-		}
-		for rest := f.value; len(rest) > 0; {
-			var part []byte
-			part, rest = cutByte(rest, ';')
-			k, v := cutByte(trimOWS(part), '=')
-			if v == nil || string(k) != name {
-				continue
-			}
-			for len(v) > 0 && v[0] == '"' {
-				v = v[1:]
-			}
-			for len(v) > 0 && v[len(v)-1] == '"' {
-				v = v[:len(v)-1]
-			}
-			if len(v) == 0 {
-				return nil
-			}
-			b := set.byCookie[string(v)]
-			if b == nil || !p.eligible(b) {
-				return nil
-			}
-			return b
-		}
+func (p *Pool) stickyFast(req *h1.Head, set *backendSet) *backend {
+	v := req.Cookie(p.cfg.CookieName)
+	if len(v) == 0 {
+		return nil
 	}
-	return nil
-}
-
-// pathIs reports whether the request's path, unescaped, is path.
-func (h *head) pathIs(path string) bool {
-	if h.abs != nil {
-		return h.abs.Path == path
+	b := set.byCookie[string(v)]
+	if b == nil || !p.eligible(b) {
+		return nil
 	}
-	if bytes.IndexByte(h.path, '%') >= 0 {
-		u, err := url.PathUnescape(string(h.path))
-		return err == nil && u == path
-	}
-	return string(h.path) == path
+	return b
 }
 
 // tunnel copies bytes both ways between the client and the backend (an

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gearbox/lb/internal/h1"
 )
 
 // rawBackend answers each request with the bytes that answer returns
@@ -513,7 +515,7 @@ func TestFastServerRefuses(t *testing.T) {
 		{"malformed request line", "GET /\r\n\r\n", 400},
 		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505},
 		{"CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405},
-		{"head too large", "GET / HTTP/1.1\r\nHost: app\r\nCookie: " + strings.Repeat("x", maxHeadBytes) + "\r\n\r\n", 431},
+		{"head too large", "GET / HTTP/1.1\r\nHost: app\r\nCookie: " + strings.Repeat("x", h1.MaxHeadBytes) + "\r\n\r\n", 431},
 	}
 	rb := newRawBackend(t, func(*http.Request, string) (string, bool) {
 		return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false

@@ -1,4 +1,4 @@
-package lb
+package h1
 
 import (
 	"io"
@@ -8,7 +8,7 @@ import (
 	"unsafe"
 )
 
-// socketIO returns the reader and writer that FastServer's buffers use on
+// SocketIO returns the reader and writer that a proxy's buffers use on
 // c: on Linux, read(2) and write(2) made as raw system calls through the
 // connection's RawConn, so that the runtime does not count them as system
 // calls. A proxy makes several short ones per request, on non-blocking
@@ -18,7 +18,7 @@ import (
 // every 20 µs to see to it. A read or write that would block returns to
 // the poller as net.Conn's do: each waits only after a call found nothing
 // to read or no room to write, so no readiness is missed.
-func socketIO(c net.Conn) (io.Reader, io.Writer) {
+func SocketIO(c net.Conn) (io.Reader, io.Writer) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return c, c

@@ -1,4 +1,4 @@
-package lb
+package h1
 
 import (
 	"bufio"
@@ -52,11 +52,11 @@ func TestParseRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var h head
-			if err := h.readRequest(bufio.NewReaderSize(strings.NewReader(tt.in), 4096)); err != nil {
+			var h Head
+			if err := h.ReadRequest(bufio.NewReaderSize(strings.NewReader(tt.in), 4096)); err != nil {
 				t.Fatal(err)
 			}
-			got := want{string(h.method), string(h.target), string(h.host), h.contentLength, h.chunked, h.close, h.upgrade, len(h.fields)}
+			got := want{string(h.Method), string(h.Target), string(h.Host), h.ContentLength, h.Chunked, h.Close, h.Upgrade, len(h.Fields)}
 			if got != tt.want {
 				t.Errorf("got %+v\nwant %+v", got, tt.want)
 			}
@@ -106,14 +106,14 @@ func TestParseRequestRefuses(t *testing.T) {
 		{"Transfer-Encoding in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", errTEHTTP10},
 		{"Trailer names Content-Length", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: Content-Length\r\n\r\n", errTrailerKey},
 		{"too many Connection options", "GET / HTTP/1.1\r\nHost: a\r\nConnection: " + strings.Repeat("x, ", 65) + "\r\n\r\n", errConnectionTokens},
-		{"too large", "GET / HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("x", maxHeadBytes) + "\r\n\r\n", errHeadTooLarge},
+		{"too large", "GET / HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("x", MaxHeadBytes) + "\r\n\r\n", errHeadTooLarge},
 		{"ends within the head", "GET / HTTP/1.1\r\nHost: a\r\n", io.ErrUnexpectedEOF},
 		{"nothing", "", io.EOF},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var h head
-			err := h.readRequest(bufio.NewReaderSize(strings.NewReader(tt.in), 4096))
+			var h Head
+			err := h.ReadRequest(bufio.NewReaderSize(strings.NewReader(tt.in), 4096))
 			if err != tt.err {
 				t.Errorf("error %v, want %v", err, tt.err)
 			}
@@ -126,7 +126,7 @@ func TestParseResponse(t *testing.T) {
 		status int
 		reason string
 		length int64
-		body   bodyMode
+		body   BodyMode
 		close  bool
 	}
 	tests := []struct {
@@ -135,27 +135,27 @@ func TestParseResponse(t *testing.T) {
 		head bool
 		want want
 	}{
-		{"length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, want{200, "200 OK", 5, bodyLength, false}},
-		{"no reason", "HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n", false, want{404, "404", 0, bodyLength, false}},
-		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, want{200, "200 OK", -1, bodyChunked, false}},
-		{"chunked wins over length, connection not kept", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", false, want{200, "200 OK", -1, bodyChunked, true}},
-		{"until the end", "HTTP/1.1 200 OK\r\n\r\n", false, want{200, "200 OK", -1, bodyUntilEOF, true}},
-		{"HTTP/1.0 closes", "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false, want{200, "200 OK", 1, bodyLength, true}},
-		{"HTTP/1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n", false, want{200, "200 OK", 1, bodyLength, false}},
-		{"Connection: close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false, want{200, "200 OK", 1, bodyLength, true}},
-		{"HEAD keeps the length", "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", true, want{200, "200 OK", 1000, bodyNone, false}},
-		{"HEAD without length", "HTTP/1.1 200 OK\r\n\r\n", true, want{200, "200 OK", -1, bodyNone, false}},
-		{"204", "HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n", false, want{204, "204 No Content", 0, bodyNone, false}},
-		{"304", "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", false, want{304, "304 Not Modified", 0, bodyNone, false}},
-		{"103", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", false, want{103, "103 Early Hints", 0, bodyNone, false}},
+		{"length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, want{200, "200 OK", 5, BodyLength, false}},
+		{"no reason", "HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n", false, want{404, "404", 0, BodyLength, false}},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, want{200, "200 OK", -1, BodyChunked, false}},
+		{"chunked wins over length, connection not kept", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", false, want{200, "200 OK", -1, BodyChunked, true}},
+		{"until the end", "HTTP/1.1 200 OK\r\n\r\n", false, want{200, "200 OK", -1, BodyUntilEOF, true}},
+		{"HTTP/1.0 closes", "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false, want{200, "200 OK", 1, BodyLength, true}},
+		{"HTTP/1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n", false, want{200, "200 OK", 1, BodyLength, false}},
+		{"Connection: close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false, want{200, "200 OK", 1, BodyLength, true}},
+		{"HEAD keeps the length", "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", true, want{200, "200 OK", 1000, BodyNone, false}},
+		{"HEAD without length", "HTTP/1.1 200 OK\r\n\r\n", true, want{200, "200 OK", -1, BodyNone, false}},
+		{"204", "HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n", false, want{204, "204 No Content", 0, BodyNone, false}},
+		{"304", "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", false, want{304, "304 Not Modified", 0, BodyNone, false}},
+		{"103", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", false, want{103, "103 Early Hints", 0, BodyNone, false}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var h head
-			if err := h.readResponse(bufio.NewReaderSize(strings.NewReader(tt.in), 4096), tt.head); err != nil {
+			var h Head
+			if err := h.ReadResponse(bufio.NewReaderSize(strings.NewReader(tt.in), 4096), tt.head); err != nil {
 				t.Fatal(err)
 			}
-			got := want{h.status, string(h.reason), h.contentLength, h.body, h.close}
+			got := want{h.Status, string(h.Reason), h.ContentLength, h.Body, h.Close}
 			if got != tt.want {
 				t.Errorf("got %+v\nwant %+v", got, tt.want)
 			}
@@ -182,8 +182,8 @@ func TestParseResponseRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var h head
-			if err := h.readResponse(bufio.NewReaderSize(strings.NewReader(tt.in), 4096), false); err != tt.err {
+			var h Head
+			if err := h.ReadResponse(bufio.NewReaderSize(strings.NewReader(tt.in), 4096), false); err != tt.err {
 				t.Errorf("error %v, want %v", err, tt.err)
 			}
 		})
@@ -223,8 +223,8 @@ func TestChunkedBody(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			br := bufio.NewReaderSize(strings.NewReader(tt.in), 4096)
-			var b bodyReader
-			b.reset(br, &head{body: bodyChunked, contentLength: -1})
+			var b BodyReader
+			b.Reset(br, &Head{Body: BodyChunked, ContentLength: -1})
 			got, err := io.ReadAll(&b)
 			if !errors.Is(err, tt.err) {
 				t.Fatalf("error %v, want %v", err, tt.err)

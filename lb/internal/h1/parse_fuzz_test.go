@@ -1,4 +1,4 @@
-package lb
+package h1
 
 import (
 	"bufio"
@@ -10,15 +10,15 @@ import (
 	"testing"
 )
 
-// The fuzz tests feed the same bytes to FastServer's parser and to
-// net/http's, and check that they agree: both refuse, or both accept with
-// the same method, target, path, Host, framing and body. FastServer may
-// refuse what net/http accepts only for the reasons it is stricter on
-// purpose (see parse.go). Their seeds run with every go test; run the
-// fuzzer with
+// The fuzz tests feed the same bytes to this package's parser, which
+// FastServer reads messages with, and to net/http's, and check that they
+// agree: both refuse, or both accept with the same method, target, path,
+// Host, framing and body. The parser may refuse what net/http accepts
+// only for the reasons it is stricter on purpose (see parse.go). Their
+// seeds run with every go test; run the fuzzer with
 //
-//	go test ./lb -run '^$' -fuzz FuzzParseRequest -fuzztime 1m
-//	go test ./lb -run '^$' -fuzz FuzzParseResponse -fuzztime 1m
+//	go test ./lb/internal/h1 -run '^$' -fuzz FuzzParseRequest -fuzztime 1m
+//	go test ./lb/internal/h1 -run '^$' -fuzz FuzzParseResponse -fuzztime 1m
 
 // requestSeeds are tricky request heads and bodies, smuggling attempts
 // among them.
@@ -122,14 +122,14 @@ var requestSeeds = []string{
 	"",
 }
 
-// stricter reports whether err is one of the refusals in which FastServer
+// stricter reports whether err is one of the refusals in which the parser
 // is stricter than net/http on purpose.
 func stricter(err error, data []byte) bool {
 	switch err {
 	case errFolded, errVersion, errConnect, errTEHTTP10, errTEAndCL, errConnectionTokens:
 		return true
 	case errHeadTooLarge:
-		return len(data) > maxHeadBytes
+		return len(data) > MaxHeadBytes
 	}
 	return false
 }
@@ -139,9 +139,9 @@ func FuzzParseRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var h head
+		var h Head
 		br := bufio.NewReaderSize(bytes.NewReader(data), 4096)
-		err := h.readRequest(br)
+		err := h.ReadRequest(br)
 		req, herr := netHTTPRequest(data)
 		switch {
 		case err != nil && herr != nil:
@@ -154,26 +154,26 @@ func FuzzParseRequest(f *testing.F) {
 		case herr != nil:
 			t.Fatalf("accepted what net/http refuses (%v): %q", herr, data)
 		}
-		if got := string(h.method); got != req.Method {
+		if got := string(h.Method); got != req.Method {
 			t.Errorf("method %q, net/http %q", got, req.Method)
 		}
-		if got := string(h.target); got != req.RequestURI {
+		if got := string(h.Target); got != req.RequestURI {
 			t.Errorf("target %q, net/http %q", got, req.RequestURI)
 		}
-		if !h.pathIs(req.URL.Path) {
-			t.Errorf("path %q is not net/http's %q", h.path, req.URL.Path)
+		if !h.PathIs(req.URL.Path) {
+			t.Errorf("path %q is not net/http's %q", h.Path, req.URL.Path)
 		}
-		if got := string(h.host); got != req.Host {
+		if got := string(h.Host); got != req.Host {
 			t.Errorf("host %q, net/http %q", got, req.Host)
 		}
-		if h.chunked != (len(req.TransferEncoding) > 0) || h.contentLength != req.ContentLength {
-			t.Errorf("chunked %v length %d, net/http %v %d", h.chunked, h.contentLength, req.TransferEncoding, req.ContentLength)
+		if h.Chunked != (len(req.TransferEncoding) > 0) || h.ContentLength != req.ContentLength {
+			t.Errorf("chunked %v length %d, net/http %v %d", h.Chunked, h.ContentLength, req.TransferEncoding, req.ContentLength)
 		}
-		if h.close != req.Close {
-			t.Errorf("close %v, net/http %v", h.close, req.Close)
+		if h.Close != req.Close {
+			t.Errorf("close %v, net/http %v", h.Close, req.Close)
 		}
-		var b bodyReader
-		b.reset(br, &h)
+		var b BodyReader
+		b.Reset(br, &h)
 		compareBodies(t, &b, req.Body, data)
 		if t.Failed() {
 			t.Logf("input %q", data)
@@ -275,16 +275,16 @@ func FuzzParseResponse(f *testing.F) {
 		f.Add([]byte(s), true)
 	}
 	f.Fuzz(func(t *testing.T, data []byte, headRequest bool) {
-		var h head
+		var h Head
 		br := bufio.NewReaderSize(bytes.NewReader(data), 4096)
-		err := h.readResponse(br, headRequest)
+		err := h.ReadResponse(br, headRequest)
 		method := http.MethodGet
 		if headRequest {
 			method = http.MethodHead
 		}
 		resp, herr := http.ReadResponse(bufio.NewReaderSize(bytes.NewReader(data), 4096), &http.Request{Method: method})
 		if herr == nil {
-			// FastServer is stricter than net/http's client in these.
+			// The parser is stricter than net/http's client in these.
 			for k := range resp.Header {
 				if !isToken([]byte(k)) {
 					herr = errFieldName
@@ -308,21 +308,21 @@ func FuzzParseResponse(f *testing.F) {
 		case herr != nil:
 			t.Fatalf("accepted what net/http refuses (%v): %q", herr, data)
 		}
-		if h.status != resp.StatusCode || string(h.reason) != resp.Status {
-			t.Errorf("status %d %q, net/http %d %q", h.status, h.reason, resp.StatusCode, resp.Status)
+		if h.Status != resp.StatusCode || string(h.Reason) != resp.Status {
+			t.Errorf("status %d %q, net/http %d %q", h.Status, h.Reason, resp.StatusCode, resp.Status)
 		}
-		if h.chunked != (len(resp.TransferEncoding) > 0) || h.contentLength != resp.ContentLength {
-			t.Errorf("chunked %v length %d, net/http %v %d", h.chunked, h.contentLength, resp.TransferEncoding, resp.ContentLength)
+		if h.Chunked != (len(resp.TransferEncoding) > 0) || h.ContentLength != resp.ContentLength {
+			t.Errorf("chunked %v length %d, net/http %v %d", h.Chunked, h.ContentLength, resp.TransferEncoding, resp.ContentLength)
 		}
 		bothTEAndCL := false
-		for _, f := range h.fields {
-			bothTEAndCL = bothTEAndCL || h.chunked && f.kind == fieldContentLength
+		for _, f := range h.Fields {
+			bothTEAndCL = bothTEAndCL || h.Chunked && f.Kind == FieldContentLength
 		}
-		if h.close != resp.Close && !bothTEAndCL {
-			t.Errorf("close %v, net/http %v", h.close, resp.Close)
+		if h.Close != resp.Close && !bothTEAndCL {
+			t.Errorf("close %v, net/http %v", h.Close, resp.Close)
 		}
-		var b bodyReader
-		b.reset(br, &h)
+		var b BodyReader
+		b.Reset(br, &h)
 		compareBodies(t, &b, resp.Body, data)
 		if t.Failed() {
 			t.Logf("input %q", data)

@@ -1,13 +1,12 @@
-package lb
+package h1
 
-// FastServer's HTTP/1.1 message heads and bodies, read over the
-// connections' bufio.Readers without net/http: a head is copied once into
+// HTTP/1.1 message heads and bodies, read over connections' bufio.Readers without net/http: a head is copied once into
 // a buffer that its connection keeps, and its fields are slices of that
 // buffer, kept in order in a slice that is reused too, so that a
 // kept-alive request costs no allocation to read.
 //
 // The rules follow net/http's server (for requests) and client (for
-// responses), which FastServer used before, and are stricter where
+// responses), which lb's FastServer used before, and are stricter where
 // request smuggling or response splitting lives (RFC 9112 sections 6.3
 // and 11.2). A request is refused, and its connection closed, when:
 //
@@ -20,7 +19,7 @@ package lb
 //   - a field line has no colon, a name that is not a token, a value with
 //     control characters (a bare CR among them), or begins with white
 //     space (obs-fold line folding, which net/http would join: 400);
-//   - the head is longer than maxHeadBytes (431);
+//   - the head is longer than MaxHeadBytes (431);
 //   - Host is missing in HTTP/1.1, given twice or malformed;
 //   - Content-Length is not a decimal number, or given several times with
 //     different values;
@@ -51,185 +50,187 @@ import (
 	"net/url"
 )
 
-// maxHeadBytes bounds a request's or response's head: its start line and
+// MaxHeadBytes bounds a request's or response's head: its start line and
 // header fields with their line ends, 64 KiB (net/http's server allows
 // 1 MB, nginx 4 lines of 8 KiB, HAProxy 16 KiB). A longer request head
 // is answered with 431.
-const maxHeadBytes = 64 << 10
+const MaxHeadBytes = 64 << 10
 
-// protoError is a malformed message (head or chunked body), with the
+// Error is a malformed message (head or chunked body), with the
 // status that answers it when it is a request.
-type protoError struct {
-	code int
-	msg  string
+type Error struct {
+	Status int // the answer to a malformed request: 400, 405, 431, 501 or 505
+	msg    string
 }
 
-func (e *protoError) Error() string { return "http: " + e.msg }
+func (e *Error) Error() string { return "http: " + e.msg }
 
 // The ways a head can be malformed. They are values, so that a refused
 // request costs no allocation either.
 var (
-	errHeadTooLarge     = &protoError{http.StatusRequestHeaderFieldsTooLarge, "message head too large"}
-	errRequestLine      = &protoError{http.StatusBadRequest, "malformed request line"}
-	errMethod           = &protoError{http.StatusBadRequest, "invalid method"}
-	errConnect          = &protoError{http.StatusMethodNotAllowed, "CONNECT is not supported"}
-	errTarget           = &protoError{http.StatusBadRequest, "invalid request target"}
-	errVersion          = &protoError{http.StatusHTTPVersionNotSupported, "unsupported HTTP version"}
-	errStatusLine       = &protoError{http.StatusBadGateway, "malformed status line"}
-	errFolded           = &protoError{http.StatusBadRequest, "folded or indented header line"}
-	errFieldLine        = &protoError{http.StatusBadRequest, "malformed header line"}
-	errFieldName        = &protoError{http.StatusBadRequest, "invalid header field name"}
-	errFieldValue       = &protoError{http.StatusBadRequest, "invalid header field value"}
-	errNoHost           = &protoError{http.StatusBadRequest, "missing required Host header"}
-	errHosts            = &protoError{http.StatusBadRequest, "too many Host headers"}
-	errHost             = &protoError{http.StatusBadRequest, "malformed Host header"}
-	errContentLength    = &protoError{http.StatusBadRequest, "bad Content-Length"}
-	errContentLengths   = &protoError{http.StatusBadRequest, "several different Content-Length values"}
-	errTEUnsupported    = &protoError{http.StatusNotImplemented, "unsupported transfer encoding"}
-	errTEHTTP10         = &protoError{http.StatusBadRequest, "Transfer-Encoding in an HTTP/1.0 message"}
-	errTEAndCL          = &protoError{http.StatusBadRequest, "both Transfer-Encoding and Content-Length"}
-	errTrailerKey       = &protoError{http.StatusBadRequest, "bad Trailer key"}
-	errConnectionTokens = &protoError{http.StatusBadRequest, "too many Connection options"}
-	errChunkBareLF      = &protoError{http.StatusBadRequest, "chunked line ends with bare LF"}
-	errChunkCR          = &protoError{http.StatusBadRequest, "invalid CR in chunked line"}
-	errChunkLineTooLong = &protoError{http.StatusBadRequest, "chunk size line too long"}
-	errChunkSize        = &protoError{http.StatusBadRequest, "invalid chunk size"}
-	errChunkOverhead    = &protoError{http.StatusBadRequest, "chunked encoding contains too much non-data"}
-	errChunkEnd         = &protoError{http.StatusBadRequest, "malformed chunked encoding"}
-	errTrailer          = &protoError{http.StatusBadRequest, "malformed trailer"}
-	errTrailerTooLong   = &protoError{http.StatusBadRequest, "suspiciously long trailer after chunked body"}
+	errHeadTooLarge     = &Error{http.StatusRequestHeaderFieldsTooLarge, "message head too large"}
+	errRequestLine      = &Error{http.StatusBadRequest, "malformed request line"}
+	errMethod           = &Error{http.StatusBadRequest, "invalid method"}
+	errConnect          = &Error{http.StatusMethodNotAllowed, "CONNECT is not supported"}
+	errTarget           = &Error{http.StatusBadRequest, "invalid request target"}
+	errVersion          = &Error{http.StatusHTTPVersionNotSupported, "unsupported HTTP version"}
+	errStatusLine       = &Error{http.StatusBadGateway, "malformed status line"}
+	errFolded           = &Error{http.StatusBadRequest, "folded or indented header line"}
+	errFieldLine        = &Error{http.StatusBadRequest, "malformed header line"}
+	errFieldName        = &Error{http.StatusBadRequest, "invalid header field name"}
+	errFieldValue       = &Error{http.StatusBadRequest, "invalid header field value"}
+	errNoHost           = &Error{http.StatusBadRequest, "missing required Host header"}
+	errHosts            = &Error{http.StatusBadRequest, "too many Host headers"}
+	errHost             = &Error{http.StatusBadRequest, "malformed Host header"}
+	errContentLength    = &Error{http.StatusBadRequest, "bad Content-Length"}
+	errContentLengths   = &Error{http.StatusBadRequest, "several different Content-Length values"}
+	errTEUnsupported    = &Error{http.StatusNotImplemented, "unsupported transfer encoding"}
+	errTEHTTP10         = &Error{http.StatusBadRequest, "Transfer-Encoding in an HTTP/1.0 message"}
+	errTEAndCL          = &Error{http.StatusBadRequest, "both Transfer-Encoding and Content-Length"}
+	errTrailerKey       = &Error{http.StatusBadRequest, "bad Trailer key"}
+	errConnectionTokens = &Error{http.StatusBadRequest, "too many Connection options"}
+	errChunkBareLF      = &Error{http.StatusBadRequest, "chunked line ends with bare LF"}
+	errChunkCR          = &Error{http.StatusBadRequest, "invalid CR in chunked line"}
+	errChunkLineTooLong = &Error{http.StatusBadRequest, "chunk size line too long"}
+	errChunkSize        = &Error{http.StatusBadRequest, "invalid chunk size"}
+	errChunkOverhead    = &Error{http.StatusBadRequest, "chunked encoding contains too much non-data"}
+	errChunkEnd         = &Error{http.StatusBadRequest, "malformed chunked encoding"}
+	errTrailer          = &Error{http.StatusBadRequest, "malformed trailer"}
+	errTrailerTooLong   = &Error{http.StatusBadRequest, "suspiciously long trailer after chunked body"}
 )
 
-// fieldKind tells the header fields that the proxy reads or rewrites.
-type fieldKind uint8
+// FieldKind tells the header fields that the proxy reads or rewrites.
+type FieldKind uint8
 
 const (
-	fieldOther fieldKind = iota
-	fieldHost
-	fieldContentLength
-	fieldTransferEncoding
-	fieldConnection
-	fieldUpgrade
-	fieldExpect
-	fieldCookie
-	fieldTrailer
-	fieldKeepAlive
-	fieldProxyConnection
-	fieldTE
-	fieldProxyAuthenticate
-	fieldProxyAuthorization
-	fieldXForwardedFor
-	fieldXForwardedHost
-	fieldXForwardedProto
+	FieldOther FieldKind = iota
+	FieldHost
+	FieldContentLength
+	FieldTransferEncoding
+	FieldConnection
+	FieldUpgrade
+	FieldExpect
+	FieldCookie
+	FieldTrailer
+	FieldKeepAlive
+	FieldProxyConnection
+	FieldTE
+	FieldProxyAuthenticate
+	FieldProxyAuthorization
+	FieldXForwardedFor
+	FieldXForwardedHost
+	FieldXForwardedProto
 )
 
 var knownFields = [...]struct {
 	name string
-	kind fieldKind
+	kind FieldKind
 }{
-	{"host", fieldHost},
-	{"content-length", fieldContentLength},
-	{"transfer-encoding", fieldTransferEncoding},
-	{"connection", fieldConnection},
-	{"upgrade", fieldUpgrade},
-	{"expect", fieldExpect},
-	{"cookie", fieldCookie},
-	{"trailer", fieldTrailer},
-	{"keep-alive", fieldKeepAlive},
-	{"proxy-connection", fieldProxyConnection},
-	{"te", fieldTE},
-	{"proxy-authenticate", fieldProxyAuthenticate},
-	{"proxy-authorization", fieldProxyAuthorization},
-	{"x-forwarded-for", fieldXForwardedFor},
-	{"x-forwarded-host", fieldXForwardedHost},
-	{"x-forwarded-proto", fieldXForwardedProto},
+	{"host", FieldHost},
+	{"content-length", FieldContentLength},
+	{"transfer-encoding", FieldTransferEncoding},
+	{"connection", FieldConnection},
+	{"upgrade", FieldUpgrade},
+	{"expect", FieldExpect},
+	{"cookie", FieldCookie},
+	{"trailer", FieldTrailer},
+	{"keep-alive", FieldKeepAlive},
+	{"proxy-connection", FieldProxyConnection},
+	{"te", FieldTE},
+	{"proxy-authenticate", FieldProxyAuthenticate},
+	{"proxy-authorization", FieldProxyAuthorization},
+	{"x-forwarded-for", FieldXForwardedFor},
+	{"x-forwarded-host", FieldXForwardedHost},
+	{"x-forwarded-proto", FieldXForwardedProto},
 }
 
-func kindOf(name []byte) fieldKind {
+func kindOf(name []byte) FieldKind {
 	for _, k := range knownFields {
-		if len(k.name) == len(name) && equalFold(name, k.name) {
+		if len(k.name) == len(name) && EqualFold(name, k.name) {
 			return k.kind
 		}
 	}
-	return fieldOther
+	return FieldOther
 }
 
 // hopByHop reports whether a field of kind k concerns one connection only
 // and is not passed on (RFC 9110 section 7.6.1).
-func (k fieldKind) hopByHop() bool {
+func (k FieldKind) hopByHop() bool {
 	switch k {
-	case fieldConnection, fieldProxyConnection, fieldKeepAlive, fieldProxyAuthenticate, fieldProxyAuthorization,
-		fieldTE, fieldTrailer, fieldTransferEncoding, fieldUpgrade:
+	case FieldConnection, FieldProxyConnection, FieldKeepAlive, FieldProxyAuthenticate, FieldProxyAuthorization,
+		FieldTE, FieldTrailer, FieldTransferEncoding, FieldUpgrade:
 		return true
 	}
 	return false
 }
 
-// field is one header field line.
-type field struct {
-	name, value []byte // slices of head.buf; value without surrounding white space
-	kind        fieldKind
-	drop        bool // not passed on
+// Field is one header field line.
+type Field struct {
+	Name, Value []byte // slices of the head's buffer; Value without surrounding white space
+	Kind        FieldKind
+	Drop        bool // not passed on
 }
 
-// head is a parsed request or response head. Its slices point into buf,
-// which the next read reuses.
-type head struct {
+// Head is a parsed request or response head. Its slices point into a
+// buffer of its own, which the next read reuses: a kept-alive connection
+// reads its messages into one Head without allocating.
+type Head struct {
 	buf    []byte
-	fields []field
+	Fields []Field
 
 	// Request line.
-	method []byte
-	target []byte
-	path   []byte // the target's path, still escaped; nil for an absolute target
-	abs    *url.URL
-	host   []byte // the target's host in absolute form, else the Host field
+	Method []byte
+	Target []byte
+	Path   []byte   // the target's path, still escaped; nil for an absolute target
+	Abs    *url.URL // the target in absolute form, else nil
+	Host   []byte   // the target's host in absolute form, else the Host field
 
 	// Status line.
-	status int
-	reason []byte // "200 OK": the status line after the version
+	Status int
+	Reason []byte // "200 OK": the status line after the version
 
-	minor int // HTTP/1.minor
+	Minor int // HTTP/1.Minor
 
-	contentLength int64 // -1 when not given
-	chunked       bool
-	// close is set when the connection ends after this message: Connection
+	ContentLength int64 // -1 when not given
+	Chunked       bool
+	// Close is set when the connection ends after this message: Connection
 	// close, HTTP/1.0 without keep-alive, or a response whose body ends
 	// with the connection.
-	close bool
-	// upgrade is set when a request asks to switch protocols (Upgrade and
+	Close bool
+	// Upgrade is set when a request asks to switch protocols (Upgrade and
 	// Connection: upgrade).
-	upgrade bool
-	// body is how the message's body is delimited.
-	body bodyMode
+	Upgrade bool
+	// Body is how the message's body is delimited.
+	Body BodyMode
 }
 
-// bodyMode is how a message's body is delimited.
-type bodyMode uint8
+// BodyMode is how a message's body is delimited.
+type BodyMode uint8
 
+// The ways a body is delimited.
 const (
-	bodyNone bodyMode = iota
-	bodyLength
-	bodyChunked
-	bodyUntilEOF // a response whose body ends with the connection
+	BodyNone     BodyMode = iota // no body
+	BodyLength                   // Content-Length bytes
+	BodyChunked                  // the chunked transfer coding
+	BodyUntilEOF                 // a response whose body ends with the connection
 )
 
 // readHead reads a head, up to and with its blank line, into h.buf.
 // It returns io.EOF if the reader ended before the head began,
-// io.ErrUnexpectedEOF if within it, and tooLarge past maxHeadBytes.
-func (h *head) readHead(br *bufio.Reader, tooLarge error) error {
+// io.ErrUnexpectedEOF if within it, and tooLarge past MaxHeadBytes.
+func (h *Head) readHead(br *bufio.Reader, tooLarge error) error {
 	// A large head does not keep its buffers.
 	if cap(h.buf) > 16<<10 {
 		h.buf = nil
 	}
-	if cap(h.fields) > 256 {
-		h.fields = nil
+	if cap(h.Fields) > 256 {
+		h.Fields = nil
 	}
 	h.buf = h.buf[:0]
 	lineStart := 0
 	for {
 		chunk, err := br.ReadSlice('\n')
-		if len(h.buf)+len(chunk) > maxHeadBytes {
+		if len(h.buf)+len(chunk) > MaxHeadBytes {
 			return tooLarge
 		}
 		h.buf = append(h.buf, chunk...)
@@ -268,8 +269,8 @@ func nextLine(b []byte, off int) ([]byte, int) {
 	return line, off + i + 1
 }
 
-// readRequest reads and checks a request head from br.
-func (h *head) readRequest(br *bufio.Reader) error {
+// ReadRequest reads and checks a request head from br.
+func (h *Head) ReadRequest(br *bufio.Reader) error {
 	if err := h.readHead(br, errHeadTooLarge); err != nil {
 		return err
 	}
@@ -277,33 +278,33 @@ func (h *head) readRequest(br *bufio.Reader) error {
 }
 
 // parseRequest parses the request head in h.buf.
-func (h *head) parseRequest() error {
+func (h *Head) parseRequest() error {
 	h.reset()
 	line, off := nextLine(h.buf, 0)
 	sp := bytes.IndexByte(line, ' ')
 	if sp < 0 {
 		return errRequestLine
 	}
-	h.method, line = line[:sp], line[sp+1:]
+	h.Method, line = line[:sp], line[sp+1:]
 	if sp = bytes.IndexByte(line, ' '); sp < 0 {
 		return errRequestLine
 	}
-	h.target, line = line[:sp], line[sp+1:]
-	if !isToken(h.method) {
+	h.Target, line = line[:sp], line[sp+1:]
+	if !isToken(h.Method) {
 		return errMethod
 	}
 	switch string(line) {
 	case "HTTP/1.1":
-		h.minor = 1
+		h.Minor = 1
 	case "HTTP/1.0":
-		h.minor = 0
+		h.Minor = 0
 	default:
 		if isVersion(line) {
 			return errVersion
 		}
 		return errRequestLine
 	}
-	if string(h.method) == http.MethodConnect {
+	if string(h.Method) == http.MethodConnect {
 		return errConnect
 	}
 	if err := h.parseTarget(); err != nil {
@@ -313,21 +314,21 @@ func (h *head) parseRequest() error {
 		return err
 	}
 
-	hosts, fromTarget := 0, h.host != nil
-	for i := range h.fields {
-		if f := &h.fields[i]; f.kind == fieldHost {
+	hosts, fromTarget := 0, h.Host != nil
+	for i := range h.Fields {
+		if f := &h.Fields[i]; f.Kind == FieldHost {
 			if hosts++; hosts > 1 {
 				return errHosts
 			}
-			if !validHost(f.value) {
+			if !validHost(f.Value) {
 				return errHost
 			}
 			if !fromTarget {
-				h.host = f.value
+				h.Host = f.Value
 			}
 		}
 	}
-	if hosts == 0 && h.minor == 1 {
+	if hosts == 0 && h.Minor == 1 {
 		return errNoHost
 	}
 	if err := h.parseFraming(true); err != nil {
@@ -337,22 +338,22 @@ func (h *head) parseRequest() error {
 	if err != nil {
 		return err
 	}
-	h.close = close
+	h.Close = close
 	upgrade := false
-	for i := range h.fields {
-		if f := &h.fields[i]; f.kind == fieldUpgrade {
-			upgrade = len(f.value) > 0
+	for i := range h.Fields {
+		if f := &h.Fields[i]; f.Kind == FieldUpgrade {
+			upgrade = len(f.Value) > 0
 			break
 		}
 	}
-	h.upgrade = upgrade && hasUpgradeToken
+	h.Upgrade = upgrade && hasUpgradeToken
 	return nil
 }
 
 // parseTarget checks the request target as net/url's ParseRequestURI
 // would, without allocating for the usual origin form.
-func (h *head) parseTarget() error {
-	t := h.target
+func (h *Head) parseTarget() error {
+	t := h.Target
 	if len(t) == 0 {
 		return errTarget
 	}
@@ -372,25 +373,25 @@ func (h *head) parseTarget() error {
 				return errTarget
 			}
 		}
-		h.path = p
+		h.Path = p
 	case len(t) == 1 && t[0] == '*':
-		h.path = t
+		h.Path = t
 	default:
 		u, err := url.ParseRequestURI(string(t))
 		if err != nil {
 			return errTarget
 		}
-		h.abs = u
+		h.Abs = u
 		if u.Host != "" {
-			h.host = []byte(u.Host)
+			h.Host = []byte(u.Host)
 		}
 	}
 	return nil
 }
 
-// readResponse reads and checks a response head from br; headRequest
+// ReadResponse reads and checks a response head from br; headRequest
 // tells that it answers a HEAD request.
-func (h *head) readResponse(br *bufio.Reader, headRequest bool) error {
+func (h *Head) ReadResponse(br *bufio.Reader, headRequest bool) error {
 	if err := h.readHead(br, errHeadTooLarge); err != nil {
 		return err
 	}
@@ -398,14 +399,14 @@ func (h *head) readResponse(br *bufio.Reader, headRequest bool) error {
 }
 
 // parseResponse parses the response head in h.buf.
-func (h *head) parseResponse(headRequest bool) error {
+func (h *Head) parseResponse(headRequest bool) error {
 	h.reset()
 	line, off := nextLine(h.buf, 0)
 	switch {
 	case bytes.HasPrefix(line, []byte("HTTP/1.1 ")):
-		h.minor = 1
+		h.Minor = 1
 	case bytes.HasPrefix(line, []byte("HTTP/1.0 ")):
-		h.minor = 0
+		h.Minor = 0
 	default:
 		return errStatusLine
 	}
@@ -418,8 +419,8 @@ func (h *head) parseResponse(headRequest bool) error {
 			return errStatusLine
 		}
 	}
-	h.status = int(line[0]-'0')*100 + int(line[1]-'0')*10 + int(line[2]-'0')
-	h.reason = line
+	h.Status = int(line[0]-'0')*100 + int(line[1]-'0')*10 + int(line[2]-'0')
+	h.Reason = line
 	if err := h.parseFields(off); err != nil {
 		return err
 	}
@@ -433,40 +434,40 @@ func (h *head) parseResponse(headRequest bool) error {
 	if err != nil {
 		return err
 	}
-	h.close = close
-	bodyless := headRequest || h.status < 200 || h.status == http.StatusNoContent || h.status == http.StatusNotModified
+	h.Close = close
+	bodyless := headRequest || h.Status < 200 || h.Status == http.StatusNoContent || h.Status == http.StatusNotModified
 	switch {
 	case bodyless:
-		h.body = bodyNone
+		h.Body = BodyNone
 		if !headRequest {
-			h.contentLength = 0
+			h.ContentLength = 0
 		}
-	case h.chunked:
-		h.body = bodyChunked
-		h.contentLength = -1
-	case h.contentLength >= 0:
-		h.body = bodyLength
+	case h.Chunked:
+		h.Body = BodyChunked
+		h.ContentLength = -1
+	case h.ContentLength >= 0:
+		h.Body = BodyLength
 	default:
-		h.body = bodyUntilEOF
-		h.close = true
+		h.Body = BodyUntilEOF
+		h.Close = true
 	}
 	if bothTEAndCL {
 		// Read as chunked, but the connection is not trusted with
 		// another message.
-		h.close = true
+		h.Close = true
 	}
 	return nil
 }
 
-func (h *head) reset() {
-	h.fields = h.fields[:0]
-	h.method, h.target, h.path, h.abs, h.host = nil, nil, nil, nil, nil
-	h.status, h.reason = 0, nil
-	h.contentLength, h.chunked, h.close, h.upgrade, h.body = -1, false, false, false, bodyNone
+func (h *Head) reset() {
+	h.Fields = h.Fields[:0]
+	h.Method, h.Target, h.Path, h.Abs, h.Host = nil, nil, nil, nil, nil
+	h.Status, h.Reason = 0, nil
+	h.ContentLength, h.Chunked, h.Close, h.Upgrade, h.Body = -1, false, false, false, BodyNone
 }
 
 // parseFields parses the field lines from off to the blank line.
-func (h *head) parseFields(off int) error {
+func (h *Head) parseFields(off int) error {
 	for {
 		var line []byte
 		line, off = nextLine(h.buf, off)
@@ -489,26 +490,26 @@ func (h *head) parseFields(off int) error {
 				return errFieldValue
 			}
 		}
-		h.fields = append(h.fields, field{name: name, value: trimOWS(value), kind: kindOf(name)})
+		h.Fields = append(h.Fields, Field{Name: name, Value: trimOWS(value), Kind: kindOf(name)})
 	}
 }
 
 // parseFraming reads Content-Length and Transfer-Encoding (and Trailer).
 // Without a body length, a request has none; a response's is settled by
 // parseResponse.
-func (h *head) parseFraming(request bool) error {
+func (h *Head) parseFraming(request bool) error {
 	var cl, te []byte
 	ncl, nte := 0, 0
-	for i := range h.fields {
-		switch f := &h.fields[i]; f.kind {
-		case fieldContentLength:
-			if ncl > 0 && !bytes.Equal(cl, f.value) {
+	for i := range h.Fields {
+		switch f := &h.Fields[i]; f.Kind {
+		case FieldContentLength:
+			if ncl > 0 && !bytes.Equal(cl, f.Value) {
 				return errContentLengths
 			}
-			cl = f.value
+			cl = f.Value
 			ncl++
-		case fieldTransferEncoding:
-			te = f.value
+		case FieldTransferEncoding:
+			te = f.Value
 			nte++
 		}
 	}
@@ -517,18 +518,18 @@ func (h *head) parseFraming(request bool) error {
 		if !ok {
 			return errContentLength
 		}
-		h.contentLength = n
+		h.ContentLength = n
 	}
 	if nte > 0 {
 		switch {
-		case h.minor == 0:
+		case h.Minor == 0:
 			return errTEHTTP10
-		case nte > 1 || !equalFold(te, "chunked"):
+		case nte > 1 || !EqualFold(te, "chunked"):
 			return errTEUnsupported
 		}
-		h.chunked = true
-		for i := range h.fields {
-			if f := &h.fields[i]; f.kind == fieldTrailer && badTrailerKey(f.value) {
+		h.Chunked = true
+		for i := range h.Fields {
+			if f := &h.Fields[i]; f.Kind == FieldTrailer && badTrailerKey(f.Value) {
 				return errTrailerKey
 			}
 		}
@@ -538,12 +539,12 @@ func (h *head) parseFraming(request bool) error {
 	}
 	if request {
 		switch {
-		case h.chunked:
-			h.body = bodyChunked
-		case h.contentLength > 0:
-			h.body = bodyLength
+		case h.Chunked:
+			h.Body = BodyChunked
+		case h.ContentLength > 0:
+			h.Body = BodyLength
 		default:
-			h.contentLength = 0
+			h.ContentLength = 0
 		}
 	}
 	return nil
@@ -560,7 +561,7 @@ func badTrailerKey(v []byte) bool {
 			e, v = v, nil
 		}
 		e = trimOWS(e)
-		if equalFold(e, "content-length") || equalFold(e, "transfer-encoding") || equalFold(e, "trailer") {
+		if EqualFold(e, "content-length") || EqualFold(e, "transfer-encoding") || EqualFold(e, "trailer") {
 			return true
 		}
 	}
@@ -573,21 +574,21 @@ const maxConnectionTokens = 64
 
 // connectionTokens reads the Connection fields: whether the connection
 // closes after this message, and whether they name "upgrade".
-func (h *head) connectionTokens() (close, upgrade bool, err error) {
+func (h *Head) connectionTokens() (close, upgrade bool, err error) {
 	hasClose, keepAlive, n := false, false, 0
-	for i := range h.fields {
-		f := &h.fields[i]
-		if f.kind != fieldConnection {
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		if f.Kind != FieldConnection {
 			continue
 		}
-		forEachToken(f.value, func(t []byte) {
+		forEachToken(f.Value, func(t []byte) {
 			n++
 			switch {
-			case equalFold(t, "close"):
+			case EqualFold(t, "close"):
 				hasClose = true
-			case equalFold(t, "keep-alive"):
+			case EqualFold(t, "keep-alive"):
 				keepAlive = true
-			case equalFold(t, "upgrade"):
+			case EqualFold(t, "upgrade"):
 				upgrade = true
 			}
 		})
@@ -595,39 +596,39 @@ func (h *head) connectionTokens() (close, upgrade bool, err error) {
 	if n > maxConnectionTokens {
 		return false, false, errConnectionTokens
 	}
-	if h.minor == 0 {
+	if h.Minor == 0 {
 		return hasClose || !keepAlive, upgrade, nil
 	}
 	return hasClose, upgrade, nil
 }
 
-// dropHopByHop marks the hop-by-hop fields, those that a Connection
+// DropHopByHop marks the hop-by-hop fields, those that a Connection
 // field names included, as not passed on.
-func (h *head) dropHopByHop() {
-	for i := range h.fields {
-		f := &h.fields[i]
-		if f.kind.hopByHop() {
-			f.drop = true
+func (h *Head) DropHopByHop() {
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		if f.Kind.hopByHop() {
+			f.Drop = true
 		}
-		if f.kind != fieldConnection {
+		if f.Kind != FieldConnection {
 			continue
 		}
-		forEachToken(f.value, func(t []byte) {
-			for j := range h.fields {
-				if g := &h.fields[j]; len(g.name) == len(t) && equalFold(g.name, string(t)) {
-					g.drop = true
+		forEachToken(f.Value, func(t []byte) {
+			for j := range h.Fields {
+				if g := &h.Fields[j]; len(g.Name) == len(t) && EqualFold(g.Name, string(t)) {
+					g.Drop = true
 				}
 			}
 		})
 	}
 }
 
-// first returns the value of the first field of kind k that is passed
+// First returns the value of the first field of kind k that is passed
 // on, and whether there is one.
-func (h *head) first(k fieldKind) ([]byte, bool) {
-	for i := range h.fields {
-		if f := &h.fields[i]; f.kind == k && !f.drop {
-			return f.value, true
+func (h *Head) First(k FieldKind) ([]byte, bool) {
+	for i := range h.Fields {
+		if f := &h.Fields[i]; f.Kind == k && !f.Drop {
+			return f.Value, true
 		}
 	}
 	return nil, false
@@ -678,8 +679,8 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 func isHex(c byte) bool { return isDigit(c) || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
 
-// equalFold reports whether b and s are equal under ASCII case folding.
-func equalFold(b []byte, s string) bool {
+// EqualFold reports whether b and s are equal under ASCII case folding.
+func EqualFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
@@ -750,36 +751,59 @@ func validHost(b []byte) bool {
 // characters, obs-text, space and tab, never a control character.
 func validValueByte(c byte) bool { return c >= ' ' && c != 0x7f || c == '\t' }
 
-// bodyReader reads a message body from a connection's reader: a length,
+// BodyReader reads a message body from a connection's reader: a length,
 // chunks (checked as net/http does; a trailer is read and dropped) or
 // everything up to the end of the connection.
-type bodyReader struct {
+type BodyReader struct {
 	br       *bufio.Reader
-	mode     bodyMode
-	n        int64  // bodyLength: bytes left
-	chunk    uint64 // bodyChunked: bytes left in the current chunk
+	mode     BodyMode
+	n        int64  // BodyLength: bytes left
+	chunk    uint64 // BodyChunked: bytes left in the current chunk
 	checkEnd bool   // the CRLF after a chunk's data is still to read
 	excess   int64  // chunked overhead beyond what the data justifies
 	err      error  // sticky; io.EOF at the end of the body
 }
 
-// reset makes b read the body of h from br.
-func (b *bodyReader) reset(br *bufio.Reader, h *head) {
-	*b = bodyReader{br: br, mode: h.body, n: h.contentLength}
-	if h.body == bodyNone || h.body == bodyLength && h.contentLength == 0 {
+// Reset makes b read the body of h from br.
+func (b *BodyReader) Reset(br *bufio.Reader, h *Head) {
+	*b = BodyReader{br: br, mode: h.Body, n: h.ContentLength}
+	if h.Body == BodyNone || h.Body == BodyLength && h.ContentLength == 0 {
 		b.err = io.EOF
 	}
 }
 
-// done reports whether the body is empty or entirely read.
-func (b *bodyReader) done() bool { return b.err == io.EOF }
+// Done reports whether the body is empty or entirely read.
+func (b *BodyReader) Done() bool { return b.err == io.EOF }
 
-func (b *bodyReader) Read(p []byte) (int, error) {
+// Buffered returns what the connection's reader holds already of a body
+// of known length, without reading the connection: nil when it holds
+// nothing, or when the body is chunked or ends with the connection. Skip
+// moves past it once it is used.
+func (b *BodyReader) Buffered() []byte {
+	n := b.br.Buffered()
+	if n == 0 || b.mode != BodyLength || b.err != nil {
+		return nil
+	}
+	p, _ := b.br.Peek(int(min(int64(n), b.n)))
+	return p
+}
+
+// Skip moves past the first n bytes that Buffered returned.
+func (b *BodyReader) Skip(n int) {
+	b.br.Discard(n)
+	if b.n -= int64(n); b.n == 0 {
+		b.err = io.EOF
+	}
+}
+
+// Read reads the body; it returns io.EOF at its end, and an *Error for a
+// malformed chunked body.
+func (b *BodyReader) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
 	switch b.mode {
-	case bodyLength:
+	case BodyLength:
 		if int64(len(p)) > b.n {
 			p = p[:b.n]
 		}
@@ -793,7 +817,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		}
 		b.err = err
 		return n, err
-	case bodyChunked:
+	case BodyChunked:
 		return b.readChunked(p)
 	default:
 		n, err := b.br.Read(p)
@@ -802,7 +826,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	}
 }
 
-func (b *bodyReader) readChunked(p []byte) (int, error) {
+func (b *BodyReader) readChunked(p []byte) (int, error) {
 	if b.checkEnd {
 		if b.err = b.chunkEnd(); b.err != nil {
 			return 0, b.err
@@ -840,7 +864,7 @@ func (b *bodyReader) readChunked(p []byte) (int, error) {
 }
 
 // chunkEnd reads the CRLF after a chunk's data.
-func (b *bodyReader) chunkEnd() error {
+func (b *BodyReader) chunkEnd() error {
 	p, err := b.br.Peek(2)
 	if len(p) < 2 {
 		if err == io.EOF {
@@ -861,7 +885,7 @@ const maxChunkLine = 4096
 
 // beginChunk reads a chunk size line; after the last chunk, the trailer
 // too, and then it returns io.EOF.
-func (b *bodyReader) beginChunk() error {
+func (b *BodyReader) beginChunk() error {
 	line, err := b.br.ReadSlice('\n')
 	if err != nil {
 		switch err {
@@ -926,7 +950,7 @@ func (b *bodyReader) beginChunk() error {
 
 // readTrailer reads and drops the trailer section after the last chunk.
 // Like net/http, it must end with CRLF CRLF within the reader's buffer.
-func (b *bodyReader) readTrailer() error {
+func (b *BodyReader) readTrailer() error {
 	p, err := b.br.Peek(2)
 	if len(p) == 2 && p[0] == '\r' && p[1] == '\n' {
 		b.br.Discard(2)
