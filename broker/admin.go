@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"gearbox/broker/api"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -49,19 +50,6 @@ func (b *Broker) updateApp(w http.ResponseWriter, r *http.Request, u *state.User
 	return nil
 }
 
-type nodeView struct {
-	Name     string `json:"name"`
-	Addr     string `json:"addr"`
-	Zone     string `json:"zone"`
-	Region   string `json:"region"`
-	Alive    bool   `json:"alive"`
-	Draining bool   `json:"draining"`
-	Gears    int    `json:"gears"`
-	MaxGears int    `json:"max_gears"`
-	// Isolation is how the node isolates gears (state.Node.Isolation).
-	Isolation string `json:"isolation"`
-}
-
 // GET /broker/rest/nodes (admin)
 func (b *Broker) listNodes(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
 	if err := requireAdmin(u); err != nil {
@@ -71,10 +59,10 @@ func (b *Broker) listNodes(w http.ResponseWriter, r *http.Request, u *state.User
 	if err != nil {
 		return err
 	}
-	out := []nodeView{}
+	out := []api.Node{}
 	for _, n := range cv.nodes {
 		rec := cv.byName[n.Name]
-		out = append(out, nodeView{Name: n.Name, Addr: rec.Addr, Zone: n.Zone, Region: n.Region,
+		out = append(out, api.Node{Name: n.Name, Addr: rec.Addr, Zone: n.Zone, Region: n.Region,
 			Alive: n.Alive, Draining: n.Draining, Gears: n.Gears, MaxGears: n.MaxGears, Isolation: rec.Isolation})
 	}
 	reply(w, http.StatusOK, "nodes", out)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/broker/api"
 	"gearbox/store/state"
 )
 
@@ -17,7 +18,7 @@ func TestNodes(t *testing.T) {
 	c.domain(t, demo, "demo")
 	c.createApp(t, demo, "demo", "web", nil)
 
-	var ns []nodeView
+	var ns []api.Node
 	c.ok(t, "GET", "/broker/rest/nodes", admin, nil, &ns)
 	if len(ns) != 3 {
 		t.Fatalf("nodes %+v", ns)
@@ -101,7 +102,7 @@ func TestPlacement(t *testing.T) {
 			// gears: one per zone.
 			c.event(t, demo, "demo", a.Name, "scale-up")
 			a = c.event(t, demo, "demo", a.Name, "scale-up")
-			if n := distinct(a.Gears, func(g gearView) string { return g.Node }); n != 4 {
+			if n := distinct(a.Gears, func(g api.Gear) string { return g.Node }); n != 4 {
 				t.Fatalf("4 gears on %d nodes: %+v", n, a.Gears)
 			}
 		}
@@ -155,7 +156,7 @@ func TestPlacement(t *testing.T) {
 		c.unchanged(t, func() {
 			wantErr(t, c.do(t, "POST", "/broker/rest/domains/demo/applications", demo, url.Values{"name": {"full"}}), 422, "No nodes available")
 		})
-		var ns []nodeView
+		var ns []api.Node
 		c.ok(t, "GET", "/broker/rest/nodes", admin, nil, &ns)
 		if ns[0].Gears != 1 || ns[1].Gears != 2 {
 			t.Fatalf("nodes %+v", ns)
@@ -195,7 +196,7 @@ func TestPlacement(t *testing.T) {
 				t.Fatal("gear placed on a node that left")
 			}
 		}
-		var ns []nodeView
+		var ns []api.Node
 		c.ok(t, "GET", "/broker/rest/nodes", admin, nil, &ns)
 		if ns[0].Name != "n1" || ns[0].Alive {
 			t.Fatalf("nodes %+v", ns)
@@ -277,7 +278,7 @@ func TestMoveGear(t *testing.T) {
 
 	t.Run("web gear", func(t *testing.T) {
 		seq := c.lastSeq(t)
-		var gv gearView
+		var gv api.Gear
 		r := c.ok(t, "POST", "/broker/rest/gears/"+web.ID+"/move", admin, url.Values{"node": {free}}, &gv)
 		if gv.Node != free || gv.ID != web.ID || r.text() != fmt.Sprintf("Gear %s moved from %s to %s.", web.ID, web.Node, free) {
 			t.Fatalf("moved %+v, %q", gv, r.text())

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"gearbox/broker/api"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -18,18 +19,11 @@ const MaxAliases = 32
 // starting or ending with a dash, at most 63 characters.
 var aliasLabelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
-// aliasView is an alias as the API shows it, shaped like OpenShift's.
-type aliasView struct {
-	ID string `json:"id"` // the hostname
-	// HasPrivateSSLCertificate is always false: gearbox does not hold
-	// certificates for aliases (yet).
-	HasPrivateSSLCertificate bool `json:"has_private_ssl_certificate"`
-}
-
-func aliasViews(a *state.App) []aliasView {
-	out := make([]aliasView, 0, len(a.Aliases))
+// aliasViews are app a's aliases as the API shows them.
+func aliasViews(a *state.App) []api.Alias {
+	out := make([]api.Alias, 0, len(a.Aliases))
 	for _, h := range a.Aliases {
-		out = append(out, aliasView{ID: h})
+		out = append(out, api.Alias{ID: h})
 	}
 	return out
 }
@@ -113,7 +107,7 @@ func (b *Broker) addAlias(w http.ResponseWriter, r *http.Request, u *state.User,
 	if err := b.commitAlias(r, a, state.ActionAddAlias, host); err != nil {
 		return err
 	}
-	reply(w, http.StatusCreated, "alias", aliasView{ID: host}, fmt.Sprintf("Alias %s added to application %s.", host, a.Name))
+	reply(w, http.StatusCreated, "alias", api.Alias{ID: host}, fmt.Sprintf("Alias %s added to application %s.", host, a.Name))
 	return nil
 }
 

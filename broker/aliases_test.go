@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/broker/api"
 	"gearbox/node"
 	"gearbox/store/state"
 )
@@ -47,7 +48,7 @@ func TestAliasValidation(t *testing.T) {
 		})
 	}
 	// Normalised: lower case, no trailing dot; name= works as id= does.
-	var got aliasView
+	var got api.Alias
 	c.ok(t, "POST", path, demo, url.Values{"name": {"WWW.Example.ORG."}}, &got)
 	if got.ID != "www.example.org" {
 		t.Errorf("added alias %q, want www.example.org", got.ID)
@@ -68,7 +69,7 @@ func TestAliases(t *testing.T) {
 	path := appPath("demo", "web", "/aliases")
 
 	seq := c.lastSeq(t)
-	var a aliasView
+	var a api.Alias
 	r := c.ok(t, "POST", path, demo, url.Values{"id": {"www.example.org"}}, &a)
 	if r.code != http.StatusCreated || a.ID != "www.example.org" || !strings.Contains(r.text(), "added") {
 		t.Errorf("add: %d %+v %q", r.code, a, r.text())
@@ -79,7 +80,7 @@ func TestAliases(t *testing.T) {
 	}
 	c.ok(t, "POST", path, admin, url.Values{"id": {"shop.example.org"}}, nil) // an admin may too
 
-	var list []aliasView
+	var list []api.Alias
 	c.ok(t, "GET", path, demo, nil, &list)
 	if len(list) != 2 || list[0].ID != "www.example.org" || list[1].ID != "shop.example.org" {
 		t.Errorf("list: %+v", list)

@@ -6,61 +6,11 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
+	"gearbox/broker/api"
 	"gearbox/store"
 	"gearbox/store/state"
 )
-
-// appView is an app as the API shows it.
-type appView struct {
-	ID           string            `json:"id"`
-	Name         string            `json:"name"`
-	Domain       string            `json:"domain_id"`
-	Owner        string            `json:"owner"`
-	AppURL       string            `json:"app_url"`
-	HAURL        string            `json:"ha_url,omitempty"`
-	Framework    string            `json:"framework"`
-	Scalable     bool              `json:"scalable"`
-	HA           bool              `json:"ha"`
-	GearProfile  string            `json:"gear_profile"`
-	Region       string            `json:"region,omitempty"`
-	State        string            `json:"state"`
-	GearCount    int               `json:"gear_count"`
-	ScalesFrom   int               `json:"scales_from"`
-	ScalesTo     int               `json:"scales_to"`
-	HAMultiplier int               `json:"ha_multiplier"`
-	Aliases      []string          `json:"aliases"`
-	LB           *lbSummary        `json:"load_balancers,omitempty"`
-	CreatedAt    time.Time         `json:"creation_time"`
-	Gears        []gearView        `json:"gears,omitempty"`
-	Env          map[string]string `json:"-"`
-}
-
-// lbSummary says how highly available an app really is: where its LB
-// gears are, not only what its settings say.
-type lbSummary struct {
-	Gears      int  `json:"gears"`
-	Nodes      int  `json:"nodes"`
-	Zones      int  `json:"zones"`
-	RotatedOut bool `json:"rotated_out"`
-	ReallyHA   bool `json:"really_ha"` // LB gears on 2+ alive nodes
-}
-
-// gearView is a gear as gear_groups and app show report it.
-type gearView struct {
-	ID         string           `json:"id"`
-	State      string           `json:"state"`
-	Reason     string           `json:"reason,omitempty"`
-	Zone       string           `json:"zone"`
-	Region     string           `json:"region"`
-	Node       string           `json:"node"`
-	LB         bool             `json:"lb"`
-	Head       bool             `json:"head"`
-	RotatedOut bool             `json:"rotated_out"`
-	Cartridges []string         `json:"cartridges"`
-	Endpoints  []state.Endpoint `json:"endpoints,omitempty"`
-}
 
 // haHost is HA app a's routing-layer hostname.
 func (b *Broker) haHost(a *state.App) string {
@@ -71,9 +21,10 @@ func (b *Broker) appURL(a *state.App) string {
 	return "http://" + state.AppHost(a.Name, a.Domain, b.cfg.Domain) + "/"
 }
 
-func (b *Broker) appView(a *state.App, cv *clusterView, withGears bool) (appView, error) {
+// appView is app a as the API shows it, with its gears when withGears.
+func (b *Broker) appView(a *state.App, cv *clusterView, withGears bool) (api.App, error) {
 	gears := gearsOf(cv.gears, state.AppKey(a.Domain, a.Name))
-	v := appView{ID: a.ID, Name: a.Name, Domain: a.Domain, Owner: a.Owner, AppURL: b.appURL(a), Framework: a.Cartridge,
+	v := api.App{ID: a.ID, Name: a.Name, Domain: a.Domain, Owner: a.Owner, AppURL: b.appURL(a), Framework: a.Cartridge,
 		Scalable: a.Scalable, HA: a.HA, GearProfile: a.GearSize, Region: a.Region, State: a.State, GearCount: len(gears),
 		ScalesFrom: a.ScalesFrom, ScalesTo: a.ScalesTo, HAMultiplier: a.HAMultiplier, Aliases: a.Aliases, CreatedAt: a.CreatedAt}
 	if v.Aliases == nil {
@@ -84,7 +35,7 @@ func (b *Broker) appView(a *state.App, cv *clusterView, withGears bool) (appView
 	}
 	if a.Scalable {
 		var lbNodes []string
-		s := &lbSummary{}
+		s := &api.LBSummary{}
 		alive := map[string]bool{}
 		for _, g := range gears {
 			if g.LB {
@@ -113,10 +64,10 @@ func (b *Broker) appView(a *state.App, cv *clusterView, withGears bool) (appView
 }
 
 // currentView reports app a as committed, reloading the cluster view.
-func (b *Broker) currentView(a *state.App, withGears bool) (appView, error) {
+func (b *Broker) currentView(a *state.App, withGears bool) (api.App, error) {
 	cv, err := b.loadCluster()
 	if err != nil {
-		return appView{}, err
+		return api.App{}, err
 	}
 	return b.appView(a, cv, withGears)
 }
@@ -135,8 +86,8 @@ func (b *Broker) gearStatuses() (map[string]state.GearStatus, error) {
 
 // gearView reports a gear: its state as its node last reported it, or
 // unknown while its node is not alive, or new before the first report.
-func (b *Broker) gearView(g *state.Gear, cv *clusterView, statuses map[string]state.GearStatus, endpoints bool) gearView {
-	v := gearView{ID: g.ID, Node: g.Node, LB: g.LB, Head: g.Head, RotatedOut: g.RotatedOut, State: state.GearNew}
+func (b *Broker) gearView(g *state.Gear, cv *clusterView, statuses map[string]state.GearStatus, endpoints bool) api.Gear {
+	v := api.Gear{ID: g.ID, Node: g.Node, LB: g.LB, Head: g.Head, RotatedOut: g.RotatedOut, State: state.GearNew}
 	if n := cv.byName[g.Node]; n != nil {
 		v.Zone, v.Region = n.Zone, n.Region
 	}
@@ -158,10 +109,10 @@ func (b *Broker) gearView(g *state.Gear, cv *clusterView, statuses map[string]st
 			addr = n.Addr
 		}
 		if g.LB {
-			v.Endpoints = append(v.Endpoints, state.Endpoint{CartridgeName: state.CartLB, ExternalAddress: addr, ExternalPort: g.LBPort,
+			v.Endpoints = append(v.Endpoints, api.Endpoint{CartridgeName: state.CartLB, ExternalAddress: addr, ExternalPort: g.LBPort,
 				InternalAddress: addr, InternalPort: g.LBPort, Protocols: []string{"http", "ws"}, Types: []string{"load_balancer"}})
 		}
-		v.Endpoints = append(v.Endpoints, state.Endpoint{CartridgeName: g.Cartridge, ExternalAddress: addr, ExternalPort: g.Port,
+		v.Endpoints = append(v.Endpoints, api.Endpoint{CartridgeName: g.Cartridge, ExternalAddress: addr, ExternalPort: g.Port,
 			InternalAddress: addr, InternalPort: g.Port, Protocols: []string{"http", "ws"}, Types: []string{"web_framework"}})
 	}
 	return v
@@ -205,7 +156,7 @@ func (b *Broker) listApps(w http.ResponseWriter, r *http.Request, u *state.User,
 	if err != nil {
 		return err
 	}
-	out := []appView{}
+	out := []api.App{}
 	for i := range apps {
 		v, err := b.appView(&apps[i], cv, false)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/broker/api"
 	"gearbox/store/state"
 )
 
@@ -124,12 +125,12 @@ func TestCreateApp(t *testing.T) {
 		if len(as) != len(tests) {
 			t.Fatalf("listed %d apps", len(as))
 		}
-		var dv domainView
+		var dv api.Domain
 		c.ok(t, "GET", "/broker/rest/domains/demo", demo, nil, &dv)
 		if dv.Applications != len(tests) {
 			t.Fatalf("domain counts %d apps", dv.Applications)
 		}
-		var u userView
+		var u api.User
 		c.ok(t, "GET", "/broker/rest/user", demo, nil, &u)
 		if u.ConsumedGears != 7 {
 			t.Fatalf("consumed_gears %d, want 7", u.ConsumedGears)
@@ -248,7 +249,7 @@ func TestDeleteApp(t *testing.T) {
 	if a.GearCount != 1 {
 		t.Fatalf("re-created %+v", a)
 	}
-	var u userView
+	var u api.User
 	c.ok(t, "GET", "/broker/rest/user", demo, nil, &u)
 	if u.ConsumedGears != 2 {
 		t.Fatalf("consumed_gears %d", u.ConsumedGears)
@@ -407,12 +408,12 @@ func TestScaleCartridge(t *testing.T) {
 	c.createApp(t, demo, "demo", "plain", nil)
 
 	t.Run("show", func(t *testing.T) {
-		var cs []cartridgeView
+		var cs []api.Cartridge
 		c.ok(t, "GET", appPath("demo", "web", "/cartridges"), demo, nil, &cs)
 		if len(cs) != 2 || cs[0].Name != "static" || cs[0].Type != "web_framework" || cs[1].Name != "lb" || cs[1].Type != "load_balancer" {
 			t.Fatalf("cartridges %+v", cs)
 		}
-		var lb cartridgeView
+		var lb api.Cartridge
 		c.ok(t, "GET", appPath("demo", "ha", "/cartridges/lb"), demo, nil, &lb)
 		if lb.ScalesFrom != 2 || lb.ScalesTo != -1 || lb.Gears != 2 {
 			t.Fatalf("lb of an HA app %+v", lb)
@@ -465,7 +466,7 @@ func TestScaleCartridge(t *testing.T) {
 	})
 
 	t.Run("scales to fit", func(t *testing.T) {
-		var cv cartridgeView
+		var cv api.Cartridge
 		r := c.ok(t, "PUT", appPath("demo", "web", "/cartridges/static"), demo, url.Values{"scales_from": {"3"}, "scales_to": {"5"}}, &cv)
 		if cv.ScalesFrom != 3 || cv.ScalesTo != 5 || cv.Gears != 3 || !strings.HasPrefix(r.text(), "Scale range of static set to 3-5") {
 			t.Fatalf("cartridge %+v, %q", cv, r.text())
@@ -520,7 +521,7 @@ func TestGearGroups(t *testing.T) {
 		ID          string          `json:"id"`
 		Name        string          `json:"name"`
 		GearProfile string          `json:"gear_profile"`
-		Cartridges  []cartridgeView `json:"cartridges"`
+		Cartridges  []api.Cartridge `json:"cartridges"`
 		ScalesFrom  int             `json:"scales_from"`
 		ScalesTo    int             `json:"scales_to"`
 		Gears       []struct {

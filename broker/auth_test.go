@@ -11,18 +11,16 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/broker/api"
 	"gearbox/store"
 	"gearbox/store/state"
 )
 
 func TestAPIIndexIsPublic(t *testing.T) {
 	c := newCluster(t, clusterOpts{nodes: []nodeSpec{}})
-	var idx struct {
-		Links        map[string]link `json:"links"`
-		DomainSuffix string          `json:"domain_suffix"`
-	}
+	var idx api.Index
 	r := c.ok(t, "GET", "/broker/rest/api", nobody, nil, &idx)
-	if r.env.Version != APIVersion || r.env.Type != "links" {
+	if r.env.Version != api.Version || r.env.Type != "links" {
 		t.Fatalf("envelope version %q type %q", r.env.Version, r.env.Type)
 	}
 	if idx.DomainSuffix != "example.com" {
@@ -84,7 +82,7 @@ func TestAuthentication(t *testing.T) {
 func TestTokens(t *testing.T) {
 	c := newCluster(t, clusterOpts{nodes: []nodeSpec{}})
 	demo := c.user(t, "demo", nil)
-	var tok tokenView
+	var tok api.Token
 	r := c.ok(t, "POST", "/broker/rest/user/authorizations", demo, url.Values{"note": {"laptop"}, "expires_in": {"60"}}, &tok)
 	if r.code != http.StatusCreated {
 		t.Fatalf("create token: %d", r.code)
@@ -102,7 +100,7 @@ func TestTokens(t *testing.T) {
 	}
 
 	for _, who := range []creds{bearer(tok.Token), {header: "bearer " + tok.Token}, {header: "BEARER  " + tok.Token + " "}} {
-		var u userView
+		var u api.User
 		c.ok(t, "GET", "/broker/rest/user", who, nil, &u)
 		if u.Login != "demo" || u.Admin {
 			t.Fatalf("token speaks for %+v", u)
@@ -137,7 +135,7 @@ func TestTokens(t *testing.T) {
 	})
 
 	t.Run("default lifetime", func(t *testing.T) {
-		var d tokenView
+		var d api.Token
 		c.ok(t, "POST", "/broker/rest/user/authorizations", demo, nil, &d)
 		if d.ExpiresIn != int((30 * 24 * time.Hour).Seconds()) {
 			t.Fatalf("expires_in %d", d.ExpiresIn)
@@ -154,10 +152,10 @@ func TestTokens(t *testing.T) {
 	})
 
 	t.Run("user deleted", func(t *testing.T) {
-		var tok2 tokenView
+		var tok2 api.Token
 		c.ok(t, "POST", "/broker/rest/user/authorizations", demo, nil, &tok2)
 		eve := c.user(t, "eve", nil)
-		var et tokenView
+		var et api.Token
 		c.ok(t, "POST", "/broker/rest/user/authorizations", eve, nil, &et)
 		c.ok(t, "DELETE", "/broker/rest/users/eve", admin, nil, nil)
 		wantErr(t, c.do(t, "GET", "/broker/rest/user", bearer(et.Token), nil), http.StatusUnauthorized, "")
@@ -175,7 +173,7 @@ func TestTokens(t *testing.T) {
 func TestUsers(t *testing.T) {
 	c := newCluster(t, clusterOpts{nodes: []nodeSpec{}})
 
-	var created userView
+	var created api.User
 	r := c.ok(t, "POST", "/broker/rest/users", admin, url.Values{"login": {"demo"}, "password": {"demo-password"}, "ha": {"true"}, "max_gears": {"7"}, "gear_sizes": {"small, medium"}}, &created)
 	if r.code != http.StatusCreated {
 		t.Fatalf("create user: %d", r.code)
@@ -190,7 +188,7 @@ func TestUsers(t *testing.T) {
 	demo := basic("demo", "demo-password")
 
 	t.Run("defaults", func(t *testing.T) {
-		var u userView
+		var u api.User
 		c.ok(t, "POST", "/broker/rest/users", admin, map[string]any{"login": "plain", "password": "plain-password"}, &u)
 		if u.Capabilities.HA || u.Capabilities.MaxGears != 100 || strings.Join(u.Capabilities.GearSizes, ",") != "small" {
 			t.Fatalf("defaults %+v", u.Capabilities)
@@ -234,7 +232,7 @@ func TestUsers(t *testing.T) {
 	})
 
 	t.Run("list and show", func(t *testing.T) {
-		var us []userView
+		var us []api.User
 		c.ok(t, "GET", "/broker/rest/users", admin, nil, &us)
 		var logins []string
 		for _, u := range us {
@@ -243,7 +241,7 @@ func TestUsers(t *testing.T) {
 		if got := strings.Join(logins, ","); !strings.Contains(got, "admin") || !strings.Contains(got, "demo") {
 			t.Fatalf("users %s", got)
 		}
-		var u userView
+		var u api.User
 		c.ok(t, "GET", "/broker/rest/users/demo", demo, nil, &u)
 		if u.Login != "demo" {
 			t.Fatalf("show self: %+v", u)
@@ -253,7 +251,7 @@ func TestUsers(t *testing.T) {
 	})
 
 	t.Run("update", func(t *testing.T) {
-		var u userView
+		var u api.User
 		c.ok(t, "PUT", "/broker/rest/users/demo", admin, url.Values{"max_gears": {"9"}, "ha": {"false"}}, &u)
 		if u.Capabilities.MaxGears != 9 || u.Capabilities.HA || len(u.Capabilities.GearSizes) != 2 {
 			t.Fatalf("updated %+v", u.Capabilities)
@@ -342,7 +340,7 @@ func TestBootstrapGeneratedPassword(t *testing.T) {
 	if !ok || login != "admin" || len(password) < 16 {
 		t.Fatalf("bootstrap file holds %q", content)
 	}
-	var u userView
+	var u api.User
 	c.ok(t, "GET", "/broker/rest/user", basic(login, password), nil, &u)
 	if !u.Admin {
 		t.Fatalf("bootstrap user %+v is not an admin", u)

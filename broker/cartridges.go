@@ -4,20 +4,14 @@ import (
 	"fmt"
 	"net/http"
 
+	"gearbox/broker/api"
 	"gearbox/store/state"
 )
 
-type cartridgeView struct {
-	Name       string `json:"name"`
-	Type       string `json:"type"` // web_framework or load_balancer
-	ScalesFrom int    `json:"scales_from"`
-	ScalesTo   int    `json:"scales_to"`
-	Scalable   bool   `json:"supported_scales_to"`
-	Gears      int    `json:"current_scale"`
-}
-
-func cartridgeViews(a *state.App, gears []state.Gear) []cartridgeView {
-	out := []cartridgeView{{Name: a.Cartridge, Type: "web_framework", ScalesFrom: a.ScalesFrom, ScalesTo: a.ScalesTo, Scalable: a.Scalable, Gears: len(gears)}}
+// cartridgeViews are app a's cartridges, the web one first, given its
+// gears.
+func cartridgeViews(a *state.App, gears []state.Gear) []api.Cartridge {
+	out := []api.Cartridge{{Name: a.Cartridge, Type: "web_framework", ScalesFrom: a.ScalesFrom, ScalesTo: a.ScalesTo, Scalable: a.Scalable, Gears: len(gears)}}
 	if a.Scalable {
 		lbs := 0
 		for _, g := range gears {
@@ -25,7 +19,7 @@ func cartridgeViews(a *state.App, gears []state.Gear) []cartridgeView {
 				lbs++
 			}
 		}
-		out = append(out, cartridgeView{Name: state.CartLB, Type: "load_balancer", ScalesFrom: a.LBMin, ScalesTo: a.LBMax, Gears: lbs})
+		out = append(out, api.Cartridge{Name: state.CartLB, Type: "load_balancer", ScalesFrom: a.LBMin, ScalesTo: a.LBMax, Gears: lbs})
 	}
 	return out
 }
@@ -132,16 +126,6 @@ func (b *Broker) scaleCartridge(w http.ResponseWriter, r *http.Request, u *state
 	return nil
 }
 
-type gearGroupView struct {
-	ID          string          `json:"id"`
-	Name        string          `json:"name"`
-	GearProfile string          `json:"gear_profile"`
-	Cartridges  []cartridgeView `json:"cartridges"`
-	ScalesFrom  int             `json:"scales_from"`
-	ScalesTo    int             `json:"scales_to"`
-	Gears       []gearView      `json:"gears"`
-}
-
 // GET .../applications/{app}/gear_groups[?include=endpoints]
 func (b *Broker) gearGroups(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
 	a, err := b.app(u, r.PathValue("ns"), r.PathValue("app"))
@@ -157,12 +141,12 @@ func (b *Broker) gearGroups(w http.ResponseWriter, r *http.Request, u *state.Use
 		return err
 	}
 	gears := gearsOf(cv.gears, state.AppKey(a.Domain, a.Name))
-	g := gearGroupView{ID: a.ID, Name: a.Name, GearProfile: a.GearSize, Cartridges: cartridgeViews(a, gears),
-		ScalesFrom: a.ScalesFrom, ScalesTo: a.ScalesTo, Gears: []gearView{}}
+	g := api.GearGroup{ID: a.ID, Name: a.Name, GearProfile: a.GearSize, Cartridges: cartridgeViews(a, gears),
+		ScalesFrom: a.ScalesFrom, ScalesTo: a.ScalesTo, Gears: []api.Gear{}}
 	withEndpoints := p.str("include") == "endpoints"
 	for i := range gears {
 		g.Gears = append(g.Gears, b.gearView(&gears[i], cv, statuses, withEndpoints))
 	}
-	reply(w, http.StatusOK, "gear_groups", []gearGroupView{g})
+	reply(w, http.StatusOK, "gear_groups", []api.GearGroup{g})
 	return nil
 }

@@ -15,8 +15,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
+	"gearbox/broker/api"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -39,18 +39,9 @@ const BlobPathPrefix = "/internal/v1/blobs/"
 // An empty one is taken as raw bytes too.
 var deploymentContentTypes = []string{"", "application/gzip", "application/x-gzip", "application/x-tar+gzip", "application/octet-stream"}
 
-// deploymentView is a deployment as the API shows it.
-type deploymentView struct {
-	ID        string    `json:"id"`
-	Size      int64     `json:"size"`
-	Current   bool      `json:"current"`
-	Holders   []string  `json:"holders"`
-	CreatedAt time.Time `json:"created_at"`
-	CreatedBy string    `json:"created_by"`
-}
-
-func viewDeployment(d *state.Deployment, a *state.App) deploymentView {
-	return deploymentView{ID: d.ID, Size: d.Size, Current: d.ID == a.Deployment, Holders: d.Holders, CreatedAt: d.CreatedAt, CreatedBy: d.CreatedBy}
+// viewDeployment is deployment d of app a as the API shows it.
+func viewDeployment(d *state.Deployment, a *state.App) api.Deployment {
+	return api.Deployment{ID: d.ID, Size: d.Size, Current: d.ID == a.Deployment, Holders: d.Holders, CreatedAt: d.CreatedAt, CreatedBy: d.CreatedBy}
 }
 
 // blobDir holds this member's deployment archives: DataDir/deployments.
@@ -220,7 +211,7 @@ func (b *Broker) listDeployments(w http.ResponseWriter, r *http.Request, u *stat
 	if err != nil {
 		return err
 	}
-	out := []deploymentView{}
+	out := []api.Deployment{}
 	for i := range ds {
 		out = append(out, viewDeployment(&ds[i], a))
 	}

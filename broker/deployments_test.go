@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/broker/api"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -104,7 +105,7 @@ func TestDeploymentUpload(t *testing.T) {
 	if r.code != http.StatusCreated {
 		t.Fatalf("deploy: %d %s", r.code, r.text())
 	}
-	var v deploymentView
+	var v api.Deployment
 	r.decode(t, &v)
 	if v.ID != id || v.Size != int64(len(archive)) || !v.Current || v.CreatedBy != adminLogin || !slices.Equal(v.Holders, []string{"b1"}) {
 		t.Fatalf("deployment %+v, want id %s size %d, current, by admin, held by b1", v, id, len(archive))
@@ -128,7 +129,7 @@ func TestDeploymentUpload(t *testing.T) {
 		t.Fatalf("record %+v", d)
 	}
 
-	var listed []deploymentView
+	var listed []api.Deployment
 	c.ok(t, "GET", appPath("ns", "web", "/deployments"), admin, nil, &listed)
 	if len(listed) != 1 || listed[0].ID != id || !listed[0].Current {
 		t.Fatalf("listed %+v", listed)
@@ -258,7 +259,7 @@ func TestDeploymentsKeepAndActivate(t *testing.T) {
 	if len(recs) != 4 {
 		t.Fatalf("%d deployment records, want 3 of web and 1 of twin: %+v", len(recs), recs)
 	}
-	var listed []deploymentView
+	var listed []api.Deployment
 	c.ok(t, "GET", appPath("ns", "web", "/deployments"), admin, nil, &listed)
 	if len(listed) != 3 || listed[0].ID != ids[2] || listed[2].ID != ids[4] || !listed[2].Current || listed[0].Current {
 		t.Fatalf("listed %+v", listed)

@@ -10,5 +10,6 @@
 // others forward mutating calls to it. Reads are served from the local
 // replica of the store and may lag the leader by a gossip round.
 //
-// It imports store and store/state, never another role.
+// The API's wire types are broker/api's, shared with broker/client. It
+// imports broker/api, store and store/state, never another role.
 package broker

@@ -3,19 +3,11 @@ package broker
 import (
 	"errors"
 	"net/http"
-	"time"
 
+	"gearbox/broker/api"
 	"gearbox/store"
 	"gearbox/store/state"
 )
-
-type domainView struct {
-	Name         string    `json:"name"`
-	ID           string    `json:"id"` // OpenShift's older name for the namespace
-	Owner        string    `json:"owner"`
-	Applications int       `json:"application_count"`
-	CreatedAt    time.Time `json:"created_at"`
-}
 
 // domain returns namespace ns if u may see it: 404 when it does not
 // exist, 403 when it belongs to someone else and u is not an admin.
@@ -32,9 +24,10 @@ func (b *Broker) domain(u *state.User, ns string) (*state.Domain, error) {
 	return &d, nil
 }
 
-func (b *Broker) domainView(d *state.Domain) (domainView, error) {
+// domainView is domain d as the API shows it.
+func (b *Broker) domainView(d *state.Domain) (api.Domain, error) {
 	apps, err := b.appsIn(d.Name)
-	return domainView{Name: d.Name, ID: d.Name, Owner: d.Owner, Applications: len(apps), CreatedAt: d.CreatedAt}, err
+	return api.Domain{Name: d.Name, ID: d.Name, Owner: d.Owner, Applications: len(apps), CreatedAt: d.CreatedAt}, err
 }
 
 // GET /broker/rest/domains: the caller's domains (all for admins).
@@ -43,7 +36,7 @@ func (b *Broker) listDomains(w http.ResponseWriter, r *http.Request, u *state.Us
 	if err != nil {
 		return err
 	}
-	out := []domainView{}
+	out := []api.Domain{}
 	for i := range ds {
 		if ds[i].Owner == u.Login || u.Admin {
 			v, err := b.domainView(&ds[i])

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"gearbox/broker/api"
 	"gearbox/store/state"
 )
 
@@ -14,7 +15,7 @@ func TestDomains(t *testing.T) {
 	alice := c.user(t, "alice", nil)
 	bob := c.user(t, "bob", nil)
 
-	var d domainView
+	var d api.Domain
 	r := c.ok(t, "POST", "/broker/rest/domains", alice, url.Values{"name": {"alice"}}, &d)
 	if r.code != http.StatusCreated || d.Name != "alice" || d.Owner != "alice" || d.Applications != 0 {
 		t.Fatalf("created %d %+v", r.code, d)
@@ -70,7 +71,7 @@ func TestDomains(t *testing.T) {
 
 	t.Run("visibility", func(t *testing.T) {
 		names := func(who creds) string {
-			var ds []domainView
+			var ds []api.Domain
 			c.ok(t, "GET", "/broker/rest/domains", who, nil, &ds)
 			var out []string
 			for _, d := range ds {
@@ -108,7 +109,7 @@ func TestDomains(t *testing.T) {
 				wantErr(t, r, http.StatusForbidden, "belongs to another user")
 			}
 		})
-		var dv domainView
+		var dv api.Domain
 		c.ok(t, "GET", "/broker/rest/domains/alice", admin, nil, &dv)
 		if dv.Owner != "alice" || dv.Applications != 1 {
 			t.Fatalf("admin's view %+v", dv)

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"gearbox/broker/api"
 	"gearbox/store/state"
 )
 
@@ -19,15 +20,11 @@ const (
 	maxEnvValueLen = 32 << 10
 )
 
-type envVar struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
-
-func envList(a *state.App) []envVar {
-	out := []envVar{}
+// envList is app a's environment, by name.
+func envList(a *state.App) []api.EnvVar {
+	out := []api.EnvVar{}
 	for k, v := range a.Env {
-		out = append(out, envVar{k, v})
+		out = append(out, api.EnvVar{Name: k, Value: v})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"gearbox/broker/api"
 	"gearbox/store/state"
 )
 
@@ -16,11 +17,11 @@ func TestEnvironmentVariables(t *testing.T) {
 	c.createApp(t, demo, "demo", "web", url.Values{"scale": {"true"}})
 	path := appPath("demo", "web", "/environment-variables")
 
-	var vars []envVar
+	var vars []api.EnvVar
 	c.ok(t, "POST", path, demo, url.Values{"name": {"DB_URL"}, "value": {"postgres://db/x?a=b&c=d"}}, &vars)
 	c.ok(t, "POST", path, demo, url.Values{"name": {"GREETING"}, "value": {" spaces kept "}}, nil)
 	c.ok(t, "GET", path, demo, nil, &vars)
-	if len(vars) != 2 || vars[0] != (envVar{"DB_URL", "postgres://db/x?a=b&c=d"}) || vars[1] != (envVar{"GREETING", " spaces kept "}) {
+	if len(vars) != 2 || vars[0] != (api.EnvVar{Name: "DB_URL", Value: "postgres://db/x?a=b&c=d"}) || vars[1] != (api.EnvVar{Name: "GREETING", Value: " spaces kept "}) {
 		t.Fatalf("variables %+v", vars)
 	}
 	var a state.App

@@ -10,27 +10,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"gearbox/broker/api"
 )
-
-// Message is one entry of the envelope's messages, as in OpenShift's API.
-type Message struct {
-	Severity string  `json:"severity"` // info, warning, error, result
-	Text     string  `json:"text"`
-	ExitCode int     `json:"exit_code"`
-	Field    *string `json:"field"`
-}
-
-// Envelope is every response body: OpenShift's REST envelope.
-type Envelope struct {
-	Type     string    `json:"type,omitempty"`
-	Status   string    `json:"status"`
-	Messages []Message `json:"messages"`
-	Data     any       `json:"data"`
-	Version  string    `json:"version"`
-}
-
-// APIVersion is the version of the REST API.
-const APIVersion = "1.0"
 
 // apiError is an error that reaches the client as a status code and a
 // message. exit is OpenShift's exit_code for the case.
@@ -88,9 +70,9 @@ func statusName(code int) string {
 
 // reply writes a successful envelope.
 func reply(w http.ResponseWriter, code int, typ string, data any, msgs ...string) {
-	env := Envelope{Type: typ, Status: statusName(code), Data: data, Version: APIVersion, Messages: []Message{}}
+	env := api.Envelope{Type: typ, Status: statusName(code), Data: data, Version: api.Version, Messages: []api.Message{}}
 	for _, m := range msgs {
-		env.Messages = append(env.Messages, Message{Severity: "info", Text: m})
+		env.Messages = append(env.Messages, api.Message{Severity: "info", Text: m})
 	}
 	writeEnvelope(w, code, env)
 }
@@ -103,7 +85,7 @@ func (b *Broker) fail(w http.ResponseWriter, r *http.Request, err error) {
 		b.log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("request failed")
 		ae = errorf(http.StatusInternalServerError, 1, "An internal error occurred; the broker log has the details.")
 	}
-	msg := Message{Severity: "error", Text: ae.msg, ExitCode: ae.exit}
+	msg := api.Message{Severity: "error", Text: ae.msg, ExitCode: ae.exit}
 	if ae.field != "" {
 		f := ae.field
 		msg.Field = &f
@@ -111,10 +93,10 @@ func (b *Broker) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if ae.code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="gearbox"`)
 	}
-	writeEnvelope(w, ae.code, Envelope{Status: statusName(ae.code), Messages: []Message{msg}, Version: APIVersion})
+	writeEnvelope(w, ae.code, api.Envelope{Status: statusName(ae.code), Messages: []api.Message{msg}, Version: api.Version})
 }
 
-func writeEnvelope(w http.ResponseWriter, code int, env Envelope) {
+func writeEnvelope(w http.ResponseWriter, code int, env api.Envelope) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"gearbox/broker/api"
 )
 
 // TestBadInput: malformed, oversized and mistyped bodies get a clear 4xx
@@ -52,14 +54,14 @@ func TestBadInput(t *testing.T) {
 	}
 
 	t.Run("JSON bodies work", func(t *testing.T) {
-		var d domainView
+		var d api.Domain
 		c.ok(t, "POST", "/broker/rest/domains", demo, map[string]any{"name": "viajson"}, &d)
 		var a app
 		c.ok(t, "POST", "/broker/rest/domains/viajson/applications", demo, map[string]any{"name": "app", "scale": true}, &a)
 		if !a.Scalable || a.GearCount != 1 {
 			t.Fatalf("app from JSON %+v", a)
 		}
-		var cv cartridgeView
+		var cv api.Cartridge
 		c.ok(t, "PUT", appPath("viajson", "app", "/cartridges/static"), demo, map[string]any{"scales_from": 2, "scales_to": 4}, &cv)
 		if cv.ScalesFrom != 2 || cv.ScalesTo != 4 || cv.Gears != 2 {
 			t.Fatalf("scale from JSON numbers %+v", cv)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gearbox/broker/api"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -271,11 +272,24 @@ func (b *Broker) routingEvents(w http.ResponseWriter, r *http.Request, u *state.
 	if err != nil {
 		return err
 	}
-	if evs == nil {
-		evs = []state.RoutingEvent{}
+	out := make([]api.RoutingEvent, 0, len(evs))
+	for i := range evs {
+		out = append(out, routingEventView(&evs[i]))
 	}
-	reply(w, http.StatusOK, "routing_events", evs)
+	reply(w, http.StatusOK, "routing_events", out)
 	return nil
+}
+
+// routingEventView is routing event e as the API (the feed, followed or
+// not, and webhook deliveries) shows it.
+func routingEventView(e *state.RoutingEvent) api.RoutingEvent {
+	v := api.RoutingEvent{Seq: e.Seq, Action: e.Action, AppName: e.AppName, Namespace: e.Namespace, Scalable: e.Scalable, HA: e.HA,
+		GearID: e.GearID, PublicPortName: e.PublicPortName, PublicAddress: e.PublicAddress, PublicPort: e.PublicPort,
+		Protocols: e.Protocols, Types: e.Types, Alias: e.Alias, Time: e.Time}
+	for _, m := range e.Mappings {
+		v.Mappings = append(v.Mappings, api.Mapping{Frontend: m.Frontend, Backend: m.Backend})
+	}
+	return v
 }
 
 // followFeed streams the feed after seq after as NDJSON until the client
@@ -308,8 +322,8 @@ func (b *Broker) followFeed(w http.ResponseWriter, r *http.Request, after uint64
 		}
 		if len(evs) > 0 {
 			ok := send(func() error {
-				for _, e := range evs {
-					if err := enc.Encode(e); err != nil {
+				for i := range evs {
+					if err := enc.Encode(routingEventView(&evs[i])); err != nil {
 						return err
 					}
 				}

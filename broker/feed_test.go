@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/broker/api"
 	"gearbox/store/state"
 )
 
@@ -109,9 +110,7 @@ func TestRoutingFeed(t *testing.T) {
 		})
 	}
 
-	var idx struct {
-		Links map[string]link `json:"links"`
-	}
+	var idx api.Index
 	c.ok(t, "GET", "/broker/rest/api", nobody, nil, &idx)
 	for name, href := range map[string]string{
 		"LIST_ROUTING_EVENTS (admin)": "/broker/rest/routing/events",

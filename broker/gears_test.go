@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"testing"
 
+	"gearbox/broker/api"
 	"gearbox/store/state"
 )
 
@@ -18,7 +19,7 @@ func TestGearEvents(t *testing.T) {
 	target, other := gs[1], gs[0]
 
 	seq := c.lastSeq(t)
-	var v gearView
+	var v api.Gear
 	c.ok(t, "POST", "/broker/rest/gears/"+target.ID+"/events", demo, url.Values{"event": {"stop"}}, &v)
 	if v.ID != target.ID {
 		t.Fatalf("reply for gear %q, want %q", v.ID, target.ID)

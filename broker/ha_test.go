@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"gearbox/broker/api"
 	"gearbox/store/state"
 )
 
@@ -110,7 +111,7 @@ func TestMakeHA(t *testing.T) {
 					t.Fatalf("gear %d replaced", i+1)
 				}
 			}
-			var lb cartridgeView
+			var lb api.Cartridge
 			c.ok(t, "GET", appPath("demo", name, "/cartridges/lb"), demo, nil, &lb)
 			if lb.ScalesFrom != 2 || lb.ScalesTo != -1 || lb.Gears != 2 {
 				t.Fatalf("lb cartridge %+v", lb)
@@ -342,7 +343,7 @@ func TestGearRatio(t *testing.T) {
 				if a.LB.RotatedOut != want {
 					t.Fatalf("at %d gears: load_balancers %+v", n, a.LB)
 				}
-				var groups []gearGroupView
+				var groups []api.GearGroup
 				c.ok(t, "GET", appPath("demo", tt.name, "/gear_groups"), demo, nil, &groups)
 				for i, g := range groups[0].Gears {
 					if g.ID != gs[i].ID || g.RotatedOut != gs[i].RotatedOut {
@@ -453,7 +454,7 @@ func TestDisableHA(t *testing.T) {
 			if a.HA || a.HAURL != "" || a.ScalesFrom != tt.from || a.ScalesTo != tt.to {
 				t.Fatalf("after disable-ha: %+v, want limits %d..%d", a, tt.from, tt.to)
 			}
-			var lb cartridgeView
+			var lb api.Cartridge
 			c.ok(t, "GET", appPath("demo", name, "/cartridges/lb"), demo, nil, &lb)
 			if lb.ScalesFrom != 1 || lb.ScalesTo != 1 {
 				t.Fatalf("lb cartridge %+v", lb)

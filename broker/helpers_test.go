@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
 
+	"gearbox/broker/api"
 	"gearbox/node"
 	"gearbox/store"
 	"gearbox/store/state"
@@ -328,7 +329,7 @@ type response struct {
 type envelope struct {
 	Type     string          `json:"type"`
 	Status   string          `json:"status"`
-	Messages []Message       `json:"messages"`
+	Messages []api.Message   `json:"messages"`
 	Data     json.RawMessage `json:"data"`
 	Version  string          `json:"version"`
 }
@@ -526,28 +527,28 @@ func appPath(ns, app string, rest ...string) string {
 
 // app is the API's view of an application.
 type app struct {
-	ID           string     `json:"id"`
-	Name         string     `json:"name"`
-	Domain       string     `json:"domain_id"`
-	Owner        string     `json:"owner"`
-	AppURL       string     `json:"app_url"`
-	HAURL        string     `json:"ha_url"`
-	Scalable     bool       `json:"scalable"`
-	HA           bool       `json:"ha"`
-	GearProfile  string     `json:"gear_profile"`
-	Region       string     `json:"region"`
-	State        string     `json:"state"`
-	GearCount    int        `json:"gear_count"`
-	ScalesFrom   int        `json:"scales_from"`
-	ScalesTo     int        `json:"scales_to"`
-	HAMultiplier int        `json:"ha_multiplier"`
-	LB           *lbSummary `json:"load_balancers"`
-	Gears        []gearView `json:"gears"`
+	ID           string         `json:"id"`
+	Name         string         `json:"name"`
+	Domain       string         `json:"domain_id"`
+	Owner        string         `json:"owner"`
+	AppURL       string         `json:"app_url"`
+	HAURL        string         `json:"ha_url"`
+	Scalable     bool           `json:"scalable"`
+	HA           bool           `json:"ha"`
+	GearProfile  string         `json:"gear_profile"`
+	Region       string         `json:"region"`
+	State        string         `json:"state"`
+	GearCount    int            `json:"gear_count"`
+	ScalesFrom   int            `json:"scales_from"`
+	ScalesTo     int            `json:"scales_to"`
+	HAMultiplier int            `json:"ha_multiplier"`
+	LB           *api.LBSummary `json:"load_balancers"`
+	Gears        []api.Gear     `json:"gears"`
 }
 
 // lbs returns the app's LB gears.
-func (a app) lbs() []gearView {
-	var out []gearView
+func (a app) lbs() []api.Gear {
+	var out []api.Gear
 	for _, g := range a.Gears {
 		if g.LB {
 			out = append(out, g)
@@ -647,7 +648,7 @@ func countAction(evs []state.RoutingEvent, action string) int {
 }
 
 // distinct counts the distinct values of f over gs.
-func distinct(gs []gearView, f func(gearView) string) int {
+func distinct(gs []api.Gear, f func(api.Gear) string) int {
 	var seen []string
 	for _, g := range gs {
 		if v := f(g); !slices.Contains(seen, v) {

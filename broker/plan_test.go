@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/broker/api"
 	"gearbox/store/state"
 )
 
@@ -30,7 +31,7 @@ func TestMultiplierBeyondNodesStillScales(t *testing.T) {
 	if len(lbs) != 3 {
 		t.Fatalf("LB gears: %d, want one per node (3)", len(lbs))
 	}
-	if n := distinct(lbs, func(g gearView) string { return g.Node }); n != 3 {
+	if n := distinct(lbs, func(g api.Gear) string { return g.Node }); n != 3 {
 		t.Errorf("LB gears on %d nodes, want 3", n)
 	}
 }
@@ -62,7 +63,7 @@ func TestRotationEventsBracketEndpointChanges(t *testing.T) {
 
 func TestExpiredTokensAreCollected(t *testing.T) {
 	c := newCluster(t, clusterOpts{nodes: []nodeSpec{}})
-	var short, long tokenView
+	var short, long api.Token
 	c.ok(t, "POST", "/broker/rest/user/authorizations", admin, url.Values{"expires_in": {"60"}}, &short)
 	c.ok(t, "POST", "/broker/rest/user/authorizations", admin, url.Values{"expires_in": {"7200"}}, &long)
 	c.clock.Advance(2 * time.Minute)

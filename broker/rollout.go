@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"gearbox/broker/api"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -300,8 +301,15 @@ func (b *Broker) getRollout(w http.ResponseWriter, r *http.Request, u *state.Use
 	} else if err != nil {
 		return err
 	}
-	reply(w, http.StatusOK, "rollout", ro)
+	reply(w, http.StatusOK, "rollout", rolloutView(&ro))
 	return nil
+}
+
+// rolloutView is roll-out ro as the API shows it.
+func rolloutView(ro *state.Rollout) api.Rollout {
+	return api.Rollout{App: ro.App, Deployment: ro.Deployment, Restarts: ro.Restarts, State: ro.State, Message: ro.Message,
+		Gear: ro.Gear, GearSince: ro.GearSince, GearHealthy: ro.GearHealthy, Done: ro.Done, Total: ro.Total,
+		StartedAt: ro.StartedAt, UpdatedAt: ro.UpdatedAt}
 }
 
 // movedTo reports whether gear g's record names app a's current

@@ -3,6 +3,7 @@ package broker
 import (
 	"net/http"
 
+	"gearbox/broker/api"
 	"gearbox/store/state"
 )
 
@@ -63,54 +64,53 @@ func (b *Broker) routes(mux *http.ServeMux) {
 
 }
 
-type link struct {
-	Method string   `json:"method"`
-	Href   string   `json:"href"`
-	Params []string `json:"required_params,omitempty"`
+// link is an entry point of the API that requires params.
+func link(method, href string, params ...string) api.Link {
+	return api.Link{Method: method, Href: href, Params: params}
 }
 
 // GET /broker/rest/api: the entry points, without authentication.
 func (b *Broker) apiIndex(w http.ResponseWriter, r *http.Request, _ *state.User, p params) error {
-	links := map[string]link{
-		"API":                {"GET", "/broker/rest/api", nil},
-		"GET_USER":           {"GET", "/broker/rest/user", nil},
-		"ADD_AUTHORIZATION":  {"POST", "/broker/rest/user/authorizations", nil},
-		"LIST_DOMAINS":       {"GET", "/broker/rest/domains", nil},
-		"ADD_DOMAIN":         {"POST", "/broker/rest/domains", []string{"name"}},
-		"LIST_APPLICATIONS":  {"GET", "/broker/rest/domains/:name/applications", nil},
-		"ADD_APPLICATION":    {"POST", "/broker/rest/domains/:name/applications", []string{"name"}},
-		"APPLICATION_EVENT":  {"POST", "/broker/rest/domains/:name/applications/:app/events", []string{"event"}},
-		"GET_GEAR_GROUPS":    {"GET", "/broker/rest/domains/:name/applications/:app/gear_groups", nil},
-		"SET_SCALE_LIMITS":   {"PUT", "/broker/rest/domains/:name/applications/:app/cartridges/:cartridge", nil},
-		"ADD_DEPLOYMENT":     {"POST", "/broker/rest/domains/:name/applications/:app/deployments", nil},
-		"LIST_DEPLOYMENTS":   {"GET", "/broker/rest/domains/:name/applications/:app/deployments", nil},
-		"GET_ROLLOUT":        {"GET", "/broker/rest/domains/:name/applications/:app/rollout", nil},
-		"GET_LOGS":           {"GET", "/broker/rest/domains/:name/applications/:app/logs", nil},
-		"LIST_ENVIRONMENT":   {"GET", "/broker/rest/domains/:name/applications/:app/environment-variables", nil},
-		"SET_ENVIRONMENT":    {"POST", "/broker/rest/domains/:name/applications/:app/environment-variables", []string{"name", "value"}},
-		"GEAR_EVENT":         {"POST", "/broker/rest/gears/:gear/events", []string{"event"}},
-		"LIST_USERS (admin)": {"GET", "/broker/rest/users", nil},
-		"ADD_USER (admin)":   {"POST", "/broker/rest/users", []string{"login", "password"}},
-		"LIST_NODES (admin)": {"GET", "/broker/rest/nodes", nil},
-		"NODE_EVENT (admin)": {"POST", "/broker/rest/nodes/:node/events", []string{"event"}},
-		"MOVE_GEAR (admin)":  {"POST", "/broker/rest/gears/:gear/move", []string{"node"}},
+	links := map[string]api.Link{
+		"API":                link("GET", "/broker/rest/api"),
+		"GET_USER":           link("GET", "/broker/rest/user"),
+		"ADD_AUTHORIZATION":  link("POST", "/broker/rest/user/authorizations"),
+		"LIST_DOMAINS":       link("GET", "/broker/rest/domains"),
+		"ADD_DOMAIN":         link("POST", "/broker/rest/domains", "name"),
+		"LIST_APPLICATIONS":  link("GET", "/broker/rest/domains/:name/applications"),
+		"ADD_APPLICATION":    link("POST", "/broker/rest/domains/:name/applications", "name"),
+		"APPLICATION_EVENT":  link("POST", "/broker/rest/domains/:name/applications/:app/events", "event"),
+		"GET_GEAR_GROUPS":    link("GET", "/broker/rest/domains/:name/applications/:app/gear_groups"),
+		"SET_SCALE_LIMITS":   link("PUT", "/broker/rest/domains/:name/applications/:app/cartridges/:cartridge"),
+		"ADD_DEPLOYMENT":     link("POST", "/broker/rest/domains/:name/applications/:app/deployments"),
+		"LIST_DEPLOYMENTS":   link("GET", "/broker/rest/domains/:name/applications/:app/deployments"),
+		"GET_ROLLOUT":        link("GET", "/broker/rest/domains/:name/applications/:app/rollout"),
+		"GET_LOGS":           link("GET", "/broker/rest/domains/:name/applications/:app/logs"),
+		"LIST_ENVIRONMENT":   link("GET", "/broker/rest/domains/:name/applications/:app/environment-variables"),
+		"SET_ENVIRONMENT":    link("POST", "/broker/rest/domains/:name/applications/:app/environment-variables", "name", "value"),
+		"GEAR_EVENT":         link("POST", "/broker/rest/gears/:gear/events", "event"),
+		"LIST_USERS (admin)": link("GET", "/broker/rest/users"),
+		"ADD_USER (admin)":   link("POST", "/broker/rest/users", "login", "password"),
+		"LIST_NODES (admin)": link("GET", "/broker/rest/nodes"),
+		"NODE_EVENT (admin)": link("POST", "/broker/rest/nodes/:node/events", "event"),
+		"MOVE_GEAR (admin)":  link("POST", "/broker/rest/gears/:gear/move", "node"),
 	}
 	for k, l := range routingLinks {
 		links[k] = l
 	}
-	reply(w, http.StatusOK, "links", map[string]any{"links": links, "domain_suffix": b.cfg.Domain})
+	reply(w, http.StatusOK, "links", api.Index{DomainSuffix: b.cfg.Domain, Links: links})
 	return nil
 }
 
 // routingLinks are the entry points of aliases and of the routing layer's
 // API: the feed, the webhooks and the routes export.
-var routingLinks = map[string]link{
-	"LIST_ALIASES":                {"GET", "/broker/rest/domains/:name/applications/:app/aliases", nil},
-	"ADD_ALIAS":                   {"POST", "/broker/rest/domains/:name/applications/:app/aliases", []string{"id"}},
-	"DELETE_ALIAS":                {"DELETE", "/broker/rest/domains/:name/applications/:app/aliases/:id", nil},
-	"LIST_ROUTING_EVENTS (admin)": {"GET", "/broker/rest/routing/events", nil},
-	"LIST_ROUTES (admin)":         {"GET", "/broker/rest/routing/routes", nil},
-	"LIST_WEBHOOKS (admin)":       {"GET", "/broker/rest/routing/webhooks", nil},
-	"ADD_WEBHOOK (admin)":         {"POST", "/broker/rest/routing/webhooks", []string{"url"}},
-	"DELETE_WEBHOOK (admin)":      {"DELETE", "/broker/rest/routing/webhooks/:id", nil},
+var routingLinks = map[string]api.Link{
+	"LIST_ALIASES":                link("GET", "/broker/rest/domains/:name/applications/:app/aliases"),
+	"ADD_ALIAS":                   link("POST", "/broker/rest/domains/:name/applications/:app/aliases", "id"),
+	"DELETE_ALIAS":                link("DELETE", "/broker/rest/domains/:name/applications/:app/aliases/:id"),
+	"LIST_ROUTING_EVENTS (admin)": link("GET", "/broker/rest/routing/events"),
+	"LIST_ROUTES (admin)":         link("GET", "/broker/rest/routing/routes"),
+	"LIST_WEBHOOKS (admin)":       link("GET", "/broker/rest/routing/webhooks"),
+	"ADD_WEBHOOK (admin)":         link("POST", "/broker/rest/routing/webhooks", "url"),
+	"DELETE_WEBHOOK (admin)":      link("DELETE", "/broker/rest/routing/webhooks/:id"),
 }

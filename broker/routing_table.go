@@ -6,40 +6,9 @@ import (
 	"sort"
 	"strconv"
 
+	"gearbox/broker/api"
 	"gearbox/store/state"
 )
-
-// routeView is one app as a routing layer needs it: the names it answers
-// to and where its requests go. GET /broker/rest/routing/routes lists
-// them, so that an existing router (nginx, HAProxy, an F5) can be
-// configured from the current state, and then follow the routing events.
-type routeView struct {
-	App       string `json:"app"`
-	Namespace string `json:"namespace"`
-	// Host is the app's hostname, APP-NS.ZONE: the Host header its gears
-	// expect.
-	Host string `json:"host"`
-	// HAHost is the routing layer's hostname of an HA app (ha-APP-NS.ZONE
-	// with the default prefix).
-	HAHost   string   `json:"ha_host,omitempty"`
-	Aliases  []string `json:"aliases"`
-	Scalable bool     `json:"scalable"`
-	HA       bool     `json:"ha"`
-	// Endpoints are where to send the app's requests: the load balancers
-	// of its LB gears (types load_balancer) when it is scalable, else its
-	// one gear's web port (types web_framework).
-	Endpoints []routeEndpoint `json:"endpoints"`
-}
-
-// routeEndpoint is one place an app's requests may go.
-type routeEndpoint struct {
-	GearID  string   `json:"gear_id"`
-	Address string   `json:"address"` // node-address:port
-	State   string   `json:"state"`   // the gear's, as gear_groups reports it
-	Reason  string   `json:"reason,omitempty"`
-	Head    bool     `json:"head,omitempty"`
-	Types   []string `json:"types"`
-}
 
 // GET /broker/rest/routing/routes (admin): every app's routing-layer
 // names and endpoints, by namespace and name.
@@ -65,7 +34,7 @@ func (b *Broker) routingRoutes(w http.ResponseWriter, r *http.Request, u *state.
 		}
 		return apps[i].Name < apps[j].Name
 	})
-	out := make([]routeView, 0, len(apps))
+	out := make([]api.Route, 0, len(apps))
 	for i := range apps {
 		out = append(out, b.routeView(&apps[i], cv, statuses))
 	}
@@ -73,9 +42,9 @@ func (b *Broker) routingRoutes(w http.ResponseWriter, r *http.Request, u *state.
 	return nil
 }
 
-func (b *Broker) routeView(a *state.App, cv *clusterView, statuses map[string]state.GearStatus) routeView {
-	v := routeView{App: a.Name, Namespace: a.Domain, Host: state.AppHost(a.Name, a.Domain, b.cfg.Domain),
-		Aliases: append([]string{}, a.Aliases...), Scalable: a.Scalable, HA: a.HA, Endpoints: []routeEndpoint{}}
+func (b *Broker) routeView(a *state.App, cv *clusterView, statuses map[string]state.GearStatus) api.Route {
+	v := api.Route{App: a.Name, Namespace: a.Domain, Host: state.AppHost(a.Name, a.Domain, b.cfg.Domain),
+		Aliases: append([]string{}, a.Aliases...), Scalable: a.Scalable, HA: a.HA, Endpoints: []api.RouteEndpoint{}}
 	if a.HA {
 		v.HAHost = b.haHost(a)
 	}
@@ -92,7 +61,7 @@ func (b *Broker) routeView(a *state.App, cv *clusterView, statuses map[string]st
 			continue // its node never registered: nowhere to send requests
 		}
 		gv := b.gearView(&g, cv, statuses, false)
-		v.Endpoints = append(v.Endpoints, routeEndpoint{GearID: g.ID, Address: net.JoinHostPort(n.Addr, strconv.Itoa(port)),
+		v.Endpoints = append(v.Endpoints, api.RouteEndpoint{GearID: g.ID, Address: net.JoinHostPort(n.Addr, strconv.Itoa(port)),
 			State: gv.State, Reason: gv.Reason, Head: g.Head, Types: []string{typ}})
 	}
 	return v

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strconv"
 	"testing"
+
+	"gearbox/broker/api"
 )
 
 func TestRoutingRoutes(t *testing.T) {
@@ -20,7 +22,7 @@ func TestRoutingRoutes(t *testing.T) {
 	c.ok(t, "POST", appPath("demo", "solo", "/aliases"), demo, url.Values{"id": {"www.example.org"}}, nil)
 
 	wantErr(t, c.do(t, "GET", "/broker/rest/routing/routes", demo, nil), http.StatusForbidden, "needs an administrator")
-	var routes []routeView
+	var routes []api.Route
 	c.ok(t, "GET", "/broker/rest/routing/routes", admin, nil, &routes)
 	if len(routes) != 2 || routes[0].App != "solo" || routes[1].App != "web" {
 		t.Fatalf("routes: %+v, want solo then web", routes)
@@ -35,7 +37,7 @@ func TestRoutingRoutes(t *testing.T) {
 		t.Errorf("solo: %+v", solo)
 	}
 	g := c.gears(t, "demo", "solo")[0]
-	want := routeEndpoint{GearID: g.ID, Address: net.JoinHostPort(ip[g.Node], strconv.Itoa(g.Port)), State: "new", Types: []string{"web_framework"}}
+	want := api.RouteEndpoint{GearID: g.ID, Address: net.JoinHostPort(ip[g.Node], strconv.Itoa(g.Port)), State: "new", Types: []string{"web_framework"}}
 	if len(solo.Endpoints) != 1 || !sameEndpoint(solo.Endpoints[0], want) {
 		t.Errorf("solo endpoints: %+v, want %+v", solo.Endpoints, want)
 	}
@@ -43,10 +45,10 @@ func TestRoutingRoutes(t *testing.T) {
 	if web.Host != "web-demo.example.com" || web.HAHost != "web-demo-ha.example.com" || !web.Scalable || !web.HA || len(web.Aliases) != 0 {
 		t.Errorf("web: %+v", web)
 	}
-	var lbs []routeEndpoint
+	var lbs []api.RouteEndpoint
 	for _, g := range c.gears(t, "demo", "web") {
 		if g.LB {
-			lbs = append(lbs, routeEndpoint{GearID: g.ID, Address: net.JoinHostPort(ip[g.Node], strconv.Itoa(g.LBPort)), State: "new",
+			lbs = append(lbs, api.RouteEndpoint{GearID: g.ID, Address: net.JoinHostPort(ip[g.Node], strconv.Itoa(g.LBPort)), State: "new",
 				Head: g.Head, Types: []string{"load_balancer"}})
 		}
 	}
@@ -55,7 +57,7 @@ func TestRoutingRoutes(t *testing.T) {
 	}
 }
 
-func sameEndpoint(a, b routeEndpoint) bool {
+func sameEndpoint(a, b api.RouteEndpoint) bool {
 	return a.GearID == b.GearID && a.Address == b.Address && a.State == b.State && a.Head == b.Head &&
 		len(a.Types) == 1 && len(b.Types) == 1 && a.Types[0] == b.Types[0]
 }

@@ -7,22 +7,17 @@ import (
 	"strings"
 	"time"
 
+	"gearbox/broker/api"
 	"gearbox/store"
 	"gearbox/store/state"
 )
 
-// userView is a user as the API shows it: never the password hash.
-type userView struct {
-	Login         string             `json:"login"`
-	Admin         bool               `json:"admin"`
-	Capabilities  state.Capabilities `json:"capabilities"`
-	ConsumedGears int                `json:"consumed_gears"`
-	CreatedAt     time.Time          `json:"created_at"`
-}
-
-func (b *Broker) userView(u *state.User) (userView, error) {
+// userView is user u as the API shows it: never the password hash.
+func (b *Broker) userView(u *state.User) (api.User, error) {
 	n, err := b.gearsOwnedBy(u.Login)
-	return userView{Login: u.Login, Admin: u.Admin, Capabilities: u.Capabilities, ConsumedGears: n, CreatedAt: u.CreatedAt}, err
+	c := u.Capabilities
+	return api.User{Login: u.Login, Admin: u.Admin, Capabilities: api.Capabilities{HA: c.HA, MaxGears: c.MaxGears, GearSizes: c.GearSizes},
+		ConsumedGears: n, CreatedAt: u.CreatedAt}, err
 }
 
 func requireAdmin(u *state.User) error {
@@ -40,17 +35,6 @@ func (b *Broker) getUser(w http.ResponseWriter, r *http.Request, u *state.User, 
 	}
 	reply(w, http.StatusOK, "user", v)
 	return nil
-}
-
-// tokenView is a created API token; the secret is shown only once.
-type tokenView struct {
-	ID        string    `json:"id"`
-	Token     string    `json:"token,omitempty"`
-	Login     string    `json:"login"`
-	Note      string    `json:"note,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-	ExpiresIn int       `json:"expires_in"` // seconds
 }
 
 // POST /broker/rest/user/authorizations: note=, expires_in= (seconds).
@@ -74,7 +58,7 @@ func (b *Broker) createToken(w http.ResponseWriter, r *http.Request, u *state.Us
 	if _, err := b.st.Put(r.Context(), state.BucketTokens, tokenKey(token), t); err != nil {
 		return err
 	}
-	reply(w, http.StatusCreated, "authorization", tokenView{ID: id, Token: token, Login: u.Login, Note: note,
+	reply(w, http.StatusCreated, "authorization", api.Token{ID: id, Token: token, Login: u.Login, Note: note,
 		CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, ExpiresIn: int(ttl / time.Second)}, "Authorization created; the token is shown only once.")
 	return nil
 }
@@ -88,7 +72,7 @@ func (b *Broker) listUsers(w http.ResponseWriter, r *http.Request, u *state.User
 	if err != nil {
 		return err
 	}
-	out := make([]userView, 0, len(users))
+	out := make([]api.User, 0, len(users))
 	for i := range users {
 		v, err := b.userView(&users[i])
 		if err != nil {

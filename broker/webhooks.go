@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"time"
 
+	"gearbox/broker/api"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -66,23 +67,10 @@ func WebhookSignature(secret string, body []byte) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// webhookView is a webhook as the API shows it.
-type webhookView struct {
-	ID        string    `json:"id"`
-	URL       string    `json:"url"`
-	CreatedBy string    `json:"created_by"`
-	CreatedAt time.Time `json:"created_at"`
-	After     uint64    `json:"after"`
-	// Pending counts the events this broker holds after After: how far
-	// delivery is behind.
-	Pending   uint64 `json:"pending"`
-	LastError string `json:"last_error,omitempty"`
-	// Secret is only shown in the answer that creates the webhook.
-	Secret string `json:"secret,omitempty"`
-}
-
-func (b *Broker) webhookView(h *state.Webhook) webhookView {
-	v := webhookView{ID: h.ID, URL: h.URL, CreatedBy: h.CreatedBy, CreatedAt: h.CreatedAt, After: h.After, LastError: h.LastError}
+// webhookView is webhook h as the API shows it, with the events pending
+// at this broker.
+func (b *Broker) webhookView(h *state.Webhook) api.Webhook {
+	v := api.Webhook{ID: h.ID, URL: h.URL, CreatedBy: h.CreatedBy, CreatedAt: h.CreatedAt, After: h.After, LastError: h.LastError}
 	if top := b.feed.top.Load(); top > h.After {
 		v.Pending = top - h.After
 	}
@@ -98,7 +86,7 @@ func (b *Broker) listWebhooks(w http.ResponseWriter, r *http.Request, u *state.U
 	if err != nil {
 		return err
 	}
-	out := make([]webhookView, 0, len(hs))
+	out := make([]api.Webhook, 0, len(hs))
 	for i := range hs {
 		out = append(out, b.webhookView(&hs[i]))
 	}
@@ -366,7 +354,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 // postEvent delivers e to webhook h: nil when it answers 2xx.
 func (b *Broker) postEvent(ctx context.Context, h *state.Webhook, e state.RoutingEvent) error {
-	body, err := json.Marshal(e)
+	body, err := json.Marshal(routingEventView(&e))
 	if err != nil {
 		return fmt.Errorf("encode event %d: %w", e.Seq, err)
 	}

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+
+	"gearbox/broker/api"
 )
 
 func appPath(ns, app string) string {
@@ -13,49 +15,49 @@ func appPath(ns, app string) string {
 }
 
 // CurrentUser returns the authenticated user.
-func (c *Client) CurrentUser(ctx context.Context) (User, error) {
-	var u User
+func (c *Client) CurrentUser(ctx context.Context) (api.User, error) {
+	var u api.User
 	_, err := c.Do(ctx, http.MethodGet, "/broker/rest/user", nil, &u)
 	return u, err
 }
 
 // CreateToken creates an API token for the authenticated user.
-func (c *Client) CreateToken(ctx context.Context, note string) (Token, error) {
-	var t Token
+func (c *Client) CreateToken(ctx context.Context, note string) (api.Token, error) {
+	var t api.Token
 	_, err := c.Do(ctx, http.MethodPost, "/broker/rest/user/authorizations", url.Values{"note": {note}}, &t)
 	return t, err
 }
 
 // Domains lists the caller's domains (all, for admins).
-func (c *Client) Domains(ctx context.Context) ([]Domain, error) {
-	var ds []Domain
+func (c *Client) Domains(ctx context.Context) ([]api.Domain, error) {
+	var ds []api.Domain
 	_, err := c.Do(ctx, http.MethodGet, "/broker/rest/domains", nil, &ds)
 	return ds, err
 }
 
 // CreateDomain creates namespace ns.
-func (c *Client) CreateDomain(ctx context.Context, ns string) (Domain, []Message, error) {
-	var d Domain
+func (c *Client) CreateDomain(ctx context.Context, ns string) (api.Domain, []api.Message, error) {
+	var d api.Domain
 	m, err := c.Do(ctx, http.MethodPost, "/broker/rest/domains", url.Values{"name": {ns}}, &d)
 	return d, m, err
 }
 
 // DeleteDomain deletes namespace ns; force deletes its apps too.
-func (c *Client) DeleteDomain(ctx context.Context, ns string, force bool) ([]Message, error) {
+func (c *Client) DeleteDomain(ctx context.Context, ns string, force bool) ([]api.Message, error) {
 	// force travels in the query: some proxies drop DELETE bodies.
 	return c.Do(ctx, http.MethodDelete, "/broker/rest/domains/"+url.PathEscape(ns)+"?force="+strconv.FormatBool(force), nil, nil)
 }
 
 // Apps lists the apps of namespace ns.
-func (c *Client) Apps(ctx context.Context, ns string) ([]App, error) {
-	var as []App
+func (c *Client) Apps(ctx context.Context, ns string) ([]api.App, error) {
+	var as []api.App
 	_, err := c.Do(ctx, http.MethodGet, "/broker/rest/domains/"+url.PathEscape(ns)+"/applications", nil, &as)
 	return as, err
 }
 
 // App returns one app, with its gears when gears is set.
-func (c *Client) App(ctx context.Context, ns, app string, gears bool) (App, error) {
-	var a App
+func (c *Client) App(ctx context.Context, ns, app string, gears bool) (api.App, error) {
+	var a api.App
 	var q url.Values
 	if gears {
 		q = url.Values{"include": {"gears"}}
@@ -73,7 +75,7 @@ type AppOptions struct {
 }
 
 // CreateApp creates app in namespace ns.
-func (c *Client) CreateApp(ctx context.Context, ns, app string, o AppOptions) (App, []Message, error) {
+func (c *Client) CreateApp(ctx context.Context, ns, app string, o AppOptions) (api.App, []api.Message, error) {
 	v := url.Values{"name": {app}, "scale": {strconv.FormatBool(o.Scale)}, "ha": {strconv.FormatBool(o.HA)}}
 	if o.Cartridge != "" {
 		v.Set("cartridge", o.Cartridge)
@@ -84,80 +86,80 @@ func (c *Client) CreateApp(ctx context.Context, ns, app string, o AppOptions) (A
 	if o.Region != "" {
 		v.Set("region", o.Region)
 	}
-	var a App
+	var a api.App
 	m, err := c.Do(ctx, http.MethodPost, "/broker/rest/domains/"+url.PathEscape(ns)+"/applications", v, &a)
 	return a, m, err
 }
 
 // DeleteApp deletes an app and its gears.
-func (c *Client) DeleteApp(ctx context.Context, ns, app string) ([]Message, error) {
+func (c *Client) DeleteApp(ctx context.Context, ns, app string) ([]api.Message, error) {
 	return c.Do(ctx, http.MethodDelete, appPath(ns, app), nil, nil)
 }
 
 // AppEvent sends event (start, stop, restart, scale-up, scale-down,
 // make-ha, enable-ha, disable-ha) to an app.
-func (c *Client) AppEvent(ctx context.Context, ns, app, event string) (App, []Message, error) {
-	var a App
+func (c *Client) AppEvent(ctx context.Context, ns, app, event string) (api.App, []api.Message, error) {
+	var a api.App
 	m, err := c.Do(ctx, http.MethodPost, appPath(ns, app)+"/events", url.Values{"event": {event}}, &a)
 	return a, m, err
 }
 
 // SetScale sets the web cartridge's scale limits (max -1: no maximum).
-func (c *Client) SetScale(ctx context.Context, ns, app, cart string, min, max int) (Cartridge, []Message, error) {
-	var cr Cartridge
+func (c *Client) SetScale(ctx context.Context, ns, app, cart string, min, max int) (api.Cartridge, []api.Message, error) {
+	var cr api.Cartridge
 	m, err := c.Do(ctx, http.MethodPut, appPath(ns, app)+"/cartridges/"+url.PathEscape(cart),
 		url.Values{"scales_from": {strconv.Itoa(min)}, "scales_to": {strconv.Itoa(max)}}, &cr)
 	return cr, m, err
 }
 
 // GearGroups returns an app's gear groups with endpoints.
-func (c *Client) GearGroups(ctx context.Context, ns, app string) ([]GearGroup, error) {
-	var gg []GearGroup
+func (c *Client) GearGroups(ctx context.Context, ns, app string) ([]api.GearGroup, error) {
+	var gg []api.GearGroup
 	_, err := c.Do(ctx, http.MethodGet, appPath(ns, app)+"/gear_groups", url.Values{"include": {"endpoints"}}, &gg)
 	return gg, err
 }
 
 // Users lists users (admin).
-func (c *Client) Users(ctx context.Context) ([]User, error) {
-	var us []User
+func (c *Client) Users(ctx context.Context) ([]api.User, error) {
+	var us []api.User
 	_, err := c.Do(ctx, http.MethodGet, "/broker/rest/users", nil, &us)
 	return us, err
 }
 
 // CreateUser creates a user (admin); extra holds ha, max_gears,
 // gear_sizes, admin.
-func (c *Client) CreateUser(ctx context.Context, login, password string, extra url.Values) (User, []Message, error) {
+func (c *Client) CreateUser(ctx context.Context, login, password string, extra url.Values) (api.User, []api.Message, error) {
 	v := url.Values{"login": {login}, "password": {password}}
 	for k, vs := range extra {
 		v[k] = vs
 	}
-	var u User
+	var u api.User
 	m, err := c.Do(ctx, http.MethodPost, "/broker/rest/users", v, &u)
 	return u, m, err
 }
 
 // UpdateUser changes a user's capabilities or password (admin).
-func (c *Client) UpdateUser(ctx context.Context, login string, v url.Values) (User, []Message, error) {
-	var u User
+func (c *Client) UpdateUser(ctx context.Context, login string, v url.Values) (api.User, []api.Message, error) {
+	var u api.User
 	m, err := c.Do(ctx, http.MethodPut, "/broker/rest/users/"+url.PathEscape(login), v, &u)
 	return u, m, err
 }
 
 // Nodes lists nodes (admin).
-func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
-	var ns []Node
+func (c *Client) Nodes(ctx context.Context) ([]api.Node, error) {
+	var ns []api.Node
 	_, err := c.Do(ctx, http.MethodGet, "/broker/rest/nodes", nil, &ns)
 	return ns, err
 }
 
 // NodeEvent sends drain or undrain to a node (admin).
-func (c *Client) NodeEvent(ctx context.Context, node, event string) ([]Message, error) {
+func (c *Client) NodeEvent(ctx context.Context, node, event string) ([]api.Message, error) {
 	return c.Do(ctx, http.MethodPost, "/broker/rest/nodes/"+url.PathEscape(node)+"/events", url.Values{"event": {event}}, nil)
 }
 
 // MoveGear moves a gear to another node (admin).
-func (c *Client) MoveGear(ctx context.Context, gear, node string, force bool) (Gear, []Message, error) {
-	var g Gear
+func (c *Client) MoveGear(ctx context.Context, gear, node string, force bool) (api.Gear, []api.Message, error) {
+	var g api.Gear
 	m, err := c.Do(ctx, http.MethodPost, "/broker/rest/gears/"+url.PathEscape(gear)+"/move",
 		url.Values{"node": {node}, "force": {strconv.FormatBool(force)}}, &g)
 	return g, m, err
@@ -165,60 +167,54 @@ func (c *Client) MoveGear(ctx context.Context, gear, node string, force bool) (G
 
 // Deploy uploads a tar.gz of the app's code; it becomes the current
 // deployment.
-func (c *Client) Deploy(ctx context.Context, ns, app string, archive io.Reader, size int64) (Deployment, []Message, error) {
-	var d Deployment
+func (c *Client) Deploy(ctx context.Context, ns, app string, archive io.Reader, size int64) (api.Deployment, []api.Message, error) {
+	var d api.Deployment
 	m, err := c.Upload(ctx, appPath(ns, app)+"/deployments", "application/gzip", archive, size, &d)
 	return d, m, err
 }
 
 // Deployments lists an app's kept deployments, oldest first.
-func (c *Client) Deployments(ctx context.Context, ns, app string) ([]Deployment, error) {
-	var ds []Deployment
+func (c *Client) Deployments(ctx context.Context, ns, app string) ([]api.Deployment, error) {
+	var ds []api.Deployment
 	_, err := c.Do(ctx, http.MethodGet, appPath(ns, app)+"/deployments", nil, &ds)
 	return ds, err
 }
 
 // Rollout reads the progress of an app's move to its current deployment.
-func (c *Client) Rollout(ctx context.Context, ns, app string) (Rollout, error) {
-	var r Rollout
+func (c *Client) Rollout(ctx context.Context, ns, app string) (api.Rollout, error) {
+	var r api.Rollout
 	_, err := c.Do(ctx, http.MethodGet, appPath(ns, app)+"/rollout", nil, &r)
 	return r, err
 }
 
 // Activate makes kept deployment id current again (rollback).
-func (c *Client) Activate(ctx context.Context, ns, app, id string) ([]Message, error) {
+func (c *Client) Activate(ctx context.Context, ns, app, id string) ([]api.Message, error) {
 	return c.Do(ctx, http.MethodPost, appPath(ns, app)+"/events", url.Values{"event": {"activate"}, "deployment_id": {id}}, nil)
 }
 
 // GearEvent sends start or stop to one gear.
-func (c *Client) GearEvent(ctx context.Context, gear, event string) (Gear, []Message, error) {
-	var g Gear
+func (c *Client) GearEvent(ctx context.Context, gear, event string) (api.Gear, []api.Message, error) {
+	var g api.Gear
 	m, err := c.Do(ctx, http.MethodPost, "/broker/rest/gears/"+url.PathEscape(gear)+"/events", url.Values{"event": {event}}, &g)
 	return g, m, err
 }
 
-// EnvVar is one of an app's environment variables.
-type EnvVar struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
-
 // Env lists an app's environment variables.
-func (c *Client) Env(ctx context.Context, ns, app string) ([]EnvVar, error) {
-	var vs []EnvVar
+func (c *Client) Env(ctx context.Context, ns, app string) ([]api.EnvVar, error) {
+	var vs []api.EnvVar
 	_, err := c.Do(ctx, http.MethodGet, appPath(ns, app)+"/environment-variables", nil, &vs)
 	return vs, err
 }
 
 // SetEnv sets one of an app's environment variables.
-func (c *Client) SetEnv(ctx context.Context, ns, app, name, value string) ([]EnvVar, []Message, error) {
-	var vs []EnvVar
+func (c *Client) SetEnv(ctx context.Context, ns, app, name, value string) ([]api.EnvVar, []api.Message, error) {
+	var vs []api.EnvVar
 	m, err := c.Do(ctx, http.MethodPost, appPath(ns, app)+"/environment-variables", url.Values{"name": {name}, "value": {value}}, &vs)
 	return vs, m, err
 }
 
 // UnsetEnv removes one of an app's environment variables.
-func (c *Client) UnsetEnv(ctx context.Context, ns, app, name string) ([]Message, error) {
+func (c *Client) UnsetEnv(ctx context.Context, ns, app, name string) ([]api.Message, error) {
 	return c.Do(ctx, http.MethodDelete, appPath(ns, app)+"/environment-variables/"+url.PathEscape(name), nil, nil)
 }
 

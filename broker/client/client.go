@@ -1,5 +1,7 @@
 // Package client speaks the broker's REST API: the CLI's client, usable by
-// any Go program. It imports only the standard library.
+// any Go program. Its calls answer with the API's wire types, defined in
+// broker/api, which the broker sends. It imports only the standard library
+// and broker/api.
 package client
 
 import (
@@ -13,6 +15,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"gearbox/broker/api"
 )
 
 // Client calls one broker. The zero value is not usable: set BaseURL.
@@ -30,27 +34,11 @@ type Client struct {
 	Insecure bool
 }
 
-// Message is one message of a broker response.
-type Message struct {
-	Severity string  `json:"severity"`
-	Text     string  `json:"text"`
-	ExitCode int     `json:"exit_code"`
-	Field    *string `json:"field"`
-}
-
-// Envelope is a broker response.
-type Envelope struct {
-	Type     string          `json:"type"`
-	Status   string          `json:"status"`
-	Messages []Message       `json:"messages"`
-	Data     json.RawMessage `json:"data"`
-}
-
 // Error is a broker's refusal: its HTTP status and messages.
 type Error struct {
 	StatusCode int
 	Status     string
-	Messages   []Message
+	Messages   []api.Message
 }
 
 func (e *Error) Error() string {
@@ -85,7 +73,7 @@ func IsStatus(err error, code int) bool {
 // Do calls method on path (below BaseURL) with form parameters, decodes
 // the envelope's data into out (when not nil) and returns the envelope's
 // info messages.
-func (c *Client) Do(ctx context.Context, method, path string, params url.Values, out any) ([]Message, error) {
+func (c *Client) Do(ctx context.Context, method, path string, params url.Values, out any) ([]api.Message, error) {
 	if c.BaseURL == "" {
 		return nil, errors.New("no broker address: pass --api or set GEARBOX_API")
 	}
@@ -108,7 +96,7 @@ func (c *Client) Do(ctx context.Context, method, path string, params url.Values,
 
 // Upload POSTs body (of size bytes, -1 if unknown) with contentType to
 // path and decodes the envelope's data into out.
-func (c *Client) Upload(ctx context.Context, path, contentType string, body io.Reader, size int64, out any) ([]Message, error) {
+func (c *Client) Upload(ctx context.Context, path, contentType string, body io.Reader, size int64, out any) ([]api.Message, error) {
 	if c.BaseURL == "" {
 		return nil, errors.New("no broker address: pass --api or set GEARBOX_API")
 	}
@@ -148,7 +136,7 @@ func (c *Client) Stream(ctx context.Context, path string, params url.Values) (io
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
-		_, err := readEnvelope(c.BaseURL, resp)
+		_, _, err := readEnvelope(c.BaseURL, resp)
 		return nil, err
 	}
 	return resp.Body, nil
@@ -165,7 +153,7 @@ func (c *Client) authenticate(req *http.Request) {
 }
 
 // send authenticates req, sends it and reads the envelope.
-func (c *Client) send(req *http.Request, out any) ([]Message, error) {
+func (c *Client) send(req *http.Request, out any) ([]api.Message, error) {
 	req.Header.Set("Accept", "application/json")
 	c.authenticate(req)
 	resp, err := c.httpClient().Do(req)
@@ -173,33 +161,34 @@ func (c *Client) send(req *http.Request, out any) ([]Message, error) {
 		return nil, fmt.Errorf("cannot reach the broker at %s: %w", c.BaseURL, err)
 	}
 	defer resp.Body.Close()
-	env, err := readEnvelope(c.BaseURL, resp)
+	env, data, err := readEnvelope(c.BaseURL, resp)
 	if err != nil {
 		return nil, err
 	}
-	if out != nil && len(env.Data) > 0 && string(env.Data) != "null" {
-		if err := json.Unmarshal(env.Data, out); err != nil {
+	if out != nil && len(data) > 0 && string(data) != "null" {
+		if err := json.Unmarshal(data, out); err != nil {
 			return nil, fmt.Errorf("decode broker response: %w", err)
 		}
 	}
 	return env.Messages, nil
 }
 
-// readEnvelope reads the envelope of resp from the broker at base: a
-// refusal (3xx and up) is an *Error.
-func readEnvelope(base string, resp *http.Response) (Envelope, error) {
-	var env Envelope
+// readEnvelope reads the envelope of resp from the broker at base, with
+// its data left undecoded: a refusal (3xx and up) is an *Error.
+func readEnvelope(base string, resp *http.Response) (api.Envelope, json.RawMessage, error) {
+	var data json.RawMessage
+	env := api.Envelope{Data: &data}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return env, fmt.Errorf("read broker response: %w", err)
+		return env, nil, fmt.Errorf("read broker response: %w", err)
 	}
 	if err := json.Unmarshal(raw, &env); err != nil {
-		return env, fmt.Errorf("broker at %s answered %s with something other than the API's JSON", base, resp.Status)
+		return env, nil, fmt.Errorf("broker at %s answered %s with something other than the API's JSON", base, resp.Status)
 	}
 	if resp.StatusCode >= 300 {
-		return env, &Error{StatusCode: resp.StatusCode, Status: env.Status, Messages: env.Messages}
+		return env, nil, &Error{StatusCode: resp.StatusCode, Status: env.Status, Messages: env.Messages}
 	}
-	return env, nil
+	return env, data, nil
 }
 
 // httpClient returns c.HTTP, or a default client; it never writes c, so
@@ -221,7 +210,7 @@ var (
 )
 
 // Texts joins the texts of messages, one per line.
-func Texts(msgs []Message) string {
+func Texts(msgs []api.Message) string {
 	var out []string
 	for _, m := range msgs {
 		if m.Text != "" {

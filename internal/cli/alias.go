@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"gearbox/broker/client"
+	"gearbox/broker/api"
 	"gearbox/internal/cmdline"
 )
 
@@ -68,7 +68,7 @@ func aliasCommand() *cli.Command {
 					return err
 				}
 				if as == nil {
-					as = []client.Alias{}
+					as = []api.Alias{}
 				}
 				return s.show(as, func(w io.Writer) error {
 					if len(as) == 0 {

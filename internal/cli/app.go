@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"gearbox/broker/api"
 	"gearbox/broker/client"
 	"gearbox/internal/cmdline"
 )
@@ -85,7 +86,7 @@ func appCommand() *cli.Command {
 					return err
 				}
 				if as == nil {
-					as = []client.App{}
+					as = []api.App{}
 				}
 				return s.show(as, func(w io.Writer) error { return printApps(w, ns, as) })
 			}),
@@ -226,7 +227,7 @@ func appCommand() *cli.Command {
 }
 
 // printApps writes the apps of namespace ns as a table.
-func printApps(w io.Writer, ns string, as []client.App) error {
+func printApps(w io.Writer, ns string, as []api.App) error {
 	if len(as) == 0 {
 		_, err := fmt.Fprintf(w, "No applications in domain %s; create one with 'gearbox app create APP -n %s'.\n", ns, ns)
 		return err
@@ -241,7 +242,7 @@ func printApps(w io.Writer, ns string, as []client.App) error {
 
 // printApp writes an app as rhc's `app show` did: its URLs and settings,
 // then, when gears is set, its gears.
-func printApp(w io.Writer, a client.App, gears bool) error {
+func printApp(w io.Writer, a api.App, gears bool) error {
 	fmt.Fprintf(w, "%s @ %s\n", a.Name, a.AppURL)
 	tw := newTable(w)
 	row := func(k, v string) { fmt.Fprintf(tw, "  %s:\t%s\n", k, v) }
@@ -286,7 +287,7 @@ func printApp(w io.Writer, a client.App, gears bool) error {
 // printGears writes an app's gears as a table, like rhc's
 // `app show --gears`, with where each runs and which run the load
 // balancer.
-func printGears(w io.Writer, a client.App) error {
+func printGears(w io.Writer, a api.App) error {
 	if len(a.Gears) == 0 {
 		_, err := fmt.Fprintln(w, "No gears.")
 		return err
@@ -302,7 +303,7 @@ func printGears(w io.Writer, a client.App) error {
 
 // lbMarks says whether a gear runs the load balancer: head (the first LB
 // gear), yes, or -, and whether it is rotated out of serving.
-func lbMarks(g client.Gear) string {
+func lbMarks(g api.Gear) string {
 	var m string
 	switch {
 	case g.Head:
@@ -320,7 +321,7 @@ func lbMarks(g client.Gear) string {
 
 // printAppSummary writes one line on an app's gears and LB gears, after a
 // scale or HA event.
-func printAppSummary(w io.Writer, a client.App) error {
+func printAppSummary(w io.Writer, a api.App) error {
 	line := fmt.Sprintf("%s: %s", a.Name, plural(a.GearCount, "gear"))
 	if a.LB != nil {
 		line += "; load balancers: " + lbSummary(*a.LB) + "; really HA: " + reallyHA(a)
@@ -330,7 +331,7 @@ func printAppSummary(w io.Writer, a client.App) error {
 }
 
 // lbSummary says where an app's LB gears are.
-func lbSummary(s client.LBSummary) string {
+func lbSummary(s api.LBSummary) string {
 	out := fmt.Sprintf("%s on %s in %s", plural(s.Gears, "LB gear"), plural(s.Nodes, "node"), plural(s.Zones, "zone"))
 	if s.RotatedOut {
 		out += ", rotated out of serving"
@@ -340,7 +341,7 @@ func lbSummary(s client.LBSummary) string {
 
 // reallyHA says whether an app's LB gears make it highly available: they
 // run on two or more alive nodes.
-func reallyHA(a client.App) string {
+func reallyHA(a api.App) string {
 	if a.LB == nil || !a.LB.ReallyHA {
 		if a.HA {
 			return "no: its LB gears are not on two or more alive nodes"

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"gearbox/broker/client"
+	"gearbox/broker/api"
 )
 
 // appJSON is an HA app with its gears, as GET .../applications/web?include=gears
@@ -98,7 +98,7 @@ func TestAppShow(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb.requests()
-	var a client.App
+	var a api.App
 	if err := json.Unmarshal([]byte(out), &a); err != nil {
 		t.Fatalf("--json output does not parse: %v\n%s", err, out)
 	}
@@ -144,7 +144,7 @@ func TestAppList(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb.requests()
-	var as []client.App
+	var as []api.App
 	if err := json.Unmarshal([]byte(out), &as); err != nil || len(as) != 2 {
 		t.Fatalf("--json: %v, %d apps\n%s", err, len(as), out)
 	}
@@ -258,7 +258,7 @@ func TestAppEvents(t *testing.T) {
 				t.Fatal(err)
 			}
 			fb.requests()
-			var a client.App
+			var a api.App
 			if err := json.Unmarshal([]byte(out), &a); err != nil || a.Name != "web" {
 				t.Errorf("--json: %v, %+v", err, a)
 			}
@@ -286,7 +286,7 @@ func TestAppDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb.requests()
-	var res struct{ Messages []client.Message }
+	var res struct{ Messages []api.Message }
 	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Messages) != 1 || res.Messages[0].Text != "Application web is deleted." {
 		t.Errorf("--json: %v, %+v", err, res)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"gearbox/broker/api"
 	"gearbox/broker/client"
 	"gearbox/internal/cmdline"
 )
@@ -231,7 +232,7 @@ func (s *session) stdout() io.Writer { return s.c.App.Writer }
 
 // messages prints the broker's messages: to stdout for people, to stderr
 // under --json so that stdout stays parseable. Warnings are marked.
-func (s *session) messages(msgs []client.Message) {
+func (s *session) messages(msgs []api.Message) {
 	w := s.stdout()
 	if s.json() {
 		w = s.c.App.ErrWriter
@@ -251,15 +252,15 @@ func (s *session) messages(msgs []client.Message) {
 // result prints the outcome of a mutating call: its messages, then, under
 // --json, its data, or the messages as JSON when the call returns none;
 // else table, when not nil.
-func (s *session) result(msgs []client.Message, data any, table func(w io.Writer) error) error {
+func (s *session) result(msgs []api.Message, data any, table func(w io.Writer) error) error {
 	s.messages(msgs)
 	if s.json() {
 		if data == nil {
 			if msgs == nil {
-				msgs = []client.Message{}
+				msgs = []api.Message{}
 			}
 			data = struct {
-				Messages []client.Message `json:"messages"`
+				Messages []api.Message `json:"messages"`
 			}{msgs}
 		}
 		return writeJSON(s.stdout(), data)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"gearbox/broker/client"
+	"gearbox/broker/api"
 )
 
 // deployCommands are `gearbox app deploy`, `app deployments` and
@@ -55,8 +55,8 @@ func deployCommands() []*cli.Command {
 					return err
 				}
 				return s.show(struct {
-					client.Deployment
-					Rollout *client.Rollout `json:"rollout,omitempty"`
+					api.Deployment
+					Rollout *api.Rollout `json:"rollout,omitempty"`
 				}{d, ro}, func(w io.Writer) error {
 					_, err := fmt.Fprintf(w, "Deployment %s (%s) is current for %s.\n", d.ID[:12], humanBytes(d.Size), s.arg(0))
 					return err
@@ -82,8 +82,8 @@ func deployCommands() []*cli.Command {
 					return err
 				}
 				return s.show(struct {
-					Deployments []client.Deployment `json:"deployments"`
-					Rollout     client.Rollout      `json:"rollout"`
+					Deployments []api.Deployment `json:"deployments"`
+					Rollout     api.Rollout      `json:"rollout"`
 				}{ds, ro}, func(w io.Writer) error {
 					t := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(t, "ID\tSIZE\tCREATED\tBY\tCURRENT")
@@ -121,8 +121,8 @@ func deployCommands() []*cli.Command {
 				}
 				if s.json() {
 					return writeJSON(s.stdout(), struct {
-						Messages []client.Message `json:"messages"`
-						Rollout  *client.Rollout  `json:"rollout,omitempty"`
+						Messages []api.Message `json:"messages"`
+						Rollout  *api.Rollout  `json:"rollout,omitempty"`
 					}{msgs, ro})
 				}
 				return nil
@@ -142,7 +142,7 @@ func waitFlags() []cli.Flag {
 // waitRollout follows the app's roll-out of deployment dep, printing its
 // progress, until it is done (nil error), fails, or --wait passes (an
 // error either way). It returns nil at once under --no-wait.
-func (s *session) waitRollout(ns, app, dep string) (*client.Rollout, error) {
+func (s *session) waitRollout(ns, app, dep string) (*api.Rollout, error) {
 	if s.c.Bool("no-wait") {
 		return nil, nil
 	}

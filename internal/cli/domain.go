@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"gearbox/broker/client"
+	"gearbox/broker/api"
 	"gearbox/internal/cmdline"
 )
 
@@ -49,7 +49,7 @@ func domainCommand() *cli.Command {
 						return err
 					}
 					if ds == nil {
-						ds = []client.Domain{}
+						ds = []api.Domain{}
 					}
 					return s.show(ds, func(w io.Writer) error { return printDomains(w, ds) })
 				}),
@@ -77,7 +77,7 @@ func domainCommand() *cli.Command {
 }
 
 // printDomains writes domains as a table.
-func printDomains(w io.Writer, ds []client.Domain) error {
+func printDomains(w io.Writer, ds []api.Domain) error {
 	if len(ds) == 0 {
 		_, err := fmt.Fprintln(w, "No domains; create one with 'gearbox domain create NAMESPACE'.")
 		return err

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"gearbox/broker/client"
+	"gearbox/broker/api"
 )
 
 func TestDomainCommands(t *testing.T) {
@@ -46,7 +46,7 @@ func TestDomainCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb.requests()
-	var ds []client.Domain
+	var ds []api.Domain
 	if err := json.Unmarshal([]byte(out), &ds); err != nil || len(ds) != 2 || ds[0].Applications != 2 {
 		t.Errorf("--json: %v, %+v", err, ds)
 	}
@@ -55,7 +55,7 @@ func TestDomainCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb.requests()
-	var d client.Domain
+	var d api.Domain
 	if err := json.Unmarshal([]byte(out), &d); err != nil || d.Name != "ns" {
 		t.Errorf("--json: %v, %+v", err, d)
 	}

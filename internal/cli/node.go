@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"gearbox/broker/client"
+	"gearbox/broker/api"
 	"gearbox/internal/cmdline"
 )
 
@@ -24,7 +24,7 @@ func nodeCommand() *cli.Command {
 					return err
 				}
 				if ns == nil {
-					ns = []client.Node{}
+					ns = []api.Node{}
 				}
 				return s.show(ns, func(w io.Writer) error { return printNodes(w, ns) })
 			}),
@@ -62,7 +62,7 @@ func nodeCommand() *cli.Command {
 }
 
 // printNodes writes nodes as a table.
-func printNodes(w io.Writer, ns []client.Node) error {
+func printNodes(w io.Writer, ns []api.Node) error {
 	if len(ns) == 0 {
 		_, err := fmt.Fprintln(w, "No nodes have registered.")
 		return err

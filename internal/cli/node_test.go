@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"gearbox/broker/client"
+	"gearbox/broker/api"
 )
 
 func TestNodeCommands(t *testing.T) {
@@ -35,7 +35,7 @@ func TestNodeCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb.requests()
-	var ns []client.Node
+	var ns []api.Node
 	if err := json.Unmarshal([]byte(out), &ns); err != nil || len(ns) != 3 || !ns[1].Draining || ns[0].Isolation != "uid+cgroup2" {
 		t.Errorf("--json: %v, %+v", err, ns)
 	}
@@ -84,7 +84,7 @@ func TestGearMove(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb.requests()
-	var g client.Gear
+	var g api.Gear
 	if err := json.Unmarshal([]byte(out), &g); err != nil || g.Node != "node2" || !g.Head {
 		t.Errorf("--json: %v, %+v", err, g)
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"gearbox/broker/client"
+	"gearbox/broker/api"
 	"gearbox/internal/cmdline"
 )
 
@@ -58,7 +58,7 @@ func routerEventsCommand() *cli.Command {
 		),
 		Action: clientAction(nil, func(s *session) error {
 			after := s.c.Uint64("after")
-			print := func(e client.RoutingEvent) error {
+			print := func(e api.RoutingEvent) error {
 				if s.json() {
 					b, err := json.Marshal(e)
 					if err != nil {
@@ -108,7 +108,7 @@ func routerEventsCommand() *cli.Command {
 				if line == "" {
 					continue // keep-alive
 				}
-				var e client.RoutingEvent
+				var e api.RoutingEvent
 				if err := json.Unmarshal([]byte(line), &e); err != nil {
 					return fmt.Errorf("the broker sent a line that is not a routing event: %q", line)
 				}
@@ -131,7 +131,7 @@ func routerEventsCommand() *cli.Command {
 
 // eventLine is a routing event for people: SEQ TIME ACTION NS/APP and
 // the fields the action uses.
-func eventLine(e client.RoutingEvent) string {
+func eventLine(e api.RoutingEvent) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d %s %s %s/%s", e.Seq, e.Time.UTC().Format(cmdline.LogTimeFormat), e.Action, e.Namespace, e.AppName)
 	if e.GearID != "" {
@@ -198,7 +198,7 @@ func routerWebhookCommand() *cli.Command {
 					return err
 				}
 				if hs == nil {
-					hs = []client.Webhook{}
+					hs = []api.Webhook{}
 				}
 				return s.show(hs, func(w io.Writer) error {
 					if len(hs) == 0 {
@@ -286,7 +286,7 @@ func routerExportCommand() *cli.Command {
 				return err
 			}
 			if routes == nil {
-				routes = []client.Route{}
+				routes = []api.Route{}
 			}
 			if format == "json" {
 				return writeJSON(s.stdout(), routes)
@@ -315,7 +315,7 @@ const nginxProxy = `    location / {
 `
 
 // writeNginx writes routes as an nginx configuration for its http block.
-func writeNginx(w io.Writer, routes []client.Route, listen string) error {
+func writeNginx(w io.Writer, routes []api.Route, listen string) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprint(bw, `# gearbox routes, from 'gearbox router export --format nginx': include this file in
 # nginx's http block, and regenerate it when routing events arrive.

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"gearbox/broker/client"
+	"gearbox/broker/api"
 )
 
 func TestAliasCommands(t *testing.T) {
@@ -33,7 +33,7 @@ func TestAliasCommands(t *testing.T) {
 	if out, _, err = runCLI(t, "app", "alias", "list", "web", "-n", "ns", "--json"); err != nil {
 		t.Fatal(err)
 	}
-	var as []client.Alias
+	var as []api.Alias
 	if err := json.Unmarshal([]byte(out), &as); err != nil || len(as) != 2 || as[1].ID != "shop.example.org" {
 		t.Errorf("alias list --json: %v %+v", err, as)
 	}
@@ -96,7 +96,7 @@ func TestRouterEvents(t *testing.T) {
 	}
 	fb.requests()
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	var e client.RoutingEvent
+	var e api.RoutingEvent
 	if len(lines) != 3 || json.Unmarshal([]byte(lines[1]), &e) != nil || e.Seq != 8 || e.PublicPort != 35532 {
 		t.Errorf("router events --json printed\n%s", out)
 	}
@@ -222,7 +222,7 @@ func TestRouterExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb.requests()
-	var rs []client.Route
+	var rs []api.Route
 	if err := json.Unmarshal([]byte(out), &rs); err != nil || len(rs) != 4 || rs[1].HAHost != "ha-web-demo.apps.example.com" || !rs[1].Endpoints[0].Head {
 		t.Errorf("router export --json: %v %+v", err, rs)
 	}

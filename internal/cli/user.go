@@ -10,7 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"gearbox/broker/client"
+	"gearbox/broker/api"
 	"gearbox/internal/cmdline"
 )
 
@@ -88,7 +88,7 @@ func userCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				return s.result(msgs, u, func(w io.Writer) error { return printUsers(w, []client.User{u}) })
+				return s.result(msgs, u, func(w io.Writer) error { return printUsers(w, []api.User{u}) })
 			}),
 		},
 		{
@@ -103,7 +103,7 @@ func userCommand() *cli.Command {
 					return err
 				}
 				if us == nil {
-					us = []client.User{}
+					us = []api.User{}
 				}
 				return s.show(us, func(w io.Writer) error { return printUsers(w, us) })
 			}),
@@ -129,7 +129,7 @@ func userCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				return s.result(msgs, u, func(w io.Writer) error { return printUsers(w, []client.User{u}) })
+				return s.result(msgs, u, func(w io.Writer) error { return printUsers(w, []api.User{u}) })
 			}),
 		},
 	}
@@ -147,7 +147,7 @@ func userCommand() *cli.Command {
 }
 
 // printUsers writes users and their capabilities as a table.
-func printUsers(w io.Writer, us []client.User) error {
+func printUsers(w io.Writer, us []api.User) error {
 	tw := newTable(w)
 	fmt.Fprintln(tw, "LOGIN\tADMIN\tHA\tGEARS\tGEAR SIZES\tCREATED")
 	for _, u := range us {

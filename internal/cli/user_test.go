@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"gearbox/broker/client"
+	"gearbox/broker/api"
 )
 
 const userJSON = `{"login": "bob", "admin": false, "capabilities": {"ha": true, "max_gears": 10, "gear_sizes": ["small", "medium"]},
@@ -79,7 +79,7 @@ func TestUserCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb.requests()
-	var us []client.User
+	var us []api.User
 	if err := json.Unmarshal([]byte(out), &us); err != nil || len(us) != 2 || us[0].Capabilities.MaxGears != 10 {
 		t.Errorf("--json: %v, %+v", err, us)
 	}

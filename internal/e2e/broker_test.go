@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	brokerapi "gearbox/broker/api"
 	"gearbox/broker/client"
 )
 
@@ -216,8 +217,8 @@ func TestBrokerEndToEnd(t *testing.T) {
 	}
 	out, stderr, code = runGearbox(t, append([]string{"app", "deployments", "testha", "-n", "test", "--json"}, cliAuth...)...)
 	var deps struct {
-		Deployments []client.Deployment
-		Rollout     client.Rollout
+		Deployments []brokerapi.Deployment
+		Rollout     brokerapi.Rollout
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &deps) != nil || len(deps.Deployments) != 2 || deps.Deployments[0].ID != hex.EncodeToString(sum[:]) ||
 		!deps.Deployments[1].Current || deps.Rollout.State != "done" || deps.Rollout.Deployment != deps.Deployments[1].ID {

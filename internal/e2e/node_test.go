@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	brokerapi "gearbox/broker/api"
 	"gearbox/broker/client"
 	"gearbox/lb"
 )
@@ -227,14 +228,14 @@ func TestNodeEndToEnd(t *testing.T) {
 		}
 	}
 	const host = "shop-e2e.example.com"
-	gears := func() []client.Gear {
+	gears := func() []brokerapi.Gear {
 		gg, err := dev.GearGroups(ctx, "e2e", "shop")
 		if err != nil || len(gg) != 1 {
 			return nil
 		}
 		return gg[0].Gears
 	}
-	var head client.Gear
+	var head brokerapi.Gear
 	waitUntil(t, 30*time.Second, "head gear started", logs, func() bool {
 		gs := gears()
 		if len(gs) == 1 && gs[0].State == "started" {

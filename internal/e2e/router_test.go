@@ -23,6 +23,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	brokerapi "gearbox/broker/api"
 	"gearbox/broker/client"
 	"gearbox/router"
 	"gearbox/store/state"
@@ -195,7 +196,7 @@ func routerEndToEnd(t *testing.T, appDir string, manageHADNS bool) {
 	if _, _, err := admin.AppEvent(ctx, "e2e", "shop", "make-ha"); err != nil {
 		t.Fatalf("make-ha: %v", err)
 	}
-	gears := func() []client.Gear {
+	gears := func() []brokerapi.Gear {
 		gg, err := admin.GearGroups(ctx, "e2e", "shop")
 		if err != nil || len(gg) != 1 {
 			return nil
@@ -203,7 +204,7 @@ func routerEndToEnd(t *testing.T, appDir string, manageHADNS bool) {
 		return gg[0].Gears
 	}
 	var lbNodes []string // IPs of the nodes of the LB gears
-	var head client.Gear
+	var head brokerapi.Gear
 	waitUntil(t, 90*time.Second, "three gears started, two of them LB gears on two nodes", logs, func() bool {
 		gs := gears()
 		lbNodes = nil
