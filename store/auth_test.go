@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gearbox/internal/testutil"
 )
 
 func withSecret(secret string) memberOpts {
@@ -113,11 +115,11 @@ func TestMemberWithWrongSecretCannotReadOrWrite(t *testing.T) {
 	ctx := context.Background()
 	fast := func(c *Config) { c.AntiEntropyInterval = 150 * time.Millisecond }
 	ms := startCluster(t, 2, withSecret("right secret"), fast)
-	x := startMember(t, "x", filepath.Join(t.TempDir(), "x"), freshIP(), withSecret("wrong secret"), fast)
+	x := startMember(t, "x", filepath.Join(t.TempDir(), "x"), ips.Next(), withSecret("wrong secret"), fast)
 	if n, err := x.st.Join([]string{ms[0].gossipAddr(), ms[1].gossipAddr()}); n != 2 {
 		t.Fatalf("join the serf pool: reached %d of 2: %v", n, err)
 	}
-	waitFor(t, 20*time.Second, "x alive in everyone's view", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "x alive in everyone's view", func() bool {
 		for _, m := range ms {
 			alive := false
 			for _, mm := range m.st.Members() {
@@ -140,7 +142,7 @@ func TestMemberWithWrongSecretCannotReadOrWrite(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, "every member to reject the other side's events", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "every member to reject the other side's events", func() bool {
 		for i, m := range []*testMember{ms[0], ms[1], x} {
 			if m.st.Stats().Rejected < base[i]+writes {
 				return false
@@ -164,11 +166,11 @@ func TestMemberWithWrongSecretCannotReadOrWrite(t *testing.T) {
 	// either direction, fails.
 	for _, m := range ms {
 		before := m.st.Stats().SyncRounds
-		waitFor(t, 20*time.Second, m.cfg.Name+" to complete three more anti-entropy rounds", func() bool {
+		testutil.WaitFor(t, 20*time.Second, m.cfg.Name+" to complete three more anti-entropy rounds", func() bool {
 			return m.st.Stats().SyncRounds >= before+3
 		})
 	}
-	waitFor(t, 20*time.Second, "the cluster to converge", func() bool { return converged(ms) })
+	testutil.WaitFor(t, 20*time.Second, "the cluster to converge", func() bool { return converged(ms) })
 
 	if got := x.st.Stats().SyncRounds; got != 0 {
 		t.Fatalf("x completed %d anti-entropy rounds", got)
@@ -208,13 +210,13 @@ func TestMemberWithWrongGossipKeyCannotJoin(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			name := "joiner" + string(rune('a'+i))
-			x := startMember(t, name, filepath.Join(t.TempDir(), name), freshIP(), withGossipKey(tt.key), withSecret(secret))
+			x := startMember(t, name, filepath.Join(t.TempDir(), name), ips.Next(), withGossipKey(tt.key), withSecret(secret))
 			n, err := x.st.Join([]string{ms[0].gossipAddr(), ms[1].gossipAddr()})
 			if tt.wantJoin {
 				if err != nil || n != 2 {
 					t.Fatalf("join with the cluster's key: reached %d, %v", n, err)
 				}
-				waitFor(t, 20*time.Second, "the records to reach the new member", func() bool { return converged(append(ms, x)) })
+				testutil.WaitFor(t, 20*time.Second, "the records to reach the new member", func() bool { return converged(append(ms, x)) })
 				return
 			}
 			if err == nil || n != 0 {
@@ -226,7 +228,7 @@ func TestMemberWithWrongGossipKeyCannotJoin(t *testing.T) {
 			if _, err := ms[1].st.Put(ctx, "apps", key, 1); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 20*time.Second, key+" on both cluster members", func() bool {
+			testutil.WaitFor(t, 20*time.Second, key+" on both cluster members", func() bool {
 				_, err := ms[0].st.Get("apps", key, nil)
 				return err == nil && converged(ms)
 			})

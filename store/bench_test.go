@@ -119,8 +119,8 @@ func BenchmarkAntiEntropyCatchUp(b *testing.B) {
 	var total time.Duration
 	for b.Loop() {
 		b.StopTimer()
-		src := startMember(b, "src", filepath.Join(b.TempDir(), "src"), freshIP())
-		dst := startMember(b, "dst", filepath.Join(b.TempDir(), "dst"), freshIP())
+		src := startMember(b, "src", filepath.Join(b.TempDir(), "src"), ips.Next())
+		dst := startMember(b, "dst", filepath.Join(b.TempDir(), "dst"), ips.Next())
 		fill := func(st *Store, from, to int) {
 			for lo := from; lo < to; lo += 1000 {
 				ops := make([]Op, 0, 1000)
@@ -166,7 +166,7 @@ func BenchmarkAntiEntropyCatchUp(b *testing.B) {
 func BenchmarkWrite(b *testing.B) {
 	for _, size := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			m := startMember(b, "w", filepath.Join(b.TempDir(), "w"), freshIP(), func(c *Config) { c.NoSync = false })
+			m := startMember(b, "w", filepath.Join(b.TempDir(), "w"), ips.Next(), func(c *Config) { c.NoSync = false })
 			ctx := context.Background()
 			ops := make([]Op, size)
 			n := 0

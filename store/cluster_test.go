@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gearbox/internal/testutil"
 )
 
 func TestClusterConvergesAfterWritesEverywhere(t *testing.T) {
@@ -26,7 +28,7 @@ func TestClusterConvergesAfterWritesEverywhere(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitFor(t, 30*time.Second, "digests to converge", func() bool { return converged(ms) })
+	testutil.WaitFor(t, 30*time.Second, "digests to converge", func() bool { return converged(ms) })
 	sameContents(t, ms)
 	for _, m := range ms {
 		recs, err := m.st.List("apps")
@@ -62,7 +64,7 @@ func TestConcurrentWritersAgreeOnWinner(t *testing.T) {
 		if versions[1].Newer(winner) {
 			winner, want = versions[1], ms[1].cfg.Name
 		}
-		waitFor(t, 20*time.Second, "every member to hold the newer write of "+key, func() bool {
+		testutil.WaitFor(t, 20*time.Second, "every member to hold the newer write of "+key, func() bool {
 			for _, m := range ms {
 				var got string
 				v, err := m.st.Get("apps", key, &got)
@@ -81,7 +83,7 @@ func TestDeletePropagatesAndStaysDeleted(t *testing.T) {
 	if _, err := ms[0].st.Put(ctx, "domains", "dev", "v1"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "put to spread", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "put to spread", func() bool {
 		for _, m := range ms {
 			if _, err := m.st.Get("domains", "dev", nil); err != nil {
 				return false
@@ -92,7 +94,7 @@ func TestDeletePropagatesAndStaysDeleted(t *testing.T) {
 	if _, err := ms[3].st.Delete(ctx, "domains", "dev"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "delete to spread", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "delete to spread", func() bool {
 		for _, m := range ms {
 			if _, err := m.st.Get("domains", "dev", nil); err == nil {
 				return false
@@ -103,7 +105,7 @@ func TestDeletePropagatesAndStaysDeleted(t *testing.T) {
 	// Several anti-entropy rounds later nobody has resurrected the record.
 	for _, m := range ms {
 		before := m.st.Stats().SyncRounds
-		waitFor(t, 10*time.Second, "two more anti-entropy rounds", func() bool { return m.st.Stats().SyncRounds >= before+2 })
+		testutil.WaitFor(t, 10*time.Second, "two more anti-entropy rounds", func() bool { return m.st.Stats().SyncRounds >= before+2 })
 	}
 	for _, m := range ms {
 		if _, err := m.st.Get("domains", "dev", nil); err == nil {
@@ -120,9 +122,9 @@ func TestStoppedMemberCatchesUpByAntiEntropy(t *testing.T) {
 	if _, err := ms[0].st.Put(ctx, "apps", "before", 1); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "first write everywhere", func() bool { return converged(ms) })
+	testutil.WaitFor(t, 10*time.Second, "first write everywhere", func() bool { return converged(ms) })
 	down.stop()
-	waitFor(t, 20*time.Second, "m02 seen failed", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "m02 seen failed", func() bool {
 		for _, m := range ms[0].st.Members() {
 			if m.Name == "m02" {
 				return m.Status == StatusFailed
@@ -137,7 +139,7 @@ func TestStoppedMemberCatchesUpByAntiEntropy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, "live members to converge", func() bool { return converged(ms[:2]) })
+	testutil.WaitFor(t, 20*time.Second, "live members to converge", func() bool { return converged(ms[:2]) })
 
 	back := startMember(t, "m02", dir, ip)
 	if got := back.st.Len(); got != 1 {
@@ -147,7 +149,7 @@ func TestStoppedMemberCatchesUpByAntiEntropy(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := []*testMember{ms[0], ms[1], back}
-	waitFor(t, 20*time.Second, "restarted member to converge", func() bool { return converged(all) })
+	testutil.WaitFor(t, 20*time.Second, "restarted member to converge", func() bool { return converged(all) })
 	sameContents(t, all)
 	if back.st.Stats().SyncPulled < 600 {
 		t.Fatalf("restarted member pulled %d records by anti-entropy, want at least 600", back.st.Stats().SyncPulled)
@@ -166,7 +168,7 @@ func TestLostGossipIsRepaired(t *testing.T) {
 	if _, err := ms[1].st.Merge(recs); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "anti-entropy to spread unannounced records", func() bool { return converged(ms) })
+	testutil.WaitFor(t, 20*time.Second, "anti-entropy to spread unannounced records", func() bool { return converged(ms) })
 	sameContents(t, ms)
 }
 
@@ -179,7 +181,7 @@ func TestLargeRecordIsAnnouncedAndPulled(t *testing.T) {
 	if ms[0].st.Stats().Announced != 1 {
 		t.Fatalf("a 64 KiB record was not announced: %+v", ms[0].st.Stats())
 	}
-	waitFor(t, 10*time.Second, "large record everywhere", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "large record everywhere", func() bool {
 		for _, m := range ms {
 			var got string
 			if _, err := m.st.Get("deployments", "big", &got); err != nil || got != big {

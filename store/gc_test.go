@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"gearbox/internal/testutil"
 )
 
 var gcEpoch = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -95,10 +97,10 @@ type gcCluster struct {
 }
 
 func newGCCluster(t *testing.T) *gcCluster {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	clk := newFakeClock(gcEpoch)
 	start := func(name string) *testMember {
-		return startMember(t, name, filepath.Join(t.TempDir(), name), freshIP(), fakeTime(clk))
+		return startMember(t, name, filepath.Join(t.TempDir(), name), ips.Next(), fakeTime(clk))
 	}
 	return &gcCluster{t: t, clk: clk, a: start("a"), b: start("b"), p: start("p")}
 }

@@ -1,22 +1,26 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"gearbox/internal/testutil"
 )
+
+// These are the helpers of the store's internal tests (package store),
+// which reach unexported fields and so cannot use store/storetest (it
+// imports the store). The external tests (package store_test) use
+// storetest.
 
 // testMember is one in-process member: a Store plus its internal API
 // listener, on its own 127.0.0.x address.
@@ -31,20 +35,12 @@ type testMember struct {
 // memberOpts adjusts a member's config before it starts.
 type memberOpts func(*Config)
 
-var ipMu sync.Mutex
-var nextIP = 20
+// ips hands out the store tests' addresses, 127.0.0.21 and up; the
+// external tests share it (export_test.go).
+var ips = testutil.NewIPs(0, 21)
 
-// freshIP hands out 127.0.0.x addresses so that tests running one after
-// another never reuse a port a previous test's member may still hold.
-func freshIP() string {
-	ipMu.Lock()
-	defer ipMu.Unlock()
-	nextIP++
-	if nextIP > 250 {
-		nextIP = 21
-	}
-	return fmt.Sprintf("127.0.0.%d", nextIP)
-}
+// leakPatterns match the goroutines of the store, serf and memberlist.
+var leakPatterns = []string{"gearbox/store.", "hashicorp/serf", "hashicorp/memberlist"}
 
 func testLogger(t testing.TB) zerolog.Logger {
 	if os.Getenv("GEARBOX_TEST_LOG") != "" {
@@ -108,11 +104,11 @@ func (m *testMember) stop() {
 // no goroutine outlives the members.
 func startCluster(t testing.TB, n int, opts ...memberOpts) []*testMember {
 	t.Helper()
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	ms := make([]*testMember, n)
 	var addrs []string
 	for i := range ms {
-		ms[i] = startMember(t, fmt.Sprintf("m%02d", i), filepath.Join(t.TempDir(), "data"), freshIP(), opts...)
+		ms[i] = startMember(t, fmt.Sprintf("m%02d", i), filepath.Join(t.TempDir(), "data"), ips.Next(), opts...)
 		if i > 0 {
 			if reached, err := ms[i].st.Join(addrs); reached != len(addrs) {
 				t.Fatalf("join m%02d: reached %d of %d members: %v", i, reached, len(addrs), err)
@@ -120,9 +116,9 @@ func startCluster(t testing.TB, n int, opts ...memberOpts) []*testMember {
 		}
 		addrs = append(addrs, ms[i].gossipAddr())
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var views []string
+	var views []string
+	testutil.WaitFor(t, 20*time.Second, "all members alive everywhere", func() bool {
+		views = views[:0]
 		ok := true
 		for _, m := range ms {
 			alive := 0
@@ -136,27 +132,9 @@ func startCluster(t testing.TB, n int, opts ...memberOpts) []*testMember {
 			views = append(views, fmt.Sprintf("%s sees %v", m.cfg.Name, view))
 			ok = ok && alive == n
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after 20s waiting for all members alive everywhere: %s", strings.Join(views, "; "))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ok
+	}, func() string { return strings.Join(views, "; ") })
 	return ms
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // converged reports whether all stores hold the same digest.
@@ -207,62 +185,3 @@ func newFakeClock(t time.Time) *fakeClock {
 func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) Set(t time.Time)         { c.ns.Store(t.UnixNano()) }
 func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
-
-// checkNoLeaks notes the goroutines running now and, in cleanup, waits
-// until every goroutine started since then that runs store, serf or
-// memberlist code has ended: nothing may outlive Close. Call it before
-// starting members, so that its cleanup runs after theirs.
-func checkNoLeaks(t testing.TB) {
-	t.Helper()
-	before := storeGoroutines()
-	t.Cleanup(func() { waitNoLeaks(t, before) })
-}
-
-// waitNoLeaks waits until no store, serf or memberlist goroutine runs
-// that is not in before, and fails the test if one still does after 20 s.
-func waitNoLeaks(t testing.TB, before map[string]string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var leaked []string
-		for id, stack := range storeGoroutines() {
-			if _, ok := before[id]; !ok {
-				leaked = append(leaked, stack)
-			}
-		}
-		if len(leaked) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("%d goroutines outlived Close, for example:\n%s", len(leaked), leaked[0])
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// storeGoroutines returns the stacks, by goroutine id, of the goroutines
-// that run or were started by store, serf or memberlist code.
-func storeGoroutines() map[string]string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	out := make(map[string]string)
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		stack := string(g)
-		if !strings.Contains(stack, "gearbox/store.") && !strings.Contains(stack, "hashicorp/serf") &&
-			!strings.Contains(stack, "hashicorp/memberlist") {
-			continue
-		}
-		// "goroutine 42 [select]:"
-		id, _, _ := strings.Cut(strings.TrimPrefix(stack, "goroutine "), " ")
-		out[id] = stack
-	}
-	return out
-}

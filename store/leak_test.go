@@ -1,4 +1,4 @@
-package store
+package store_test
 
 import (
 	"context"
@@ -6,28 +6,32 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gearbox/internal/testutil"
+	"gearbox/store"
+	"gearbox/store/storetest"
 )
 
 // TestNoGoroutineOutlivesClose runs a cluster through gossip, announced
 // pulls and anti-entropy, closes it, and checks that no goroutine of the
 // store, serf or memberlist is left.
 func TestNoGoroutineOutlivesClose(t *testing.T) {
-	before := storeGoroutines()
-	ms := startCluster(t, 3)
+	before := testutil.Goroutines(storetest.LeakPatterns...)
+	ms := storetest.Cluster(t, store.IPs, 3)
 	ctx := context.Background()
 	for i := range 50 {
-		if _, err := ms[i%3].st.Put(ctx, "apps", fmt.Sprint(i), i); err != nil {
+		if _, err := ms[i%3].Store.Put(ctx, "apps", fmt.Sprint(i), i); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := ms[0].st.Put(ctx, "apps", "big", strings.Repeat("x", 8<<10)); err != nil {
+	if _, err := ms[0].Store.Put(ctx, "apps", "big", strings.Repeat("x", 8<<10)); err != nil {
 		t.Fatal(err)
 	}
-	w := ms[1].st.Watch()
+	w := ms[1].Store.Watch()
 	defer w.Close()
-	waitFor(t, 20*time.Second, "convergence", func() bool { return converged(ms) })
+	testutil.WaitFor(t, 20*time.Second, "convergence", func() bool { return storetest.Converged(ms) })
 	running := 0
-	for id := range storeGoroutines() {
+	for id := range testutil.Goroutines(storetest.LeakPatterns...) {
 		if _, ok := before[id]; !ok {
 			running++
 		}
@@ -38,11 +42,11 @@ func TestNoGoroutineOutlivesClose(t *testing.T) {
 		t.Fatalf("only %d store goroutines found while the cluster runs", running)
 	}
 	// One member leaves gracefully, the others just close.
-	if err := ms[2].st.Leave(ctx); err != nil {
+	if err := ms[2].Store.Leave(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range ms {
-		m.stop()
+		m.Close()
 	}
-	waitNoLeaks(t, before)
+	testutil.WaitGoroutinesEnd(t, before, testutil.LeakTimeout, storetest.LeakPatterns...)
 }
