@@ -23,26 +23,6 @@ func CookieValue(secret []byte, id string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:12])
 }
 
-// stickyBackend returns the backend named by the request's affinity cookie
-// if it may take requests, and whether the request had the cookie at all.
-// A cookie naming a backend that is unknown, down, draining or rotated out
-// yields nil: the request is balanced and the cookie reset.
-func (p *Pool) stickyBackend(r *http.Request, set *backendSet) *backend {
-	lines := r.Header["Cookie"]
-	if len(lines) == 0 {
-		return nil
-	}
-	v := cookieValue(lines, p.cfg.CookieName)
-	if v == "" {
-		return nil
-	}
-	b := set.byCookie[v]
-	if b == nil || !p.eligible(b) {
-		return nil
-	}
-	return b
-}
-
 // cookieValue returns the value of the first cookie called name in Cookie
 // header lines, or "".
 func cookieValue(lines []string, name string) string {

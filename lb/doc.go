@@ -39,7 +39,9 @@
 // keep-alive connection turns out to have been closed before it answered.
 //
 // FastServer's HTTP/1.1 parsing and socket I/O live in lb/internal/h1,
-// which knows nothing of pools.
+// which knows nothing of pools; what to do with a request (admit it,
+// choose its backend, count it, resend it) is decided in this package
+// once, and both server paths follow the same decisions.
 //
 // lb imports the standard library, zerolog and its own sub-packages
 // (lb/internal/h1), and no other gearbox package.

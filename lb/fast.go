@@ -24,14 +24,16 @@ import (
 // docs/benchmarks.md): one goroutine per client connection reads a
 // request, writes it to a kept-alive backend connection, reads the
 // response and writes it back, with no hand-off between goroutines and
-// no read-ahead. Messages are read by a parser of its own (parse.go) into
-// buffers that each connection reuses, so that a kept-alive request
-// costs no allocation; it refuses ambiguous framing that net/http would
-// accept (see parse.go). It does what Pool.ServeHTTP does (balancing,
-// affinity, retries of requests that reached no backend, X-Forwarded-*,
-// the status page, timeouts, drains, MaxConns) and passes upgrades
-// (WebSocket) through as a tunnel; it refuses CONNECT. Use it instead of
-// an http.Server when the pool is the only handler of a listener.
+// no read-ahead. Messages are read by a parser of its own (package
+// lb/internal/h1) into buffers that each connection reuses, so that a
+// kept-alive request costs no allocation; it refuses ambiguous framing
+// that net/http would accept (see h1's parse.go). It does what
+// Pool.ServeHTTP does (balancing, affinity, retries of requests that
+// reached no backend, X-Forwarded-*, the status page, timeouts, drains,
+// MaxConns), by the same decisions (admit, choose, resend, finish), and
+// passes upgrades (WebSocket) through as a tunnel; it refuses CONNECT.
+// Use it instead of an http.Server when the pool is the only handler of
+// a listener.
 //
 // A FastServer made by NewFastRouter serves several pools on one listener
 // and picks each request's pool by its Host header, as a router does.
@@ -338,38 +340,19 @@ func (fc *fastClient) handle() bool {
 	if !p.cfg.NoStatus && req.PathIs(p.cfg.StatusPath) {
 		return fc.serveStatus(keep) && keep && fc.drainBody()
 	}
-	p.requests.Add(1)
-	if p.closed.Load() {
-		p.noBackend.Add(1)
+	if !p.admit(context.Background()) {
 		return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && fc.drainBody()
 	}
-	if p.sem != nil {
-		if !p.enter(context.Background()) {
-			return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && fc.drainBody()
-		}
-		defer p.leave()
-	}
-	p.checkRotationDeadline()
-	set := p.set.Load()
-	var b, sticky *backend
+	defer p.dismiss()
+	var a attempt
+	var cookie []byte
 	if p.affinity {
-		if sb := p.stickyFast(req, set); sb != nil && sb.acquire() {
-			b, sticky = sb, sb
-		}
+		cookie = req.Cookie(p.cfg.CookieName)
 	}
-	if b == nil {
-		b = p.pick(set, nil)
-	}
-	if b == nil {
-		p.noBackend.Add(1)
-		p.logProxyError(nil, http.StatusServiceUnavailable, ErrNoBackend)
+	if !p.choose(&a, cookie) {
 		return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && fc.drainBody()
 	}
-	p.sessions.Add(1)
-	defer func() {
-		b.release() // b is the last one tried: retries move the count
-		p.sessions.Add(-1)
-	}()
+	defer p.finish(&a)
 
 	upgrade := req.Upgrade
 	fc.prepareOutbound(upgrade)
@@ -384,40 +367,23 @@ func (fc *fastClient) handle() bool {
 		eb = &fc.eb
 	}
 	isHead := string(req.Method) == http.MethodHead
-	var tried []*backend
-	var triedBuf [4]*backend
-	tried = triedBuf[:0]
-	attempts, staleRetried := 0, false
+	safe := !hasBody && replayable(req.Method)
+	staleRetried := false
 	var bc *fastBackendConn
 	for {
 		var reused bool
 		var err error
 		// A request that may go twice goes again if its kept-alive
 		// connection turns out closed; others check it first.
-		bc, reused, err = s.backendConn(p, b.Addr, upgrade || staleRetried, hasBody || !replayableMethod(req.Method))
+		bc, reused, err = s.backendConn(p, a.backend.Addr, upgrade || staleRetried, !safe)
 		if err != nil {
 			// Nothing was sent: another backend may take it.
-			b.errors.Add(1)
-			p.markDown(b, err)
-			tried = append(tried, b)
-			if attempts >= p.cfg.Retries {
-				p.logProxyError(b, http.StatusServiceUnavailable, err)
-				p.noBackend.Add(1)
-				return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && fc.drainBody()
+			if p.resend(&a, failUnreached, true, err) {
+				continue
 			}
-			next := b
-			if !p.eligible(next) {
-				if next = p.pick(set, tried); next == nil {
-					p.logProxyError(b, http.StatusServiceUnavailable, err)
-					p.noBackend.Add(1)
-					return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && fc.drainBody()
-				}
-				b.release()
-				b = next
-			}
-			attempts++
-			p.retries.Add(1)
-			continue
+			p.logProxyError(a.backend, http.StatusServiceUnavailable, err)
+			p.noBackend.Add(1)
+			return fc.writePage(http.StatusServiceUnavailable, !keep) && keep && fc.drainBody()
 		}
 		bc.setDeadline(p.cfg.ServerTimeout)
 		if eb != nil {
@@ -449,42 +415,35 @@ func (fc *fastClient) handle() bool {
 		bc.c.Close()
 		// A kept-alive connection the backend had closed: a request
 		// without a body that may be sent twice goes again, once, on a
-		// new connection.
-		if reused && !staleRetried && !hasBody && replayableMethod(req.Method) && bc.br.Buffered() == 0 && !isTimeout(err) {
+		// new connection to the same backend, as http.Transport does for
+		// Pool.ServeHTTP. It is no failure of the backend.
+		if reused && !staleRetried && safe && bc.br.Buffered() == 0 && !isTimeout(err) {
 			// The other idle connections to it are likely closed too (a
 			// restart): the retry takes a new one, and they go.
 			staleRetried = true
-			s.dropIdle(b.Addr)
+			s.dropIdle(a.backend.Addr)
 			continue
 		}
 		// The backend's connection broke before it answered: a backend
 		// going down (a crash, a node killed) with the request in
-		// flight. A request that may be sent twice (RFC 9110 9.2.2:
-		// GET, HEAD, OPTIONS, TRACE, without a body) goes to another
-		// backend; anything else gets 502. The backend is left to the
-		// health checks and to the next connection refused.
-		if !upgrade && !hasBody && replayableMethod(req.Method) && connBroken(err) && attempts < p.cfg.Retries {
-			tried = append(tried, b)
-			if next := p.pick(set, tried); next != nil {
-				b.errors.Add(1)
-				p.log.Debug().Str("backend", b.ID).Err(err).Msg("request resent: connection broke before the answer")
-				b.release()
-				b = next
-				attempts++
-				p.retries.Add(1)
-				continue
-			}
+		// flight. The backend is left to the health checks and to the
+		// next connection refused.
+		f := failOther
+		if connBroken(err) {
+			f = failBroken
 		}
-		b.errors.Add(1)
+		if p.resend(&a, f, safe && !upgrade, err) {
+			continue
+		}
 		code := http.StatusBadGateway
 		if isTimeout(err) {
 			code = http.StatusGatewayTimeout
 		}
-		p.logProxyError(b, code, err)
+		p.logProxyError(a.backend, code, err)
 		fc.writePage(code, true)
 		return false
 	}
-	return fc.relay(bc, b, b == sticky, keep, isHead)
+	return fc.relay(bc, a.backend, a.backend == a.sticky, keep, isHead)
 }
 
 // connBroken reports whether err, from writing a request to a backend or
@@ -841,18 +800,9 @@ func (fc *fastClient) drainBody() bool {
 	return false
 }
 
-// replayableMethod reports whether a request of method may be sent twice.
-func replayableMethod(method []byte) bool {
-	switch string(method) {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return true
-	}
-	return false
-}
-
 // backendConn returns a kept-alive connection to addr, or a new one
 // (reused false). With fresh (an upgrade, a retry), always a new one. With check, a kept-alive
-// connection is first checked for a close by the backend (idleAlive).
+// connection is first checked for a close by the backend (h1.IdleAlive).
 func (s *FastServer) backendConn(p *Pool, addr string, fresh, check bool) (*fastBackendConn, bool, error) {
 	if !fresh {
 		now := time.Now()
@@ -1047,20 +997,6 @@ func (fc *fastClient) writeRequest(bc *fastBackendConn) error {
 		}
 	}
 	return bw.Flush()
-}
-
-// stickyFast is stickyBackend for a request FastServer read: the backend
-// its affinity cookie names, if it may take requests.
-func (p *Pool) stickyFast(req *h1.Head, set *backendSet) *backend {
-	v := req.Cookie(p.cfg.CookieName)
-	if len(v) == 0 {
-		return nil
-	}
-	b := set.byCookie[string(v)]
-	if b == nil || !p.eligible(b) {
-		return nil
-	}
-	return b
 }
 
 // tunnel copies bytes both ways between the client and the backend (an

@@ -17,18 +17,10 @@ import (
 type reqState struct {
 	context.Context
 	p *Pool
-	// backend is the backend of the current attempt; the request holds one
-	// count of its in-flight requests.
-	backend *backend
-	// sticky is the backend the affinity cookie named, when the request
-	// went there first; the cookie is set again unless it ends there.
-	sticky *backend
+	attempt
 	// body wraps the inbound body until a retry moves it on; nil when the
 	// request has no body.
-	body     *retryBody
-	tried    []*backend
-	triedBuf [4]*backend
-	attempts int // attempts after the first
+	body *retryBody
 
 	// What the transport did with the current attempt, from GotConn. Set
 	// and read by the goroutine that calls RoundTrip.
@@ -74,43 +66,23 @@ func (p *Pool) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveStatus(w, r)
 		return
 	}
-	p.requests.Add(1)
-	if p.closed.Load() {
-		p.noBackend.Add(1)
+	if !p.admit(r.Context()) {
 		servePage(w, http.StatusServiceUnavailable)
 		return
 	}
-	if p.sem != nil {
-		if !p.enter(r.Context()) {
-			servePage(w, http.StatusServiceUnavailable)
-			return
-		}
-		defer p.leave()
-	}
-	p.checkRotationDeadline()
-	set := p.set.Load()
+	defer p.dismiss()
 	st := &reqState{Context: r.Context(), p: p}
-	st.tried = st.triedBuf[:0]
+	var cookie []byte
 	if p.affinity {
-		if b := p.stickyBackend(r, set); b != nil && b.acquire() {
-			st.backend, st.sticky = b, b
+		if lines := r.Header["Cookie"]; len(lines) > 0 {
+			cookie = []byte(cookieValue(lines, p.cfg.CookieName))
 		}
 	}
-	if st.backend == nil {
-		st.backend = p.pick(set, nil)
-	}
-	if st.backend == nil {
-		p.noBackend.Add(1)
-		p.logProxyError(nil, http.StatusServiceUnavailable, ErrNoBackend)
+	if !p.choose(&st.attempt, cookie) {
 		servePage(w, http.StatusServiceUnavailable)
 		return
 	}
-	p.sessions.Add(1)
-	defer func() {
-		// st.backend is the last one tried: retries moved the count.
-		st.backend.release()
-		p.sessions.Add(-1)
-	}()
+	defer p.finish(&st.attempt)
 	st.trace.GotConn = st.gotConn
 	r = r.WithContext(httptrace.WithClientTrace(st, &st.trace))
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {

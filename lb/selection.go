@@ -1,6 +1,9 @@
 package lb
 
-import "slices"
+import (
+	"net/http"
+	"slices"
+)
 
 // pick chooses an eligible backend that is not in skip, by the pool's
 // balancing algorithm, and counts a request against it. It returns nil when
@@ -59,4 +62,42 @@ func (p *Pool) nextInTurn(list []*backend, start int, skip []*backend) *backend 
 		}
 	}
 	return nil
+}
+
+// choose starts a new request's attempt and counts the request as a
+// session: its backend is the one its affinity cookie value names, if
+// affinity is on and that backend may take requests, else one chosen by
+// the balancing algorithm. A rotation whose deadline has passed is
+// completed first. It returns false, having counted and logged the
+// refusal, when no backend may take the request; the caller answers 503.
+// A request that choose started ends with finish.
+//
+// Both server paths call it: cookie is the value as each reads it, nil
+// when the request has none, and is only looked up, never kept.
+func (p *Pool) choose(a *attempt, cookie []byte) bool {
+	p.checkRotationDeadline()
+	set := p.set.Load()
+	if p.affinity && len(cookie) > 0 {
+		if b := set.byCookie[string(cookie)]; b != nil && p.eligible(b) && b.acquire() {
+			a.backend, a.sticky = b, b
+		}
+	}
+	if a.backend == nil {
+		a.backend = p.pick(set, nil)
+	}
+	if a.backend == nil {
+		p.noBackend.Add(1)
+		p.logProxyError(nil, http.StatusServiceUnavailable, ErrNoBackend)
+		return false
+	}
+	p.sessions.Add(1)
+	return true
+}
+
+// finish ends a request that choose started: it uncounts it from the
+// backend of its last attempt (retries moved the count) and from the
+// pool's sessions.
+func (p *Pool) finish(a *attempt) {
+	a.backend.release()
+	p.sessions.Add(-1)
 }

@@ -11,8 +11,9 @@ import (
 
 // retryTransport is the pool's http.RoundTripper. It sends a request to
 // the backend chosen for it and, when nothing of the request was written to
-// that backend, sends it to another one, up to Config.Retries times. A
-// request that reached a backend is never sent again.
+// that backend, asks the pool's retry rule (resend) where to send it next.
+// A request that reached a backend is left to net/http, which resends it
+// only over a kept-alive connection that had been closed.
 type retryTransport Pool
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -32,45 +33,30 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		var de *dialError
 		dialFailed := errors.As(err, &de)
-		unsent := dialFailed || (st.conn != nil && !st.sent && st.conn.written.Load() == st.written)
-		if !unsent {
+		if !dialFailed && (st.conn == nil || st.sent || st.conn.written.Load() != st.written) {
+			// The request may have reached the backend: net/http has
+			// resent it already if it could.
 			return nil, err
 		}
-		b := st.backend
-		b.errors.Add(1)
 		// A failed connect, or a new connection that broke before taking
 		// a byte, says the backend is gone. A reused connection that broke
-		// says only that the backend closed it while idle: try again on the
-		// same backend, over a new connection.
-		if dialFailed || !st.reused {
-			p.markDown(b, err)
-			st.tried = append(st.tried, b)
+		// says only that the backend closed it while idle.
+		f := failUnreached
+		if !dialFailed && st.reused {
+			f = failStale
 		}
-		if st.attempts >= p.cfg.Retries {
+		// The body goes to the next attempt only if the transport did not
+		// read from it before failing: what it read is gone.
+		untouched := st.body == nil || st.body.detach()
+		if !p.resend(&st.attempt, f, untouched, err) {
 			return nil, unreachedError{err}
 		}
 		var body io.ReadCloser
 		if st.body != nil {
-			if !st.body.detach() {
-				// The transport read from the body before failing: what it
-				// read is gone, so the body cannot go to another backend.
-				return nil, unreachedError{err}
-			}
 			st.body = &retryBody{rc: st.body.rc}
 			body = st.body
 		}
-		next := st.backend
-		if !p.eligible(next) {
-			next = p.pick(p.set.Load(), st.tried)
-			if next == nil {
-				return nil, unreachedError{err}
-			}
-			b.release()
-			st.backend = next
-		}
-		st.attempts++
-		p.retries.Add(1)
-		req = retarget(req, next, body)
+		req = retarget(req, st.backend, body)
 	}
 }
 
