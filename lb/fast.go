@@ -173,9 +173,10 @@ func (s *FastServer) Serve(ln net.Listener) error {
 			return http.ErrServerClosed
 		}
 		s.conns[fc] = struct{}{}
-		s.wg.Add(1)
+		// Under mu, so that Close, once it has seen the connections, waits
+		// for every one.
+		s.wg.Go(fc.serve)
 		s.mu.Unlock()
-		go fc.serve()
 	}
 }
 
@@ -256,7 +257,6 @@ func (fc *fastClient) serve() {
 		s.mu.Lock()
 		delete(s.conns, fc)
 		s.mu.Unlock()
-		s.wg.Done()
 	}()
 	for {
 		if s.closing.Load() {
