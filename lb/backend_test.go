@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"gearbox/internal/testutil"
 )
 
 // TestDrainRace races requests against Drain: once the drained channel is
@@ -41,7 +43,7 @@ func TestDrainRace(t *testing.T) {
 				}
 			})
 		}
-		waitFor(t, 5*time.Second, "requests", func() bool { return acquired.Load() > 100 })
+		testutil.WaitFor(t, 5*time.Second, "requests", func() bool { return acquired.Load() > 100 })
 		ch := b.drain()
 		drained.Store(&ch)
 		select {
@@ -50,7 +52,7 @@ func TestDrainRace(t *testing.T) {
 			t.Fatal("never drained")
 		}
 		before, triesBefore := acquired.Load(), tries.Load()
-		waitFor(t, 5*time.Second, "tries after the drain", func() bool { return tries.Load() > triesBefore+1000 })
+		testutil.WaitFor(t, 5*time.Second, "tries after the drain", func() bool { return tries.Load() > triesBefore+1000 })
 		close(stop)
 		wg.Wait()
 		if n := late.Load(); n != 0 || acquired.Load() != before {

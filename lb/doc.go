@@ -44,5 +44,6 @@
 // once, and both server paths follow the same decisions.
 //
 // lb imports the standard library, zerolog and its own sub-packages
-// (lb/internal/h1), and no other gearbox package.
+// (lb/internal/h1), and no other gearbox package; its tests also use
+// gearbox/internal/testutil, which imports the standard library only.
 package lb

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"gearbox/internal/testutil"
 )
 
 func TestRiseFall(t *testing.T) {
@@ -264,20 +266,20 @@ func TestCheckLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	pa := backendByID(t, p, "a")
-	waitFor(t, 5*time.Second, "the first round", func() bool { return pa.checks.Load() == 1 })
+	testutil.WaitFor(t, 5*time.Second, "the first round", func() bool { return pa.checks.Load() == 1 })
 	for round := 2; round <= 4; round++ {
-		waitFor(t, 5*time.Second, "the loop to wait", func() bool { return clk.waiting() == 1 })
+		testutil.WaitFor(t, 5*time.Second, "the loop to wait", func() bool { return clk.waiting() == 1 })
 		if got := pa.checks.Load(); got != uint64(round-1) {
 			t.Fatalf("checks ran without the clock moving: %d, want %d", got, round-1)
 		}
 		clk.Advance(cfg.HealthInterval)
-		waitFor(t, 5*time.Second, "a round per interval", func() bool { return pa.checks.Load() == uint64(round) })
+		testutil.WaitFor(t, 5*time.Second, "a round per interval", func() bool { return pa.checks.Load() == uint64(round) })
 	}
 	// The new backend is checked without waiting for the interval.
-	waitFor(t, 5*time.Second, "the loop to wait", func() bool { return clk.waiting() == 1 })
+	testutil.WaitFor(t, 5*time.Second, "the loop to wait", func() bool { return clk.waiting() == 1 })
 	if err := p.SetBackends([]Backend{a.backend(), b.backend()}); err != nil {
 		t.Fatal(err)
 	}
 	pb := backendByID(t, p, "b")
-	waitFor(t, 5*time.Second, "a round for the new backend", func() bool { return pb.checks.Load() == 1 })
+	testutil.WaitFor(t, 5*time.Second, "a round for the new backend", func() bool { return pb.checks.Load() == 1 })
 }

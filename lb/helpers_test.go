@@ -124,18 +124,6 @@ func (t *fakeTimer) drain() {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // testConfig is FastConfig on a fake clock, with checks on /health so that
 // app requests and checks are told apart.
 func testConfig(clk *fakeClock) Config {

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"gearbox/internal/testutil"
 )
 
 func TestMaxConnsQueue(t *testing.T) {
@@ -19,10 +21,10 @@ func TestMaxConnsQueue(t *testing.T) {
 	url, c := front(t, p)
 
 	first := goGet(c, url+"/block", "")
-	waitFor(t, 5*time.Second, "the first request to hold the place", func() bool { return g.entered.Load() == 1 })
+	testutil.WaitFor(t, 5*time.Second, "the first request to hold the place", func() bool { return g.entered.Load() == 1 })
 	// The second waits in the queue and times out.
 	second := goGet(c, url+"/", "")
-	waitFor(t, 5*time.Second, "a queued request", func() bool { return p.Status().Queued == 1 })
+	testutil.WaitFor(t, 5*time.Second, "a queued request", func() bool { return p.Status().Queued == 1 })
 	clk.Advance(9 * time.Second)
 	select {
 	case code := <-second:
@@ -35,7 +37,7 @@ func TestMaxConnsQueue(t *testing.T) {
 	}
 	// The third waits and goes through when the place is free.
 	third := goGet(c, url+"/", "")
-	waitFor(t, 5*time.Second, "a queued request", func() bool { return p.Status().Queued == 1 })
+	testutil.WaitFor(t, 5*time.Second, "a queued request", func() bool { return p.Status().Queued == 1 })
 	g.release()
 	if code := recv(t, first); code != http.StatusOK {
 		t.Errorf("first request: status %d", code)

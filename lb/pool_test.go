@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gearbox/internal/testutil"
 )
 
 func TestSetBackendsKeepsState(t *testing.T) {
@@ -75,7 +77,7 @@ func TestDrain(t *testing.T) {
 		t.Errorf("Drain of an unknown backend: %v, want ErrUnknownBackend", err)
 	}
 	inflight := goGet(c, url+"/block", gearCookie("", "a"))
-	waitFor(t, 5*time.Second, "a request in flight on a", func() bool { return g.entered.Load() == 1 })
+	testutil.WaitFor(t, 5*time.Second, "a request in flight on a", func() bool { return g.entered.Load() == 1 })
 	drained, err := p.Drain("a")
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +136,7 @@ func TestSessions(t *testing.T) {
 	for range 5 {
 		held = append(held, goGet(c, url+"/block", ""))
 	}
-	waitFor(t, 5*time.Second, "5 requests in flight", func() bool { return g.entered.Load() == 5 })
+	testutil.WaitFor(t, 5*time.Second, "5 requests in flight", func() bool { return g.entered.Load() == 5 })
 	if n := p.Sessions(); n != 5 {
 		t.Errorf("Sessions = %d, want 5", n)
 	}
@@ -146,7 +148,7 @@ func TestSessions(t *testing.T) {
 	for _, ch := range held {
 		recv(t, ch)
 	}
-	waitFor(t, 5*time.Second, "no session", func() bool { return p.Sessions() == 0 })
+	testutil.WaitFor(t, 5*time.Second, "no session", func() bool { return p.Sessions() == 0 })
 	if st := p.Status(); st.Backends[0].SessionsTotal+st.Backends[1].SessionsTotal != 5 {
 		t.Errorf("total sessions %d + %d, want 5", st.Backends[0].SessionsTotal, st.Backends[1].SessionsTotal)
 	}
@@ -195,7 +197,7 @@ func TestNoGoroutineOutlivesClose(t *testing.T) {
 		for range 20 {
 			get(t, c, url+"/", "")
 		}
-		waitFor(t, 5*time.Second, "a round of checks", func() bool { return clk.waiting() == 1 })
+		testutil.WaitFor(t, 5*time.Second, "a round of checks", func() bool { return clk.waiting() == 1 })
 		clk.Advance(cfg.HealthInterval)
 		running := 0
 		for id := range lbGoroutines() {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gearbox/internal/testutil"
 )
 
 func TestForwardedHeaders(t *testing.T) {
@@ -196,7 +198,7 @@ func TestUpgrade(t *testing.T) {
 				t.Errorf("backend saw Cookie %q, want %q", ck[len(ck)-1].header.Get("Cookie"), cookieWant(tt.cookie))
 			}
 			conn.Close()
-			waitFor(t, 5*time.Second, "the tunnel to close", func() bool { return p.Sessions() == 0 })
+			testutil.WaitFor(t, 5*time.Second, "the tunnel to close", func() bool { return p.Sessions() == 0 })
 		})
 	}
 }

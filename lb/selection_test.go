@@ -3,6 +3,8 @@ package lb
 import (
 	"net/http"
 	"testing"
+
+	"gearbox/internal/testutil"
 )
 
 // TestBalance holds requests in flight on backend a, then sends 30 short
@@ -37,7 +39,7 @@ func TestBalance(t *testing.T) {
 			for range 3 {
 				held = append(held, goGet(c, url+"/block", gearCookie("", "a")))
 			}
-			waitFor(t, 5e9, "3 requests held on a", func() bool { return g.entered.Load() == 3 })
+			testutil.WaitFor(t, 5e9, "3 requests held on a", func() bool { return g.entered.Load() == 3 })
 			got := map[string]int{"a": 0, "b": 0, "c": 0}
 			for range 30 {
 				r := get(t, c, url+"/", "")
