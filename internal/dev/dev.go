@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -250,7 +249,7 @@ func (dc *devCluster) configure() error {
 	}
 	var join []string
 	for _, s := range specs {
-		ro, err := devRoleOptions(s.extra)
+		ro, err := member.RoleOptionsFromArgs(s.extra)
 		if err != nil {
 			return fmt.Errorf("dev member %s: %w", s.name, err)
 		}
@@ -271,21 +270,6 @@ func (dc *devCluster) configure() error {
 		join = []string{net.JoinHostPort(devBrokerIP, fmt.Sprint(cmdline.DefaultSerfPort))}
 	}
 	return nil
-}
-
-// devRoleOptions are the role flags' defaults with args applied.
-func devRoleOptions(args []string) (member.RoleOptions, error) {
-	set := flag.NewFlagSet("dev", flag.ContinueOnError)
-	set.SetOutput(io.Discard)
-	for _, f := range member.RoleFlags() {
-		if err := f.Apply(set); err != nil {
-			return member.RoleOptions{}, err
-		}
-	}
-	if err := set.Parse(args); err != nil {
-		return member.RoleOptions{}, err
-	}
-	return member.ParseRoleOptions(cli.NewContext(&cli.App{}, set, nil))
 }
 
 // checkDevAddrs fails early, with a clear message, when a dev address

@@ -179,23 +179,33 @@ func (m *Member) closeListeners() {
 }
 
 // stopRoles stops the started roles, last started first. A role that does
-// not stop within ctx is left to finish on its own: the member goes on
-// with its leave, so that one stuck role does not keep the process from
-// exiting.
+// not stop within ctx is left to finish on its own, so that one stuck role
+// does not keep the process from exiting; the roles after it are still
+// stopped, each waited for up to lateRoleGrace once ctx has ended.
 func (m *Member) stopRoles(ctx context.Context) {
 	for i := len(m.roles) - 1; i >= 0; i-- {
 		r := m.roles[i]
 		done := make(chan error, 1)
 		go func() { done <- r.stop(ctx) }()
+		wait := ctx
+		if ctx.Err() != nil {
+			var cancel context.CancelFunc
+			wait, cancel = context.WithTimeout(context.Background(), lateRoleGrace)
+			defer cancel()
+		}
 		select {
 		case err := <-done:
 			if err != nil {
 				m.log.Warn().Err(err).Str("role", r.name).Msg("stop role failed")
 			}
-		case <-ctx.Done():
+		case <-wait.Done():
 			m.log.Warn().Str("role", r.name).Str("fix", "raise --leave-timeout if roles need longer to stop").
 				Msg("role did not stop within the leave deadline")
 		}
 	}
 	m.roles = nil
 }
+
+// lateRoleGrace is how long a role's stop is waited for when the leave
+// deadline has already passed.
+const lateRoleGrace = time.Second

@@ -2,7 +2,9 @@ package member
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"regexp"
 	"slices"
@@ -97,6 +99,25 @@ type RoleOptions struct {
 	DNS dnsOptions
 }
 
+// RoleOptionsFromArgs returns the role settings that `gearbox serve`
+// would get from args (role flags only, such as "--api-addr", ":7480"),
+// the other flags at their defaults: for members started in-process, such
+// as gearbox dev's.
+func RoleOptionsFromArgs(args []string) (RoleOptions, error) {
+	set := flag.NewFlagSet("roles", flag.ContinueOnError)
+	set.SetOutput(io.Discard)
+	for _, f := range RoleFlags() {
+		if err := f.Apply(set); err != nil {
+			return RoleOptions{}, err
+		}
+	}
+	if err := set.Parse(args); err != nil {
+		return RoleOptions{}, err
+	}
+	return ParseRoleOptions(cli.NewContext(&cli.App{}, set, nil))
+}
+
+// ParseRoleOptions validates the role flags of c.
 func ParseRoleOptions(c *cli.Context) (RoleOptions, error) {
 	bc := broker.DefaultConfig(nil, "")
 	bc.APIAddr = c.String("api-addr")
