@@ -242,7 +242,7 @@ func killCgroup(dir string) {
 			return
 		}
 		for _, pid := range pids {
-			syscall.Kill(pid, syscall.SIGKILL)
+			killPID(pid)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

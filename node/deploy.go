@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"gearbox/store"
@@ -329,7 +328,7 @@ func (dp *deployer) fetchFrom(ctx context.Context, addr, id string) error {
 // DATA_DIR/deployments cannot be listed by gears.
 func (dp *deployer) build(ctx context.Context, id, dir, script string, env []string, j *jail) (err error) {
 	logPath := filepath.Join(dp.root(), id+".build.log")
-	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|oNoFollow, 0o600)
 	if err != nil {
 		return fmt.Errorf("create build log: %w", err)
 	}

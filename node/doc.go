@@ -77,7 +77,9 @@
 // privileges before the gear's program runs. The welcome page and static
 // files are served from inside the node and need none of this.
 //
-// Gears run on Linux: process groups are followed through /proc.
+// Gears run on Linux: process groups are followed through /proc. The
+// package builds on other systems, where New refuses to make a node
+// (platform.go).
 //
 // It imports lb, store and store/state, never another role.
 package node

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -471,11 +470,11 @@ func (g *gear) ensureDirs() error {
 		if err != nil {
 			return fmt.Errorf("create gear directory: %w", err)
 		}
-		st, _ := fi.Sys().(*syscall.Stat_t)
+		st, ok := statOf(fi)
 		switch {
 		case !fi.IsDir():
 			return fmt.Errorf("create gear directory: %s is not a directory", p)
-		case st == nil || (int(st.Uid) == d.uid && int(st.Gid) == d.gid):
+		case !ok || (st.uid == d.uid && st.gid == d.gid):
 		case d.uid != 0:
 			// Written before the gear had this uid (by a node that did
 			// not isolate gears, say): all of it becomes the gear's.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -43,7 +42,7 @@ func openLogFile(path string, maxBytes int64, files int, now func() time.Time) (
 
 func (l *logFile) open() error {
 	// Never through a link: the node writes as root.
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|oNoFollow, 0o640)
 	if err != nil {
 		return fmt.Errorf("open gear log: %w", err)
 	}

@@ -74,7 +74,7 @@ func readSmall(path string) ([]byte, error) {
 	// may have replaced: never through a link, nor a file linked
 	// elsewhere too, such as a hard link to one the gear may not read.
 	name := filepath.Base(path)
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow|oNonBlock, 0)
 	if errors.Is(err, syscall.ELOOP) {
 		return nil, fmt.Errorf("%s is not a regular file (it is a link)", name)
 	}
@@ -89,8 +89,8 @@ func readSmall(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", name)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
-		return nil, fmt.Errorf("%s is not a regular file of its own (it has %d links)", name, st.Nlink)
+	if st, ok := statOf(fi); ok && st.nlink > 1 {
+		return nil, fmt.Errorf("%s is not a regular file of its own (it has %d links)", name, st.nlink)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxManifestSize+1))
 	if err != nil {

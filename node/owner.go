@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"syscall"
 )
 
 // Ownership of the trees that gears and builds write in.
@@ -21,7 +20,7 @@ import (
 // chownTree gives every directory and regular file of the tree at dir that
 // take accepts to uid:gid and, if mode is not nil, sets its mode to
 // mode(st). Symbolic links and other files are left alone.
-func chownTree(dir string, uid, gid int, take func(st *syscall.Stat_t) bool, mode func(st *syscall.Stat_t) os.FileMode) error {
+func chownTree(dir string, uid, gid int, take func(st inode) bool, mode func(st inode) os.FileMode) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
@@ -52,9 +51,9 @@ func chownTree(dir string, uid, gid int, take func(st *syscall.Stat_t) bool, mod
 	return nil
 }
 
-func chownOne(root *os.Root, name string, uid, gid int, take func(*syscall.Stat_t) bool, mode func(*syscall.Stat_t) os.FileMode) error {
+func chownOne(root *os.Root, name string, uid, gid int, take func(inode) bool, mode func(inode) os.FileMode) error {
 	// O_NONBLOCK: a FIFO must not block the open.
-	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := root.OpenFile(name, os.O_RDONLY|oNoFollow|oNonBlock, 0)
 	if err != nil {
 		return nil // a link, a socket, or gone meanwhile
 	}
@@ -63,14 +62,14 @@ func chownOne(root *os.Root, name string, uid, gid int, take func(*syscall.Stat_
 	if err != nil {
 		return err
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
+	st, ok := statOf(fi)
 	if !ok {
 		return nil
 	}
-	if t := st.Mode & syscall.S_IFMT; (t != syscall.S_IFDIR && t != syscall.S_IFREG) || !take(st) {
+	if (!st.mode.IsDir() && !st.mode.IsRegular()) || !take(st) {
 		return nil
 	}
-	if int(st.Uid) != uid || int(st.Gid) != gid {
+	if st.uid != uid || st.gid != gid {
 		if err := f.Chown(uid, gid); err != nil {
 			return err
 		}
@@ -85,28 +84,37 @@ func chownOne(root *os.Root, name string, uid, gid int, take func(*syscall.Stat_
 	return nil
 }
 
-func isDir(st *syscall.Stat_t) bool { return st.Mode&syscall.S_IFMT == syscall.S_IFDIR }
+// inode is what chownTree checks of a file: its type and permissions,
+// and what fs.FileInfo does not say on every system, its owner and number
+// of links (statOf).
+type inode struct {
+	mode     fs.FileMode
+	uid, gid int
+	nlink    uint64
+}
+
+func isDir(st inode) bool { return st.mode.IsDir() }
 
 // giveToGear returns the take of chownTree that hands a gear's tree to
 // uid: every directory and file but a hard link to a file that uid does
 // not own already.
-func giveToGear(uid int) func(*syscall.Stat_t) bool {
-	return func(st *syscall.Stat_t) bool { return isDir(st) || st.Nlink == 1 || int(st.Uid) == uid }
+func giveToGear(uid int) func(inode) bool {
+	return func(st inode) bool { return isDir(st) || st.nlink == 1 || st.uid == uid }
 }
 
 // rootsUnlinked is the take of chownTree that hands an unpacked
 // deployment to its builder: what root owns, but hard links.
-func rootsUnlinked(st *syscall.Stat_t) bool { return st.Uid == 0 && (isDir(st) || st.Nlink == 1) }
+func rootsUnlinked(st inode) bool { return st.uid == 0 && (isDir(st) || st.nlink == 1) }
 
 // ownedBy returns the take of chownTree that takes back what uid owns.
-func ownedBy(uid int) func(*syscall.Stat_t) bool {
-	return func(st *syscall.Stat_t) bool { return int(st.Uid) == uid }
+func ownedBy(uid int) func(inode) bool {
+	return func(st inode) bool { return st.uid == uid }
 }
 
 // readOnlyMode is the mode of a sealed deployment's files, as Unpack
 // makes them: 0755 for directories and executables, 0644 else.
-func readOnlyMode(st *syscall.Stat_t) os.FileMode {
-	if isDir(st) || st.Mode&0o111 != 0 {
+func readOnlyMode(st inode) os.FileMode {
+	if isDir(st) || st.mode&0o111 != 0 {
 		return 0o755
 	}
 	return 0o644

@@ -96,8 +96,12 @@ type appInfo struct {
 }
 
 // New validates cfg and returns a Supervisor that does nothing until
-// Start.
+// Start. On a system other than Linux it returns an error that wraps
+// ErrUnsupportedOS.
 func New(cfg Config) (*Supervisor, error) {
+	if err := checkPlatform(); err != nil {
+		return nil, err
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
