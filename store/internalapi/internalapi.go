@@ -1,0 +1,165 @@
+// Package internalapi is the contract of the internal API, the HTTP API
+// that members call on each other (DESIGN.md, "The replicated store"):
+// every path under Prefix, who serves it and what it answers, the helpers
+// that build and parse the paths that carry an argument, the check of a
+// deployment id and the serving of a deployment archive, which brokers and
+// nodes both do.
+//
+// Every path is served on a member's internal listener behind the cluster
+// secret (store.RequireSecret): a request without it gets 401 before it
+// reaches any handler.
+//
+// internalapi imports only the standard library, so that the store (which
+// imports no gearbox package outside its own tree) and every role share it
+// without importing each other.
+package internalapi
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Prefix starts every path of the internal API.
+const Prefix = "/internal/v1/"
+
+// Paths of the internal API served by every member's store (store.Handler).
+const (
+	// PathMembers is GET, served by every member's store: the member's name
+	// and its view of cluster membership, JSON {self, members}.
+	PathMembers = Prefix + "members"
+	// PathStoreStatus is GET, served by every member's store: its name,
+	// root digest, record count, last anti-entropy sync and counters,
+	// JSON.
+	PathStoreStatus = Prefix + "store/status"
+	// PathStoreDigest is POST {prefixes}, served by every member's store
+	// for anti-entropy: the digests of the children of each key-hash
+	// prefix, and its last sync, JSON.
+	PathStoreDigest = Prefix + "store/digest"
+	// PathStoreSummaries is POST {prefixes}, served by every member's store
+	// for anti-entropy: the bucket, key and version of every record under
+	// each leaf prefix, and its last sync, JSON.
+	PathStoreSummaries = Prefix + "store/summaries"
+	// PathStoreGet is POST {refs}, served by every member's store: the
+	// records named by bucket and key, tombstones included, JSON
+	// {records}. Anti-entropy pulls with it, and so does a member that
+	// heard of a record too large for a gossip event.
+	PathStoreGet = Prefix + "store/get"
+	// PathStorePut is POST {records}, served by every member's store: the
+	// records are merged (last writer wins) and the count applied is
+	// returned, JSON {applied}. Anti-entropy pushes with it.
+	PathStorePut = Prefix + "store/put"
+)
+
+// Paths of the internal API served by the roles a member runs.
+const (
+	// PrefixBlobs starts BlobPath. GET or HEAD BlobPath(id), served by a
+	// member with the node role for the archives its node keeps, else by
+	// one with the broker role for those it holds (ServeBlob): the
+	// deployment's archive, application/gzip, ranges allowed; 404 when the
+	// member has no such archive or id is not a deployment id.
+	PrefixBlobs = Prefix + "blobs/"
+	// PrefixGears starts GearLogsPath. GET GearLogsPath(id)?tail=N&follow=1,
+	// served by a member with the node role for the gears its node runs
+	// (node.Supervisor.LogHandler): the gear's log, text/plain, one
+	// time-stamped line each; with follow=1, an empty line at the end of
+	// the tail and then new lines as the gear writes them. 404 for a gear
+	// the node does not run, 400 for a bad tail or follow.
+	PrefixGears = Prefix + "gears/"
+	// PathRouterStatus is GET, served by a member with the router role
+	// (router.Router.StatusHandler): what the router routes, each app's
+	// hosts and its pool of LB gears, JSON. It is on the internal API
+	// because the router's own listener passes every path of an app's
+	// hosts to the app, its /lb-status included.
+	PathRouterStatus = Prefix + "router/status"
+)
+
+// BlobPath is where deployment id's archive is served: PrefixBlobs + id.
+func BlobPath(id string) string { return PrefixBlobs + id }
+
+// BlobID returns the deployment id that path (a request's decoded
+// URL.Path) asks for, and whether path is under PrefixBlobs at all. The
+// id is not checked: see ValidDeploymentID.
+func BlobID(path string) (id string, ok bool) { return strings.CutPrefix(path, PrefixBlobs) }
+
+// GearLogsPath is where gear id's log is served: PrefixGears + id +
+// "/logs", the id escaped as a path segment.
+func GearLogsPath(id string) string { return PrefixGears + url.PathEscape(id) + "/logs" }
+
+// GearLogsID returns the gear id whose log path (a request's decoded
+// URL.Path) asks for, and whether path has the shape of GearLogsPath. The
+// id is not checked: gear ids are the node's to accept.
+func GearLogsID(path string) (id string, ok bool) {
+	rest, ok := strings.CutPrefix(path, PrefixGears)
+	if !ok {
+		return "", false
+	}
+	return strings.CutSuffix(rest, "/logs")
+}
+
+// ValidDeploymentID reports whether id is a deployment id: the lower-case
+// sha256 hex digest of its archive. A valid id is safe as a file name: it
+// holds no separator and no dot.
+func ValidDeploymentID(id string) bool {
+	if len(id) != sha256.Size*2 {
+		return false
+	}
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// BlobFile is where a member keeps deployment id's archive in dir:
+// dir/ID.tar.gz. Brokers and nodes both keep theirs in
+// DATA_DIR/deployments.
+func BlobFile(dir, id string) string { return filepath.Join(dir, id+".tar.gz") }
+
+// ServeBlob answers r, a request for BlobPath(id), with the archive
+// BlobFile(dir, id): GET or HEAD (else 405), ranges allowed so that a
+// fetcher can resume, Content-Type application/gzip and the id as ETag;
+// 404 when the path is not under PrefixBlobs, the id is not a deployment
+// id, or dir holds no such archive. Fetchers verify the hash of what they
+// receive.
+//
+// It returns the error of an archive that exists but cannot be read, after
+// answering 500, so that the caller can log it; nil otherwise.
+func ServeBlob(w http.ResponseWriter, r *http.Request, dir string) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return nil
+	}
+	id, ok := BlobID(r.URL.Path)
+	if !ok || !ValidDeploymentID(id) {
+		http.Error(w, "no such deployment archive", http.StatusNotFound)
+		return nil
+	}
+	f, err := os.Open(BlobFile(dir, id))
+	if errors.Is(err, fs.ErrNotExist) {
+		http.Error(w, "no such deployment archive", http.StatusNotFound)
+		return nil
+	}
+	if err != nil {
+		http.Error(w, "cannot read deployment archive", http.StatusInternalServerError)
+		return fmt.Errorf("open deployment archive %s: %w", id, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		http.Error(w, "cannot read deployment archive", http.StatusInternalServerError)
+		return fmt.Errorf("stat deployment archive %s: %w", id, err)
+	}
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("ETag", `"`+id+`"`)
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+	return nil
+}
