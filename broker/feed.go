@@ -154,7 +154,6 @@ func (b *Broker) startFeed() (*store.Watch, error) {
 // feedLoop follows the routing events committed to this member's store
 // (written here or merged from others) and wakes feed readers.
 func (b *Broker) feedLoop(w *store.Watch) {
-	defer b.wg.Done()
 	defer w.Close()
 	for {
 		select {

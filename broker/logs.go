@@ -116,11 +116,9 @@ func (b *Broker) appLogs(w http.ResponseWriter, r *http.Request, u *state.User, 
 	live := make(chan logLine, logBuffer)
 	for i, g := range gears {
 		tails[i] = make(chan logLine, logBuffer)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			b.readGearLog(ctx, g, members[g.Node], tail, follow, tails[i], live)
-		}()
+		})
 	}
 
 	out := bufio.NewWriterSize(w, 32<<10)

@@ -38,7 +38,6 @@ const DefaultRolloutTimeout = 10 * time.Minute
 // change of apps, gears and gear statuses, on membership changes, and
 // every second for the timeouts.
 func (b *Broker) rolloutLoop() {
-	defer b.wg.Done()
 	w := b.st.Watch(state.BucketApps, state.BucketGears, state.BucketGearStatus)
 	defer w.Close()
 	members := b.st.MemberChanges()

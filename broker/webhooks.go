@@ -179,7 +179,6 @@ func (d *deliverer) stop() {
 // none otherwise: it follows the webhook records, membership changes,
 // and looks again every second or so.
 func (b *Broker) webhookLoop() {
-	defer b.wg.Done()
 	w := b.st.Watch(state.BucketWebhooks)
 	defer w.Close()
 	members := b.st.MemberChanges()

@@ -81,10 +81,10 @@ func (s *Server) Start(ctx context.Context) error {
 	switch {
 	case s.closed:
 		s.mu.Unlock()
-		return errors.New("dns server is closed")
+		return ErrClosed
 	case s.started:
 		s.mu.Unlock()
-		return errors.New("dns server already started")
+		return ErrStarted
 	}
 	s.started = true
 	s.mu.Unlock()
@@ -121,7 +121,7 @@ func (s *Server) Start(ctx context.Context) error {
 		pc.Close()
 		ln.Close()
 		watch.Close()
-		return errors.New("dns server closed while starting")
+		return fmt.Errorf("start dns server: %w", ErrClosed)
 	}
 	s.addr = pc.LocalAddr().String()
 	s.cancel = cancel
@@ -130,9 +130,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.tcp = &dns.Server{Listener: ln, Handler: handler{s, true}, MsgAcceptFunc: acceptAll,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
 		NotifyStartedFunc: func() { up <- nil }}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.wg.Go(func() {
 		if err := s.tcp.ActivateAndServe(); err != nil {
 			select {
 			case up <- err:
@@ -142,14 +140,12 @@ func (s *Server) Start(ctx context.Context) error {
 				s.log.Error().Err(err).Msg("dns tcp listener stopped")
 			}
 		}
-	}()
+	})
 	for range udpReaders() {
-		s.wg.Add(1)
-		go func() { defer s.wg.Done(); s.serveUDP(pc) }()
+		s.wg.Go(func() { s.serveUDP(pc) })
 	}
-	s.wg.Add(2)
-	go func() { defer s.wg.Done(); defer watch.Close(); s.run(ctx, watch, memberCh) }()
-	go func() { defer s.wg.Done(); s.notifyLoop(ctx) }()
+	s.wg.Go(func() { defer watch.Close(); s.run(ctx, watch, memberCh) })
+	s.wg.Go(func() { s.notifyLoop(ctx) })
 	s.mu.Unlock()
 	if err := <-up; err != nil {
 		s.Close()

@@ -552,8 +552,8 @@ func TestServerLifecycle(t *testing.T) {
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(context.Background()); err == nil {
-		t.Error("second Start succeeded")
+	if err := s.Start(context.Background()); !errors.Is(err, ErrStarted) {
+		t.Errorf("second Start: %v, want ErrStarted", err)
 	}
 	// A second server on the same address fails with a clear error.
 	cfg.Addr = s.Addr()
@@ -571,8 +571,8 @@ func TestServerLifecycle(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Errorf("second close: %v", err)
 	}
-	if err := s.Start(context.Background()); err == nil {
-		t.Error("Start after Close succeeded")
+	if err := s.Start(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Errorf("Start after Close: %v, want ErrClosed", err)
 	}
 }
 

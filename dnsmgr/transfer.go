@@ -131,11 +131,7 @@ func (s *Server) notifyOnce(ctx context.Context) {
 	t := s.table.Load()
 	var wg sync.WaitGroup
 	for _, target := range s.notify {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.notifyTarget(ctx, t, target)
-		}()
+		wg.Go(func() { s.notifyTarget(ctx, t, target) })
 	}
 	wg.Wait()
 }

@@ -126,9 +126,7 @@ func (dp *deployer) get(g *gear, d desired) (dep *deployment, phase string, retr
 	env := slices.DeleteFunc(dp.s.gearEnv(d, g.dir, id), func(kv string) bool { return strings.HasPrefix(kv, "PORT=") })
 	bj := dp.s.iso.jail("build-"+short(id), g.uid, d.gear.Size)
 	app := d.gear.App
-	dp.s.wg.Add(1)
-	go func() {
-		defer dp.s.wg.Done()
+	dp.s.wg.Go(func() {
 		dep, err := dp.prepare(dp.s.ctx, app, id, env, bj, func(phase string) {
 			dp.mu.Lock()
 			j.phase = phase
@@ -154,7 +152,7 @@ func (dp *deployer) get(g *gear, d desired) (dep *deployment, phase string, retr
 		for _, w := range ws {
 			w.poke()
 		}
-	}()
+	})
 	return nil, j.phase, 0, nil
 }
 

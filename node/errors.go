@@ -12,6 +12,8 @@ var (
 	// ErrNoGearUID is wrapped by the error of a gear that gets no uid of
 	// its own: every uid of the node's gear uid range is taken.
 	ErrNoGearUID = errors.New("no free gear uid")
+	// ErrStarted is returned by a second Start of a Supervisor.
+	ErrStarted = errors.New("node already started")
 	// ErrUnsupportedOS is wrapped by the error of New on a system other
 	// than Linux, with the system's name.
 	ErrUnsupportedOS = errors.New("the node role runs on Linux only: gears need Linux process isolation")

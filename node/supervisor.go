@@ -138,7 +138,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	case s.closed:
 		return ErrClosed
 	case s.started:
-		return errors.New("node already started")
+		return ErrStarted
 	}
 	for _, d := range []string{s.gearsDir(), s.runDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -172,14 +172,9 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	}
 	s.warnStrayDirs()
 	s.started = true
-	s.wg.Add(1)
-	go s.run()
+	s.wg.Go(s.run)
 	if s.front != nil {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.front.serve()
-		}()
+		s.wg.Go(s.front.serve)
 	}
 	s.log.Info().Str("addr", s.cfg.Addr).Str("http", s.FrontAddr()).Int("gears", len(s.gears)).Msg("node started")
 	return nil
@@ -271,7 +266,6 @@ func (s *Supervisor) gearDir(id string) string { return filepath.Join(s.gearsDir
 // run is the reconcile loop: changes as they come, everything now and
 // then.
 func (s *Supervisor) run() {
-	defer s.wg.Done()
 	defer s.watch.Close()
 	t := time.NewTimer(jitter(s.cfg.ResyncInterval))
 	defer t.Stop()
@@ -479,11 +473,7 @@ func (s *Supervisor) spawn(id string, d desired) *gear {
 		delete(s.dying, id)
 	}
 	g.set(d)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		g.run(s.ctx)
-	}()
+	s.wg.Go(func() { g.run(s.ctx) })
 	return g
 }
 

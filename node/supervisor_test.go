@@ -424,3 +424,10 @@ func TestGearWithInvalidIDIsIgnored(t *testing.T) {
 		t.Error("a gear with an invalid id was started")
 	}
 }
+
+func TestStartTwice(t *testing.T) {
+	n := newTestNode(t)
+	if err := n.s.Start(context.Background()); !errors.Is(err, ErrStarted) {
+		t.Errorf("second Start: %v, want ErrStarted", err)
+	}
+}

@@ -138,8 +138,7 @@ func (r *Router) Start(ctx context.Context) error {
 		return err
 	}
 	r.started = true
-	r.wg.Add(1)
-	go r.run()
+	r.wg.Go(r.run)
 	r.log.Info().Str("name", r.name).Str("addr", r.cfg.Addr).Str("http", r.httpAddr).Int("apps", len(r.pools)).
 		Uint64("routing_seq", r.lastSeq.Load()).Msg("router started")
 	return nil
@@ -215,7 +214,6 @@ func (r *Router) route(host string) *lb.Pool {
 // run rebuilds the routing table on changes, coalesced, and on the resync
 // timer.
 func (r *Router) run() {
-	defer r.wg.Done()
 	defer r.watch.Close()
 	resync := time.NewTimer(jitter(r.cfg.ResyncInterval))
 	defer resync.Stop()

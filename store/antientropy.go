@@ -29,7 +29,6 @@ func (s *Store) triggerSync() {
 }
 
 func (s *Store) syncLoop() {
-	defer s.wg.Done()
 	var lastWarn time.Time
 	s.triggerSync()
 	for {

@@ -18,6 +18,9 @@ var (
 	// ErrClosed is returned by operations on a closed store.
 	ErrClosed = errors.New("store is closed")
 
+	// ErrStarted is returned by a second Start.
+	ErrStarted = errors.New("store already started")
+
 	// ErrUnauthorized is returned by internal API calls that a peer refused
 	// because the cluster secret did not match.
 	ErrUnauthorized = errors.New("cluster secret rejected by peer")

@@ -59,7 +59,6 @@ func (s *Store) encode(kind byte, v any) ([]byte, error) {
 // eventLoop consumes serf's events. User events are merged in batches:
 // everything already queued is applied in one transaction.
 func (s *Store) eventLoop() {
-	defer s.wg.Done()
 	for {
 		var first serf.Event
 		select {
@@ -195,9 +194,7 @@ func (s *Store) pullAnnounced(a announce) {
 	if origin == nil {
 		return
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.wg.Go(func() {
 		select {
 		case s.pullSem <- struct{}{}:
 		case <-s.ctx.Done():
@@ -214,5 +211,5 @@ func (s *Store) pullAnnounced(a announce) {
 			return
 		}
 		s.count(func(st *Stats) { st.Pulled += uint64(len(recs)) })
-	}()
+	})
 }

@@ -115,7 +115,7 @@ func (s *Store) Start(ctx context.Context) error {
 		return ErrClosed
 	}
 	if s.started {
-		return errors.New("store already started")
+		return ErrStarted
 	}
 	sc := serf.DefaultConfig()
 	sc.NodeName = s.cfg.Name
@@ -161,13 +161,11 @@ func (s *Store) Start(ctx context.Context) error {
 		Strs("roles", s.cfg.Roles).Bool("gossip_encrypted", len(s.cfg.EncryptKey) > 0).
 		Int("records", s.db.count()).Msg("store started")
 
-	s.wg.Add(3)
-	go s.eventLoop()
-	go s.syncLoop()
-	go s.gcLoop()
+	s.wg.Go(s.eventLoop)
+	s.wg.Go(s.syncLoop)
+	s.wg.Go(s.gcLoop)
 	if len(s.cfg.Join) > 0 {
-		s.wg.Add(1)
-		go s.joinLoop(s.cfg.Join)
+		s.wg.Go(func() { s.joinLoop(s.cfg.Join) })
 	}
 	return nil
 }
@@ -393,7 +391,6 @@ func (s *Store) Join(addrs []string) (int, error) {
 }
 
 func (s *Store) joinLoop(addrs []string) {
-	defer s.wg.Done()
 	backoff := time.Second
 	for attempt := 1; ; attempt++ {
 		n, err := s.Join(addrs)
@@ -481,7 +478,6 @@ func (s *Store) count(f func(*Stats)) {
 }
 
 func (s *Store) gcLoop() {
-	defer s.wg.Done()
 	for {
 		select {
 		case <-s.ctx.Done():
