@@ -18,6 +18,7 @@ import (
 
 	"gearbox/broker/api"
 	"gearbox/store"
+	"gearbox/store/internalapi"
 	"gearbox/store/state"
 )
 
@@ -31,10 +32,6 @@ const (
 	maxDeployEntries = 100_000
 )
 
-// BlobPathPrefix is where BlobHandler serves deployment archives on the
-// internal API: BlobPathPrefix + sha256 hex.
-const BlobPathPrefix = "/internal/v1/blobs/"
-
 // deploymentContentTypes are the content types an upload may declare.
 // An empty one is taken as raw bytes too.
 var deploymentContentTypes = []string{"", "application/gzip", "application/x-gzip", "application/x-tar+gzip", "application/octet-stream"}
@@ -47,20 +44,7 @@ func viewDeployment(d *state.Deployment, a *state.App) api.Deployment {
 // blobDir holds this member's deployment archives: DataDir/deployments.
 func (b *Broker) blobDir() string { return filepath.Join(b.cfg.DataDir, "deployments") }
 
-func (b *Broker) blobPath(id string) string { return filepath.Join(b.blobDir(), id+".tar.gz") }
-
-// validDeploymentID reports whether id is a lower-case sha256 hex digest.
-func validDeploymentID(id string) bool {
-	if len(id) != sha256.Size*2 {
-		return false
-	}
-	for _, c := range id {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+func (b *Broker) blobPath(id string) string { return internalapi.BlobFile(b.blobDir(), id) }
 
 // uploadCall handles an upload whose body is the payload itself.
 type uploadCall func(w http.ResponseWriter, r *http.Request, u *state.User) error
@@ -370,41 +354,16 @@ func checkArchive(r io.Reader, limit int64) error {
 }
 
 // BlobHandler serves this member's deployment archives on the internal
-// API: GET BlobPathPrefix + SHA256 streams DataDir/deployments/SHA256.tar.gz
-// (ranges allowed, so that a node can resume), 404 when this member does
-// not hold it. It must be mounted behind the cluster secret
-// (store.RequireSecret). Fetchers verify the hash of what they receive.
+// API: GET internalapi.BlobPath(id) streams DataDir/deployments/ID.tar.gz
+// (internalapi.ServeBlob: ranges allowed, so that a node can resume), 404
+// when this member does not hold it. It must be mounted behind the cluster
+// secret (store.RequireSecret). Fetchers verify the hash of what they
+// receive.
 func (b *Broker) BlobHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
+		if err := internalapi.ServeBlob(w, r, b.blobDir()); err != nil {
+			b.log.Warn().Err(err).Msg("serve deployment archive failed")
 		}
-		id, ok := strings.CutPrefix(r.URL.Path, BlobPathPrefix)
-		if !ok || !validDeploymentID(id) {
-			http.Error(w, "no such deployment archive", http.StatusNotFound)
-			return
-		}
-		f, err := os.Open(b.blobPath(id))
-		if errors.Is(err, fs.ErrNotExist) {
-			http.Error(w, "no such deployment archive", http.StatusNotFound)
-			return
-		}
-		if err != nil {
-			b.log.Warn().Err(err).Str("deployment", id).Msg("open deployment archive failed")
-			http.Error(w, "cannot read deployment archive", http.StatusInternalServerError)
-			return
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			http.Error(w, "cannot read deployment archive", http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/gzip")
-		w.Header().Set("ETag", `"`+id+`"`)
-		http.ServeContent(w, r, "", fi.ModTime(), f)
 	})
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"gearbox/broker/api"
 	"gearbox/store"
+	"gearbox/store/internalapi"
 	"gearbox/store/state"
 )
 
@@ -146,18 +147,18 @@ func TestDeploymentUpload(t *testing.T) {
 	// The internal API serves the archive to nodes.
 	h := c.b.BlobHandler()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", BlobPathPrefix+id, nil))
+	h.ServeHTTP(rec, httptest.NewRequest("GET", internalapi.BlobPath(id), nil))
 	if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), archive) || rec.Header().Get("Content-Type") != "application/gzip" {
 		t.Fatalf("blob: %d %s, %d bytes", rec.Code, rec.Header().Get("Content-Type"), rec.Body.Len())
 	}
 	rec = httptest.NewRecorder()
-	req := httptest.NewRequest("GET", BlobPathPrefix+id, nil)
+	req := httptest.NewRequest("GET", internalapi.BlobPath(id), nil)
 	req.Header.Set("Range", "bytes=10-19")
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusPartialContent || !bytes.Equal(rec.Body.Bytes(), archive[10:20]) {
 		t.Fatalf("blob range: %d, %d bytes", rec.Code, rec.Body.Len())
 	}
-	for _, p := range []string{BlobPathPrefix + strings.Repeat("0", 64), BlobPathPrefix + "../state.db", BlobPathPrefix + strings.ToUpper(id)} {
+	for _, p := range []string{internalapi.BlobPath(strings.Repeat("0", 64)), internalapi.BlobPath("../state.db"), internalapi.BlobPath(strings.ToUpper(id))} {
 		rec = httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
 		if rec.Code != http.StatusNotFound {
@@ -165,7 +166,7 @@ func TestDeploymentUpload(t *testing.T) {
 		}
 	}
 	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("DELETE", BlobPathPrefix+id, nil))
+	h.ServeHTTP(rec, httptest.NewRequest("DELETE", internalapi.BlobPath(id), nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("DELETE blob: %d, want 405", rec.Code)
 	}

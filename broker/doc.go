@@ -11,5 +11,6 @@
 // replica of the store and may lag the leader by a gossip round.
 //
 // The API's wire types are broker/api's, shared with broker/client. It
-// imports broker/api, store and store/state, never another role.
+// imports broker/api, store, store/internalapi and store/state, never
+// another role.
 package broker

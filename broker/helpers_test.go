@@ -25,6 +25,7 @@ import (
 	"gearbox/broker/api"
 	"gearbox/node"
 	"gearbox/store"
+	"gearbox/store/internalapi"
 	"gearbox/store/state"
 )
 
@@ -72,7 +73,7 @@ type member struct {
 	ip   string
 	st   *store.Store
 	srv  *http.Server
-	// gearLogs, when set, serves node.GearLogsPathPrefix on the internal
+	// gearLogs, when set, serves internalapi.PrefixGears on the internal
 	// API, as a member with the node role does.
 	gearLogs atomic.Pointer[http.Handler]
 	dataDir  string
@@ -110,7 +111,7 @@ func startMember(t testing.TB, name string, roles []string, zone, region string)
 	m := &member{name: name, ip: ip, st: st, dataDir: dataDir}
 	storeAPI := st.Handler()
 	m.srv = &http.Server{Handler: store.RequireSecret(testSecret, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h := m.gearLogs.Load(); h != nil && strings.HasPrefix(r.URL.Path, node.GearLogsPathPrefix) {
+		if h := m.gearLogs.Load(); h != nil && strings.HasPrefix(r.URL.Path, internalapi.PrefixGears) {
 			(*h).ServeHTTP(w, r)
 			return
 		}

@@ -15,13 +15,9 @@ import (
 	"time"
 
 	"gearbox/store"
+	"gearbox/store/internalapi"
 	"gearbox/store/state"
 )
-
-// gearLogsPath is where a node serves a gear's log on the internal API
-// (node.GearLogsPathPrefix + ID + "/logs"; broker does not import node).
-// With follow=1 the node sends an empty line at the end of the tail.
-func gearLogsPath(id string) string { return "/internal/v1/gears/" + url.PathEscape(id) + "/logs" }
 
 // Bounds of a logs request, as the node's (node.DefaultLogTail,
 // node.MaxLogTail).
@@ -247,7 +243,7 @@ func (b *Broker) readGearLog(ctx context.Context, g state.Gear, m store.Member, 
 	if follow {
 		q.Set("follow", "1")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.InternalAddr+gearLogsPath(g.ID)+"?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.InternalAddr+internalapi.GearLogsPath(g.ID)+"?"+q.Encode(), nil)
 	if err != nil {
 		say("cannot read this gear's log: %v", err)
 		return

@@ -17,13 +17,9 @@ import (
 	"time"
 
 	"gearbox/store"
+	"gearbox/store/internalapi"
 	"gearbox/store/state"
 )
-
-// blobPathPrefix is where members serve deployment archives on the
-// internal API: blobPathPrefix + sha256 hex (broker.BlobPathPrefix; node
-// does not import broker).
-const blobPathPrefix = "/internal/v1/blobs/"
 
 // deployment is a deployment made ready on this node: unpacked in dir and,
 // if its manifest asks, built.
@@ -69,15 +65,6 @@ func (dp *deployer) root() string { return filepath.Join(dp.s.cfg.DataDir, "depl
 // dir returns where deployment id is unpacked.
 func (dp *deployer) dir(id string) string { return filepath.Join(dp.root(), id) }
 
-// validDeploymentID reports whether id is a lower-case sha256 hex digest:
-// it names a directory.
-func validDeploymentID(id string) bool {
-	if len(id) != sha256.Size*2 {
-		return false
-	}
-	return strings.IndexFunc(id, func(c rune) bool { return (c < '0' || c > '9') && (c < 'a' || c > 'f') }) < 0
-}
-
 // peek returns deployment id if it is ready on this node, without
 // preparing it.
 func (dp *deployer) peek(id string) *deployment {
@@ -97,7 +84,7 @@ func (dp *deployer) peek(id string) *deployment {
 // start after a failure.
 func (dp *deployer) get(g *gear, d desired) (dep *deployment, phase string, retryIn time.Duration, err error) {
 	id := d.deployment
-	if !validDeploymentID(id) {
+	if !internalapi.ValidDeploymentID(id) {
 		return nil, "", 0, fmt.Errorf("deployment id %q is not a sha256 hex digest", id)
 	}
 	dp.mu.Lock()
@@ -264,12 +251,12 @@ func (dp *deployer) sources(app string, holders []string) []string {
 
 // archive is where this node keeps the archive of deployment id, which it
 // serves to other members (Supervisor.BlobHandler).
-func (dp *deployer) archive(id string) string { return filepath.Join(dp.root(), id+".tar.gz") }
+func (dp *deployer) archive(id string) string { return internalapi.BlobFile(dp.root(), id) }
 
 // fetchFrom downloads archive id from the internal API at addr to a
 // temporary file, checks its size and hash, and unpacks it.
 func (dp *deployer) fetchFrom(ctx context.Context, addr, id string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+blobPathPrefix+id, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+internalapi.BlobPath(id), nil)
 	if err != nil {
 		return err
 	}
@@ -379,7 +366,7 @@ func (dp *deployer) prune(keep map[string]bool) []string {
 	var removed []string
 	for _, e := range ents {
 		id := e.Name()
-		if !e.IsDir() || !validDeploymentID(id) || keep[id] {
+		if !e.IsDir() || !internalapi.ValidDeploymentID(id) || keep[id] {
 			continue
 		}
 		if j := dp.jobs[id]; j != nil && j.running {
@@ -400,7 +387,7 @@ func (dp *deployer) prune(keep map[string]bool) []string {
 
 // HasBlob reports whether this node keeps the archive of deployment id.
 func (s *Supervisor) HasBlob(id string) bool {
-	if !validDeploymentID(id) {
+	if !internalapi.ValidDeploymentID(id) {
 		return false
 	}
 	_, err := os.Stat(s.deploys.archive(id))
@@ -408,35 +395,15 @@ func (s *Supervisor) HasBlob(id string) bool {
 }
 
 // BlobHandler serves the deployment archives this node keeps on the
-// internal API, at the path brokers serve theirs (GET blobPathPrefix +
-// sha256): 404 for one it does not keep. It must be mounted behind the
-// cluster secret. Fetchers verify the hash of what they receive.
+// internal API, at the path brokers serve theirs (GET
+// internalapi.BlobPath(id), answered by internalapi.ServeBlob): 404 for
+// one it does not keep. It must be mounted behind the cluster secret.
+// Fetchers verify the hash of what they receive.
 func (s *Supervisor) BlobHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
+		if err := internalapi.ServeBlob(w, r, s.deploys.root()); err != nil {
+			s.log.Warn().Err(err).Msg("serve deployment archive failed")
 		}
-		id := strings.TrimPrefix(r.URL.Path, blobPathPrefix)
-		if !validDeploymentID(id) {
-			http.Error(w, "no such deployment archive", http.StatusNotFound)
-			return
-		}
-		f, err := os.Open(s.deploys.archive(id))
-		if err != nil {
-			http.Error(w, "no such deployment archive", http.StatusNotFound)
-			return
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			http.Error(w, "cannot read deployment archive", http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/gzip")
-		w.Header().Set("ETag", `"`+id+`"`)
-		http.ServeContent(w, r, "", fi.ModTime(), f)
 	})
 }
 

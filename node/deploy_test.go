@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/store/internalapi"
 	"gearbox/store/state"
 )
 
@@ -59,7 +60,7 @@ func (b *blobServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
-	id, ok := strings.CutPrefix(r.URL.Path, blobPathPrefix)
+	id, ok := internalapi.BlobID(r.URL.Path)
 	b.mu.Lock()
 	data, found := b.blobs[id]
 	b.gets[id]++
@@ -282,14 +283,14 @@ func TestDeploymentPruned(t *testing.T) {
 	// The node keeps the archives it fetched and serves them to others.
 	for _, id := range []string{a, bb} {
 		rec := httptest.NewRecorder()
-		n.s.BlobHandler().ServeHTTP(rec, httptest.NewRequest("GET", blobPathPrefix+id, nil))
+		n.s.BlobHandler().ServeHTTP(rec, httptest.NewRequest("GET", internalapi.BlobPath(id), nil))
 		sum := sha256.Sum256(rec.Body.Bytes())
 		if rec.Code != 200 || hex.EncodeToString(sum[:]) != id || !n.s.HasBlob(id) {
 			t.Errorf("archive %s served as %d, %d bytes", short(id), rec.Code, rec.Body.Len())
 		}
 	}
 	rec := httptest.NewRecorder()
-	n.s.BlobHandler().ServeHTTP(rec, httptest.NewRequest("GET", blobPathPrefix+"../../state.db", nil))
+	n.s.BlobHandler().ServeHTTP(rec, httptest.NewRequest("GET", internalapi.BlobPath("../../state.db"), nil))
 	if rec.Code != 404 {
 		t.Errorf("a path out of the archives: %d", rec.Code)
 	}

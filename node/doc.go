@@ -81,5 +81,6 @@
 // package builds on other systems, where New refuses to make a node
 // (platform.go).
 //
-// It imports lb, store and store/state, never another role.
+// It imports lb, store, store/internalapi and store/state, never another
+// role.
 package node

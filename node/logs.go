@@ -12,15 +12,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
+	"gearbox/store/internalapi"
 	"gearbox/store/state"
 )
-
-// GearLogsPathPrefix is where LogHandler serves the logs of this node's
-// gears on the internal API: GET GearLogsPathPrefix + ID + "/logs".
-const GearLogsPathPrefix = "/internal/v1/gears/"
 
 // Bounds of a log request.
 const (
@@ -41,7 +37,7 @@ const logWriteTimeout = 10 * time.Second
 // LogHandler serves the logs of the gears this node runs, for the internal
 // API (mount it behind the cluster secret):
 //
-//	GET /internal/v1/gears/ID/logs?tail=N&follow=1
+//	GET internalapi.GearLogsPath(ID)?tail=N&follow=1
 //
 // answers text/plain: the gear's last N lines (DefaultLogTail when tail is
 // not given, at most MaxLogTail), read across its rotated files as needed,
@@ -58,8 +54,7 @@ func (s *Supervisor) LogHandler() http.Handler {
 }
 
 func (s *Supervisor) serveLogs(w http.ResponseWriter, r *http.Request) {
-	rest, _ := strings.CutPrefix(r.URL.Path, GearLogsPathPrefix)
-	id, ok := strings.CutSuffix(rest, "/logs")
+	id, ok := internalapi.GearLogsID(r.URL.Path)
 	if !ok || !gearIDRE.MatchString(id) {
 		http.NotFound(w, r)
 		return

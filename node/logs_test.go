@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/store/internalapi"
 	"gearbox/store/state"
 )
 
@@ -106,7 +107,7 @@ func (n *logNode) writer(maxBytes int64) *logFile {
 // get requests the gear's log with query q and returns status and body.
 func (n *logNode) get(q string) (int, string) {
 	n.t.Helper()
-	return get(n.t, n.srv.URL+GearLogsPathPrefix+n.g.ID+"/logs"+q, "")
+	return get(n.t, n.srv.URL+internalapi.GearLogsPath(n.g.ID)+q, "")
 }
 
 // lineText strips the time stamp off a served line, checking it is there.
@@ -187,15 +188,15 @@ func TestLogHandlerRefuses(t *testing.T) {
 		method, path string
 		code         int
 	}{
-		{"GET", GearLogsPathPrefix + "dddd00000000000000000001/logs", 404}, // no such gear
-		{"GET", GearLogsPathPrefix + other.ID + "/logs", 404},              // on another node
-		{"GET", GearLogsPathPrefix + "..%2f..%2fetc/logs", 404},
-		{"GET", GearLogsPathPrefix + "UPPER/logs", 404},
-		{"GET", GearLogsPathPrefix + n.g.ID + "/other", 404},
-		{"GET", GearLogsPathPrefix + n.g.ID + "/logs?tail=-1", 400},
-		{"GET", GearLogsPathPrefix + n.g.ID + "/logs?tail=x", 400},
-		{"GET", GearLogsPathPrefix + n.g.ID + "/logs?follow=maybe", 400},
-		{"POST", GearLogsPathPrefix + n.g.ID + "/logs", 405},
+		{"GET", internalapi.GearLogsPath("dddd00000000000000000001"), 404}, // no such gear
+		{"GET", internalapi.GearLogsPath(other.ID), 404},                   // on another node
+		{"GET", internalapi.PrefixGears + "..%2f..%2fetc/logs", 404},
+		{"GET", internalapi.PrefixGears + "UPPER/logs", 404},
+		{"GET", internalapi.PrefixGears + n.g.ID + "/other", 404},
+		{"GET", internalapi.GearLogsPath(n.g.ID) + "?tail=-1", 400},
+		{"GET", internalapi.GearLogsPath(n.g.ID) + "?tail=x", 400},
+		{"GET", internalapi.GearLogsPath(n.g.ID) + "?follow=maybe", 400},
+		{"POST", internalapi.GearLogsPath(n.g.ID), 405},
 	} {
 		req, _ := http.NewRequest(tt.method, n.srv.URL+tt.path, nil)
 		resp, err := client.Do(req)
@@ -221,7 +222,7 @@ type follower struct {
 
 func (n *logNode) follow(q string) *follower {
 	n.t.Helper()
-	resp, err := streamClient.Get(n.srv.URL + GearLogsPathPrefix + n.g.ID + "/logs?follow=1" + q)
+	resp, err := streamClient.Get(n.srv.URL + internalapi.GearLogsPath(n.g.ID) + "?follow=1" + q)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -360,7 +361,7 @@ func TestLogHandlerRunningGear(t *testing.T) {
 	n.put(state.BucketGears, g.ID, g)
 	n.waitState(g.ID, state.GearStarted)
 
-	code, body := get(t, srv.URL+GearLogsPathPrefix+g.ID+"/logs", "")
+	code, body := get(t, srv.URL+internalapi.GearLogsPath(g.ID), "")
 	for _, re := range []string{
 		`(?m)^\S+Z gearbox: starting the gear on port ` + fmt.Sprint(g.Port) + ` with the welcome page$`,
 		`(?m)^\S+Z gearbox: started pid \d+$`,

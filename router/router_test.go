@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/store/internalapi"
 	"gearbox/store/state"
 )
 
@@ -158,7 +159,7 @@ func TestRouterServesApps(t *testing.T) {
 
 	// The status report lists each app's hosts and LB gears.
 	rec := httptest.NewRecorder()
-	r.StatusHandler().ServeHTTP(rec, httptest.NewRequest("GET", StatusPath, nil))
+	r.StatusHandler().ServeHTTP(rec, httptest.NewRequest("GET", internalapi.PathRouterStatus, nil))
 	var st Status
 	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
 		t.Fatalf("status: %v: %s", err, rec.Body.String())

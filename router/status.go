@@ -8,12 +8,6 @@ import (
 	"gearbox/lb"
 )
 
-// StatusPath is where a member with the router role serves Status on its
-// internal API (authenticated with the cluster secret): the router's own
-// HTTP listener passes every path of an app's hosts to the app, its
-// /lb-status included.
-const StatusPath = "/internal/v1/router/status"
-
 // Status is what a router routes: each app's hosts and its pool of LB
 // gears as the router sees them.
 type Status struct {
@@ -42,7 +36,10 @@ func (r *Router) Status() Status {
 	return st
 }
 
-// StatusHandler serves Status as JSON.
+// StatusHandler serves Status as JSON. A member with the router role
+// serves it on its internal API, at internalapi.PathRouterStatus (behind
+// the cluster secret): the router's own HTTP listener passes every path of
+// an app's hosts to the app, its /lb-status included.
 func (r *Router) StatusHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.Method != http.MethodGet {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"gearbox/store/internalapi"
 )
 
 // SyncResult says what one anti-entropy round did.
@@ -101,7 +103,7 @@ func (s *Store) SyncWith(ctx context.Context, addr string) (SyncResult, error) {
 		level := []string{""}
 		for depth := 0; depth < leafDigits; depth++ {
 			var resp digestResponse
-			if err := s.client.call(ctx, addr, http.MethodPost, pathDigest, digestRequest{Prefixes: level}, &resp); err != nil {
+			if err := s.client.call(ctx, addr, http.MethodPost, internalapi.PathStoreDigest, digestRequest{Prefixes: level}, &resp); err != nil {
 				return res, fmt.Errorf("anti-entropy digest: %w", err)
 			}
 			var diff []string
@@ -128,7 +130,7 @@ func (s *Store) SyncWith(ctx context.Context, addr string) (SyncResult, error) {
 	res.Leaves = len(leaves)
 
 	var sums summariesResponse
-	if err := s.client.call(ctx, addr, http.MethodPost, pathSummaries, digestRequest{Prefixes: leaves}, &sums); err != nil {
+	if err := s.client.call(ctx, addr, http.MethodPost, internalapi.PathStoreSummaries, digestRequest{Prefixes: leaves}, &sums); err != nil {
 		return res, fmt.Errorf("anti-entropy summaries: %w", err)
 	}
 	peerSync = sums.LastSync
@@ -194,7 +196,7 @@ func (s *Store) SyncWith(ctx context.Context, addr string) (SyncResult, error) {
 		if err != nil {
 			return res, fmt.Errorf("anti-entropy push: %w", err)
 		}
-		if err := s.client.call(ctx, addr, http.MethodPost, pathPut, recordsBody{Records: recs}, nil); err != nil {
+		if err := s.client.call(ctx, addr, http.MethodPost, internalapi.PathStorePut, recordsBody{Records: recs}, nil); err != nil {
 			return res, fmt.Errorf("anti-entropy push: %w", err)
 		}
 		res.Pushed = len(recs)

@@ -9,19 +9,12 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"gearbox/store/internalapi"
 )
 
-// Internal API paths served by Handler.
-const (
-	PathMembers   = "/internal/v1/members"
-	pathDigest    = "/internal/v1/store/digest"
-	pathSummaries = "/internal/v1/store/summaries"
-	pathGet       = "/internal/v1/store/get"
-	pathPut       = "/internal/v1/store/put"
-	pathStatus    = "/internal/v1/store/status"
-
-	maxBody = 256 << 20
-)
+// maxBody caps the body of an internal API request.
+const maxBody = 256 << 20
 
 // RequireSecret wraps h so that only requests carrying the cluster secret
 // (Authorization: Bearer SECRET) reach it; others get 401. With an empty
@@ -42,20 +35,21 @@ func RequireSecret(secret string, h http.Handler) http.Handler {
 }
 
 // Handler serves the store's part of the internal API: membership, and the
-// digest, summary, get and put calls of anti-entropy. Mount it on the
-// member's internal listener behind RequireSecret.
+// digest, summary, get and put calls of anti-entropy (internalapi.PathMembers
+// and internalapi.PathStore*). Mount it on the member's internal listener
+// behind RequireSecret.
 func (s *Store) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+PathMembers, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+internalapi.PathMembers, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, membersResponse{Self: s.cfg.Name, Members: s.Members()})
 	})
-	mux.HandleFunc("GET "+pathStatus, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+internalapi.PathStoreStatus, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, statusResponse{
 			Member: s.cfg.Name, Digest: s.Digest(), Records: s.Len(),
 			LastSync: s.LastSync().UnixMilli(), Stats: s.Stats(),
 		})
 	})
-	mux.HandleFunc("POST "+pathDigest, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+internalapi.PathStoreDigest, func(w http.ResponseWriter, r *http.Request) {
 		var req digestRequest
 		if !readJSON(w, r, &req) {
 			return
@@ -71,7 +65,7 @@ func (s *Store) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, resp)
 	})
-	mux.HandleFunc("POST "+pathSummaries, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+internalapi.PathStoreSummaries, func(w http.ResponseWriter, r *http.Request) {
 		var req digestRequest
 		if !readJSON(w, r, &req) {
 			return
@@ -83,7 +77,7 @@ func (s *Store) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, summariesResponse{Summaries: sums, LastSync: s.db.lastSync().UnixMilli()})
 	})
-	mux.HandleFunc("POST "+pathGet, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+internalapi.PathStoreGet, func(w http.ResponseWriter, r *http.Request) {
 		var req getRequest
 		if !readJSON(w, r, &req) {
 			return
@@ -95,7 +89,7 @@ func (s *Store) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, recordsBody{Records: recs})
 	})
-	mux.HandleFunc("POST "+pathPut, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+internalapi.PathStorePut, func(w http.ResponseWriter, r *http.Request) {
 		var req recordsBody
 		if !readJSON(w, r, &req) {
 			return
@@ -207,7 +201,7 @@ func (c *peerClient) call(ctx context.Context, addr, method, path string, in, ou
 
 func (c *peerClient) get(ctx context.Context, addr string, refs []Ref) ([]Record, error) {
 	var out recordsBody
-	err := c.call(ctx, addr, http.MethodPost, pathGet, getRequest{Refs: refs}, &out)
+	err := c.call(ctx, addr, http.MethodPost, internalapi.PathStoreGet, getRequest{Refs: refs}, &out)
 	return out.Records, err
 }
 
@@ -220,7 +214,7 @@ func FetchMembers(ctx context.Context, hc *http.Client, addr, secret string) (se
 	}
 	c := &peerClient{http: hc, secret: secret}
 	var out membersResponse
-	if err := c.call(ctx, addr, http.MethodGet, PathMembers, nil, &out); err != nil {
+	if err := c.call(ctx, addr, http.MethodGet, internalapi.PathMembers, nil, &out); err != nil {
 		return "", nil, err
 	}
 	return out.Self, out.Members, nil

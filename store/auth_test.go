@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"gearbox/internal/testutil"
+	"gearbox/store/internalapi"
 )
 
 func withSecret(secret string) memberOpts {
@@ -39,13 +40,13 @@ func TestInternalAPIRequiresTheSecret(t *testing.T) {
 	endpoints := []struct {
 		method, path, body string
 	}{
-		{http.MethodGet, PathMembers, ""},
-		{http.MethodGet, pathStatus, ""},
-		{http.MethodPost, pathDigest, `{"prefixes":[""]}`},
-		{http.MethodPost, pathSummaries, `{"prefixes":[""]}`},
-		{http.MethodPost, pathGet, `{"refs":[{"b":"apps","k":"private"}]}`},
-		{http.MethodPost, pathPut, putBody("private")},
-		{http.MethodPost, pathPut, putBody("injected")},
+		{http.MethodGet, internalapi.PathMembers, ""},
+		{http.MethodGet, internalapi.PathStoreStatus, ""},
+		{http.MethodPost, internalapi.PathStoreDigest, `{"prefixes":[""]}`},
+		{http.MethodPost, internalapi.PathStoreSummaries, `{"prefixes":[""]}`},
+		{http.MethodPost, internalapi.PathStoreGet, `{"refs":[{"b":"apps","k":"private"}]}`},
+		{http.MethodPost, internalapi.PathStorePut, putBody("private")},
+		{http.MethodPost, internalapi.PathStorePut, putBody("injected")},
 	}
 	auths := []struct {
 		name, header string
@@ -99,7 +100,7 @@ func TestInternalAPIRequiresTheSecret(t *testing.T) {
 			t.Errorf("%s %s with the secret: status %d: %s", e.method, e.path, rec.Code, rec.Body)
 		}
 	}
-	if rec := do(http.MethodPost, pathPut, putBody("injected"), "Bearer "+secret); rec.Code != http.StatusOK {
+	if rec := do(http.MethodPost, internalapi.PathStorePut, putBody("injected"), "Bearer "+secret); rec.Code != http.StatusOK {
 		t.Fatalf("put with the secret: status %d: %s", rec.Code, rec.Body)
 	}
 	if _, err := st.Get("apps", "injected", nil); err != nil {

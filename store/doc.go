@@ -10,5 +10,7 @@
 // The package also owns cluster membership (serf, with tags for roles, zone,
 // region and addresses) and the broker leader rule.
 //
-// store imports no other gearbox package; no *bolt.Tx leaves it.
+// store imports no gearbox package outside its own tree (it serves and calls
+// the internal API by the paths of store/internalapi); no *bolt.Tx leaves
+// it.
 package store

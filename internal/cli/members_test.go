@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"gearbox/store"
+	"gearbox/store/internalapi"
 )
 
 var testMembers = []store.Member{
@@ -66,7 +67,7 @@ func TestPrintMembersJSON(t *testing.T) {
 
 func TestFetchMembers(t *testing.T) {
 	api := http.NewServeMux()
-	api.HandleFunc("GET "+store.PathMembers, func(w http.ResponseWriter, r *http.Request) {
+	api.HandleFunc("GET "+internalapi.PathMembers, func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"self": "gb1", "members": testMembers})
 	})
 	srv := httptest.NewServer(store.RequireSecret("right", api))

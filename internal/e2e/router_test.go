@@ -26,6 +26,7 @@ import (
 	brokerapi "gearbox/broker/api"
 	"gearbox/broker/client"
 	"gearbox/router"
+	"gearbox/store/internalapi"
 	"gearbox/store/state"
 )
 
@@ -260,7 +261,7 @@ func routerEndToEnd(t *testing.T, appDir string, manageHADNS bool) {
 	}
 	// What a router routes: its status on the internal API.
 	serving := func(r string) int {
-		req, _ := http.NewRequest("GET", "http://"+ips[r]+":7947"+router.StatusPath, nil)
+		req, _ := http.NewRequest("GET", "http://"+ips[r]+":7947"+internalapi.PathRouterStatus, nil)
 		req.Header.Set("Authorization", "Bearer "+secret)
 		resp, err := plain.Do(req)
 		if err != nil {

@@ -5,9 +5,8 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"gearbox/broker"
 	"gearbox/node"
-	"gearbox/router"
+	"gearbox/store/internalapi"
 )
 
 // internalAPI is the member-to-member API: the store's, plus what roles
@@ -25,8 +24,8 @@ type internalAPI struct {
 
 func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
-	case strings.HasPrefix(r.URL.Path, broker.BlobPathPrefix):
-		if sup := a.node.Load(); sup != nil && sup.HasBlob(strings.TrimPrefix(r.URL.Path, broker.BlobPathPrefix)) {
+	case strings.HasPrefix(r.URL.Path, internalapi.PrefixBlobs):
+		if sup := a.node.Load(); sup != nil && sup.HasBlob(strings.TrimPrefix(r.URL.Path, internalapi.PrefixBlobs)) {
 			sup.BlobHandler().ServeHTTP(w, r)
 			return
 		}
@@ -35,13 +34,13 @@ func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		http.Error(w, "this member holds no deployment archives", http.StatusNotFound)
-	case strings.HasPrefix(r.URL.Path, node.GearLogsPathPrefix):
+	case strings.HasPrefix(r.URL.Path, internalapi.PrefixGears):
 		if h := a.gearLogs.Load(); h != nil {
 			(*h).ServeHTTP(w, r)
 			return
 		}
 		http.Error(w, "this member runs no gears", http.StatusNotFound)
-	case r.URL.Path == router.StatusPath:
+	case r.URL.Path == internalapi.PathRouterStatus:
 		if h := a.routerStatus.Load(); h != nil {
 			(*h).ServeHTTP(w, r)
 			return

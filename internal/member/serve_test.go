@@ -6,9 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"gearbox/broker"
-	"gearbox/node"
 	"gearbox/store"
+	"gearbox/store/internalapi"
 )
 
 // The internal API serves what roles mount, behind the cluster secret, and
@@ -32,7 +31,7 @@ func TestInternalAPIMounts(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	logsPath := node.GearLogsPathPrefix + "abc/logs"
+	logsPath := internalapi.GearLogsPath("abc")
 	if code, _ := get(logsPath, "s3cret"); code != http.StatusNotFound {
 		t.Errorf("gear logs without the node role: %d, want 404", code)
 	}
@@ -48,9 +47,9 @@ func TestInternalAPIMounts(t *testing.T) {
 		{logsPath, "", http.StatusUnauthorized, ""},
 		{logsPath, "wrong", http.StatusUnauthorized, ""},
 		{logsPath, "s3cret", http.StatusOK, "logs of " + logsPath},
-		{broker.BlobPathPrefix + "x", "", http.StatusUnauthorized, ""},
-		{broker.BlobPathPrefix + "x", "s3cret", http.StatusOK, "blob"},
-		{store.PathMembers, "s3cret", http.StatusOK, "store"},
+		{internalapi.BlobPath("x"), "", http.StatusUnauthorized, ""},
+		{internalapi.BlobPath("x"), "s3cret", http.StatusOK, "blob"},
+		{internalapi.PathMembers, "s3cret", http.StatusOK, "store"},
 	} {
 		code, body := get(tt.path, tt.secret)
 		if code != tt.code || tt.body != "" && body != tt.body {
