@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"gearbox/broker/api"
+	"gearbox/internal/testutil"
 	"gearbox/store/state"
 )
 
@@ -183,7 +184,7 @@ func TestPlacement(t *testing.T) {
 		if err := gone.st.Leave(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "n1 gone", func() bool {
+		testutil.WaitFor(t, 10*time.Second, "n1 gone", func() bool {
 			for _, m := range c.st.Members() {
 				if m.Name == "n1" {
 					return m.Status != "alive"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"gearbox/broker/api"
+	"gearbox/internal/testutil"
 	"gearbox/store/state"
 )
 
@@ -311,7 +312,7 @@ func TestAppEvents(t *testing.T) {
 		if got := c.appRecord(t, "demo", "web").Restarts; got != before+1 {
 			t.Fatalf("app restarts %d after restart, want %d", got, before+1)
 		}
-		waitFor(t, 10*time.Second, "one gear restarted", func() bool {
+		testutil.WaitFor(t, 10*time.Second, "one gear restarted", func() bool {
 			n := 0
 			for _, g := range c.gears(t, "demo", "web") {
 				if g.Restarts == before+1 && g.State == state.GearStarted {
@@ -599,7 +600,7 @@ func TestGearGroups(t *testing.T) {
 	if _, err := c.node(t, rec.Node).st.Put(t.Context(), state.BucketGearStatus, rec.ID, state.GearStatus{ID: rec.ID, Node: rec.Node, State: state.GearStarted}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "gear status at the broker", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "gear status at the broker", func() bool {
 		_, err := c.st.GetRecord(state.BucketGearStatus, rec.ID)
 		return err == nil
 	})
@@ -613,7 +614,7 @@ func TestGearGroups(t *testing.T) {
 	}
 	dead.srv.Close()
 	dead.st.Close()
-	waitFor(t, 20*time.Second, "node gone", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "node gone", func() bool {
 		for _, m := range c.st.Members() {
 			if m.Name == dead.name {
 				return m.Status != "alive"

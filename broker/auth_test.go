@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"gearbox/broker/api"
+	"gearbox/internal/testutil"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -383,10 +384,10 @@ func TestBootstrapWaitsForFirstSyncWhenJoining(t *testing.T) {
 	}
 	// Once it has synchronised with a peer (here an empty one), it may.
 	peer := startMember(t, "b2", []string{store.RoleNode}, "", "")
-	if _, err := peer.st.Join([]string{m.gossipAddr()}); err != nil {
+	if _, err := peer.st.Join([]string{m.GossipAddr()}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "bootstrap after the first sync", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "bootstrap after the first sync", func() bool {
 		_, err := m.st.GetRecord(state.BucketCluster, state.KeyBootstrap)
 		return err == nil && !m.st.LastSync().IsZero()
 	})

@@ -19,6 +19,7 @@ import (
 
 	"gearbox/broker/api"
 	"gearbox/broker/client"
+	"gearbox/internal/testutil"
 	"gearbox/store/state"
 )
 
@@ -425,7 +426,7 @@ func TestClientRoundTripNodes(t *testing.T) {
 	if !na.Draining {
 		t.Errorf("n1 not draining in the store after drain")
 	}
-	waitFor(t, 5*time.Second, "n1 reported draining", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "n1 reported draining", func() bool {
 		ns, err := rt.admin.Nodes(ctx)
 		return err == nil && slices.ContainsFunc(ns, func(n api.Node) bool { return n.Name == "n1" && n.Draining })
 	})

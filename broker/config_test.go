@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/internal/testutil"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -63,7 +64,7 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestStartAndClose(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	m := startMember(t, "b1", []string{store.RoleBroker}, "", "")
 	cfg := DefaultConfig(m.st, t.TempDir())
 	cfg.APIAddr = m.ip + ":0"

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"gearbox/broker/api"
+	"gearbox/internal/testutil"
 	"gearbox/store"
 	"gearbox/store/internalapi"
 	"gearbox/store/state"
@@ -310,10 +311,10 @@ func TestDeploymentForwarded(t *testing.T) {
 	c.domain(t, admin, "ns")
 	c.createApp(t, admin, "ns", "web", nil)
 	m2 := startMember(t, "b2", []string{store.RoleBroker}, "", "")
-	if _, err := m2.st.Join([]string{c.bm.gossipAddr()}); err != nil {
+	if _, err := m2.st.Join([]string{c.bm.GossipAddr()}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "b2 sees the leader and the app", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "b2 sees the leader and the app", func() bool {
 		l, ok := m2.st.Leader()
 		if !ok || l.Name != "b1" {
 			return false

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"gearbox/broker/api"
+	"gearbox/internal/testutil"
 	"gearbox/store/state"
 )
 
@@ -240,7 +241,7 @@ func TestRoutingFeedFollow(t *testing.T) {
 	if got[1].Alias != "a4.example.org" {
 		t.Errorf("live event: %+v", got[1])
 	}
-	waitFor(t, 5*time.Second, "keep-alive lines", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "keep-alive lines", func() bool {
 		s.quiet(t, 60*time.Millisecond)
 		return s.blanks >= 2
 	})
@@ -268,7 +269,7 @@ func TestRoutingFeedFollow(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("broker Close did not return with a followed feed open")
 	}
-	waitFor(t, 5*time.Second, "the stream to end", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the stream to end", func() bool {
 		_, open := <-s2.lines
 		return !open
 	})
@@ -295,7 +296,7 @@ func TestRoutingFeedGap(t *testing.T) {
 	now := c.clock.Now()
 
 	c.putEvent(t, top+2, now)
-	waitFor(t, 5*time.Second, "the broker to see the event", func() bool { return c.b.feed.top.Load() == top+2 })
+	testutil.WaitFor(t, 5*time.Second, "the broker to see the event", func() bool { return c.b.feed.top.Load() == top+2 })
 	wantSeqs(t, "held", c.feedPage(t, fmt.Sprintf("?after=%d", top)), 1, 0)
 	s.quiet(t, 200*time.Millisecond)
 
@@ -340,6 +341,6 @@ func TestRoutingFeedFollowerLimit(t *testing.T) {
 	c.ok(t, "GET", "/broker/rest/routing/events", admin, nil, nil)
 
 	first.close()
-	waitFor(t, 10*time.Second, "the first follower gone", func() bool { return c.b.followers.Load() == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the first follower gone", func() bool { return c.b.followers.Load() == 1 })
 	c.follow(t, 0)
 }

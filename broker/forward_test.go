@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/internal/testutil"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -16,10 +17,10 @@ import (
 func TestLeaderForwarding(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	m2 := startMember(t, "b2", []string{store.RoleBroker}, "", "")
-	if _, err := m2.st.Join([]string{c.bm.gossipAddr()}); err != nil {
+	if _, err := m2.st.Join([]string{c.bm.GossipAddr()}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "b2 sees the leader's registration and the admin", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "b2 sees the leader's registration and the admin", func() bool {
 		l, ok := m2.st.Leader()
 		if !ok || l.Name != "b1" {
 			return false
@@ -66,7 +67,7 @@ func TestLeaderForwarding(t *testing.T) {
 	}
 
 	// Reads are served by b2 from its replica, once gossip brings it.
-	waitFor(t, 10*time.Second, "b2 serves the domain", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "b2 serves the domain", func() bool {
 		return via2("GET", "/broker/rest/domains/fwd", admin, nil).code == http.StatusOK
 	})
 	// A forwarded call is never forwarded again.
@@ -88,7 +89,7 @@ func TestLeaderForwarding(t *testing.T) {
 
 	// b1 leaves: b2 leads, and continues the routing feed.
 	last := c.lastSeq(t)
-	waitFor(t, 10*time.Second, "b2 has the routing feed", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "b2 has the routing feed", func() bool {
 		_, err := m2.st.GetRecord(state.BucketRoutingEvents, state.EventKey(last))
 		return err == nil
 	})
@@ -100,7 +101,7 @@ func TestLeaderForwarding(t *testing.T) {
 	}
 	c.bm.srv.Close()
 	c.st.Close()
-	waitFor(t, 15*time.Second, "b2 leads", b2.isLeader)
+	testutil.WaitFor(t, 15*time.Second, "b2 leads", b2.isLeader)
 	r = via2("POST", "/broker/rest/domains/fwd/applications", admin, url.Values{"name": {"after"}})
 	if r.code != http.StatusCreated {
 		t.Fatalf("create app on the new leader: %d %s", r.code, r.text())

@@ -6,15 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,30 +20,18 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"gearbox/broker/api"
-	"gearbox/node"
+	"gearbox/internal/testutil"
 	"gearbox/store"
-	"gearbox/store/internalapi"
 	"gearbox/store/state"
+	"gearbox/store/storetest"
 )
 
-// Broker tests run in-process clusters on 127.0.1.x: store tests use
-// 127.0.0.21 and up and the end-to-end tests 127.0.0.11-13.
-var (
-	ipMu   sync.Mutex
-	nextIP = 0
-)
+// ips hands out the broker tests' addresses, 127.0.1.x (see
+// testutil.IPs for the other packages' blocks).
+var ips = testutil.NewIPs(1, 1)
 
-// freshIP hands out 127.0.1.x addresses, so that a cluster never reuses a
-// port a previous test's member may still hold.
-func freshIP() string {
-	ipMu.Lock()
-	defer ipMu.Unlock()
-	nextIP++
-	if nextIP > 250 {
-		nextIP = 1
-	}
-	return fmt.Sprintf("127.0.1.%d", nextIP)
-}
+// leakPatterns match the goroutines of the broker, its store and serf.
+var leakPatterns = []string{"gearbox/broker.(*Broker)", "gearbox/store.", "hashicorp/serf", "hashicorp/memberlist"}
 
 const (
 	testSecret    = "broker-test-cluster-secret"
@@ -67,30 +52,22 @@ type testClock struct{ off atomic.Int64 }
 func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *testClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 
-// member is one in-process store member and its internal API listener.
+// member is one in-process store member (storetest.Member), with short
+// names for what the tests use most.
 type member struct {
+	*storetest.Member
 	name string
 	ip   string
 	st   *store.Store
-	srv  *http.Server
-	// gearLogs, when set, serves internalapi.PrefixGears on the internal
-	// API, as a member with the node role does.
-	gearLogs atomic.Pointer[http.Handler]
-	dataDir  string
+	srv  *http.Server // the internal API
 }
 
 // startMember starts a store member on a fresh address, serving the
 // internal API that anti-entropy needs. It is closed in t.Cleanup.
 func startMember(t testing.TB, name string, roles []string, zone, region string) *member {
 	t.Helper()
-	ip := freshIP()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatalf("listen internal api on %s: %v", ip, err)
-	}
-	dataDir := filepath.Join(t.TempDir(), "data")
-	cfg := store.LocalConfig(name, dataDir, ip)
-	cfg.InternalPort = ln.Addr().(*net.TCPAddr).Port
+	ip := ips.Next()
+	cfg := store.LocalConfig(name, filepath.Join(t.TempDir(), "data"), ip)
 	cfg.Roles, cfg.Zone, cfg.Region = roles, zone, region
 	cfg.ClusterSecret = testSecret
 	cfg.Logger = testLogger().With().Str("member", name).Logger()
@@ -98,40 +75,8 @@ func startMember(t testing.TB, name string, roles []string, zone, region string)
 		// Benchmarks measure what production does: fsync every commit.
 		cfg.NoSync = false
 	}
-	st, err := store.New(cfg)
-	if err != nil {
-		ln.Close()
-		t.Fatalf("new member %s: %v", name, err)
-	}
-	if err := st.Start(context.Background()); err != nil {
-		ln.Close()
-		st.Close()
-		t.Fatalf("start member %s: %v", name, err)
-	}
-	m := &member{name: name, ip: ip, st: st, dataDir: dataDir}
-	storeAPI := st.Handler()
-	m.srv = &http.Server{Handler: store.RequireSecret(testSecret, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h := m.gearLogs.Load(); h != nil && strings.HasPrefix(r.URL.Path, internalapi.PrefixGears) {
-			(*h).ServeHTTP(w, r)
-			return
-		}
-		storeAPI.ServeHTTP(w, r)
-	}))}
-	go m.srv.Serve(ln)
-	t.Cleanup(func() {
-		m.srv.Close()
-		st.Close()
-	})
-	return m
-}
-
-func (m *member) gossipAddr() string {
-	for _, mm := range m.st.Members() {
-		if mm.Name == m.name {
-			return net.JoinHostPort(mm.Addr, fmt.Sprint(mm.Port))
-		}
-	}
-	return ""
+	sm := storetest.Start(t, cfg)
+	return &member{Member: sm, name: name, ip: ip, st: sm.Store, srv: sm.API}
 }
 
 // nodeSpec describes one node member of a test cluster.
@@ -171,7 +116,7 @@ func threeZones() []nodeSpec {
 // exists.
 func newCluster(t testing.TB, o clusterOpts) *testCluster {
 	t.Helper()
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	if o.nodes == nil {
 		o.nodes = threeZones()
 	}
@@ -180,7 +125,7 @@ func newCluster(t testing.TB, o clusterOpts) *testCluster {
 	c.st = c.bm.st
 	c.b, c.url = startBroker(t, c.bm, c.clock, o)
 	c.client = testClient(t)
-	waitFor(t, 10*time.Second, "bootstrap admin", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "bootstrap admin", func() bool {
 		_, err := c.st.GetRecord(state.BucketCluster, state.KeyBootstrap)
 		return err == nil
 	})
@@ -230,11 +175,18 @@ func (c *testCluster) addNode(ns nodeSpec) *member {
 	t := c.t
 	t.Helper()
 	m := startMember(t, ns.name, []string{store.RoleNode}, ns.zone, ns.region)
-	if _, err := m.st.Join([]string{c.bm.gossipAddr()}); err != nil {
+	if _, err := m.st.Join([]string{c.bm.GossipAddr()}); err != nil {
 		t.Fatalf("join %s: %v", ns.name, err)
 	}
-	if err := node.Register(context.Background(), m.st, node.Registration{Addr: m.ip, Zone: ns.zone, Region: ns.region, MaxGears: ns.maxGears,
-		Isolation: node.ModeCgroup1}); err != nil {
+	// The record the node role writes for its member (node.Register);
+	// the tests play nodes through their records, without node code.
+	maxGears := ns.maxGears
+	if maxGears == 0 {
+		maxGears = 100
+	}
+	rec := state.Node{Name: ns.name, Addr: m.ip, Zone: ns.zone, Region: ns.region, MaxGears: maxGears,
+		PortMin: state.DefaultPortMin, PortMax: state.DefaultPortMax, Isolation: "uid+cgroup1", Since: time.Now()}
+	if _, err := m.st.Put(context.Background(), state.BucketNodes, ns.name, rec); err != nil {
 		t.Fatalf("register node %s: %v", ns.name, err)
 	}
 	c.nodes = append(c.nodes, m)
@@ -244,7 +196,7 @@ func (c *testCluster) addNode(ns nodeSpec) *member {
 // waitNodes waits until the broker sees every node alive and registered.
 func (c *testCluster) waitNodes() {
 	c.t.Helper()
-	waitFor(c.t, 15*time.Second, "nodes alive and registered at the broker", func() bool {
+	testutil.WaitFor(c.t, 15*time.Second, "nodes alive and registered at the broker", func() bool {
 		alive := map[string]bool{}
 		for _, m := range c.st.Members() {
 			if m.Status == store.StatusAlive {
@@ -281,18 +233,6 @@ func testClient(t testing.TB) *http.Client {
 		Transport:     tr,
 		Timeout:       20 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -657,55 +597,4 @@ func distinct(gs []api.Gear, f func(api.Gear) string) int {
 		}
 	}
 	return len(seen)
-}
-
-// checkNoLeaks notes the goroutines running now and, in cleanup, waits
-// until every goroutine started since then that runs broker, store, serf
-// or memberlist code has ended. Call it before starting members, so that
-// its cleanup runs after theirs.
-func checkNoLeaks(t testing.TB) {
-	t.Helper()
-	before := ourGoroutines()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			var leaked []string
-			for id, stack := range ourGoroutines() {
-				if _, ok := before[id]; !ok {
-					leaked = append(leaked, stack)
-				}
-			}
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines outlived Close, for example:\n%s", len(leaked), leaked[0])
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-}
-
-func ourGoroutines() map[string]string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	out := map[string]string{}
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		stack := string(g)
-		if !strings.Contains(stack, "gearbox/broker.(*Broker)") && !strings.Contains(stack, "gearbox/store.") &&
-			!strings.Contains(stack, "hashicorp/serf") && !strings.Contains(stack, "hashicorp/memberlist") {
-			continue
-		}
-		id, _, _ := strings.Cut(strings.TrimPrefix(stack, "goroutine "), " ")
-		out[id] = stack
-	}
-	return out
 }

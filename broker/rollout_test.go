@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/internal/testutil"
 	"gearbox/store/state"
 )
 
@@ -28,7 +29,7 @@ func (c *testCluster) report(t testing.TB, g state.Gear, st, dep string) {
 func (c *testCluster) waitRolloutPasses(t testing.TB, n int64) {
 	t.Helper()
 	from := c.b.rolloutPasses.Load()
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d passes of the roll-out loop", n), func() bool {
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("%d passes of the roll-out loop", n), func() bool {
 		return c.b.rolloutPasses.Load() >= from+n
 	})
 }
@@ -79,7 +80,7 @@ func TestRolloutOneGearAtATime(t *testing.T) {
 	seen := map[string]bool{}
 	for step := 1; step <= 3; step++ {
 		var moved []state.Gear
-		waitFor(t, 10*time.Second, fmt.Sprintf("step %d: %d gears moved", step, step), func() bool {
+		testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("step %d: %d gears moved", step, step), func() bool {
 			moved, _ = onDeployment(c.gears(t, "ns", "web"), id)
 			return len(moved) == step
 		})
@@ -102,7 +103,7 @@ func TestRolloutOneGearAtATime(t *testing.T) {
 		c.report(t, next, state.GearStarted, id)
 		// Healthy: the next gear waits until load balancers have had the
 		// time to take this one back.
-		waitFor(t, 10*time.Second, "roll-out waiting for load balancers", func() bool {
+		testutil.WaitFor(t, 10*time.Second, "roll-out waiting for load balancers", func() bool {
 			return strings.Contains(c.rollout(t, "ns", "web").Message, "waiting 1m0s for load balancers")
 		})
 		c.waitRolloutPasses(t, 2)
@@ -111,7 +112,7 @@ func TestRolloutOneGearAtATime(t *testing.T) {
 		}
 		c.clock.Advance(time.Minute)
 	}
-	waitFor(t, 10*time.Second, "roll-out done", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "roll-out done", func() bool {
 		r := c.rollout(t, "ns", "web")
 		return r.State == state.RolloutDone && r.Done == 3 && r.Total == 3
 	})
@@ -141,7 +142,7 @@ func TestRolloutRestart(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for step := 1; step <= 3; step++ {
-		waitFor(t, 10*time.Second, fmt.Sprintf("%d gears restarted", step), func() bool { return len(restarted()) == step })
+		testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("%d gears restarted", step), func() bool { return len(restarted()) == step })
 		c.waitRolloutPasses(t, 2)
 		if n := len(restarted()); n != step {
 			t.Fatalf("step %d: %d gears restarted before the restarted one ran again", step, n)
@@ -156,7 +157,7 @@ func TestRolloutRestart(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, 10*time.Second, "restart done", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "restart done", func() bool {
 		r := c.rollout(t, "ns", "web")
 		return r.State == state.RolloutDone && r.Restarts == 1 && r.Done == 3
 	})
@@ -177,19 +178,19 @@ func TestRolloutFailsAndRollsBack(t *testing.T) {
 	c.event(t, admin, "ns", "web", "scale-up")
 	old := testArchive(t, map[string]string{"index.html": "old"})
 	c.deploy(t, admin, "ns", "web", old)
-	waitFor(t, 10*time.Second, "gears on the old deployment", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "gears on the old deployment", func() bool {
 		moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(old))
 		for _, g := range moved {
 			c.report(t, g, state.GearStarted, sha(old))
 		}
 		return len(moved) == 2
 	})
-	waitFor(t, 10*time.Second, "first roll-out done", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutDone })
+	testutil.WaitFor(t, 10*time.Second, "first roll-out done", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutDone })
 
 	bad := testArchive(t, map[string]string{"gearbox.yml": "web: exit 1\n"})
 	c.deploy(t, admin, "ns", "web", bad)
 	var stuck state.Gear
-	waitFor(t, 10*time.Second, "one gear moved to the bad deployment", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "one gear moved to the bad deployment", func() bool {
 		moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(bad))
 		if len(moved) == 1 {
 			stuck = moved[0]
@@ -198,7 +199,7 @@ func TestRolloutFailsAndRollsBack(t *testing.T) {
 	})
 	c.report(t, stuck, state.GearStopped, "")
 	c.clock.Advance(2 * time.Minute)
-	waitFor(t, 10*time.Second, "roll-out failed", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutFailed })
+	testutil.WaitFor(t, 10*time.Second, "roll-out failed", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutFailed })
 	r := c.rollout(t, "ns", "web")
 	if !strings.Contains(r.Message, stuck.ID) || !strings.Contains(r.Message, "health check") || r.Done != 0 || r.Total != 2 {
 		t.Errorf("failed roll-out %+v: want the stuck gear named and 0 of 2 done", r)
@@ -209,12 +210,12 @@ func TestRolloutFailsAndRollsBack(t *testing.T) {
 
 	// Rollback: the stuck gear goes back to the old deployment.
 	c.ok(t, "POST", appPath("ns", "web", "/events"), admin, url.Values{"event": {"activate"}, "deployment_id": {sha(old)}}, nil)
-	waitFor(t, 10*time.Second, "stuck gear back on the old deployment", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "stuck gear back on the old deployment", func() bool {
 		moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(old))
 		return len(moved) == 2
 	})
 	c.report(t, stuck, state.GearStarted, sha(old))
-	waitFor(t, 10*time.Second, "rollback done", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "rollback done", func() bool {
 		r := c.rollout(t, "ns", "web")
 		return r.State == state.RolloutDone && r.Deployment == sha(old) && r.Done == 2
 	})
@@ -239,7 +240,7 @@ func TestRolloutSkipsStoppedAndDeadGears(t *testing.T) {
 	dn := c.node(t, dead.Node)
 	dn.srv.Close()
 	dn.st.Close()
-	waitFor(t, 60*time.Second, "node "+dead.Node+" seen failed", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "node "+dead.Node+" seen failed", func() bool {
 		for _, m := range c.st.Members() {
 			if m.Name == dead.Node {
 				return m.Status != "alive"
@@ -250,7 +251,7 @@ func TestRolloutSkipsStoppedAndDeadGears(t *testing.T) {
 
 	archive := testArchive(t, map[string]string{"index.html": "v2"})
 	c.deploy(t, admin, "ns", "web", archive)
-	waitFor(t, 10*time.Second, "all three gears moved", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "all three gears moved", func() bool {
 		moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(archive))
 		return len(moved) == 3
 	})
@@ -259,7 +260,7 @@ func TestRolloutSkipsStoppedAndDeadGears(t *testing.T) {
 		t.Fatalf("rollout %+v: want it waiting for the one serving gear %s", r, gs[0].ID)
 	}
 	c.report(t, gs[0], state.GearStarted, sha(archive))
-	waitFor(t, 10*time.Second, "roll-out done", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutDone })
+	testutil.WaitFor(t, 10*time.Second, "roll-out done", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutDone })
 }
 
 // New gears start on the current deployment; deleting the app removes
@@ -282,7 +283,7 @@ func TestRolloutNewGearsAndDelete(t *testing.T) {
 	if got := c.blobs(t); len(got) != 0 {
 		t.Errorf("archives %v kept after the app was deleted", got)
 	}
-	waitFor(t, 5*time.Second, "roll-out record gone", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "roll-out record gone", func() bool {
 		_, err := c.st.GetRecord(state.BucketRollouts, "ns/web")
 		return err != nil
 	})

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/internal/testutil"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -146,7 +147,7 @@ func (c *testCluster) webhook(t testing.TB, id string) (webhook, bool) {
 // waitDelivered waits until webhook id of rv got exactly want, in order.
 func waitDelivered(t testing.TB, rv *receiver, id string, want []uint64) {
 	t.Helper()
-	waitFor(t, 10*time.Second, fmt.Sprintf("webhook %s to get events %v", id, want), func() bool {
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("webhook %s to get events %v", id, want), func() bool {
 		got := rv.delivered(id)
 		if len(got) > len(want) || !slices.Equal(got, want[:len(got)]) {
 			t.Fatalf("webhook %s got %v, want %v", id, got, want)
@@ -182,7 +183,7 @@ func TestWebhooks(t *testing.T) {
 			t.Errorf("delivery %d: signature %s, want %s", d.seq, d.signature, want)
 		}
 	}
-	waitFor(t, 5*time.Second, "progress recorded", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "progress recorded", func() bool {
 		got, _ := c.webhook(t, h.ID)
 		return got.After == last && got.Pending == 0 && got.LastError == ""
 	})
@@ -281,13 +282,13 @@ func TestWebhookRetries(t *testing.T) {
 	// Down for a while: the record shows the error and no progress.
 	rv.setAnswer(func(uint64, int) int { return http.StatusServiceUnavailable })
 	c.churn(t, "ns", "web", 2)
-	waitFor(t, 5*time.Second, "the error recorded", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the error recorded", func() bool {
 		got, _ := c.webhook(t, h.ID)
 		return strings.Contains(got.LastError, "503") && got.After == last && got.Pending == 2
 	})
 	rv.setAnswer(func(uint64, int) int { return http.StatusOK })
 	waitDelivered(t, rv, h.ID, span(1, last+2))
-	waitFor(t, 5*time.Second, "the error cleared", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the error cleared", func() bool {
 		got, _ := c.webhook(t, h.ID)
 		return got.LastError == "" && got.After == last+2
 	})
@@ -304,7 +305,7 @@ func TestWebhookLeadership(t *testing.T) {
 	now := c.clock.Now()
 	c.putEvent(t, top+1, now)
 	waitDelivered(t, rv, h.ID, span(top+1, top+1))
-	waitFor(t, 5*time.Second, "progress recorded", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "progress recorded", func() bool {
 		var got state.Webhook
 		_, err := c.st.Get(state.BucketWebhooks, h.ID, &got)
 		return err == nil && got.After == top+1
@@ -312,17 +313,17 @@ func TestWebhookLeadership(t *testing.T) {
 
 	// A broker member with a lower name joins: it leads, b1 stops.
 	a0 := startMember(t, "a0", []string{store.RoleBroker}, "", "")
-	if _, err := a0.st.Join([]string{c.bm.gossipAddr()}); err != nil {
+	if _, err := a0.st.Join([]string{c.bm.GossipAddr()}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a0 to lead", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "a0 to lead", func() bool {
 		l, ok := c.st.Leader()
 		return ok && l.Name == "a0"
 	})
-	waitFor(t, 10*time.Second, "b1 to stop delivering", func() bool { return c.b.deliverers.Load() == 0 })
+	testutil.WaitFor(t, 10*time.Second, "b1 to stop delivering", func() bool { return c.b.deliverers.Load() == 0 })
 	c.putEvent(t, top+2, now)
 	c.putEvent(t, top+3, now)
-	waitFor(t, 5*time.Second, "the events at b1", func() bool { return c.b.feed.top.Load() == top+3 })
+	testutil.WaitFor(t, 5*time.Second, "the events at b1", func() bool { return c.b.feed.top.Load() == top+3 })
 	if n := c.b.deliverers.Load(); n != 0 {
 		t.Fatalf("%d deliverers run on a broker that does not lead", n)
 	}
