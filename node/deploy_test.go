@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/internal/testutil"
 	"gearbox/store/internalapi"
 	"gearbox/store/state"
 )
@@ -31,27 +31,14 @@ type blobServer struct {
 	gets  map[string]int    // GETs served, by id
 }
 
-// serveBlobs starts a blobServer on n's internal address (its store's
-// InternalAddr); it is closed in t.Cleanup.
+// serveBlobs serves a blobServer on n's internal API (at its store's
+// InternalAddr).
 func serveBlobs(t *testing.T, n *testNode) *blobServer {
 	t.Helper()
-	var addr string
-	for _, m := range n.st.Members() {
-		if m.Name == n.st.Name() {
-			addr = m.InternalAddr
-		}
-	}
-	if addr == "" {
-		t.Fatal("the node's member has no internal address")
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listen on the internal address: %v", err)
-	}
 	b := &blobServer{blobs: make(map[string][]byte), gets: make(map[string]int)}
-	srv := &http.Server{Handler: b}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	// The node's member has no peers: the blob server takes the whole of
+	// its internal API, where the node fetches deployments from.
+	n.m.Handle("/", b)
 	return b
 }
 
@@ -129,7 +116,7 @@ func (n *testNode) setDeployment(ns, name, id string) {
 func waitBody(t *testing.T, url, want string) {
 	t.Helper()
 	var last string
-	waitFor(t, 15*time.Second, fmt.Sprintf("GET %s to hold %q", url, want), func() bool {
+	testutil.WaitFor(t, 15*time.Second, fmt.Sprintf("GET %s to hold %q", url, want), func() bool {
 		code, body, err := tryGet(url, "")
 		last = fmt.Sprint(code, " ", body, " ", err)
 		return err == nil && code == 200 && strings.Contains(body, want)
@@ -140,7 +127,7 @@ func waitBody(t *testing.T, url, want string) {
 func (n *testNode) waitReason(id, want string) state.GearStatus {
 	n.t.Helper()
 	var last state.GearStatus
-	waitFor(n.t, 15*time.Second, fmt.Sprintf("gear %s reason %q", id, want), func() bool {
+	testutil.WaitFor(n.t, 15*time.Second, fmt.Sprintf("gear %s reason %q", id, want), func() bool {
 		s, ok := n.status(id)
 		last = s
 		return ok && strings.Contains(s.Reason, want)
@@ -260,7 +247,7 @@ func TestDeploymentBuildTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
-	waitFor(t, 5*time.Second, "the build's child process gone", func() bool { return processGone(p) })
+	testutil.WaitFor(t, 5*time.Second, "the build's child process gone", func() bool { return processGone(p) })
 }
 
 // A deployment that no app keeps any more is removed from the node once
@@ -298,7 +285,7 @@ func TestDeploymentPruned(t *testing.T) {
 	n.put(state.BucketApps, app, state.App{ID: "a-pr", Name: "pr", Domain: "ns", Cartridge: state.CartStatic,
 		State: state.GearStarted, Deployment: bb, Deployments: []string{bb}})
 	// Its directory goes, then its archive.
-	waitFor(t, 10*time.Second, "deployment A removed", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "deployment A removed", func() bool {
 		_, err := os.Stat(dir(a))
 		return errors.Is(err, os.ErrNotExist) && !n.s.HasBlob(a)
 	})
@@ -343,7 +330,7 @@ func TestDeploymentHashMismatch(t *testing.T) {
 	if st.State != state.GearStarted {
 		t.Errorf("status %+v, want started with the reason", st)
 	}
-	waitFor(t, 10*time.Second, "a retry", func() bool { return b.count(bad) >= 2 })
+	testutil.WaitFor(t, 10*time.Second, "a retry", func() bool { return b.count(bad) >= 2 })
 	if _, body := get(t, "http://"+n.addr(g)+"/", ""); body != "version A" {
 		t.Errorf("GET / after a refused deployment: %q, want version A", body)
 	}

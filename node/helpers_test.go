@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,17 +9,17 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"gearbox/internal/testutil"
 	"gearbox/store"
 	"gearbox/store/state"
+	"gearbox/store/storetest"
 )
 
 // TestMain lets the test binary double as a gear's web process: run with
@@ -82,20 +81,13 @@ func helperServe() {
 	}
 }
 
-var ipMu sync.Mutex
-var nextIP = 10
+// ips hands out the node tests' addresses, 127.0.2.11 and up, one per
+// member.
+var ips = testutil.NewIPs(2, 11)
 
-// freshIP hands out 127.0.2.x addresses, one per member, so that tests
-// never meet a port an earlier test's member may still hold.
-func freshIP() string {
-	ipMu.Lock()
-	defer ipMu.Unlock()
-	nextIP++
-	if nextIP > 250 {
-		nextIP = 11
-	}
-	return fmt.Sprintf("127.0.2.%d", nextIP)
-}
+// leakPatterns match the goroutines that run node code (tests aside), an
+// HTTP server connection or a proxy connection.
+var leakPatterns = []string{"gearbox/node.", "net/http.(*conn).serve", "net/http.(*persistConn)"}
 
 func testLogger() zerolog.Logger {
 	if os.Getenv("GEARBOX_TEST_LOG") != "" {
@@ -104,22 +96,13 @@ func testLogger() zerolog.Logger {
 	return zerolog.Nop()
 }
 
-// startStore starts a one-member store named name on ip with data in dir.
-// It is closed in t.Cleanup.
-func startStore(t testing.TB, name, dir, ip string) *store.Store {
+// startStore starts a one-member store named name on ip with data in dir
+// (storetest). It is closed in t.Cleanup.
+func startStore(t testing.TB, name, dir, ip string) *storetest.Member {
 	t.Helper()
 	cfg := store.LocalConfig(name, dir, ip)
 	cfg.Logger = testLogger().With().Str("member", name).Logger()
-	st, err := store.New(cfg)
-	if err != nil {
-		t.Fatalf("new store: %v", err)
-	}
-	if err := st.Start(context.Background()); err != nil {
-		st.Close()
-		t.Fatalf("start store: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
+	return storetest.Start(t, cfg)
 }
 
 // testNode is a store member with the node role.
@@ -128,6 +111,7 @@ type testNode struct {
 	ip  string
 	dir string
 	st  *store.Store
+	m   *storetest.Member // st's member, serving the internal API
 	s   *Supervisor
 	// setup, if set, adjusts each Supervisor before it starts.
 	setup func(*Supervisor)
@@ -146,9 +130,10 @@ func newTestNode(t testing.TB, opts ...func(*Config)) *testNode {
 // newTestStore is newTestNode without the Supervisor.
 func newTestStore(t testing.TB) *testNode {
 	t.Helper()
-	checkNoLeaks(t)
-	n := &testNode{t: t, ip: freshIP(), dir: searchableTempDir(t)}
-	n.st = startStore(t, "node-"+n.ip, filepath.Join(n.dir, "data"), n.ip)
+	testutil.CheckNoLeaks(t, leakPatterns...)
+	n := &testNode{t: t, ip: ips.Next(), dir: searchableTempDir(t)}
+	n.m = startStore(t, "node-"+n.ip, filepath.Join(n.dir, "data"), n.ip)
+	n.st = n.m.Store
 	return n
 }
 
@@ -255,7 +240,7 @@ func (n *testNode) status(id string) (state.GearStatus, bool) {
 func (n *testNode) waitState(id, st string) state.GearStatus {
 	n.t.Helper()
 	var last state.GearStatus
-	waitFor(n.t, 15*time.Second, fmt.Sprintf("gear %s %s", id, st), func() bool {
+	testutil.WaitFor(n.t, 15*time.Second, fmt.Sprintf("gear %s %s", id, st), func() bool {
 		s, ok := n.status(id)
 		last = s
 		return ok && s.State == st
@@ -297,23 +282,6 @@ func (l *statusLog) states(id string) []string {
 		}
 	}
 	return out
-}
-
-// waitFor polls cond until it holds or timeout passes; detail, if given,
-// says what was last seen.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool, detail ...func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			msg := ""
-			for _, d := range detail {
-				msg += ": " + d()
-			}
-			t.Fatalf("timed out after %s waiting for %s%s", timeout, what, msg)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // client makes one request per connection, so that no connection of the
@@ -362,61 +330,4 @@ func answers(addr string) bool {
 func processGone(pid int) bool {
 	st, _, ok := procStat(pid)
 	return !ok || st == "Z"
-}
-
-// checkNoLeaks notes the goroutines running now and, in cleanup, waits
-// until every goroutine started since then that runs node code or serves
-// or proxies HTTP has ended. Call it before starting anything, so that its
-// cleanup runs last.
-func checkNoLeaks(t testing.TB) {
-	t.Helper()
-	before := nodeGoroutines()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			var leaked []string
-			for id, stack := range nodeGoroutines() {
-				if _, ok := before[id]; !ok {
-					leaked = append(leaked, stack)
-				}
-			}
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines outlived Close, for example:\n%s", len(leaked), leaked[0])
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-}
-
-// nodeGoroutines returns the stacks, by goroutine id, of the goroutines
-// that run node code (tests aside), an HTTP server connection or a proxy
-// connection.
-func nodeGoroutines() map[string]string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	out := make(map[string]string)
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		stack := string(g)
-		if strings.Contains(stack, "_test.go") || strings.Contains(stack, "testing.tRunner") {
-			continue
-		}
-		if !strings.Contains(stack, "gearbox/node.") && !strings.Contains(stack, "net/http.(*conn).serve") &&
-			!strings.Contains(stack, "net/http.(*persistConn)") {
-			continue
-		}
-		id, _, _ := strings.Cut(strings.TrimPrefix(stack, "goroutine "), " ")
-		out[id] = stack
-	}
-	return out
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/internal/testutil"
 	"gearbox/store/state"
 )
 
@@ -171,7 +172,7 @@ func TestGearIsolation(t *testing.T) {
 
 	// The run's cgroup goes with the gear.
 	n.del(state.BucketGears, g1.ID)
-	waitFor(t, 10*time.Second, "gear directory removed", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "gear directory removed", func() bool {
 		_, err := os.Stat(n.gearDir(g1.ID))
 		return os.IsNotExist(err)
 	})
@@ -183,7 +184,7 @@ func TestGearIsolation(t *testing.T) {
 		}
 	}
 	// The uid is released right after the directory goes.
-	waitFor(t, 5*time.Second, "destroyed gear's uid released", func() bool { return n.s.iso.uids.lookup(g1.ID) == 0 })
+	testutil.WaitFor(t, 5*time.Second, "destroyed gear's uid released", func() bool { return n.s.iso.uids.lookup(g1.ID) == 0 })
 }
 
 // Modes asked for are used, or the node does not start; with isolation

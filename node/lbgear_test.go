@@ -20,9 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/internal/testutil"
 	"gearbox/lb"
 	"gearbox/store"
 	"gearbox/store/state"
+	"gearbox/store/storetest"
 )
 
 // newTestCluster starts n node members on fresh addresses: stores joined
@@ -31,45 +33,18 @@ import (
 // every member sees every node record.
 func newTestCluster(t *testing.T, n int, setup ...func(*Supervisor)) []*testNode {
 	t.Helper()
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	nodes := make([]*testNode, n)
-	var gossip []string
+	members := make([]*storetest.Member, n)
 	for i := range nodes {
-		nd := &testNode{t: t, ip: freshIP(), dir: t.TempDir()}
-		ln, err := net.Listen("tcp", nd.ip+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
+		nd := &testNode{t: t, ip: ips.Next(), dir: t.TempDir()}
 		cfg := store.LocalConfig("node-"+nd.ip, filepath.Join(nd.dir, "data"), nd.ip)
-		cfg.InternalPort = ln.Addr().(*net.TCPAddr).Port
 		cfg.Logger = testLogger().With().Str("member", cfg.Name).Logger()
-		st, err := store.New(cfg)
-		if err != nil {
-			ln.Close()
-			t.Fatalf("new store: %v", err)
-		}
-		if err := st.Start(context.Background()); err != nil {
-			ln.Close()
-			st.Close()
-			t.Fatalf("start store: %v", err)
-		}
-		srv := &http.Server{Handler: st.Handler()}
-		go srv.Serve(ln)
-		t.Cleanup(func() {
-			srv.Close()
-			st.Close()
-		})
-		nd.st = st
+		members[i] = storetest.Start(t, cfg)
 		if i > 0 {
-			if reached, err := st.Join(gossip); reached != len(gossip) {
-				t.Fatalf("join %s: reached %d of %d members: %v", cfg.Name, reached, len(gossip), err)
-			}
+			members[i].Join(t, members[:i]...)
 		}
-		for _, m := range st.Members() {
-			if m.Name == st.Name() {
-				gossip = append(gossip, net.JoinHostPort(m.Addr, strconv.Itoa(m.Port)))
-			}
-		}
+		nd.m, nd.st = members[i], members[i].Store
 		nodes[i] = nd
 	}
 	for _, nd := range nodes {
@@ -77,7 +52,7 @@ func newTestCluster(t *testing.T, n int, setup ...func(*Supervisor)) []*testNode
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, "every node record everywhere", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "every node record everywhere", func() bool {
 		for _, nd := range nodes {
 			if recs, err := nd.st.List(state.BucketNodes); err != nil || len(recs) != n {
 				return false
@@ -163,7 +138,7 @@ func lbStatus(t *testing.T, addr string) lb.Status {
 // checks.
 func waitAllServing(t *testing.T, addr string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "every backend serving", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "every backend serving", func() bool {
 		for _, b := range lbStatus(t, addr).Backends {
 			if !b.Serving {
 				return false
@@ -255,7 +230,7 @@ func TestLBGearBalancesOverNodes(t *testing.T) {
 	gc := n2.gear("webgear03", "shop", "ns", 3)
 	n1.put(state.BucketGears, gc.ID, gc)
 	n2.waitState(gc.ID, state.GearStarted)
-	waitFor(t, 10*time.Second, "third gear serving through the LB", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "third gear serving through the LB", func() bool {
 		id, err := servedBy(client, url, "")
 		return err == nil && id == gc.ID
 	}, func() string { return fmt.Sprint(backendIDs(lbStatus(t, lbAddr))) })
@@ -264,14 +239,14 @@ func TestLBGearBalancesOverNodes(t *testing.T) {
 	// remote gear is up.
 	ga.RotatedOut = true
 	n1.put(state.BucketGears, ga.ID, ga)
-	waitFor(t, 10*time.Second, "local gear rotated out", func() bool { return lbStatus(t, lbAddr).Rotation == lb.RotationOut })
+	testutil.WaitFor(t, 10*time.Second, "local gear rotated out", func() bool { return lbStatus(t, lbAddr).Rotation == lb.RotationOut })
 	if got := count(t, client, url, 20); got[ga.ID] != 0 || got[gb.ID] == 0 || got[gc.ID] == 0 {
 		t.Errorf("rotated out: 20 requests served by %v, want only the two remote gears", got)
 	}
 
 	// A deleted gear is no longer a backend.
 	n1.del(state.BucketGears, gb.ID)
-	waitFor(t, 10*time.Second, "deleted gear removed from the LB", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "deleted gear removed from the LB", func() bool {
 		return slices.Equal(backendIDs(lbStatus(t, lbAddr)), []string{ga.ID, gc.ID})
 	}, func() string { return fmt.Sprint(backendIDs(lbStatus(t, lbAddr))) })
 	if got := count(t, client, url, 10); got[gc.ID] != 10 {
@@ -283,7 +258,7 @@ func TestLBGearBalancesOverNodes(t *testing.T) {
 	ga.State = state.GearStopped
 	n1.put(state.BucketGears, ga.ID, ga)
 	n1.waitState(ga.ID, state.GearStopped)
-	waitFor(t, 5*time.Second, "load balancer closed", func() bool { return !answers(lbAddr) })
+	testutil.WaitFor(t, 5*time.Second, "load balancer closed", func() bool { return !answers(lbAddr) })
 	if code, _ := get(t, "http://"+n1.s.FrontAddr()+"/lb-status", host); code == 200 {
 		t.Errorf("front listener still routes the app host to a stopped load balancer")
 	}
@@ -376,7 +351,7 @@ func testDrain(t *testing.T, n, w *testNode) {
 	waitServed := func(what, id string, more int) {
 		t.Helper()
 		base := snapshot()[id]
-		waitFor(t, 10*time.Second, what, func() bool { return snapshot()[id] >= base+more },
+		testutil.WaitFor(t, 10*time.Second, what, func() bool { return snapshot()[id] >= base+more },
 			func() string { return fmt.Sprint(snapshot()) })
 	}
 	waitServed("requests to the web gear", gb.ID, 20)
@@ -407,7 +382,7 @@ func testDrain(t *testing.T, n, w *testNode) {
 	gb.Restarts++
 	n.put(state.BucketGears, gb.ID, gb)
 	sl := w.watchStatus()
-	waitFor(t, 10*time.Second, "restart", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "restart", func() bool {
 		got := sl.states(gb.ID)
 		return slices.Contains(got, "stopped (restarting)") && got[len(got)-1] == state.GearStarted
 	}, func() string { return fmt.Sprint(sl.states(gb.ID)) })
@@ -434,7 +409,7 @@ func TestLBGearStartedOnlyWithLB(t *testing.T) {
 	ga := n.gear("lbgear01", "shop", "ns", 1)
 	ga.LB, ga.Head, ga.LBPort = true, true, held.Addr().(*net.TCPAddr).Port
 	n.put(state.BucketGears, ga.ID, ga)
-	waitFor(t, 10*time.Second, "web process up, load balancer not", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "web process up, load balancer not", func() bool {
 		st, ok := n.status(ga.ID)
 		return ok && answers(n.addr(ga)) && strings.Contains(st.Reason, "load balancer")
 	}, func() string { st, _ := n.status(ga.ID); return fmt.Sprintf("%+v", st) })
@@ -567,7 +542,7 @@ func TestSoloGearHandover(t *testing.T) {
 				before := done()
 				g.Restarts++
 				n.put(state.BucketGears, g.ID, g)
-				waitFor(t, 20*time.Second, fmt.Sprintf("handover %d", i+1), func() bool {
+				testutil.WaitFor(t, 20*time.Second, fmt.Sprintf("handover %d", i+1), func() bool {
 					return len(*n.s.sides.Load()) == 0 && slices.Contains(sl.states(g.ID), "started (starting a new process beside the running process)") &&
 						sl.states(g.ID)[len(sl.states(g.ID))-1] == state.GearStarted && done() > before+40
 				}, func() string { return fmt.Sprint(sl.states(g.ID)) })

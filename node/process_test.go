@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gearbox/internal/testutil"
 )
 
 // syncBuffer is an io.Writer safe for concurrent use.
@@ -74,7 +76,7 @@ func (l *eventLog) delays() []time.Duration {
 
 func startProcess(t *testing.T, cfg ProcessConfig) (*Process, *eventLog) {
 	t.Helper()
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	l := &eventLog{}
 	cfg.OnEvent = l.add
 	p, err := NewProcess(cfg)
@@ -114,7 +116,7 @@ func TestBackoffNext(t *testing.T) {
 func TestProcessRestartsWithBackoff(t *testing.T) {
 	out := &syncBuffer{}
 	_, l := startProcess(t, ProcessConfig{Program: ShellCommand("echo run; exit 7", nil, ""), Output: out, Backoff: fastBackoff})
-	waitFor(t, 10*time.Second, "5 exits", func() bool { return l.count(EventExited) >= 5 })
+	testutil.WaitFor(t, 10*time.Second, "5 exits", func() bool { return l.count(EventExited) >= 5 })
 	want := []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 400 * time.Millisecond}
 	if got := l.delays()[:5]; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("restart delays %v, want %v", got, want)
@@ -139,7 +141,7 @@ func TestProcessBackoffResetsAfterHealthyRun(t *testing.T) {
 	// run 4 crashes at once.
 	script := fmt.Sprintf(`n=$(cat %[1]s 2>/dev/null || echo 0); n=$((n+1)); echo $n > %[1]s; [ $n -eq 3 ] && sleep 1.3; exit 1`, count)
 	_, l := startProcess(t, ProcessConfig{Program: ShellCommand(script, nil, ""), Backoff: fastBackoff})
-	waitFor(t, 10*time.Second, "4 exits", func() bool { return l.count(EventExited) >= 4 })
+	testutil.WaitFor(t, 10*time.Second, "4 exits", func() bool { return l.count(EventExited) >= 4 })
 	want := []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond}
 	if got := l.delays()[:4]; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("restart delays %v, want %v (reset after the 1.3 s run)", got, want)
@@ -161,7 +163,7 @@ func TestProcessReadyAfterProbePasses(t *testing.T) {
 	}
 	_, l := startProcess(t, ProcessConfig{Program: ShellCommand("exec sleep 300", nil, ""), Ready: ready,
 		ReadyInterval: 10 * time.Millisecond, StopGrace: time.Second})
-	waitFor(t, 5*time.Second, "ready", func() bool { return l.count(EventReady) == 1 })
+	testutil.WaitFor(t, 5*time.Second, "ready", func() bool { return l.count(EventReady) == 1 })
 	mu.Lock()
 	n := probes
 	mu.Unlock()
@@ -181,7 +183,7 @@ func TestProcessStopKillsGroupAfterGrace(t *testing.T) {
 	// The shell and its children ignore SIGTERM.
 	script := `trap "" TERM; sleep 30 & echo child $!; sleep 30 & echo child $!; wait`
 	p, l := startProcess(t, ProcessConfig{Program: ShellCommand(script, nil, ""), Output: out, StopGrace: 300 * time.Millisecond})
-	waitFor(t, 5*time.Second, "two children", func() bool { return strings.Count(out.String(), "child ") == 2 })
+	testutil.WaitFor(t, 5*time.Second, "two children", func() bool { return strings.Count(out.String(), "child ") == 2 })
 	pids := []int{l.all()[0].PID}
 	for _, m := range regexp.MustCompile(`child (\d+)`).FindAllStringSubmatch(out.String(), -1) {
 		pid, _ := strconv.Atoi(m[1])
@@ -220,7 +222,7 @@ func TestProcessStopKillsGroupAfterGrace(t *testing.T) {
 // A process that heeds SIGTERM stops without waiting for the grace period.
 func TestProcessStopIsPromptOnSIGTERM(t *testing.T) {
 	p, l := startProcess(t, ProcessConfig{Program: ShellCommand("sleep 300 & wait", nil, ""), StopGrace: 10 * time.Second})
-	waitFor(t, 5*time.Second, "launch", func() bool { return l.count(EventLaunched) == 1 })
+	testutil.WaitFor(t, 5*time.Second, "launch", func() bool { return l.count(EventLaunched) == 1 })
 	start := time.Now()
 	p.Stop()
 	if took := time.Since(start); took > 5*time.Second {
@@ -236,7 +238,7 @@ func TestProcessLeaderExitTakesGroupDown(t *testing.T) {
 	out := &syncBuffer{}
 	_, l := startProcess(t, ProcessConfig{Program: ShellCommand("sleep 300 & echo child $!; exit 3", nil, ""), Output: out,
 		Backoff: Backoff{Initial: time.Minute}})
-	waitFor(t, 10*time.Second, "exit", func() bool { return l.count(EventExited) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "exit", func() bool { return l.count(EventExited) == 1 })
 	m := regexp.MustCompile(`child (\d+)`).FindStringSubmatch(out.String())
 	if m == nil {
 		t.Fatalf("no child pid in output %q", out)
@@ -250,7 +252,7 @@ func TestProcessLeaderExitTakesGroupDown(t *testing.T) {
 // A program that cannot be launched is retried with backoff.
 func TestProcessLaunchFailureRetries(t *testing.T) {
 	_, l := startProcess(t, ProcessConfig{Program: Command{Path: "/nonexistent/gearbox-test"}, Backoff: fastBackoff})
-	waitFor(t, 5*time.Second, "3 launch failures", func() bool { return l.count(EventLaunchFailed) >= 3 })
+	testutil.WaitFor(t, 5*time.Second, "3 launch failures", func() bool { return l.count(EventLaunchFailed) >= 3 })
 	ev := l.all()
 	if ev[0].Err == nil || ev[0].Delay != 50*time.Millisecond || ev[1].Delay != 100*time.Millisecond {
 		t.Errorf("launch failures %+v, want errors with delays 50ms, 100ms", ev[:2])
@@ -262,7 +264,7 @@ func TestCommandEnvironmentIsItsOwn(t *testing.T) {
 	t.Setenv("GEARBOX_NODE_TEST_SECRET", "leaked")
 	out := &syncBuffer{}
 	_, l := startProcess(t, ProcessConfig{Program: ShellCommand("env; exec sleep 300", []string{"FOO=bar"}, ""), Output: out})
-	waitFor(t, 5*time.Second, "output", func() bool { return strings.Contains(out.String(), "FOO=bar") })
+	testutil.WaitFor(t, 5*time.Second, "output", func() bool { return strings.Contains(out.String(), "FOO=bar") })
 	if strings.Contains(out.String(), "GEARBOX_NODE_TEST_SECRET") || strings.Contains(out.String(), "HOME="+os.Getenv("HOME")+"\n") {
 		t.Errorf("the node's environment reached the command:\n%s", out)
 	}

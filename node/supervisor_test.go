@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/internal/testutil"
 	"gearbox/store/state"
 )
 
@@ -116,7 +117,7 @@ func TestStaticGearLifecycle(t *testing.T) {
 	n.put(state.BucketGears, g.ID, g)
 	// The app's only gear restarts by handing over to a process started
 	// beside it: it never stops.
-	waitFor(t, 10*time.Second, "restart", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "restart", func() bool {
 		got := sl.states(g.ID)[before:]
 		return slices.Contains(got, "started (starting a new process beside the running process)") && got[len(got)-1] == state.GearStarted
 	}, func() string { return fmt.Sprint(sl.states(g.ID)[before:]) })
@@ -125,7 +126,7 @@ func TestStaticGearLifecycle(t *testing.T) {
 	}
 
 	n.del(state.BucketGears, g.ID)
-	waitFor(t, 10*time.Second, "gear destroyed", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "gear destroyed", func() bool {
 		_, err := os.Stat(n.gearDir(g.ID))
 		_, ok := n.status(g.ID)
 		return errors.Is(err, os.ErrNotExist) && !ok
@@ -154,7 +155,7 @@ func TestGearsOfOtherNodes(t *testing.T) {
 
 	mine.Node = "elsewhere"
 	n.put(state.BucketGears, mine.ID, mine)
-	waitFor(t, 10*time.Second, "moved gear destroyed", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "moved gear destroyed", func() bool {
 		_, err := os.Stat(n.gearDir(mine.ID))
 		_, ok := n.status(mine.ID)
 		return errors.Is(err, os.ErrNotExist) && !ok && !answers(n.addr(mine))
@@ -213,7 +214,7 @@ func TestCommandGear(t *testing.T) {
 	// A crash is reported with its exit status and the gear comes back.
 	before := len(sl.states(g.ID))
 	tryGet("http://"+n.addr(g)+"/exit", "")
-	waitFor(t, 10*time.Second, "relaunch after crash", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "relaunch after crash", func() bool {
 		got := sl.states(g.ID)[before:]
 		return slices.Contains(got, "stopped (crashed: exit status 3; restarting in 50ms)") && got[len(got)-1] == state.GearStarted
 	}, func() string { return fmt.Sprint(sl.states(g.ID)[before:]) })
@@ -227,7 +228,7 @@ func TestCommandGear(t *testing.T) {
 	// A change of the app's env relaunches the gear with it.
 	app.Env["FOO"] = "baz"
 	n.put(state.BucketApps, "ns/api", app)
-	waitFor(t, 10*time.Second, "new env", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "new env", func() bool {
 		_, env, _ := tryGet("http://"+n.addr(g)+"/env", "")
 		return slices.Contains(strings.Split(env, "\n"), "FOO=baz")
 	})
@@ -290,7 +291,7 @@ func TestFrontRoutesByHost(t *testing.T) {
 	}
 	// Routes follow the store.
 	n.del(state.BucketGears, a.ID)
-	waitFor(t, 10*time.Second, "route removed", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "route removed", func() bool {
 		code, _, _ := tryGet(front, "one-ns.example.test")
 		return code == 404
 	})
@@ -332,7 +333,7 @@ func TestNodeRestartCatchesUp(t *testing.T) {
 	n.s = n.startSupervisor()
 	n.waitState(added.ID, state.GearStarted)
 	for _, g := range []state.Gear{del, moved} {
-		waitFor(t, 10*time.Second, "gear "+g.ID+" destroyed", func() bool {
+		testutil.WaitFor(t, 10*time.Second, "gear "+g.ID+" destroyed", func() bool {
 			_, err := os.Stat(n.gearDir(g.ID))
 			_, ok := n.status(g.ID)
 			return errors.Is(err, os.ErrNotExist) && !ok
@@ -364,7 +365,7 @@ func TestOrphanedGearProcessesAreKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { run.Stop(time.Second) })
-	waitFor(t, 10*time.Second, "orphan serving", func() bool { return answers(n.addr(g)) })
+	testutil.WaitFor(t, 10*time.Second, "orphan serving", func() bool { return answers(n.addr(g)) })
 	runDir := filepath.Join(n.dir, "data", "run")
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -397,7 +398,7 @@ func TestGearWhosePortIsTaken(t *testing.T) {
 	}
 	n.put(state.BucketGears, g.ID, g)
 	var last state.GearStatus
-	waitFor(t, 10*time.Second, "start failure reported", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "start failure reported", func() bool {
 		last, _ = n.status(g.ID)
 		return last.State == state.GearStopped && strings.HasPrefix(last.Reason, "start failed: ") &&
 			strings.Contains(last.Reason, "address already in use; retrying in")

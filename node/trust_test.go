@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/internal/testutil"
 	"gearbox/store/state"
 )
 
@@ -34,7 +35,7 @@ func TestLBGearTrustsRouters(t *testing.T) {
 	n.s.lbMu.Unlock()
 
 	// Requests come from routerIP, as a router on that address sends them.
-	routerIP := freshIP()
+	routerIP := ips.Next()
 	rc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(routerIP)}}).DialContext}}
 	headers := func() string {
@@ -74,7 +75,7 @@ func TestLBGearTrustsRouters(t *testing.T) {
 	}
 	for _, st := range steps {
 		st.change()
-		waitFor(t, 10*time.Second, st.name+": trusted proxies", func() bool { return slices.Equal(lbTrusted(), st.want) },
+		testutil.WaitFor(t, 10*time.Second, st.name+": trusted proxies", func() bool { return slices.Equal(lbTrusted(), st.want) },
 			func() string { return fmt.Sprint(lbTrusted()) })
 		body := headers()
 		if !strings.Contains(body, "X-Forwarded-Proto="+st.proto+"\n") {
