@@ -1,21 +1,18 @@
 package dnsmgr
 
 import (
-	"bytes"
-	"context"
-	"fmt"
 	"os"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 
+	"gearbox/internal/testutil"
 	"gearbox/store"
 	"gearbox/store/state"
+	"gearbox/store/storetest"
 )
 
 const testZone = "apps.example.com."
@@ -150,102 +147,20 @@ func checkSection(t testing.TB, section string, got []dns.RR, want []string) {
 	}
 }
 
-// waitFor polls cond every 10 ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// ips hands out the dnsmgr tests' addresses, 127.0.3.x, one per test
+// member.
+var ips = testutil.NewIPs(3, 1)
 
-var (
-	ipMu   sync.Mutex
-	nextIP = 0
-)
+// leakPatterns match the goroutines that run dnsmgr or miekg/dns code
+// (tests aside).
+var leakPatterns = []string{"gearbox/dnsmgr.", "github.com/miekg/dns."}
 
-// freshIP hands out 127.0.3.x addresses, one per test member, so that a
-// test never meets a port an earlier test's member may still hold.
-func freshIP() string {
-	ipMu.Lock()
-	defer ipMu.Unlock()
-	nextIP++
-	if nextIP > 250 {
-		nextIP = 1
-	}
-	return fmt.Sprintf("127.0.3.%d", nextIP)
-}
-
-// startStore starts a one-member store on a fresh address with roles; it
-// is closed in t.Cleanup.
+// startStore starts a one-member store (storetest) on a fresh address with
+// roles; it is closed in t.Cleanup.
 func startStore(t testing.TB, name string, roles ...string) *store.Store {
 	t.Helper()
-	cfg := store.LocalConfig(name, t.TempDir(), freshIP())
+	cfg := store.LocalConfig(name, t.TempDir(), ips.Next())
 	cfg.Roles = roles
 	cfg.Logger = testLogger().With().Str("member", name).Logger()
-	st, err := store.New(cfg)
-	if err != nil {
-		t.Fatalf("new store: %v", err)
-	}
-	if err := st.Start(context.Background()); err != nil {
-		st.Close()
-		t.Fatalf("start store: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
-
-// checkNoLeaks notes the goroutines running now and, in cleanup, waits
-// until every goroutine started since then that runs dnsmgr or miekg/dns
-// code has ended. Call it first, so that its cleanup runs last.
-func checkNoLeaks(t testing.TB) {
-	t.Helper()
-	before := dnsGoroutines()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			var leaked []string
-			for id, stack := range dnsGoroutines() {
-				if _, ok := before[id]; !ok {
-					leaked = append(leaked, stack)
-				}
-			}
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines outlived Close, for example:\n%s", len(leaked), leaked[0])
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
-
-func dnsGoroutines() map[string]string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	out := make(map[string]string)
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		stack := string(g)
-		if strings.Contains(stack, "_test.go") || strings.Contains(stack, "testing.tRunner") {
-			continue
-		}
-		if !strings.Contains(stack, "gearbox/dnsmgr.") && !strings.Contains(stack, "github.com/miekg/dns.") {
-			continue
-		}
-		id, _, _ := strings.Cut(strings.TrimPrefix(stack, "goroutine "), " ")
-		out[id] = stack
-	}
-	return out
+	return storetest.Start(t, cfg).Store
 }

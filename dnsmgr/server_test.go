@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 
+	"gearbox/internal/testutil"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -93,7 +94,7 @@ func answers(t testing.TB, addr, name string, qtype uint16) []string {
 }
 
 func TestServerUDPAndTCP(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	st := startStore(t, "b1", store.RoleBroker)
 	in := fixture()
 	big := bigApp(100)
@@ -251,7 +252,7 @@ func TestServerUDPAndTCP(t *testing.T) {
 // answers change after writes to the store and after the node member
 // fails, and the serial rises with each change.
 func TestServerFollowsStore(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	b1 := startStore(t, "b1", store.RoleBroker, store.RoleNode)
 	n2 := startStore(t, "n2", store.RoleNode)
 	self := selfMember(t, b1)
@@ -259,14 +260,14 @@ func TestServerFollowsStore(t *testing.T) {
 		t.Fatalf("join: %v", err)
 	}
 	n2Addr := selfMember(t, n2).Addr
-	waitFor(t, 5*time.Second, "two alive members", func() bool { return aliveCount(b1) == 2 })
+	testutil.WaitFor(t, 5*time.Second, "two alive members", func() bool { return aliveCount(b1) == 2 })
 
 	s := startServer(t, b1, nil)
 	addr := s.Addr()
 	// The broker is the name server once its server has registered.
 	var ns []string
 	want := canonical(t, []string{testZone + " 30 IN NS ns-b1." + testZone})
-	waitFor(t, 5*time.Second, "ns-b1 as the name server", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "ns-b1 as the name server", func() bool {
 		ns = answers(t, addr, testZone, dns.TypeNS)
 		return slices.Equal(ns, want)
 	})
@@ -301,7 +302,7 @@ func TestServerFollowsStore(t *testing.T) {
 	waitAnswer := func(what string, want []string) {
 		t.Helper()
 		var got []string
-		waitFor(t, 10*time.Second, what, func() bool {
+		testutil.WaitFor(t, 10*time.Second, what, func() bool {
 			got = answers(t, addr, "web-dev."+testZone, dns.TypeA)
 			slices.Sort(got)
 			return slices.Equal(got, want)
@@ -343,7 +344,7 @@ func TestServerFollowsStore(t *testing.T) {
 // TestTransferRefusalsLogCapped sends more refused zone transfers than
 // are logged in a minute: a burst is logged, the rest only counted.
 func TestTransferRefusalsLogCapped(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	st := startStore(t, "b1", store.RoleBroker)
 	var buf lockedBuffer
 	s := startServer(t, st, nil, func(c *Config) { c.Logger = zerolog.New(&buf) })
@@ -385,7 +386,7 @@ func (l *lockedBuffer) String() string {
 // DNS: only those two are the zone's name servers, each with the address
 // it answers on, and one that stops leaves the NS set.
 func TestNameServersAreServingBrokers(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	b1 := startStore(t, "b1", store.RoleBroker)
 	b2 := startStore(t, "b2", store.RoleBroker)
 	b3 := startStore(t, "b3", store.RoleBroker) // runs no DNS server
@@ -395,7 +396,7 @@ func TestNameServersAreServingBrokers(t *testing.T) {
 			t.Fatalf("join: %v", err)
 		}
 	}
-	waitFor(t, 5*time.Second, "three alive members", func() bool { return aliveCount(b1) == 3 && aliveCount(b2) == 3 })
+	testutil.WaitFor(t, 5*time.Second, "three alive members", func() bool { return aliveCount(b1) == 3 && aliveCount(b2) == 3 })
 
 	// b1 listens on all addresses and gives out the advertised one; b2
 	// is bound to one address, which is what it gives out.
@@ -426,7 +427,7 @@ func TestNameServersAreServingBrokers(t *testing.T) {
 		return got
 	}
 	var got []string
-	waitFor(t, 10*time.Second, "b1 and b2 as name servers", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "b1 and b2 as name servers", func() bool {
 		got = nsSet()
 		return slices.Equal(got, both)
 	})
@@ -443,7 +444,7 @@ func TestNameServersAreServingBrokers(t *testing.T) {
 		t.Fatal(err)
 	}
 	only := canonical(t, []string{testZone + " 30 IN NS ns-b1." + testZone, "ns-b1." + testZone + " 30 IN A 127.0.0.250"})
-	waitFor(t, 10*time.Second, "b1 alone as name server", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "b1 alone as name server", func() bool {
 		got = nsSet()
 		return slices.Equal(got, only)
 	})
@@ -476,7 +477,7 @@ func aliveCount(st *store.Store) int {
 // TestNotify runs a fake secondary: it gets a NOTIFY when the zone
 // changes, and can then transfer the zone with the new serial.
 func TestNotify(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	st := startStore(t, "b1", store.RoleBroker)
 	var mu sync.Mutex
 	var serials []uint32
@@ -515,7 +516,7 @@ func TestNotify(t *testing.T) {
 		return serials[len(serials)-1]
 	}
 	// The first table is announced at start.
-	waitFor(t, 5*time.Second, "NOTIFY of the first serial", func() bool { return lastNotified() == s.Table().Serial() })
+	testutil.WaitFor(t, 5*time.Second, "NOTIFY of the first serial", func() bool { return lastNotified() == s.Table().Serial() })
 	first := lastNotified()
 
 	if _, err := st.Put(context.Background(), state.BucketNodes, "n1", state.Node{Name: "n1", Addr: "10.0.0.9"}); err != nil {
@@ -524,7 +525,7 @@ func TestNotify(t *testing.T) {
 	if _, err := st.Put(context.Background(), state.BucketGears, "g1", gear("g1", "web", "dev", "n1", true)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "NOTIFY of a new serial", func() bool { return lastNotified() > first })
+	testutil.WaitFor(t, 5*time.Second, "NOTIFY of a new serial", func() bool { return lastNotified() > first })
 	if got, want := lastNotified(), s.Table().Serial(); got != want {
 		t.Errorf("notified serial %d, table serial %d", got, want)
 	}
@@ -538,7 +539,7 @@ func TestNotify(t *testing.T) {
 }
 
 func TestServerLifecycle(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	st := startStore(t, "b1", store.RoleBroker)
 	cfg := DefaultConfig(st, testZone)
 	cfg.Addr = "127.0.0.1:0"
@@ -643,7 +644,7 @@ func TestServerIPv6(t *testing.T) {
 	} else {
 		ln.Close()
 	}
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	st := startStore(t, "b1", store.RoleBroker)
 	in := fixture()
 	putInputs(t, st, in)
@@ -678,7 +679,7 @@ func TestServePanicIsServfail(t *testing.T) {
 // the address its query went to (127.0.0.3 here), or the client, whose
 // socket is connected to that address, never sees it.
 func TestServerAllAddresses(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	st := startStore(t, "b1", store.RoleBroker)
 	in := fixture()
 	putInputs(t, st, in)

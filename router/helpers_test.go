@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,8 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,26 +17,21 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"gearbox/internal/testutil"
 	"gearbox/store"
 	"gearbox/store/state"
+	"gearbox/store/storetest"
 )
 
 const zone = "example.test"
 
-var ipMu sync.Mutex
-var nextIP = 10
+// ips hands out the router tests' addresses, 127.0.4.11 and up, one per
+// member or stand-in.
+var ips = testutil.NewIPs(4, 11)
 
-// freshIP hands out 127.0.4.x addresses, one per member or stand-in, so
-// that tests never meet a port an earlier test may still hold.
-func freshIP() string {
-	ipMu.Lock()
-	defer ipMu.Unlock()
-	nextIP++
-	if nextIP > 250 {
-		nextIP = 11
-	}
-	return fmt.Sprintf("127.0.4.%d", nextIP)
-}
+// leakPatterns match the goroutines that run router or lb code (tests
+// aside), or an HTTP connection.
+var leakPatterns = []string{"gearbox/router.", "gearbox/lb.", "net/http.(*conn).serve", "net/http.(*persistConn)"}
 
 func testLogger() zerolog.Logger {
 	if os.Getenv("GEARBOX_TEST_LOG") != "" {
@@ -49,59 +41,27 @@ func testLogger() zerolog.Logger {
 }
 
 // member is a store member on its own address, serving its internal API
-// (for anti-entropy with peers).
+// (for anti-entropy with peers): a storetest.Member, with short names for
+// what the tests use most. Its Close stops it without leaving the
+// cluster, as a crash would.
 type member struct {
-	t   testing.TB
-	ip  string
-	st  *store.Store
-	srv *http.Server
+	*storetest.Member
+	t  testing.TB
+	ip string
+	st *store.Store
 }
 
-// startMember starts a store named name on a fresh address; it is closed
-// in t.Cleanup unless the test crashed it first.
+// startMember starts a store named name with the router and node roles on
+// a fresh address; it is closed in t.Cleanup unless the test closed it
+// first.
 func startMember(t testing.TB, name string) *member {
 	t.Helper()
-	m := &member{t: t, ip: freshIP()}
-	ln, err := net.Listen("tcp", m.ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := store.LocalConfig(name, filepath.Join(t.TempDir(), "data"), m.ip)
-	cfg.InternalPort = ln.Addr().(*net.TCPAddr).Port
+	ip := ips.Next()
+	cfg := store.LocalConfig(name, filepath.Join(t.TempDir(), "data"), ip)
 	cfg.Roles = []string{store.RoleRouter, store.RoleNode}
 	cfg.Logger = testLogger().With().Str("member", name).Logger()
-	st, err := store.New(cfg)
-	if err != nil {
-		ln.Close()
-		t.Fatalf("new store: %v", err)
-	}
-	if err := st.Start(context.Background()); err != nil {
-		ln.Close()
-		st.Close()
-		t.Fatalf("start store: %v", err)
-	}
-	m.st = st
-	m.srv = &http.Server{Handler: st.Handler()}
-	go m.srv.Serve(ln)
-	t.Cleanup(m.crash)
-	return m
-}
-
-// crash stops the member without leaving the cluster, as a crash would.
-func (m *member) crash() {
-	m.srv.Close()
-	m.st.Close()
-}
-
-// gossip is the member's serf address.
-func (m *member) gossip() string {
-	for _, mm := range m.st.Members() {
-		if mm.Name == m.st.Name() {
-			return net.JoinHostPort(mm.Addr, strconv.Itoa(mm.Port))
-		}
-	}
-	m.t.Fatalf("%s does not know itself", m.st.Name())
-	return ""
+	sm := storetest.Start(t, cfg)
+	return &member{Member: sm, t: t, ip: ip, st: sm.Store}
 }
 
 func (m *member) put(bucket, key string, v any) {
@@ -226,87 +186,16 @@ func get(r *Router, host string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// waitFor polls cond until it holds or timeout passes, then fails the
-// test with what and the detail.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool, detail ...func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			msg := ""
-			for _, d := range detail {
-				msg += ": " + d()
-			}
-			t.Fatalf("timed out after %s waiting for %s%s", timeout, what, msg)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // waitServed waits until a GET with Host host answers code with a body
 // that contains want.
 func waitServed(t testing.TB, r *Router, host string, code int, want string) {
 	t.Helper()
 	var gotCode int
 	var gotBody string
-	waitFor(t, 10*time.Second, fmt.Sprintf("%s to answer %d %q", host, code, want), func() bool {
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("%s to answer %d %q", host, code, want), func() bool {
 		gotCode, gotBody = get(r, host)
 		return gotCode == code && strings.Contains(gotBody, want)
 	}, func() string { return fmt.Sprintf("last %d %.200q", gotCode, gotBody) })
-}
-
-// checkNoLeaks fails the test if goroutines of the router, of its pools
-// or of HTTP connections outlive it.
-func checkNoLeaks(t testing.TB) {
-	t.Helper()
-	before := goroutines()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			var leaked []string
-			for id, stack := range goroutines() {
-				if _, ok := before[id]; !ok {
-					leaked = append(leaked, stack)
-				}
-			}
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines outlived Close, for example:\n%s", len(leaked), leaked[0])
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-}
-
-// goroutines returns the stacks, by goroutine id, of the goroutines that
-// run router or lb code (tests aside), or an HTTP connection.
-func goroutines() map[string]string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	out := make(map[string]string)
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		stack := string(g)
-		if strings.Contains(stack, "_test.go") || strings.Contains(stack, "testing.tRunner") {
-			continue
-		}
-		if !strings.Contains(stack, "gearbox/router.") && !strings.Contains(stack, "gearbox/lb.") &&
-			!strings.Contains(stack, "net/http.(*conn).serve") && !strings.Contains(stack, "net/http.(*persistConn)") {
-			continue
-		}
-		id, _, _ := strings.Cut(strings.TrimPrefix(stack, "goroutine "), " ")
-		out[id] = stack
-	}
-	return out
 }
 
 // fixture writes the records a router reads: nodes, apps, gears and

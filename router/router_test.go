@@ -13,12 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/internal/testutil"
 	"gearbox/store/internalapi"
 	"gearbox/store/state"
 )
 
 func TestNewValidatesConfig(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	m := startMember(t, "r1")
 	tests := []struct {
 		name   string
@@ -56,7 +57,7 @@ func TestNewValidatesConfig(t *testing.T) {
 // A router whose address is taken fails to start, saying where, and
 // leaves nothing behind.
 func TestRouterAddressTaken(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	m := startMember(t, "r1")
 	ln, err := net.Listen("tcp", m.ip+":0")
 	if err != nil {
@@ -87,10 +88,10 @@ func TestRouterAddressTaken(t *testing.T) {
 // event is followed; an app made not HA loses its ha- name, a deleted app
 // all its names.
 func TestRouterServesApps(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	m := startMember(t, "r1")
 	f := fixture{m}
-	nodeIP := freshIP()
+	nodeIP := ips.Next()
 	f.node("n1", nodeIP)
 	lb1, lb2 := newLBGear(t, "lb1", nodeIP, "/health"), newLBGear(t, "lb2", nodeIP, "/health")
 	blog := newLBGear(t, "blog1", nodeIP, "/")
@@ -152,7 +153,7 @@ func TestRouterServesApps(t *testing.T) {
 			t.Errorf("LB gear got %s %q, want %q", k, got, want)
 		}
 	}
-	waitFor(t, 5*time.Second, "a health check", func() bool { return lb1.lastCheck() != nil })
+	testutil.WaitFor(t, 5*time.Second, "a health check", func() bool { return lb1.lastCheck() != nil })
 	if c := lb1.lastCheck(); c.Host != "shop-ns.example.test" || c.URL.Path != "/health" {
 		t.Errorf("health check GET %s with Host %s, want /health with the app's hostname", c.URL.Path, c.Host)
 	}
@@ -177,7 +178,7 @@ func TestRouterServesApps(t *testing.T) {
 
 	// Routing events are followed.
 	m.put(state.BucketRoutingEvents, state.EventKey(8), state.RoutingEvent{Seq: 8, Action: state.ActionDisableHA, AppName: "shop", Namespace: "ns"})
-	waitFor(t, 5*time.Second, "event 8 seen", func() bool { return r.LastEvent() == 8 })
+	testutil.WaitFor(t, 5*time.Second, "event 8 seen", func() bool { return r.LastEvent() == 8 })
 
 	// Not HA: the ha- name goes, the others stay.
 	shop.HA = false
@@ -200,10 +201,10 @@ func TestRouterServesApps(t *testing.T) {
 // records and the members' statuses say, and a request to an LB gear
 // that refuses connections is retried on another.
 func TestRouterFollowsLBGears(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	m := startMember(t, "r1")
 	f := fixture{m}
-	nodeIP := freshIP()
+	nodeIP := ips.Next()
 	f.node("n1", nodeIP)
 	f.app(state.App{Name: "shop", Domain: "ns", Scalable: true, HA: true, State: state.GearStarted})
 	lb1 := newLBGear(t, "lb1", nodeIP, "/")
@@ -254,7 +255,7 @@ func waitForBackends(t *testing.T, r *Router, app string, ids ...string) {
 	if len(ids) == 0 {
 		want = "[]"
 	}
-	waitFor(t, 10*time.Second, fmt.Sprintf("backends of %s %s", app, want), func() bool { return got() == want }, got)
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("backends of %s %s", app, want), func() bool { return got() == want }, got)
 }
 
 // routeHost is the hostname of app (an AppKey) in the router's zone.
@@ -266,9 +267,9 @@ func (r *Router) routeHost(app string) string {
 // The backends on a member that fails drop out of the router at once,
 // though they still answer.
 func TestRouterDropsFailedMember(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	a, b := startMember(t, "ra"), startMember(t, "nb")
-	if n, err := b.st.Join([]string{a.gossip()}); n != 1 {
+	if n, err := b.st.Join([]string{a.GossipAddr()}); n != 1 {
 		t.Fatalf("join: %v", err)
 	}
 	f := fixture{a}
@@ -281,8 +282,8 @@ func TestRouterDropsFailedMember(t *testing.T) {
 	r := startRouter(t, a)
 	waitForBackends(t, r, "ns/shop", "lba", "lbb")
 
-	b.crash()
-	waitFor(t, 20*time.Second, "nb seen failed", func() bool {
+	b.Close()
+	testutil.WaitFor(t, 20*time.Second, "nb seen failed", func() bool {
 		for _, mm := range a.st.Members() {
 			if mm.Name == "nb" {
 				return mm.Status == "failed"
@@ -306,7 +307,7 @@ func TestRouterDropsFailedMember(t *testing.T) {
 // apps that are no longer HA or gone, and its own at Close, with its
 // registration; claims of other routers stay.
 func TestRouterClaims(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	m := startMember(t, "r1")
 	f := fixture{m}
 	f.app(state.App{Name: "shop", Domain: "ns", Scalable: true, HA: true})
@@ -357,7 +358,7 @@ func TestRouterClaims(t *testing.T) {
 	}
 	for _, st := range steps {
 		st.change()
-		waitFor(t, 5*time.Second, st.name+": claims", func() bool { return claims() == st.want }, claims)
+		testutil.WaitFor(t, 5*time.Second, st.name+": claims", func() bool { return claims() == st.want }, claims)
 	}
 	var reg state.Router
 	if _, err := m.st.Get(state.BucketRouters, "r1", &reg); err != nil || reg.Addr != m.ip || reg.HTTP != r.HTTPAddr() || reg.Name != "r1" {
@@ -383,10 +384,10 @@ func TestRouterClaims(t *testing.T) {
 // A restarted router serves from the store alone, and writes its record
 // again if it goes.
 func TestRouterRestart(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	m := startMember(t, "r1")
 	f := fixture{m}
-	nodeIP := freshIP()
+	nodeIP := ips.Next()
 	f.node("n1", nodeIP)
 	f.app(state.App{Name: "shop", Domain: "ns", Scalable: true, HA: true, State: state.GearStarted})
 	lb1 := newLBGear(t, "lb1", nodeIP, "/")
@@ -406,7 +407,7 @@ func TestRouterRestart(t *testing.T) {
 		t.Errorf("restarted router: %d %q", code, body)
 	}
 	m.del(state.BucketRouters, "r1")
-	waitFor(t, 10*time.Second, "router record written again", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "router record written again", func() bool {
 		var reg state.Router
 		_, err := m.st.Get(state.BucketRouters, "r1", &reg)
 		return err == nil && reg.HTTP == r2.HTTPAddr()
@@ -415,13 +416,13 @@ func TestRouterRestart(t *testing.T) {
 
 // Two routers of one cluster serve the same apps, each registered.
 func TestTwoRouters(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	a, b := startMember(t, "ra"), startMember(t, "rb")
-	if n, err := b.st.Join([]string{a.gossip()}); n != 1 {
+	if n, err := b.st.Join([]string{a.GossipAddr()}); n != 1 {
 		t.Fatalf("join: %v", err)
 	}
 	ra, rb := startRouter(t, a), startRouter(t, b)
-	nodeIP := freshIP()
+	nodeIP := ips.Next()
 	f := fixture{a}
 	f.node("n1", nodeIP)
 	f.app(state.App{Name: "shop", Domain: "ns", Scalable: true, HA: true, State: state.GearStarted})
@@ -433,7 +434,7 @@ func TestTwoRouters(t *testing.T) {
 		waitServed(t, r, "ha-shop-ns.example.test", 200, "gear lb")
 	}
 	for _, st := range []*member{a, b} {
-		waitFor(t, 10*time.Second, "both routers registered and claiming", func() bool {
+		testutil.WaitFor(t, 10*time.Second, "both routers registered and claiming", func() bool {
 			rs, err1 := st.st.List(state.BucketRouters)
 			cs, err2 := st.st.List(state.BucketHADNS)
 			return err1 == nil && err2 == nil && len(rs) == 2 && len(cs) == 2
@@ -444,10 +445,10 @@ func TestTwoRouters(t *testing.T) {
 // A name two apps claim goes to the app whose own name it is, else to
 // the app with the lower key.
 func TestRouterNameClaimedTwice(t *testing.T) {
-	checkNoLeaks(t)
+	testutil.CheckNoLeaks(t, leakPatterns...)
 	m := startMember(t, "r1")
 	f := fixture{m}
-	nodeIP := freshIP()
+	nodeIP := ips.Next()
 	f.node("n1", nodeIP)
 	for _, name := range []string{"a", "b"} {
 		g := newLBGear(t, name+"1", nodeIP, "/")
