@@ -23,9 +23,10 @@ type internalAPI struct {
 }
 
 func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	blob, isBlob := internalapi.BlobID(r.URL.Path)
 	switch {
-	case strings.HasPrefix(r.URL.Path, internalapi.PrefixBlobs):
-		if sup := a.node.Load(); sup != nil && sup.HasBlob(strings.TrimPrefix(r.URL.Path, internalapi.PrefixBlobs)) {
+	case isBlob:
+		if sup := a.node.Load(); sup != nil && sup.HasBlob(blob) {
 			sup.BlobHandler().ServeHTTP(w, r)
 			return
 		}
