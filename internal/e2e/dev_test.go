@@ -138,6 +138,11 @@ func followCLICommands(t *testing.T, printed string) {
 	var script []string
 	var gearboxLines int
 	for _, line := range strings.Split(printed, "\n") {
+		// Commands are indented; progress lines ("gearbox dev: ...") are
+		// not.
+		if !strings.HasPrefix(line, "  ") {
+			continue
+		}
 		cmd, _, _ := strings.Cut(strings.TrimSpace(line), "#")
 		cmd = strings.TrimSpace(cmd)
 		switch {
