@@ -67,6 +67,7 @@ type Broker struct {
 	wg      sync.WaitGroup
 	once    sync.Once
 	started atomic.Bool // Start was called
+	closed  atomic.Bool // Close or Shutdown was called
 }
 
 // New validates cfg.
@@ -139,6 +140,9 @@ func (p *statusProbe) WriteHeader(code int)        { p.code = code }
 // the bootstrap and routing loops. It may be called once: a second call
 // returns ErrStarted.
 func (b *Broker) Start(ctx context.Context) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
 	if !b.started.CompareAndSwap(false, true) {
 		return ErrStarted
 	}
@@ -196,16 +200,23 @@ func (b *Broker) Start(ctx context.Context) error {
 // URL is the base URL of this broker's REST API, once started.
 func (b *Broker) URL() string { return b.apiURL }
 
-// Close stops the API server and the loops. It is safe to call twice;
-// the second call returns nil. Its error says that requests were still
-// running after 5 s and were cut.
+// Close is Shutdown with 5 s for requests in flight to finish.
 func (b *Broker) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return b.Shutdown(ctx)
+}
+
+// Shutdown stops the API server, letting requests in flight finish until
+// ctx ends, and the loops. It is safe to call twice, and with Close; the
+// second call returns nil. Its error says that requests were still
+// running when ctx ended and were cut.
+func (b *Broker) Shutdown(ctx context.Context) error {
 	var err error
 	b.once.Do(func() {
+		b.closed.Store(true)
 		b.cancel()
 		if b.srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
 			if e := b.srv.Shutdown(ctx); e != nil {
 				b.srv.Close()
 				err = fmt.Errorf("stop REST API server: %w", e)

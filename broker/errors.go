@@ -6,4 +6,6 @@ import "errors"
 var (
 	// ErrStarted is returned by a second Start.
 	ErrStarted = errors.New("broker already started")
+	// ErrClosed is returned by Start after Close or Shutdown.
+	ErrClosed = errors.New("broker is closed")
 )

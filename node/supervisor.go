@@ -225,10 +225,16 @@ func (s *Supervisor) FrontAddr() string {
 	return s.front.ln.Addr().String()
 }
 
-// Close stops the front listener and every gear's process (SIGTERM, then
-// SIGKILL after StopGrace; all gears at once), and returns once every
-// goroutine of the node has ended. It is safe to call twice.
-func (s *Supervisor) Close() error {
+// Close is Shutdown with no deadline of its own: requests in flight on
+// the front listener get StopGrace.
+func (s *Supervisor) Close() error { return s.Shutdown(context.Background()) }
+
+// Shutdown stops the front listener, letting requests in flight finish for
+// up to StopGrace or until ctx ends, whichever comes first; then every
+// gear's process (SIGTERM, then SIGKILL after StopGrace; all gears at
+// once), and returns once every goroutine of the node has ended. It is
+// safe to call twice, and with Close.
+func (s *Supervisor) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
 		err := s.closeErr
@@ -242,7 +248,11 @@ func (s *Supervisor) Close() error {
 	// stopping; requests in flight get the stop grace to finish.
 	var errs []error
 	if s.front != nil {
-		if err := s.front.close(s.cfg.StopGrace); err != nil {
+		grace := s.cfg.StopGrace
+		if dl, ok := ctx.Deadline(); ok {
+			grace = min(grace, max(time.Until(dl), 0))
+		}
+		if err := s.front.close(grace); err != nil {
 			errs = append(errs, err)
 		}
 	}

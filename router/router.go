@@ -159,11 +159,16 @@ func (r *Router) HTTPAddr() string {
 // has seen.
 func (r *Router) LastEvent() uint64 { return r.lastSeq.Load() }
 
-// Close removes the router's registration and ha- claims (while the
+// Close is Shutdown with no deadline of its own: requests in flight get
+// StopGrace.
+func (r *Router) Close() error { return r.Shutdown(context.Background()) }
+
+// Shutdown removes the router's registration and ha- claims (while the
 // store is open), stops serving, lets requests in flight finish for up to
-// StopGrace and stops every pool. It is safe to call twice and returns
-// the first error.
-func (r *Router) Close() error {
+// StopGrace or until ctx ends, whichever comes first, and stops every
+// pool. It is safe to call twice, and with Close, and returns the first
+// error.
+func (r *Router) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
 		err := r.closeErr
@@ -180,11 +185,11 @@ func (r *Router) Close() error {
 	r.wg.Wait()
 	// Unregistered first: DNS stops giving this router out while it
 	// finishes what it serves.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err := r.unregister(ctx)
+	uctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err := r.unregister(uctx)
 	cancel()
-	ctx, cancel = context.WithTimeout(context.Background(), r.cfg.StopGrace)
-	if serr := r.srv.Shutdown(ctx); serr != nil {
+	sctx, cancel := context.WithTimeout(ctx, r.cfg.StopGrace)
+	if serr := r.srv.Shutdown(sctx); serr != nil {
 		r.srv.Close()
 	}
 	cancel()

@@ -67,7 +67,11 @@ func New(cfg Config, log zerolog.Logger) (*Member, error) {
 // member is closed.
 func (m *Member) Start(ctx context.Context) error {
 	m.mu.Lock()
-	if m.started || m.closed {
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	if m.started {
 		m.mu.Unlock()
 		return ErrStarted
 	}
@@ -136,15 +140,27 @@ func (m *Member) Leave(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the member at once, without telling the cluster. It is safe
-// to call more than once.
+// Close stops the member without telling the cluster: its roles stop
+// (requests in flight get up to the leave timeout), then its listeners and
+// store. It is safe to call more than once.
 func (m *Member) Close() error {
 	if !m.markClosed() {
 		return nil
 	}
-	m.stopRoles(context.Background())
+	ctx, cancel := m.stopContext()
+	defer cancel()
+	m.stopRoles(ctx)
 	m.closeListeners()
 	return m.st.Close()
+}
+
+// stopContext bounds the stop of roles when no caller gave a deadline.
+func (m *Member) stopContext() (context.Context, context.CancelFunc) {
+	d := m.cfg.LeaveTimeout
+	if d <= 0 {
+		d = defaultLeaveTimeout
+	}
+	return context.WithTimeout(context.Background(), d)
 }
 
 // Crash stops the member as a crash would, for `gearbox dev kill`: its
@@ -156,7 +172,9 @@ func (m *Member) Crash() {
 	}
 	m.closeListeners()
 	m.st.Close()
-	m.stopRoles(context.Background())
+	ctx, cancel := m.stopContext()
+	defer cancel()
+	m.stopRoles(ctx)
 }
 
 // markClosed reports whether this call is the one that closes m.
@@ -178,34 +196,28 @@ func (m *Member) closeListeners() {
 	}
 }
 
-// stopRoles stops the started roles, last started first. A role that does
-// not stop within ctx is left to finish on its own, so that one stuck role
-// does not keep the process from exiting; the roles after it are still
-// stopped, each waited for up to lateRoleGrace once ctx has ended.
+// stopRoles stops the started roles, last started first, each given ctx:
+// roles with requests in flight (the broker's API, the router, the node's
+// front listener) let them finish until ctx ends, then cut them. Each
+// role is waited for before the next, and all of them before the store
+// closes, so that a node's gears write their last status; a role that is
+// still stopping when ctx ends is logged, and waited for.
 func (m *Member) stopRoles(ctx context.Context) {
 	for i := len(m.roles) - 1; i >= 0; i-- {
 		r := m.roles[i]
 		done := make(chan error, 1)
 		go func() { done <- r.stop(ctx) }()
-		wait := ctx
-		if ctx.Err() != nil {
-			var cancel context.CancelFunc
-			wait, cancel = context.WithTimeout(context.Background(), lateRoleGrace)
-			defer cancel()
-		}
+		var err error
 		select {
-		case err := <-done:
-			if err != nil {
-				m.log.Warn().Err(err).Str("role", r.name).Msg("stop role failed")
-			}
-		case <-wait.Done():
+		case err = <-done:
+		case <-ctx.Done():
 			m.log.Warn().Str("role", r.name).Str("fix", "raise --leave-timeout if roles need longer to stop").
-				Msg("role did not stop within the leave deadline")
+				Msg("role still stopping at the leave deadline")
+			err = <-done
+		}
+		if err != nil {
+			m.log.Warn().Err(err).Str("role", r.name).Msg("stop role failed")
 		}
 	}
 	m.roles = nil
 }
-
-// lateRoleGrace is how long a role's stop is waited for when the leave
-// deadline has already passed.
-const lateRoleGrace = time.Second

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,39 +83,73 @@ func TestMemberLifecycle(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Errorf("Close after Leave: %v", err)
 	}
-	if err := m.Start(ctx); !errors.Is(err, ErrStarted) {
-		t.Errorf("Start after Leave: %v, want ErrStarted", err)
+	if err := m.Start(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("Start after Leave: %v, want ErrClosed", err)
 	}
 }
 
-// A role that does not stop within the leave deadline is logged and left
-// behind: the member goes on stopping the others.
+// Roles stop last started first, each given the leave deadline; one still
+// stopping at the deadline is logged and waited for, so that nothing
+// closes the store under it.
 func TestStopRolesWithinDeadline(t *testing.T) {
-	var logs bytes.Buffer
-	m := &Member{log: zerolog.New(&logs)}
-	block := make(chan struct{})
-	defer close(block)
+	logs := &syncBuffer{}
+	m := &Member{log: zerolog.New(logs)}
 	var stopped []string
+	var sawDeadline bool
+	release := make(chan struct{})
 	m.roles = []roleStop{
 		{"first", func(context.Context) error { stopped = append(stopped, "first"); return nil }},
-		{"stuck", func(context.Context) error { <-block; return nil }},
+		{"slow", func(ctx context.Context) error {
+			_, sawDeadline = ctx.Deadline()
+			<-ctx.Done()
+			<-release // still stopping after the deadline
+			stopped = append(stopped, "slow")
+			return nil
+		}},
 		{"failing", func(context.Context) error { stopped = append(stopped, "failing"); return errors.New("boom") }},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	done := make(chan struct{})
 	go func() { m.stopRoles(ctx); close(done) }()
+	testutil.WaitFor(t, 10*time.Second, "the slow role's warning", func() bool {
+		return strings.Contains(logs.String(), "role still stopping at the leave deadline")
+	})
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("stopRoles waited for a stuck role past the deadline")
+		t.Fatal("stopRoles returned while a role was still stopping")
+	default:
 	}
-	if strings.Join(stopped, ",") != "failing,first" {
-		t.Errorf("roles stopped: %v, want failing then first (last started first)", stopped)
+	close(release)
+	<-done
+	if strings.Join(stopped, ",") != "failing,slow,first" {
+		t.Errorf("roles stopped: %v, want failing, slow, first (last started first, each waited for)", stopped)
 	}
-	for _, want := range []string{"role did not stop within the leave deadline", `"role":"stuck"`, "stop role failed", "boom"} {
+	if !sawDeadline {
+		t.Error("a role's stop was not given the leave deadline")
+	}
+	for _, want := range []string{`"role":"slow"`, "stop role failed", "boom"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("logs lack %q:\n%s", want, logs.String())
 		}
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger to write while a test
+// reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -331,10 +331,10 @@ func (m *Member) startRoles(ctx context.Context) error {
 		internal.node.Store(sup)
 		// Gears stop before the store closes, so that their last status
 		// is written.
-		m.roles = append(m.roles, roleStop{store.RoleNode, func(context.Context) error {
+		m.roles = append(m.roles, roleStop{store.RoleNode, func(ctx context.Context) error {
 			internal.gearLogs.Store(nil)
 			internal.node.Store(nil)
-			return sup.Close()
+			return sup.Shutdown(ctx)
 		}})
 		// The record says how gears are isolated, which Start found out.
 		if err := node.Register(ctx, st, node.Registration{Addr: addr, Zone: cfg.Store.Zone, Region: cfg.Store.Region,
@@ -361,9 +361,9 @@ func (m *Member) startRoles(ctx context.Context) error {
 		}
 		blobs := b.BlobHandler()
 		internal.blobs.Store(&blobs)
-		m.roles = append(m.roles, roleStop{store.RoleBroker, func(context.Context) error {
+		m.roles = append(m.roles, roleStop{store.RoleBroker, func(ctx context.Context) error {
 			internal.blobs.Store(nil)
-			return b.Close()
+			return b.Shutdown(ctx)
 		}})
 		if err := m.startDNS(ctx, cfg); err != nil {
 			return err

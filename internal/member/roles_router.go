@@ -124,9 +124,9 @@ func (m *Member) startRouter(ctx context.Context, cfg Config) error {
 	m.log.Info().Str("role", store.RoleRouter).Str("addr", addr).Str("http", r.HTTPAddr()).Msg("role started")
 	status := r.StatusHandler()
 	m.internal.routerStatus.Store(&status)
-	m.roles = append(m.roles, roleStop{store.RoleRouter, func(context.Context) error {
+	m.roles = append(m.roles, roleStop{store.RoleRouter, func(ctx context.Context) error {
 		m.internal.routerStatus.Store(nil)
-		return r.Close()
+		return r.Shutdown(ctx)
 	}})
 	return nil
 }
