@@ -26,10 +26,7 @@ import (
 
 func main() {
 	zerolog.TimeFieldFormat = cmdline.LogTimeFormat
-	ctx, stop := signalContext(os.Stderr, os.Exit)
-	err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args)
-	stop()
-	if err != nil {
+	if err := newApp(os.Stdout, os.Stderr).Run(os.Args); err != nil {
 		// One line, whatever the error: multi-error texts are joined.
 		fmt.Fprintf(os.Stderr, "gearbox: %s\n", strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; "))
 		os.Exit(1)
@@ -40,10 +37,19 @@ func main() {
 // logs and help errors to stderr.
 func newApp(stdout, stderr io.Writer) *cli.App {
 	log := new(zerolog.Logger)
-	commands := append([]*cli.Command{
-		member.ServeCommand(log),
-		dev.Command(log),
-		versionCommand(),
-	}, usercli.Commands()...)
+	serve, devCmd := member.ServeCommand(log), dev.Command(log)
+	// Only the commands that run members stop gracefully on a signal;
+	// the others end at once, as any command line tool does.
+	stopOnSignal(serve, stderr, os.Exit)
+	stopOnSignal(devCmd, stderr, os.Exit)
+	// `gearbox --help` lists serve, dev, members, version, then the other
+	// user commands.
+	commands := []*cli.Command{serve, devCmd}
+	for _, c := range usercli.Commands() {
+		commands = append(commands, c)
+		if c.Name == "members" {
+			commands = append(commands, versionCommand())
+		}
+	}
 	return cmdline.NewApp(stdout, stderr, version, log, commands)
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/urfave/cli/v2"
+
 	"context"
 	"fmt"
 	"io"
@@ -49,5 +51,17 @@ func watchSignals(sigs <-chan os.Signal, stderr io.Writer, exit func(int), unsub
 		}
 		<-finished
 		cancel(context.Canceled)
+	}
+}
+
+// stopOnSignal makes cmd's action run under signalContext: its context
+// ends at the first SIGINT or SIGTERM, and a second one exits at once.
+func stopOnSignal(cmd *cli.Command, stderr io.Writer, exit func(int)) {
+	action := cmd.Action
+	cmd.Action = func(c *cli.Context) error {
+		ctx, stop := signalContext(stderr, exit)
+		defer stop()
+		c.Context = ctx
+		return action(c)
 	}
 }

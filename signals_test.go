@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/urfave/cli/v2"
 )
 
 func TestSignals(t *testing.T) {
@@ -59,4 +61,31 @@ func TestSignals(t *testing.T) {
 		}
 		sigs <- syscall.SIGTERM
 	})
+}
+
+// stopOnSignal gives a command's action a context that a SIGINT ends,
+// and stops catching signals when the action returns.
+func TestStopOnSignal(t *testing.T) {
+	var stopped error
+	cmd := &cli.Command{Name: "run", Action: func(c *cli.Context) error {
+		// The process catches SIGINT while the action runs: sending it
+		// to ourselves ends the context instead of the test binary.
+		if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+			return err
+		}
+		select {
+		case <-c.Context.Done():
+			stopped = context.Cause(c.Context)
+		case <-time.After(10 * time.Second):
+		}
+		return nil
+	}}
+	stopOnSignal(cmd, &bytes.Buffer{}, func(code int) { t.Errorf("exit(%d) after one signal", code) })
+	app := &cli.App{Commands: []*cli.Command{cmd}}
+	if err := app.Run([]string{"gearbox", "run"}); err != nil {
+		t.Fatal(err)
+	}
+	if stopped == nil || !strings.Contains(stopped.Error(), "interrupt") {
+		t.Fatalf("the action's context ended with %v, want the signal", stopped)
+	}
 }
