@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -110,7 +111,7 @@ func runDevOnce(t *testing.T, bin, dir string, cli bool) {
 	}
 	t.Logf("gearbox dev ready after %s; %s -> %v", time.Since(start).Round(time.Millisecond), digName, got)
 	if cli {
-		followCLICommands(t, out.String())
+		followCLICommands(t, out.String(), dir)
 	}
 
 	// Ctrl-C stops everything within seconds.
@@ -133,7 +134,7 @@ func runDevOnce(t *testing.T, bin, dir string, cli bool) {
 // and gearbox command lines of the dev cluster's instructions: the CLI
 // commands must work from a fresh checkout, where no gearbox binary is on
 // PATH until the printed export puts the dev cluster's own there.
-func followCLICommands(t *testing.T, printed string) {
+func followCLICommands(t *testing.T, printed, dir string) {
 	t.Helper()
 	var script []string
 	var gearboxLines int
@@ -157,6 +158,8 @@ func followCLICommands(t *testing.T, printed string) {
 	if gearboxLines < 4 {
 		t.Fatalf("found %d gearbox commands in the instructions, want at least 4:\n%s", gearboxLines, printed)
 	}
+	// Which gearbox the commands ran.
+	script = append(script, "command -v gearbox")
 	sh := exec.Command("bash", "-ec", strings.Join(script, "\n"))
 	// No gearbox on PATH but the one the instructions put there.
 	sh.Env = append(childEnv(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
@@ -164,7 +167,8 @@ func followCLICommands(t *testing.T, printed string) {
 	if err != nil {
 		t.Fatalf("the printed CLI commands failed: %v\n%s\n--- output:\n%s", err, strings.Join(script, "\n"), out)
 	}
-	for _, want := range []string{"demo", "dev-node1", "dev-node2", "dev-node3", "kill done", "start done"} {
+	for _, want := range []string{"demo", "dev-node1", "dev-node2", "dev-node3", "kill done", "start done",
+		filepath.Join(dir, "bin", "gearbox")} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output of the printed CLI commands lacks %q:\n%s", want, out)
 		}

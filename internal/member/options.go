@@ -58,7 +58,7 @@ type Config struct {
 	Roles RoleOptions
 }
 
-// config validates o and turns it into a member configuration. Every error
+// Config validates o and turns it into a member configuration. Every error
 // names the flag at fault; all of them are reported at once, on one line.
 func (o Options) Config() (Config, error) {
 	var errs []error

@@ -21,7 +21,7 @@ import (
 	"gearbox/store/state"
 )
 
-// roleFlags are the flags of the broker, node and router roles on
+// RoleFlags are the flags of the broker, node and router roles on
 // `gearbox serve`.
 func RoleFlags() []cli.Flag {
 	return append([]cli.Flag{

@@ -10,7 +10,8 @@ import (
 // Each package's tests use a block B of their own, so that test binaries
 // that go test runs in parallel never share an address:
 //
-//	store 0 (from .21; .11-.19 belong to the end-to-end tests)
+//	store 0 (from .21, on random ports; the end-to-end tests use .1,
+//	.11-.16 and .41-.46 on fixed ports)
 //	broker 1, node 2, dnsmgr 3, router 4, internal/member 5,
 //	integration 6
 //
