@@ -357,11 +357,8 @@ func (dc *devCluster) stopAll() {
 	dc.mu.Unlock()
 	var wg sync.WaitGroup
 	for i := len(dc.order) - 1; i >= 1; i-- {
-		wg.Add(1)
-		go func(name string) {
-			defer wg.Done()
-			dc.stop(name, false)
-		}(dc.order[i])
+		name := dc.order[i]
+		wg.Go(func() { dc.stop(name, false) })
 	}
 	wg.Wait()
 	dc.stop(dc.order[0], false)

@@ -33,6 +33,7 @@ type Member struct {
 	ln       net.Listener
 	served   chan error // Serve's result: an early one is a listener failure
 	roles    []roleStop // in start order
+	wg       sync.WaitGroup // the internal API's Serve
 
 	mu      sync.Mutex
 	started bool
@@ -98,7 +99,7 @@ func (m *Member) Start(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          stdlog.New(cmdline.LogWriter{Log: alog, Msg: "internal api error"}, "", 0),
 	}
-	go func() { m.served <- m.srv.Serve(ln) }()
+	m.wg.Go(func() { m.served <- m.srv.Serve(ln) })
 	alog.Info().Str("addr", ln.Addr().String()).Msg("internal api listening")
 	if err := m.startRoles(ctx); err != nil {
 		m.Close()
@@ -133,6 +134,7 @@ func (m *Member) Leave(ctx context.Context) error {
 			m.log.Warn().Err(err).Msg("internal api did not drain in time")
 			m.srv.Close()
 		}
+		m.wg.Wait()
 	}
 	if err := m.st.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
@@ -188,12 +190,14 @@ func (m *Member) markClosed() bool {
 	return true
 }
 
+// closeListeners closes the internal API and waits for its Serve to end.
 func (m *Member) closeListeners() {
 	if m.srv != nil {
 		m.srv.Close()
 	} else if m.ln != nil {
 		m.ln.Close()
 	}
+	m.wg.Wait()
 }
 
 // stopRoles stops the started roles, last started first, each given ctx:

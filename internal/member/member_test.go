@@ -153,3 +153,64 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// A start that fails (here: the internal API's port is taken) reports
+// which flags to look at and leaves nothing running or open: the data
+// directory can be opened again at once.
+func TestStartFailureCleansUp(t *testing.T) {
+	testutil.CheckNoLeaks(t, "gearbox/internal/member.", "gearbox/store.", "hashicorp/serf", "hashicorp/memberlist")
+	ip := ips.Next()
+	cfg := newTestConfig(t, "router", ip, "--router-addr", ip+":0")
+	taken, err := net.Listen("tcp", cfg.InternalAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	m, err := New(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "--internal-port") {
+		t.Fatalf("start on a taken internal port: %v, want an error naming --internal-port", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("Close after a failed start: %v", err)
+	}
+	// The store was closed: bbolt's file lock is free again.
+	again, err := New(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("reopen after a failed start: %v", err)
+	}
+	again.Close()
+}
+
+// Serve runs a member until its context ends, then leaves and returns nil.
+func TestServeLeavesWhenContextEnds(t *testing.T) {
+	testutil.CheckNoLeaks(t, "gearbox/internal/member.", "gearbox/store.", "gearbox/router.", "hashicorp/serf", "hashicorp/memberlist")
+	ip := ips.Next()
+	cfg := newTestConfig(t, "router", ip, "--router-addr", ip+":0")
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, cfg, zerolog.New(logs)) }()
+	testutil.WaitFor(t, 20*time.Second, "member ready", func() bool { return strings.Contains(logs.String(), "member ready") })
+	cancel(errors.New("signal terminated"))
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+	for _, want := range []string{"leaving cluster", "signal terminated", "member stopped"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %q", want)
+		}
+	}
+	if c, err := net.DialTimeout("tcp", cfg.InternalAddr, time.Second); err == nil {
+		c.Close()
+		t.Error("the internal API still accepts connections after Serve returned")
+	}
+}
