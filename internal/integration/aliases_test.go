@@ -4,10 +4,10 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/url"
 	"testing"
 	"time"
 
+	"gearbox/broker/client"
 	"gearbox/internal/testutil"
 	"gearbox/node"
 )
@@ -17,7 +17,7 @@ import (
 func TestAliasReachesNodeFront(t *testing.T) {
 	c := newCluster(t, []nodeSpec{{name: "n1", zone: "z1"}})
 	n := c.node(t, "n1")
-	cfg := node.FastConfig(n.st, n.dataDir, n.ip, "example.com")
+	cfg := node.FastConfig(n.Store, n.Config.DataDir, n.Config.BindAddr, "example.com")
 	cfg.Isolation = node.IsolateNone
 	sup, err := node.New(cfg)
 	if err != nil {
@@ -27,14 +27,16 @@ func TestAliasReachesNodeFront(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sup.Close() })
-	c.domain(t, admin, "ns")
-	c.createApp(t, admin, "ns", "web", nil)
-	c.ok(t, "POST", appPath("ns", "web", "/aliases"), admin, url.Values{"id": {"www.example.org"}}, nil)
+	ctx := context.Background()
+	newApp(t, c.admin, "ns", "web", client.AppOptions{})
+	if _, _, err := c.admin.AddAlias(ctx, "ns", "web", "www.example.org"); err != nil {
+		t.Fatal(err)
+	}
 
 	get := func(host string) (int, string) {
 		req, _ := http.NewRequest("GET", "http://"+sup.FrontAddr()+"/", nil)
 		req.Host = host
-		resp, err := c.client.Do(req)
+		resp, err := c.http.Do(req)
 		if err != nil {
 			return 0, err.Error()
 		}
@@ -46,7 +48,9 @@ func TestAliasReachesNodeFront(t *testing.T) {
 		code, _ := get("WWW.example.org")
 		return code == http.StatusOK
 	})
-	c.ok(t, "DELETE", appPath("ns", "web", "/aliases/www.example.org"), admin, nil, nil)
+	if _, err := c.admin.RemoveAlias(ctx, "ns", "web", "www.example.org"); err != nil {
+		t.Fatal(err)
+	}
 	testutil.WaitFor(t, 10*time.Second, "the removed alias unknown to the node's front", func() bool {
 		code, _ := get("www.example.org")
 		return code == http.StatusNotFound

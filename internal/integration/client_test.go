@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/url"
 	"testing"
@@ -17,12 +16,9 @@ func TestClientRoundTripLogs(t *testing.T) {
 	rt := newCluster(t, nil)
 	rt.serveGearLogs(t)
 	ctx := context.Background()
-	rt.ok(t, "POST", "/broker/rest/users", admin, url.Values{"login": {"rt"}, "password": {"rt-password"}, "ha": {"true"}, "max_gears": {"20"}}, nil)
-	who := creds{"rt", "rt-password"}
-	user := &client.Client{BaseURL: rt.url, User: "rt", Password: "rt-password", HTTP: rt.client}
-	rt.domain(t, who, "rtns")
-	rt.createApp(t, who, "rtns", "web", nil)
-	gs := rt.gears(t, "rtns", "web")
+	user := rt.user(t, "rt", url.Values{"ha": {"true"}, "max_gears": {"20"}})
+	newApp(t, user, "rtns", "web", client.AppOptions{})
+	gs := gears(t, user, "rtns", "web")
 	rt.waitGears(t, gs)
 	rt.appendLog(t, gs[0], stamp(1)+" one", stamp(2)+" two")
 
@@ -30,12 +26,7 @@ func TestClientRoundTripLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer body.Close()
-	got, err := io.ReadAll(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := stamp(2) + " " + gs[0].ID + " two\n"; string(got) != want {
+	if got, want := readAll(t, body), stamp(2)+" "+gs[0].ID+" two\n"; got != want {
 		t.Errorf("logs %q, want %q", got, want)
 	}
 	if _, err := user.Logs(ctx, "rtns", "nope", -1, false); !client.IsStatus(err, http.StatusNotFound) {

@@ -3,12 +3,14 @@ package integration
 import (
 	"bufio"
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"gearbox/broker/client"
 	"gearbox/internal/testutil"
 )
 
@@ -18,11 +20,13 @@ import (
 func TestAppLogs(t *testing.T) {
 	c := newCluster(t, nil)
 	c.serveGearLogs(t)
-	demo := c.user(t, "demo")
-	c.domain(t, demo, "demo")
-	c.createApp(t, demo, "demo", "web", url.Values{"scale": {"true"}})
-	c.event(t, demo, "demo", "web", "scale-up")
-	gs := c.gears(t, "demo", "web")
+	ctx := context.Background()
+	demo := c.user(t, "demo", nil)
+	newApp(t, demo, "demo", "web", client.AppOptions{Scale: true})
+	if _, _, err := demo.AppEvent(ctx, "demo", "web", "scale-up"); err != nil {
+		t.Fatal(err)
+	}
+	gs := gears(t, demo, "demo", "web")
 	if len(gs) != 2 || gs[0].Node == gs[1].Node {
 		t.Fatalf("gears %+v: want two on two nodes", gs)
 	}
@@ -31,10 +35,18 @@ func TestAppLogs(t *testing.T) {
 	c.appendLog(t, g1, stamp(1)+" one", stamp(3)+" three", stamp(5)+" five")
 	c.appendLog(t, g2, stamp(2)+" two", stamp(4)+" four")
 
-	logs := appPath("demo", "web", "/logs")
-	r := c.do(t, "GET", logs, demo, nil)
-	if r.code != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
-		t.Fatalf("GET logs: %d %s %s", r.code, r.header.Get("Content-Type"), r.raw)
+	// The client hides the status and the content type: this one request
+	// is sent by hand.
+	logs := "/broker/rest/domains/demo/applications/web/logs"
+	req, _ := http.NewRequest("GET", c.url+logs, nil)
+	req.SetBasicAuth(demo.User, demo.Password)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, resp.Body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("GET logs: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), got)
 	}
 	want := strings.Join([]string{
 		stamp(1) + " " + g1.ID + " one",
@@ -43,63 +55,74 @@ func TestAppLogs(t *testing.T) {
 		stamp(4) + " " + g2.ID + " four",
 		stamp(5) + " " + g1.ID + " five",
 	}, "\n") + "\n"
-	if r.raw != want {
-		t.Errorf("logs:\n%s\nwant\n%s", r.raw, want)
+	if got != want {
+		t.Errorf("logs:\n%s\nwant\n%s", got, want)
 	}
 	// tail counts per gear.
-	r = c.do(t, "GET", logs+"?tail=1", demo, nil)
-	if want := stamp(4) + " " + g2.ID + " four\n" + stamp(5) + " " + g1.ID + " five\n"; r.raw != want {
-		t.Errorf("logs?tail=1:\n%s\nwant\n%s", r.raw, want)
+	readLogs := func(who *client.Client, tail int) string {
+		t.Helper()
+		body, err := who.Logs(ctx, "demo", "web", tail, false)
+		if err != nil {
+			t.Fatalf("logs, tail %d: %v", tail, err)
+		}
+		return readAll(t, body)
 	}
-	if r := c.do(t, "GET", logs+"?tail=0", admin, nil); r.code != 200 || r.raw != "" {
-		t.Errorf("logs?tail=0 as admin: %d %q", r.code, r.raw)
+	if got, want := readLogs(demo, 1), stamp(4)+" "+g2.ID+" four\n"+stamp(5)+" "+g1.ID+" five\n"; got != want {
+		t.Errorf("logs?tail=1:\n%s\nwant\n%s", got, want)
+	}
+	if got := readLogs(c.admin, 0); got != "" {
+		t.Errorf("logs?tail=0 as admin: %q", got)
 	}
 
-	mallory := c.user(t, "mallory")
+	mallory := c.user(t, "mallory", nil)
 	for _, tt := range []struct {
-		name string
-		path string
-		who  creds
-		code int
-		text string
+		name  string
+		app   string
+		query url.Values
+		who   *client.Client
+		code  int
+		text  string
 	}{
-		{"no auth", logs, nobody, http.StatusUnauthorized, ""},
-		{"someone else's app", logs, mallory, http.StatusForbidden, "belongs to another user"},
-		{"unknown app", appPath("demo", "nope", "/logs"), demo, http.StatusNotFound, "Application 'nope' not found"},
-		{"negative tail", logs + "?tail=-1", demo, http.StatusUnprocessableEntity, "Invalid tail"},
-		{"bad tail", logs + "?tail=x", demo, http.StatusUnprocessableEntity, "Invalid value for tail"},
-		{"bad follow", logs + "?follow=maybe", demo, http.StatusUnprocessableEntity, "Invalid value for follow"},
+		{"no auth", "web", nil, c.as("", ""), http.StatusUnauthorized, ""},
+		{"someone else's app", "web", nil, mallory, http.StatusForbidden, "belongs to another user"},
+		{"unknown app", "nope", nil, demo, http.StatusNotFound, "Application 'nope' not found"},
+		{"negative tail", "web", url.Values{"tail": {"-1"}}, demo, http.StatusUnprocessableEntity, "Invalid tail"},
+		{"bad tail", "web", url.Values{"tail": {"x"}}, demo, http.StatusUnprocessableEntity, "Invalid value for tail"},
+		{"bad follow", "web", url.Values{"follow": {"maybe"}}, demo, http.StatusUnprocessableEntity, "Invalid value for follow"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			wantErr(t, c.do(t, "GET", tt.path, tt.who, nil), tt.code, tt.text)
+			body, err := tt.who.Stream(ctx, "/broker/rest/domains/demo/applications/"+tt.app+"/logs", tt.query)
+			if err == nil {
+				body.Close()
+			}
+			wantErr(t, err, tt.code, tt.text)
 		})
 	}
 
 	// A node that cannot be reached gives one line; the other gears'
 	// lines still come.
 	c.node(t, g2.Node).API.Close()
-	r = c.do(t, "GET", logs+"?tail=1", demo, nil)
-	lines := strings.Split(strings.TrimSuffix(r.raw, "\n"), "\n")
-	if r.code != 200 || len(lines) != 2 || lines[0] != stamp(5)+" "+g1.ID+" five" ||
+	got = readLogs(demo, 1)
+	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	if len(lines) != 2 || lines[0] != stamp(5)+" "+g1.ID+" five" ||
 		!strings.Contains(lines[1], " "+g2.ID+" gearbox: cannot read this gear's log from node "+g2.Node+": ") {
-		t.Errorf("logs with %s unreachable: %d\n%s", g2.Node, r.code, r.raw)
+		t.Errorf("logs with %s unreachable:\n%s", g2.Node, got)
 	}
 	// A node that left is not asked.
 	gone := c.node(t, g1.Node)
-	if err := gone.st.Leave(t.Context()); err != nil {
+	if err := gone.Store.Leave(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, 20*time.Second, "node gone", func() bool {
 		for _, m := range c.st.Members() {
-			if m.Name == gone.name {
+			if m.Name == gone.Config.Name {
 				return m.Status != "alive"
 			}
 		}
 		return false
 	})
-	r = c.do(t, "GET", logs+"?tail=1", demo, nil)
-	if !strings.Contains(r.raw, " "+g1.ID+" gearbox: cannot read this gear's log: its node "+g1.Node+" is not alive (left)\n") {
-		t.Errorf("logs with %s gone: %d\n%s", g1.Node, r.code, r.raw)
+	if got := readLogs(demo, 1); !strings.Contains(got, " "+g1.ID+" gearbox: cannot read this gear's log: its node "+g1.Node+" is not alive (left)\n") {
+		t.Errorf("logs with %s gone:\n%s", g1.Node, got)
 	}
 }
 
@@ -110,29 +133,25 @@ type logStream struct {
 	lines  chan string
 }
 
-func (c *cluster) followLogs(t *testing.T, path string, who creds) *logStream {
+// followLogs follows the logs of app web in namespace demo as who, with
+// query (follow and tail).
+func followLogs(t *testing.T, who *client.Client, query url.Values) *logStream {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "GET", c.url+path, nil)
-	req.SetBasicAuth(who.user, who.pass)
-	tr := &http.Transport{DisableKeepAlives: true}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	t.Cleanup(cancel)
+	body, err := who.Stream(ctx, "/broker/rest/domains/demo/applications/web/logs", query)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %s", path, resp.Status)
+		t.Fatalf("follow logs: %v", err)
 	}
 	s := &logStream{t: t, cancel: cancel, lines: make(chan string, 100)}
-	go func() {
+	go func(body io.ReadCloser) {
 		defer close(s.lines)
-		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
+		defer body.Close()
+		sc := bufio.NewScanner(body)
 		for sc.Scan() {
 			s.lines <- sc.Text()
 		}
-	}()
-	t.Cleanup(cancel)
+	}(body)
 	return s
 }
 
@@ -158,17 +177,18 @@ func (s *logStream) want(line string) {
 func TestAppLogsFollow(t *testing.T) {
 	c := newCluster(t, nil)
 	sups := c.serveGearLogs(t)
-	demo := c.user(t, "demo")
-	c.domain(t, demo, "demo")
-	c.createApp(t, demo, "demo", "web", url.Values{"scale": {"true"}})
-	c.event(t, demo, "demo", "web", "scale-up")
-	gs := c.gears(t, "demo", "web")
+	demo := c.user(t, "demo", nil)
+	newApp(t, demo, "demo", "web", client.AppOptions{Scale: true})
+	if _, _, err := demo.AppEvent(context.Background(), "demo", "web", "scale-up"); err != nil {
+		t.Fatal(err)
+	}
+	gs := gears(t, demo, "demo", "web")
 	g1, g2 := gs[0], gs[1]
 	c.waitGears(t, gs)
 	c.appendLog(t, g1, stamp(1)+" one", stamp(3)+" three")
 	c.appendLog(t, g2, stamp(2)+" two")
 
-	s := c.followLogs(t, appPath("demo", "web", "/logs?follow=true&tail=1"), demo)
+	s := followLogs(t, demo, url.Values{"follow": {"true"}, "tail": {"1"}})
 	s.want(stamp(2) + " " + g2.ID + " two")
 	s.want(stamp(3) + " " + g1.ID + " three")
 	// New lines come as they are written.
@@ -187,7 +207,7 @@ func TestAppLogsFollow(t *testing.T) {
 	// line for each.
 	// (The line may be written before the node opens the log: it is then
 	// the tail.)
-	s = c.followLogs(t, appPath("demo", "web", "/logs?follow=1&tail=1"), demo)
+	s = followLogs(t, demo, url.Values{"follow": {"1"}, "tail": {"1"}})
 	c.appendLog(t, g1, stamp(12)+" twelve")
 	for seen := map[string]bool{}; !seen[stamp(12)+" "+g1.ID+" twelve"]; {
 		l, ok := s.next()
