@@ -1,7 +1,6 @@
 package dnsmgr
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -346,7 +345,7 @@ func TestServerFollowsStore(t *testing.T) {
 func TestTransferRefusalsLogCapped(t *testing.T) {
 	testutil.CheckNoLeaks(t, leakPatterns...)
 	st := startStore(t, "b1", store.RoleBroker)
-	var buf lockedBuffer
+	var buf testutil.Buffer
 	s := startServer(t, st, nil, func(c *Config) { c.Logger = zerolog.New(&buf) })
 	req := new(dns.Msg)
 	req.SetAxfr(testZone)
@@ -362,24 +361,6 @@ func TestTransferRefusalsLogCapped(t *testing.T) {
 	if n := s.refused.Load(); n != asked {
 		t.Errorf("%d refusals counted, want %d", n, asked)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger and a test to share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestNameServersAreServingBrokers runs three brokers of which two serve

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,24 +15,6 @@ import (
 
 	"gearbox/internal/testutil"
 )
-
-// syncBuffer is an io.Writer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // eventLog collects a Process's events.
 type eventLog struct {
@@ -114,7 +95,7 @@ func TestBackoffNext(t *testing.T) {
 // A command that keeps crashing is relaunched after waits that double up
 // to the maximum, and each end is reported with its exit status.
 func TestProcessRestartsWithBackoff(t *testing.T) {
-	out := &syncBuffer{}
+	out := &testutil.Buffer{}
 	_, l := startProcess(t, ProcessConfig{Program: ShellCommand("echo run; exit 7", nil, ""), Output: out, Backoff: fastBackoff})
 	testutil.WaitFor(t, 10*time.Second, "5 exits", func() bool { return l.count(EventExited) >= 5 })
 	want := []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 400 * time.Millisecond}
@@ -179,7 +160,7 @@ func TestProcessReadyAfterProbePasses(t *testing.T) {
 // Stop sends SIGTERM to the whole group and, to what ignores it, SIGKILL
 // after the grace period.
 func TestProcessStopKillsGroupAfterGrace(t *testing.T) {
-	out := &syncBuffer{}
+	out := &testutil.Buffer{}
 	// The shell and its children ignore SIGTERM.
 	script := `trap "" TERM; sleep 30 & echo child $!; sleep 30 & echo child $!; wait`
 	p, l := startProcess(t, ProcessConfig{Program: ShellCommand(script, nil, ""), Output: out, StopGrace: 300 * time.Millisecond})
@@ -235,7 +216,7 @@ func TestProcessStopIsPromptOnSIGTERM(t *testing.T) {
 
 // What a leader leaves behind when it exits is killed before the next run.
 func TestProcessLeaderExitTakesGroupDown(t *testing.T) {
-	out := &syncBuffer{}
+	out := &testutil.Buffer{}
 	_, l := startProcess(t, ProcessConfig{Program: ShellCommand("sleep 300 & echo child $!; exit 3", nil, ""), Output: out,
 		Backoff: Backoff{Initial: time.Minute}})
 	testutil.WaitFor(t, 10*time.Second, "exit", func() bool { return l.count(EventExited) == 1 })
@@ -262,7 +243,7 @@ func TestProcessLaunchFailureRetries(t *testing.T) {
 // A command gets only the environment it is given.
 func TestCommandEnvironmentIsItsOwn(t *testing.T) {
 	t.Setenv("GEARBOX_NODE_TEST_SECRET", "leaked")
-	out := &syncBuffer{}
+	out := &testutil.Buffer{}
 	_, l := startProcess(t, ProcessConfig{Program: ShellCommand("env; exec sleep 300", []string{"FOO=bar"}, ""), Output: out})
 	testutil.WaitFor(t, 5*time.Second, "output", func() bool { return strings.Contains(out.String(), "FOO=bar") })
 	if strings.Contains(out.String(), "GEARBOX_NODE_TEST_SECRET") || strings.Contains(out.String(), "HOME="+os.Getenv("HOME")+"\n") {

@@ -360,7 +360,7 @@ func TestOrphanedGearProcessesAreKilled(t *testing.T) {
 	// What an earlier run of the node left: the gear's web process, still
 	// serving its port, and the pid file naming its group.
 	env := []string{"GEARBOX_NODE_TEST_HELPER=serve", "GEARBOX_GEAR_ID=" + g.ID, "GEARBOX_IP=" + n.ip, "PORT=" + strconv.Itoa(g.Port)}
-	run, err := Command{Path: exe, Env: env}.Launch(&syncBuffer{})
+	run, err := Command{Path: exe, Env: env}.Launch(&testutil.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}

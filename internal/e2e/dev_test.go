@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/internal/testutil"
+
 	"github.com/miekg/dns"
 )
 
@@ -46,7 +48,7 @@ func runDevOnce(t *testing.T, bin, dir string, cli bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := &syncBuffer{}
+	stderr := &testutil.Buffer{}
 	cmd.Stderr = stderr
 	start := time.Now()
 	if err := cmd.Start(); err != nil {

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/internal/testutil"
 	"gearbox/store"
 )
 
@@ -115,25 +116,6 @@ func runGearboxFor(t *testing.T, timeout time.Duration, args ...string) (stdout,
 	return out.String(), errOut.String(), code
 }
 
-// syncBuffer is a bytes.Buffer safe for a process to write while a test
-// reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // member is one `gearbox serve` process. Restarting it starts a new
 // process with the same arguments; its output keeps accumulating.
 type member struct {
@@ -141,7 +123,7 @@ type member struct {
 	name   string
 	ip     string
 	args   []string
-	output *syncBuffer
+	output *testutil.Buffer
 
 	mu    sync.Mutex
 	cmd   *exec.Cmd
@@ -151,7 +133,7 @@ type member struct {
 
 func startMember(t *testing.T, name, ip string, args ...string) *member {
 	t.Helper()
-	m := &member{t: t, name: name, ip: ip, args: args, output: &syncBuffer{}}
+	m := &member{t: t, name: name, ip: ip, args: args, output: &testutil.Buffer{}}
 	m.start()
 	t.Cleanup(m.kill)
 	return m

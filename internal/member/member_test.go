@@ -1,13 +1,11 @@
 package member
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -92,7 +90,7 @@ func TestMemberLifecycle(t *testing.T) {
 // stopping at the deadline is logged and waited for, so that nothing
 // closes the store under it.
 func TestStopRolesWithinDeadline(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	m := &Member{log: zerolog.New(logs)}
 	var stopped []string
 	var sawDeadline bool
@@ -135,25 +133,6 @@ func TestStopRolesWithinDeadline(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger to write while a test
-// reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // A start that fails (here: the internal API's port is taken) reports
 // which flags to look at and leaves nothing running or open: the data
 // directory can be opened again at once.
@@ -190,7 +169,7 @@ func TestServeLeavesWhenContextEnds(t *testing.T) {
 	testutil.CheckNoLeaks(t, "gearbox/internal/member.", "gearbox/store.", "gearbox/router.", "hashicorp/serf", "hashicorp/memberlist")
 	ip := ips.Next()
 	cfg := newTestConfig(t, "router", ip, "--router-addr", ip+":0")
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- Serve(ctx, cfg, zerolog.New(logs)) }()
