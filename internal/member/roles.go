@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -212,8 +213,37 @@ func ParseRoleOptions(c *cli.Context) (RoleOptions, error) {
 	if len(errs) > 0 {
 		return RoleOptions{}, cmdline.JoinErrors(errs)
 	}
-	return RoleOptions{Router: ro, DNS: dnsOpts, HAPrefix: haPrefix, HASuffix: haSuffix, Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi,
-		Isolation: iso, UIDMin: uidLo, UIDMax: uidHi, Limits: limits, BuildTimeout: buildTimeout}, nil
+	o := RoleOptions{Router: ro, DNS: dnsOpts, HAPrefix: haPrefix, HASuffix: haSuffix, Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi,
+		Isolation: iso, UIDMin: uidLo, UIDMax: uidHi, Limits: limits, BuildTimeout: buildTimeout}
+	// Like Nomad's bind_addr: a specific --bind is the default host of
+	// every listener whose own flag was not given, so that members on
+	// one host with --bind 127.0.0.21, .22, ... do not all take :80.
+	// (c has no "bind" flag when the options come from RoleOptionsFromArgs.)
+	if bind := c.String("bind"); bind != "" {
+		for _, l := range []struct {
+			flag string
+			addr *string
+		}{{"api-addr", &o.Broker.APIAddr}, {"http-addr", &o.HTTPAddr}, {"router-addr", &o.Router.HTTPAddr}, {"dns-addr", &o.DNS.Addr}} {
+			if !c.IsSet(l.flag) {
+				*l.addr = onBind(*l.addr, bind)
+			}
+		}
+	}
+	return o, nil
+}
+
+// onBind returns addr (":PORT" or "HOST:PORT") with bind as its host when
+// bind is a specific address and addr has no host; else addr unchanged.
+func onBind(addr, bind string) string {
+	ip := net.ParseIP(bind)
+	if ip == nil || ip.IsUnspecified() {
+		return addr
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host != "" {
+		return addr
+	}
+	return net.JoinHostPort(bind, port)
 }
 
 // haAffixRE matches a valid --ha-dns-prefix or --ha-dns-suffix: it goes

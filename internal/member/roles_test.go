@@ -1,11 +1,17 @@
 package member
 
 import (
+	"flag"
+	"io"
 	"maps"
+	"slices"
 	"testing"
 
 	"gearbox/node"
 	"gearbox/store/state"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
 )
 
 func TestParseSize(t *testing.T) {
@@ -75,6 +81,54 @@ func TestParseGearLimits(t *testing.T) {
 	for _, bad := range []string{"small", "small=512MiB", "huge=1GiB/10", "small=1MiB/256", "small=512MiB/2", "small=x/1"} {
 		if _, err := parseGearLimits(bad); err == nil {
 			t.Errorf("parseGearLimits(%q) accepted", bad)
+		}
+	}
+}
+
+// serveRoleOptions parses args as `gearbox serve` flags and returns the
+// role options they make.
+func serveRoleOptions(t *testing.T, args ...string) RoleOptions {
+	t.Helper()
+	set := flag.NewFlagSet("serve", flag.ContinueOnError)
+	set.SetOutput(io.Discard)
+	for _, f := range ServeCommand(new(zerolog.Logger)).Flags {
+		if err := f.Apply(set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := set.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	o, err := ParseRoleOptions(cli.NewContext(&cli.App{}, set, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// A specific --bind is the default host of every listener, so that
+// members on one host (--bind 127.0.0.21, .22, ...) do not collide on
+// :80; a listener's own flag wins, and a wildcard --bind changes nothing.
+func TestListenersFollowBind(t *testing.T) {
+	addrs := func(o RoleOptions) []string {
+		return []string{o.Broker.APIAddr, o.HTTPAddr, o.Router.HTTPAddr, o.DNS.Addr}
+	}
+	for _, tt := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{":7480", ":80", ":80", ":53"}},
+		{[]string{"--bind", "0.0.0.0"}, []string{":7480", ":80", ":80", ":53"}},
+		{[]string{"--bind", "127.0.0.21"}, []string{"127.0.0.21:7480", "127.0.0.21:80", "127.0.0.21:80", "127.0.0.21:53"}},
+		{[]string{"--bind", "::1"}, []string{"[::1]:7480", "[::1]:80", "[::1]:80", "[::1]:53"}},
+		{[]string{"--bind", "127.0.0.22", "--http-addr", ":8081", "--dns-addr", ""},
+			[]string{"127.0.0.22:7480", ":8081", "127.0.0.22:80", ""}},
+		{[]string{"--bind", "127.0.0.23", "--api-addr", "10.0.0.1:7480", "--router-addr", ":9090"},
+			[]string{"10.0.0.1:7480", "127.0.0.23:80", ":9090", "127.0.0.23:53"}},
+	} {
+		got := addrs(serveRoleOptions(t, tt.args...))
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%v: api, front, router, dns = %q, want %q", tt.args, got, tt.want)
 		}
 	}
 }

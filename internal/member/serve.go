@@ -33,7 +33,8 @@ func ServeCommand(log *zerolog.Logger) *cli.Command {
 			&cli.StringFlag{Name: "data-dir", Value: defaultDataDir, EnvVars: cmdline.Env("DATA_DIR"),
 				Usage: "directory for the member's state (state.db) and gossip snapshot; created if missing"},
 			&cli.StringFlag{Name: "bind", Value: defaultBind, EnvVars: cmdline.Env("BIND"),
-				Usage: "IP address the cluster ports (gossip and internal API) listen on"},
+				Usage: "IP address the cluster ports (gossip and internal API) listen on; when it is a specific address, also the default host of " +
+					"--api-addr, --http-addr, --router-addr and --dns-addr (a listener whose flag is given keeps it)"},
 			&cli.StringFlag{Name: "advertise", EnvVars: cmdline.Env("ADVERTISE"), DefaultText: "--bind if it is a specific address, else a private address of this host",
 				Usage: "IP address other members reach this one at"},
 			&cli.IntFlag{Name: "serf-port", Value: cmdline.DefaultSerfPort, EnvVars: cmdline.Env("SERF_PORT"),
