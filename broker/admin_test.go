@@ -92,7 +92,7 @@ func TestPlacement(t *testing.T) {
 		c.domain(t, demo, "demo")
 		for i := range 4 {
 			a := c.createApp(t, demo, "demo", fmt.Sprintf("ha%d", i), url.Values{"ha": {"true"}})
-			lbs := a.lbs()
+			lbs := lbGears(a)
 			if len(lbs) != 2 || lbs[0].Node == lbs[1].Node || lbs[0].Zone == lbs[1].Zone {
 				t.Fatalf("LB gears %+v", lbs)
 			}

@@ -45,10 +45,10 @@ func TestCreateApp(t *testing.T) {
 			if want := "Application " + name + " was created."; r.text() != want {
 				t.Fatalf("message %q, want %q", r.text(), want)
 			}
-			var a app
+			var a api.App
 			r.decode(t, &a)
-			if a.Scalable != tt.scalable || a.HA != tt.ha || a.GearCount != tt.gears || len(a.Gears) != tt.gears || len(a.lbs()) != tt.lbs {
-				t.Fatalf("app %+v with %d LB gears; want scalable=%v ha=%v gears=%d lbs=%d", a, len(a.lbs()), tt.scalable, tt.ha, tt.gears, tt.lbs)
+			if a.Scalable != tt.scalable || a.HA != tt.ha || a.GearCount != tt.gears || len(a.Gears) != tt.gears || len(lbGears(a)) != tt.lbs {
+				t.Fatalf("app %+v with %d LB gears; want scalable=%v ha=%v gears=%d lbs=%d", a, len(lbGears(a)), tt.scalable, tt.ha, tt.gears, tt.lbs)
 			}
 			if a.Name != name || a.Domain != "demo" || a.Owner != "demo" || a.GearProfile != "small" || a.State != state.GearStarted || a.ID == "" {
 				t.Fatalf("app %+v", a)
@@ -80,7 +80,7 @@ func TestCreateApp(t *testing.T) {
 				t.Fatalf("non-scalable app %+v gear %+v", a, a.Gears[0])
 			}
 			if tt.ha {
-				lbs := a.lbs()
+				lbs := lbGears(a)
 				if lbs[0].Node == lbs[1].Node || lbs[0].Zone == lbs[1].Zone {
 					t.Fatalf("LB gears share a node or zone: %+v", lbs)
 				}
@@ -121,7 +121,7 @@ func TestCreateApp(t *testing.T) {
 	}
 
 	t.Run("list", func(t *testing.T) {
-		var as []app
+		var as []api.App
 		c.ok(t, "GET", "/broker/rest/domains/demo/applications", demo, nil, &as)
 		if len(as) != len(tests) {
 			t.Fatalf("listed %d apps", len(as))
@@ -472,7 +472,7 @@ func TestScaleCartridge(t *testing.T) {
 		if cv.ScalesFrom != 3 || cv.ScalesTo != 5 || cv.Gears != 3 || !strings.HasPrefix(r.text(), "Scale range of static set to 3-5") {
 			t.Fatalf("cartridge %+v, %q", cv, r.text())
 		}
-		if a := c.show(t, demo, "demo", "web"); a.GearCount != 3 || a.ScalesFrom != 3 || a.ScalesTo != 5 || len(a.lbs()) != 1 {
+		if a := c.show(t, demo, "demo", "web"); a.GearCount != 3 || a.ScalesFrom != 3 || a.ScalesTo != 5 || len(lbGears(a)) != 1 {
 			t.Fatalf("app %+v", a)
 		}
 		wantErr(t, c.do(t, "POST", appPath("demo", "web", "/events"), demo, url.Values{"event": {"scale-down"}}), 422, "Cannot scale down below gear limit of '3'")
@@ -515,27 +515,18 @@ func TestGearGroups(t *testing.T) {
 	}
 	for _, k := range []string{"id", "name", "gear_profile", "cartridges", "scales_from", "scales_to", "gears"} {
 		if _, ok := groups[0][k]; !ok {
-			t.Fatalf("gear group has no %q: %s", k, r.env.Data)
+			t.Fatalf("gear group has no %q: %s", k, r.data)
 		}
 	}
-	var gg []struct {
-		ID          string          `json:"id"`
-		Name        string          `json:"name"`
-		GearProfile string          `json:"gear_profile"`
-		Cartridges  []api.Cartridge `json:"cartridges"`
-		ScalesFrom  int             `json:"scales_from"`
-		ScalesTo    int             `json:"scales_to"`
-		Gears       []struct {
-			ID        string                       `json:"id"`
-			State     string                       `json:"state"`
-			Zone      string                       `json:"zone"`
-			Region    string                       `json:"region"`
-			Node      string                       `json:"node"`
-			Endpoints []map[string]json.RawMessage `json:"endpoints"`
-		} `json:"gears"`
-	}
+	var gg []api.GearGroup
 	r.decode(t, &gg)
 	g := gg[0]
+	// The endpoints' keys, read from the raw data: api.Endpoint would
+	// decode a missing one as its zero value.
+	var rawGears []map[string]json.RawMessage
+	if err := json.Unmarshal(groups[0]["gears"], &rawGears); err != nil {
+		t.Fatalf("gears of the group: %v", err)
+	}
 	a := c.show(t, demo, "demo", "web")
 	if g.ID != a.ID || g.Name != "web" || g.GearProfile != "small" || g.ScalesFrom != 2 || g.ScalesTo != -1 || len(g.Cartridges) != 2 || len(g.Gears) != 3 {
 		t.Fatalf("gear group %+v", g)
@@ -553,15 +544,16 @@ func TestGearGroups(t *testing.T) {
 		if len(gear.Endpoints) != wantEndpoints {
 			t.Fatalf("gear %d has %d endpoints, want %d", i+1, len(gear.Endpoints), wantEndpoints)
 		}
-		for _, ep := range gear.Endpoints {
+		var rawEndpoints []map[string]json.RawMessage
+		if err := json.Unmarshal(rawGears[i]["endpoints"], &rawEndpoints); err != nil || len(rawEndpoints) != wantEndpoints {
+			t.Fatalf("gear %d's raw endpoints: %d, %v", i+1, len(rawEndpoints), err)
+		}
+		for j, e := range gear.Endpoints {
 			for _, k := range []string{"cartridge_name", "external_address", "external_port", "internal_address", "internal_port", "protocols", "types"} {
-				if _, ok := ep[k]; !ok {
-					t.Fatalf("endpoint has no %q: %v", k, ep)
+				if _, ok := rawEndpoints[j][k]; !ok {
+					t.Fatalf("endpoint has no %q: %v", k, rawEndpoints[j])
 				}
 			}
-			var e state.Endpoint
-			raw, _ := json.Marshal(ep)
-			json.Unmarshal(raw, &e)
 			if e.ExternalAddress != nodeAddr[rec.Node] || e.InternalAddress != nodeAddr[rec.Node] {
 				t.Fatalf("endpoint address %q, node %s is at %s", e.ExternalAddress, rec.Node, nodeAddr[rec.Node])
 			}
@@ -585,8 +577,8 @@ func TestGearGroups(t *testing.T) {
 
 	// Without include=endpoints, gears carry no endpoints.
 	r = c.ok(t, "GET", appPath("demo", "web", "/gear_groups"), demo, nil, nil)
-	if strings.Contains(string(r.env.Data), "endpoints") {
-		t.Fatalf("endpoints without include: %s", r.env.Data)
+	if strings.Contains(string(r.data), "endpoints") {
+		t.Fatalf("endpoints without include: %s", r.data)
 	}
 	// A plain app: one group, one gear, web endpoint only.
 	c.ok(t, "GET", appPath("demo", "plain", "/gear_groups?include=endpoints"), demo, nil, &gg)

@@ -67,7 +67,7 @@ func TestAuthentication(t *testing.T) {
 				if got := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Basic realm=") {
 					t.Fatalf("WWW-Authenticate %q, want a Basic challenge", got)
 				}
-				if strings.Contains(r.raw, "password_hash") || r.env.Data != nil && string(r.env.Data) != "null" {
+				if strings.Contains(r.raw, "password_hash") || r.data != nil && string(r.data) != "null" {
 					t.Fatalf("401 carries data: %s", r.raw)
 				}
 			}

@@ -56,7 +56,7 @@ func (rt *roundTrip) sameAsWire(t *testing.T, who creds, path string, v any) {
 	t.Helper()
 	r := rt.ok(t, "GET", path, who, nil, nil)
 	var wire, ours any
-	if err := json.Unmarshal(r.env.Data, &wire); err != nil {
+	if err := json.Unmarshal(r.data, &wire); err != nil {
 		t.Fatalf("GET %s: data: %v", path, err)
 	}
 	b, err := json.Marshal(v)
@@ -67,7 +67,7 @@ func (rt *roundTrip) sameAsWire(t *testing.T, who creds, path string, v any) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(wire, ours) {
-		t.Errorf("GET %s: the client decoded\n%s\nthe broker sent\n%s", path, b, r.env.Data)
+		t.Errorf("GET %s: the client decoded\n%s\nthe broker sent\n%s", path, b, r.data)
 	}
 }
 

@@ -56,7 +56,7 @@ func TestBadInput(t *testing.T) {
 	t.Run("JSON bodies work", func(t *testing.T) {
 		var d api.Domain
 		c.ok(t, "POST", "/broker/rest/domains", demo, map[string]any{"name": "viajson"}, &d)
-		var a app
+		var a api.App
 		c.ok(t, "POST", "/broker/rest/domains/viajson/applications", demo, map[string]any{"name": "app", "scale": true}, &a)
 		if !a.Scalable || a.GearCount != 1 {
 			t.Fatalf("app from JSON %+v", a)

@@ -45,15 +45,15 @@ func (c *testCluster) churn(t testing.TB, ns, name string, n int) {
 }
 
 // feedPage reads GET /broker/rest/routing/events with query q.
-func (c *testCluster) feedPage(t testing.TB, q string) []state.RoutingEvent {
+func (c *testCluster) feedPage(t testing.TB, q string) []api.RoutingEvent {
 	t.Helper()
-	var evs []state.RoutingEvent
+	var evs []api.RoutingEvent
 	c.ok(t, "GET", "/broker/rest/routing/events"+q, admin, nil, &evs)
 	return evs
 }
 
 // seqs lists the sequences of evs.
-func seqs(evs []state.RoutingEvent) []uint64 {
+func seqs(evs []api.RoutingEvent) []uint64 {
 	out := make([]uint64, 0, len(evs))
 	for _, e := range evs {
 		out = append(out, e.Seq)
@@ -62,7 +62,7 @@ func seqs(evs []state.RoutingEvent) []uint64 {
 }
 
 // wantSeqs checks that evs are exactly the sequences from..to.
-func wantSeqs(t testing.TB, what string, evs []state.RoutingEvent, from, to uint64) {
+func wantSeqs(t testing.TB, what string, evs []api.RoutingEvent, from, to uint64) {
 	t.Helper()
 	var want []uint64
 	for s := from; s <= to; s++ {
@@ -171,7 +171,7 @@ func (s *feedStream) close() {
 }
 
 // next returns the next event, skipping (and counting) blank lines.
-func (s *feedStream) next(t testing.TB) state.RoutingEvent {
+func (s *feedStream) next(t testing.TB) api.RoutingEvent {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
@@ -184,7 +184,7 @@ func (s *feedStream) next(t testing.TB) state.RoutingEvent {
 				s.blanks++
 				continue
 			}
-			var e state.RoutingEvent
+			var e api.RoutingEvent
 			if err := json.Unmarshal([]byte(l), &e); err != nil {
 				t.Fatalf("feed line %q: %v", l, err)
 			}
@@ -196,9 +196,9 @@ func (s *feedStream) next(t testing.TB) state.RoutingEvent {
 }
 
 // nextN returns the next n events.
-func (s *feedStream) nextN(t testing.TB, n int) []state.RoutingEvent {
+func (s *feedStream) nextN(t testing.TB, n int) []api.RoutingEvent {
 	t.Helper()
-	var out []state.RoutingEvent
+	var out []api.RoutingEvent
 	for range n {
 		out = append(out, s.next(t))
 	}

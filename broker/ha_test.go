@@ -89,7 +89,7 @@ func TestMakeHA(t *testing.T) {
 			}
 			before := c.gears(t, "demo", name)
 			seq := c.lastSeq(t)
-			var a app
+			var a api.App
 			r := c.ok(t, "POST", appPath("demo", name, "/events"), demo, url.Values{"event": {tt.event}}, &a)
 			if want := "Application " + name + " is now ha"; r.text() != want {
 				t.Fatalf("message %q, want %q", r.text(), want)
@@ -214,7 +214,7 @@ func TestHAMultiplier(t *testing.T) {
 		wantErr(t, c.do(t, "PUT", path, admin, url.Values{}), 422, "Pass ha_multiplier")
 		wantErr(t, c.do(t, "PUT", appPath("demo", "ghost"), admin, url.Values{"ha_multiplier": {"3"}}), 404, "not found")
 	})
-	var a app
+	var a api.App
 	r := c.ok(t, "PUT", appPath("demo", "web"), admin, url.Values{"ha_multiplier": {"3"}}, &a)
 	if a.HAMultiplier != 3 || r.text() != "HA multiplier of web set to 3." {
 		t.Fatalf("app %+v, %q", a, r.text())
@@ -265,7 +265,7 @@ func TestHAMultiplier(t *testing.T) {
 	if lbs := lbOrdinals(c.gears(t, "demo", "web")); len(lbs) != 2 {
 		t.Fatalf("m=0 at 8 gears: LB gears %v", lbs)
 	}
-	var shown app
+	var shown api.App
 	c.ok(t, "PUT", appPath("demo", "web"), admin, url.Values{"ha_multiplier": {"2"}}, &shown)
 	gs := c.gears(t, "demo", "web")
 	if lbs := lbOrdinals(gs); len(lbs) != 4 || shown.LB.Gears != 4 {
@@ -446,7 +446,7 @@ func TestDisableHA(t *testing.T) {
 				c.event(t, demo, "demo", name, "make-ha")
 			}
 			seq := c.lastSeq(t)
-			var a app
+			var a api.App
 			r := c.ok(t, "POST", appPath("demo", name, "/events"), demo, url.Values{"event": {"disable-ha"}}, &a)
 			if want := "Application " + name + " is no longer ha"; r.text() != want {
 				t.Fatalf("message %q", r.text())

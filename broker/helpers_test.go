@@ -262,17 +262,11 @@ type rawBody struct {
 type response struct {
 	code   int
 	header http.Header
-	env    envelope
-	raw    string
-}
-
-// envelope is the API's response envelope with data left undecoded.
-type envelope struct {
-	Type     string          `json:"type"`
-	Status   string          `json:"status"`
-	Messages []api.Message   `json:"messages"`
-	Data     json.RawMessage `json:"data"`
-	Version  string          `json:"version"`
+	// env is the envelope; its Data is left nil, the data being in data,
+	// undecoded (JSON null as "null").
+	env  api.Envelope
+	data json.RawMessage
+	raw  string
 }
 
 // text is the messages' texts, joined.
@@ -287,8 +281,8 @@ func (r response) text() string {
 // decode decodes the envelope's data into v.
 func (r response) decode(t testing.TB, v any) {
 	t.Helper()
-	if err := json.Unmarshal(r.env.Data, v); err != nil {
-		t.Fatalf("decode data %s: %v", r.env.Data, err)
+	if err := json.Unmarshal(r.data, v); err != nil {
+		t.Fatalf("decode data %s: %v", r.data, err)
 	}
 }
 
@@ -342,9 +336,17 @@ func do(t testing.TB, client *http.Client, base, method, path string, who creds,
 	}
 	r := response{code: resp.StatusCode, header: resp.Header, raw: string(raw)}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		var data json.RawMessage
+		r.env.Data = &data
 		if err := json.Unmarshal(raw, &r.env); err != nil {
 			t.Fatalf("%s %s: response is not an envelope: %v\n%s", method, path, err, raw)
 		}
+		// JSON null sets Data to nil and leaves data empty; the tests
+		// that look at the data see it as "null".
+		if r.env.Data == nil {
+			data = json.RawMessage("null")
+		}
+		r.env.Data, r.data = nil, data
 	}
 	return r
 }
@@ -466,29 +468,8 @@ func appPath(ns, app string, rest ...string) string {
 	return "/broker/rest/domains/" + ns + "/applications/" + app + strings.Join(rest, "")
 }
 
-// app is the API's view of an application.
-type app struct {
-	ID           string         `json:"id"`
-	Name         string         `json:"name"`
-	Domain       string         `json:"domain_id"`
-	Owner        string         `json:"owner"`
-	AppURL       string         `json:"app_url"`
-	HAURL        string         `json:"ha_url"`
-	Scalable     bool           `json:"scalable"`
-	HA           bool           `json:"ha"`
-	GearProfile  string         `json:"gear_profile"`
-	Region       string         `json:"region"`
-	State        string         `json:"state"`
-	GearCount    int            `json:"gear_count"`
-	ScalesFrom   int            `json:"scales_from"`
-	ScalesTo     int            `json:"scales_to"`
-	HAMultiplier int            `json:"ha_multiplier"`
-	LB           *api.LBSummary `json:"load_balancers"`
-	Gears        []api.Gear     `json:"gears"`
-}
-
-// lbs returns the app's LB gears.
-func (a app) lbs() []api.Gear {
+// lbGears returns app a's LB gears.
+func lbGears(a api.App) []api.Gear {
 	var out []api.Gear
 	for _, g := range a.Gears {
 		if g.LB {
@@ -499,29 +480,29 @@ func (a app) lbs() []api.Gear {
 }
 
 // createApp creates an app in ns as who with extra parameters.
-func (c *testCluster) createApp(t testing.TB, who creds, ns, name string, extra url.Values) app {
+func (c *testCluster) createApp(t testing.TB, who creds, ns, name string, extra url.Values) api.App {
 	t.Helper()
 	v := url.Values{"name": {name}}
 	for k, vs := range extra {
 		v[k] = vs
 	}
-	var a app
+	var a api.App
 	c.ok(t, "POST", "/broker/rest/domains/"+ns+"/applications", who, v, &a)
 	return a
 }
 
 // show returns the app with its gears.
-func (c *testCluster) show(t testing.TB, who creds, ns, name string) app {
+func (c *testCluster) show(t testing.TB, who creds, ns, name string) api.App {
 	t.Helper()
-	var a app
+	var a api.App
 	c.ok(t, "GET", appPath(ns, name, "?include=gears"), who, nil, &a)
 	return a
 }
 
 // event posts an application event that must succeed.
-func (c *testCluster) event(t testing.TB, who creds, ns, name, ev string) app {
+func (c *testCluster) event(t testing.TB, who creds, ns, name, ev string) api.App {
 	t.Helper()
-	var a app
+	var a api.App
 	c.ok(t, "POST", appPath(ns, name, "/events"), who, url.Values{"event": {ev}}, &a)
 	return a
 }

@@ -19,7 +19,7 @@ func TestMultiplierBeyondNodesStillScales(t *testing.T) {
 	c.domain(t, demo, "demo")
 	c.createApp(t, demo, "demo", "web", url.Values{"ha": {"true"}})
 	c.ok(t, "PUT", appPath("demo", "web"), admin, url.Values{"ha_multiplier": {"1"}}, nil)
-	var a app
+	var a api.App
 	for range 3 {
 		a = c.event(t, demo, "demo", "web", "scale-up")
 	}
@@ -27,7 +27,7 @@ func TestMultiplierBeyondNodesStillScales(t *testing.T) {
 		t.Fatalf("gears after three scale-ups: %d, want 5", a.GearCount)
 	}
 	a = c.show(t, demo, "demo", "web")
-	lbs := a.lbs()
+	lbs := lbGears(a)
 	if len(lbs) != 3 {
 		t.Fatalf("LB gears: %d, want one per node (3)", len(lbs))
 	}

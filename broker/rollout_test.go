@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/broker/api"
 	"gearbox/internal/testutil"
 	"gearbox/store/state"
 )
@@ -35,9 +36,9 @@ func (c *testCluster) waitRolloutPasses(t testing.TB, n int64) {
 }
 
 // rollout reads the app's roll-out through the API.
-func (c *testCluster) rollout(t testing.TB, ns, name string) state.Rollout {
+func (c *testCluster) rollout(t testing.TB, ns, name string) api.Rollout {
 	t.Helper()
-	var r state.Rollout
+	var r api.Rollout
 	c.ok(t, "GET", appPath(ns, name, "/rollout"), admin, nil, &r)
 	return r
 }

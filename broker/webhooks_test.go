@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/broker/api"
 	"gearbox/internal/testutil"
 	"gearbox/store"
 	"gearbox/store/state"
@@ -52,7 +53,7 @@ func newReceiver(t testing.TB) *receiver {
 	rv := &receiver{attempts: map[uint64]int{}, answer: func(uint64, int) int { return http.StatusNoContent }}
 	rv.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		var e state.RoutingEvent
+		var e api.RoutingEvent
 		json.Unmarshal(body, &e)
 		rv.mu.Lock()
 		n := rv.attempts[e.Seq]
@@ -113,35 +114,25 @@ func span(from, to uint64) []uint64 {
 	return out
 }
 
-// webhook is the API's view of a webhook.
-type webhook struct {
-	ID        string `json:"id"`
-	URL       string `json:"url"`
-	CreatedBy string `json:"created_by"`
-	After     uint64 `json:"after"`
-	Pending   uint64 `json:"pending"`
-	LastError string `json:"last_error"`
-	Secret    string `json:"secret"`
-}
-
-func (c *testCluster) createWebhook(t testing.TB, v url.Values) webhook {
+// createWebhook creates a webhook as admin with parameters v.
+func (c *testCluster) createWebhook(t testing.TB, v url.Values) api.Webhook {
 	t.Helper()
-	var h webhook
+	var h api.Webhook
 	c.ok(t, "POST", "/broker/rest/routing/webhooks", admin, v, &h)
 	return h
 }
 
 // webhook returns webhook id as listed.
-func (c *testCluster) webhook(t testing.TB, id string) (webhook, bool) {
+func (c *testCluster) webhook(t testing.TB, id string) (api.Webhook, bool) {
 	t.Helper()
-	var hs []webhook
+	var hs []api.Webhook
 	c.ok(t, "GET", "/broker/rest/routing/webhooks", admin, nil, &hs)
 	for _, h := range hs {
 		if h.ID == id {
 			return h, true
 		}
 	}
-	return webhook{}, false
+	return api.Webhook{}, false
 }
 
 // waitDelivered waits until webhook id of rv got exactly want, in order.
@@ -175,7 +166,7 @@ func TestWebhooks(t *testing.T) {
 	waitDelivered(t, rv, old.ID, span(1, last))
 
 	for _, d := range rv.deliveries(h.ID) {
-		var e state.RoutingEvent
+		var e api.RoutingEvent
 		if err := json.Unmarshal(d.body, &e); err != nil || d.header != strconv.FormatUint(e.Seq, 10) {
 			t.Errorf("delivery %s: header %s, body %s (%v)", d.header, d.header, d.body, err)
 		}
