@@ -1,7 +1,6 @@
 package lb
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"io"
@@ -9,8 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -244,10 +241,13 @@ func front(t testing.TB, p *Pool) (string, *http.Client) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fs := NewFastServer(p)
-		go fs.Serve(ln)
-		t.Cleanup(func() { fs.Close() })
-		fastServers.Store(p, fs)
+		ff := &fastFront{fs: NewFastServer(p), served: make(chan struct{})}
+		go func() {
+			defer close(ff.served)
+			ff.fs.Serve(ln)
+		}()
+		t.Cleanup(func() { ff.fs.Close() })
+		fastServers.Store(p, ff)
 		url = "http://" + ln.Addr().String()
 	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
@@ -255,14 +255,36 @@ func front(t testing.TB, p *Pool) (string, *http.Client) {
 	return url, &http.Client{Transport: tr}
 }
 
-// fastServers holds the FastServer that front started for each pool.
+// fastFront is a FastServer that front started.
+type fastFront struct {
+	fs     *FastServer
+	served chan struct{} // closed when Serve returns
+}
+
+// fastServers holds the fastFront that front started for each pool.
 var fastServers sync.Map
 
 // closeFront closes the server front started for p, if it is a
 // FastServer (an httptest server is closed by the test's cleanup).
 func closeFront(p *Pool) {
-	if fs, ok := fastServers.Load(p); ok {
-		fs.(*FastServer).Close()
+	if ff, ok := fastServers.Load(p); ok {
+		ff.(*fastFront).fs.Close()
+	}
+}
+
+// frontServing reports whether the FastServer front started for p still
+// runs Serve. Leak checks ask it because testutil.Goroutines leaves out
+// goroutines started by test code, as Serve's is.
+func frontServing(p *Pool) bool {
+	ff, ok := fastServers.Load(p)
+	if !ok {
+		return false
+	}
+	select {
+	case <-ff.(*fastFront).served:
+		return false
+	default:
+		return true
 	}
 }
 
@@ -354,32 +376,9 @@ func statusOf(t testing.TB, p *Pool, id string) BackendStatus {
 	return BackendStatus{}
 }
 
-// lbGoroutines returns the stacks, by goroutine id, of goroutines that run
-// pool code or that net/http runs for backend connections.
-func lbGoroutines() map[string]string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	out := make(map[string]string)
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		stack := string(g)
-		if !strings.Contains(stack, "gearbox/lb.") && !strings.Contains(stack, "net/http.(*persistConn)") {
-			continue
-		}
-		if strings.Contains(stack, "lb.lbGoroutines") {
-			continue
-		}
-		id, _, _ := strings.Cut(strings.TrimPrefix(stack, "goroutine "), " ")
-		out[id] = stack
-	}
-	return out
-}
+// lbGoroutinePatterns match the goroutines that run pool code or that
+// net/http runs for backend connections, for testutil's leak checks.
+var lbGoroutinePatterns = []string{"gearbox/lb.", "net/http.(*persistConn)"}
 
 // ctx is a context for tests that call checkOnce.
 var ctx = context.Background()

@@ -180,8 +180,8 @@ func TestStartClose(t *testing.T) {
 // connections and a WebSocket-like tunnel, closes everything, and checks
 // that no goroutine of the pool or of its backend connections is left.
 func TestNoGoroutineOutlivesClose(t *testing.T) {
-	before := lbGoroutines()
-	func() {
+	before := testutil.Goroutines(lbGoroutinePatterns...)
+	p := func() *Pool {
 		clk := newFakeClock()
 		cfg := testConfig(clk)
 		a, b := newTestBackend(t, "a"), newTestBackend(t, "b")
@@ -200,7 +200,7 @@ func TestNoGoroutineOutlivesClose(t *testing.T) {
 		testutil.WaitFor(t, 5*time.Second, "a round of checks", func() bool { return clk.waiting() == 1 })
 		clk.Advance(cfg.HealthInterval)
 		running := 0
-		for id := range lbGoroutines() {
+		for id := range testutil.Goroutines(lbGoroutinePatterns...) {
 			if _, ok := before[id]; !ok {
 				running++
 			}
@@ -215,21 +215,8 @@ func TestNoGoroutineOutlivesClose(t *testing.T) {
 		}
 		closeFront(p) // the server around the pool is the caller's to close
 		c.Transport.(*http.Transport).CloseIdleConnections()
+		return p
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var leaked []string
-		for id, stack := range lbGoroutines() {
-			if _, ok := before[id]; !ok {
-				leaked = append(leaked, stack)
-			}
-		}
-		if len(leaked) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines outlived Close, for example:\n%s", len(leaked), leaked[0])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitGoroutinesEnd(t, before, 5*time.Second, lbGoroutinePatterns...)
+	testutil.WaitFor(t, 5*time.Second, "the front's Serve to return", func() bool { return !frontServing(p) })
 }
