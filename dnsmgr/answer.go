@@ -66,7 +66,7 @@ func (t *Table) lookup(m *dns.Msg, qname string, qtype uint16) {
 		m.Ns = []dns.RR{t.negativeSOA()}
 		return
 	}
-	if c := n.cname(); c != nil && qtype != dns.TypeCNAME {
+	if c := n.cname(); c != nil && qtype != dns.TypeCNAME && qtype != dns.TypeANY {
 		m.Answer = append(m.Answer, c)
 		// Follow the alias once when it points inside the zone; a
 		// target outside is for the client's resolver.
@@ -89,21 +89,45 @@ func (t *Table) lookup(m *dns.Msg, qname string, qtype uint16) {
 		return
 	}
 	m.Answer = append(m.Answer, rrs...)
-	if qtype == dns.TypeNS || qtype == dns.TypeANY {
+	if qtype == dns.TypeNS {
 		m.Extra = append(m.Extra, n.extra...)
 	}
 }
 
-// data returns n's records of qtype; for ANY, all of them.
+// data returns n's records of qtype; for ANY, its CNAME or the RFC 8482
+// record (see below).
 func (t *Table) data(n *name, qtype uint16) []dns.RR {
 	if qtype != dns.TypeANY {
 		return n.get(qtype)
 	}
-	var all []dns.RR
-	for _, s := range n.sets {
-		all = append(all, s.rrs...)
+	switch {
+	case len(n.sets) == 0:
+		return nil
+	case n.cname() != nil:
+		return n.get(dns.TypeCNAME)
 	}
-	return all
+	return []dns.RR{t.anyHINFO(n.owner)}
+}
+
+// ANY queries get a minimal answer (RFC 8482): every record of a name in
+// one UDP reply is what reflection attacks look for (the apex's SOA, NS
+// records and their addresses are many times the query), and no client
+// needs it: resolvers ask by type. Of the RFC's choices this server
+// takes the synthesized HINFO (section 4.2), whose CPU field says
+// "RFC8482" and OS field is empty, rather than one RRset of the name
+// (section 4.1): its size does not depend on the name (one RRset of an
+// app with a hundred nodes is a hundred A records), and it tells whoever
+// reads it why. A name with a CNAME answers the CNAME alone, as section 4.2
+// asks (the CNAME matches ANY, so it is not followed); a name without
+// records stays NODATA. The answer is the same over TCP, which section 4.4
+// would allow to be complete: a name's records are all there by type.
+// Its TTL is the zone's: an operator changing this rule waits no longer
+// than for any other record.
+
+// anyHINFO is the record that answers ANY at owner.
+func (t *Table) anyHINFO(owner string) dns.RR {
+	return &dns.HINFO{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: seconds(t.opts.TTL)},
+		Cpu: "RFC8482"}
 }
 
 // rcode makes m an empty reply with code c.

@@ -1,6 +1,7 @@
 package dnsmgr
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -107,8 +108,14 @@ func TestAnswer(t *testing.T) {
 			answer: []string{"web-dev.apps.example.com. 30 IN A 10.0.1.1", "web-dev.apps.example.com. 30 IN A 10.0.1.2"}},
 		{name: "app: web gear's node not given", req: query("web-dev.apps.example.com.", dns.TypeAAAA), aa: true,
 			ns: []string{negSOA7}},
-		{name: "app: ANY", req: query("web-dev.apps.example.com.", dns.TypeANY), aa: true,
-			answer: []string{"web-dev.apps.example.com. 30 IN A 10.0.1.1", "web-dev.apps.example.com. 30 IN A 10.0.1.2"}},
+		{name: "app: ANY is minimal (RFC 8482)", req: query("web-dev.apps.example.com.", dns.TypeANY), aa: true,
+			answer: []string{`web-dev.apps.example.com. 30 IN HINFO "RFC8482" ""`}},
+		{name: "apex: ANY is minimal, no additional", req: query("apps.example.com.", dns.TypeANY), aa: true,
+			answer: []string{`apps.example.com. 30 IN HINFO "RFC8482" ""`}},
+		{name: "ANY at a name without records: NODATA", req: query("gone-dev.apps.example.com.", dns.TypeANY), aa: true,
+			ns: []string{negSOA7}},
+		{name: "ANY at a missing name: NXDOMAIN", req: query("nope-dev.apps.example.com.", dns.TypeANY), aa: true,
+			rcode: dns.RcodeNameError, ns: []string{negSOA7}},
 		{name: "app: NODATA for MX", req: query("web-dev.apps.example.com.", dns.TypeMX), aa: true, ns: []string{negSOA7}},
 		{name: "non-scalable app: its gear's node", req: query("solo-dev.apps.example.com.", dns.TypeAAAA), aa: true,
 			answer: []string{"solo-dev.apps.example.com. 30 IN AAAA 2001:db8::3"}},
@@ -201,6 +208,8 @@ func TestAnswerCNAMEMode(t *testing.T) {
 			answer: []string{"ha-claimed-dev.apps.example.com. 30 IN CNAME router.example.net."}},
 		{name: "not for apps that are not HA", req: query("ha-solo-dev.apps.example.com.", dns.TypeA), aa: true,
 			rcode: dns.RcodeNameError, ns: []string{negSOA7}},
+		{name: "ANY gets the CNAME alone", req: query("ha-web-dev.apps.example.com.", dns.TypeANY), aa: true,
+			answer: []string{"ha-web-dev.apps.example.com. 30 IN CNAME router.example.net."}},
 	})
 
 	// A target inside the zone is followed.
@@ -211,6 +220,8 @@ func TestAnswerCNAMEMode(t *testing.T) {
 				"web-dev.apps.example.com. 30 IN A 10.0.1.1", "web-dev.apps.example.com. 30 IN A 10.0.1.2"}},
 		{name: "target in the zone, NODATA", req: query("ha-web-dev.apps.example.com.", dns.TypeMX), aa: true,
 			answer: []string{"ha-web-dev.apps.example.com. 30 IN CNAME web-dev.apps.example.com."}, ns: []string{negSOA7}},
+		{name: "target in the zone, ANY: not followed", req: query("ha-web-dev.apps.example.com.", dns.TypeANY), aa: true,
+			answer: []string{"ha-web-dev.apps.example.com. 30 IN CNAME web-dev.apps.example.com."}},
 	})
 	o.RouterHostname = "missing.apps.example.com"
 	runAnswerCases(t, Build(fixture(), o, 7), []answerCase{
@@ -241,6 +252,65 @@ func TestAnswerRoutingLayerMode(t *testing.T) {
 		{name: "claimant failed", req: query("ha-claimed-dev.apps.example.com.", dns.TypeA), aa: true,
 			ns: []string{negSOA7}},
 	})
+}
+
+// manyServers is the fixture with n more brokers serving DNS, whose
+// apex has n+2 NS records and as many addresses.
+func manyServers(n int) Inputs {
+	in := fixture()
+	for i := range n {
+		name := fmt.Sprintf("broker-with-a-long-name-%02d", i)
+		addr := fmt.Sprintf("10.0.9.%d", i+1)
+		in.Members = append(in.Members, member(name, addr, store.StatusAlive, store.RoleBroker))
+		in.NameServers = append(in.NameServers, state.NameServer{Name: name, Addr: addr})
+	}
+	return in
+}
+
+// TestAnyAmplification sends ANY for the apex of a zone with many name
+// servers, the name with the most records, as a reflection attack would:
+// the reply, from Answer and from the fast path, over UDP and TCP, is one
+// small record, not the name's records.
+func TestAnyAmplification(t *testing.T) {
+	tbl := Build(manyServers(30), testOptions(), 7)
+	apex := tbl.names[tbl.zone]
+	full := new(dns.Msg)
+	full.SetReply(query(testZone, dns.TypeANY))
+	full.Compress = true
+	for _, set := range apex.sets {
+		full.Answer = append(full.Answer, set.rrs...)
+	}
+	full.Extra = apex.extra
+	fb, err := full.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := query(testZone, dns.TypeANY)
+	req.SetEdns0(4096, false)
+	qb, _ := req.Pack()
+	for _, tcp := range []bool{false, true} {
+		m := Answer(tbl, req)
+		Fit(m, req, tcp)
+		ab, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSection(t, "answer", m.Answer, []string{`apps.example.com. 30 IN HINFO "RFC8482" ""`})
+		fast, ok := tbl.appendFast(nil, req, tcp)
+		if !ok {
+			t.Fatalf("tcp %v: ANY not served by the fast path", tcp)
+		}
+		t.Logf("tcp %v: query %d bytes, all records %d bytes, reply %d bytes (fast path %d)", tcp, len(qb), len(fb), len(ab), len(fast))
+		for what, n := range map[string]int{"answer": len(ab), "fast path": len(fast)} {
+			if n > 2*len(qb) || 10*n > len(fb) {
+				t.Errorf("tcp %v: %s reply %d bytes to a %d-byte query, all records %d bytes: want at most twice the query and a tenth of all",
+					tcp, what, n, len(qb), len(fb))
+			}
+		}
+		if m.Truncated {
+			t.Errorf("tcp %v: TC set", tcp)
+		}
+	}
 }
 
 func TestAnswerHAAffixes(t *testing.T) {

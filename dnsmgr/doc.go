@@ -16,7 +16,8 @@
 //   - GEARID-NS.ZONE: the node of every gear.
 //
 // It answers only for its zone (REFUSED otherwise: it is never a
-// resolver), over UDP and TCP, with EDNS0 and truncation, and serves zone
+// resolver), over UDP and TCP, with EDNS0 and truncation, ANY minimally
+// (RFC 8482: a synthesized HINFO record, see answer.go), and serves zone
 // transfers (AXFR) and sends NOTIFY to the secondaries an operator allows,
 // so that BIND or NSD can serve the zone as well.
 //
