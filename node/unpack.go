@@ -14,8 +14,8 @@ import (
 )
 
 // DefaultMaxDeploySize is the default cap, in bytes, on a deployment
-// archive: on its compressed size and on its unpacked size
-// (--max-deploy-size, 512 MiB).
+// archive: on its compressed size, on its unpacked size and on the sum of
+// the sizes its entries declare (--max-deploy-size, 512 MiB).
 const DefaultMaxDeploySize int64 = 512 << 20
 
 // MaxArchiveEntries caps the number of entries of a deployment archive, so
@@ -64,14 +64,21 @@ func unsafeEntry(name, format string, args ...any) error {
 // dest is left as it was. Unpack refuses absolute paths, ".." components,
 // symbolic links that lead out of the tree (also through other links),
 // writing through a symbolic link, hard links, devices, fifos and sockets;
-// it stops once more than limit bytes were read from r or unpacked from
-// the gzip stream, or after MaxArchiveEntries entries. limit <= 0 means
-// DefaultMaxDeploySize.
+// it refuses sparse files (whose declared size costs nothing in the
+// archive), an archive whose entries declare more than limit bytes in all
+// and one of more than MaxArchiveEntries entries; it stops once more than
+// limit bytes were read from r or unpacked from the gzip stream. limit
+// <= 0 means DefaultMaxDeploySize.
+//
+// r is read twice: a first pass checks every header (names, types, sizes,
+// the number of entries) and the gzip checksum without writing anything,
+// so that such an archive is refused before a byte reaches the disk; the
+// second pass writes the entries.
 //
 // Files are created 0644, or 0755 when the archive gives them any
 // execute bit; directories 0755. Owners, times, setuid, setgid and sticky
 // bits of the archive are ignored.
-func Unpack(r io.Reader, dest string, limit int64) (err error) {
+func Unpack(r io.ReadSeeker, dest string, limit int64) (err error) {
 	if limit <= 0 {
 		limit = DefaultMaxDeploySize
 	}
@@ -91,6 +98,16 @@ func Unpack(r io.Reader, dest string, limit int64) (err error) {
 	}()
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return fmt.Errorf("unpack into %s: %w", dest, err)
+	}
+	start, err := r.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return fmt.Errorf("unpack: archive: %w", err)
+	}
+	if err := walk(r, limit, nil); err != nil {
+		return err
+	}
+	if _, err := r.Seek(start, io.SeekStart); err != nil {
+		return fmt.Errorf("unpack: rewind archive: %w", err)
 	}
 	if err := extract(r, tmp, limit); err != nil {
 		return err
@@ -160,13 +177,42 @@ func (c *countingReader) tooLarge() error {
 
 // extract unpacks the archive into root, an empty directory.
 func extract(r io.Reader, root string, limit int64) error {
+	var links []string // symbolic links, checked once every entry is in place
+	err := walk(r, limit, func(tr *tar.Reader, hdr *tar.Header, rel string) error {
+		if err := extractEntry(tr, hdr, root, rel); err != nil {
+			return err
+		}
+		if hdr.Typeflag == tar.TypeSymlink {
+			links = append(links, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		if err := confined(root, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walk reads the archive from r, checks every header and calls visit, if
+// it is not nil, for each entry but the root directory, with rel its
+// clean slash path. Without visit the entries' data is only read through.
+// It fails at the first header refused, when the sizes the entries
+// declare add up to more than limit, or when more than limit bytes were
+// read from r or unpacked from the gzip stream; it reads the gzip stream
+// to its end, so that its checksum is verified.
+func walk(r io.Reader, limit int64, visit func(tr *tar.Reader, hdr *tar.Header, rel string) error) error {
 	zr, err := gzip.NewReader(&countingReader{r: r, max: limit, what: "compressed archive"})
 	if err != nil {
 		return fmt.Errorf("unpack: not a gzip-compressed archive: %w", err)
 	}
 	unzipped := &countingReader{r: zr, max: limit, what: "unpacked archive"}
 	tr := tar.NewReader(unzipped)
-	var links []string // symbolic links, checked once every entry is in place
+	var declared int64 // the sizes of the entries so far
 	for n := 0; ; n++ {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -178,34 +224,55 @@ func extract(r io.Reader, root string, limit int64) error {
 		if n >= maxEntries {
 			return &ArchiveError{Entry: hdr.Name, Reason: fmt.Sprintf("the archive has more than %d entries", maxEntries), Err: ErrArchiveTooLarge}
 		}
+		if err := checkType(hdr); err != nil {
+			return err
+		}
+		// The sum, not each size alone: the data of an entry need not be
+		// in the archive (a sparse file's holes, a header that lies), so
+		// what was read so far does not bound what would be written.
+		if hdr.Size > limit-declared || hdr.Size > limit-unzipped.n {
+			return &ArchiveError{Entry: hdr.Name, Reason: fmt.Sprintf("its %d bytes take the archive over the limit of %d bytes", hdr.Size, limit), Err: ErrArchiveTooLarge}
+		}
+		declared += hdr.Size
 		rel, err := entryPath(hdr.Name)
 		if err != nil {
 			return err
 		}
-		if rel == "" {
-			continue // the archive's root directory itself
+		if rel == "" || visit == nil {
+			continue // the archive's root directory itself, or a check only
 		}
-		if hdr.Size > limit-unzipped.n {
-			return &ArchiveError{Entry: hdr.Name, Reason: fmt.Sprintf("its %d bytes take the archive over the limit of %d bytes", hdr.Size, limit), Err: ErrArchiveTooLarge}
-		}
-		if err := extractEntry(tr, hdr, root, rel); err != nil {
+		if err := visit(tr, hdr, rel); err != nil {
 			return err
 		}
-		if hdr.Typeflag == tar.TypeSymlink {
-			links = append(links, rel)
-		}
 	}
-	// Read the gzip stream to its end so that its checksum is verified:
-	// a truncated or corrupted archive is refused, not half deployed.
 	if _, err := io.Copy(io.Discard, unzipped); err != nil {
 		return fmt.Errorf("unpack: read archive: %w", err)
 	}
-	for _, l := range links {
-		if err := confined(root, l); err != nil {
-			return err
+	return nil
+}
+
+// checkType refuses the entry types Unpack does not write: hard links,
+// devices, fifos, sparse files and any type it does not know.
+func checkType(hdr *tar.Header) error {
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return unsafeEntry(hdr.Name, "sparse files are not supported (PAX record %s); archive the file without --sparse", k)
 		}
 	}
-	return nil
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink:
+		return nil
+	case tar.TypeGNUSparse:
+		return unsafeEntry(hdr.Name, "sparse files are not supported (GNU sparse entry); archive the file without --sparse")
+	case tar.TypeLink:
+		return unsafeEntry(hdr.Name, "hard links are not supported (link to %q); archive the file itself, e.g. tar --hard-dereference", hdr.Linkname)
+	case tar.TypeChar, tar.TypeBlock:
+		return unsafeEntry(hdr.Name, "device files are not allowed")
+	case tar.TypeFifo:
+		return unsafeEntry(hdr.Name, "fifos are not allowed")
+	default:
+		return unsafeEntry(hdr.Name, "unsupported entry type %q", hdr.Typeflag)
+	}
 }
 
 // entryPath validates an entry's name and returns it as a clean slash
@@ -234,16 +301,8 @@ func entryPath(name string) (string, error) {
 
 // extractEntry creates one entry at rel under root.
 func extractEntry(tr *tar.Reader, hdr *tar.Header, root, rel string) error {
-	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink:
-	case tar.TypeLink:
-		return unsafeEntry(hdr.Name, "hard links are not supported (link to %q); archive the file itself, e.g. tar --hard-dereference", hdr.Linkname)
-	case tar.TypeChar, tar.TypeBlock:
-		return unsafeEntry(hdr.Name, "device files are not allowed")
-	case tar.TypeFifo:
-		return unsafeEntry(hdr.Name, "fifos are not allowed")
-	default:
-		return unsafeEntry(hdr.Name, "unsupported entry type %q", hdr.Typeflag)
+	if err := checkType(hdr); err != nil {
+		return err
 	}
 	if err := makeParents(root, rel, hdr.Name); err != nil {
 		return err

@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -323,6 +325,7 @@ func FuzzUnpack(f *testing.F) {
 	f.Add(tarGz(f, tarFile("a", "x"), tarEntry{name: "b", typ: tar.TypeLink, link: "a"}))
 	f.Add(tarGz(f, tarEntry{name: "null", typ: tar.TypeChar}))
 	f.Add(gzipBomb(f, 1<<17))
+	f.Add(sparseArchive(f, "pax-0.1", 2, 1<<15))
 	f.Add([]byte("not gzip"))
 	f.Fuzz(func(t *testing.T, archive []byte) {
 		sb := newSandbox(t)
@@ -343,4 +346,169 @@ func FuzzUnpack(f *testing.F) {
 			return nil
 		})
 	})
+}
+
+// rawHeader is the 512-byte tar header block of an entry of type typ and
+// format f, whose data is size bytes; patch, if not nil, edits the block
+// before its checksum is computed. It writes headers that tar.Writer
+// refuses or rewrites (PAX extended headers of any content, GNU sparse
+// entries).
+func rawHeader(t testing.TB, name string, typ byte, f tar.Format, size int64, patch func(b []byte)) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: size, Format: f}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Flush()
+	b := slices.Clone(buf.Bytes()[:512])
+	b[156] = typ
+	if patch != nil {
+		patch(b)
+	}
+	copy(b[148:156], "        ")
+	var sum int64
+	for _, c := range b {
+		sum += int64(c)
+	}
+	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
+
+// padded is b followed by zeros up to a multiple of 512 bytes.
+func padded(b []byte) []byte {
+	return append(b, make([]byte, -len(b)&511)...)
+}
+
+// paxRecords is the data of a PAX extended header holding kv, pairs of
+// keys and values.
+func paxRecords(kv ...string) []byte {
+	var out []byte
+	for i := 0; i < len(kv); i += 2 {
+		rec := " " + kv[i] + "=" + kv[i+1] + "\n"
+		n := len(rec)
+		for len(strconv.Itoa(n))+len(rec) != n {
+			n = len(strconv.Itoa(n)) + len(rec)
+		}
+		out = append(out, strconv.Itoa(n)+rec...)
+	}
+	return out
+}
+
+// sparseArchive is a gzip-compressed tar archive of n sparse files, each
+// declaring size bytes (all zeros but the first) while holding one byte
+// of data, in the GNU sparse format named by format: "pax-0.0",
+// "pax-0.1", "pax-1.0" or "gnu" (the old type 'S').
+func sparseArchive(t testing.TB, format string, n int, size int64) []byte {
+	t.Helper()
+	var raw []byte
+	for i := range n {
+		name := fmt.Sprintf("f%02d", i)
+		real := strconv.FormatInt(size, 10)
+		var recs []byte
+		data, phys := []byte{1}, int64(1) // the data, and its size in the archive
+		switch format {
+		case "pax-0.0":
+			recs = paxRecords("GNU.sparse.size", real, "GNU.sparse.numblocks", "1", "GNU.sparse.offset", "0", "GNU.sparse.numbytes", "1")
+		case "pax-0.1":
+			recs = paxRecords("GNU.sparse.size", real, "GNU.sparse.numblocks", "1", "GNU.sparse.map", "0,1")
+		case "pax-1.0":
+			recs = paxRecords("GNU.sparse.major", "1", "GNU.sparse.minor", "0", "GNU.sparse.name", name, "GNU.sparse.realsize", real)
+			data, phys = append(padded([]byte("1\n0\n1\n")), data...), 512+1 // the map, then the data
+		case "gnu":
+			raw = append(raw, rawHeader(t, name, tar.TypeGNUSparse, tar.FormatGNU, 1, func(b []byte) {
+				copy(b[386:], "00000000000\x00")              // offset of the first fragment
+				copy(b[398:], "00000000001\x00")              // its length
+				copy(b[483:], fmt.Sprintf("%011o\x00", size)) // the file's real size
+			})...)
+			raw = append(raw, padded(data)...)
+			continue
+		default:
+			t.Fatalf("unknown sparse format %q", format)
+		}
+		raw = append(raw, rawHeader(t, "PaxHeaders/"+name, tar.TypeXHeader, tar.FormatUSTAR, int64(len(recs)), nil)...)
+		raw = append(raw, padded(recs)...)
+		raw = append(raw, rawHeader(t, name, tar.TypeReg, tar.FormatUSTAR, phys, nil)...)
+		raw = append(raw, padded(data)...)
+	}
+	raw = append(raw, make([]byte, 1024)...)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(raw)
+	zw.Close()
+	return buf.Bytes()
+}
+
+// watchedReader reads an archive a byte at a time and, before each read,
+// measures the bytes of the files under dir, keeping the peak: what
+// Unpack wrote before it refused the archive, even though it removes
+// everything when it does.
+type watchedReader struct {
+	r    *bytes.Reader
+	dir  string
+	peak int64
+}
+
+func (w *watchedReader) Read(p []byte) (int, error) {
+	var n int64
+	filepath.WalkDir(w.dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	w.peak = max(w.peak, n)
+	if len(p) > 1 {
+		p = p[:1]
+	}
+	return w.r.Read(p)
+}
+
+func (w *watchedReader) Seek(off int64, whence int) (int64, error) { return w.r.Seek(off, whence) }
+
+// The attack of issue #12 (item 9): an archive of a few KiB whose entries
+// are sparse files, each declaring half the limit, so that every
+// entry passes a check of its own size and the node writes n times the
+// limit. Every GNU sparse format is refused, before anything is written.
+func TestUnpackRefusesSparse(t *testing.T) {
+	const limit = 1 << 20
+	for _, format := range []string{"pax-0.0", "pax-0.1", "pax-1.0", "gnu"} {
+		t.Run(format, func(t *testing.T) {
+			archive := sparseArchive(t, format, 20, limit/2)
+			sb := newSandbox(t)
+			w := &watchedReader{r: bytes.NewReader(archive), dir: sb.outer}
+			err := Unpack(w, sb.dest, limit)
+			if !errors.Is(err, ErrUnsafeArchive) || !strings.Contains(err.Error(), "sparse files are not supported") {
+				t.Fatalf("Unpack of a %d-byte archive of sparse files: %v (wrote up to %d bytes), want a sparse ErrUnsafeArchive", len(archive), err, w.peak)
+			}
+			if w.peak != 0 {
+				t.Fatalf("%d bytes written before the archive was refused", w.peak)
+			}
+			sb.check(t, false)
+		})
+	}
+}
+
+// An archive whose entries are each under the limit but declare more
+// than it in all is refused before any entry is written, not once the
+// entry that crosses the limit comes.
+func TestUnpackRefusesDeclaredSum(t *testing.T) {
+	const limit = 1 << 20
+	zeros := strings.Repeat("\x00", limit/8)
+	var entries []tarEntry
+	for i := range 12 {
+		entries = append(entries, tarFile(fmt.Sprintf("f%02d", i), zeros))
+	}
+	sb := newSandbox(t)
+	w := &watchedReader{r: bytes.NewReader(tarGz(t, entries...)), dir: sb.outer}
+	err := Unpack(w, sb.dest, limit)
+	if !errors.Is(err, ErrArchiveTooLarge) {
+		t.Fatalf("Unpack: %v, want ErrArchiveTooLarge", err)
+	}
+	if w.peak != 0 {
+		t.Fatalf("%d bytes written before the archive was refused", w.peak)
+	}
+	sb.check(t, false)
 }
