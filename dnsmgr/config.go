@@ -92,6 +92,24 @@ type Config struct {
 	// negative: none.
 	NotifyRetries int
 
+	// RateLimit is how many UDP responses a second one client prefix (a
+	// /24 of IPv4, a /56 of IPv6) gets: response-rate limiting, as in
+	// NSD and BIND, so that queries with a forged source cannot make the
+	// server flood their victim (see ratelimit.go). Replies above it are
+	// dropped, but every RateSlip-th, sent empty and truncated so that
+	// real clients retry over TCP, which is not limited. DefaultConfig:
+	// DefaultRateLimit (200); 0: no limit (tests and benchmarks, which
+	// send everything from one address).
+	RateLimit int
+	// RateBurst is how many responses a prefix gets at once, above the
+	// rate. Default a quarter of RateLimit (50 at the default rate), at
+	// least 1.
+	RateBurst int
+	// RateSlip sends every RateSlip-th limited response empty with TC
+	// set, and drops the others. Default DefaultRateSlip (2); 1: every
+	// one truncated; negative: all dropped.
+	RateSlip int
+
 	// RebuildDelay is how long changes are gathered before the table is
 	// rebuilt, so that a burst of writes costs one rebuild. Rebuilds are
 	// also spaced by at least twice the time the last one took. Default
@@ -115,6 +133,7 @@ func DefaultConfig(st *store.Store, zone string) Config {
 		ManageHADNS:   true,
 		NotifyTimeout: DefaultNotifyTimeout,
 		NotifyRetries: DefaultNotifyRetries,
+		RateLimit:     DefaultRateLimit,
 		RebuildDelay:  DefaultRebuildDelay,
 		Logger:        zerolog.Nop(),
 	}
@@ -152,6 +171,17 @@ func (c *Config) validate() (acl []netip.Prefix, notify []netip.AddrPort, err er
 	}
 	if c.RebuildDelay <= 0 {
 		c.RebuildDelay = DefaultRebuildDelay
+	}
+	switch {
+	case c.RateLimit < 0 || c.RateLimit > int(time.Second):
+		errs = append(errs, fmt.Errorf("RateLimit %d: want responses a second per client prefix, 1 to %d, or 0 for no limit", c.RateLimit, int(time.Second)))
+	case c.RateBurst < 0 || c.RateBurst > int(time.Second):
+		errs = append(errs, fmt.Errorf("RateBurst %d: want 1 to %d, or 0 for a quarter of RateLimit", c.RateBurst, int(time.Second)))
+	case c.RateBurst == 0:
+		c.RateBurst = max(c.RateLimit/rateBurstDivisor, 1)
+	}
+	if c.RateSlip == 0 {
+		c.RateSlip = DefaultRateSlip
 	}
 	acl, notify, err = ParseAllowTransfer(c.AllowTransfer)
 	if err != nil {

@@ -17,9 +17,11 @@
 //
 // It answers only for its zone (REFUSED otherwise: it is never a
 // resolver), over UDP and TCP, with EDNS0 and truncation, ANY minimally
-// (RFC 8482: a synthesized HINFO record, see answer.go), and serves zone
-// transfers (AXFR) and sends NOTIFY to the secondaries an operator allows,
-// so that BIND or NSD can serve the zone as well.
+// (RFC 8482: a synthesized HINFO record, see answer.go), with a limit of
+// UDP responses per client prefix so that forged queries cannot aim it at
+// a victim (ratelimit.go), and serves zone transfers (AXFR) and sends
+// NOTIFY to the secondaries an operator allows, so that BIND or NSD can
+// serve the zone as well.
 //
 // Build and Answer are pure: they turn plain inputs into a Table and a
 // query into a reply, and are what most tests call. Server wires them to

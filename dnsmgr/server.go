@@ -55,6 +55,11 @@ type Server struct {
 	// anyone may ask, and a scan must not flood the log.
 	refusals zerolog.Logger
 	refused  atomic.Int64 // zone transfers refused since New
+	// rrl limits UDP responses per client prefix; nil: no limit.
+	rrl *rateLimiter
+	// limitLog logs rate-limited prefixes, a burst a minute.
+	limitLog zerolog.Logger
+	limited  atomic.Int64 // responses dropped or slipped since New
 }
 
 // New checks cfg and returns a Server that is not started.
@@ -68,6 +73,10 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger.With().Str("component", "dns").Logger(),
 		members: cfg.Store.Members, now: time.Now, notifyC: make(chan struct{}, 1)}
 	s.refusals = s.log.Sample(&zerolog.BurstSampler{Burst: refusalLogBurst, Period: time.Minute})
+	s.limitLog = s.log.Sample(&zerolog.BurstSampler{Burst: limitLogBurst, Period: time.Minute})
+	if cfg.RateLimit > 0 {
+		s.rrl = newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.RateSlip, rateTableSize, s.now())
+	}
 	s.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
 	return s, nil
 }

@@ -54,6 +54,9 @@ func startServer(t testing.TB, st *store.Store, members func() []store.Member, m
 	cfg.Addr = "127.0.0.1:0"
 	cfg.RebuildDelay = 10 * time.Millisecond
 	cfg.Logger = testLogger()
+	// Tests send every query from one address; the tests of the limit
+	// turn it on.
+	cfg.RateLimit = 0
 	for _, m := range mutate {
 		m(&cfg)
 	}
@@ -578,6 +581,9 @@ func TestConfigValidation(t *testing.T) {
 		{"router hostname without managing", func(c *Config) { c.RouterHostname = "r.example.com"; c.ManageHADNS = false }, "ManageHADNS"},
 		{"bad transfer peer", func(c *Config) { c.AllowTransfer = []string{"host.example.com"} }, "AllowTransfer"},
 		{"transfer peers", func(c *Config) { c.AllowTransfer = []string{"192.0.2.1", "[2001:db8::1]:5353", "10.0.0.0/8"} }, ""},
+		{"negative rate limit", func(c *Config) { c.RateLimit = -1 }, "RateLimit"},
+		{"no rate limit", func(c *Config) { c.RateLimit = 0 }, ""},
+		{"negative rate burst", func(c *Config) { c.RateBurst = -1 }, "RateBurst"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -162,13 +162,29 @@ func (s *Server) logUDPError(err error, msg string) {
 
 // servePacket answers the packet b as miekg/dns's server does: nothing
 // for a packet too short to have a header or that is a response, FORMERR
-// for one that does not unpack, else the handler's reply.
+// for one that does not unpack, else the handler's reply. Every reply
+// goes by the rate limit first: one limited is dropped before the packet
+// is even unpacked, or sent empty with TC set when it slips.
 func (h handler) servePacket(w dns.ResponseWriter, b []byte) {
 	if len(b) < 12 || b[2]&0x80 != 0 {
 		return
 	}
+	verdict := rateAllow
+	if !h.tcp {
+		verdict = h.s.limit(w.RemoteAddr())
+	}
+	if verdict == rateDrop {
+		return
+	}
 	req := new(dns.Msg)
-	if err := req.Unpack(b); err != nil {
+	err := req.Unpack(b)
+	switch {
+	case verdict == rateSlip && err == nil:
+		w.WriteMsg(truncated(req))
+		return
+	case verdict == rateSlip:
+		return
+	case err != nil:
 		m := new(dns.Msg)
 		m.Id = uint16(b[0])<<8 | uint16(b[1])
 		m.Response = true
