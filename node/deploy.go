@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -21,16 +22,22 @@ import (
 	"gearbox/store/state"
 )
 
-// deployment is a deployment made ready on this node: unpacked in dir and,
-// if its manifest asks, built.
+// deployment is a deployment of an app made ready on this node: unpacked
+// in dir and, if its manifest asks, built for that app.
 type deployment struct {
 	id       string
 	dir      string
 	manifest Manifest
 }
 
-// deployJob is the preparation of one deployment on this node: fetched,
-// verified, unpacked and built once, whichever gears ask for it.
+// depKey names a deployment of an app. Deployments are prepared per app:
+// two apps that upload the same archive share its id (and the archive a
+// node keeps), but each gets a tree of its own, built with its own env.
+type depKey struct{ app, id string }
+
+// deployJob is the preparation of one deployment of an app on this node:
+// fetched, verified, unpacked and built once, whichever of the app's
+// gears ask for it.
 type deployJob struct {
 	running bool
 	phase   string // state.GearDeploying or state.GearBuilding while running
@@ -48,7 +55,7 @@ type deployer struct {
 	http *http.Client
 
 	mu   sync.Mutex
-	jobs map[string]*deployJob // by deployment id
+	jobs map[depKey]*deployJob
 }
 
 func newDeployer(s *Supervisor) *deployer {
@@ -57,23 +64,51 @@ func newDeployer(s *Supervisor) *deployer {
 		ResponseHeaderTimeout: 30 * time.Second,
 		DisableKeepAlives:     true,
 	}
-	return &deployer{s: s, http: &http.Client{Transport: tr}, jobs: make(map[string]*deployJob)}
+	return &deployer{s: s, http: &http.Client{Transport: tr}, jobs: make(map[depKey]*deployJob)}
 }
 
 func (dp *deployer) root() string { return filepath.Join(dp.s.cfg.DataDir, "deployments") }
 
-// dir returns where deployment id is unpacked.
-func (dp *deployer) dir(id string) string { return filepath.Join(dp.root(), id) }
+// appsDir holds a directory per app (appDirName) with the trees of the
+// app's deployments: DATA_DIR/deployments/apps/NS+NAME/ID, its build
+// marker ID.built and build log ID.build.log. The archives, shared by
+// every app, are DATA_DIR/deployments/ID.tar.gz.
+func (dp *deployer) appsDir() string { return filepath.Join(dp.root(), "apps") }
 
-// peek returns deployment id if it is ready on this node, without
-// preparing it.
-func (dp *deployer) peek(id string) *deployment {
-	dp.mu.Lock()
-	defer dp.mu.Unlock()
-	if j := dp.jobs[id]; j != nil {
-		return j.ready
+// appDirName is the name of app's directory under appsDir: its key
+// "NS/NAME" as NS+NAME, refused unless both are plain names.
+func appDirName(app string) (string, error) {
+	ns, name, ok := strings.Cut(app, "/")
+	if !ok || !plainName(ns) || !plainName(name) {
+		return "", fmt.Errorf("app %q is not NAMESPACE/NAME", app)
 	}
-	return nil
+	return ns + "+" + name, nil
+}
+
+// plainName reports whether s is a name safe as a path component and
+// without the '+' of appDirName: letters, digits, '-', '_' and '.', not
+// starting with '.'.
+func plainName(s string) bool {
+	if s == "" || s[0] == '.' {
+		return false
+	}
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// dir returns where deployment k.id of app k.app is unpacked and built.
+func (dp *deployer) dir(k depKey) (string, error) {
+	a, err := appDirName(k.app)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dp.appsDir(), a, k.id), nil
 }
 
 // get returns deployment d.deployment once it is ready. Until then it
@@ -87,12 +122,16 @@ func (dp *deployer) get(g *gear, d desired) (dep *deployment, phase string, retr
 	if !internalapi.ValidDeploymentID(id) {
 		return nil, "", 0, fmt.Errorf("deployment id %q is not a sha256 hex digest", id)
 	}
+	k := depKey{app: d.gear.App, id: id}
+	if _, err := appDirName(k.app); err != nil {
+		return nil, "", 0, err
+	}
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
-	j := dp.jobs[id]
+	j := dp.jobs[k]
 	if j == nil {
 		j = &deployJob{waiters: make(map[*gear]bool)}
-		dp.jobs[id] = j
+		dp.jobs[k] = j
 	}
 	if j.ready != nil {
 		return j.ready, "", 0, nil
@@ -106,15 +145,15 @@ func (dp *deployer) get(g *gear, d desired) (dep *deployment, phase string, retr
 		return nil, "", j.retryAt.Sub(now), j.err
 	}
 	j.running, j.phase = true, state.GearDeploying
-	// The build runs with the environment of the gear that asked first
-	// (every gear of the app shares all of it but the gear's own
+	// The build runs with the environment of the app's gear that asked
+	// first (every gear of the app shares all of it but the gear's own
 	// variables), and, when gears are isolated, as that gear's uid within
-	// its limits.
+	// its limits. Another app's gears never share it: the job is the
+	// app's own.
 	env := slices.DeleteFunc(dp.s.gearEnv(d, g.dir, id), func(kv string) bool { return strings.HasPrefix(kv, "PORT=") })
 	bj := dp.s.iso.jail("build-"+short(id), g.uid, d.gear.Size)
-	app := d.gear.App
 	dp.s.wg.Go(func() {
-		dep, err := dp.prepare(dp.s.ctx, app, id, env, bj, func(phase string) {
+		dep, err := dp.prepare(dp.s.ctx, k, env, bj, func(phase string) {
 			dp.mu.Lock()
 			j.phase = phase
 			ws := j.waitersLocked()
@@ -128,10 +167,10 @@ func (dp *deployer) get(g *gear, d desired) (dep *deployment, phase string, retr
 		if err != nil {
 			j.delay = dp.s.cfg.Backoff.Next(j.delay, 0)
 			j.err, j.retryAt = err, time.Now().Add(j.delay)
-			dp.s.log.Warn().Err(err).Str("deployment", id).Dur("retry_in", j.delay).Msg("prepare deployment failed")
+			dp.s.log.Warn().Err(err).Str("app", k.app).Str("deployment", id).Dur("retry_in", j.delay).Msg("prepare deployment failed")
 		} else {
 			j.ready, j.err = dep, nil
-			dp.s.log.Info().Str("deployment", id).Msg("deployment ready")
+			dp.s.log.Info().Str("app", k.app).Str("deployment", id).Msg("deployment ready")
 		}
 		ws := j.waitersLocked()
 		clear(j.waiters)
@@ -160,16 +199,30 @@ func (dp *deployer) forget(g *gear) {
 	}
 }
 
-// prepare makes deployment id of app ready: unpacked (fetched from a
-// holder first unless this node has it) and built if its manifest says so,
-// confined by j if it is set. phase is told when the build starts.
-func (dp *deployer) prepare(ctx context.Context, app, id string, env []string, j *jail, phase func(string)) (*deployment, error) {
-	dir := dp.dir(id)
-	if err := os.MkdirAll(dp.root(), 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", dp.root(), err)
+// prepare makes deployment k ready: unpacked from the archive (fetched
+// from a holder first unless this node keeps it) into the app's own
+// directory and built there if its manifest says so, confined by j if it
+// is set. phase is told when the build starts.
+func (dp *deployer) prepare(ctx context.Context, k depKey, env []string, j *jail, phase func(string)) (*deployment, error) {
+	id := k.id
+	dir, err := dp.dir(k)
+	if err != nil {
+		return nil, err
+	}
+	// Searchable, not listable, by gears, like DATA_DIR/deployments:
+	// a gear reaches its app's deployment by the id it is given.
+	for _, d := range []string{dp.root(), dp.appsDir(), filepath.Dir(dir)} {
+		if err := os.Mkdir(d, 0o711); err == nil {
+			err = os.Chmod(d, 0o711) // past the umask
+		} else if errors.Is(err, os.ErrExist) {
+			err = nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
 	}
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		if err := dp.fetch(ctx, app, id); err != nil {
+		if err := dp.unpack(ctx, k.app, id, dir); err != nil {
 			return nil, err
 		}
 	} else if err != nil {
@@ -180,7 +233,7 @@ func (dp *deployer) prepare(ctx context.Context, app, id string, env []string, j
 		return nil, fmt.Errorf("deployment %s: %w", short(id), err)
 	}
 	if m.Build != "" {
-		marker := filepath.Join(dp.root(), id+".built")
+		marker := dir + ".built"
 		if _, err := os.Stat(marker); err != nil {
 			phase(state.GearBuilding)
 			if err := dp.build(ctx, id, dir, m.Build, env, j); err != nil {
@@ -194,8 +247,29 @@ func (dp *deployer) prepare(ctx context.Context, app, id string, env []string, j
 	return &deployment{id: id, dir: dir, manifest: m}, nil
 }
 
-// fetch downloads deployment id of app from a live member that has it,
-// verifies its sha256 and unpacks it. The members that hold it (the
+// unpack unpacks the archive of deployment id into dir, fetching it
+// first (for app) unless this node keeps it.
+func (dp *deployer) unpack(ctx context.Context, app, id, dir string) error {
+	if _, err := os.Stat(dp.archive(id)); errors.Is(err, os.ErrNotExist) {
+		if err := dp.fetch(ctx, app, id); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	f, err := os.Open(dp.archive(id))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := Unpack(f, dir, dp.s.cfg.MaxDeploySize); err != nil {
+		return fmt.Errorf("unpack deployment %s: %w", short(id), err)
+	}
+	return nil
+}
+
+// fetch downloads the archive of deployment id of app from a live member
+// that has it, verifies its sha256 and keeps it. The members that hold it (the
 // broker that received it) are tried first, then the nodes that run the
 // app's gears, which keep the archives they fetched: losing the broker
 // that received an upload does not lose the deployment.
@@ -254,7 +328,8 @@ func (dp *deployer) sources(app string, holders []string) []string {
 func (dp *deployer) archive(id string) string { return internalapi.BlobFile(dp.root(), id) }
 
 // fetchFrom downloads archive id from the internal API at addr to a
-// temporary file, checks its size and hash, and unpacks it.
+// temporary file, checks its size and hash, and keeps it as
+// dp.archive(id).
 func (dp *deployer) fetchFrom(ctx context.Context, addr, id string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+internalapi.BlobPath(id), nil)
 	if err != nil {
@@ -289,30 +364,28 @@ func (dp *deployer) fetchFrom(ctx context.Context, addr, id string) error {
 	if got := hex.EncodeToString(h.Sum(nil)); got != id {
 		return fmt.Errorf("archive's sha256 is %s, not the deployment's id: %w", short(got), ErrHashMismatch)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := Unpack(f, dp.dir(id), limit); err != nil {
-		return fmt.Errorf("unpack: %w", err)
-	}
-	// Kept (root's alone, 0600) for other members to fetch.
+	// Kept (root's alone, 0600) for the node's apps to unpack and for
+	// other members to fetch.
 	if err := os.Rename(f.Name(), dp.archive(id)); err != nil {
-		dp.s.log.Warn().Err(err).Str("deployment", id).Msg("keep deployment archive failed")
+		return fmt.Errorf("keep archive: %w", err)
 	}
 	return nil
 }
 
-// build runs script with sh -c in deployment id's dir, its output going to
-// DataDir/deployments/ID.build.log.
+// build runs script with sh -c in dir, where deployment id of an app is
+// unpacked, its output going to dir + ".build.log".
 //
 // Confined by j, the build runs as the uid of the gear that asked for the
 // deployment first: the tree is handed to that uid for the build, and
 // taken back by root afterwards, whatever the outcome, read-only for
 // every gear (directories and executables 0755, other files 0644). Its
-// name, the deployment's sha256, is what lets a gear find it:
-// DATA_DIR/deployments cannot be listed by gears.
+// name, the deployment's sha256, is what lets a gear find it: the
+// directories above it cannot be listed by gears.
 func (dp *deployer) build(ctx context.Context, id, dir, script string, env []string, j *jail) (err error) {
-	logPath := filepath.Join(dp.root(), id+".build.log")
+	logPath := dir + ".build.log"
 	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|oNoFollow, 0o600)
 	if err != nil {
 		return fmt.Errorf("create build log: %w", err)
@@ -354,33 +427,95 @@ func (dp *deployer) build(ctx context.Context, id, dir, script string, env []str
 }
 
 // prune removes the deployments prepared on this node that keep does not
-// name (their directory, build marker and build log), unless they are
-// being prepared. It returns the ids removed.
-func (dp *deployer) prune(keep map[string]bool) []string {
-	ents, err := os.ReadDir(dp.root())
-	if err != nil {
-		return nil
-	}
+// name, nor anyApp by id (their directory, build marker and build log),
+// unless they are being prepared, then the directories of apps left with
+// none, and the archives of ids that no deployment kept or being prepared
+// has. It returns the deployments removed, as APP/ID.
+//
+// Trees of the layout before deployments were kept per app
+// (DATA_DIR/deployments/ID) are removed with their archive's id.
+func (dp *deployer) prune(keep map[depKey]bool, anyApp map[string]bool) []string {
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
+	ids := maps.Clone(anyApp) // the ids whose archive stays
+	if ids == nil {
+		ids = make(map[string]bool)
+	}
+	for k := range keep {
+		ids[k.id] = true
+	}
+	for k, j := range dp.jobs {
+		if j.running {
+			ids[k.id] = true
+		}
+	}
 	var removed []string
+	apps, _ := os.ReadDir(dp.appsDir())
+	for _, a := range apps {
+		ns, name, ok := strings.Cut(a.Name(), "+")
+		if !a.IsDir() || !ok {
+			continue
+		}
+		app := ns + "/" + name
+		if an, err := appDirName(app); err != nil || an != a.Name() {
+			continue
+		}
+		adir := filepath.Join(dp.appsDir(), a.Name())
+		ents, err := os.ReadDir(adir)
+		if err != nil {
+			continue
+		}
+		left := 0
+		for _, e := range ents {
+			id := e.Name()
+			k := depKey{app: app, id: id}
+			if !e.IsDir() || !internalapi.ValidDeploymentID(id) {
+				if !strings.HasPrefix(id, ".") { // an unpack under way
+					left++
+				}
+				continue
+			}
+			if keep[k] || anyApp[id] || (dp.jobs[k] != nil && dp.jobs[k].running) {
+				left++
+				continue
+			}
+			dir := filepath.Join(adir, id)
+			if err := os.RemoveAll(dir); err != nil {
+				dp.s.log.Warn().Err(err).Str("app", app).Str("deployment", id).Msg("remove unused deployment failed")
+				left++
+				continue
+			}
+			os.Remove(dir + ".built")
+			os.Remove(dir + ".build.log")
+			delete(dp.jobs, k)
+			removed = append(removed, app+"/"+id)
+		}
+		if left == 0 {
+			os.Remove(adir) // only if empty: an unpack may have begun
+		}
+	}
+	for k, j := range dp.jobs {
+		if !keep[k] && !anyApp[k.id] && !j.running && j.ready == nil {
+			delete(dp.jobs, k) // a failed attempt at a deployment no app keeps
+		}
+	}
+	ents, _ := os.ReadDir(dp.root())
 	for _, e := range ents {
-		id := e.Name()
-		if !e.IsDir() || !internalapi.ValidDeploymentID(id) || keep[id] {
+		id, isArchive := strings.CutSuffix(e.Name(), ".tar.gz")
+		if !internalapi.ValidDeploymentID(id) || ids[id] {
 			continue
 		}
-		if j := dp.jobs[id]; j != nil && j.running {
+		if isArchive {
+			os.Remove(dp.archive(id))
 			continue
 		}
-		if err := os.RemoveAll(dp.dir(id)); err != nil {
-			dp.s.log.Warn().Err(err).Str("deployment", id).Msg("remove unused deployment failed")
-			continue
+		if e.IsDir() { // the layout before deployments were kept per app
+			if err := os.RemoveAll(filepath.Join(dp.root(), id)); err == nil {
+				os.Remove(filepath.Join(dp.root(), id+".built"))
+				os.Remove(filepath.Join(dp.root(), id+".build.log"))
+				removed = append(removed, id)
+			}
 		}
-		os.Remove(filepath.Join(dp.root(), id+".built"))
-		os.Remove(dp.archive(id))
-		os.Remove(filepath.Join(dp.root(), id+".build.log"))
-		delete(dp.jobs, id)
-		removed = append(removed, id)
 	}
 	return removed
 }

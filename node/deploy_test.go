@@ -112,6 +112,11 @@ func (n *testNode) setDeployment(ns, name, id string) {
 	}
 }
 
+// depDir is where n unpacks and builds deployment id of app.
+func (n *testNode) depDir(app, id string) string {
+	return filepath.Join(n.dir, "data", "deployments", "apps", strings.Replace(app, "/", "+", 1), id)
+}
+
 // waitBody waits until GET url answers 200 with a body holding want.
 func waitBody(t *testing.T, url, want string) {
 	t.Helper()
@@ -156,7 +161,7 @@ func TestDeploymentStaticFiles(t *testing.T) {
 	if st := n.waitState(g.ID, state.GearStarted); st.Reason != "" {
 		t.Errorf("status %+v", st)
 	}
-	if fi, err := os.Stat(filepath.Join(n.dir, "data", "deployments", id, "index.html")); err != nil || !fi.Mode().IsRegular() {
+	if fi, err := os.Stat(filepath.Join(n.depDir(state.AppKey("ns", "site"), id), "index.html")); err != nil || !fi.Mode().IsRegular() {
 		t.Errorf("unpacked deployment: %v", err)
 	}
 }
@@ -201,11 +206,10 @@ func TestDeploymentWebCommandAndBuild(t *testing.T) {
 	if c := b.count(id); c != 1 {
 		t.Errorf("archive fetched %d times, want once", c)
 	}
-	deps := filepath.Join(n.dir, "data", "deployments")
-	if _, err := os.Stat(filepath.Join(deps, id+".built")); err != nil {
+	if _, err := os.Stat(n.depDir(app, id) + ".built"); err != nil {
 		t.Errorf("build marker: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(deps, id+".build.log")); err != nil {
+	if _, err := os.Stat(n.depDir(app, id) + ".build.log"); err != nil {
 		t.Errorf("build log: %v", err)
 	}
 }
@@ -221,10 +225,10 @@ func TestDeploymentBuildFails(t *testing.T) {
 	if st.State == state.GearStarted || answers(n.addr(g)) {
 		t.Errorf("a gear whose build failed runs: %+v", st)
 	}
-	if _, err := os.Stat(filepath.Join(n.dir, "data", "deployments", id+".built")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(n.depDir(state.AppKey("ns", "bad"), id) + ".built"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("build marker after a failed build: %v", err)
 	}
-	log, _ := os.ReadFile(filepath.Join(n.dir, "data", "deployments", id+".build.log"))
+	log, _ := os.ReadFile(n.depDir(state.AppKey("ns", "bad"), id) + ".build.log")
 	if !strings.Contains(string(log), "broken") {
 		t.Errorf("build log %q", log)
 	}
@@ -242,7 +246,7 @@ func TestDeploymentBuildTimeout(t *testing.T) {
 	if st.State == state.GearStarted {
 		t.Errorf("a gear whose build timed out runs: %+v", st)
 	}
-	pid, err := os.ReadFile(filepath.Join(n.dir, "data", "deployments", id, "sleeper.pid"))
+	pid, err := os.ReadFile(filepath.Join(n.depDir(state.AppKey("ns", "slow"), id), "sleeper.pid"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +267,7 @@ func TestDeploymentPruned(t *testing.T) {
 	waitBody(t, "http://"+n.addr(g)+"/", "version A")
 	n.setDeployment("ns", "pr", bb)
 	waitBody(t, "http://"+n.addr(g)+"/", "version B")
-	dir := func(id string) string { return filepath.Join(n.dir, "data", "deployments", id) }
+	dir := func(id string) string { return n.depDir(app, id) }
 	if _, err := os.Stat(dir(a)); err != nil {
 		t.Fatalf("deployment A removed while the app keeps it: %v", err)
 	}
@@ -334,8 +338,11 @@ func TestDeploymentHashMismatch(t *testing.T) {
 	if _, body := get(t, "http://"+n.addr(g)+"/", ""); body != "version A" {
 		t.Errorf("GET / after a refused deployment: %q, want version A", body)
 	}
-	if _, err := os.Stat(filepath.Join(n.dir, "data", "deployments", bad)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(n.depDir(app, bad)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("refused deployment unpacked: %v", err)
+	}
+	if n.s.HasBlob(bad) {
+		t.Error("refused archive kept")
 	}
 }
 
@@ -352,7 +359,7 @@ func TestDeploymentUnsafeArchive(t *testing.T) {
 		t.Errorf("status %+v, want the gear down with the entry named", st)
 	}
 	deps := filepath.Join(n.dir, "data", "deployments")
-	for _, p := range []string{filepath.Join(deps, id), filepath.Join(n.dir, "data", "evil"), filepath.Join(deps, "evil")} {
+	for _, p := range []string{n.depDir(state.AppKey("ns", "evil"), id), filepath.Join(n.dir, "data", "evil"), filepath.Join(deps, "evil"), filepath.Join(deps, "apps", "evil")} {
 		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s: %v, want nothing", p, err)
 		}
@@ -427,4 +434,60 @@ func inGearPath(name string) bool {
 		}
 	}
 	return false
+}
+
+// The attack of issue #12 (item 10): two apps upload the same archive,
+// whose build writes the app's env into the tree. Each app gets a build
+// of its own, with its own env, and its gears run it; the archive is
+// fetched and kept once. When one app goes, its build goes; the other's
+// and the archive stay.
+func TestDeploymentBuiltPerApp(t *testing.T) {
+	if !inGearPath("sh") || !inGearPath("cp") || !inGearPath("sleep") {
+		t.Skip("no sh, cp or sleep in the gear PATH")
+	}
+	n, b := newDeployNode(t, func(c *Config) { c.ResyncInterval = 100 * time.Millisecond })
+	archive := tarGz(t, tarFile(ManifestFile, "build: echo \"secret=$APP_SECRET\" > built.txt\n"+
+		"web: cp built.txt \"$GEARBOX_DATA_DIR/seen\"; exec sleep 100\n"))
+	var id string
+	gears := map[string]state.Gear{}
+	seen := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(n.gearDir(gears[name].ID), "data", "seen"))
+		return string(b)
+	}
+	for i, name := range []string{"victim", "attacker"} {
+		app := state.AppKey("ns", name)
+		id = n.deploy(b, app, archive, nil)
+		n.put(state.BucketApps, app, state.App{ID: "a-" + name, Name: name, Domain: "ns", Cartridge: state.CartStatic,
+			State: state.GearStarted, Deployment: id, Deployments: []string{id}, Env: map[string]string{"APP_SECRET": name + "-only"}})
+		g := n.gear(name[:1]+"1", name, "ns", i+1)
+		n.put(state.BucketGears, g.ID, g)
+		gears[name] = g
+		// One after the other: the second app asks once the first's
+		// build is done, as an attacker who uploads a victim's archive.
+		testutil.WaitFor(t, 15*time.Second, "gear of "+name+" runs its build", func() bool { return seen(name) != "" },
+			func() string { st, _ := n.status(g.ID); return fmt.Sprintf("status %+v", st) })
+	}
+	for name := range gears {
+		if got, want := seen(name), "secret="+name+"-only\n"; got != want {
+			t.Errorf("the gear of app %s runs a build that wrote %q, want %q", name, got, want)
+		}
+		if got, _ := os.ReadFile(filepath.Join(n.depDir(state.AppKey("ns", name), id), "built.txt")); string(got) != "secret="+name+"-only\n" {
+			t.Errorf("app %s's built tree holds %q", name, got)
+		}
+	}
+	if c := b.count(id); c != 1 {
+		t.Errorf("archive fetched %d times, want once for both apps", c)
+	}
+
+	// The attacker's app is deleted: its gear, then its build go.
+	n.del(state.BucketGears, gears["attacker"].ID)
+	n.del(state.BucketApps, state.AppKey("ns", "attacker"))
+	gone := filepath.Join(n.dir, "data", "deployments", "apps", "ns+attacker")
+	testutil.WaitFor(t, 10*time.Second, "the deleted app's deployments removed", func() bool {
+		_, err := os.Stat(gone)
+		return errors.Is(err, os.ErrNotExist)
+	})
+	if _, err := os.Stat(n.depDir(state.AppKey("ns", "victim"), id)); err != nil || !n.s.HasBlob(id) {
+		t.Errorf("the other app's deployment (%v) or the shared archive (kept: %v) removed", err, n.s.HasBlob(id))
+	}
 }

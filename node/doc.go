@@ -18,9 +18,12 @@
 //
 // A gear whose app has a current deployment runs it (deploy.go): the node
 // fetches the archive once from a live member that holds it (internal
-// API, cluster secret), checks its sha256 against the deployment's id,
-// unpacks it to DATA_DIR/deployments/ID and runs its manifest's build
-// once, with its output in DATA_DIR/deployments/ID.build.log. The gear
+// API, cluster secret), checks its sha256 against the deployment's id and
+// keeps it as DATA_DIR/deployments/ID.tar.gz (shared by every app that
+// uploads the same archive, and served to other members). It unpacks it
+// for each app apart, to DATA_DIR/deployments/apps/NS+NAME/ID, and runs
+// its manifest's build there once per app, with that app's env and its
+// output in ID.build.log beside the tree. The gear
 // then runs the manifest's web command in that directory, or, without
 // one, serves its files from inside the node. Meanwhile the gear is
 // reported deploying or building and keeps running what it ran; a
@@ -58,8 +61,9 @@
 // and kept while the gear stays on the node. The gear may enter its
 // directory but not change it; app (its HOME) and data are its own; logs,
 // which the node writes, are the node's alone. DATA_DIR, gears and
-// deployments are searchable but not listable by gears. Builds run as the
-// uid of the gear that asked for the deployment first, and the built tree
+// deployments (and the directories under it) are searchable but not
+// listable by gears. Builds run as the uid of the app's gear that asked
+// for the deployment first, and the built tree
 // is then root's, read-only for the app's gears. Memory and processes are
 // limited by gear size (Config.Limits): with a cgroup per run under the
 // node's own cgroup, v2 if its memory and pids controllers can be used,

@@ -296,7 +296,7 @@ func TestIsolatedBuild(t *testing.T) {
 			t.Errorf("gear %s reads out/f: %d %q", g.ID, code, body)
 		}
 	}
-	dir := filepath.Join(n.dir, "data", "deployments", id)
+	dir := n.depDir(app, id)
 	builder, err := os.ReadFile(filepath.Join(dir, "builder.txt"))
 	if err != nil || !slices.Contains(uids, strings.TrimSpace(string(builder))) {
 		t.Errorf("build ran as uid %q (%v), want one of the gears' %v", builder, err, uids)
@@ -309,8 +309,10 @@ func TestIsolatedBuild(t *testing.T) {
 			t.Errorf("deployment's %q is %d:%d %o after the build, want 0:0 %o", c.path, uid, gid, m, c.mode)
 		}
 	}
-	if _, _, m := owner(t, filepath.Join(n.dir, "data", "deployments")); m != 0o711 {
-		t.Errorf("deployments directory mode %o, want 711", m)
+	for _, d := range []string{"deployments", "deployments/apps", "deployments/apps/ns+py"} {
+		if _, _, m := owner(t, filepath.Join(n.dir, "data", d)); m != 0o711 {
+			t.Errorf("%s directory mode %o, want 711", d, m)
+		}
 	}
 }
 

@@ -359,31 +359,34 @@ func (s *Supervisor) reconcileAll() error {
 }
 
 // pruneDeployments removes the deployments this node prepared that no
-// app keeps any more and no gear here asks for or runs.
+// app keeps any more and no gear here asks for or runs, each app's
+// apart, and the archives no deployment kept here has.
 func (s *Supervisor) pruneDeployments(apps []store.Record) {
-	keep := make(map[string]bool)
+	keep := make(map[depKey]bool)
 	for _, r := range apps {
 		var a state.App
 		if r.Decode(&a) != nil {
 			return // better keep everything than remove what is in use
 		}
 		for _, id := range a.Deployments {
-			keep[id] = true
+			keep[depKey{r.Key, id}] = true
 		}
-		keep[a.Deployment] = true
+		keep[depKey{r.Key, a.Deployment}] = true
 	}
+	anyApp := make(map[string]bool) // a dying gear's app may be gone
 	for _, g := range s.gears {
-		keep[g.desired().deployment] = true
+		d := g.desired()
+		keep[depKey{d.gear.App, d.deployment}] = true
 		g.statusMu.Lock()
-		keep[g.running] = true
+		keep[depKey{d.gear.App, g.running}] = true
 		g.statusMu.Unlock()
 	}
 	for _, g := range s.dying {
 		g.statusMu.Lock()
-		keep[g.running] = true
+		anyApp[g.running] = true
 		g.statusMu.Unlock()
 	}
-	if removed := s.deploys.prune(keep); len(removed) > 0 {
+	if removed := s.deploys.prune(keep, anyApp); len(removed) > 0 {
 		s.log.Info().Strs("deployments", removed).Msg("removed deployments no app keeps")
 	}
 }
