@@ -23,10 +23,15 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "extra"}, `serve takes no arguments, got "extra"`},
 		{[]string{"serve", "--role", "bogus"}, `--role: unknown role "bogus"`},
 		{[]string{"serve", "--internal-port", "0"}, "--internal-port 0 is out of range: want 1-65535"},
-		{[]string{"serve", "--encrypt", "short"}, "--encrypt: decode gossip key"},
+		{[]string{"serve", "--encrypt", "short"}, "--encrypt would put a secret on the command line"},
+		{[]string{"serve", "--cluster-secret", "s3cret"}, "--cluster-secret would put a secret on the command line, where every process on this host can read it: " +
+			"write it to a file only you can read and give --cluster-secret-file FILE, or set GEARBOX_CLUSTER_SECRET"},
+		{[]string{"serve", "--bootstrap-admin", "admin:password1"}, "--bootstrap-admin would put a secret on the command line"},
+		{[]string{"serve", "--data-dir", "/nonexistent"}, "no cluster secret"},
 		{[]string{"--log-level", "loud", "version"}, `--log-level "loud"`},
 		{[]string{"members", "--addr", "h:0"}, `--addr "h:0"`},
-		{[]string{"members", "--encrypt", "x"}, "--encrypt: decode gossip key"},
+		{[]string{"members", "--encrypt", "x"}, "--encrypt would put a secret on the command line"},
+		{[]string{"members", "--cluster-secret", "x"}, "--cluster-secret would put a secret on the command line"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -63,7 +68,7 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, env := range []string{"GEARBOX_ROLE", "GEARBOX_NAME", "GEARBOX_DATA_DIR", "GEARBOX_BIND", "GEARBOX_ADVERTISE",
-		"GEARBOX_SERF_PORT", "GEARBOX_INTERNAL_PORT", "GEARBOX_JOIN", "GEARBOX_ENCRYPT", "GEARBOX_CLUSTER_SECRET",
+		"GEARBOX_SERF_PORT", "GEARBOX_INTERNAL_PORT", "GEARBOX_JOIN", "GEARBOX_ENCRYPT", "GEARBOX_CLUSTER_SECRET", "--cluster-secret-file", "--encrypt-file", "--bootstrap-admin-file",
 		"GEARBOX_DOMAIN", "GEARBOX_ZONE", "GEARBOX_REGION", `(default: "/var/lib/gearbox")`, "(default: 7946)", "(default: 7947)"} {
 		if !strings.Contains(stdout.String(), env) {
 			t.Errorf("serve --help does not mention %s", env)

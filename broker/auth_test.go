@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"gearbox/broker/api"
 	"gearbox/internal/testutil"
 	"gearbox/store"
@@ -319,10 +321,12 @@ func TestAdminOnly(t *testing.T) {
 func TestBootstrapGeneratedPassword(t *testing.T) {
 	// A file left from before, readable by all, is replaced and locked
 	// down.
+	logs := &testutil.Buffer{}
 	c := newCluster(t, clusterOpts{nodes: []nodeSpec{}, admin: "-", cfg: func(cfg *Config) {
 		if err := os.WriteFile(filepath.Join(cfg.DataDir, "bootstrap-admin"), []byte("admin:an-old-password-that-is-long\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		cfg.Logger = zerolog.New(logs)
 	}})
 	path := c.b.cfg.DataDir + "/bootstrap-admin"
 	fi, err := os.Stat(path)
@@ -340,6 +344,13 @@ func TestBootstrapGeneratedPassword(t *testing.T) {
 	login, password, ok := strings.Cut(strings.TrimSpace(content), ":")
 	if !ok || login != "admin" || len(password) < 16 {
 		t.Fatalf("bootstrap file holds %q", content)
+	}
+	// The password is in the file only: logs are read by more people.
+	testutil.WaitFor(t, 10*time.Second, "the bootstrap admin's log line", func() bool {
+		return strings.Contains(logs.String(), "created bootstrap admin with a generated password")
+	})
+	if strings.Contains(logs.String(), password) {
+		t.Errorf("the generated password is in the log:\n%s", logs.String())
 	}
 	var u api.User
 	c.ok(t, "GET", "/broker/rest/user", basic(login, password), nil, &u)

@@ -375,9 +375,10 @@ func (b *Broker) bootstrapOnce(ctx context.Context) error {
 		if err := writeSecretFile(path, []byte(login+":"+password+"\n")); err != nil {
 			return fmt.Errorf("write %s: %w", path, err)
 		}
-		// Logged once, on purpose: this is the only way in.
-		b.log.Warn().Str("login", login).Str("password", password).Str("file", path).
-			Msg("created bootstrap admin with a generated password; change it, and delete the file")
+		// The password goes to the file only: logs are collected, shipped
+		// and read by more people than the operator.
+		b.log.Warn().Str("login", login).Str("file", path).Str("fix", "read the password there, change it, and delete the file").
+			Msg("created bootstrap admin with a generated password")
 	} else {
 		b.log.Info().Str("login", login).Msg("created bootstrap admin")
 	}

@@ -86,6 +86,14 @@ func DeriveSecret(encryptKey string) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(deriveKey(string(key), "gearbox cluster secret")), nil
 }
 
+// DeriveGossipKey returns the 32-byte serf gossip key derived from the
+// cluster secret, used when no gossip key of its own is given: gossip is
+// then always encrypted, and one secret is all an operator manages. A
+// process that does not hold the secret can neither read gossip nor join.
+func DeriveGossipKey(secret string) []byte {
+	return deriveKey(secret, "gearbox gossip key")
+}
+
 // DecodeKey decodes and checks a base64 serf gossip key (16, 24 or 32 bytes).
 func DecodeKey(encryptKey string) ([]byte, error) {
 	key, err := base64.StdEncoding.DecodeString(encryptKey)

@@ -31,15 +31,12 @@ func membersCommand() *cli.Command {
 		UsageText: "gearbox members [flags]",
 		Description: "Asks a member's internal API for its view of the cluster and prints it as a table\n" +
 			"(the broker leader is marked with *) or, with --json, as JSON.",
-		Flags: []cli.Flag{
+		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7947", EnvVars: cmdline.Env("ADDR"),
 				Usage: "host[:port] of a member's internal API (port default 7947)"},
-			&cli.StringFlag{Name: "cluster-secret", EnvVars: cmdline.Env("CLUSTER_SECRET"), DefaultText: "derived from --encrypt",
-				Usage: "the cluster's secret, as given to gearbox serve"},
-			&cli.StringFlag{Name: "encrypt", EnvVars: cmdline.Env("ENCRYPT"),
-				Usage: "the cluster's gossip key, to derive the secret from when --cluster-secret is unset"},
 			&cli.BoolFlag{Name: "json", Usage: "print the members as JSON"},
-		},
+		}, cmdline.SecretFlags("cluster-secret", "CLUSTER_SECRET", "", "the cluster secret, as gearbox serve is given it")...),
+			cmdline.SecretFlags("encrypt", "ENCRYPT", "", "the cluster's gossip key, to derive the secret from when no cluster secret is given")...),
 		OnUsageError: cmdline.UsageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -49,7 +46,12 @@ func membersCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("--addr %q: %w", c.String("addr"), err)
 			}
-			secret, _, err := cmdline.ClusterSecret(c.String("cluster-secret"), c.String("encrypt"))
+			given, serr := cmdline.Secret(c, "cluster-secret", "CLUSTER_SECRET")
+			key, kerr := cmdline.Secret(c, "encrypt", "ENCRYPT")
+			if err := cmdline.JoinErrors([]error{serr, kerr}); err != nil {
+				return err
+			}
+			secret, _, err := cmdline.ClusterSecret(given, key)
 			if err != nil {
 				return err
 			}
@@ -76,7 +78,7 @@ func fetchMembers(ctx context.Context, addr, secret string) ([]store.Member, err
 	case err == nil:
 		return members, nil
 	case errors.Is(err, store.ErrUnauthorized):
-		return nil, errors.New("unauthorized: wrong or missing --cluster-secret")
+		return nil, errors.New("unauthorized: wrong or missing cluster secret (--cluster-secret-file or GEARBOX_CLUSTER_SECRET)")
 	case errors.As(err, &uerr):
 		// The request never got an HTTP answer: refused, timed out,
 		// unresolvable.

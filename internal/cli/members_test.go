@@ -80,7 +80,7 @@ func TestFetchMembers(t *testing.T) {
 	}
 	for _, secret := range []string{"", "wrong"} {
 		_, err := fetchMembers(context.Background(), addr, secret)
-		if err == nil || err.Error() != "unauthorized: wrong or missing --cluster-secret" {
+		if err == nil || err.Error() != "unauthorized: wrong or missing cluster secret (--cluster-secret-file or GEARBOX_CLUSTER_SECRET)" {
 			t.Errorf("secret %q: err = %v", secret, err)
 		}
 	}

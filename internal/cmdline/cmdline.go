@@ -81,14 +81,24 @@ func ClusterSecret(secret, encrypt string) (s string, derived bool, err error) {
 	return "", false, nil
 }
 
-// JoinErrors joins errs into one error that prints on one line.
+// JoinErrors joins the errors of errs that are not nil into one error
+// that prints on one line; nil if there are none.
 func JoinErrors(errs []error) error {
-	if len(errs) == 1 {
-		return errs[0]
+	var msgs []string
+	for _, e := range errs {
+		if e != nil {
+			msgs = append(msgs, e.Error())
+		}
 	}
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = e.Error()
+	switch len(msgs) {
+	case 0:
+		return nil
+	case 1:
+		for _, e := range errs {
+			if e != nil {
+				return e
+			}
+		}
 	}
 	return errors.New(strings.Join(msgs, "; "))
 }

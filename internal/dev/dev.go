@@ -154,7 +154,7 @@ func runDev(ctx context.Context, dir string, reset bool, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	logFile, err := os.OpenFile(filepath.Join(abs, "gearbox.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logFile, err := os.OpenFile(filepath.Join(abs, "gearbox.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open the dev log: %w", err)
 	}
@@ -234,7 +234,6 @@ func (dc *devCluster) configure() error {
 	}
 	specs := []spec{{"dev-broker", devBrokerIP, "broker,router", []string{
 		"--api-addr", devAPIAddr,
-		"--bootstrap-admin", devAdmin + ":" + devPassword,
 		"--dns-addr", devDNSAddr,
 		"--router-addr", net.JoinHostPort(devRouterIP, devHTTPPort),
 	}}}
@@ -253,6 +252,8 @@ func (dc *devCluster) configure() error {
 		if err != nil {
 			return fmt.Errorf("dev member %s: %w", s.name, err)
 		}
+		// The dev admin's password is printed for the CLI; it is no secret.
+		ro.Broker.BootstrapAdmin = devAdmin + ":" + devPassword
 		cfg, err := member.Options{
 			Roles: s.roles, Name: s.name, DataDir: filepath.Join(dc.dir, s.name),
 			Bind: s.ip, Advertise: s.ip, SerfPort: cmdline.DefaultSerfPort, InternalPort: cmdline.DefaultInternalPort,

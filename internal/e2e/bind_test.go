@@ -29,12 +29,12 @@ func TestMembersOnOneHostFollowBind(t *testing.T) {
 	for i, ip := range ips {
 		name := fmt.Sprintf("b%d", i+1)
 		args := []string{"--log-format", "json", "serve", "--role", "node", "--name", name, "--bind", ip,
-			"--data-dir", filepath.Join(t.TempDir(), name), "--cluster-secret", secret,
+			"--data-dir", filepath.Join(t.TempDir(), name),
 			"--gear-uid-range", fmt.Sprintf("%d-%d", 61000+i*1000, 61999+i*1000)}
 		if i > 0 {
 			args = append(args, "--join", ips[0])
 		}
-		ms = append(ms, startMember(t, name, ip, args...))
+		ms = append(ms, startMember(t, name, ip, secretEnv(secret), args...))
 	}
 	for i, m := range ms {
 		front := net.JoinHostPort(ips[i], "80")

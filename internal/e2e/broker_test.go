@@ -43,14 +43,14 @@ func TestBrokerEndToEnd(t *testing.T) {
 			}
 		}
 		args := []string{"--log-format", "json", "serve", "--name", name, "--bind", ip,
-			"--data-dir", dataDir, "--cluster-secret", secret, "--zone", zone,
+			"--data-dir", dataDir, "--zone", zone,
 			"--anti-entropy-interval", "1s", "--http-addr", ip + ":8080", "--gear-uid-range", uidRanges[name]}
 		return append(args, extra...)
 	}
-	b1 := startMember(t, "b1", "127.0.0.14", common("b1", "127.0.0.14", "za",
-		"--role", "broker,node", "--api-addr", "127.0.0.14:7480", "--dns-addr", "127.0.0.14:5353", "--bootstrap-admin", "admin:adminpass1")...)
-	n2 := startMember(t, "n2", "127.0.0.15", common("n2", "127.0.0.15", "zb", "--role", "node", "--join", "127.0.0.14")...)
-	n3 := startMember(t, "n3", "127.0.0.16", common("n3", "127.0.0.16", "zc", "--role", "node", "--join", "127.0.0.14")...)
+	b1 := startMember(t, "b1", "127.0.0.14", append(secretEnv(secret), adminEnv), common("b1", "127.0.0.14", "za",
+		"--role", "broker,node", "--api-addr", "127.0.0.14:7480", "--dns-addr", "127.0.0.14:5353")...)
+	n2 := startMember(t, "n2", "127.0.0.15", secretEnv(secret), common("n2", "127.0.0.15", "zb", "--role", "node", "--join", "127.0.0.14")...)
+	n3 := startMember(t, "n3", "127.0.0.16", secretEnv(secret), common("n3", "127.0.0.16", "zc", "--role", "node", "--join", "127.0.0.14")...)
 	logs := func() string {
 		return "\n--- b1 ---\n" + b1.output.String() + "\n--- n2 ---\n" + n2.output.String() + "\n--- n3 ---\n" + n3.output.String()
 	}
@@ -286,7 +286,7 @@ func TestBrokerEndToEnd(t *testing.T) {
 		}
 	}
 	// -f follows: a restart's lines arrive, and Ctrl-C ends it cleanly.
-	follow := startMember(t, "logs -f", "", append([]string{"app", "logs", "testha", "-n", "test", "-f", "--tail", "1"}, cliAuth...)...)
+	follow := startMember(t, "logs -f", "", nil, append([]string{"app", "logs", "testha", "-n", "test", "-f", "--tail", "1"}, cliAuth...)...)
 	followLogs := func() string { return "\n--- app logs -f ---\n" + follow.lastRun() + logs() }
 	waitUntil(t, 30*time.Second, "the tail of both gears' logs", followLogs, func() bool {
 		n := 0

@@ -98,10 +98,17 @@ func runGearbox(t *testing.T, args ...string) (stdout, stderr string, code int) 
 // runGearboxFor is runGearbox with a timeout other than 30 s.
 func runGearboxFor(t *testing.T, timeout time.Duration, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runGearboxEnv(t, timeout, nil, args...)
+}
+
+// runGearboxEnv is runGearboxFor with env (KEY=VALUE) added to the
+// process's environment: secrets go there, never in args.
+func runGearboxEnv(t *testing.T, timeout time.Duration, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, gearboxBinary(t), args...)
-	cmd.Env = childEnv()
+	cmd.Env = append(childEnv(), env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -123,6 +130,7 @@ type member struct {
 	name   string
 	ip     string
 	args   []string
+	env    []string // added to the environment: secrets go there
 	output *testutil.Buffer
 
 	mu    sync.Mutex
@@ -131,9 +139,17 @@ type member struct {
 	state *os.ProcessState
 }
 
-func startMember(t *testing.T, name, ip string, args ...string) *member {
+// secretEnv is the environment that gives a member the cluster secret.
+func secretEnv(secret string) []string { return []string{"GEARBOX_CLUSTER_SECRET=" + secret} }
+
+// adminEnv gives a broker member its first admin, admin:adminpass1.
+const adminEnv = "GEARBOX_BOOTSTRAP_ADMIN=admin:adminpass1"
+
+// startMember starts the gearbox binary with args and env (KEY=VALUE,
+// added to the test's environment).
+func startMember(t *testing.T, name, ip string, env []string, args ...string) *member {
 	t.Helper()
-	m := &member{t: t, name: name, ip: ip, args: args, output: &testutil.Buffer{}}
+	m := &member{t: t, name: name, ip: ip, args: args, env: env, output: &testutil.Buffer{}}
 	m.start()
 	t.Cleanup(m.kill)
 	return m
@@ -142,7 +158,7 @@ func startMember(t *testing.T, name, ip string, args ...string) *member {
 func (m *member) start() {
 	m.t.Helper()
 	cmd := exec.Command(gearboxBinary(m.t), m.args...)
-	cmd.Env = childEnv()
+	cmd.Env = append(childEnv(), m.env...)
 	cmd.Stdout, cmd.Stderr = m.output, m.output
 	// Members must not outlive a test binary that dies without cleanup.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -265,7 +281,7 @@ func (c *cluster) waitFor(timeout time.Duration, what string, cond func() (ok bo
 // member's status by name.
 func (c *cluster) statuses(m *member) (map[string]string, string) {
 	c.t.Helper()
-	stdout, stderr, code := runGearbox(c.t, "members", "--addr", m.apiAddr(), "--cluster-secret", c.secret, "--json")
+	stdout, stderr, code := runGearboxEnv(c.t, 30*time.Second, secretEnv(c.secret), "members", "--addr", m.apiAddr(), "--json")
 	if code != 0 {
 		return nil, fmt.Sprintf("exit %d: %s", code, strings.TrimSpace(stderr))
 	}
@@ -398,7 +414,7 @@ func TestE2ECluster(t *testing.T) {
 		args := []string{"--log-format", "json", "serve",
 			"--role", "node", "--name", name, "--data-dir", filepath.Join(base, name),
 			"--bind", ip, "--serf-port", "7946", "--internal-port", "7947",
-			"--cluster-secret", c.secret, "--anti-entropy-interval", "1s",
+			"--anti-entropy-interval", "1s",
 			"--http-addr", ip + ":8080"}
 		if join {
 			args = append(args, "--join", "127.0.0.11")
@@ -406,17 +422,17 @@ func TestE2ECluster(t *testing.T) {
 		return args
 	}
 
-	gb1 := startMember(t, "gb1", "127.0.0.11", serveArgs("gb1", "127.0.0.11", false)...)
+	gb1 := startMember(t, "gb1", "127.0.0.11", secretEnv(c.secret), serveArgs("gb1", "127.0.0.11", false)...)
 	c.members = []*member{gb1}
 	c.waitStatus(gb1, 30*time.Second, store.StatusAlive, "gb1")
-	gb2 := startMember(t, "gb2", "127.0.0.12", serveArgs("gb2", "127.0.0.12", true)...)
-	gb3 := startMember(t, "gb3", "127.0.0.13", serveArgs("gb3", "127.0.0.13", true)...)
+	gb2 := startMember(t, "gb2", "127.0.0.12", secretEnv(c.secret), serveArgs("gb2", "127.0.0.12", true)...)
+	gb3 := startMember(t, "gb3", "127.0.0.13", secretEnv(c.secret), serveArgs("gb3", "127.0.0.13", true)...)
 	c.members = []*member{gb1, gb2, gb3}
 	c.waitStatus(gb1, 60*time.Second, store.StatusAlive, "gb1", "gb2", "gb3")
 	c.waitStatus(gb3, 30*time.Second, store.StatusAlive, "gb1", "gb2", "gb3")
 
 	t.Run("members table", func(t *testing.T) {
-		stdout, stderr, code := runGearbox(t, "members", "--addr", gb1.apiAddr(), "--cluster-secret", c.secret)
+		stdout, stderr, code := runGearboxEnv(t, 30*time.Second, secretEnv(c.secret), "members", "--addr", gb1.apiAddr())
 		if code != 0 {
 			t.Fatalf("members: exit %d: %s", code, stderr)
 		}
@@ -436,13 +452,10 @@ func TestE2ECluster(t *testing.T) {
 	})
 
 	t.Run("members needs the secret", func(t *testing.T) {
-		for _, args := range [][]string{
-			{"members", "--addr", gb1.apiAddr(), "--cluster-secret", "wrong"},
-			{"members", "--addr", gb1.apiAddr()},
-		} {
-			stdout, stderr, code := runGearbox(t, args...)
-			if code != 1 || stderr != "gearbox: unauthorized: wrong or missing --cluster-secret\n" || stdout != "" {
-				t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
+		for _, env := range [][]string{secretEnv("wrong"), nil} {
+			stdout, stderr, code := runGearboxEnv(t, 30*time.Second, env, "members", "--addr", gb1.apiAddr())
+			if code != 1 || stderr != "gearbox: unauthorized: wrong or missing cluster secret (--cluster-secret-file or GEARBOX_CLUSTER_SECRET)\n" || stdout != "" {
+				t.Errorf("%v: exit %d, stdout %q, stderr %q", env, code, stdout, stderr)
 			}
 		}
 	})
@@ -548,26 +561,41 @@ func TestE2ECommandErrors(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte("not-a-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	openFile := filepath.Join(t.TempDir(), "open")
+	if err := os.WriteFile(openFile, []byte("s3cret\n"), 0o600); err != nil || os.Chmod(openFile, 0o644) != nil {
+		t.Fatal(err)
+	}
 	dataDir := t.TempDir()
+	secret := secretEnv("command-errors-secret")
 	tests := []struct {
 		name string
+		env  []string
 		args []string
 		want string
 	}{
-		{"bad role", []string{"serve", "--role", "bogus", "--data-dir", dataDir}, `gearbox: --role: unknown role "bogus"`},
-		{"serf port 0", []string{"serve", "--serf-port", "0", "--data-dir", dataDir}, "gearbox: --serf-port 0 is out of range: want 1-65535"},
-		{"internal port too high", []string{"serve", "--internal-port", "65536", "--data-dir", dataDir}, "gearbox: --internal-port 65536 is out of range"},
-		{"bad gossip key", []string{"serve", "--encrypt", "not-a-key", "--data-dir", dataDir}, "gearbox: --encrypt: decode gossip key"},
-		{"bind not an ip", []string{"serve", "--bind", "nowhere", "--data-dir", dataDir}, `gearbox: --bind "nowhere" is not an IP address`},
-		{"unknown flag", []string{"serve", "--no-such-flag"}, "gearbox: unknown flag --no-such-flag; run 'gearbox serve --help' for usage"},
-		{"data dir under a file", []string{"serve", "--bind", "127.0.0.11", "--serf-port", "17946", "--internal-port", "17947", "--data-dir", filepath.Join(file, "sub")},
+		{"bad role", nil, []string{"serve", "--role", "bogus", "--data-dir", dataDir}, `gearbox: --role: unknown role "bogus"`},
+		{"serf port 0", nil, []string{"serve", "--serf-port", "0", "--data-dir", dataDir}, "gearbox: --serf-port 0 is out of range: want 1-65535"},
+		{"internal port too high", nil, []string{"serve", "--internal-port", "65536", "--data-dir", dataDir}, "gearbox: --internal-port 65536 is out of range"},
+		{"bad gossip key", nil, []string{"serve", "--encrypt-file", keyFile, "--data-dir", dataDir}, "gearbox: --encrypt: decode gossip key"},
+		{"secret on the command line", nil, []string{"serve", "--cluster-secret", "s3cret", "--data-dir", dataDir},
+			"gearbox: --cluster-secret would put a secret on the command line, where every process on this host can read it"},
+		{"secret file others may read", nil, []string{"serve", "--cluster-secret-file", openFile, "--data-dir", dataDir},
+			"gearbox: --cluster-secret-file: " + openFile + " may be read or written by other users (mode 0644)"},
+		{"no secret", nil, []string{"serve", "--data-dir", dataDir}, "gearbox: no cluster secret"},
+		{"bind not an ip", nil, []string{"serve", "--bind", "nowhere", "--data-dir", dataDir}, `gearbox: --bind "nowhere" is not an IP address`},
+		{"unknown flag", nil, []string{"serve", "--no-such-flag"}, "gearbox: unknown flag --no-such-flag; run 'gearbox serve --help' for usage"},
+		{"data dir under a file", secret, []string{"serve", "--bind", "127.0.0.11", "--serf-port", "17946", "--internal-port", "17947", "--data-dir", filepath.Join(file, "sub")},
 			"gearbox: open store: create data dir " + filepath.Join(file, "sub")},
-		{"member unreachable", []string{"members", "--addr", "127.0.0.1:1"}, "gearbox: cannot reach gearbox member at 127.0.0.1:1: "},
-		{"unknown command", []string{"frobnicate"}, `gearbox: unknown command "frobnicate"`},
+		{"member unreachable", nil, []string{"members", "--addr", "127.0.0.1:1"}, "gearbox: cannot reach gearbox member at 127.0.0.1:1: "},
+		{"unknown command", nil, []string{"frobnicate"}, `gearbox: unknown command "frobnicate"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stdout, stderr, code := runGearbox(t, tt.args...)
+			stdout, stderr, code := runGearboxEnv(t, 30*time.Second, tt.env, tt.args...)
 			if code != 1 {
 				t.Errorf("exit code %d, want 1", code)
 			}

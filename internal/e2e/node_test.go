@@ -176,14 +176,14 @@ func TestNodeEndToEnd(t *testing.T) {
 			}
 		}
 		args := []string{"--log-format", "json", "serve", "--name", name, "--bind", ip, "--data-dir", dataDir,
-			"--cluster-secret", secret, "--zone", zones[name], "--anti-entropy-interval", "1s", "--http-addr", ip + ":8080",
+			"--zone", zones[name], "--anti-entropy-interval", "1s", "--http-addr", ip + ":8080",
 			"--gear-uid-range", uidRanges[name]}
 		if name == "m1" {
-			args = append(args, "--role", "broker,node", "--api-addr", ip+":7480", "--dns-addr", ip+":5353", "--bootstrap-admin", "admin:adminpass1")
+			args = append(args, "--role", "broker,node", "--api-addr", ip+":7480", "--dns-addr", ip+":5353")
 		} else {
 			args = append(args, "--role", "node", "--join", ips["m1"])
 		}
-		members[name] = startMember(t, name, ip, args...)
+		members[name] = startMember(t, name, ip, append(secretEnv(secret), adminEnv), args...)
 	}
 	logs := func() string {
 		var b strings.Builder

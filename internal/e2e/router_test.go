@@ -126,11 +126,11 @@ func routerEndToEnd(t *testing.T, appDir string, manageHADNS bool) {
 			}
 		}
 		args := []string{"--log-format", "json", "serve", "--name", name, "--bind", ip, "--data-dir", dataDir,
-			"--cluster-secret", secret, "--anti-entropy-interval", "1s", "--domain", "apps.example.com",
+			"--anti-entropy-interval", "1s", "--domain", "apps.example.com",
 			"--manage-ha-dns=" + strconv.FormatBool(manageHADNS)}
 		switch name[0] {
 		case 'b':
-			args = append(args, "--role", "broker", "--api-addr", ip+":7480", "--bootstrap-admin", "admin:adminpass1",
+			args = append(args, "--role", "broker", "--api-addr", ip+":7480",
 				"--dns-addr", dnsAddr, "--dns-ttl", "1s")
 		case 'n':
 			args = append(args, "--role", "node", "--http-addr", ip+":8080", "--zone", "z"+name,
@@ -141,7 +141,7 @@ func routerEndToEnd(t *testing.T, appDir string, manageHADNS bool) {
 		if name != "b1" {
 			args = append(args, "--join", ips["b1"])
 		}
-		members[name] = startMember(t, name, ip, args...)
+		members[name] = startMember(t, name, ip, append(secretEnv(secret), adminEnv), args...)
 	}
 	logs := func() string {
 		var b strings.Builder

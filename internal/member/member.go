@@ -31,8 +31,8 @@ type Member struct {
 	internal *internalAPI
 	srv      *http.Server
 	ln       net.Listener
-	served   chan error // Serve's result: an early one is a listener failure
-	roles    []roleStop // in start order
+	served   chan error     // Serve's result: an early one is a listener failure
+	roles    []roleStop     // in start order
 	wg       sync.WaitGroup // the internal API's Serve
 
 	mu      sync.Mutex

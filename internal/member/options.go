@@ -50,8 +50,6 @@ type Config struct {
 	InternalAddr string // host:port the internal API listens on
 	Domain       string
 	LeaveTimeout time.Duration
-	// Authenticated is false when the cluster has no secret at all.
-	Authenticated bool
 	// SecretDerived is true when the cluster secret came from --encrypt.
 	SecretDerived bool
 	// Roles holds the settings of the broker and node roles.
@@ -108,6 +106,15 @@ func (o Options) Config() (Config, error) {
 			errs = append(errs, err)
 		}
 	}
+	if secret == "" && (o.Encrypt == "" || key != nil) {
+		fail("no cluster secret: every member needs the same one; make it once with '(umask 077; openssl rand -hex 32 > /etc/gearbox/cluster-secret)', " +
+			"copy it to every member, and give --cluster-secret-file /etc/gearbox/cluster-secret (or set GEARBOX_CLUSTER_SECRET)")
+	}
+	if key == nil && secret != "" {
+		// One secret is all an operator manages: gossip is encrypted with
+		// a key derived from it.
+		key = store.DeriveGossipKey(secret)
+	}
 	if err := validDomain(o.Domain); err != nil {
 		errs = append(errs, err)
 	}
@@ -138,7 +145,6 @@ func (o Options) Config() (Config, error) {
 		InternalAddr:  net.JoinHostPort(o.Bind, strconv.Itoa(o.InternalPort)),
 		Domain:        strings.ToLower(strings.TrimSuffix(o.Domain, ".")),
 		LeaveTimeout:  o.LeaveTimeout,
-		Authenticated: secret != "",
 		SecretDerived: derived,
 	}, nil
 }

@@ -106,7 +106,7 @@ func TestValidDomain(t *testing.T) {
 func validOptions() Options {
 	return Options{
 		Roles: "all", Name: "m1", DataDir: "/tmp/gearbox-test", Bind: "0.0.0.0",
-		SerfPort: 7946, InternalPort: 7947, Domain: "example.com",
+		SerfPort: 7946, InternalPort: 7947, Domain: "example.com", ClusterSecret: "options-test-secret",
 		LeaveTimeout: 10 * time.Second, AntiEntropyInterval: 10 * time.Second,
 	}
 }
@@ -119,7 +119,7 @@ func TestServeOptionsConfig(t *testing.T) {
 	o.Advertise = "10.1.2.3"
 	o.InternalPort = 9000
 	o.Join = []string{"127.0.0.12", "127.0.0.13:7000"}
-	o.Encrypt = key
+	o.Encrypt, o.ClusterSecret = key, ""
 	o.Zone, o.Region = "z1", "r1"
 	o.Domain = "Apps.Example.COM."
 	cfg, err := o.Config()
@@ -141,8 +141,8 @@ func TestServeOptionsConfig(t *testing.T) {
 		t.Errorf("EncryptKey = %q", sc.EncryptKey)
 	}
 	want, _ := store.DeriveSecret(key)
-	if sc.ClusterSecret != want || !cfg.SecretDerived || !cfg.Authenticated {
-		t.Errorf("ClusterSecret = %q (derived %v, authenticated %v), want %q derived", sc.ClusterSecret, cfg.SecretDerived, cfg.Authenticated, want)
+	if sc.ClusterSecret != want || !cfg.SecretDerived {
+		t.Errorf("ClusterSecret = %q (derived %v), want %q derived", sc.ClusterSecret, cfg.SecretDerived, want)
 	}
 	if cfg.InternalAddr != "127.0.0.11:9000" {
 		t.Errorf("InternalAddr = %q", cfg.InternalAddr)
@@ -155,8 +155,11 @@ func TestServeOptionsConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Authenticated || cfg.Store.ClusterSecret != "" {
-		t.Errorf("no secret and no key: Authenticated = %v, secret %q", cfg.Authenticated, cfg.Store.ClusterSecret)
+	// A cluster secret alone also encrypts gossip, with a key derived
+	// from it: the same on every member that holds the secret.
+	if cfg.Store.ClusterSecret != "options-test-secret" || cfg.SecretDerived ||
+		string(cfg.Store.EncryptKey) != string(store.DeriveGossipKey("options-test-secret")) || len(cfg.Store.EncryptKey) != 32 {
+		t.Errorf("secret only: secret %q (derived %v), gossip key %x", cfg.Store.ClusterSecret, cfg.SecretDerived, cfg.Store.EncryptKey)
 	}
 	if cfg.InternalAddr != "0.0.0.0:7947" {
 		t.Errorf("InternalAddr = %q", cfg.InternalAddr)
@@ -180,6 +183,8 @@ func TestServeOptionsErrors(t *testing.T) {
 		{"same ports", func(o *Options) { o.InternalPort = 7946 }, []string{"must differ"}},
 		{"bad join", func(o *Options) { o.Join = []string{"h:99999"} }, []string{`--join "h:99999"`}},
 		{"bad key", func(o *Options) { o.Encrypt = "nope" }, []string{"--encrypt: decode gossip key"}},
+		{"bad key, no secret", func(o *Options) { o.Encrypt = "nope"; o.ClusterSecret = "" }, []string{"--encrypt: decode gossip key"}},
+		{"no secret", func(o *Options) { o.ClusterSecret = "" }, []string{"no cluster secret", "--cluster-secret-file", "GEARBOX_CLUSTER_SECRET"}},
 		{"bad domain", func(o *Options) { o.Domain = "a..b" }, []string{"--domain"}},
 		{"leave timeout", func(o *Options) { o.LeaveTimeout = 0 }, []string{"--leave-timeout"}},
 		{"several", func(o *Options) { o.Roles = "x"; o.SerfPort = -1 }, []string{"--role", "--serf-port -1"}},

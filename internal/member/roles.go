@@ -25,16 +25,15 @@ import (
 // RoleFlags are the flags of the broker, node and router roles on
 // `gearbox serve`.
 func RoleFlags() []cli.Flag {
-	return append([]cli.Flag{
+	flags := append(cmdline.SecretFlags("bootstrap-admin", "BOOTSTRAP_ADMIN", "broker",
+		"the first admin as user:password, created by the leader on an empty cluster "+
+			"(default: admin with a generated password, written to DATA_DIR/bootstrap-admin, mode 0600)"), []cli.Flag{
 		&cli.StringFlag{Name: "api-addr", Value: ":7480", EnvVars: cmdline.Env("API_ADDR"), Category: "broker",
 			Usage: "address the broker's REST API listens on"},
 		&cli.StringFlag{Name: "tls-cert", EnvVars: cmdline.Env("TLS_CERT"), Category: "broker",
 			Usage: "PEM certificate: serve the REST API over HTTPS (with --tls-key)"},
 		&cli.StringFlag{Name: "tls-key", EnvVars: cmdline.Env("TLS_KEY"), Category: "broker",
 			Usage: "PEM private key of --tls-cert"},
-		&cli.StringFlag{Name: "bootstrap-admin", EnvVars: cmdline.Env("BOOTSTRAP_ADMIN"), Category: "broker",
-			DefaultText: "admin with a generated password, logged once and written to DATA_DIR/bootstrap-admin",
-			Usage:       "user:password of the first admin, created by the leader on an empty cluster"},
 		&cli.BoolFlag{Name: "allow-ha-applications", Value: true, EnvVars: cmdline.Env("ALLOW_HA_APPLICATIONS"), Category: "broker",
 			Usage: "platform switch: whether apps may be made highly available"},
 		&cli.BoolFlag{Name: "default-allow-ha", EnvVars: cmdline.Env("DEFAULT_ALLOW_HA"), Category: "broker",
@@ -79,7 +78,8 @@ func RoleFlags() []cli.Flag {
 				"(nodes sharing a host need ranges apart)"},
 		&cli.StringFlag{Name: "gear-limits", Value: formatGearLimits(node.DefaultLimits), EnvVars: cmdline.Env("GEAR_LIMITS"), Category: "node",
 			Usage: "memory and processes (threads count) of isolated gears by size, as SIZE=MEMORY/PROCS,...; sizes left out keep their defaults"},
-	}, append(routerFlags(), dnsFlags()...)...)
+	}...)
+	return append(flags, append(routerFlags(), dnsFlags()...)...)
 }
 
 // RoleOptions are the validated role settings.
@@ -123,7 +123,11 @@ func ParseRoleOptions(c *cli.Context) (RoleOptions, error) {
 	bc := broker.DefaultConfig(nil, "")
 	bc.APIAddr = c.String("api-addr")
 	bc.TLSCert, bc.TLSKey = c.String("tls-cert"), c.String("tls-key")
-	bc.BootstrapAdmin = c.String("bootstrap-admin")
+	var errs []error
+	var err error
+	if bc.BootstrapAdmin, err = cmdline.Secret(c, "bootstrap-admin", "BOOTSTRAP_ADMIN"); err != nil {
+		errs = append(errs, err)
+	}
 	bc.AllowHAApplications = c.Bool("allow-ha-applications")
 	bc.DefaultAllowHA = c.Bool("default-allow-ha")
 	bc.DefaultMaxGears = c.Int("default-max-gears")
@@ -137,8 +141,6 @@ func ParseRoleOptions(c *cli.Context) (RoleOptions, error) {
 			bc.DefaultGearSizes = append(bc.DefaultGearSizes, s)
 		}
 	}
-	var errs []error
-	var err error
 	for _, s := range bc.DefaultGearSizes {
 		if !slices.Contains(state.GearSizes, s) {
 			errs = append(errs, fmt.Errorf("--default-gear-sizes: unknown size %q (valid: %s)", s, strings.Join(state.GearSizes, ", ")))

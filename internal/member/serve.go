@@ -43,10 +43,6 @@ func ServeCommand(log *zerolog.Logger) *cli.Command {
 				Usage: "internal API port (TCP)"},
 			&cli.StringSliceFlag{Name: "join", EnvVars: cmdline.Env("JOIN"),
 				Usage: "host[:port] of a member to join (port default 7946); repeat or separate with commas; retried with backoff until one answers"},
-			&cli.StringFlag{Name: "encrypt", EnvVars: cmdline.Env("ENCRYPT"),
-				Usage: "base64 gossip encryption key of 16, 24 or 32 bytes (make one with: openssl rand -base64 32); the same on every member"},
-			&cli.StringFlag{Name: "cluster-secret", EnvVars: cmdline.Env("CLUSTER_SECRET"), DefaultText: "derived from --encrypt",
-				Usage: "secret that authenticates the internal API and seals state in gossip; the same on every member"},
 			&cli.StringFlag{Name: "domain", Value: defaultDomain, EnvVars: cmdline.Env("DOMAIN"),
 				Usage: "cloud domain: app hostnames are APP-NAMESPACE.DOMAIN"},
 			&cli.StringFlag{Name: "zone", EnvVars: cmdline.Env("ZONE"),
@@ -58,10 +54,20 @@ func ServeCommand(log *zerolog.Logger) *cli.Command {
 			&cli.DurationFlag{Name: "anti-entropy-interval", Value: store.DefaultConfig("", "").AntiEntropyInterval,
 				EnvVars: cmdline.Env("ANTI_ENTROPY_INTERVAL"),
 				Usage:   "how often the member compares its state with a random peer and repairs differences (jittered)"},
-		}, RoleFlags()...),
+		}, append(append(cmdline.SecretFlags("cluster-secret", "CLUSTER_SECRET", "",
+			"the cluster secret, the same on every member: it authenticates the internal API, seals state in gossip and, "+
+				"unless a gossip key is given, encrypts gossip (make one with: (umask 077; openssl rand -hex 32 > FILE)); required"),
+			cmdline.SecretFlags("encrypt", "ENCRYPT", "",
+				"a gossip encryption key of its own, base64 of 16, 24 or 32 bytes, the same on every member (default: derived from the cluster secret; "+
+					"with no cluster secret, the secret is derived from this key)")...), RoleFlags()...)...),
 		OnUsageError: cmdline.UsageError,
 		Action: func(c *cli.Context) error {
 			roles, rerr := ParseRoleOptions(c)
+			secret, serr := cmdline.Secret(c, "cluster-secret", "CLUSTER_SECRET")
+			encrypt, eerr := cmdline.Secret(c, "encrypt", "ENCRYPT")
+			if err := cmdline.JoinErrors([]error{serr, eerr}); err != nil {
+				return err
+			}
 			if c.NArg() > 0 {
 				return fmt.Errorf("serve takes no arguments, got %q; run 'gearbox serve --help' for usage", c.Args().First())
 			}
@@ -74,8 +80,8 @@ func ServeCommand(log *zerolog.Logger) *cli.Command {
 				SerfPort:            c.Int("serf-port"),
 				InternalPort:        c.Int("internal-port"),
 				Join:                c.StringSlice("join"),
-				Encrypt:             c.String("encrypt"),
-				ClusterSecret:       c.String("cluster-secret"),
+				Encrypt:             encrypt,
+				ClusterSecret:       secret,
 				Domain:              c.String("domain"),
 				Zone:                c.String("zone"),
 				Region:              c.String("region"),
@@ -107,16 +113,9 @@ func Serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Str("bind", sc.BindAddr).Int("serf_port", sc.BindPort).Int("internal_port", sc.InternalPort).
 		Str("advertise", sc.AdvertiseAddr).Strs("join", sc.Join).Str("domain", cfg.Domain).
 		Str("zone", sc.Zone).Str("region", sc.Region).
-		Bool("gossip_encrypted", len(sc.EncryptKey) > 0).Bool("authenticated", cfg.Authenticated).
+		Bool("gossip_encrypted", len(sc.EncryptKey) > 0).
 		Msg("starting member")
-	switch {
-	case !cfg.Authenticated:
-		mlog.Warn().Str("fix", "set --cluster-secret or --encrypt on every member").
-			Msg("cluster is unauthenticated: anyone who can reach the gossip and internal ports can read and write state")
-	case len(sc.EncryptKey) == 0:
-		mlog.Info().Str("fix", "set --encrypt on every member").
-			Msg("gossip is not encrypted: membership is visible to anyone who can reach the gossip port; state is sealed with the cluster secret")
-	case cfg.SecretDerived:
+	if cfg.SecretDerived {
 		mlog.Info().Msg("cluster secret derived from the gossip key")
 	}
 
