@@ -110,6 +110,17 @@ type Config struct {
 	// one truncated; negative: all dropped.
 	RateSlip int
 
+	// MaxTCPConns bounds the TCP connections served at once: one more is
+	// closed as soon as it is accepted, so that clients holding
+	// connections open cannot take every file descriptor and goroutine.
+	// Default DefaultMaxTCPConns (150).
+	MaxTCPConns int
+	// TCPTimeout is how long a TCP connection may wait for its first
+	// query, and then between queries, before it is closed (RFC 7766
+	// asks for seconds); it also bounds sending a reply. Default
+	// DefaultTCPTimeout (10 s).
+	TCPTimeout time.Duration
+
 	// RebuildDelay is how long changes are gathered before the table is
 	// rebuilt, so that a burst of writes costs one rebuild. Rebuilds are
 	// also spaced by at least twice the time the last one took. Default
@@ -134,6 +145,8 @@ func DefaultConfig(st *store.Store, zone string) Config {
 		NotifyTimeout: DefaultNotifyTimeout,
 		NotifyRetries: DefaultNotifyRetries,
 		RateLimit:     DefaultRateLimit,
+		MaxTCPConns:   DefaultMaxTCPConns,
+		TCPTimeout:    DefaultTCPTimeout,
 		RebuildDelay:  DefaultRebuildDelay,
 		Logger:        zerolog.Nop(),
 	}
@@ -182,6 +195,15 @@ func (c *Config) validate() (acl []netip.Prefix, notify []netip.AddrPort, err er
 	}
 	if c.RateSlip == 0 {
 		c.RateSlip = DefaultRateSlip
+	}
+	if c.MaxTCPConns < 0 {
+		errs = append(errs, fmt.Errorf("MaxTCPConns %d: want 0 (DefaultMaxTCPConns) or more", c.MaxTCPConns))
+	}
+	if c.MaxTCPConns == 0 {
+		c.MaxTCPConns = DefaultMaxTCPConns
+	}
+	if c.TCPTimeout <= 0 {
+		c.TCPTimeout = DefaultTCPTimeout
 	}
 	acl, notify, err = ParseAllowTransfer(c.AllowTransfer)
 	if err != nil {

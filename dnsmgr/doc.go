@@ -16,12 +16,13 @@
 //   - GEARID-NS.ZONE: the node of every gear.
 //
 // It answers only for its zone (REFUSED otherwise: it is never a
-// resolver), over UDP and TCP, with EDNS0 and truncation, ANY minimally
-// (RFC 8482: a synthesized HINFO record, see answer.go), with a limit of
-// UDP responses per client prefix so that forged queries cannot aim it at
-// a victim (ratelimit.go), and serves zone transfers (AXFR) and sends
-// NOTIFY to the secondaries an operator allows, so that BIND or NSD can
-// serve the zone as well.
+// resolver), over UDP and TCP, with EDNS0 and truncation, and serves zone
+// transfers (AXFR) and sends NOTIFY to the secondaries an operator
+// allows, so that BIND or NSD can serve the zone as well. It gives
+// attackers little: ANY gets a minimal answer (RFC 8482, answer.go), UDP
+// responses are limited per client prefix so that forged queries cannot
+// aim it at a victim (ratelimit.go), and TCP connections are capped and
+// timed out (tcp.go).
 //
 // Build and Answer are pure: they turn plain inputs into a Table and a
 // query into a reply, and are what most tests call. Server wires them to

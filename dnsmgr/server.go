@@ -60,6 +60,9 @@ type Server struct {
 	// limitLog logs rate-limited prefixes, a burst a minute.
 	limitLog zerolog.Logger
 	limited  atomic.Int64 // responses dropped or slipped since New
+	// tcpRefusals logs TCP connections closed for being over the cap, a
+	// burst a minute.
+	tcpRefusals zerolog.Logger
 }
 
 // New checks cfg and returns a Server that is not started.
@@ -74,6 +77,7 @@ func New(cfg Config) (*Server, error) {
 		members: cfg.Store.Members, now: time.Now, notifyC: make(chan struct{}, 1)}
 	s.refusals = s.log.Sample(&zerolog.BurstSampler{Burst: refusalLogBurst, Period: time.Minute})
 	s.limitLog = s.log.Sample(&zerolog.BurstSampler{Burst: limitLogBurst, Period: time.Minute})
+	s.tcpRefusals = s.log.Sample(&zerolog.BurstSampler{Burst: tcpRefusalLogBurst, Period: time.Minute})
 	if cfg.RateLimit > 0 {
 		s.rrl = newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.RateSlip, rateTableSize, s.now())
 	}
@@ -136,8 +140,14 @@ func (s *Server) Start(ctx context.Context) error {
 	s.cancel = cancel
 	s.udp = pc
 	up := make(chan error, 2)
-	s.tcp = &dns.Server{Listener: ln, Handler: handler{s, true}, MsgAcceptFunc: acceptAll,
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+	limited := &limitListener{Listener: ln, max: int64(s.cfg.MaxTCPConns), timeout: s.cfg.TCPTimeout,
+		onRefuse: func(n int64) {
+			s.tcpRefusals.Warn().Int("max_tcp_conns", s.cfg.MaxTCPConns).Int64("refused", n).
+				Msg("dns tcp connection refused: too many open")
+		}}
+	timeout := s.cfg.TCPTimeout
+	s.tcp = &dns.Server{Listener: limited, Handler: handler{s, true}, MsgAcceptFunc: acceptAll,
+		ReadTimeout: timeout, IdleTimeout: func() time.Duration { return timeout }, MaxTCPQueries: tcpMaxQueries,
 		NotifyStartedFunc: func() { up <- nil }}
 	s.wg.Go(func() {
 		if err := s.tcp.ActivateAndServe(); err != nil {
@@ -163,7 +173,8 @@ func (s *Server) Start(ctx context.Context) error {
 	t := s.table.Load()
 	s.log.Info().Str("addr", s.addr).Str("zone", t.zone).Uint32("serial", t.serial).Int("names", len(t.names)).
 		Bool("manage_ha_dns", s.opts.ManageHADNS).Str("router_hostname", s.opts.RouterHostname).
-		Int("transfer_peers", len(s.allow)).Msg("dns serving")
+		Int("transfer_peers", len(s.allow)).Int("rate_limit", s.cfg.RateLimit).Int("max_tcp_conns", s.cfg.MaxTCPConns).
+		Msg("dns serving")
 	return nil
 }
 
