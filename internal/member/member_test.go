@@ -193,3 +193,60 @@ func TestServeLeavesWhenContextEnds(t *testing.T) {
 		t.Error("the internal API still accepts connections after Serve returned")
 	}
 }
+
+// A process that knows a member's gossip port but not the cluster secret
+// cannot join: gossip is encrypted with a key derived from the secret, so
+// it learns no member, no internal API address to send requests to, and
+// no state.
+func TestJoinWithoutTheSecretFails(t *testing.T) {
+	testutil.CheckNoLeaks(t, "gearbox/internal/member.", "gearbox/store.", "gearbox/router.", "hashicorp/serf", "hashicorp/memberlist")
+	ip := ips.Next()
+	cfg := newTestConfig(t, "router", ip, "--router-addr", ip+":0")
+	m, err := New(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Store().Put(context.Background(), "apps", "secret-app", "state only members may read"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		key  []byte
+	}{{"no gossip key", nil}, {"another secret's key", store.DeriveGossipKey("not-the-cluster-secret")}} {
+		t.Run(tt.name, func(t *testing.T) {
+			aip := ips.Next()
+			ac := store.LocalConfig("mallory", t.TempDir(), aip)
+			ac.EncryptKey = tt.key
+			ac.ClusterSecret = "not-the-cluster-secret"
+			attacker, err := store.New(ac)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer attacker.Close()
+			if err := attacker.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			reached, _ := attacker.Join([]string{net.JoinHostPort(ip, "7946")})
+			if reached != 0 {
+				t.Errorf("the join reached %d members", reached)
+			}
+			for _, mem := range attacker.Members() {
+				if mem.Name != "mallory" {
+					t.Errorf("learned of member %s (internal API %s)", mem.Name, mem.InternalAddr)
+				}
+			}
+			for _, mem := range m.Store().Members() {
+				if mem.Name == "mallory" {
+					t.Errorf("the member took the attacker in: %+v", mem)
+				}
+			}
+			if n, err := attacker.Dump(); err != nil || len(n) != 0 {
+				t.Errorf("the attacker holds %d records (%v)", len(n), err)
+			}
+		})
+	}
+}
