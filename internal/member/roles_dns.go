@@ -30,6 +30,8 @@ func dnsFlags() []cli.Flag {
 			Usage: "host name of the routing layer (such as a load balancer in front of the routers): HA apps' ha- names become a CNAME to it instead of the routers' addresses"},
 		&cli.BoolFlag{Name: "manage-ha-dns", Value: true, EnvVars: cmdline.Env("MANAGE_HA_DNS"), Category: "dns",
 			Usage: "brokers publish HA apps' ha- names (the alive routers' addresses, or a CNAME to --router-hostname); false leaves them to the routing layer: each router publishes its own address for the apps it serves"},
+		&cli.IntFlag{Name: "dns-rate-limit", Value: dnsmgr.DefaultRateLimit, EnvVars: cmdline.Env("DNS_RATE_LIMIT"), Category: "dns",
+			Usage: "UDP responses a second the DNS server sends one client network (a /24 of IPv4, a /56 of IPv6), with a burst of a quarter of it; above it, every second reply is sent empty and truncated so that real clients retry over TCP, and the others are dropped, so that queries with a forged source cannot make the server flood someone (response-rate limiting, as in BIND and NSD); 0 turns it off"},
 		&cli.StringSliceFlag{Name: "dns-allow-transfer", EnvVars: cmdline.Env("DNS_ALLOW_TRANSFER"), Category: "dns",
 			Usage: "secondary DNS servers (BIND, NSD) that may transfer the zone over TCP (AXFR): IP, IP:port or CIDR, repeated or comma separated; IPs and IP:ports are also sent a NOTIFY on every change (port 53 if none)"},
 	}
@@ -43,6 +45,8 @@ type dnsOptions struct {
 	RouterHostname   string
 	ManageHADNS      bool
 	AllowTransfer    []string
+	// RateLimit is UDP responses a second per client prefix; 0: none.
+	RateLimit int
 	// Default is true when --dns-addr was not given: a failure to bind
 	// it is logged, not fatal.
 	Default bool
@@ -50,6 +54,10 @@ type dnsOptions struct {
 
 // maxDNSTTL bounds --dns-ttl and --dns-negative-ttl.
 const maxDNSTTL = 7 * 24 * time.Hour
+
+// maxDNSRateLimit bounds --dns-rate-limit: a million responses a second
+// to one network is no limit, and 0 says so.
+const maxDNSRateLimit = 1_000_000
 
 // parseDNSOptions reads and checks the DNS flags.
 func parseDNSOptions(c *cli.Context) (dnsOptions, error) {
@@ -60,6 +68,7 @@ func parseDNSOptions(c *cli.Context) (dnsOptions, error) {
 		RouterHostname: c.String("router-hostname"),
 		ManageHADNS:    c.Bool("manage-ha-dns"),
 		AllowTransfer:  c.StringSlice("dns-allow-transfer"),
+		RateLimit:      c.Int("dns-rate-limit"),
 		Default:        !c.IsSet("dns-addr"),
 	}
 	var errs []error
@@ -89,6 +98,9 @@ func parseDNSOptions(c *cli.Context) (dnsOptions, error) {
 			errs = append(errs, errors.New("--router-hostname has no use with --manage-ha-dns=false: the routing layer then publishes the ha- names itself"))
 		}
 	}
+	if o.RateLimit < 0 || o.RateLimit > maxDNSRateLimit {
+		errs = append(errs, fmt.Errorf("--dns-rate-limit %d: want responses a second per client network, 1 to %d, or 0 for no limit", o.RateLimit, maxDNSRateLimit))
+	}
 	if _, _, err := dnsmgr.ParseAllowTransfer(o.AllowTransfer); err != nil {
 		errs = append(errs, fmt.Errorf("--dns-allow-transfer: %w", err))
 	}
@@ -112,6 +124,7 @@ func (m *Member) startDNS(ctx context.Context, cfg Config) error {
 	dc.HAPrefix, dc.HASuffix = cfg.Roles.HAPrefix, cfg.Roles.HASuffix
 	dc.RouterHostname, dc.ManageHADNS = o.RouterHostname, o.ManageHADNS
 	dc.AllowTransfer = o.AllowTransfer
+	dc.RateLimit = o.RateLimit
 	dc.Logger = log
 	s, err := dnsmgr.New(dc)
 	if err != nil {

@@ -34,7 +34,7 @@ func TestDNSFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.Addr != ":53" || o.TTL != 30*time.Second || o.NegativeTTL != 10*time.Second || !o.ManageHADNS ||
-		o.RouterHostname != "" || len(o.AllowTransfer) != 0 {
+		o.RouterHostname != "" || len(o.AllowTransfer) != 0 || o.RateLimit != 200 {
 		t.Errorf("defaults %+v", o)
 	}
 	o, err = parseDNSArgs(t, "--dns-addr", "127.0.0.1:5353", "--dns-ttl", "1m", "--dns-negative-ttl", "5s",
@@ -52,6 +52,12 @@ func TestDNSFlags(t *testing.T) {
 	if o, err := parseDNSArgs(t, "--manage-ha-dns=false"); err != nil || o.ManageHADNS {
 		t.Errorf("--manage-ha-dns=false: %+v, %v", o, err)
 	}
+	if o, err := parseDNSArgs(t, "--dns-rate-limit", "0"); err != nil || o.RateLimit != 0 {
+		t.Errorf("--dns-rate-limit 0: %+v, %v", o, err)
+	}
+	if o, err := parseDNSArgs(t, "--dns-rate-limit", "1000"); err != nil || o.RateLimit != 1000 {
+		t.Errorf("--dns-rate-limit 1000: %+v, %v", o, err)
+	}
 
 	for _, tt := range []struct {
 		args []string
@@ -67,6 +73,8 @@ func TestDNSFlags(t *testing.T) {
 		{[]string{"--router-hostname", "not a name"}, `--router-hostname "not a name": want a host name`},
 		{[]string{"--router-hostname", "10.0.0.1"}, `--router-hostname "10.0.0.1": want a host name`},
 		{[]string{"--router-hostname", "r.example.com", "--manage-ha-dns=false"}, "--router-hostname has no use with --manage-ha-dns=false"},
+		{[]string{"--dns-rate-limit", "-1"}, "--dns-rate-limit -1: want responses a second"},
+		{[]string{"--dns-rate-limit", "2000000"}, "--dns-rate-limit 2000000: want responses a second"},
 		{[]string{"--dns-allow-transfer", "ns2.example.com"}, `--dns-allow-transfer: "ns2.example.com" is not an IP, IP:port or CIDR`},
 	} {
 		_, err := parseDNSArgs(t, tt.args...)
