@@ -1,6 +1,7 @@
 package member
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -96,7 +97,9 @@ func (m *Member) Start(ctx context.Context) error {
 	m.srv = &http.Server{
 		Handler:           store.RequireSecret(m.cfg.Store.ClusterSecret, m.internal),
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       cmp.Or(m.cfg.InternalReadTimeout, DefaultInternalReadTimeout),
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          stdlog.New(cmdline.LogWriter{Log: alog, Msg: "internal api error"}, "", 0),
 	}
 	m.wg.Go(func() { m.served <- m.srv.Serve(ln) })

@@ -250,3 +250,53 @@ func TestJoinWithoutTheSecretFails(t *testing.T) {
 		})
 	}
 }
+
+// A peer that trickles a request to the internal API is cut off after
+// the read time-out instead of holding the connection forever.
+func TestInternalAPICutsTrickledRequests(t *testing.T) {
+	testutil.CheckNoLeaks(t, "gearbox/internal/member.", "gearbox/store.", "gearbox/router.", "hashicorp/serf", "hashicorp/memberlist")
+	ip := ips.Next()
+	cfg := newTestConfig(t, "router", ip, "--router-addr", ip+":0")
+	cfg.InternalReadTimeout = 300 * time.Millisecond
+	m, err := New(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	c, err := net.Dial("tcp", cfg.InternalAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("POST /internal/v1/store/put HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")); err != nil {
+		t.Fatal(err)
+	}
+	// Keep trickling a byte at a time; the server must end the
+	// connection (the read of its answer returns) within a few time-outs.
+	closed := make(chan struct{})
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				close(closed)
+				return
+			}
+		}
+	}()
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-closed:
+			return
+		case <-deadline:
+			t.Fatal("a trickled request still holds its connection after 10 s")
+		case <-tick.C:
+			c.Write([]byte(" "))
+		}
+	}
+}

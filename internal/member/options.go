@@ -50,11 +50,21 @@ type Config struct {
 	InternalAddr string // host:port the internal API listens on
 	Domain       string
 	LeaveTimeout time.Duration
+	// InternalReadTimeout bounds how long a peer may take to send one
+	// request to the internal API, body included, so that a trickled
+	// request cannot hold a connection forever. Zero means
+	// DefaultInternalReadTimeout.
+	InternalReadTimeout time.Duration
 	// SecretDerived is true when the cluster secret came from --encrypt.
 	SecretDerived bool
 	// Roles holds the settings of the broker and node roles.
 	Roles RoleOptions
 }
+
+// DefaultInternalReadTimeout is the default Config.InternalReadTimeout:
+// requests between members are small (the largest, a batch of records,
+// is read well within it on any working network).
+const DefaultInternalReadTimeout = time.Minute
 
 // Config validates o and turns it into a member configuration. Every error
 // names the flag at fault; all of them are reported at once, on one line.
