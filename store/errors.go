@@ -28,6 +28,11 @@ var (
 	// ErrNoPeer is returned by anti-entropy when no alive peer is known.
 	ErrNoPeer = errors.New("no alive peer to synchronise with")
 
+	// ErrClockSkew is returned by Clock.Admit for a version whose wall time
+	// is further ahead of the local clock than the allowed skew
+	// (Config.MaxClockSkew for a Store).
+	ErrClockSkew = errors.New("version too far ahead of the local clock")
+
 	// ErrInvalidRecord is returned for a write with an empty bucket or key,
 	// or a bucket name that is reserved.
 	ErrInvalidRecord = errors.New("invalid record")

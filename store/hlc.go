@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +74,12 @@ func ParseVersion(s string) (Version, error) {
 // Clock issues versions for one member. It is safe for concurrent use.
 // Versions it issues are strictly increasing, also across a wall clock that
 // steps back, and are always newer than every version it has observed.
+//
+// The logical counter never wraps: when it is at its maximum, the next
+// version takes the following millisecond instead (logical 0). A peer can
+// push the counter there only with a version it is allowed to send, whose
+// wall time Admit keeps within a bounded skew of this clock, so the clock
+// runs ahead of its wall clock by at most that skew plus a millisecond.
 type Clock struct {
 	member string
 	now    func() time.Time
@@ -94,19 +101,47 @@ func (c *Clock) Now() Version {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	wall := c.now().UnixMilli()
-	if wall > c.last.Wall {
+	switch {
+	case wall > c.last.Wall:
 		c.last = Version{Wall: wall, Member: c.member}
-	} else {
+	case c.last.Logical == math.MaxUint32:
+		// Incrementing would wrap to 0 and issue a version older than
+		// the last: move to the next millisecond instead.
+		c.last = Version{Wall: c.last.Wall + 1, Member: c.member}
+	default:
 		c.last = Version{Wall: c.last.Wall, Logical: c.last.Logical + 1, Member: c.member}
 	}
 	return c.last
 }
 
 // Observe advances the clock past v, so that the next version issued is
-// newer than v. It is called for every version received from a peer.
+// newer than v, whatever v is. It is for versions this member already
+// holds (its own state file); versions received from peers go through
+// Admit.
 func (c *Clock) Observe(v Version) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.observe(v)
+}
+
+// Admit observes v, received from a peer, unless its wall time is more
+// than maxAhead ahead of this clock's wall clock: then it leaves the clock
+// alone and returns an error wrapping ErrClockSkew. Without the bound, one
+// version from the far future (a peer with a broken clock, or a forged
+// record) would drag every later version here past it, and a record
+// written with it could never be overwritten.
+func (c *Clock) Admit(v Version, maxAhead time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now().UnixMilli()
+	if v.Wall > now+maxAhead.Milliseconds() {
+		return fmt.Errorf("version %v is %d ms ahead of the local clock, more than %s: %w", v, v.Wall-now, maxAhead, ErrClockSkew)
+	}
+	c.observe(v)
+	return nil
+}
+
+func (c *Clock) observe(v Version) {
 	if v.Wall > c.last.Wall || (v.Wall == c.last.Wall && v.Logical > c.last.Logical) {
 		c.last = Version{Wall: v.Wall, Logical: v.Logical, Member: c.member}
 	}

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"errors"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -169,6 +171,78 @@ func TestClockObserveAdvancesPastRemoteVersion(t *testing.T) {
 			}
 			if !got.Newer(tt.remote) || !got.Newer(first) {
 				t.Fatalf("version %v is not newer than the observed %v and the previous %v", got, tt.remote, first)
+			}
+		})
+	}
+}
+
+func TestClockAdmitRefusesVersionsTooFarAhead(t *testing.T) {
+	const now = 1_000_000
+	const skew = time.Minute
+	tests := []struct {
+		name     string
+		remote   Version
+		admitted bool
+	}{
+		{"behind", Version{Wall: now - 500, Member: "peer"}, true},
+		{"ahead within the skew", Version{Wall: now + 30_000, Logical: 2, Member: "peer"}, true},
+		{"ahead by exactly the skew", Version{Wall: now + 60_000, Member: "peer"}, true},
+		{"a millisecond past the skew", Version{Wall: now + 60_001, Member: "peer"}, false},
+		{"ten minutes ahead", Version{Wall: now + 600_000, Member: "peer"}, false},
+		{"at the end of time", Version{Wall: math.MaxInt64, Logical: math.MaxUint32, Member: "peer"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewClock("me", func() time.Time { return time.UnixMilli(now) })
+			first := c.Now()
+			err := c.Admit(tt.remote, skew)
+			if admitted := err == nil; admitted != tt.admitted {
+				t.Fatalf("Admit(%v) = %v, want admitted=%v", tt.remote, err, tt.admitted)
+			}
+			next := c.Now()
+			if tt.admitted {
+				if !next.Newer(tt.remote) {
+					t.Fatalf("after admitting %v, Now() = %v, not newer", tt.remote, next)
+				}
+				return
+			}
+			if !errors.Is(err, ErrClockSkew) {
+				t.Fatalf("Admit(%v) = %v, want ErrClockSkew", tt.remote, err)
+			}
+			// A refused version leaves the clock where it was.
+			if want := (Version{Wall: first.Wall, Logical: first.Logical + 1, Member: "me"}); next != want {
+				t.Fatalf("after refusing %v, Now() = %v, want %v", tt.remote, next, want)
+			}
+		})
+	}
+}
+
+// TestClockLogicalCounterDoesNotWrap observes a version whose logical
+// counter is at its maximum: the next version must still be newer, by
+// taking the next millisecond, not wrap to logical 0 at the same wall time
+// (which would sort before the observed version, so that a write made
+// after it loses to it).
+func TestClockLogicalCounterDoesNotWrap(t *testing.T) {
+	const now = 1_000
+	for _, observe := range []string{"Observe", "Admit"} {
+		t.Run(observe, func(t *testing.T) {
+			c := NewClock("me", func() time.Time { return time.UnixMilli(now) })
+			remote := Version{Wall: now, Logical: math.MaxUint32, Member: "peer"}
+			if observe == "Observe" {
+				c.Observe(remote)
+			} else if err := c.Admit(remote, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			prev := remote
+			for i := range 3 {
+				v := c.Now()
+				if !v.Newer(prev) {
+					t.Fatalf("version %d after observing %v: %v is not newer than %v", i, remote, v, prev)
+				}
+				if want := (Version{Wall: now + 1, Logical: uint32(i), Member: "me"}); v != want {
+					t.Fatalf("version %d = %v, want %v", i, v, want)
+				}
+				prev = v
 			}
 		})
 	}
