@@ -185,7 +185,7 @@ func (s *Store) SyncWith(ctx context.Context, addr string) (SyncResult, error) {
 		if err != nil {
 			return res, fmt.Errorf("anti-entropy pull: %w", err)
 		}
-		applied, err := s.Merge(recs)
+		applied, err := s.merge(recs, fromPull)
 		if err != nil {
 			return res, fmt.Errorf("anti-entropy pull: %w", err)
 		}

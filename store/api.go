@@ -94,7 +94,7 @@ func (s *Store) Handler() http.Handler {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		applied, err := s.Merge(req.Records)
+		applied, err := s.merge(req.Records, fromPush)
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return

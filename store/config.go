@@ -67,8 +67,17 @@ type Config struct {
 	// 10 s.
 	AntiEntropyInterval time.Duration
 	// TombstoneTTL is how long deletes are remembered. A member whose last
-	// sync is older than this resynchronises fully. Default 24 h.
+	// sync is older than this resynchronises fully, and a gossiped record
+	// older than this is refused as a replay. Default 24 h.
 	TombstoneTTL time.Duration
+	// MaxClockSkew is how far ahead of this member's wall clock a version
+	// received from a peer (gossip, anti-entropy pull or push) may be.
+	// Records with versions further ahead are refused and logged, and do
+	// not advance this member's clock: otherwise one record from the far
+	// future could never be overwritten. Members' clocks must agree within
+	// it (NTP keeps them within milliseconds). Default 1 minute; must be
+	// shorter than TombstoneTTL.
+	MaxClockSkew time.Duration
 	// GCInterval is how often tombstones older than TombstoneTTL are
 	// collected. Default 1 h.
 	GCInterval time.Duration
@@ -101,6 +110,7 @@ func DefaultConfig(name, dir string) Config {
 		Profile:             ProfileLAN,
 		AntiEntropyInterval: 10 * time.Second,
 		TombstoneTTL:        24 * time.Hour,
+		MaxClockSkew:        time.Minute,
 		GCInterval:          time.Hour,
 		UserEventSizeLimit:  512,
 		Logger:              zerolog.Nop(),
@@ -159,6 +169,15 @@ func (c *Config) validate() error {
 	}
 	if c.TombstoneTTL <= 0 {
 		c.TombstoneTTL = 24 * time.Hour
+	}
+	switch {
+	case c.MaxClockSkew < 0:
+		errs = append(errs, fmt.Errorf("MaxClockSkew %s is negative", c.MaxClockSkew))
+	case c.MaxClockSkew == 0:
+		c.MaxClockSkew = time.Minute
+	}
+	if c.MaxClockSkew >= c.TombstoneTTL {
+		errs = append(errs, fmt.Errorf("MaxClockSkew %s must be shorter than TombstoneTTL %s", c.MaxClockSkew, c.TombstoneTTL))
 	}
 	if c.GCInterval <= 0 {
 		c.GCInterval = time.Hour

@@ -24,6 +24,7 @@ var (
 	recordsBucket = []byte("records")
 	magicKey      = []byte("magic")
 	lastSyncKey   = []byte("last_sync")
+	forgottenKey  = []byte("forgotten")
 	magicValue    = []byte("gearbox-state/1")
 )
 
@@ -48,6 +49,13 @@ type db struct {
 	// (or watchers) in the opposite order to their commits, leaving the
 	// tree describing an older version than the file holds.
 	writeMu sync.Mutex
+	// forgotten is the newest version of a record this member removed
+	// because the cluster deleted it and forgot the delete: a tombstone
+	// collected after the TTL, or a record a full resync dropped. A record
+	// for a key held here in no form, and not newer than forgotten, may be
+	// an old copy of one of those, so merge refuses it. Guarded by
+	// writeMu; kept in the meta bucket.
+	forgotten Version
 
 	mu   sync.RWMutex // guards tree
 	tree *tree
@@ -118,6 +126,11 @@ func (d *db) init() error {
 			}
 		} else if !bytes.Equal(meta.Get(magicKey), magicValue) {
 			return ErrForeignFile
+		}
+		if v := meta.Get(forgottenKey); v != nil {
+			if err := json.Unmarshal(v, &d.forgotten); err != nil {
+				return fmt.Errorf("decode %s: %w", forgottenKey, err)
+			}
 		}
 		_, err := tx.CreateBucketIfNotExists(recordsBucket)
 		return err
@@ -256,15 +269,20 @@ func (d *db) dump() ([]Record, error) {
 // the records that changed the state (newer than what was held), in the
 // order given. Merging a record that is not newer is a no-op, so merge is
 // idempotent, and the outcome does not depend on the order of calls.
-func (d *db) merge(recs []Record) ([]Record, error) {
+//
+// A record for a key held in no form (neither live nor tombstone) whose
+// version is not newer than the newest delete this member has forgotten
+// is refused and returned in forgotten: it may be an old copy of a record
+// whose tombstone was collected, and taking it would undo that delete.
+// Until a tombstone is first collected nothing is refused this way.
+func (d *db) merge(recs []Record) (applied, forgotten []Record, err error) {
 	if len(recs) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
-	var applied []Record
-	err := d.update(func(tx *bolt.Tx) error {
-		applied = applied[:0]
+	err = d.update(func(tx *bolt.Tx) error {
+		applied, forgotten = applied[:0], forgotten[:0]
 		root := tx.Bucket(recordsBucket)
 		for _, r := range recs {
 			b, err := root.CreateBucketIfNotExists([]byte(r.Bucket))
@@ -279,6 +297,9 @@ func (d *db) merge(recs []Record) ([]Record, error) {
 				if !r.Version.Newer(sr.Version) {
 					continue
 				}
+			} else if !d.forgotten.IsZero() && !r.Version.Newer(d.forgotten) {
+				forgotten = append(forgotten, r)
+				continue
 			}
 			sr := storedRecord{Value: r.Value, Version: r.Version, Deleted: r.Deleted}
 			if r.Deleted {
@@ -299,7 +320,7 @@ func (d *db) merge(recs []Record) ([]Record, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	d.mu.Lock()
 	for _, r := range applied {
@@ -309,7 +330,7 @@ func (d *db) merge(recs []Record) ([]Record, error) {
 	if d.notify != nil && len(applied) > 0 {
 		d.notify(applied)
 	}
-	return applied, nil
+	return applied, forgotten, nil
 }
 
 // collect removes tombstones whose version is older than cutoff and
@@ -332,7 +353,9 @@ func (d *db) collect(cutoff time.Time) (int, error) {
 // drop removes the records named by victims, provided they still hold the
 // version given (a newer write in between wins). With onlyTombstones,
 // live records are left alone. With notify, the records removed are
-// reported as tombstones that carry the removed record's version.
+// reported as tombstones that carry the removed record's version. The
+// newest version removed raises the forgotten mark (see merge), in the
+// same transaction.
 func (d *db) drop(victims []Summary, onlyTombstones, notify bool) (int, error) {
 	if len(victims) == 0 {
 		return 0, nil
@@ -340,8 +363,9 @@ func (d *db) drop(victims []Summary, onlyTombstones, notify bool) (int, error) {
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
 	var removed []Summary
+	var mark Version
 	err := d.update(func(tx *bolt.Tx) error {
-		removed = removed[:0]
+		removed, mark = removed[:0], d.forgotten
 		root := tx.Bucket(recordsBucket)
 		for _, s := range victims {
 			b := root.Bucket([]byte(s.Bucket))
@@ -363,12 +387,23 @@ func (d *db) drop(victims []Summary, onlyTombstones, notify bool) (int, error) {
 				return err
 			}
 			removed = append(removed, s)
+			if s.Version.Newer(mark) {
+				mark = s.Version
+			}
 		}
-		return nil
+		if mark == d.forgotten {
+			return nil
+		}
+		v, err := json.Marshal(mark)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(metaBucket).Put(forgottenKey, v)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("drop records: %w", err)
 	}
+	d.forgotten = mark
 	d.mu.Lock()
 	for _, s := range removed {
 		d.tree.remove(s.Bucket, s.Key)

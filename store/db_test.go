@@ -43,8 +43,8 @@ func TestRestartKeepsAllData(t *testing.T) {
 	if _, err := st.Batch(ctx, []Op{{Bucket: "b0", Key: "key-000", Delete: true}, {Bucket: "b1", Key: "key-001", Value: "rewritten"}}); err != nil {
 		t.Fatal(err)
 	}
-	// A record from a peer whose clock runs far ahead.
-	remote := Version{Wall: time.Now().Add(time.Hour).UnixMilli(), Logical: 3, Member: "peer"}
+	// A record from a peer whose clock runs ahead, within MaxClockSkew.
+	remote := Version{Wall: time.Now().Add(30 * time.Second).UnixMilli(), Logical: 3, Member: "peer"}
 	mustMerge(t, st, []Record{{Bucket: "b2", Key: "remote", Value: []byte(`"x"`), Version: remote}})
 	before := mustDump(t, st)
 	digest := st.Digest()

@@ -77,7 +77,7 @@ func TestTombstonesAreCollectedAfterTTL(t *testing.T) {
 		}
 	}
 	// The digest tree forgot the tombstones too.
-	rebuilt := newTestStore(t, "rebuilt")
+	rebuilt := newTestStore(t, "rebuilt", fakeTime(clk))
 	mustMerge(t, rebuilt, mustDump(t, st))
 	if st.Digest() != rebuilt.Digest() {
 		t.Fatal("digest after collection does not match the records held")

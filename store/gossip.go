@@ -116,7 +116,7 @@ func (s *Store) handleEvents(batch []serf.Event) {
 	}
 	if len(recs) > 0 {
 		s.count(func(st *Stats) { st.EventsReceived += uint64(len(recs)) })
-		if _, err := s.Merge(recs); err != nil {
+		if _, err := s.merge(recs, fromGossip); err != nil {
 			s.log.Error().Err(err).Int("records", len(recs)).Msg("merge gossiped records failed")
 		}
 	}
@@ -181,6 +181,18 @@ func (s *Store) rejected(why string) {
 // than what is held. Pulls run in the background, a few at a time; a
 // failed pull is left to anti-entropy.
 func (s *Store) pullAnnounced(a announce) {
+	// An announce is refused for the same reasons as a gossiped record;
+	// the record pulled is then checked again, as any record merged.
+	ref := []Record{{Bucket: a.Bucket, Key: a.Key, Version: a.Version}}
+	now := s.cfg.Now()
+	if a.Version.Wall < now.Add(-s.cfg.TombstoneTTL).UnixMilli() {
+		s.refused(fromGossip, refusedReplay, ref)
+		return
+	}
+	if a.Version.Wall > now.Add(s.cfg.MaxClockSkew).UnixMilli() {
+		s.refused(fromGossip, refusedAhead, ref)
+		return
+	}
 	if cur, ok := s.db.summary(a.Bucket, a.Key); ok && !a.Version.Newer(cur.Version) {
 		return
 	}
@@ -206,7 +218,7 @@ func (s *Store) pullAnnounced(a announce) {
 			s.log.Debug().Err(err).Str("from", a.From).Str("key", a.Key).Msg("pull announced record failed")
 			return
 		}
-		if _, err := s.Merge(recs); err != nil {
+		if _, err := s.merge(recs, fromAnnounce); err != nil {
 			s.log.Error().Err(err).Msg("merge pulled record failed")
 			return
 		}

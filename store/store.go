@@ -47,6 +47,7 @@ type Store struct {
 	syncMu    sync.Mutex // one anti-entropy round at a time
 	stats     Stats
 	badSealAt time.Time
+	refusedAt map[string]time.Time // last warning by reason
 }
 
 // Stats counts what the store has done since it was created.
@@ -60,6 +61,10 @@ type Stats struct {
 	SyncPushed     uint64 `json:"sync_pushed"`
 	Collected      uint64 `json:"collected"`
 	Rejected       uint64 `json:"rejected"`
+	// Refused counts records received and not merged: from too far in
+	// the future, gossip older than the tombstone TTL, or older than a
+	// delete this member has forgotten (see Merge).
+	Refused uint64 `json:"refused"`
 }
 
 // New validates cfg and opens the member's state file. It does not touch
@@ -99,6 +104,7 @@ func New(cfg Config) (*Store, error) {
 		}
 	}
 	d.mu.RUnlock()
+	s.clock.Observe(d.forgotten)
 	// Watchers hear of changes from the db, in commit order.
 	d.notify = s.watch.notify
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -246,7 +252,9 @@ func (s *Store) Batch(ctx context.Context, ops []Op) ([]Version, error) {
 	for i := range recs {
 		recs[i].Version = s.clock.Now()
 	}
-	applied, err := s.db.merge(recs)
+	// Local versions are newer than every version held or forgotten, so
+	// none is refused.
+	applied, _, err := s.db.merge(recs)
 	if err != nil {
 		return nil, fmt.Errorf("write state: %w", err)
 	}
@@ -319,21 +327,98 @@ func (s *Store) Stats() Stats {
 func (s *Store) Watch(buckets ...string) *Watch { return s.watch.add(buckets) }
 
 // Merge applies records received from elsewhere by last writer wins and
-// notifies watchers of those that changed the state.
-func (s *Store) Merge(recs []Record) ([]Record, error) {
+// notifies watchers of those that changed the state. It refuses, counts
+// and logs (see Stats.Refused) two kinds of record, which are left out of
+// the result without an error:
+//
+//   - a record whose version is more than Config.MaxClockSkew ahead of
+//     this member's clock; it does not advance the clock either;
+//   - a record for a key held here in no form, whose version is not newer
+//     than the newest delete this member has forgotten (a tombstone it
+//     collected after the TTL, or a record a full resync dropped): it may
+//     be an old copy of a deleted record, and taking it would undo the
+//     delete.
+//
+// Gossiped records are also refused when older than the tombstone TTL:
+// gossip carries writes as they happen, so such an event is a replay.
+func (s *Store) Merge(recs []Record) ([]Record, error) { return s.merge(recs, fromMerge) }
+
+// Where merged records come from, as logged when some are refused.
+const (
+	fromGossip   = "gossip"
+	fromAnnounce = "announced record pull"
+	fromPull     = "anti-entropy pull"
+	fromPush     = "anti-entropy push"
+	fromMerge    = "merge"
+)
+
+// Why records are refused: the fixed reasons logged.
+const (
+	refusedAhead     = "version ahead of the local clock by more than max_clock_skew"
+	refusedReplay    = "gossiped version older than the tombstone ttl"
+	refusedForgotten = "version older than a delete this member forgot"
+)
+
+func (s *Store) merge(recs []Record, from string) ([]Record, error) {
 	for _, r := range recs {
 		if err := validRef(r.Bucket, r.Key); err != nil {
 			return nil, err
 		}
 	}
+	horizon := s.cfg.Now().Add(-s.cfg.TombstoneTTL).UnixMilli()
+	ok := make([]Record, 0, len(recs))
+	var replayed, ahead []Record
 	for _, r := range recs {
-		s.clock.Observe(r.Version)
+		if from == fromGossip && r.Version.Wall < horizon {
+			replayed = append(replayed, r)
+			continue
+		}
+		if err := s.clock.Admit(r.Version, s.cfg.MaxClockSkew); err != nil {
+			ahead = append(ahead, r)
+			continue
+		}
+		ok = append(ok, r)
 	}
-	applied, err := s.db.merge(recs)
+	s.refused(from, refusedReplay, replayed)
+	s.refused(from, refusedAhead, ahead)
+	applied, forgotten, err := s.db.merge(ok)
 	if err != nil {
 		return nil, fmt.Errorf("merge state: %w", err)
 	}
+	s.refused(from, refusedForgotten, forgotten)
 	return applied, nil
+}
+
+// refused counts records refused for reason and logs a warning for each
+// reason at most once a minute, with the first record as an example.
+func (s *Store) refused(from, reason string, recs []Record) {
+	if len(recs) == 0 {
+		return
+	}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	s.stats.Refused += uint64(len(recs))
+	total := s.stats.Refused
+	quiet := now.Sub(s.refusedAt[reason]) < time.Minute && !s.refusedAt[reason].IsZero()
+	if !quiet {
+		if s.refusedAt == nil {
+			s.refusedAt = make(map[string]time.Time)
+		}
+		s.refusedAt[reason] = now
+	}
+	s.mu.Unlock()
+	ev := s.log.Debug()
+	if !quiet {
+		ev = s.log.Warn()
+	}
+	r := recs[0]
+	ev = ev.Str("reason", reason).Str("source", from).Int("records", len(recs)).
+		Str("bucket", r.Bucket).Str("key", r.Key).Stringer("version", r.Version).Uint64("refused_total", total)
+	if reason == refusedAhead {
+		ev = ev.Dur("max_clock_skew", s.cfg.MaxClockSkew).
+			Str("fix", "check the clock (NTP) of the member named in the version; members' clocks must agree within max_clock_skew")
+	}
+	ev.Msg("refused records")
 }
 
 // Members returns every member serf knows, sorted by name, with the broker
