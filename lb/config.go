@@ -106,9 +106,30 @@ type Config struct {
 	// http.Server that serves the Pool: Server applies it; a caller with
 	// its own server must set ReadHeaderTimeout and IdleTimeout itself.
 	ClientTimeout time.Duration
+	// TunnelTimeout is how long an upgraded connection (a WebSocket) may
+	// pass no byte, either way, before both its sides are closed; any
+	// byte moves it on, and a write that stays blocked for that long ends
+	// the tunnel too. Default 1 min, what the cartridge's client and server
+	// timeouts gave a tunnel (haproxy's "timeout tunnel" unset): WebSocket
+	// apps that ping (most do, every 20 to 30 s) stay connected, and a
+	// silent tunnel does not hold its connections and its MaxConns place
+	// for ever. On Pool.ServeHTTP, whose tunnel ReverseProxy runs, the
+	// timeout is kept on the backend's side only: a client that stops
+	// reading while the backend writes is bounded by FastServer alone.
+	TunnelTimeout time.Duration
 	// MaxIdleConns is how many idle keep-alive connections are kept per
 	// backend. Default 64.
 	MaxIdleConns int
+	// MaxClientConns caps the client connections a FastServer holds open
+	// at once (haproxy's global "maxconn"), kept-alive and upgraded ones
+	// included. Default 10000. A connection over the cap gets a 503 and is
+	// closed at once, without its request being read: a flood of
+	// connections, or of idle ones, cannot take the process's file
+	// descriptors and memory from the connections already served. Unlike
+	// MaxConns it counts connections, not requests; a caller that serves
+	// the Pool with its own http.Server caps that server's connections
+	// itself.
+	MaxClientConns int
 
 	// MaxConns caps the requests proxied at once (haproxy's "maxconn").
 	// Default 0: no cap. Over the cap, a request waits in a queue for up
@@ -154,7 +175,9 @@ func DefaultConfig() Config {
 		ConnectTimeout:  10 * time.Second,
 		ServerTimeout:   time.Minute,
 		ClientTimeout:   time.Minute,
+		TunnelTimeout:   time.Minute,
 		MaxIdleConns:    64,
+		MaxClientConns:  10000,
 		QueueTimeout:    10 * time.Second,
 		RotationTimeout: 30 * time.Second,
 		StatusPath:      "/lb-status",
@@ -217,8 +240,14 @@ func (c Config) withDefaults() Config {
 	if c.ClientTimeout == 0 {
 		c.ClientTimeout = d.ClientTimeout
 	}
+	if c.TunnelTimeout == 0 {
+		c.TunnelTimeout = d.TunnelTimeout
+	}
 	if c.MaxIdleConns == 0 {
 		c.MaxIdleConns = d.MaxIdleConns
+	}
+	if c.MaxClientConns == 0 {
+		c.MaxClientConns = d.MaxClientConns
 	}
 	if c.QueueTimeout == 0 {
 		c.QueueTimeout = d.QueueTimeout
@@ -254,7 +283,8 @@ func (c *Config) validate() (statusMatcher, error) {
 	for name, d := range map[string]time.Duration{
 		"HealthInterval": c.HealthInterval, "HealthTimeout": c.HealthTimeout,
 		"ConnectTimeout": c.ConnectTimeout, "ServerTimeout": c.ServerTimeout,
-		"ClientTimeout": c.ClientTimeout, "QueueTimeout": c.QueueTimeout,
+		"ClientTimeout": c.ClientTimeout, "TunnelTimeout": c.TunnelTimeout,
+		"QueueTimeout":    c.QueueTimeout,
 		"RotationTimeout": c.RotationTimeout,
 	} {
 		if d < 0 {
@@ -272,6 +302,9 @@ func (c *Config) validate() (statusMatcher, error) {
 	}
 	if c.MaxIdleConns < 0 {
 		errs = append(errs, fmt.Errorf("MaxIdleConns %d is negative", c.MaxIdleConns))
+	}
+	if c.MaxClientConns < 0 {
+		errs = append(errs, fmt.Errorf("MaxClientConns %d is negative", c.MaxClientConns))
 	}
 	if (&http.Cookie{Name: c.CookieName, Value: "x"}).Valid() != nil {
 		errs = append(errs, fmt.Errorf("CookieName %q is not a valid cookie name", c.CookieName))

@@ -32,6 +32,15 @@
 //     http-server-close), and a response that has started streaming is not
 //     cut by the server timeout, so long polls, server-sent events and
 //     WebSockets work.
+//   - A backend's 101 opens a tunnel only when the client asked to
+//     upgrade to the protocols the 101 names; any other 101 gets 502, so
+//     that a gear cannot turn a front connection, which a router may
+//     share among clients, into a pipe of its own. A tunnel that passes
+//     no byte for TunnelTimeout (1 min, what haproxy gives a tunnel under
+//     the cartridge's client and server timeouts) is closed.
+//   - FastServer holds at most MaxClientConns (10000) client connections
+//     and answers those over the cap with a 503 at once, where haproxy
+//     leaves them waiting in the listen queue.
 //
 // The resend of requests that reached a backend is FastServer's, which
 // LB gears and routers use. Pool.ServeHTTP leaves it to net/http, whose

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"gearbox/lb/internal/h1"
 )
 
@@ -31,9 +33,11 @@ import (
 // Pool.ServeHTTP does (balancing, affinity, retries of requests that
 // reached no backend, X-Forwarded-*, the status page, timeouts, drains,
 // MaxConns), by the same decisions (admit, choose, resend, finish), and
-// passes upgrades (WebSocket) through as a tunnel; it refuses CONNECT.
-// Use it instead of an http.Server when the pool is the only handler of
-// a listener.
+// passes upgrades (WebSocket) through as a tunnel, under the rule both
+// paths apply (see upgrade.go) and Config.TunnelTimeout; it refuses
+// CONNECT. It holds at most Config.MaxClientConns client connections
+// open, and answers those over the cap with a 503. Use it instead of an
+// http.Server when the pool is the only handler of a listener.
 //
 // A FastServer made by NewFastRouter serves several pools on one listener
 // and picks each request's pool by its Host header, as a router does.
@@ -49,26 +53,35 @@ type FastServer struct {
 	idle    map[string][]*fastBackendConn // by backend address
 	closing atomic.Bool
 	wg      sync.WaitGroup
+
+	log           zerolog.Logger
+	refused       atomic.Uint64 // connections refused over MaxClientConns
+	refuseLogNext atomic.Int64  // Unix nanoseconds before which refusals are not logged
 }
 
 // NewFastServer returns a server for p.
 func NewFastServer(p *Pool) *FastServer {
-	return &FastServer{p: p, cfg: p.cfg, conns: make(map[*fastClient]struct{}), idle: make(map[string][]*fastBackendConn)}
+	return &FastServer{p: p, cfg: p.cfg, log: p.log, conns: make(map[*fastClient]struct{}), idle: make(map[string][]*fastBackendConn)}
 }
 
 // NewFastRouter returns a server that sends each request to the pool
 // that route returns for its Host header (as the client sent it: any
 // case, with a port if it had one); a nil pool answers 404 with
 // notFound's page, or a plain one if notFound is empty. cfg's
-// ClientTimeout and MaxIdleConns apply to the server; everything else
-// comes from each request's pool. route is called from many goroutines
-// at once and must not block.
+// ClientTimeout, MaxIdleConns, MaxClientConns and Logger apply to the
+// server, zero or negative values taking their defaults; everything else
+// (TunnelTimeout included) comes from each request's pool. route is
+// called from many goroutines at once and must not block.
 func NewFastRouter(cfg Config, route func(host string) *Pool, notFound string) *FastServer {
+	if cfg.MaxClientConns < 0 {
+		cfg.MaxClientConns = 0
+	}
 	cfg = cfg.withDefaults()
 	if notFound == "" {
 		notFound = "<html><body><h1>404 Not Found</h1>\nNo application is configured for this host name.\n</body></html>\n"
 	}
-	return &FastServer{route: route, notFound: notFound, cfg: cfg, conns: make(map[*fastClient]struct{}), idle: make(map[string][]*fastBackendConn)}
+	return &FastServer{route: route, notFound: notFound, cfg: cfg, log: cfg.Logger.With().Str("component", "lb").Logger(),
+		conns: make(map[*fastClient]struct{}), idle: make(map[string][]*fastBackendConn)}
 }
 
 // Client connection states.
@@ -159,6 +172,13 @@ func (s *FastServer) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
+		s.mu.Lock()
+		full := len(s.conns) >= s.cfg.MaxClientConns
+		s.mu.Unlock()
+		if full {
+			s.refuse(c)
+			continue
+		}
 		r, w := h1.SocketIO(c)
 		fc := &fastClient{s: s, c: c, br: bufio.NewReaderSize(r, 4096), bw: bufio.NewWriterSize(w, 4096), remote: c.RemoteAddr().String()}
 		if ip, _, err := net.SplitHostPort(fc.remote); err == nil {
@@ -177,6 +197,34 @@ func (s *FastServer) Serve(ln net.Listener) error {
 		// for every one.
 		s.wg.Go(fc.serve)
 		s.mu.Unlock()
+	}
+}
+
+// refusedAnswer is what a connection over MaxClientConns gets.
+var refusedAnswer = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/html; charset=utf-8\r\n" +
+	"Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nContent-Length: " +
+	strconv.Itoa(len(pages[http.StatusServiceUnavailable])) + "\r\nConnection: close\r\n\r\n" +
+	pages[http.StatusServiceUnavailable]
+
+// refuse answers a connection over MaxClientConns with a 503 and closes
+// it, from the accept loop: the answer is written before the request is
+// read, into the new socket's empty send buffer, so it does not wait on
+// the client. The sending side is ended first, so that the 503 and the
+// end reach the client ahead of the reset that closing a socket with a
+// request unread sends.
+func (s *FastServer) refuse(c net.Conn) {
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(c, refusedAnswer)
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	c.Close()
+	s.refused.Add(1)
+	if now := time.Now().UnixNano(); now >= s.refuseLogNext.Load() {
+		s.refuseLogNext.Store(now + int64(10*time.Second))
+		s.log.Warn().Int("max_client_conns", s.cfg.MaxClientConns).Uint64("refused", s.refused.Load()).
+			Str("fix", "raise MaxClientConns if the host has file descriptors and memory to spare, or add LB gears").
+			Msg("client connections over the cap refused")
 	}
 }
 
@@ -474,6 +522,15 @@ func (fc *fastClient) relay(bc *fastBackendConn, b *backend, stuck, keep, isHead
 	}
 	setCookie := p.affinity && !stuck
 	if resp.Status == http.StatusSwitchingProtocols {
+		// Only to what the client asked for: a gear may not turn a front
+		// connection into a pipe of its own.
+		if to, _ := resp.First(h1.FieldUpgrade); fc.upgradeTo == nil || !resp.Upgrade || !sameProtocols(fc.upgradeTo, to) {
+			bc.c.Close()
+			b.errors.Add(1)
+			p.logProxyError(b, http.StatusBadGateway, errUpgradeRefused)
+			fc.writePage(http.StatusBadGateway, true)
+			return false
+		}
 		fc.writeStatusLine(resp)
 		resp.WriteFields(bw)
 		if setCookie {
@@ -484,7 +541,7 @@ func (fc *fastClient) relay(bc *fastBackendConn, b *backend, stuck, keep, isHead
 			bc.c.Close()
 			return false
 		}
-		tunnel(fc.c, fc.br, bc.c, bc.br)
+		tunnel(fc.c, fc.br, bc.c, bc.br, p.cfg.TunnelTimeout)
 		return false
 	}
 	resp.DropHopByHop()
@@ -1000,17 +1057,25 @@ func (fc *fastClient) writeRequest(bc *fastBackendConn) error {
 }
 
 // tunnel copies bytes both ways between the client and the backend (an
-// upgraded connection) until either side ends, then closes both.
-func tunnel(client net.Conn, cbr *bufio.Reader, backend net.Conn, bbr *bufio.Reader) {
-	client.SetDeadline(time.Time{})
-	backend.SetDeadline(time.Time{})
+// upgraded connection) until either side ends, or until no byte has
+// passed either way for idle, then closes both.
+//
+// The bytes go through the connections' own read buffers, which the
+// tunnel's request no longer needs, so that a tunnel costs no memory
+// beyond them: an open WebSocket may last for hours, and thousands may be
+// open. splice(2), which io.Copy would use between the two sockets, is
+// given up for that, and because a splice does not tell the idle timer
+// that bytes passed; WebSocket messages are small.
+func tunnel(client net.Conn, cbr *bufio.Reader, backend net.Conn, bbr *bufio.Reader, idle time.Duration) {
+	t := &tunnelState{idle: idle}
+	t.touch()
 	done := make(chan struct{}, 2)
 	go func() {
-		pass(backend, client, cbr)
+		t.pass(backend, client, cbr)
 		done <- struct{}{}
 	}()
 	go func() {
-		pass(client, backend, bbr)
+		t.pass(client, backend, bbr)
 		done <- struct{}{}
 	}()
 	<-done
@@ -1020,15 +1085,43 @@ func tunnel(client net.Conn, cbr *bufio.Reader, backend net.Conn, bbr *bufio.Rea
 	<-done
 }
 
-// pass copies what src's reader holds already, then src itself (with
-// splice(2) where the system has it), to dst, and ends dst's sending side.
-func pass(dst, src net.Conn, buffered *bufio.Reader) {
-	var err error
-	if held, _ := buffered.Peek(buffered.Buffered()); len(held) > 0 {
-		_, err = dst.Write(held)
-	}
-	if err == nil {
-		io.Copy(dst, src)
+// tunnelState is what a tunnel's two copies share: when a byte last
+// passed, either way.
+type tunnelState struct {
+	idle time.Duration
+	last atomic.Int64 // Unix nanoseconds
+}
+
+func (t *tunnelState) touch() { t.last.Store(time.Now().UnixNano()) }
+
+// deadline is when the tunnel times out if no byte passes until then.
+func (t *tunnelState) deadline() time.Time { return time.Unix(0, t.last.Load()).Add(t.idle) }
+
+// pass copies src to dst through src's reader br, what it holds already
+// first, until src ends or fails, a write to dst fails or stays blocked
+// for the idle timeout, or the tunnel has been idle for it; then it ends
+// dst's sending side.
+func (t *tunnelState) pass(dst, src net.Conn, br *bufio.Reader) {
+	for {
+		if br.Buffered() == 0 {
+			src.SetReadDeadline(t.deadline())
+			if _, err := br.Peek(1); err != nil {
+				// A read that timed out while bytes passed the other way
+				// waits again, until the tunnel's new deadline.
+				if isTimeout(err) && time.Now().Before(t.deadline()) {
+					continue
+				}
+				break
+			}
+			t.touch()
+		}
+		p, _ := br.Peek(br.Buffered())
+		dst.SetWriteDeadline(time.Now().Add(t.idle))
+		if _, err := dst.Write(p); err != nil {
+			break
+		}
+		br.Discard(len(p))
+		t.touch()
 	}
 	if tc, ok := dst.(*net.TCPConn); ok {
 		tc.CloseWrite()

@@ -120,21 +120,64 @@ func (p *Pool) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-// modifyResponse sets the affinity cookie when the request did not come
-// with a valid one for the backend that answered (haproxy's "insert"), and
-// then keeps shared caches from storing the response ("nocache"). It runs
-// for 101 Switching Protocols too, so WebSockets get the cookie.
+// modifyResponse refuses a 101 that the client did not ask for, gives an
+// accepted one the tunnel's idle timeout, sets the affinity cookie when
+// the request did not come with a valid one for the backend that answered
+// (haproxy's "insert"), and then keeps shared caches from storing the
+// response ("nocache"). It runs for 101 Switching Protocols too, so
+// WebSockets get the cookie.
 func (p *Pool) modifyResponse(res *http.Response) error {
-	if !p.affinity {
-		return nil
-	}
 	st := stateOf(res.Request.Context())
-	if st == nil || st.backend == st.sticky {
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		if err := p.checkSwitch(st, res); err != nil {
+			return err
+		}
+	}
+	if !p.affinity || st == nil || st.backend == st.sticky {
 		return nil
 	}
 	res.Header.Add("Set-Cookie", st.backend.setCookie)
 	res.Header.Add("Cache-Control", cacheControlSetCookie)
 	return nil
+}
+
+// checkSwitch applies the rule of upgrade.go to a 101. The outgoing
+// request carries Connection: Upgrade and Upgrade only if the client
+// asked to upgrade (ReverseProxy sets them again after dropping
+// hop-by-hop fields). A refused 101's backend connection is closed here:
+// ReverseProxy does not close it when it refuses a switch itself, and
+// http.Transport keeps a 101 without Upgrade for another request.
+func (p *Pool) checkSwitch(st *reqState, res *http.Response) error {
+	asked := res.Request.Header.Get("Upgrade")
+	if !hasToken(res.Request.Header["Connection"], "upgrade") || !hasToken(res.Header["Connection"], "upgrade") ||
+		!sameProtocols(asked, res.Header.Get("Upgrade")) {
+		if st != nil && st.conn != nil {
+			st.conn.Close()
+		}
+		return errUpgradeRefused
+	}
+	if st != nil && st.conn != nil {
+		st.conn.startTunnel(p.cfg.TunnelTimeout)
+	}
+	return nil
+}
+
+// hasToken reports whether the comma-separated lists of values name
+// token, without regard to case.
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for rest := v; ; {
+			t, r, ok := nextToken(rest)
+			if !ok {
+				break
+			}
+			if equalFold(t, token) {
+				return true
+			}
+			rest = r
+		}
+	}
+	return false
 }
 
 // proxyError is the ReverseProxy's ErrorHandler: 503 when no backend could

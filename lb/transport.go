@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+	"time"
 )
 
 // retryTransport is the pool's http.RoundTripper. It sends a request to
@@ -96,15 +97,45 @@ func (p *Pool) dial(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // backendConn is a connection to a backend that counts bytes written.
+// Once it carries a tunnel (an accepted 101), every byte that passes
+// either way moves its deadline on by the tunnel's idle timeout, so that
+// the tunnel's copies, which ReverseProxy runs without deadlines, end
+// when nothing passed for that long.
 type backendConn struct {
 	net.Conn
 	written atomic.Int64
+	idle    atomic.Int64 // the tunnel's idle timeout, 0 before a 101
+}
+
+func (c *backendConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.extend()
+	}
+	return n, err
 }
 
 func (c *backendConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	c.written.Add(int64(n))
+	if n > 0 {
+		c.extend()
+	}
 	return n, err
+}
+
+// startTunnel gives the connection, which just carried a 101, the idle
+// timeout d.
+func (c *backendConn) startTunnel(d time.Duration) {
+	c.idle.Store(int64(d))
+	c.Conn.SetDeadline(time.Now().Add(d))
+}
+
+// extend moves a tunnel's deadline on.
+func (c *backendConn) extend() {
+	if d := c.idle.Load(); d > 0 {
+		c.Conn.SetDeadline(time.Now().Add(time.Duration(d)))
+	}
 }
 
 // errBodyMoved is what an abandoned attempt gets if it reads the body

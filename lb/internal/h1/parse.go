@@ -197,8 +197,9 @@ type Head struct {
 	// close, HTTP/1.0 without keep-alive, or a response whose body ends
 	// with the connection.
 	Close bool
-	// Upgrade is set when a request asks to switch protocols (Upgrade and
-	// Connection: upgrade).
+	// Upgrade is set when a request asks to switch protocols, or a 101
+	// response announces the switch: a non-empty Upgrade field and
+	// Connection: upgrade.
 	Upgrade bool
 	// Body is how the message's body is delimited.
 	Body BodyMode
@@ -339,15 +340,18 @@ func (h *Head) parseRequest() error {
 		return err
 	}
 	h.Close = close
-	upgrade := false
+	h.Upgrade = hasUpgradeToken && h.hasUpgradeField()
+	return nil
+}
+
+// hasUpgradeField reports whether the first Upgrade field is not empty.
+func (h *Head) hasUpgradeField() bool {
 	for i := range h.Fields {
 		if f := &h.Fields[i]; f.Kind == FieldUpgrade {
-			upgrade = len(f.Value) > 0
-			break
+			return len(f.Value) > 0
 		}
 	}
-	h.Upgrade = upgrade && hasUpgradeToken
-	return nil
+	return false
 }
 
 // parseTarget checks the request target as net/url's ParseRequestURI
@@ -430,11 +434,12 @@ func (h *Head) parseResponse(headRequest bool) error {
 	} else if err != nil {
 		return err
 	}
-	close, _, err := h.connectionTokens()
+	close, hasUpgradeToken, err := h.connectionTokens()
 	if err != nil {
 		return err
 	}
 	h.Close = close
+	h.Upgrade = h.Status == http.StatusSwitchingProtocols && hasUpgradeToken && h.hasUpgradeField()
 	bodyless := headRequest || h.Status < 200 || h.Status == http.StatusNoContent || h.Status == http.StatusNotModified
 	switch {
 	case bodyless:
