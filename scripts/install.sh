@@ -159,7 +159,7 @@ if [ -z "$DESTDIR" ] && [ "$(id -u)" != 0 ]; then
 	die "run it as root (or set DESTDIR to install under another root)"
 fi
 
-# Paths on the target host, and where this run writes them.
+# Paths on the target host (written under $DESTDIR).
 bin_path=/usr/local/bin/gearbox
 etc_dir=/etc/gearbox
 env_path=$etc_dir/gearbox.env
@@ -186,6 +186,9 @@ if [ -n "$given" ] && [ -f "$DESTDIR$secret_path" ] && [ "$given" != "$(cat "$DE
 fi
 
 changed=
+# tmp is the file being written, removed if the script stops half-way.
+tmp=
+trap 'if [ -n "$tmp" ]; then rm -f "$tmp"; fi' EXIT
 note() { # what was done
 	say "  $*"
 }
@@ -193,6 +196,9 @@ note() { # what was done
 # put_file installs the temporary file $1 at $2 with mode $3, unless $2
 # already holds the same; it says which, and notes a change in $changed.
 put_file() {
+	if [ -e "$2" ] && [ ! -f "$2" ]; then
+		die "$2 exists and is not a file"
+	fi
 	if [ -f "$2" ] && cmp -s "$1" "$2"; then
 		rm -f "$1"
 		chmod "$3" "$2"
@@ -410,8 +416,8 @@ else
 	systemctl enable --now gearbox
 	note "systemctl enable --now gearbox"
 	case $was_active$changed in
-	yes*"$bin_path"* | yes*"$unit_path"*)
-		say "gearbox was running: systemctl restart gearbox runs the new binary or unit (its gears restart too)"
+	yes*"$bin_path"* | yes*"$unit_path"* | yes*"$env_path"*)
+		say "gearbox was running: systemctl restart gearbox runs the new binary, unit or settings (its gears restart too)"
 		;;
 	esac
 fi
