@@ -82,8 +82,10 @@ type Config struct {
 	// (--gear-isolation): IsolateAuto (default) the strongest mode that
 	// works on the host, found at Start by trying (own uid plus cgroup v2,
 	// cgroup v1 or rlimits); IsolateCgroup2, IsolateCgroup1 or
-	// IsolateRlimit that mode or Start fails; IsolateNone none. A node
-	// that does not run as root cannot isolate gears and says so.
+	// IsolateRlimit that mode. Start fails, with an error that wraps
+	// ErrCannotIsolate, when the node cannot isolate gears as asked (a
+	// node that does not run as root never can); only IsolateNone runs
+	// gears unisolated, as the node's own user, for a single-user node.
 	Isolation string
 	// GearUIDMin and GearUIDMax bound the uids of gears (--gear-uid-range),
 	// whose gid is the same number: GearUIDMin is the node's own, for its

@@ -75,8 +75,12 @@
 // gear would be started and checking what it finds, logs it (loudly when
 // weaker than a uid and a cgroup per gear), and Supervisor.Isolation
 // reports it for the node's record: uid+cgroup2, uid+cgroup1, uid+rlimit,
-// or none and why ("none (not root)"). Config.Isolation asks for a mode,
-// and Start fails without it. Confined processes start through a launcher
+// or "none (turned off)". Config.Isolation asks for a mode, and Start
+// fails without it; with IsolateAuto Start fails when no mode works (or
+// the node is not root), saying why and the fix: gears run unisolated
+// only when IsolateNone is asked for. Before it reports a gear started
+// and routes to it, the node checks that the socket on the gear's port is
+// the gear's uid's (portowner.go). Confined processes start through a launcher
 // (launch.go) that joins the cgroups, sets the limits and drops
 // privileges before the gear's program runs. The welcome page and static
 // files are served from inside the node and need none of this.

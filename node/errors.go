@@ -4,6 +4,11 @@ import "errors"
 
 // Sentinel errors returned by the node. Callers compare with errors.Is.
 var (
+	// ErrCannotIsolate is wrapped by the error of Start when the node
+	// cannot run gears as users of their own (it does not run as root, or
+	// no isolation mode works on the host) and the operator did not turn
+	// isolation off (IsolateNone). The error says what failed and the fix.
+	ErrCannotIsolate = errors.New("gears cannot be isolated on this node")
 	// ErrClosed is returned by Start on a closed Supervisor.
 	ErrClosed = errors.New("node is closed")
 	// ErrHashMismatch is wrapped by the error of a deployment fetch whose

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"html"
 	"log"
@@ -95,14 +96,26 @@ func (f *front) close(grace time.Duration) error {
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := f.s.routes.Load()
 	target, ok := rt.route(r.Host)
+	gear, handing := rt.gearOf(r.Host), false
 	if sides := *f.s.sides.Load(); ok && len(sides) > 0 {
-		if side, handing := sides[rt.gearOf(r.Host)]; handing {
+		var side sideProc
+		if side, handing = sides[gear]; handing {
 			target = net.JoinHostPort(f.s.cfg.Addr, strconv.Itoa(side.port))
 		}
 	}
 	if !ok {
 		page(w, http.StatusNotFound, "Not found", fmt.Sprintf("No application is served at %s.", canonicalHost(r.Host)))
 		return
+	}
+	if gear != "" && !handing && f.s.iso.on() {
+		// With gears isolated, a gear's port is routed to only once its
+		// own process was found listening there: whatever else answers
+		// there (another gear squatting it) is not the gear (see
+		// portowner.go).
+		if _, up := f.s.answering.Load(gear); !up {
+			f.unavailable(w, r, errors.New("gear not found listening on its port"))
+			return
+		}
 	}
 	if rt.gearOf(r.Host) != "" {
 		c, ok := f.inflight.Load(target)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -62,13 +63,15 @@ type gear struct {
 	status      state.GearStatus // what the node observes, to be reported
 	reported    bool             // status is in the store
 	endpoints   []state.Endpoint
-	webUp       bool   // the web process answers
-	running     string // the deployment the web process runs ("" for the welcome page)
-	health      string // its health check path ("" for "/")
-	restarts    int    // the gear record's Restarts it was started for
-	draining    bool   // the web process is about to stop: load balancers drain it
-	handingOver bool   // a side process serves while the web process restarts
-	lbDown      string // why the load balancer the gear should run does not listen; "" if it does or none is wanted
+	webUp       bool            // the web process answers
+	running     string          // the deployment the web process runs ("" for the welcome page)
+	health      string          // its health check path ("" for "/")
+	restarts    int             // the gear record's Restarts it was started for
+	draining    bool            // the web process is about to stop: load balancers drain it
+	handingOver bool            // a side process serves while the web process restarts
+	lbDown      string          // why the load balancer the gear should run does not listen; "" if it does or none is wanted
+	portTaken   *portTakenError // another uid holds the web port (see portowner.go); nil if none does
+	reason      string          // the reason last reported, before portTaken's
 }
 
 func newGear(s *Supervisor, id string) *gear {
@@ -172,6 +175,9 @@ func (g *gear) apply(d desired) {
 		g.report(state.GearStopped, "")
 		return
 	}
+	if g.proc == nil {
+		g.checkIdlePort(spec.Port)
+	}
 	prepared := g.prepareDeployment(&d)
 	g.ensureLB(d) // after: the deployment names the health path
 	if !prepared {
@@ -228,15 +234,75 @@ func healthPath(d desired) string {
 
 // readyProbe is how a process of gear spec running d is found ready on
 // port: its deployment's health check for a deployed web process, an
-// open port otherwise.
-func (g *gear) readyProbe(d desired, port int) func(context.Context) error {
+// open port otherwise; and, if owner is not nil, the socket on the port
+// must be the process's (see portowner.go). owner is checked before the
+// probe, so that a squatter gets nothing when it is known, and after, so
+// that a port taken meanwhile is not mistaken for the gear's.
+func (g *gear) readyProbe(d desired, port int, owner func() error) func(context.Context) error {
 	addr := net.JoinHostPort(g.s.cfg.Addr, strconv.Itoa(port))
+	probe := probePort(addr)
 	if d.dep != nil && !d.dep.manifest.Static() {
 		// A deployed web process is ready when its health check passes,
 		// as the load balancer will check it.
-		return probeHTTP(addr, d.dep.manifest.Health)
+		probe = probeHTTP(addr, d.dep.manifest.Health)
 	}
-	return probePort(addr)
+	if owner == nil {
+		return probe
+	}
+	return func(ctx context.Context) error {
+		if err := owner(); err != nil {
+			return err
+		}
+		if err := probe(ctx); err != nil {
+			return err
+		}
+		return owner()
+	}
+}
+
+// portOwner returns what checks that the socket listening on port is
+// that of prog's run: of the gear's uid for a command, of the node's for
+// a server of its own (the welcome page, static sites). It returns nil
+// when gears are not isolated: they all run as the node's user, and no
+// check can tell them apart.
+func (g *gear) portOwner(prog Program, port int) func() error {
+	if !g.s.iso.on() {
+		return nil
+	}
+	addr, err := netip.ParseAddr(g.s.cfg.Addr)
+	if err != nil {
+		return nil
+	}
+	uid := os.Geteuid()
+	if c, ok := prog.(Command); ok && c.jail != nil {
+		uid = c.jail.uid
+	}
+	return func() error { return checkPortOwner(addr, port, uid) }
+}
+
+// checkIdlePort looks, when gears are isolated, for a process that
+// listens on the port of the gear, which runs none: whatever it is, it is
+// not the gear's, and the gear's status says so (PortTaken) from now on,
+// while its deployment is fetched and built, not only once its process
+// runs.
+func (g *gear) checkIdlePort(port int) {
+	if !g.s.iso.on() {
+		return
+	}
+	addr, err := netip.ParseAddr(g.s.cfg.Addr)
+	if err != nil {
+		return
+	}
+	uids, err := portListeners(addr, port)
+	if err != nil {
+		g.log.Warn().Err(err).Msg("check the owner of the gear's port failed")
+		return
+	}
+	if len(uids) == 0 {
+		g.setPortTaken(nil)
+		return
+	}
+	g.setPortTaken(&portTakenError{port: port, uid: uids[0], want: g.uid})
 }
 
 // launch starts prog as the gear's web process, known by key.
@@ -247,16 +313,29 @@ func (g *gear) launch(d desired, prog Program, key string) {
 	}
 	ready := make(chan struct{})
 	var once sync.Once
+	owner := g.portOwner(prog, spec.Port)
+	probe := g.readyProbe(d, spec.Port, owner)
 	pc := ProcessConfig{
-		Program:       prog,
-		Ready:         g.readyProbe(d, spec.Port),
+		Program: prog,
+		Ready: func(ctx context.Context) error {
+			err := probe(ctx)
+			g.notePortTaken(err)
+			return err
+		},
 		ReadyInterval: g.s.cfg.ReadyInterval,
 		Backoff:       g.s.cfg.Backoff,
 		StopGrace:     g.s.cfg.StopGrace,
 		OnEvent: func(ev ProcessEvent) {
 			g.onEvent(ev, spec)
-			if ev.Kind == EventReady {
+			switch ev.Kind {
+			case EventReady:
 				once.Do(func() { close(ready) })
+			case EventExited, EventLaunchFailed:
+				// A process that could not bind its port, because
+				// another holds it, says so here, before any probe.
+				if owner != nil {
+					g.notePortTaken(owner())
+				}
 			}
 		},
 		Now: g.s.cfg.Now,
@@ -400,6 +479,7 @@ func (g *gear) stopProc() {
 	g.proc, g.key = nil, ""
 	g.s.setWebRunning(g.id, false)
 	g.setWebUp(false)
+	g.setPortTaken(nil)
 }
 
 func (g *gear) openLog() error {
@@ -503,6 +583,7 @@ func (g *gear) destroy() {
 	}
 	g.killOrphans()
 	g.closeLog()
+	g.s.answering.Delete(g.id)
 	os.Remove(g.pidFile())
 	uid := g.uid
 	if uid == 0 && g.s.iso.on() {

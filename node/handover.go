@@ -62,7 +62,7 @@ func (g *gear) handover(d desired, prog Program, key string) bool {
 	var once sync.Once
 	pc := ProcessConfig{
 		Program:       sideProg,
-		Ready:         g.readyProbe(side, alt),
+		Ready:         g.readyProbe(side, alt, g.portOwner(sideProg, alt)),
 		ReadyInterval: g.s.cfg.ReadyInterval,
 		Backoff:       g.s.cfg.Backoff,
 		StopGrace:     g.s.cfg.StopGrace,

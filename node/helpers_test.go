@@ -38,7 +38,8 @@ func TestMain(m *testing.M) {
 // "/env" the sorted environment, "/headers" the Host and X-Forwarded-*
 // headers, "/exit" makes it exit with status 3, "/whoami" what it finds
 // itself to be (a probeReport), "/write?path=P" whether it can create the
-// file P ("ok" or the error).
+// file P ("ok" or the error), "/listen?port=P" listens on port P too and
+// answers "squatter" there ("ok" or the error).
 func helperServe() {
 	addr := net.JoinHostPort(os.Getenv("GEARBOX_IP"), os.Getenv("PORT"))
 	fmt.Printf("helper listening on %s\n", addr)
@@ -69,6 +70,17 @@ func helperServe() {
 			return
 		}
 		os.Remove(p)
+		fmt.Fprint(w, "ok")
+	})
+	mux.HandleFunc("/listen", func(w http.ResponseWriter, r *http.Request) {
+		// A squatter: it serves "squatter" on another port of the node's
+		// address, as any gear can try.
+		ln, err := net.Listen("tcp", net.JoinHostPort(os.Getenv("GEARBOX_IP"), r.URL.Query().Get("port")))
+		if err != nil {
+			fmt.Fprint(w, err)
+			return
+		}
+		go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "squatter") }))
 		fmt.Fprint(w, "ok")
 	})
 	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
@@ -157,6 +169,11 @@ func (n *testNode) startSupervisor(opts ...func(*Config)) *Supervisor {
 	n.t.Helper()
 	cfg := FastConfig(n.st, filepath.Join(n.dir, "data"), n.ip, "example.test")
 	cfg.Logger = testLogger().With().Str("member", n.st.Name()).Logger()
+	if os.Geteuid() != 0 {
+		// Not root: the node cannot isolate gears, and says so unless
+		// told to run them unisolated.
+		cfg.Isolation = IsolateNone
+	}
 	for _, o := range opts {
 		o(&cfg)
 	}

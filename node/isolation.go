@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -27,8 +28,10 @@ import (
 // be, and must find itself as intended (isolationProbe).
 
 // Values of Config.Isolation (--gear-isolation): IsolateAuto takes the
-// strongest mode that works here; the others ask for one mode, and the
-// node does not start without it.
+// strongest mode that works here; IsolateCgroup2, IsolateCgroup1 and
+// IsolateRlimit ask for one mode; without the mode asked for, or with
+// IsolateAuto and no mode at all, the node does not start. Only
+// IsolateNone, asked for explicitly, runs gears unisolated.
 const (
 	IsolateAuto    = "auto"
 	IsolateCgroup2 = "cgroup2"
@@ -41,7 +44,7 @@ const (
 var IsolationChoices = []string{IsolateAuto, IsolateCgroup2, IsolateCgroup1, IsolateRlimit, IsolateNone}
 
 // Isolation modes, as Supervisor.Isolation and the node's record report
-// them. ModeNone is followed by why, as in "none (not root)".
+// them. ModeNone is followed by why, as in "none (turned off)".
 const (
 	// ModeCgroup2: own uid; memory.max, memory.swap.max 0 and pids.max in
 	// a cgroup v2 per run.
@@ -91,7 +94,7 @@ type isolator struct {
 	uids   *uidAllocator
 }
 
-// String is the mode as reported: "uid+cgroup1", "none (not root)", ...
+// String is the mode as reported: "uid+cgroup1", "none (turned off)", ...
 func (iso *isolator) String() string {
 	if iso.mode == ModeNone && iso.note != "" {
 		return ModeNone + " (" + iso.note + ")"
@@ -137,10 +140,23 @@ type isolationError struct {
 func (e *isolationError) Error() string { return e.err.Error() }
 func (e *isolationError) Unwrap() error { return e.err }
 
+// errUnreachable is the short reason of a probe that could not reach its
+// directories.
+const errUnreachable = "gear users cannot reach DATA_DIR"
+
+// noIsolationFix ends every refusal to start for want of isolation: the
+// way out for an operator who means to run everyone's code as one user.
+const noIsolationFix = "or run with --gear-isolation none to run gears unisolated, for a single-user node"
+
 // detectIsolation finds the mode cfg asks for, or with IsolateAuto the
-// strongest that works, for the gears of node (its name). With a mode
-// asked for that does not work, it fails; tried lists, in order, why
-// stronger modes were passed over.
+// strongest that works, for the gears of node (its name); tried lists, in
+// order, why stronger modes were passed over.
+//
+// It fails closed: unless cfg asks for IsolateNone, a node that cannot
+// isolate gears (it does not run as root, or no mode works here) gets an
+// error that wraps ErrCannotIsolate and says what failed and the fix. A
+// node that fell back to running every tenant's code as root, unlimited,
+// would be worse than one that does not start.
 func detectIsolation(cfg *Config, node string) (iso *isolator, tried []error, err error) {
 	iso = &isolator{mode: ModeNone, limits: cfg.Limits}
 	choice := cfg.Isolation
@@ -149,11 +165,8 @@ func detectIsolation(cfg *Config, node string) (iso *isolator, tried []error, er
 		iso.note = "turned off"
 		return iso, nil, nil
 	case os.Geteuid() != 0:
-		if choice != IsolateAuto {
-			return nil, nil, fmt.Errorf("gear isolation %s: the node must run as root", choice)
-		}
-		iso.note = "not root"
-		return iso, nil, nil
+		return nil, nil, fmt.Errorf("gear isolation %s: %w: the node runs as uid %d, and only root can run gears as users of their own; run it as root, %s",
+			choice, ErrCannotIsolate, os.Geteuid(), noIsolationFix)
 	}
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return nil, nil, err
@@ -193,15 +206,67 @@ func detectIsolation(cfg *Config, node string) (iso *isolator, tried []error, er
 		}
 		return cand, tried, nil
 	}
-	if choice != IsolateAuto {
-		return nil, tried, fmt.Errorf("gear isolation %s: %w", choice, errors.Join(tried...))
+	return nil, tried, cannotIsolate(choice, cfg.DataDir, tried)
+}
+
+// cannotIsolate is the error of a node whose every mode failed, as tried
+// says: what failed and the fix.
+func cannotIsolate(choice, dataDir string, tried []error) error {
+	why := make([]string, len(tried))
+	for i, err := range tried {
+		why[i] = err.Error()
 	}
-	iso.note = "gears cannot be confined here"
-	var ie *isolationError
-	if len(tried) > 0 && errors.As(tried[len(tried)-1], &ie) {
-		iso.note = ie.short
+	fix := "run the node on a host that lets root confine processes (cgroup v2, the cgroup v1 memory and pids controllers, or rlimits), " + noIsolationFix
+	for _, err := range tried {
+		var ie *isolationError
+		if errors.As(err, &ie) && ie.short == errUnreachable {
+			dirs := unsearchable(dataDir)
+			if len(dirs) == 0 {
+				dirs = []string{"..."}
+			}
+			fix = fmt.Sprintf("make the directories above DATA_DIR searchable (chmod o+x %s), %s", strings.Join(dirs, " "), noIsolationFix)
+			break
+		}
 	}
-	return iso, tried, nil
+	return fmt.Errorf("gear isolation %s: %w: %s; to fix: %s", choice, ErrCannotIsolate, strings.Join(why, "; "), fix)
+}
+
+// unsearchable returns the directories above dir that others than their
+// owner cannot search (no o+x), outermost first.
+func unsearchable(dir string) []string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			out = append([]string{d}, out...)
+		}
+		if d == filepath.Dir(d) {
+			return out
+		}
+	}
+}
+
+// CheckIsolation reports whether a node that runs as this process's
+// user, with its data in dataDir and gear uids uidMin..uidMax
+// (--gear-uid-range), isolates gears with IsolateAuto: the mode it takes,
+// or an error that wraps ErrCannotIsolate and says why and the fix. It
+// tries as Start does, as node name (whose cgroups it removes again), and
+// leaves behind only DATA_DIR's directories, which the node makes anyway.
+// gearbox dev asks it before it starts its nodes.
+func CheckIsolation(dataDir, name string, uidMin, uidMax int) (string, error) {
+	if err := checkPlatform(); err != nil {
+		return "", err
+	}
+	cfg := Config{DataDir: dataDir, Isolation: IsolateAuto, GearUIDMin: uidMin, GearUIDMax: uidMax, Limits: maps.Clone(DefaultLimits)}
+	iso, _, err := detectIsolation(&cfg, name)
+	if err != nil {
+		return "", err
+	}
+	iso.close()
+	return iso.String(), nil
 }
 
 // prepareDataDir lets gear uids reach their directories and nothing
@@ -281,7 +346,7 @@ func (r probeReport) check(j *jail) error {
 		return errors.New("probe ran without no_new_privs")
 	}
 	if len(r.Denied) > 0 {
-		return &isolationError{short: "gear users cannot reach DATA_DIR",
+		return &isolationError{short: errUnreachable,
 			err: fmt.Errorf("gear users cannot reach their directories (make the directories above DATA_DIR searchable by others): %s", r.Denied[0])}
 	}
 	if j.cg != nil {

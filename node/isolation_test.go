@@ -5,6 +5,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -403,5 +404,51 @@ func TestUIDAllocator(t *testing.T) {
 	full, _ := newUIDAllocator(u2-1, u2, gears)
 	if _, err := full.assign("g3", mk("g3")); err == nil {
 		t.Error("a full range handed out a uid")
+	}
+}
+
+// Isolation fails closed: a node whose gear users cannot reach DATA_DIR
+// (a directory above it that others cannot search), and a node that does
+// not run as root, refuse to start rather than run every tenant's code as
+// one user, unlimited; they say what failed and the fix. Only
+// --gear-isolation none, asked for, runs gears unisolated.
+func TestIsolationFailsClosed(t *testing.T) {
+	n := newTestStore(t)
+	locked := filepath.Join(t.TempDir(), "locked")
+	if err := os.Mkdir(locked, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := FastConfig(n.st, filepath.Join(locked, "data"), n.ip, "example.test")
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.Start(context.Background())
+	want := []string{"make the directories above DATA_DIR searchable (chmod o+x ", locked, "--gear-isolation none"}
+	if os.Geteuid() != 0 {
+		want = []string{"runs as uid " + strconv.Itoa(os.Geteuid()), "run it as root", "--gear-isolation none"}
+	}
+	if !errors.Is(err, ErrCannotIsolate) {
+		t.Fatalf("Start of a node that cannot isolate gears: %v (isolation %q), want ErrCannotIsolate", err, s.Isolation())
+	}
+	t.Logf("Start: %v", err)
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("Start: %q, want it to say %q", err, w)
+		}
+	}
+	if _, err := CheckIsolation(filepath.Join(locked, "data"), "check", DefaultGearUIDMin, DefaultGearUIDMax); !errors.Is(err, ErrCannotIsolate) {
+		t.Errorf("CheckIsolation = %v, want ErrCannotIsolate", err)
+	}
+
+	cfg.Isolation = IsolateNone
+	s2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := s2.Start(context.Background()); err != nil || s2.Isolation() != "none (turned off)" {
+		t.Errorf("Start with --gear-isolation none: %v, %q", err, s2.Isolation())
 	}
 }

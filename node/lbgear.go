@@ -401,7 +401,9 @@ func (s *Supervisor) appBackends(app, lbID string, c *backendCache) []lb.Backend
 				if r.Decode(&st) != nil {
 					continue
 				}
-				if st.Draining {
+				if st.Draining || st.PortTaken {
+					// A gear whose port another uid holds gets nothing:
+					// whatever answers there is not the gear.
 					c.draining[r.Key] = true
 				}
 				if st.Health != "" {

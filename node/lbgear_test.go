@@ -37,7 +37,7 @@ func newTestCluster(t *testing.T, n int, setup ...func(*Supervisor)) []*testNode
 	nodes := make([]*testNode, n)
 	members := make([]*storetest.Member, n)
 	for i := range nodes {
-		nd := &testNode{t: t, ip: ips.Next(), dir: t.TempDir()}
+		nd := &testNode{t: t, ip: ips.Next(), dir: searchableTempDir(t)}
 		cfg := store.LocalConfig("node-"+nd.ip, filepath.Join(nd.dir, "data"), nd.ip)
 		cfg.Logger = testLogger().With().Str("member", cfg.Name).Logger()
 		members[i] = storetest.Start(t, cfg)

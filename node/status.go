@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 
 	"gearbox/store"
@@ -60,7 +61,11 @@ func (g *gear) reportStarting(reason string) {
 }
 
 func (g *gear) reportLocked(st, reason string) {
+	g.reason = reason
 	next := state.GearStatus{ID: g.id, Node: g.s.name, State: st, Reason: reason, Endpoints: g.endpoints, Deployment: g.running, Restarts: g.restarts, Health: g.health, Draining: g.draining}
+	if g.portTaken != nil && st != state.GearStarted {
+		next.Reason, next.PortTaken = g.portTaken.Error(), true
+	}
 	if sameStatus(g.status, next) && g.reported {
 		return
 	}
@@ -106,7 +111,68 @@ func (g *gear) setWebUp(up bool) {
 	g.statusMu.Lock()
 	defer g.statusMu.Unlock()
 	g.webUp = up
+	if up {
+		// Its readiness probe found the port the gear's own.
+		g.clearPortTakenLocked()
+		g.s.answering.Store(g.id, true)
+	} else {
+		g.s.answering.Delete(g.id)
+	}
 	g.reportUpLocked()
+}
+
+// notePortTaken notes what a check of the owner of the gear's port found:
+// a *portTakenError, or nil when no other uid holds it. Other errors
+// (nothing answers yet) change nothing.
+func (g *gear) notePortTaken(err error) {
+	var pt *portTakenError
+	switch {
+	case err == nil:
+		g.setPortTaken(nil)
+	case errors.As(err, &pt):
+		g.setPortTaken(pt)
+	}
+}
+
+// setPortTaken notes that a process of another uid holds the gear's web
+// port (nil: none does), and reports it: such a gear is not started, and
+// its status asks every load balancer to send it nothing (PortTaken).
+func (g *gear) setPortTaken(pt *portTakenError) {
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	if pt == nil {
+		if g.clearPortTakenLocked() && g.status.State != "" {
+			g.reportLocked(g.status.State, g.reason)
+		}
+		return
+	}
+	if old := g.portTaken; old != nil && *old == *pt {
+		return
+	}
+	g.portTaken = pt
+	g.log.Warn().Int("port", pt.port).Int("squatter_uid", pt.uid).Int("gear_uid", pt.want).
+		Msg("gear port taken by another user's process: gear not started, no requests routed to it")
+	if g.out != nil {
+		fmt.Fprintf(g.out, "gearbox: %s\n", pt.Error())
+	}
+	st := g.status.State
+	switch st {
+	case "":
+		st = state.GearNew
+	case state.GearStarted:
+		st = state.GearStopped
+	}
+	g.reportLocked(st, g.reason)
+}
+
+// clearPortTakenLocked forgets that the gear's port was taken, and
+// reports whether it was.
+func (g *gear) clearPortTakenLocked() bool {
+	if g.portTaken == nil {
+		return false
+	}
+	g.portTaken = nil
+	return true
 }
 
 // setLBDown notes why the load balancer that the gear should run does not
@@ -171,6 +237,7 @@ func (g *gear) writeLocked() {
 // sameStatus compares everything but UpdatedAt.
 func sameStatus(a, b state.GearStatus) bool {
 	return a.ID == b.ID && a.Node == b.Node && a.State == b.State && a.Reason == b.Reason && a.Deployment == b.Deployment && a.Restarts == b.Restarts && a.Health == b.Health && a.Draining == b.Draining &&
+		a.PortTaken == b.PortTaken &&
 		sameEndpoints(a.Endpoints, b.Endpoints)
 }
 

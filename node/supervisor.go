@@ -82,6 +82,11 @@ type Supervisor struct {
 
 	deploys *deployer
 	iso     *isolator // set by Start
+	// answering holds the ids of the gears whose web process was found
+	// ready, listening on the gear's port as the gear's own (see
+	// portowner.go): when gears are isolated, the front routes to no
+	// other gear's port, whatever listens there.
+	answering sync.Map
 
 	// program returns what a gear runs and a key that differs whenever
 	// that differs (a changed key restarts the gear). Tests replace it
@@ -181,8 +186,9 @@ func (s *Supervisor) Start(ctx context.Context) error {
 }
 
 // Isolation returns how the node isolates its gears, as its node record
-// reports it: ModeCgroup2, ModeCgroup1, ModeRlimit, or ModeNone and why,
-// such as "none (not root)". It is meant to be called after Start.
+// reports it: ModeCgroup2, ModeCgroup1, ModeRlimit, or "none (turned
+// off)" when the operator asked for IsolateNone. It is meant to be called
+// after Start.
 func (s *Supervisor) Isolation() string {
 	if s.iso == nil {
 		return ""
@@ -200,7 +206,8 @@ func (s *Supervisor) logIsolation(tried []error) {
 	switch iso.mode {
 	case ModeNone:
 		s.log.Warn().Str("isolation", iso.String()).
-			Msg("gears are NOT isolated: they run as the node's own user, without resource limits, and can reach each other's files")
+			Str("fix", "run the node as root with --gear-isolation auto, unless it is a single-user node").
+			Msg("GEARS ARE NOT ISOLATED (--gear-isolation none): they run as the node's own user, without resource limits, can reach each other's files and the node's state, and brokers place here only gears of the user whose gears the node already hosts")
 	case ModeRlimit:
 		s.log.Warn().Str("isolation", iso.String()).Int("uid_min", s.cfg.GearUIDMin+1).Int("uid_max", s.cfg.GearUIDMax).
 			Msg("gears run as their own uids but without a cgroup: memory is limited per process (RLIMIT_DATA), and processes that leave a gear's process group are not stopped with it")

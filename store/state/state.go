@@ -11,6 +11,7 @@ package state
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -209,7 +210,12 @@ type GearStatus struct {
 	Health string `json:"health,omitempty"`
 	// Draining asks every load balancer to send the gear no new requests:
 	// its node is about to stop its web process.
-	Draining  bool      `json:"draining,omitempty"`
+	Draining bool `json:"draining,omitempty"`
+	// PortTaken says that a process that is not the gear's (another
+	// uid) listens on the gear's web port: the gear is not started, and
+	// no load balancer sends it requests until its node finds the gear's
+	// own process there.
+	PortTaken bool      `json:"port_taken,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
@@ -225,11 +231,17 @@ type Node struct {
 	PortMin int `json:"port_min"`
 	PortMax int `json:"port_max"`
 	// Isolation is how the node isolates its gears: uid+cgroup2,
-	// uid+cgroup1, uid+rlimit, or none and why, as "none (not root)".
+	// uid+cgroup1, uid+rlimit, or "none (turned off)" (see Isolates).
 	// Empty: a node from before isolation was reported.
 	Isolation string    `json:"isolation,omitempty"`
 	Since     time.Time `json:"since"`
 }
+
+// Isolates reports whether the node runs gears as uids of their own (its
+// Isolation is one of the uid+ modes). A node that does not, or did not
+// say, runs every gear as one user: brokers place there the gears of one
+// user only.
+func (n Node) Isolates() bool { return strings.HasPrefix(n.Isolation, "uid+") }
 
 // NodeAdmin is what admins decide about a node. Broker-owned.
 type NodeAdmin struct {
