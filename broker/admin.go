@@ -145,6 +145,12 @@ func (b *Broker) moveGear(w http.ResponseWriter, r *http.Request, u *state.User,
 	if a.Region != "" && tn.Region != a.Region {
 		return fieldErr("node", 1, "Node '%s' is in region '%s'; application '%s' is pinned to region '%s'.", target, tn.Region, a.Name, a.Region)
 	}
+	// The placement rule of nodes that do not isolate gears (see Place).
+	for _, n := range cv.nodes {
+		if n.Name == target && !n.Isolated && hostsOthers(n.Owners, a.Owner) && !force {
+			return errorf(http.StatusConflict, 1, "Node '%s' does not isolate gears and hosts another user's; pass force=true (gearbox gear move --force) to move gear '%s' there anyway.", target, id)
+		}
+	}
 	if a.HA && g.LB && !force {
 		var before, after []string
 		for _, og := range gearsOf(cv.gears, g.App) {

@@ -2,8 +2,10 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"sort"
 
@@ -35,6 +37,10 @@ func (b *Broker) loadCluster() (*clusterView, error) {
 	if err != nil {
 		return nil, err
 	}
+	apps, err := list[state.App](b.st, state.BucketApps)
+	if err != nil {
+		return nil, err
+	}
 	cv := &clusterView{byName: map[string]*state.Node{}, alive: map[string]bool{}, draining: map[string]bool{},
 		gears: gears, ports: map[string]map[int]bool{}}
 	for _, m := range b.st.Members() {
@@ -45,16 +51,26 @@ func (b *Broker) loadCluster() (*clusterView, error) {
 	for _, a := range admin {
 		cv.draining[a.Name] = a.Draining
 	}
+	ownerOf := make(map[string]string, len(apps))
+	for _, a := range apps {
+		ownerOf[state.AppKey(a.Domain, a.Name)] = a.Owner
+	}
 	load := map[string]int{}
+	owners := map[string][]string{} // node -> the owners of its gears
 	for _, g := range gears {
 		load[g.Node]++
 		cv.usePorts(g)
+		// A gear whose app is gone counts as someone else's ("").
+		if o := ownerOf[g.App]; !slices.Contains(owners[g.Node], o) {
+			owners[g.Node] = append(owners[g.Node], o)
+		}
 	}
 	for i := range nodes {
 		n := &nodes[i]
 		cv.byName[n.Name] = n
 		cv.nodes = append(cv.nodes, NodeView{Name: n.Name, Zone: n.Zone, Region: n.Region, MaxGears: n.MaxGears,
-			Gears: load[n.Name], Alive: cv.alive[n.Name], Draining: cv.draining[n.Name]})
+			Gears: load[n.Name], Alive: cv.alive[n.Name], Draining: cv.draining[n.Name],
+			Isolated: n.Isolates(), Owners: owners[n.Name]})
 	}
 	sort.Slice(cv.nodes, func(i, j int) bool { return cv.nodes[i].Name < cv.nodes[j].Name })
 	return cv, nil
@@ -81,7 +97,13 @@ func (cv *clusterView) freePorts(g state.Gear) {
 	}
 }
 
-// port takes the lowest free port of node's range.
+// port takes a free port of node's range, each as likely as the others.
+//
+// Gears share their node's address, so a port handed out in order (the
+// lowest free one) is known before its gear exists: a gear that binds it
+// first would receive the next gear's traffic. Chosen at random, it
+// cannot be guessed; and the node checks that the socket on a gear's port
+// is the gear's before it routes there (node/portowner.go).
 func (cv *clusterView) port(node string) (int, error) {
 	lo, hi := state.DefaultPortMin, state.DefaultPortMax
 	if n := cv.byName[node]; n != nil && n.PortMin > 0 && n.PortMax >= n.PortMin {
@@ -92,11 +114,30 @@ func (cv *clusterView) port(node string) (int, error) {
 		used = map[int]bool{}
 		cv.ports[node] = used
 	}
+	free := hi - lo + 1
+	for p := range used {
+		if p >= lo && p <= hi {
+			free--
+		}
+	}
+	if free <= 0 {
+		return 0, fmt.Errorf("node %s has no free port in %d-%d", node, lo, hi)
+	}
+	k, err := rand.Int(rand.Reader, big.NewInt(int64(free)))
+	if err != nil {
+		return 0, fmt.Errorf("pick a gear port: %w", err)
+	}
+	// The k-th free port: one pass over the range, for one new gear.
+	n := k.Int64()
 	for p := lo; p <= hi; p++ {
-		if !used[p] {
+		if used[p] {
+			continue
+		}
+		if n == 0 {
 			used[p] = true
 			return p, nil
 		}
+		n--
 	}
 	return 0, fmt.Errorf("node %s has no free port in %d-%d", node, lo, hi)
 }

@@ -10,8 +10,9 @@ import (
 // properties over random clusters test it without a store or a network.
 
 // ErrNoNodes is returned by Place when no node can take the gear: none is
-// alive, not draining, below its capacity and in the app's region (and, for
-// an LB gear, free of the app's LB gears). The text is OpenShift's, word
+// alive, not draining, below its capacity, in the app's region and
+// isolating gears or hosting only the owner's (and, for an LB gear, free
+// of the app's LB gears). The text is OpenShift's, word
 // for word, so that its users recognise it; hence the capital letter.
 var ErrNoNodes = errors.New("No nodes available for the specified gear size/region/zone combination")
 
@@ -35,11 +36,20 @@ type NodeView struct {
 	Gears              int  // gears of all apps on it now
 	Alive              bool // serf member alive with the node role
 	Draining           bool // an admin is draining it: it takes no new gears
+	// Isolated says that the node runs each gear as a uid of its own
+	// (state.Node.Isolates). A node that does not (--gear-isolation
+	// none) runs every gear as one user: it takes the gears of one user
+	// only, those of the users in Owners.
+	Isolated bool
+	// Owners are the users (logins) whose apps have gears on the node,
+	// each once; Place reads it only for nodes that are not Isolated.
+	Owners []string
 }
 
 // AppPlacement is what placement knows of the app receiving a gear.
 // Nil maps mean the app has no gears (or no LB gears) yet.
 type AppPlacement struct {
+	Owner   string         // the app owner's login
 	Region  string         // "" = any region
 	GearsOn map[string]int // node name -> this app's gears there
 	LBsOn   map[string]int // node name -> this app's LB gears there
@@ -61,7 +71,12 @@ type PlacementPolicy struct {
 //
 // Candidates are the nodes that are alive, not draining, below MaxGears and
 // in app.Region when it is set; for an LB gear, unless
-// AllowMultipleLBPerNode, also free of the app's LB gears. With no
+// AllowMultipleLBPerNode, also free of the app's LB gears. A node that
+// does not isolate gears (not Isolated) is a candidate only if every gear
+// on it belongs to app.Owner (Owners holds no one else): its gears all
+// run as one user and could read, signal and squat each other, so it
+// serves one user, the first whose gear it takes, until it is empty
+// again. With no
 // candidate Place returns ErrNoNodes; when the candidates span fewer zones
 // than MinZones (a node with no zone label is in the zone ""), a
 // *MinZonesError.
@@ -105,6 +120,9 @@ func (p PlacementPolicy) Place(nodes []NodeView, app AppPlacement, lb bool) (str
 		if excludeLB && app.LBsOn[n.Name] > 0 {
 			continue
 		}
+		if !n.Isolated && hostsOthers(n.Owners, app.Owner) {
+			continue
+		}
 		if z.node == nil || nodeBefore(n, appGears, z.node, z.nodeAppGears) {
 			z.node, z.nodeAppGears = n, appGears
 		}
@@ -130,6 +148,16 @@ func (p PlacementPolicy) Place(nodes []NodeView, app AppPlacement, lb bool) (str
 		return "", &MinZonesError{Available: available, Needed: need}
 	}
 	return best.node.Name, nil
+}
+
+// hostsOthers reports whether owners names a user other than owner.
+func hostsOthers(owners []string, owner string) bool {
+	for _, o := range owners {
+		if o != owner {
+			return true
+		}
+	}
+	return false
 }
 
 // nodeBefore reports whether candidate a (holding aApp of the app's gears)

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
+
+	"gearbox/store/state"
 )
 
 var placementSeed = flag.Uint64("placement.seed", 0, "seed of the random clusters in placement tests (0: pick one)")
@@ -787,7 +790,7 @@ func TestPlacementDeterminism(t *testing.T) {
 		gearsBefore, lbsBefore := maps.Clone(app.GearsOn), maps.Clone(app.LBsOn)
 
 		want, wantErr := p.Place(nodes, app, lb)
-		if !slices.Equal(nodes, nodesBefore) || !maps.Equal(app.GearsOn, gearsBefore) || !maps.Equal(app.LBsOn, lbsBefore) {
+		if !slices.EqualFunc(nodes, nodesBefore, func(a, b NodeView) bool { return reflect.DeepEqual(a, b) }) || !maps.Equal(app.GearsOn, gearsBefore) || !maps.Equal(app.LBsOn, lbsBefore) {
 			t.Fatal("Place changed its arguments")
 		}
 		for range 5 {
@@ -939,5 +942,100 @@ func BenchmarkPlacement(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(rounds*total), "ns/placement")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(rounds)/1e6, "ms/10k-gears")
 		})
+	}
+}
+
+// A node that does not isolate gears runs them all as one user: it takes
+// the gears of one user only, whoever came first, and any node again once
+// it is empty.
+func TestPlacementIsolation(t *testing.T) {
+	isolated := func(n *NodeView) { n.Isolated = true }
+	owners := func(o ...string) func(*NodeView) { return func(n *NodeView) { n.Owners = o } }
+	both := func(fs ...func(*NodeView)) func(*NodeView) {
+		return func(n *NodeView) {
+			for _, f := range fs {
+				f(n)
+			}
+		}
+	}
+	tests := []struct {
+		name    string
+		nodes   []NodeView
+		owner   string
+		want    string
+		wantErr error
+	}{
+		{"empty unisolated node takes anyone",
+			[]NodeView{pnode("a", "za", 10)}, "alice", "a", nil},
+		{"unisolated node of the owner's gears only",
+			[]NodeView{pnodeWith(pnodeLoaded(pnode("a", "za", 10), 3), owners("alice"))}, "alice", "a", nil},
+		{"unisolated node with another user's gear refused",
+			[]NodeView{pnodeWith(pnodeLoaded(pnode("a", "za", 10), 1), owners("bob"))}, "alice", "", ErrNoNodes},
+		{"unisolated node shared by the owner and another refused",
+			[]NodeView{pnodeWith(pnodeLoaded(pnode("a", "za", 10), 2), owners("alice", "bob"))}, "alice", "", ErrNoNodes},
+		{"gear of an app that is gone counts as another user's",
+			[]NodeView{pnodeWith(pnodeLoaded(pnode("a", "za", 10), 1), owners(""))}, "alice", "", ErrNoNodes},
+		{"isolated node takes every user",
+			[]NodeView{pnodeWith(pnodeLoaded(pnode("a", "za", 10), 2), both(isolated, owners("bob", "carol")))}, "alice", "a", nil},
+		{"other user's unisolated node passed over for a fuller isolated one",
+			[]NodeView{pnodeWith(pnodeLoaded(pnode("a", "za", 10), 1), owners("bob")),
+				pnodeWith(pnodeLoaded(pnode("b", "za", 10), 9), both(isolated, owners("bob")))}, "alice", "b", nil},
+		{"other user's unisolated node passed over for an empty one",
+			[]NodeView{pnodeWith(pnodeLoaded(pnode("a", "za", 10), 1), owners("bob")), pnodeLoaded(pnode("b", "za", 10), 0)},
+			"alice", "b", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := PlacementPolicy{}.Place(tc.nodes, AppPlacement{Owner: tc.owner}, false)
+			if got != tc.want || !errors.Is(err, tc.wantErr) {
+				t.Errorf("Place = %q, %v; want %q, %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+// Gear ports are drawn at random from the node's range, never one in use:
+// a gear cannot tell which port the next gear of its node gets, and bind
+// it first.
+func TestGearPortRandom(t *testing.T) {
+	const lo, hi = 40000, 40999
+	cv := &clusterView{byName: map[string]*state.Node{"n": {Name: "n", PortMin: lo, PortMax: hi}},
+		ports: map[string]map[int]bool{"n": {lo: true, lo + 1: true, 50000: true}}}
+	seen := map[int]bool{}
+	inOrder := 0
+	prev := 0
+	for range 100 {
+		p, err := cv.port("n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p < lo || p > hi || seen[p] || p == lo || p == lo+1 {
+			t.Fatalf("port %d: outside %d-%d, or in use", p, lo, hi)
+		}
+		if p == prev+1 {
+			inOrder++
+		}
+		seen[p], prev = true, p
+	}
+	// Lowest-free-first would hand out 40002, 40003, ... in order.
+	if inOrder > 5 {
+		t.Errorf("%d of 100 ports followed the previous one: ports are predictable", inOrder)
+	}
+	// The last free ports are found too, then none.
+	small := &clusterView{byName: map[string]*state.Node{"n": {Name: "n", PortMin: 1000, PortMax: 1002}},
+		ports: map[string]map[int]bool{"n": {1001: true}}}
+	got := map[int]bool{}
+	for range 2 {
+		p, err := small.port("n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[p] = true
+	}
+	if !got[1000] || !got[1002] {
+		t.Errorf("ports %v, want 1000 and 1002", got)
+	}
+	if p, err := small.port("n"); err == nil {
+		t.Errorf("full range gave port %d", p)
 	}
 }

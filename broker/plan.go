@@ -82,7 +82,7 @@ func (p *plan) lbCount() int {
 
 // placement describes the app's current spread for the placer.
 func (p *plan) placement() AppPlacement {
-	ap := AppPlacement{Region: p.app.Region, GearsOn: map[string]int{}, LBsOn: map[string]int{}}
+	ap := AppPlacement{Owner: p.app.Owner, Region: p.app.Region, GearsOn: map[string]int{}, LBsOn: map[string]int{}}
 	for _, g := range p.gears {
 		ap.GearsOn[g.Node]++
 		if g.LB {
