@@ -241,10 +241,10 @@ func (dc *devCluster) configure() error {
 		// Each node its own uid range, in case the dev cluster runs as
 		// root and isolates gears.
 		lo := node.DefaultGearUIDMin + i*1000
-		specs = append(specs, spec{n.name, n.ip, "node", []string{
+		specs = append(specs, spec{n.name, n.ip, "node", append([]string{
 			"--http-addr", net.JoinHostPort(n.ip, devHTTPPort),
 			"--gear-uid-range", fmt.Sprintf("%d-%d", lo, lo+999),
-		}})
+		}, dc.isolationArgs(n.name, lo, lo+999)...)})
 	}
 	var join []string
 	for _, s := range specs {
@@ -269,6 +269,24 @@ func (dc *devCluster) configure() error {
 		dc.configs[s.name] = cfg
 		dc.order = append(dc.order, s.name)
 		join = []string{net.JoinHostPort(devBrokerIP, fmt.Sprint(cmdline.DefaultSerfPort))}
+	}
+	return nil
+}
+
+// isolationArgs returns the --gear-isolation flag of dev node name, whose
+// gear uids are uidMin..uidMax: none (explicitly, since a node
+// that cannot isolate gears does not start otherwise) when gearbox dev
+// does not run as root or isolation does not work here (then with a loud
+// warning of its own: dev as root is expected to isolate); else nothing, and the node isolates gears as any would.
+func (dc *devCluster) isolationArgs(name string, uidMin, uidMax int) []string {
+	none := []string{"--gear-isolation", node.IsolateNone}
+	if os.Geteuid() != 0 {
+		return none // the node warns that its gears are not isolated
+	}
+	if _, err := node.CheckIsolation(filepath.Join(dc.dir, name), name, uidMin, uidMax); err != nil {
+		dc.log.Warn().Err(err).Str("member", name).Str("isolation", node.IsolateNone).
+			Msg("GEARS ARE NOT ISOLATED: gearbox dev runs as root but cannot isolate its gears, so its nodes run them as root, unisolated (fine for one developer)")
+		return none
 	}
 	return nil
 }

@@ -70,8 +70,9 @@ func RoleFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "build-timeout", Value: node.DefaultBuildTimeout, EnvVars: cmdline.Env("BUILD_TIMEOUT"), Category: "node",
 			Usage: "longest a deployment's build: command may run on this node before it is stopped and the deployment fails here"},
 		&cli.StringFlag{Name: "gear-isolation", Value: node.IsolateAuto, EnvVars: cmdline.Env("GEAR_ISOLATION"), Category: "node",
-			Usage: "how a node run as root isolates gears: auto (the strongest that works: own uid plus cgroup2, cgroup1 or rlimits), " +
-				"cgroup2, cgroup1 or rlimit (that or fail to start), none (gears run as root, unlimited)"},
+			Usage: "how a node isolates gears: auto (the strongest that works: own uid plus cgroup2, cgroup1 or rlimits; a node that is not root, " +
+				"or where none works, does not start), cgroup2, cgroup1 or rlimit (that or fail to start), none (gears run as the node's user, " +
+				"unlimited: for a single-user node, which brokers give one user's gears only)"},
 		&cli.StringFlag{Name: "gear-uid-range", Value: fmt.Sprintf("%d-%d", node.DefaultGearUIDMin, node.DefaultGearUIDMax),
 			EnvVars: cmdline.Env("GEAR_UID_RANGE"), Category: "node",
 			Usage: "uids of isolated gears, as LOW-HIGH: LOW is the node's own for its checks, each gear gets one of the others " +
