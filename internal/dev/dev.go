@@ -274,10 +274,11 @@ func (dc *devCluster) configure() error {
 }
 
 // isolationArgs returns the --gear-isolation flag of dev node name, whose
-// gear uids are uidMin..uidMax: none (explicitly, since a node
-// that cannot isolate gears does not start otherwise) when gearbox dev
-// does not run as root or isolation does not work here (then with a loud
-// warning of its own: dev as root is expected to isolate); else nothing, and the node isolates gears as any would.
+// gear uids are uidMin..uidMax: none (explicitly, since a node that
+// cannot isolate gears does not start otherwise) when gearbox dev does
+// not run as root or isolation does not work here (then with a loud
+// warning of its own: dev as root is expected to isolate); else nothing,
+// and the node isolates gears as any would.
 func (dc *devCluster) isolationArgs(name string, uidMin, uidMax int) []string {
 	none := []string{"--gear-isolation", node.IsolateNone}
 	if os.Geteuid() != 0 {
