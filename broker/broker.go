@@ -75,7 +75,7 @@ func New(cfg Config) (*Broker, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, st: cfg.Store, log: cfg.Logger.With().Str("component", "broker").Logger(), logClient: newLogClient(),
+	b := &Broker{cfg: cfg, st: cfg.Store, log: cfg.Logger.With().Str("component", "broker").Logger(), logClient: newLogClient(cfg.ClusterSecret),
 		feed: newFeedHub()}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil

@@ -356,9 +356,9 @@ func checkArchive(r io.Reader, limit int64) error {
 // BlobHandler serves this member's deployment archives on the internal
 // API: GET internalapi.BlobPath(id) streams DataDir/deployments/ID.tar.gz
 // (internalapi.ServeBlob: ranges allowed, so that a node can resume), 404
-// when this member does not hold it. It must be mounted behind the cluster
-// secret (store.RequireSecret). Fetchers verify the hash of what they
-// receive.
+// when this member does not hold it. It must be mounted on the internal
+// API, whose mutual TLS admits only members with the cluster secret
+// (internalapi.ServerTLS). Fetchers verify the hash of what they receive.
 func (b *Broker) BlobHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := internalapi.ServeBlob(w, r, b.blobDir()); err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -42,16 +41,15 @@ type logLine struct {
 	done  bool // no more lines of this gear (follow only)
 }
 
-// newLogClient returns the client that reads gears' logs from nodes: no
-// overall timeout (a followed log lasts), but bounded connect and first
-// answer, and no idle connections left behind.
-func newLogClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-		ResponseHeaderTimeout: 30 * time.Second,
-		DisableKeepAlives:     true,
-	}}
+// newLogClient returns the client that reads gears' logs from nodes, over
+// the internal API's mutual TLS with the key derived from secret: no
+// overall timeout (a followed log lasts), but bounded connect, handshake
+// and first answer (internalapi.Transport), and no idle connections left
+// behind.
+func newLogClient(secret string) *http.Client {
+	tr := internalapi.Transport(secret)
+	tr.DisableKeepAlives = true
+	return &http.Client{Transport: tr}
 }
 
 // GET .../applications/{app}/logs?tail=N&follow=true: the log lines of
@@ -243,13 +241,10 @@ func (b *Broker) readGearLog(ctx context.Context, g state.Gear, m store.Member, 
 	if follow {
 		q.Set("follow", "1")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.InternalAddr+internalapi.GearLogsPath(g.ID)+"?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, internalapi.URL(m.InternalAddr, internalapi.GearLogsPath(g.ID)+"?"+q.Encode()), nil)
 	if err != nil {
 		say("cannot read this gear's log: %v", err)
 		return
-	}
-	if b.cfg.ClusterSecret != "" {
-		req.Header.Set("Authorization", "Bearer "+b.cfg.ClusterSecret)
 	}
 	resp, err := b.logClient.Do(req)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -59,11 +58,10 @@ type deployer struct {
 }
 
 func newDeployer(s *Supervisor) *deployer {
-	tr := &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-		ResponseHeaderTimeout: 30 * time.Second,
-		DisableKeepAlives:     true,
-	}
+	// Mutual TLS with the key derived from the cluster secret; one
+	// connection per fetch.
+	tr := internalapi.Transport(s.cfg.ClusterSecret)
+	tr.DisableKeepAlives = true
 	return &deployer{s: s, http: &http.Client{Transport: tr}, jobs: make(map[depKey]*deployJob)}
 }
 
@@ -331,12 +329,9 @@ func (dp *deployer) archive(id string) string { return internalapi.BlobFile(dp.r
 // temporary file, checks its size and hash, and keeps it as
 // dp.archive(id).
 func (dp *deployer) fetchFrom(ctx context.Context, addr, id string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+internalapi.BlobPath(id), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, internalapi.URL(addr, internalapi.BlobPath(id)), nil)
 	if err != nil {
 		return err
-	}
-	if dp.s.cfg.ClusterSecret != "" {
-		req.Header.Set("Authorization", "Bearer "+dp.s.cfg.ClusterSecret)
 	}
 	resp, err := dp.http.Do(req)
 	if err != nil {
@@ -532,7 +527,8 @@ func (s *Supervisor) HasBlob(id string) bool {
 // BlobHandler serves the deployment archives this node keeps on the
 // internal API, at the path brokers serve theirs (GET
 // internalapi.BlobPath(id), answered by internalapi.ServeBlob): 404 for
-// one it does not keep. It must be mounted behind the cluster secret.
+// one it does not keep. It must be mounted on the internal API, whose
+// mutual TLS admits only members with the cluster secret.
 // Fetchers verify the hash of what they receive.
 func (s *Supervisor) BlobHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -21,10 +21,9 @@ import (
 	"gearbox/store/state"
 )
 
-const testSecret = "test-cluster-secret"
-
 // blobServer serves deployment archives on a member's internal address,
-// as members that hold them do, to callers with the cluster secret.
+// as members that hold them do, to callers with the cluster secret (the
+// member's internal API admits no other).
 type blobServer struct {
 	mu    sync.Mutex
 	blobs map[string][]byte // by the id asked for
@@ -43,10 +42,6 @@ func serveBlobs(t *testing.T, n *testNode) *blobServer {
 }
 
 func (b *blobServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("Authorization") != "Bearer "+testSecret {
-		http.Error(w, "unauthorized", http.StatusUnauthorized)
-		return
-	}
 	id, ok := internalapi.BlobID(r.URL.Path)
 	b.mu.Lock()
 	data, found := b.blobs[id]
@@ -65,10 +60,11 @@ func (b *blobServer) count(id string) int {
 	return b.gets[id]
 }
 
-// newDeployNode starts a node with the cluster secret and a blob server
-// on its internal address.
+// newDeployNode starts a node and a blob server on its internal address.
+// The node has its store's cluster secret (none: newTestStore's store
+// has none), as in a member.
 func newDeployNode(t *testing.T, opts ...func(*Config)) (*testNode, *blobServer) {
-	n := newTestNode(t, append([]func(*Config){func(c *Config) { c.ClusterSecret = testSecret }}, opts...)...)
+	n := newTestNode(t, opts...)
 	return n, serveBlobs(t, n)
 }
 
@@ -395,7 +391,7 @@ func TestDeploymentSwitch(t *testing.T) {
 
 // An archive over MaxDeploySize is refused.
 func TestDeploymentTooLarge(t *testing.T) {
-	n := newTestNode(t, func(c *Config) { c.ClusterSecret, c.MaxDeploySize = testSecret, 100 })
+	n := newTestNode(t, func(c *Config) { c.MaxDeploySize = 100 })
 	b := serveBlobs(t, n)
 	id := n.deploy(b, state.AppKey("ns", "big"), tarGz(t, tarFile("index.html", strings.Repeat("big page ", 100))), nil)
 	n.setDeployment("ns", "big", id)
@@ -406,7 +402,8 @@ func TestDeploymentTooLarge(t *testing.T) {
 	}
 }
 
-// A fetch with the wrong cluster secret fails with the holder's answer.
+// A fetch with another cluster secret than the holder's fails: the
+// internal API's mutual TLS refuses it.
 func TestDeploymentFetchNeedsSecret(t *testing.T) {
 	n := newTestNode(t, func(c *Config) { c.ClusterSecret = "wrong" })
 	b := serveBlobs(t, n)
@@ -414,7 +411,7 @@ func TestDeploymentFetchNeedsSecret(t *testing.T) {
 	n.setDeployment("ns", "sec", id)
 	g := n.gear("c1", "sec", "ns", 1)
 	n.put(state.BucketGears, g.ID, g)
-	n.waitReason(g.ID, "401")
+	n.waitReason(g.ID, "peer does not hold the cluster secret")
 }
 
 func containsPrefix(ss []string, p string) bool {

@@ -35,7 +35,8 @@ const (
 const logWriteTimeout = 10 * time.Second
 
 // LogHandler serves the logs of the gears this node runs, for the internal
-// API (mount it behind the cluster secret):
+// API (mount it there: its mutual TLS admits only members with the
+// cluster secret):
 //
 //	GET internalapi.GearLogsPath(ID)?tail=N&follow=1
 //

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,28 +15,10 @@ import (
 // maxBody caps the body of an internal API request.
 const maxBody = 256 << 20
 
-// RequireSecret wraps h so that only requests carrying the cluster secret
-// (Authorization: Bearer SECRET) reach it; others get 401. With an empty
-// secret every request passes: the cluster is unauthenticated.
-func RequireSecret(secret string, h http.Handler) http.Handler {
-	if secret == "" {
-		return h
-	}
-	want := []byte("Bearer " + secret)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "cluster secret required"})
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
 // Handler serves the store's part of the internal API: membership, and the
 // digest, summary, get and put calls of anti-entropy (internalapi.PathMembers
-// and internalapi.PathStore*). Mount it on the member's internal listener
-// behind RequireSecret.
+// and internalapi.PathStore*). Mount it on the member's internal listener,
+// served over internalapi.ServerTLS and behind internalapi.RequirePeer.
 func (s *Store) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+internalapi.PathMembers, func(w http.ResponseWriter, r *http.Request) {
@@ -153,10 +134,10 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// peerClient calls peers' internal APIs.
+// peerClient calls peers' internal APIs. Its http client presents the
+// certificate derived from the cluster secret (internalapi.Transport).
 type peerClient struct {
-	http   *http.Client
-	secret string
+	http *http.Client
 }
 
 func (c *peerClient) call(ctx context.Context, addr, method, path string, in, out any) error {
@@ -168,21 +149,26 @@ func (c *peerClient) call(ctx context.Context, addr, method, path string, in, ou
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, internalapi.URL(addr, path), body)
 	if err != nil {
 		return err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.secret != "" {
-		req.Header.Set("Authorization", "Bearer "+c.secret)
-	}
 	resp, err := c.http.Do(req)
+	if internalapi.Refused(err) {
+		return fmt.Errorf("%s %s: %w: %w", method, addr, ErrUnauthorized, err)
+	}
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	// Read to the end (the JSON decoder leaves the final newline), so that
+	// the connection is reused: a new one costs a TLS handshake.
+	defer func() {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+	}()
 	if resp.StatusCode == http.StatusUnauthorized {
 		return fmt.Errorf("%s %s: %w", method, addr, ErrUnauthorized)
 	}
@@ -206,13 +192,17 @@ func (c *peerClient) get(ctx context.Context, addr string, refs []Ref) ([]Record
 }
 
 // FetchMembers asks the member whose internal API is at addr for its view
-// of the cluster. secret authenticates the call. It is what `gearbox
-// members` uses.
+// of the cluster, over mutual TLS with the certificate derived from
+// secret (with hc, if not nil, whose transport must present it: see
+// internalapi.Transport). It is what `gearbox members` uses. A member
+// with another secret gives ErrUnauthorized.
 func FetchMembers(ctx context.Context, hc *http.Client, addr, secret string) (self string, members []Member, err error) {
 	if hc == nil {
-		hc = http.DefaultClient
+		tr := internalapi.Transport(secret)
+		defer tr.CloseIdleConnections()
+		hc = &http.Client{Transport: tr}
 	}
-	c := &peerClient{http: hc, secret: secret}
+	c := &peerClient{http: hc}
 	var out membersResponse
 	if err := c.call(ctx, addr, http.MethodGet, internalapi.PathMembers, nil, &out); err != nil {
 		return "", nil, err

@@ -3,8 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
+	"crypto/tls"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -25,16 +26,20 @@ func withGossipKey(key []byte) memberOpts {
 	return func(c *Config) { c.EncryptKey = key }
 }
 
-// TestInternalAPIRequiresTheSecret calls every endpoint of the internal
-// API without the cluster secret, or with a wrong one, and expects 401
-// and no change of state; with the secret each call succeeds.
+// TestInternalAPIRequiresTheSecret calls every endpoint of a member's
+// internal API without proof of the cluster secret: over plain HTTP, over
+// TLS without a client certificate, and over TLS with the certificate
+// derived from another secret (the client does not check the server, so
+// that the refusal is the server's). Each gets nothing: no answer, or no
+// data, and no change of state. The handler itself, reached without TLS,
+// answers 401. With the secret each call succeeds.
 func TestInternalAPIRequiresTheSecret(t *testing.T) {
 	const secret = "s3cret-cluster-key"
-	st := newTestStore(t, "m1", withSecret(secret))
+	m := startMember(t, "m1", filepath.Join(t.TempDir(), "m1"), ips.Next(), withSecret(secret))
+	st := m.st
 	if _, err := st.Put(context.Background(), "apps", "private", "do not leak"); err != nil {
 		t.Fatal(err)
 	}
-	h := RequireSecret(secret, st.Handler())
 	// Newer than "private", and within the clock skew a member accepts.
 	injectedWall := strconv.FormatInt(time.Now().Add(time.Second).UnixMilli(), 10)
 	putBody := func(key string) string {
@@ -51,40 +56,70 @@ func TestInternalAPIRequiresTheSecret(t *testing.T) {
 		{http.MethodPost, internalapi.PathStorePut, putBody("private")},
 		{http.MethodPost, internalapi.PathStorePut, putBody("injected")},
 	}
-	auths := []struct {
-		name, header string
+	otherSecret := internalapi.ClientTLS("wrong")
+	otherSecret.VerifyConnection = nil
+	refused := []struct {
+		name   string
+		scheme string
+		tls    *tls.Config
+		header string
 	}{
-		{"no header", ""},
-		{"wrong secret", "Bearer wrong"},
-		{"empty secret", "Bearer "},
-		{"secret without scheme", secret},
-		{"prefix of the secret", "Bearer " + secret[:len(secret)-1]},
-		{"secret with a suffix", "Bearer " + secret + "x"},
-		{"basic auth", "Basic " + base64.StdEncoding.EncodeToString([]byte("gearbox:"+secret))},
+		{"plain http", "http", nil, ""},
+		{"plain http with the secret as bearer", "http", nil, "Bearer " + secret},
+		{"tls without a client certificate", "https", &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true}, ""},
+		{"tls without a client certificate, secret as bearer", "https", &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true}, "Bearer " + secret},
+		{"tls with another secret's certificate", "https", otherSecret, ""},
+		{"tls 1.2 with another secret's certificate", "https", func() *tls.Config {
+			c := otherSecret.Clone()
+			c.MinVersion, c.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+			return c
+		}(), ""},
 	}
-	do := func(method, path, body, auth string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(method, path, strings.NewReader(body))
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
+	do := func(hc *http.Client, scheme, method, path, body, header string) (int, string, error) {
+		req, err := http.NewRequest(method, scheme+"://"+m.addr+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
 		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		return rec
+		if header != "" {
+			req.Header.Set("Authorization", header)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
 	}
 	digest, n := st.Digest(), st.Len()
-	for _, a := range auths {
-		t.Run(a.name, func(t *testing.T) {
+	for _, c := range refused {
+		t.Run(c.name, func(t *testing.T) {
+			tr := &http.Transport{Proxy: nil, TLSClientConfig: c.tls, DisableKeepAlives: true}
+			defer tr.CloseIdleConnections()
+			hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 			for _, e := range endpoints {
-				rec := do(e.method, e.path, e.body, a.header)
-				if rec.Code != http.StatusUnauthorized {
-					t.Errorf("%s %s: status %d, want 401", e.method, e.path, rec.Code)
+				code, body, err := do(hc, c.scheme, e.method, e.path, e.body, c.header)
+				if err == nil && code == http.StatusOK {
+					t.Errorf("%s %s: status 200: %s", e.method, e.path, body)
 				}
-				if body := rec.Body.String(); strings.Contains(body, "do not leak") || strings.Contains(body, "private") {
+				if strings.Contains(body, "do not leak") || strings.Contains(body, "private") || strings.Contains(body, `"m1"`) {
 					t.Errorf("%s %s: refused response leaks state: %s", e.method, e.path, body)
 				}
 			}
 		})
 	}
+	t.Run("handler without tls", func(t *testing.T) {
+		h := internalapi.RequirePeer(secret, st.Handler())
+		for _, e := range endpoints {
+			req := httptest.NewRequest(e.method, e.path, strings.NewReader(e.body))
+			req.Header.Set("Authorization", "Bearer "+secret)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusUnauthorized || strings.Contains(rec.Body.String(), "private") {
+				t.Errorf("%s %s: %d %s, want 401", e.method, e.path, rec.Code, rec.Body)
+			}
+		}
+	})
 	if st.Digest() != digest || st.Len() != n {
 		t.Fatalf("refused calls changed the state: %d records, was %d", st.Len(), n)
 	}
@@ -96,15 +131,18 @@ func TestInternalAPIRequiresTheSecret(t *testing.T) {
 		t.Fatalf("refused put wrote a record: %v", err)
 	}
 
-	// With the secret, the same calls go through: the 401s above came
-	// from the missing secret, not from a wrong path.
+	// With the secret, the same calls go through: the refusals above came
+	// from the missing proof, not from a wrong path.
+	tr := internalapi.Transport(secret)
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	for _, e := range endpoints[:5] {
-		if rec := do(e.method, e.path, e.body, "Bearer "+secret); rec.Code != http.StatusOK {
-			t.Errorf("%s %s with the secret: status %d: %s", e.method, e.path, rec.Code, rec.Body)
+		if code, body, err := do(hc, "https", e.method, e.path, e.body, ""); err != nil || code != http.StatusOK {
+			t.Errorf("%s %s with the secret: %d %s %v", e.method, e.path, code, body, err)
 		}
 	}
-	if rec := do(http.MethodPost, internalapi.PathStorePut, putBody("injected"), "Bearer "+secret); rec.Code != http.StatusOK {
-		t.Fatalf("put with the secret: status %d: %s", rec.Code, rec.Body)
+	if code, body, err := do(hc, "https", http.MethodPost, internalapi.PathStorePut, putBody("injected"), ""); err != nil || code != http.StatusOK {
+		t.Fatalf("put with the secret: %d %s %v", code, body, err)
 	}
 	if _, err := st.Get("apps", "injected", nil); err != nil {
 		t.Fatalf("put with the secret did not write: %v", err)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/rs/zerolog"
+
+	"gearbox/store/internalapi"
 )
 
 // Gossip timing profiles, as in memberlist.
@@ -56,8 +58,9 @@ type Config struct {
 
 	// EncryptKey, if set, encrypts gossip (serf keyring, 16/24/32 bytes).
 	EncryptKey []byte
-	// ClusterSecret authenticates the internal API and seals gossip
-	// payloads. Empty: the cluster is unauthenticated.
+	// ClusterSecret keys the internal API's mutual TLS (a key derived from
+	// it; the secret itself is never sent) and seals gossip payloads.
+	// Empty: the cluster is unauthenticated.
 	ClusterSecret string
 
 	// Profile is ProfileLAN (default) or ProfileLocal.
@@ -92,8 +95,10 @@ type Config struct {
 
 	// Logger receives the store's logs. Default: disabled.
 	Logger zerolog.Logger
-	// HTTPClient talks to peers' internal APIs. Default: a client with a
-	// 30 s timeout.
+	// HTTPClient talks to peers' internal APIs, over mutual TLS: its
+	// transport must present the certificate derived from ClusterSecret
+	// (internalapi.Transport). Default: a client with a 30 s timeout over
+	// internalapi.Transport(ClusterSecret).
 	HTTPClient *http.Client
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -189,7 +194,7 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("UserEventSizeLimit %d exceeds serf's 9 KiB", c.UserEventSizeLimit))
 	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+		c.HTTPClient = &http.Client{Timeout: 30 * time.Second, Transport: internalapi.Transport(c.ClusterSecret)}
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"gearbox/internal/testutil"
+	"gearbox/store/internalapi"
 )
 
 // These are the helpers of the store's internal tests (package store),
@@ -74,8 +78,9 @@ func startMember(t testing.TB, name, dir, ip string, opts ...memberOpts) *testMe
 		t.Fatalf("start member %s: %v", name, err)
 	}
 	m := &testMember{cfg: cfg, st: st, addr: ln.Addr().String()}
-	m.srv = &http.Server{Handler: RequireSecret(cfg.ClusterSecret, st.Handler())}
-	go m.srv.Serve(ln)
+	// Refused handshakes (tests of the secret) are not worth a log line.
+	m.srv = &http.Server{Handler: internalapi.RequirePeer(cfg.ClusterSecret, st.Handler()), ErrorLog: log.New(io.Discard, "", 0)}
+	go m.srv.Serve(tls.NewListener(ln, internalapi.ServerTLS(cfg.ClusterSecret)))
 	t.Cleanup(m.stop)
 	return m
 }

@@ -91,7 +91,7 @@ func New(cfg Config) (*Store, error) {
 		db:      d,
 		clock:   NewClock(cfg.Name, cfg.Now),
 		seal:    seal,
-		client:  &peerClient{http: cfg.HTTPClient, secret: cfg.ClusterSecret},
+		client:  &peerClient{http: cfg.HTTPClient},
 		syncNow: make(chan struct{}, 1),
 		pullSem: make(chan struct{}, 4),
 	}
@@ -540,6 +540,7 @@ func (s *Store) Close() error {
 		}
 	}
 	s.wg.Wait()
+	s.cfg.HTTPClient.CloseIdleConnections()
 	if err := s.db.close(); err != nil {
 		errs = append(errs, fmt.Errorf("close state db: %w", err))
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -72,7 +71,7 @@ func membersCommand() *cli.Command {
 // fetchMembers asks the member at addr for its view of the cluster and
 // turns failures into messages that say what to do.
 func fetchMembers(ctx context.Context, addr, secret string) ([]store.Member, error) {
-	_, members, err := store.FetchMembers(ctx, &http.Client{}, addr, secret)
+	_, members, err := store.FetchMembers(ctx, nil, addr, secret)
 	var uerr *url.Error
 	switch {
 	case err == nil:

@@ -3,7 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -70,9 +73,14 @@ func TestFetchMembers(t *testing.T) {
 	api.HandleFunc("GET "+internalapi.PathMembers, func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"self": "gb1", "members": testMembers})
 	})
-	srv := httptest.NewServer(store.RequireSecret("right", api))
+	// The member's internal API: mutual TLS with the key derived from
+	// its secret.
+	srv := httptest.NewUnstartedServer(internalapi.RequirePeer("right", api))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.Listener = tls.NewListener(srv.Listener, internalapi.ServerTLS("right"))
+	srv.Start()
 	defer srv.Close()
-	addr := strings.TrimPrefix(srv.URL, "http://")
+	addr := srv.Listener.Addr().String()
 
 	got, err := fetchMembers(context.Background(), addr, "right")
 	if err != nil || len(got) != 3 || got[0].Name != "gb1" {

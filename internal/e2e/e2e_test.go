@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,6 +29,7 @@ import (
 
 	"gearbox/internal/testutil"
 	"gearbox/store"
+	"gearbox/store/internalapi"
 )
 
 var (
@@ -314,19 +316,45 @@ func (c *cluster) waitStatus(viewer *member, timeout time.Duration, status strin
 	})
 }
 
+// internalClient calls members' internal APIs as a member holding secret
+// does: mutual TLS with the key derived from it (internalapi.Transport),
+// one connection per call. Call URLs made with internalapi.URL.
+func internalClient(secret string) *http.Client {
+	tr := internalapi.Transport(secret)
+	tr.DisableKeepAlives = true
+	return &http.Client{Transport: tr, Timeout: 5 * time.Second}
+}
+
+// internalGet GETs path from the internal API at addr as a member holding
+// secret would, or, with secret "", over plain HTTP as a caller without
+// it might. It returns the status and body, or the error of a refused
+// handshake (see internalapi.Refused).
+func internalGet(addr, path, secret string) (int, []byte, error) {
+	hc, url := internalClient(secret), internalapi.URL(addr, path)
+	if secret == "" {
+		hc, url = &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: 5 * time.Second}, "http://"+addr+path
+	}
+	resp, err := hc.Get(url)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
 // api calls a member's internal API with the cluster secret.
 func (c *cluster) api(m *member, path string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequest(http.MethodPost, "http://"+m.apiAddr()+path, bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, internalapi.URL(m.apiAddr(), path), bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+c.secret)
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	resp, err := internalClient(c.secret).Do(req)
 	if err != nil {
 		return err
 	}
@@ -339,12 +367,7 @@ func (c *cluster) api(m *member, path string, in, out any) error {
 
 // get reads path from m's internal API into out.
 func (c *cluster) get(m *member, path string, out any) error {
-	req, err := http.NewRequest(http.MethodGet, "http://"+m.apiAddr()+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.secret)
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	resp, err := internalClient(c.secret).Get(internalapi.URL(m.apiAddr(), path))
 	if err != nil {
 		return err
 	}
@@ -365,7 +388,7 @@ func (c *cluster) put(m *member, bucket, key, value string) {
 	var resp struct {
 		Applied int `json:"applied"`
 	}
-	if err := c.api(m, "/internal/v1/store/put", map[string]any{"records": []store.Record{rec}}, &resp); err != nil {
+	if err := c.api(m, internalapi.PathStorePut, map[string]any{"records": []store.Record{rec}}, &resp); err != nil {
 		c.t.Fatalf("put %s/%s on %s: %v%s", bucket, key, m.name, err, c.logs())
 	}
 	if resp.Applied != 1 {
@@ -381,7 +404,7 @@ func (c *cluster) waitRecord(m *member, timeout time.Duration, bucket, key, valu
 			Records []store.Record `json:"records"`
 		}
 		refs := []store.Ref{{Bucket: bucket, Key: key}}
-		if err := c.api(m, "/internal/v1/store/get", map[string]any{"refs": refs}, &resp); err != nil {
+		if err := c.api(m, internalapi.PathStoreGet, map[string]any{"refs": refs}, &resp); err != nil {
 			return false, err.Error()
 		}
 		if len(resp.Records) != 1 || resp.Records[0].Deleted {
@@ -461,13 +484,16 @@ func TestE2ECluster(t *testing.T) {
 	})
 
 	t.Run("internal api needs the secret", func(t *testing.T) {
-		resp, err := http.Get("http://" + gb1.apiAddr() + "/internal/v1/store/status")
-		if err != nil {
-			t.Fatal(err)
+		// Without it, plain HTTP gets no answer from the TLS listener;
+		// with another secret the handshake is refused.
+		if code, body, _ := internalGet(gb1.apiAddr(), internalapi.PathStoreStatus, ""); code == http.StatusOK || bytes.Contains(body, []byte("records")) {
+			t.Errorf("status over plain http: %d %s", code, body)
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("status without secret: %s, want 401", resp.Status)
+		if code, body, err := internalGet(gb1.apiAddr(), internalapi.PathStoreStatus, "wrong"); !internalapi.Refused(err) {
+			t.Errorf("status with another secret: %d %s %v, want a refused handshake", code, body, err)
+		}
+		if code, body, err := internalGet(gb1.apiAddr(), internalapi.PathStoreStatus, c.secret); err != nil || code != http.StatusOK {
+			t.Errorf("status with the secret: %d %s %v", code, body, err)
 		}
 	})
 
@@ -480,7 +506,7 @@ func TestE2ECluster(t *testing.T) {
 	var before struct {
 		Records int `json:"records"`
 	}
-	if err := c.get(gb3, "/internal/v1/store/status", &before); err != nil {
+	if err := c.get(gb3, internalapi.PathStoreStatus, &before); err != nil {
 		t.Fatal(err)
 	}
 	if before.Records < 1 {

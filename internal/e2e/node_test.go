@@ -26,6 +26,7 @@ import (
 	brokerapi "gearbox/broker/api"
 	"gearbox/broker/client"
 	"gearbox/lb"
+	"gearbox/store/internalapi"
 )
 
 // appVersionRE reads what testdata/e2eapp answers.
@@ -447,9 +448,7 @@ func TestNodeEndToEnd(t *testing.T) {
 	}
 	current := deps[len(deps)-1].ID
 	for _, name := range []string{"m2", "m3"} {
-		req, _ := http.NewRequest("GET", "http://"+ips[name]+":7947/internal/v1/blobs/"+current, nil)
-		req.Header.Set("Authorization", "Bearer "+secret)
-		resp, err := plain.Do(req)
+		resp, err := internalClient(secret).Get(internalapi.URL(ips[name]+":7947", internalapi.BlobPath(current)))
 		if err != nil {
 			t.Fatal(err)
 		}

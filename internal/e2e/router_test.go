@@ -261,9 +261,7 @@ func routerEndToEnd(t *testing.T, appDir string, manageHADNS bool) {
 	}
 	// What a router routes: its status on the internal API.
 	serving := func(r string) int {
-		req, _ := http.NewRequest("GET", "http://"+ips[r]+":7947"+internalapi.PathRouterStatus, nil)
-		req.Header.Set("Authorization", "Bearer "+secret)
-		resp, err := plain.Do(req)
+		resp, err := internalClient(secret).Get(internalapi.URL(ips[r]+":7947", internalapi.PathRouterStatus))
 		if err != nil {
 			return -1
 		}

@@ -3,6 +3,7 @@ package member
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,6 +17,7 @@ import (
 
 	"gearbox/internal/cmdline"
 	"gearbox/store"
+	"gearbox/store/internalapi"
 )
 
 // Member is one running gearbox member: its replicated store, its
@@ -94,15 +96,18 @@ func (m *Member) Start(ctx context.Context) error {
 		return fmt.Errorf("start store: %w", err)
 	}
 	alog := m.cfg.Store.Logger.With().Str("component", "internal-api").Logger()
+	// Mutual TLS with the key derived from the cluster secret: a peer
+	// without it fails the handshake (internalapi.ServerTLS).
+	secret := m.cfg.Store.ClusterSecret
 	m.srv = &http.Server{
-		Handler:           store.RequireSecret(m.cfg.Store.ClusterSecret, m.internal),
+		Handler:           internalapi.RequirePeer(secret, m.internal),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       cmp.Or(m.cfg.InternalReadTimeout, DefaultInternalReadTimeout),
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          stdlog.New(cmdline.LogWriter{Log: alog, Msg: "internal api error"}, "", 0),
 	}
-	m.wg.Go(func() { m.served <- m.srv.Serve(ln) })
+	m.wg.Go(func() { m.served <- m.srv.Serve(tls.NewListener(ln, internalapi.ServerTLS(secret))) })
 	alog.Info().Str("addr", ln.Addr().String()).Msg("internal api listening")
 	if err := m.startRoles(ctx); err != nil {
 		m.Close()

@@ -1,8 +1,11 @@
 package member
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -13,6 +16,7 @@ import (
 
 	"gearbox/internal/testutil"
 	"gearbox/store"
+	"gearbox/store/internalapi"
 )
 
 // ips are this package's test addresses (see testutil.IPs).
@@ -56,7 +60,7 @@ func TestMemberLifecycle(t *testing.T) {
 	if err := m.Start(ctx); !errors.Is(err, ErrStarted) {
 		t.Errorf("second Start: %v, want ErrStarted", err)
 	}
-	_, members, err := store.FetchMembers(ctx, &http.Client{Timeout: 5 * time.Second}, cfg.InternalAddr, cfg.Store.ClusterSecret)
+	_, members, err := store.FetchMembers(ctx, nil, cfg.InternalAddr, cfg.Store.ClusterSecret)
 	if err != nil || len(members) != 1 || members[0].Name != cfg.Store.Name || strings.Join(members[0].Roles, ",") != "router" {
 		t.Fatalf("members from the internal API: %+v, %v", members, err)
 	}
@@ -251,6 +255,73 @@ func TestJoinWithoutTheSecretFails(t *testing.T) {
 	}
 }
 
+// A peer that cannot prove it holds the cluster secret gets nothing from a
+// member's internal API: not over plain HTTP, not over TLS without a
+// client certificate, not with the certificate derived from another
+// secret (the client does not check the member, so that the refusal is
+// the member's). With the secret, the same request is answered.
+func TestInternalAPIRefusesPeersWithoutTheSecret(t *testing.T) {
+	testutil.CheckNoLeaks(t, "gearbox/internal/member.", "gearbox/store.", "gearbox/router.", "hashicorp/serf", "hashicorp/memberlist")
+	ip := ips.Next()
+	cfg := newTestConfig(t, "router", ip, "--router-addr", ip+":0")
+	m, err := New(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Store().Put(context.Background(), "apps", "secret-app", "state only members may read"); err != nil {
+		t.Fatal(err)
+	}
+	otherSecret := internalapi.ClientTLS("not-the-cluster-secret")
+	otherSecret.VerifyConnection = nil
+	secret := cfg.Store.ClusterSecret
+	for _, tt := range []struct {
+		name   string
+		scheme string
+		tls    *tls.Config
+		auth   string
+		wantOK bool
+	}{
+		{"plain http", "http", nil, "", false},
+		{"plain http, secret as bearer", "http", nil, "Bearer " + secret, false},
+		{"tls without a client certificate", "https", &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true}, "", false},
+		{"tls without a client certificate, secret as bearer", "https", &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true}, "Bearer " + secret, false},
+		{"another secret's certificate", "https", otherSecret, "", false},
+		{"the secret's certificate", "https", internalapi.ClientTLS(secret), "", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := &http.Transport{Proxy: nil, TLSClientConfig: tt.tls, DisableKeepAlives: true}
+			defer tr.CloseIdleConnections()
+			for _, path := range []string{internalapi.PathMembers, internalapi.PathStoreStatus, internalapi.PathRouterStatus} {
+				req, _ := http.NewRequest(http.MethodGet, tt.scheme+"://"+cfg.InternalAddr+path, nil)
+				if tt.auth != "" {
+					req.Header.Set("Authorization", tt.auth)
+				}
+				resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+				var code int
+				var body []byte
+				if err == nil {
+					body, _ = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					code = resp.StatusCode
+				}
+				if tt.wantOK {
+					if err != nil || code != http.StatusOK {
+						t.Errorf("GET %s: %d %s %v", path, code, body, err)
+					}
+					continue
+				}
+				if code == http.StatusOK || bytes.Contains(body, []byte(cfg.Store.Name)) || bytes.Contains(body, []byte("records")) {
+					t.Errorf("GET %s: %d %s", path, code, body)
+				}
+			}
+		})
+	}
+}
+
 // A peer that trickles a request to the internal API is cut off after
 // the read time-out instead of holding the connection forever.
 func TestInternalAPICutsTrickledRequests(t *testing.T) {
@@ -266,7 +337,8 @@ func TestInternalAPICutsTrickledRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	c, err := net.Dial("tcp", cfg.InternalAddr)
+	// A peer with the secret: the handshake passes, the request trickles.
+	c, err := tls.Dial("tcp", cfg.InternalAddr, internalapi.ClientTLS(cfg.Store.ClusterSecret))
 	if err != nil {
 		t.Fatal(err)
 	}

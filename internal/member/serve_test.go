@@ -1,29 +1,36 @@
 package member
 
 import (
+	"crypto/tls"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
-	"gearbox/store"
 	"gearbox/store/internalapi"
 )
 
-// The internal API serves what roles mount, behind the cluster secret, and
-// a plain 404 for what no role here serves.
+// The internal API serves what roles mount, to peers that hold the
+// cluster secret, and a plain 404 for what no role here serves.
 func TestInternalAPIMounts(t *testing.T) {
+	const secret = "s3cret"
 	storeAPI := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "store") })
 	internal := &internalAPI{store: storeAPI}
-	srv := httptest.NewServer(store.RequireSecret("s3cret", internal))
+	srv := httptest.NewUnstartedServer(internalapi.RequirePeer(secret, internal))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.Listener = tls.NewListener(srv.Listener, internalapi.ServerTLS(secret))
+	srv.Start()
 	defer srv.Close()
+	addr := srv.Listener.Addr().String()
 	get := func(path, secret string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", srv.URL+path, nil)
-		if secret != "" {
-			req.Header.Set("Authorization", "Bearer "+secret)
+		tr := internalapi.Transport(secret)
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr}).Get(internalapi.URL(addr, path))
+		if internalapi.Refused(err) {
+			return http.StatusUnauthorized, ""
 		}
-		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,7 +39,7 @@ func TestInternalAPIMounts(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	logsPath := internalapi.GearLogsPath("abc")
-	if code, _ := get(logsPath, "s3cret"); code != http.StatusNotFound {
+	if code, _ := get(logsPath, secret); code != http.StatusNotFound {
 		t.Errorf("gear logs without the node role: %d, want 404", code)
 	}
 	var logs http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "logs of "+r.URL.Path) })
@@ -41,15 +48,15 @@ func TestInternalAPIMounts(t *testing.T) {
 	internal.blobs.Store(&blobs)
 	for _, tt := range []struct {
 		path, secret string
-		code         int
+		code         int // 401: the handshake was refused
 		body         string
 	}{
 		{logsPath, "", http.StatusUnauthorized, ""},
 		{logsPath, "wrong", http.StatusUnauthorized, ""},
-		{logsPath, "s3cret", http.StatusOK, "logs of " + logsPath},
+		{logsPath, secret, http.StatusOK, "logs of " + logsPath},
 		{internalapi.BlobPath("x"), "", http.StatusUnauthorized, ""},
-		{internalapi.BlobPath("x"), "s3cret", http.StatusOK, "blob"},
-		{internalapi.PathMembers, "s3cret", http.StatusOK, "store"},
+		{internalapi.BlobPath("x"), secret, http.StatusOK, "blob"},
+		{internalapi.PathMembers, secret, http.StatusOK, "store"},
 	} {
 		code, body := get(tt.path, tt.secret)
 		if code != tt.code || tt.body != "" && body != tt.body {

@@ -5,9 +5,11 @@
 // deployment id and the serving of a deployment archive, which brokers and
 // nodes both do.
 //
-// Every path is served on a member's internal listener behind the cluster
-// secret (store.RequireSecret): a request without it gets 401 before it
-// reaches any handler.
+// Every path is served on a member's internal listener over mutual TLS
+// with a key derived from the cluster secret (tls.go: ServerTLS,
+// ClientTLS, Transport, RequirePeer): a peer that cannot prove it holds
+// the secret fails the handshake and reaches no handler, and the secret
+// itself never crosses the wire.
 //
 // internalapi imports only the standard library, so that the store (which
 // imports no gearbox package outside its own tree) and every role share it

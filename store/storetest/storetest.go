@@ -7,13 +7,16 @@
 // of the store's external tests (package store_test); the store's internal
 // tests cannot import it, since it imports the store.
 //
-// storetest imports the store, internal/testutil and the standard library
-// only.
+// storetest imports the store (and store/internalapi), internal/testutil
+// and the standard library only.
 package storetest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -25,6 +28,7 @@ import (
 
 	"gearbox/internal/testutil"
 	"gearbox/store"
+	"gearbox/store/internalapi"
 )
 
 // LeakPatterns match the goroutines of a store member: the store's own and
@@ -34,9 +38,11 @@ import (
 var LeakPatterns = []string{"gearbox/store.", "hashicorp/serf", "hashicorp/memberlist"}
 
 // Member is one in-process store member: a started Store and the server of
-// its internal API, which is the store's Handler behind the cluster secret
-// (store.RequireSecret with Config.ClusterSecret; none when it is empty),
-// plus whatever Handle adds.
+// its internal API, which serves the store's Handler, plus whatever Handle
+// adds, as a member does: over mutual TLS with the key derived from
+// Config.ClusterSecret (internalapi.ServerTLS and RequirePeer; an empty
+// secret derives a key too). Call it with internalapi.Transport and
+// internalapi.URL.
 type Member struct {
 	// Config is the config the Store was created with; InternalPort is
 	// the API listener's port.
@@ -75,8 +81,9 @@ func Start(t testing.TB, cfg store.Config) *Member {
 		t.Fatalf("start member %s: %v", cfg.Name, err)
 	}
 	m := &Member{Config: cfg, Store: st, APIAddr: ln.Addr().String()}
-	m.API = &http.Server{Handler: store.RequireSecret(cfg.ClusterSecret, m.handler(st.Handler()))}
-	go m.API.Serve(ln)
+	// Refused handshakes (tests of the secret) are not worth a log line.
+	m.API = &http.Server{Handler: internalapi.RequirePeer(cfg.ClusterSecret, m.handler(st.Handler())), ErrorLog: log.New(io.Discard, "", 0)}
+	go m.API.Serve(tls.NewListener(ln, internalapi.ServerTLS(cfg.ClusterSecret)))
 	t.Cleanup(m.Close)
 	return m
 }
