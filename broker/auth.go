@@ -37,24 +37,25 @@ type cachedLogin struct {
 	secret [32]byte // sha256 of the password that matched
 }
 
-func (c *authCache) ok(u *state.User, password string) bool {
+// cached reports whether password is the one last checked for u against
+// its current hash. It costs no bcrypt.
+func (c *authCache) cached(u *state.User, password string) bool {
 	sum := sha256.Sum256([]byte(password))
 	c.mu.Lock()
 	e, hit := c.m[u.Login]
 	c.mu.Unlock()
-	if hit && e.hash == u.PasswordHash && subtle.ConstantTimeCompare(e.secret[:], sum[:]) == 1 {
-		return true
-	}
-	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
-		return false
-	}
+	return hit && e.hash == u.PasswordHash && subtle.ConstantTimeCompare(e.secret[:], sum[:]) == 1
+}
+
+// remember records that password matched u's current hash.
+func (c *authCache) remember(u *state.User, password string) {
+	sum := sha256.Sum256([]byte(password))
 	c.mu.Lock()
 	if c.m == nil {
 		c.m = map[string]cachedLogin{}
 	}
 	c.m[u.Login] = cachedLogin{hash: u.PasswordHash, secret: sum}
 	c.mu.Unlock()
-	return true
 }
 
 var errUnauthenticated = &apiError{code: http.StatusUnauthorized, exit: 1,
@@ -77,19 +78,62 @@ func (b *Broker) authenticate(r *http.Request) (*state.User, error) {
 		return nil, errUnauthenticated
 	}
 	u, err := b.user(login)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			// Spend the time a real check would, so that response times
-			// do not tell which logins exist.
-			bcrypt.CompareHashAndPassword(b.auth.dummy(b.cfg.BcryptCost), []byte(password))
-			return nil, errBadCredentials
-		}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	if !b.auth.ok(u, password) {
+	if u != nil && b.auth.cached(u, password) {
+		return u, nil
+	}
+	// Only now does the attempt cost a bcrypt: it is charged to the
+	// client's address and to the login first (authlimit.go).
+	addr, key, now := b.clientAddr(r), loginKey(login), b.cfg.Now()
+	if wait, ok := b.limits.reserve(addr, key, now); !ok {
+		return nil, tooManyAttempts(wait)
+	}
+	if u == nil {
+		// Spend the time a real check would, so that response times
+		// do not tell which logins exist.
+		b.compareHash(b.auth.dummy(b.cfg.BcryptCost), password)
 		return nil, errBadCredentials
 	}
+	if b.compareHash([]byte(u.PasswordHash), password) != nil {
+		return nil, errBadCredentials
+	}
+	b.limits.refund(addr, key, now)
+	b.auth.remember(u, password)
 	return u, nil
+}
+
+// loginKey is the key a login's failures are charged to: the login, or
+// one key for every string that cannot be a login, so that made-up
+// logins of any length do not fill the limiter's table.
+func loginKey(login string) string {
+	if state.LoginRE.MatchString(login) {
+		return login
+	}
+	return "\x00invalid"
+}
+
+// compareHash checks password against a bcrypt hash, counted in
+// b.bcrypts.
+func (b *Broker) compareHash(hash []byte, password string) error {
+	b.bcrypts.Add(1)
+	if b.cfg.bcryptHook != nil {
+		b.cfg.bcryptHook()
+	}
+	return bcrypt.CompareHashAndPassword(hash, []byte(password))
+}
+
+// hashPassword hashes password at the configured cost, counted in
+// b.bcrypts. Callers run it before taking b.mu: it takes tens of
+// milliseconds, during which other mutations must not wait.
+func (b *Broker) hashPassword(password string) (string, error) {
+	b.bcrypts.Add(1)
+	if b.cfg.bcryptHook != nil {
+		b.cfg.bcryptHook()
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), b.cfg.BcryptCost)
+	return string(h), err
 }
 
 // dummy returns a hash at the broker's bcrypt cost that no password
@@ -144,11 +188,6 @@ func randomID(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func hashPassword(password string, cost int) (string, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
-	return string(h), err
 }
 
 // validPassword returns an error describing what is wrong with a password.

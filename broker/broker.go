@@ -37,6 +37,10 @@ type Broker struct {
 	st   *store.Store
 	log  zerolog.Logger
 	auth authCache
+	// limits are the failed-login budgets (authlimit.go).
+	limits authLimits
+	// bcrypts counts bcrypt operations (checks and hashes), for tests.
+	bcrypts atomic.Int64
 
 	// mu serialises mutations on the leader: each handler reads the
 	// current state, checks its rules and writes one batch.
@@ -76,7 +80,7 @@ func New(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{cfg: cfg, st: cfg.Store, log: cfg.Logger.With().Str("component", "broker").Logger(), logClient: newLogClient(cfg.ClusterSecret),
-		feed: newFeedHub()}
+		feed: newFeedHub(), limits: newAuthLimits(cfg)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
 }
@@ -259,6 +263,7 @@ func (b *Broker) forward(w http.ResponseWriter, r *http.Request) {
 			pr.SetURL(target)
 			pr.Out.Host = r.Host
 			pr.Out.Header.Set(forwardedHeader, b.st.Name())
+			b.setForwardedFor(pr.Out, pr.In)
 		},
 		Transport: b.cfg.HTTPClient.Transport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -272,18 +277,38 @@ func (b *Broker) forward(w http.ResponseWriter, r *http.Request) {
 // call is a request handler: u is the authenticated user, p its parameters.
 type call func(w http.ResponseWriter, r *http.Request, u *state.User, p params) error
 
-// handle wraps fn: mutating methods are forwarded to the leader (and
-// serialised there), then the caller is authenticated and the parameters
-// read. public calls need no authentication.
-func (b *Broker) handle(fn call, public bool) http.HandlerFunc {
+// callMode says how handle serves a call.
+type callMode int
+
+const (
+	// authed calls need an authenticated user; mutations run under b.mu.
+	authed callMode = iota
+	// public calls need no authentication.
+	public
+	// ownLock calls need an authenticated user and take b.mu themselves,
+	// so that they can do slow work first (hashing a password).
+	ownLock
+)
+
+// handle wraps fn: mutations carrying HTTP basic auth from another site's
+// page are refused (csrf.go), other mutations are forwarded to the leader
+// (and serialised there), then the caller is authenticated and the
+// parameters read.
+func (b *Broker) handle(fn call, mode callMode) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		mutating := r.Method != http.MethodGet && r.Method != http.MethodHead
-		if mutating && !b.isLeader() {
-			b.forward(w, r)
-			return
+		if mutating {
+			if err := refuseCrossSite(r); err != nil {
+				b.fail(w, r, err)
+				return
+			}
+			if !b.isLeader() {
+				b.forward(w, r)
+				return
+			}
 		}
 		var u *state.User
-		if !public {
+		if mode != public {
 			var err error
 			if u, err = b.authenticate(r); err != nil {
 				b.fail(w, r, err)
@@ -295,7 +320,7 @@ func (b *Broker) handle(fn call, public bool) http.HandlerFunc {
 			b.fail(w, r, err)
 			return
 		}
-		if mutating {
+		if mutating && mode != ownLock {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 		}
@@ -354,8 +379,6 @@ func (b *Broker) bootstrapOnce(ctx context.Context) error {
 	if (!alone || b.cfg.Joining) && b.st.LastSync().IsZero() {
 		return nil
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	login, password, generated := "admin", "", false
 	if b.cfg.BootstrapAdmin != "" {
 		login, password, _ = strings.Cut(b.cfg.BootstrapAdmin, ":")
@@ -363,10 +386,12 @@ func (b *Broker) bootstrapOnce(ctx context.Context) error {
 		password = randomID(12)
 		generated = true
 	}
-	hash, err := hashPassword(password, b.cfg.BcryptCost)
+	hash, err := b.hashPassword(password)
 	if err != nil {
 		return err
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	now := b.cfg.Now()
 	u := state.User{Login: login, PasswordHash: hash, Admin: true, CreatedAt: now,
 		Capabilities: state.Capabilities{HA: true, MaxGears: max(b.cfg.DefaultMaxGears, 100), GearSizes: append([]string(nil), state.GearSizes...)}}

@@ -115,13 +115,45 @@ type Config struct {
 	TokenTTL time.Duration
 	// BcryptCost is the cost of password hashes. Default 10.
 	BcryptCost int
+	// AuthFailureLimit is how many failed HTTP basic-auth logins one
+	// client address, and one login, may make per AuthFailureWindow;
+	// further attempts are answered 429 with Retry-After, without
+	// checking the password (no bcrypt). The budget comes back at one
+	// failure every AuthFailureWindow/AuthFailureLimit; successful logins
+	// do not count. -1 disables the limit. Default 10 (see authlimit.go).
+	AuthFailureLimit int
+	// AuthFailureWindow is the window of AuthFailureLimit. Default 1 min.
+	AuthFailureWindow time.Duration
+	// AuthLimiterEntries caps how many client addresses, and how many
+	// logins, the failure limiter remembers (about 150 bytes each); the
+	// least recently charged are forgotten first. Default 10000.
+	AuthLimiterEntries int
+	// MaxTokensPerUser is how many unexpired API tokens a user may hold;
+	// creating one more is refused with 409. Default 100.
+	MaxTokensPerUser int
+	// MaxDomainsPerUser is how many domains a user may own; creating one
+	// more is refused with 409. Default 100.
+	MaxDomainsPerUser int
 	// HTTPClient forwards calls to the leader. Default: 60 s timeout.
 	HTTPClient *http.Client
 	// Logger receives the broker's logs. Default: disabled.
 	Logger zerolog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+
+	// bcryptHook, when set, runs before every bcrypt check or hash; tests
+	// use it to make hashing slow.
+	bcryptHook func()
 }
+
+// Defaults of the login failure limiter and of the per-user quotas.
+const (
+	DefaultAuthFailureLimit   = 10
+	DefaultAuthFailureWindow  = time.Minute
+	DefaultAuthLimiterEntries = 10000
+	DefaultMaxTokensPerUser   = 100
+	DefaultMaxDomainsPerUser  = 100
+)
 
 // DefaultConfig returns the defaults for a broker on st.
 func DefaultConfig(st *store.Store, dataDir string) Config {
@@ -148,6 +180,11 @@ func DefaultConfig(st *store.Store, dataDir string) Config {
 		KeepDeployments:      DefaultKeepDeployments,
 		TokenTTL:             30 * 24 * time.Hour,
 		BcryptCost:           10,
+		AuthFailureLimit:     DefaultAuthFailureLimit,
+		AuthFailureWindow:    DefaultAuthFailureWindow,
+		AuthLimiterEntries:   DefaultAuthLimiterEntries,
+		MaxTokensPerUser:     DefaultMaxTokensPerUser,
+		MaxDomainsPerUser:    DefaultMaxDomainsPerUser,
 		Logger:               zerolog.Nop(),
 	}
 }
@@ -260,6 +297,32 @@ func (c *Config) validate() error {
 	}
 	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
 		errs = append(errs, fmt.Errorf("BcryptCost: %d; want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost))
+	}
+	switch {
+	case c.AuthFailureLimit < -1:
+		errs = append(errs, fmt.Errorf("AuthFailureLimit: %d; want -1 (no limit) or more", c.AuthFailureLimit))
+	case c.AuthFailureLimit == 0:
+		c.AuthFailureLimit = DefaultAuthFailureLimit
+	}
+	if c.AuthFailureWindow < 0 {
+		errs = append(errs, fmt.Errorf("AuthFailureWindow: %s is negative", c.AuthFailureWindow))
+	} else if c.AuthFailureWindow == 0 {
+		c.AuthFailureWindow = DefaultAuthFailureWindow
+	}
+	for _, n := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"AuthLimiterEntries", &c.AuthLimiterEntries, DefaultAuthLimiterEntries},
+		{"MaxTokensPerUser", &c.MaxTokensPerUser, DefaultMaxTokensPerUser},
+		{"MaxDomainsPerUser", &c.MaxDomainsPerUser, DefaultMaxDomainsPerUser},
+	} {
+		if *n.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: %d is negative", n.name, *n.v))
+		} else if *n.v == 0 {
+			*n.v = n.def
+		}
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 60 * time.Second}

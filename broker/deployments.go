@@ -55,6 +55,10 @@ type uploadCall func(w http.ResponseWriter, r *http.Request, u *state.User) erro
 // that a long upload does not stall every other change.
 func (b *Broker) handleUpload(fn uploadCall) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if err := refuseCrossSite(r); err != nil {
+			b.fail(w, r, err)
+			return
+		}
 		if !b.isLeader() {
 			b.forward(w, r) // streams the body to the leader
 			return

@@ -10,6 +10,18 @@
 // others forward mutating calls to it. Reads are served from the local
 // replica of the store and may lag the leader by a gossip round.
 //
+// Defences of the API (issue #12): failed HTTP basic-auth logins are
+// limited per client address and per login before any bcrypt runs
+// (authlimit.go); passwords are hashed before the mutation lock is taken;
+// users have quotas of API tokens and domains; and a mutation carrying
+// basic auth from another site's page is refused (csrf.go). The CSRF rule
+// is "refuse a cross-site Origin, accept no Origin": browsers send Origin
+// with every cross-origin POST, PUT and DELETE, so a request without one
+// comes from curl, rhc, scripts or broker/client, which send form bodies
+// and could not be asked for JSON or a custom header without breaking
+// OpenShift's clients; API tokens, which browsers do not cache, are not
+// affected.
+//
 // The API's wire types are broker/api's, shared with broker/client. It
 // imports broker/api, store, store/internalapi and store/state, never
 // another role.

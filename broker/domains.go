@@ -81,6 +81,19 @@ func (b *Broker) createDomain(w http.ResponseWriter, r *http.Request, u *state.U
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
+	ds, err := list[state.Domain](b.st, state.BucketDomains)
+	if err != nil {
+		return err
+	}
+	owned := 0
+	for _, d := range ds {
+		if d.Owner == u.Login {
+			owned++
+		}
+	}
+	if owned >= b.cfg.MaxDomainsPerUser {
+		return errorf(http.StatusConflict, 1, "You own %d domains, the most a user may own; delete one first (or ask an administrator to raise the limit).", owned)
+	}
 	d := state.Domain{Name: ns, Owner: u.Login, CreatedAt: b.cfg.Now()}
 	if _, err := b.st.Put(r.Context(), state.BucketDomains, ns, d); err != nil {
 		return err

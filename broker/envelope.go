@@ -21,6 +21,8 @@ type apiError struct {
 	exit  int
 	field string
 	msg   string
+	// retryAfter, when above 0, is sent as Retry-After, in seconds.
+	retryAfter int
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -57,6 +59,7 @@ var statusNames = map[int]string{
 	http.StatusRequestEntityTooLarge: "request_entity_too_large",
 	http.StatusUnsupportedMediaType:  "unsupported_media_type",
 	http.StatusUnprocessableEntity:   "unprocessable_entity",
+	http.StatusTooManyRequests:       "too_many_requests",
 	http.StatusInternalServerError:   "internal_server_error",
 	http.StatusServiceUnavailable:    "service_unavailable",
 }
@@ -92,6 +95,9 @@ func (b *Broker) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if ae.code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="gearbox"`)
+	}
+	if ae.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(ae.retryAfter))
 	}
 	writeEnvelope(w, ae.code, api.Envelope{Status: statusName(ae.code), Messages: []api.Message{msg}, Version: api.Version})
 }

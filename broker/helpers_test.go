@@ -258,6 +258,12 @@ type rawBody struct {
 	body        string
 }
 
+// headed is a request body (as for do) sent with more request headers.
+type headed struct {
+	body   any
+	header http.Header
+}
+
 // response is a decoded API response.
 type response struct {
 	code   int
@@ -287,12 +293,16 @@ func (r response) decode(t testing.TB, v any) {
 }
 
 // do sends one request to url. body is nil, url.Values (form), rawBody,
-// or anything else, sent as JSON. path is sent verbatim in the request
+// headed (one of these with more headers), or anything else, sent as JSON. path is sent verbatim in the request
 // line, so that tests can send paths a client would clean or escape.
 func do(t testing.TB, client *http.Client, base, method, path string, who creds, body any) response {
 	t.Helper()
 	var rd io.Reader
 	ct := ""
+	var extra http.Header
+	if h, ok := body.(headed); ok {
+		body, extra = h.body, h.header
+	}
 	switch v := body.(type) {
 	case nil:
 	case url.Values:
@@ -316,6 +326,9 @@ func do(t testing.TB, client *http.Client, base, method, path string, who creds,
 	}
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
+	}
+	for k, vs := range extra {
+		req.Header[k] = vs
 	}
 	switch {
 	case who.header != "":

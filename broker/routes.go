@@ -14,14 +14,15 @@ func (b *Broker) routes(mux *http.ServeMux) {
 		domain = "/broker/rest/domains/{ns}"
 		app    = domain + "/applications/{app}"
 	)
-	h := func(pattern string, fn call) { mux.Handle(pattern, b.handle(fn, false)) }
-	mux.Handle("GET /broker/rest/api", b.handle(b.apiIndex, true))
+	h := func(pattern string, fn call) { mux.Handle(pattern, b.handle(fn, authed)) }
+	mux.Handle("GET /broker/rest/api", b.handle(b.apiIndex, public))
 	h("GET /broker/rest/user", b.getUser)
 	h("POST /broker/rest/user/authorizations", b.createToken)
 	h("GET /broker/rest/users", b.listUsers)
-	h("POST /broker/rest/users", b.createUser)
+	// These hash passwords before they take the mutation lock.
+	mux.Handle("POST /broker/rest/users", b.handle(b.createUser, ownLock))
 	h("GET /broker/rest/users/{login}", b.showUser)
-	h("PUT /broker/rest/users/{login}", b.updateUser)
+	mux.Handle("PUT /broker/rest/users/{login}", b.handle(b.updateUser, ownLock))
 	h("DELETE /broker/rest/users/{login}", b.deleteUser)
 
 	h("GET /broker/rest/domains", b.listDomains)

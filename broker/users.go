@@ -52,8 +52,13 @@ func (b *Broker) createToken(w http.ResponseWriter, r *http.Request, u *state.Us
 	if len(note) > 256 {
 		return fieldErr("note", 1, "note must be at most 256 characters.")
 	}
-	token, id := newToken()
 	now := b.cfg.Now()
+	if n, err := b.tokensOf(u.Login, now); err != nil {
+		return err
+	} else if n >= b.cfg.MaxTokensPerUser {
+		return errorf(http.StatusConflict, 1, "You have %d API tokens, the most a user may have; wait for some to expire (or ask an administrator to raise the limit).", n)
+	}
+	token, id := newToken()
 	t := state.Token{ID: id, Login: u.Login, Note: note, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if _, err := b.st.Put(r.Context(), state.BucketTokens, tokenKey(token), t); err != nil {
 		return err
@@ -61,6 +66,22 @@ func (b *Broker) createToken(w http.ResponseWriter, r *http.Request, u *state.Us
 	reply(w, http.StatusCreated, "authorization", api.Token{ID: id, Token: token, Login: u.Login, Note: note,
 		CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, ExpiresIn: int(ttl / time.Second)}, "Authorization created; the token is shown only once.")
 	return nil
+}
+
+// tokensOf counts login's API tokens that have not expired at now.
+func (b *Broker) tokensOf(login string, now time.Time) (int, error) {
+	recs, err := b.st.List(state.BucketTokens)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, rec := range recs {
+		var t state.Token
+		if err := rec.Decode(&t); err == nil && t.Login == login && (t.ExpiresAt.IsZero() || !now.After(t.ExpiresAt)) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // GET /broker/rest/users (admin)
@@ -105,7 +126,8 @@ func (b *Broker) showUser(w http.ResponseWriter, r *http.Request, u *state.User,
 }
 
 // POST /broker/rest/users (admin): login, password, and optional ha,
-// max_gears, gear_sizes, admin.
+// max_gears, gear_sizes, admin. The password is hashed before the
+// mutation lock is taken (mode ownLock).
 func (b *Broker) createUser(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
 	if err := requireAdmin(u); err != nil {
 		return err
@@ -113,11 +135,6 @@ func (b *Broker) createUser(w http.ResponseWriter, r *http.Request, u *state.Use
 	login := p.str("login")
 	if !state.LoginRE.MatchString(login) {
 		return fieldErr("login", 1, "Invalid login '%s': use 1 to 64 lower-case letters, digits, '.', '_', '@' or '-', starting with a letter or digit.", login)
-	}
-	if _, err := b.user(login); err == nil {
-		return errorf(http.StatusConflict, 1, "User '%s' already exists.", login)
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
 	}
 	// Passwords are taken as given, not trimmed: the one set here is the
 	// one HTTP basic auth will present, as with PUT.
@@ -130,11 +147,25 @@ func (b *Broker) createUser(w http.ResponseWriter, r *http.Request, u *state.Use
 	if err := applyUserParams(&nu, p); err != nil {
 		return err
 	}
-	hash, err := hashPassword(password, b.cfg.BcryptCost)
+	if _, err := b.user(login); err == nil {
+		return errorf(http.StatusConflict, 1, "User '%s' already exists.", login)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	hash, err := b.hashPassword(password)
 	if err != nil {
 		return err
 	}
 	nu.PasswordHash = hash
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// Checked again under the lock: another call may have created it
+	// while the password was hashed.
+	if _, err := b.user(login); err == nil {
+		return errorf(http.StatusConflict, 1, "User '%s' already exists.", login)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
 	if _, err := b.st.Put(r.Context(), state.BucketUsers, login, nu); err != nil {
 		return err
 	}
@@ -148,13 +179,36 @@ func (b *Broker) createUser(w http.ResponseWriter, r *http.Request, u *state.Use
 }
 
 // PUT /broker/rest/users/{login} (admin): ha, max_gears, gear_sizes,
-// admin, password. A user may change its own password.
+// admin, password. A user may change its own password. A new password is
+// hashed before the mutation lock is taken (mode ownLock).
 func (b *Broker) updateUser(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
 	login := r.PathValue("login")
 	self := u.Login == login
 	if !u.Admin && !(self && onlyKeys(p, "password")) {
 		return forbidden("Only administrators may change users; you may change your own password.")
 	}
+	if _, err := b.user(login); errors.Is(err, store.ErrNotFound) {
+		return notFound("User '%s' not found.", login)
+	} else if err != nil {
+		return err
+	}
+	// The parameters are checked before the password costs a hash.
+	if err := applyUserParams(&state.User{}, p); err != nil {
+		return err
+	}
+	pw, newPassword := p["password"]
+	var hash string
+	if newPassword {
+		if perr := validPassword(pw); perr != nil {
+			return perr
+		}
+		var err error
+		if hash, err = b.hashPassword(pw); err != nil {
+			return err
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	target, err := b.user(login)
 	if errors.Is(err, store.ErrNotFound) {
 		return notFound("User '%s' not found.", login)
@@ -167,13 +221,8 @@ func (b *Broker) updateUser(w http.ResponseWriter, r *http.Request, u *state.Use
 	if self && !target.Admin && u.Admin {
 		return fieldErr("admin", 1, "You may not remove your own administrator rights.")
 	}
-	if pw, ok := p["password"]; ok {
-		if perr := validPassword(pw); perr != nil {
-			return perr
-		}
-		if target.PasswordHash, err = hashPassword(pw, b.cfg.BcryptCost); err != nil {
-			return err
-		}
+	if newPassword {
+		target.PasswordHash = hash
 	}
 	if _, err := b.st.Put(r.Context(), state.BucketUsers, login, target); err != nil {
 		return err
