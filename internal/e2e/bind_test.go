@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +28,7 @@ func TestMembersOnOneHostFollowBind(t *testing.T) {
 	for i, ip := range ips {
 		name := fmt.Sprintf("b%d", i+1)
 		args := []string{"--log-format", "json", "serve", "--role", "node", "--name", name, "--bind", ip,
-			"--data-dir", filepath.Join(t.TempDir(), name),
+			"--data-dir", gearDataDir(t),
 			"--gear-uid-range", fmt.Sprintf("%d-%d", 61000+i*1000, 61999+i*1000)}
 		if i > 0 {
 			args = append(args, "--join", ips[0])

@@ -36,13 +36,7 @@ func TestBrokerEndToEnd(t *testing.T) {
 	// use.
 	uidRanges := map[string]string{"b1": "61000-61999", "n2": "62000-62999", "n3": "63000-63999"}
 	common := func(name, ip, zone string, extra ...string) []string {
-		// Gear uids must reach their directories in the data dir.
-		dataDir := t.TempDir()
-		for _, d := range []string{filepath.Dir(dataDir), dataDir} {
-			if err := os.Chmod(d, 0o711); err != nil {
-				t.Fatal(err)
-			}
-		}
+		dataDir := gearDataDir(t)
 		args := []string{"--log-format", "json", "serve", "--name", name, "--bind", ip,
 			"--data-dir", dataDir, "--zone", zone,
 			"--anti-entropy-interval", "1s", "--http-addr", ip + ":8080", "--gear-uid-range", uidRanges[name]}

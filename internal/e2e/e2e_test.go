@@ -141,6 +141,20 @@ type member struct {
 	state *os.ProcessState
 }
 
+// gearDataDir returns a new data directory that gear users can traverse
+// (mode 0711, and its parent): a root node refuses to start where it
+// cannot isolate gears, and t.TempDir's are 0700.
+func gearDataDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
 // secretEnv is the environment that gives a member the cluster secret.
 func secretEnv(secret string) []string { return []string{"GEARBOX_CLUSTER_SECRET=" + secret} }
 
@@ -432,7 +446,7 @@ func randomSecret(t *testing.T) string {
 func TestE2ECluster(t *testing.T) {
 	gearboxBinary(t)
 	c := &cluster{t: t, secret: randomSecret(t)}
-	base := t.TempDir()
+	base := gearDataDir(t)
 	serveArgs := func(name, ip string, join bool) []string {
 		args := []string{"--log-format", "json", "serve",
 			"--role", "node", "--name", name, "--data-dir", filepath.Join(base, name),

@@ -170,12 +170,7 @@ func TestNodeEndToEnd(t *testing.T) {
 	uidRanges := map[string]string{"m1": "64000-64999", "m2": "65000-65999", "m3": "66000-66999"}
 	for _, name := range []string{"m1", "m2", "m3"} {
 		ip := ips[name]
-		dataDir := t.TempDir()
-		for _, d := range []string{filepath.Dir(dataDir), dataDir} {
-			if err := os.Chmod(d, 0o711); err != nil {
-				t.Fatal(err)
-			}
-		}
+		dataDir := gearDataDir(t)
 		args := []string{"--log-format", "json", "serve", "--name", name, "--bind", ip, "--data-dir", dataDir,
 			"--zone", zones[name], "--anti-entropy-interval", "1s", "--http-addr", ip + ":8080",
 			"--gear-uid-range", uidRanges[name]}

@@ -80,7 +80,7 @@ func TestReadmeOneMachineCluster(t *testing.T) {
 	}
 	readme := string(raw)
 	secret := readmeBlock(t, readme, "Every member needs the same cluster secret")
-	cluster := readmeBlock(t, readme, "Or on one Linux machine")
+	cluster := readmeBlock(t, readme, "Or, to try it, on one Linux machine")
 	var members string
 	for _, line := range strings.Split(readmeBlock(t, readme, "`gearbox members` asks"), "\n") {
 		if cmd, ok := strings.CutPrefix(line, "$ "); ok {

@@ -119,12 +119,7 @@ func routerEndToEnd(t *testing.T, appDir string, manageHADNS bool) {
 	members := map[string]*member{}
 	for i, name := range order {
 		ip := ips[name]
-		dataDir := t.TempDir()
-		for _, d := range []string{filepath.Dir(dataDir), dataDir} {
-			if err := os.Chmod(d, 0o711); err != nil {
-				t.Fatal(err)
-			}
-		}
+		dataDir := gearDataDir(t)
 		args := []string{"--log-format", "json", "serve", "--name", name, "--bind", ip, "--data-dir", dataDir,
 			"--anti-entropy-interval", "1s", "--domain", "apps.example.com",
 			"--manage-ha-dns=" + strconv.FormatBool(manageHADNS)}
