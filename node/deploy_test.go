@@ -154,9 +154,14 @@ func TestDeploymentStaticFiles(t *testing.T) {
 	if code, _ := get(t, "http://"+n.addr(g)+"/nothing", ""); code != 404 {
 		t.Errorf("GET /nothing: %d, want 404", code)
 	}
-	if st := n.waitState(g.ID, state.GearStarted); st.Reason != "" {
-		t.Errorf("status %+v", st)
-	}
+	// The new process answers before the handover ends: wait for the
+	// status to say it is done.
+	var st state.GearStatus
+	testutil.WaitFor(t, 15*time.Second, "gear started on the new deployment, with no reason", func() bool {
+		var ok bool
+		st, ok = n.status(g.ID)
+		return ok && st.State == state.GearStarted && st.Deployment == id && st.Reason == ""
+	}, func() string { return fmt.Sprintf("last status %+v", st) })
 	if fi, err := os.Stat(filepath.Join(n.depDir(state.AppKey("ns", "site"), id), "index.html")); err != nil || !fi.Mode().IsRegular() {
 		t.Errorf("unpacked deployment: %v", err)
 	}
