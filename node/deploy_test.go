@@ -156,12 +156,7 @@ func TestDeploymentStaticFiles(t *testing.T) {
 	}
 	// The new process answers before the handover ends: wait for the
 	// status to say it is done.
-	var st state.GearStatus
-	testutil.WaitFor(t, 15*time.Second, "gear started on the new deployment, with no reason", func() bool {
-		var ok bool
-		st, ok = n.status(g.ID)
-		return ok && st.State == state.GearStarted && st.Deployment == id && st.Reason == ""
-	}, func() string { return fmt.Sprintf("last status %+v", st) })
+	n.waitStarted(g.ID, id)
 	if fi, err := os.Stat(filepath.Join(n.depDir(state.AppKey("ns", "site"), id), "index.html")); err != nil || !fi.Mode().IsRegular() {
 		t.Errorf("unpacked deployment: %v", err)
 	}
@@ -379,6 +374,9 @@ func TestDeploymentSwitch(t *testing.T) {
 	g := n.gear("s1", "sw", "ns", 1)
 	n.put(state.BucketGears, g.ID, g)
 	waitBody(t, "http://"+n.addr(g)+"/", "version A")
+	// A handover starts from a gear reported started; its front may
+	// answer a moment before the status says so.
+	n.waitStarted(g.ID, a)
 
 	before := len(sl.states(g.ID))
 	n.setDeployment("ns", "sw", bb)

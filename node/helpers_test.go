@@ -265,6 +265,19 @@ func (n *testNode) waitState(id, st string) state.GearStatus {
 	return last
 }
 
+// waitStarted waits until gear id is reported started on deployment dep,
+// with no reason pending (no handover or check under way).
+func (n *testNode) waitStarted(id, dep string) state.GearStatus {
+	n.t.Helper()
+	var last state.GearStatus
+	testutil.WaitFor(n.t, 15*time.Second, fmt.Sprintf("gear %s started on %s", id, dep), func() bool {
+		s, ok := n.status(id)
+		last = s
+		return ok && s.State == state.GearStarted && s.Deployment == dep && s.Reason == ""
+	}, func() string { return fmt.Sprintf("last status %+v", last) })
+	return last
+}
+
 // statusLog records the states and reasons a gear's status goes through.
 type statusLog struct {
 	w *store.Watch
