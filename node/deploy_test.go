@@ -323,6 +323,7 @@ func TestDeploymentHashMismatch(t *testing.T) {
 	g := n.gear("h1", "hm", "ns", 1)
 	n.put(state.BucketGears, g.ID, g)
 	waitBody(t, "http://"+n.addr(g)+"/", "version A")
+	n.waitStarted(g.ID, a)
 
 	bad := n.deploy(b, app, tarGz(t, tarFile("index.html", "version B")), tarGz(t, tarFile("index.html", "tampered")))
 	n.setDeployment("ns", "hm", bad)
