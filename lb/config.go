@@ -90,6 +90,17 @@ type Config struct {
 	// always appended to. Pool.SetTrustedProxies replaces the list at run
 	// time.
 	TrustedProxies []netip.Prefix
+	// TrustProof, if set, is what a peer of TrustedProxies must also send
+	// in ProofField for its X-Forwarded-* to be passed on (see Proof); a
+	// request that lacks it has its X-Forwarded-For replaced rather than
+	// appended to, as well. An LB gear sets it, because its trusted
+	// addresses are shared with code it must not trust (see
+	// trusted.go). Default "": the address alone is trusted.
+	TrustProof string
+	// SendProof, if set, is sent in ProofField with every proxied request:
+	// a router sends the proof of the app whose LB gears it proxies to.
+	// Whatever ProofField a client sent is never passed on. Default "".
+	SendProof string
 
 	// ConnectTimeout bounds a connection to a backend. Default 10 s
 	// (haproxy's "timeout connect"). A timed-out connect counts as a

@@ -118,6 +118,7 @@ type fastClient struct {
 	expect100 bool   // Expect: 100-continue, answered here
 	setXFH    bool   // X-Forwarded-Host is set, not passed on
 	setXFP    bool   // X-Forwarded-Proto is set, not passed on
+	dropXFF   bool   // the client's X-Forwarded-For is not passed on
 }
 
 // extendWrite moves the client's deadline on when the answer comes late:
@@ -937,8 +938,14 @@ func (fc *fastClient) prepareOutbound(upgrade bool) {
 	}
 	// Append to the client's X-Forwarded-For, as haproxy's forwardfor and
 	// nginx do; -Host and -Proto are the client's only from a trusted
-	// proxy.
-	trusted := len(p.cfg.TrustedProxies) > 0 && p.trusted(fc.remote)
+	// proxy. A pool that requires a proof of its trusted proxies replaces
+	// the X-Forwarded-For of the requests without one.
+	trusted := false
+	if len(p.cfg.TrustedProxies) > 0 {
+		proof, has := req.First(h1.FieldProxyProof)
+		trusted = p.trustedPeer(fc.remote, proof, has)
+	}
+	fc.dropXFF = !trusted && p.trustProof != nil
 	v, _ := req.First(h1.FieldXForwardedHost)
 	fc.setXFH = !trusted || len(v) == 0
 	v, _ = req.First(h1.FieldXForwardedProto)
@@ -969,9 +976,11 @@ func (fc *fastClient) writeRequest(bc *fastBackendConn) error {
 		case h1.FieldHost, h1.FieldContentLength:
 			continue
 		case h1.FieldXForwardedFor:
-			if setXFF {
+			if setXFF || fc.dropXFF {
 				continue
 			}
+		case h1.FieldProxyProof:
+			continue
 		case h1.FieldXForwardedHost:
 			if fc.setXFH {
 				continue
@@ -996,7 +1005,7 @@ func (fc *fastClient) writeRequest(bc *fastBackendConn) error {
 	if setXFF {
 		bw.WriteString("X-Forwarded-For: ")
 		for i := range req.Fields {
-			if f := &req.Fields[i]; f.Kind == h1.FieldXForwardedFor && !f.Drop {
+			if f := &req.Fields[i]; f.Kind == h1.FieldXForwardedFor && !f.Drop && !fc.dropXFF {
 				bw.Write(f.Value)
 				bw.WriteString(", ")
 			}
@@ -1011,6 +1020,11 @@ func (fc *fastClient) writeRequest(bc *fastBackendConn) error {
 	}
 	if fc.setXFP {
 		bw.WriteString("X-Forwarded-Proto: http\r\n")
+	}
+	if p.cfg.SendProof != "" {
+		bw.WriteString(ProofField + ": ")
+		bw.WriteString(p.cfg.SendProof)
+		bw.WriteString("\r\n")
 	}
 	switch {
 	case req.Body == h1.BodyLength:

@@ -56,6 +56,7 @@ type Pool struct {
 	// trustedList is Config.TrustedProxies until SetTrustedProxies
 	// replaces it; never nil.
 	trustedList atomic.Pointer[[]netip.Prefix]
+	trustProof  []byte // Config.TrustProof
 
 	errLogNext atomic.Int64  // unix ns before which proxy errors are not logged
 	errLogSkip atomic.Uint64 // proxy errors not logged since the last one
@@ -141,6 +142,9 @@ func New(cfg Config) (*Pool, error) {
 	}
 	p.set.Store(&backendSet{})
 	p.SetTrustedProxies(cfg.TrustedProxies)
+	if cfg.TrustProof != "" {
+		p.trustProof = []byte(cfg.TrustProof)
+	}
 	if err := p.SetBackends(cfg.Backends); err != nil {
 		return nil, err
 	}

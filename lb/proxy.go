@@ -100,12 +100,20 @@ func (p *Pool) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = st.backend.Addr
 	// Append to the client's X-Forwarded-For, as haproxy's forwardfor and
-	// nginx do; the app decides how much of it to trust.
-	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
+	// nginx do; the app decides how much of it to trust. A pool that
+	// requires a proof of its trusted proxies replaces it for the
+	// requests without one.
+	proof := pr.In.Header[ProofField]
+	trusted := p.trustedPeer(pr.In.RemoteAddr, []byte(firstOf(proof)), len(proof) > 0)
+	delete(pr.Out.Header, ProofField)
+	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 && (trusted || p.trustProof == nil) {
 		pr.Out.Header["X-Forwarded-For"] = prior
 	}
 	pr.SetXForwarded()
-	if p.trusted(pr.In.RemoteAddr) {
+	if p.cfg.SendProof != "" {
+		pr.Out.Header[ProofField] = []string{p.cfg.SendProof}
+	}
+	if trusted {
 		for _, k := range []string{"X-Forwarded-Proto", "X-Forwarded-Host"} {
 			if v := pr.In.Header.Get(k); v != "" {
 				pr.Out.Header.Set(k, v)
@@ -239,3 +247,11 @@ func (b *bufferPool) Get() []byte {
 }
 
 func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
+// firstOf returns the first of vs, or "".
+func firstOf(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}

@@ -190,6 +190,9 @@ func (c *Config) poolConfig(app, host string) lb.Config {
 	cfg.NoAffinity = true
 	cfg.NoStatus = true
 	cfg.Secret = []byte(c.ClusterSecret)
+	// The app's LB gears trust the X-Forwarded-* of a router only with
+	// this proof that it holds the cluster secret (see lb.ProofField).
+	cfg.SendProof = lb.Proof(cfg.Secret, app)
 	cfg.Backends = nil
 	cfg.Logger = c.Logger.With().Str("app", app).Logger()
 	return cfg

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"gearbox/internal/testutil"
+	"gearbox/lb"
 	"gearbox/store/internalapi"
 	"gearbox/store/state"
 )
@@ -144,7 +145,10 @@ func TestRouterServesApps(t *testing.T) {
 	}
 	req := lb1.last()
 	for k, want := range map[string]string{"Host": "shop-ns.example.test", "X-Forwarded-Host": "ha-shop-ns.example.test",
-		"X-Forwarded-Proto": "http", "X-Forwarded-For": "127.0.0.1"} {
+		"X-Forwarded-Proto": "http", "X-Forwarded-For": "127.0.0.1",
+		// The router proves to the app's LB gears that it holds the
+		// cluster secret, so that they trust its X-Forwarded-*.
+		lb.ProofField: lb.Proof([]byte("sekrit"), "ns/shop")} {
 		got := req.Header.Get(k)
 		if k == "Host" {
 			got = req.Host

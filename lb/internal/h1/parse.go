@@ -120,6 +120,9 @@ const (
 	FieldXForwardedFor
 	FieldXForwardedHost
 	FieldXForwardedProto
+	// FieldProxyProof is gearbox's X-Gearbox-Proxy-Proof, which a trusted
+	// proxy sends to show it holds the cluster secret (lb.ProofField).
+	FieldProxyProof
 )
 
 var knownFields = [...]struct {
@@ -142,6 +145,7 @@ var knownFields = [...]struct {
 	{"x-forwarded-for", FieldXForwardedFor},
 	{"x-forwarded-host", FieldXForwardedHost},
 	{"x-forwarded-proto", FieldXForwardedProto},
+	{"x-gearbox-proxy-proof", FieldProxyProof},
 }
 
 func kindOf(name []byte) FieldKind {
