@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"gearbox/lb"
 )
 
 // front is the node's front listener: it proxies each request to the gear
@@ -41,14 +43,28 @@ func (f *front) inFlight(addr string) int64 {
 
 type targetKey struct{}
 
+// frontTarget is where the front proxies a request: addr ("ip:port"),
+// and, to an LB gear, the proof that it is the front (lb.Proof).
+type frontTarget struct {
+	addr, proof string
+}
+
 func newFront(s *Supervisor) (*front, error) {
 	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("front listener: %w", err)
 	}
 	f := &front{s: s, ln: ln}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	// Every target is on Addr; connecting from Addr too makes the front
+	// come from the address LB gears trust (with its proof, see
+	// trust.go) even where the kernel would pick another source, as it
+	// does for a secondary loopback address.
+	if ip := net.ParseIP(s.cfg.Addr); ip != nil && !ip.IsUnspecified() {
+		dialer.LocalAddr = &net.TCPAddr{IP: ip}
+	}
 	f.transport = &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           dialer.DialContext,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
@@ -56,10 +72,18 @@ func newFront(s *Supervisor) (*front, error) {
 	}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(&url.URL{Scheme: "http", Host: pr.In.Context().Value(targetKey{}).(string)})
+			t := pr.In.Context().Value(targetKey{}).(frontTarget)
+			pr.SetURL(&url.URL{Scheme: "http", Host: t.addr})
 			// The app sees the hostname it was asked for.
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
+			// A load balancer trusts the X-Forwarded-* of the front only
+			// with the front's proof (lb.ProofField), which no one else
+			// is given: not the client, not a gear.
+			delete(pr.Out.Header, lb.ProofField)
+			if t.proof != "" {
+				pr.Out.Header[lb.ProofField] = []string{t.proof}
+			}
 		},
 		Transport:    f.transport,
 		ErrorLog:     log.New(logWriter{s.log}, "", 0),
@@ -126,7 +150,11 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.Add(1)
 		defer n.Add(-1)
 	}
-	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
+	t := frontTarget{addr: target}
+	if app := rt.lbAppOf(r.Host); app != "" {
+		t.proof = lb.Proof([]byte(f.s.cfg.ClusterSecret), app)
+	}
+	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
 }
 
 // unavailable answers a request whose gear did not answer.

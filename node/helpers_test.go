@@ -35,8 +35,8 @@ func TestMain(m *testing.M) {
 
 // helperServe is the helper web process. "/" answers "helper GEAR PID",
 // "/slow" the same after 100 ms,
-// "/env" the sorted environment, "/headers" the Host and X-Forwarded-*
-// headers, "/exit" makes it exit with status 3, "/whoami" what it finds
+// "/env" the sorted environment, "/headers" the Host, X-Forwarded-* and
+// X-Gearbox-Proxy-Proof headers, "/exit" makes it exit with status 3, "/whoami" what it finds
 // itself to be (a probeReport), "/write?path=P" whether it can create the
 // file P ("ok" or the error), "/listen?port=P" listens on port P too and
 // answers "squatter" there ("ok" or the error).
@@ -57,8 +57,9 @@ func helperServe() {
 		fmt.Fprintln(w, strings.Join(env, "\n"))
 	})
 	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "Host=%s\nX-Forwarded-For=%s\nX-Forwarded-Host=%s\nX-Forwarded-Proto=%s\n", r.Host,
-			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto"))
+		fmt.Fprintf(w, "Host=%s\nX-Forwarded-For=%s\nX-Forwarded-Host=%s\nX-Forwarded-Proto=%s\nX-Gearbox-Proxy-Proof=%s\n", r.Host,
+			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto"),
+			r.Header.Get("X-Gearbox-Proxy-Proof"))
 	})
 	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(probeSelf(nil))

@@ -64,15 +64,21 @@ type lbGear struct {
 	done    chan struct{} // closed when srv.Serve returns
 }
 
-// lbConfig returns the load balancer configuration of an LB gear of an app
-// with env, and the problems found in the env's settings, which are
-// ignored.
-func (s *Supervisor) lbConfig(env map[string]string) (lb.Config, []error) {
+// lbConfig returns the load balancer configuration of an LB gear of app
+// (an app key) with env, and the problems found in the env's settings,
+// which are ignored.
+func (s *Supervisor) lbConfig(app string, env map[string]string) (lb.Config, []error) {
 	cfg := s.cfg.LB
 	cfg.Secret = []byte(s.cfg.ClusterSecret)
 	// The front listener of this node and the cluster's routers forward
-	// X-Forwarded-Proto and -Host (see trust.go).
+	// X-Forwarded-Proto and -Host, and prove it is them (see trust.go).
 	cfg.TrustedProxies = s.trustedProxies()
+	cfg.TrustProof = lb.Proof(cfg.Secret, app)
+	// The status page (node addresses and ports, gear ids) is not for
+	// whoever can reach the app: /lb-status goes to the app like any
+	// other path, and members read the page on the internal API
+	// (Supervisor.LogHandler, internalapi.GearLBStatusPath).
+	cfg.NoStatus = true
 	var errs []error
 	bad := func(name, v, why string) { errs = append(errs, fmt.Errorf("%s=%q: %s", name, v, why)) }
 	if v, ok := env[EnvLBHealthPath]; ok {
@@ -182,7 +188,7 @@ func (g *gear) ensureLB(d desired) {
 		g.setLBDown(fmt.Sprintf("load balancer has no valid port (%d)", spec.LBPort))
 		return
 	}
-	cfg, errs := g.s.lbConfig(d.env)
+	cfg, errs := g.s.lbConfig(spec.App, d.env)
 	key := lbKey(spec.LBPort, cfg)
 	if g.lb != nil && g.lb.key == key {
 		g.lb.pool.SetRotation(spec.RotatedOut)
@@ -504,6 +510,24 @@ func (s *Supervisor) resumeBackend(id string) {
 	for _, p := range pools {
 		p.CheckNow(s.ctx, id, "process ready")
 	}
+}
+
+// serveLBStatus answers r with the status page of LB gear id's load
+// balancer, or 404 if it does not run here.
+func (s *Supervisor) serveLBStatus(w http.ResponseWriter, r *http.Request, id string) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	s.lbMu.Lock()
+	l := s.lbs[id]
+	s.lbMu.Unlock()
+	if l == nil {
+		http.Error(w, fmt.Sprintf("no load balancer of gear %q runs on this node", id), http.StatusNotFound)
+		return
+	}
+	l.pool.StatusHandler().ServeHTTP(w, r)
 }
 
 // runningLBs returns the ids of the LB gears whose load balancer runs.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -23,6 +24,7 @@ import (
 	"gearbox/internal/testutil"
 	"gearbox/lb"
 	"gearbox/store"
+	"gearbox/store/internalapi"
 	"gearbox/store/state"
 	"gearbox/store/storetest"
 )
@@ -122,30 +124,32 @@ func count(t *testing.T, c *http.Client, url string, n int) map[string]int {
 	return out
 }
 
-// lbStatus returns the status of the load balancer at addr.
-func lbStatus(t *testing.T, addr string) lb.Status {
+// lbStatus returns the status of the load balancer of LB gear id, as s
+// serves it on the internal API.
+func lbStatus(t *testing.T, s *Supervisor, id string) lb.Status {
 	t.Helper()
-	code, body := get(t, "http://"+addr+"/lb-status?format=json", "")
+	rec := httptest.NewRecorder()
+	s.LogHandler().ServeHTTP(rec, httptest.NewRequest("GET", internalapi.GearLBStatusPath(id)+"?format=json", nil))
 	var st lb.Status
-	if err := json.Unmarshal([]byte(body), &st); code != 200 || err != nil {
-		t.Fatalf("lb status: %d %v: %s", code, err, body)
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); rec.Code != 200 || err != nil {
+		t.Fatalf("lb status: %d %v: %s", rec.Code, err, rec.Body)
 	}
 	return st
 }
 
-// waitAllServing waits until every backend of the load balancer at addr
-// gets requests: one that did not answer at first comes up after Rise
-// checks.
-func waitAllServing(t *testing.T, addr string) {
+// waitAllServing waits until every backend of the load balancer of LB
+// gear id gets requests: one that did not answer at first comes up after
+// Rise checks.
+func waitAllServing(t *testing.T, s *Supervisor, id string) {
 	t.Helper()
 	testutil.WaitFor(t, 10*time.Second, "every backend serving", func() bool {
-		for _, b := range lbStatus(t, addr).Backends {
+		for _, b := range lbStatus(t, s, id).Backends {
 			if !b.Serving {
 				return false
 			}
 		}
 		return true
-	}, func() string { return fmt.Sprintf("%+v", lbStatus(t, addr).Backends) })
+	}, func() string { return fmt.Sprintf("%+v", lbStatus(t, s, id).Backends) })
 }
 
 // backendIDs lists the ids of st's backends, sorted.
@@ -177,7 +181,7 @@ func TestLBGearBalancesOverNodes(t *testing.T) {
 		t.Errorf("LB gear endpoints %+v, want the LB's port first", st.Endpoints)
 	}
 
-	s := lbStatus(t, lbAddr)
+	s := lbStatus(t, n1.s, ga.ID)
 	if got := backendIDs(s); !slices.Equal(got, []string{ga.ID, gb.ID}) {
 		t.Fatalf("backends %v, want %s and %s", got, ga.ID, gb.ID)
 	}
@@ -192,7 +196,7 @@ func TestLBGearBalancesOverNodes(t *testing.T) {
 	}
 
 	// Backends that did not answer at first come up after Rise checks.
-	waitAllServing(t, lbAddr)
+	waitAllServing(t, n1.s, ga.ID)
 
 	// Cookie-less requests spread over both gears.
 	url := "http://" + lbAddr + "/"
@@ -207,11 +211,20 @@ func TestLBGearBalancesOverNodes(t *testing.T) {
 		t.Errorf("cookie client served by %v, want one gear", got)
 	}
 
-	// The front listener sends the app's hostname to the load balancer.
+	// The load balancer's status page is on the internal API only:
+	// /lb-status, on its port or through the front listener, is the app's
+	// (a static app without such a file: 404), and shows no gear.
 	host := state.AppHost("shop", "ns", "example.test")
-	code, body := get(t, "http://"+n1.s.FrontAddr()+"/lb-status?format=json", host)
-	if code != 200 || !strings.Contains(body, gb.ID) {
-		t.Errorf("front listener, app host, /lb-status: %d %.300s", code, body)
+	for _, u := range []string{"http://" + lbAddr, "http://" + n1.s.FrontAddr()} {
+		code, body := get(t, u+"/lb-status?format=json", host)
+		if code == 200 || strings.Contains(body, gb.ID) || strings.Contains(body, n2.ip) {
+			t.Errorf("%s/lb-status: %d %.300s, want the app's 404", u, code, body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	n1.s.LogHandler().ServeHTTP(rec, httptest.NewRequest("GET", internalapi.GearLBStatusPath(gb.ID), nil))
+	if rec.Code != 404 {
+		t.Errorf("internal API, lb status of a web gear: %d, want 404", rec.Code)
 	}
 	fc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	seen := map[string]int{}
@@ -233,13 +246,13 @@ func TestLBGearBalancesOverNodes(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "third gear serving through the LB", func() bool {
 		id, err := servedBy(client, url, "")
 		return err == nil && id == gc.ID
-	}, func() string { return fmt.Sprint(backendIDs(lbStatus(t, lbAddr))) })
+	}, func() string { return fmt.Sprint(backendIDs(lbStatus(t, n1.s, ga.ID))) })
 
 	// Rotated out: the LB gear's own web process gets nothing once a
 	// remote gear is up.
 	ga.RotatedOut = true
 	n1.put(state.BucketGears, ga.ID, ga)
-	testutil.WaitFor(t, 10*time.Second, "local gear rotated out", func() bool { return lbStatus(t, lbAddr).Rotation == lb.RotationOut })
+	testutil.WaitFor(t, 10*time.Second, "local gear rotated out", func() bool { return lbStatus(t, n1.s, ga.ID).Rotation == lb.RotationOut })
 	if got := count(t, client, url, 20); got[ga.ID] != 0 || got[gb.ID] == 0 || got[gc.ID] == 0 {
 		t.Errorf("rotated out: 20 requests served by %v, want only the two remote gears", got)
 	}
@@ -247,8 +260,8 @@ func TestLBGearBalancesOverNodes(t *testing.T) {
 	// A deleted gear is no longer a backend.
 	n1.del(state.BucketGears, gb.ID)
 	testutil.WaitFor(t, 10*time.Second, "deleted gear removed from the LB", func() bool {
-		return slices.Equal(backendIDs(lbStatus(t, lbAddr)), []string{ga.ID, gc.ID})
-	}, func() string { return fmt.Sprint(backendIDs(lbStatus(t, lbAddr))) })
+		return slices.Equal(backendIDs(lbStatus(t, n1.s, ga.ID)), []string{ga.ID, gc.ID})
+	}, func() string { return fmt.Sprint(backendIDs(lbStatus(t, n1.s, ga.ID))) })
 	if got := count(t, client, url, 10); got[gc.ID] != 10 {
 		t.Errorf("after delete: 10 requests served by %v, want all by %s", got, gc.ID)
 	}
@@ -259,8 +272,8 @@ func TestLBGearBalancesOverNodes(t *testing.T) {
 	n1.put(state.BucketGears, ga.ID, ga)
 	n1.waitState(ga.ID, state.GearStopped)
 	testutil.WaitFor(t, 5*time.Second, "load balancer closed", func() bool { return !answers(lbAddr) })
-	if code, _ := get(t, "http://"+n1.s.FrontAddr()+"/lb-status", host); code == 200 {
-		t.Errorf("front listener still routes the app host to a stopped load balancer")
+	if code, body := get(t, "http://"+n1.s.FrontAddr()+"/", host); code == 200 {
+		t.Errorf("front listener still routes the app host to a stopped load balancer: %.200s", body)
 	}
 }
 
@@ -301,7 +314,7 @@ func testDrain(t *testing.T, n, w *testNode) {
 
 	// Both must be up before the load starts, so that the stop of one
 	// leaves a backend.
-	waitAllServing(t, net.JoinHostPort(n.ip, strconv.Itoa(ga.LBPort)))
+	waitAllServing(t, n.s, ga.ID)
 
 	// Clients keep connections to the LB alive, as browsers do.
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
@@ -458,7 +471,7 @@ func TestLBConfigFromEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, errs := s.lbConfig(tt.env)
+			cfg, errs := s.lbConfig("app", tt.env)
 			if !tt.want(cfg) {
 				t.Errorf("config %+v", cfg)
 			}

@@ -50,11 +50,23 @@ const logWriteTimeout = 10 * time.Second
 //
 // A gear that this node does not run (by its gear record) is 404; a bad
 // tail or follow is 400.
+//
+// It also serves, under the same prefix,
+//
+//	GET internalapi.GearLBStatusPath(ID)?format=json
+//
+// the status page of LB gear ID's load balancer, which the load balancer
+// does not serve on its own port (see lbConfig); 404 if it does not run
+// here.
 func (s *Supervisor) LogHandler() http.Handler {
 	return http.HandlerFunc(s.serveLogs)
 }
 
 func (s *Supervisor) serveLogs(w http.ResponseWriter, r *http.Request) {
+	if id, ok := internalapi.GearLBStatusID(r.URL.Path); ok {
+		s.serveLBStatus(w, r, id)
+		return
+	}
 	id, ok := internalapi.GearLogsID(r.URL.Path)
 	if !ok || !gearIDRE.MatchString(id) {
 		http.NotFound(w, r)

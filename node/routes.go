@@ -18,7 +18,13 @@ type routeTable struct {
 	// a gear handing over to a new process (see handover.go) is reached
 	// at its side process meanwhile.
 	gears map[string]string
+	// lbApps names, for the hosts routed to a load balancer, its app's
+	// key: the front proves to it that it is the front (lb.Proof).
+	lbApps map[string]string
 }
+
+// lbAppOf returns the app whose load balancer serves host, if one does.
+func (t *routeTable) lbAppOf(host string) string { return t.lbApps[canonicalHost(host)] }
 
 // gearOf returns the gear whose web port serves host, if one does.
 func (t *routeTable) gearOf(host string) string { return t.gears[canonicalHost(host)] }
@@ -53,7 +59,8 @@ func canonicalHost(host string) string {
 //
 // An app host is matched before a gear host of the same name.
 func buildRoutes(gears []state.Gear, apps map[string]appInfo, domain, addr string, lbs map[string]bool) *routeTable {
-	t := &routeTable{hosts: make(map[string]string, 2*len(gears)), gears: make(map[string]string, 2*len(gears))}
+	t := &routeTable{hosts: make(map[string]string, 2*len(gears)), gears: make(map[string]string, 2*len(gears)),
+		lbApps: make(map[string]string)}
 	at := func(port int) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }
 	best := make(map[string]*state.Gear) // by app key
 	for i := range gears {
@@ -77,6 +84,7 @@ func buildRoutes(gears []state.Gear, apps map[string]appInfo, domain, addr strin
 				t.gears[canonicalHost(h)] = gear
 			} else {
 				delete(t.gears, canonicalHost(h))
+				t.lbApps[canonicalHost(h)] = key
 			}
 		}
 	}

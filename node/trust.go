@@ -14,6 +14,14 @@ import (
 // any LB gear: the reconcile loop follows their records and hands each
 // running pool the new list.
 //
+// An address is not enough: the gears of this node connect from its
+// address too, and on a member that also runs a router, from the
+// router's. So the front and the routers also send lb.Proof of the app,
+// an HMAC keyed by the cluster secret that gears never see, and the load
+// balancer trusts only requests that carry it from these addresses; the
+// others get their X-Forwarded-* set from the hop, X-Forwarded-For
+// included (see lb.ProofField for why not a source address of their own).
+//
 // A router's record stays while the router is down (it is removed when
 // the router stops gracefully); its address stays trusted meanwhile,
 // which grants nothing to anyone who is not on that address.

@@ -581,7 +581,8 @@ func printDevHelp(w io.Writer, haURL, headNode, binDir string) {
   DNS:       dig @%s -p %s %s
              dig @%s -p %s %s
   HTTP:      curl -H 'Host: %s' http://%s/
-  status:    curl -H 'Host: %s' http://%s/lb-status
+  LB status: on the node's internal API only (mutual TLS keyed by the
+             cluster secret): GET /internal/v1/gears/GEAR/lb-status
 
 The CLI, in another terminal (this cluster's gearbox binary is in %s):
   export PATH="%s:$PATH"
@@ -599,7 +600,7 @@ then, in the CLI's terminal, crash the node member of the head LB gear and bring
 Ctrl-C stops everything; the next 'gearbox dev' starts where this one stopped.
 `, app, devGears, haURL, router,
 		dnsHost, dnsPort, ha, dnsHost, dnsPort, app,
-		ha, router, ha, router,
+		ha, router,
 		binDir, binDir, devAPIAddr, devAdmin, devPassword, devApp, devNamespace,
 		ha, router,
 		headNode, dnsHost, dnsPort, app, headNode)

@@ -73,6 +73,12 @@ const (
 	// time-stamped line each; with follow=1, an empty line at the end of
 	// the tail and then new lines as the gear writes them. 404 for a gear
 	// the node does not run, 400 for a bad tail or follow.
+	//
+	// GET GearLBStatusPath(id)?format=json, served by the same handler:
+	// the status page of LB gear id's load balancer (lb.Pool's), HTML or
+	// with format=json JSON; 404 for a gear whose load balancer does not
+	// run on the node. It is here, not on the load balancer's port,
+	// because it shows the cluster's addresses, ports and gear ids.
 	PrefixGears = Prefix + "gears/"
 	// PathRouterStatus is GET, served by a member with the router role
 	// (router.Router.StatusHandler): what the router routes, each app's
@@ -103,6 +109,22 @@ func GearLogsID(path string) (id string, ok bool) {
 		return "", false
 	}
 	return strings.CutSuffix(rest, "/logs")
+}
+
+// GearLBStatusPath is where the status page of LB gear id's load balancer
+// is served: PrefixGears + id + "/lb-status", the id escaped as a path
+// segment.
+func GearLBStatusPath(id string) string { return PrefixGears + url.PathEscape(id) + "/lb-status" }
+
+// GearLBStatusID returns the gear id whose load balancer's status path (a
+// request's decoded URL.Path) asks for, and whether path has the shape of
+// GearLBStatusPath. The id is not checked.
+func GearLBStatusID(path string) (id string, ok bool) {
+	rest, ok := strings.CutPrefix(path, PrefixGears)
+	if !ok {
+		return "", false
+	}
+	return strings.CutSuffix(rest, "/lb-status")
 }
 
 // ValidDeploymentID reports whether id is a deployment id: the lower-case

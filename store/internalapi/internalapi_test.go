@@ -123,6 +123,20 @@ func TestPathsParseBack(t *testing.T) {
 			t.Errorf("query of %q lost", GearLogsPath(gear))
 		}
 	}
+	for _, gear := range []string{"dddd00000000000000000001", "a", "has space", "a/b", "..", "%2f"} {
+		r := httptest.NewRequest("GET", "http://127.0.0.1:7947"+GearLBStatusPath(gear)+"?format=json", nil)
+		if id, ok := GearLBStatusID(r.URL.Path); !ok || id != gear {
+			t.Errorf("GearLBStatusID(%q) = %q, %v; want %q", r.URL.Path, id, ok, gear)
+		}
+		if _, ok := GearLogsID(r.URL.Path); ok {
+			t.Errorf("GearLogsID took %q", r.URL.Path)
+		}
+	}
+	for _, p := range []string{PathMembers, PrefixGears + "x", GearLogsPath("x"), PrefixBlobs + "x/lb-status"} {
+		if id, ok := GearLBStatusID(p); ok {
+			t.Errorf("GearLBStatusID(%q) = %q, true; want false", p, id)
+		}
+	}
 	for _, p := range []string{PathMembers, PrefixGears + "x", PrefixGears + "x/other", PrefixBlobs + "x/logs"} {
 		if id, ok := GearLogsID(p); ok {
 			t.Errorf("GearLogsID(%q) = %q, true; want false", p, id)
