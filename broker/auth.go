@@ -65,13 +65,12 @@ var errBadCredentials = &apiError{code: http.StatusUnauthorized, exit: 1, msg: "
 
 // authenticate finds the user a request speaks for.
 func (b *Broker) authenticate(r *http.Request) (*state.User, error) {
-	h := r.Header.Get("Authorization")
-	switch {
-	case h == "":
+	if r.Header.Get("Authorization") == "" {
 		return nil, errUnauthenticated
-	case len(h) >= 7 && strings.EqualFold(h[:7], "Bearer "):
-		// Auth schemes are case-insensitive (RFC 9110, 11.1).
-		return b.userForToken(strings.TrimSpace(h[7:]))
+	}
+	if token, ok := bearerToken(r); ok {
+		u, _, err := b.userForToken(token)
+		return u, err
 	}
 	login, password, ok := r.BasicAuth()
 	if !ok {
@@ -147,25 +146,43 @@ func (c *authCache) dummy(cost int) []byte {
 	return c.dummyHash
 }
 
-func (b *Broker) userForToken(token string) (*state.User, error) {
+// bearerToken returns the API token r authenticates with, if it uses
+// the Bearer scheme.
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if len(h) >= 7 && strings.EqualFold(h[:7], "Bearer ") {
+		// Auth schemes are case-insensitive (RFC 9110, 11.1).
+		return strings.TrimSpace(h[7:]), true
+	}
+	return "", false
+}
+
+// userForToken returns the user token speaks for, and its record. Tokens
+// are not cached: every request reads the token's record from the local
+// replica of the store, so that a token revoked on this member (deleted
+// from the store) is refused by the next request.
+func (b *Broker) userForToken(token string) (*state.User, *state.Token, error) {
 	if !strings.HasPrefix(token, tokenPrefix) {
-		return nil, errBadCredentials
+		return nil, nil, errBadCredentials
 	}
 	var t state.Token
 	if _, err := b.st.Get(state.BucketTokens, tokenKey(token), &t); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, errBadCredentials
+			return nil, nil, errBadCredentials
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	if !t.ExpiresAt.IsZero() && b.cfg.Now().After(t.ExpiresAt) {
-		return nil, errBadCredentials
+		return nil, nil, errBadCredentials
 	}
 	u, err := b.user(t.Login)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errBadCredentials
+		return nil, nil, errBadCredentials
 	}
-	return u, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return u, &t, nil
 }
 
 // tokenKey is the record key of a token: its sha256, so that a copy of the

@@ -267,7 +267,7 @@ func TestUsers(t *testing.T) {
 			wantErr(t, c.do(t, "PUT", "/broker/rest/users/demo", demo, url.Values{"password": {"short"}}), http.StatusUnprocessableEntity, "at least 8")
 		})
 		// A user changes its own password; the old one stops working.
-		c.ok(t, "PUT", "/broker/rest/users/demo", demo, url.Values{"password": {"new-demo-password"}}, nil)
+		c.ok(t, "PUT", "/broker/rest/users/demo", demo, url.Values{"password": {"new-demo-password"}, "current_password": {"demo-password"}}, nil)
 		wantErr(t, c.do(t, "GET", "/broker/rest/user", demo, nil), http.StatusUnauthorized, "")
 		demo = basic("demo", "new-demo-password")
 		c.ok(t, "GET", "/broker/rest/user", demo, nil, nil)

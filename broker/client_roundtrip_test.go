@@ -107,6 +107,31 @@ func TestClientRoundTripUsers(t *testing.T) {
 	if u, err := byToken.CurrentUser(ctx); err != nil || u.Login != "rt" {
 		t.Errorf("current user by token: %+v, %v", u, err)
 	}
+	ts, err := byToken.Tokens(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ts) != 1 || ts[0].ID != tok.ID || ts[0].Token != "" || ts[0].Note != "round trip" || ts[0].Login != "rt" ||
+		!ts[0].CreatedAt.Equal(tok.CreatedAt) || !ts[0].ExpiresAt.Equal(tok.ExpiresAt) || ts[0].ExpiresIn != tok.ExpiresIn {
+		t.Errorf("tokens %+v, created %+v", ts, tok)
+	}
+	rt.sameAsWire(t, basic("rt", "rt-password"), "/broker/rest/user/authorizations", ts)
+	msgs, err := rt.user.RevokeToken(ctx, tok.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(client.Texts(msgs), tok.ID) {
+		t.Errorf("revoke messages %+v", msgs)
+	}
+	if _, err := byToken.CurrentUser(ctx); !client.IsStatus(err, http.StatusUnauthorized) {
+		t.Errorf("current user by a revoked token: %v", err)
+	}
+	if _, err := rt.user.RevokeToken(ctx, tok.ID); !client.IsStatus(err, http.StatusNotFound) {
+		t.Errorf("revoke again: %v", err)
+	}
+	if ts, err := rt.user.Tokens(ctx); err != nil || len(ts) != 0 {
+		t.Errorf("tokens after revocation: %+v, %v", ts, err)
+	}
 
 	created, msgs, err := rt.admin.CreateUser(ctx, "second", "second-password", url.Values{"max_gears": {"7"}, "ha": {"true"}})
 	if err != nil {

@@ -22,6 +22,20 @@
 // OpenShift's clients; API tokens, which browsers do not cache, are not
 // affected.
 //
+// API tokens (issue #12, item 16) are stored under the sha256 of the
+// token, with a short public id by which their user lists
+// (GET /broker/rest/user/authorizations) and revokes them
+// (DELETE .../authorizations/ID). Tokens are not cached: each request reads
+// the token's record, so a revoked token is refused at once by the leader
+// that deleted it, and by other brokers once the deletion has replicated
+// (a gossip round); an open stream (logs, routing events followed) that a
+// token authenticated is not cut. A new password revokes all of the user's
+// tokens, and changing one's own password needs current_password (an
+// administrator changing another user's does not), so that a stolen token
+// cannot be turned into the password. Minting a token with a token is
+// allowed, as scripts and the CLI do, but the new token expires no later
+// than the one that minted it: a leaked token cannot be stretched.
+//
 // The API's wire types are broker/api's, shared with broker/client. It
 // imports broker/api, store, store/internalapi and store/state, never
 // another role.

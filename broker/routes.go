@@ -17,7 +17,9 @@ func (b *Broker) routes(mux *http.ServeMux) {
 	h := func(pattern string, fn call) { mux.Handle(pattern, b.handle(fn, authed)) }
 	mux.Handle("GET /broker/rest/api", b.handle(b.apiIndex, public))
 	h("GET /broker/rest/user", b.getUser)
+	h("GET /broker/rest/user/authorizations", b.listTokens)
 	h("POST /broker/rest/user/authorizations", b.createToken)
+	h("DELETE /broker/rest/user/authorizations/{id}", b.revokeToken)
 	h("GET /broker/rest/users", b.listUsers)
 	// These hash passwords before they take the mutation lock.
 	mux.Handle("POST /broker/rest/users", b.handle(b.createUser, ownLock))
@@ -73,28 +75,30 @@ func link(method, href string, params ...string) api.Link {
 // GET /broker/rest/api: the entry points, without authentication.
 func (b *Broker) apiIndex(w http.ResponseWriter, r *http.Request, _ *state.User, p params) error {
 	links := map[string]api.Link{
-		"API":                link("GET", "/broker/rest/api"),
-		"GET_USER":           link("GET", "/broker/rest/user"),
-		"ADD_AUTHORIZATION":  link("POST", "/broker/rest/user/authorizations"),
-		"LIST_DOMAINS":       link("GET", "/broker/rest/domains"),
-		"ADD_DOMAIN":         link("POST", "/broker/rest/domains", "name"),
-		"LIST_APPLICATIONS":  link("GET", "/broker/rest/domains/:name/applications"),
-		"ADD_APPLICATION":    link("POST", "/broker/rest/domains/:name/applications", "name"),
-		"APPLICATION_EVENT":  link("POST", "/broker/rest/domains/:name/applications/:app/events", "event"),
-		"GET_GEAR_GROUPS":    link("GET", "/broker/rest/domains/:name/applications/:app/gear_groups"),
-		"SET_SCALE_LIMITS":   link("PUT", "/broker/rest/domains/:name/applications/:app/cartridges/:cartridge"),
-		"ADD_DEPLOYMENT":     link("POST", "/broker/rest/domains/:name/applications/:app/deployments"),
-		"LIST_DEPLOYMENTS":   link("GET", "/broker/rest/domains/:name/applications/:app/deployments"),
-		"GET_ROLLOUT":        link("GET", "/broker/rest/domains/:name/applications/:app/rollout"),
-		"GET_LOGS":           link("GET", "/broker/rest/domains/:name/applications/:app/logs"),
-		"LIST_ENVIRONMENT":   link("GET", "/broker/rest/domains/:name/applications/:app/environment-variables"),
-		"SET_ENVIRONMENT":    link("POST", "/broker/rest/domains/:name/applications/:app/environment-variables", "name", "value"),
-		"GEAR_EVENT":         link("POST", "/broker/rest/gears/:gear/events", "event"),
-		"LIST_USERS (admin)": link("GET", "/broker/rest/users"),
-		"ADD_USER (admin)":   link("POST", "/broker/rest/users", "login", "password"),
-		"LIST_NODES (admin)": link("GET", "/broker/rest/nodes"),
-		"NODE_EVENT (admin)": link("POST", "/broker/rest/nodes/:node/events", "event"),
-		"MOVE_GEAR (admin)":  link("POST", "/broker/rest/gears/:gear/move", "node"),
+		"API":                  link("GET", "/broker/rest/api"),
+		"GET_USER":             link("GET", "/broker/rest/user"),
+		"LIST_AUTHORIZATIONS":  link("GET", "/broker/rest/user/authorizations"),
+		"ADD_AUTHORIZATION":    link("POST", "/broker/rest/user/authorizations"),
+		"DELETE_AUTHORIZATION": link("DELETE", "/broker/rest/user/authorizations/:id"),
+		"LIST_DOMAINS":         link("GET", "/broker/rest/domains"),
+		"ADD_DOMAIN":           link("POST", "/broker/rest/domains", "name"),
+		"LIST_APPLICATIONS":    link("GET", "/broker/rest/domains/:name/applications"),
+		"ADD_APPLICATION":      link("POST", "/broker/rest/domains/:name/applications", "name"),
+		"APPLICATION_EVENT":    link("POST", "/broker/rest/domains/:name/applications/:app/events", "event"),
+		"GET_GEAR_GROUPS":      link("GET", "/broker/rest/domains/:name/applications/:app/gear_groups"),
+		"SET_SCALE_LIMITS":     link("PUT", "/broker/rest/domains/:name/applications/:app/cartridges/:cartridge"),
+		"ADD_DEPLOYMENT":       link("POST", "/broker/rest/domains/:name/applications/:app/deployments"),
+		"LIST_DEPLOYMENTS":     link("GET", "/broker/rest/domains/:name/applications/:app/deployments"),
+		"GET_ROLLOUT":          link("GET", "/broker/rest/domains/:name/applications/:app/rollout"),
+		"GET_LOGS":             link("GET", "/broker/rest/domains/:name/applications/:app/logs"),
+		"LIST_ENVIRONMENT":     link("GET", "/broker/rest/domains/:name/applications/:app/environment-variables"),
+		"SET_ENVIRONMENT":      link("POST", "/broker/rest/domains/:name/applications/:app/environment-variables", "name", "value"),
+		"GEAR_EVENT":           link("POST", "/broker/rest/gears/:gear/events", "event"),
+		"LIST_USERS (admin)":   link("GET", "/broker/rest/users"),
+		"ADD_USER (admin)":     link("POST", "/broker/rest/users", "login", "password"),
+		"LIST_NODES (admin)":   link("GET", "/broker/rest/nodes"),
+		"NODE_EVENT (admin)":   link("POST", "/broker/rest/nodes/:node/events", "event"),
+		"MOVE_GEAR (admin)":    link("POST", "/broker/rest/gears/:gear/move", "node"),
 	}
 	for k, l := range routingLinks {
 		links[k] = l

@@ -53,31 +53,116 @@ func (b *Broker) createToken(w http.ResponseWriter, r *http.Request, u *state.Us
 		return fieldErr("note", 1, "note must be at most 256 characters.")
 	}
 	now := b.cfg.Now()
+	expires := now.Add(ttl)
+	// A token minted with a token expires no later than its parent, so
+	// that a leaked token cannot be stretched into a longer-lived one.
+	if parent, ok := bearerToken(r); ok {
+		_, pt, err := b.userForToken(parent)
+		if err != nil {
+			return err
+		}
+		if !pt.ExpiresAt.IsZero() && pt.ExpiresAt.Before(expires) {
+			expires = pt.ExpiresAt
+		}
+	}
 	if n, err := b.tokensOf(u.Login, now); err != nil {
 		return err
 	} else if n >= b.cfg.MaxTokensPerUser {
-		return errorf(http.StatusConflict, 1, "You have %d API tokens, the most a user may have; wait for some to expire (or ask an administrator to raise the limit).", n)
+		return errorf(http.StatusConflict, 1, "You have %d API tokens, the most a user may have; revoke some or wait for them to expire (or ask an administrator to raise the limit).", n)
 	}
 	token, id := newToken()
-	t := state.Token{ID: id, Login: u.Login, Note: note, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	t := state.Token{ID: id, Login: u.Login, Note: note, CreatedAt: now, ExpiresAt: expires}
 	if _, err := b.st.Put(r.Context(), state.BucketTokens, tokenKey(token), t); err != nil {
 		return err
 	}
-	reply(w, http.StatusCreated, "authorization", api.Token{ID: id, Token: token, Login: u.Login, Note: note,
-		CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, ExpiresIn: int(ttl / time.Second)}, "Authorization created; the token is shown only once.")
+	v := tokenView(t)
+	v.Token = token
+	reply(w, http.StatusCreated, "authorization", v, "Authorization created; the token is shown only once.")
+	return nil
+}
+
+// tokenView is t as the API shows it: never the token itself, which only
+// the answer that creates it carries.
+func tokenView(t state.Token) api.Token {
+	return api.Token{ID: t.ID, Login: t.Login, Note: t.Note, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt,
+		ExpiresIn: int(t.ExpiresAt.Sub(t.CreatedAt) / time.Second)}
+}
+
+// tokenRecords returns login's API token records, by key, expired ones
+// included.
+func (b *Broker) tokenRecords(login string) (map[string]state.Token, error) {
+	recs, err := b.st.List(state.BucketTokens)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]state.Token{}
+	for _, rec := range recs {
+		var t state.Token
+		if err := rec.Decode(&t); err == nil && t.Login == login {
+			out[rec.Key] = t
+		}
+	}
+	return out, nil
+}
+
+// GET /broker/rest/user/authorizations: the caller's tokens that have not
+// expired, oldest first, without the tokens themselves.
+func (b *Broker) listTokens(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	recs, err := b.tokenRecords(u.Login)
+	if err != nil {
+		return err
+	}
+	now := b.cfg.Now()
+	out := []api.Token{}
+	for _, t := range recs {
+		if t.ExpiresAt.IsZero() || !now.After(t.ExpiresAt) {
+			out = append(out, tokenView(t))
+		}
+	}
+	slices.SortFunc(out, func(a, b api.Token) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	reply(w, http.StatusOK, "authorizations", out)
+	return nil
+}
+
+// DELETE /broker/rest/user/authorizations/{id}: revokes one of the
+// caller's tokens. Another user's token id is answered as unknown.
+func (b *Broker) revokeToken(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
+	id := r.PathValue("id")
+	recs, err := b.tokenRecords(u.Login)
+	if err != nil {
+		return err
+	}
+	var ops []store.Op
+	for key, t := range recs {
+		if t.ID == id {
+			ops = append(ops, store.Op{Bucket: state.BucketTokens, Key: key, Delete: true})
+		}
+	}
+	if len(ops) == 0 {
+		return notFound("Authorization '%s' not found.", id)
+	}
+	if _, err := b.st.Batch(r.Context(), ops); err != nil {
+		return err
+	}
+	b.log.Info().Str("login", u.Login).Str("token", id).Msg("token revoked")
+	reply(w, http.StatusOK, "authorization", nil, "Authorization '"+id+"' revoked.")
 	return nil
 }
 
 // tokensOf counts login's API tokens that have not expired at now.
 func (b *Broker) tokensOf(login string, now time.Time) (int, error) {
-	recs, err := b.st.List(state.BucketTokens)
+	recs, err := b.tokenRecords(login)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, rec := range recs {
-		var t state.Token
-		if err := rec.Decode(&t); err == nil && t.Login == login && (t.ExpiresAt.IsZero() || !now.After(t.ExpiresAt)) {
+	for _, t := range recs {
+		if t.ExpiresAt.IsZero() || !now.After(t.ExpiresAt) {
 			n++
 		}
 	}
@@ -179,12 +264,13 @@ func (b *Broker) createUser(w http.ResponseWriter, r *http.Request, u *state.Use
 }
 
 // PUT /broker/rest/users/{login} (admin): ha, max_gears, gear_sizes,
-// admin, password. A user may change its own password. A new password is
-// hashed before the mutation lock is taken (mode ownLock).
+// admin, password. A user may change its own password, given its
+// current_password. A new password revokes all of the user's API tokens,
+// and is hashed before the mutation lock is taken (mode ownLock).
 func (b *Broker) updateUser(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
 	login := r.PathValue("login")
 	self := u.Login == login
-	if !u.Admin && !(self && onlyKeys(p, "password")) {
+	if !u.Admin && !(self && onlyKeys(p, "password", "current_password")) {
 		return forbidden("Only administrators may change users; you may change your own password.")
 	}
 	if _, err := b.user(login); errors.Is(err, store.ErrNotFound) {
@@ -201,6 +287,11 @@ func (b *Broker) updateUser(w http.ResponseWriter, r *http.Request, u *state.Use
 	if newPassword {
 		if perr := validPassword(pw); perr != nil {
 			return perr
+		}
+		if self {
+			if err := b.checkCurrentPassword(r, login, p); err != nil {
+				return err
+			}
 		}
 		var err error
 		if hash, err = b.hashPassword(pw); err != nil {
@@ -224,7 +315,20 @@ func (b *Broker) updateUser(w http.ResponseWriter, r *http.Request, u *state.Use
 	if newPassword {
 		target.PasswordHash = hash
 	}
-	if _, err := b.st.Put(r.Context(), state.BucketUsers, login, target); err != nil {
+	ops := []store.Op{{Bucket: state.BucketUsers, Key: login, Value: target}}
+	if newPassword {
+		// A new password revokes every token of the user: whoever
+		// changes a password that leaked also cuts off the tokens
+		// minted with it.
+		tokens, err := b.tokenRecords(login)
+		if err != nil {
+			return err
+		}
+		for key := range tokens {
+			ops = append(ops, store.Op{Bucket: state.BucketTokens, Key: key, Delete: true})
+		}
+	}
+	if _, err := b.st.Batch(r.Context(), ops); err != nil {
 		return err
 	}
 	v, err := b.userView(target)
@@ -233,6 +337,37 @@ func (b *Broker) updateUser(w http.ResponseWriter, r *http.Request, u *state.Use
 	}
 	b.log.Info().Str("login", login).Str("by", u.Login).Msg("user updated")
 	reply(w, http.StatusOK, "user", v, "User '"+login+"' updated.")
+	return nil
+}
+
+// errCurrentPasswordWrong answers a change of one's own password whose
+// current_password does not match.
+var errCurrentPasswordWrong = forbidden("The current password is wrong; your password was not changed.")
+
+// checkCurrentPassword checks the current_password of a change of the
+// caller's own password (login's). A token or a cached session is not
+// enough to change a password: whoever holds one must also know the
+// password. A wrong guess is charged like a failed login (authlimit.go).
+func (b *Broker) checkCurrentPassword(r *http.Request, login string, p params) error {
+	current, ok := p["current_password"]
+	if !ok || current == "" {
+		return fieldErr("current_password", 1, "Changing your own password needs your current password: send it as current_password.")
+	}
+	u, err := b.user(login)
+	if err != nil {
+		return err
+	}
+	if b.auth.cached(u, current) {
+		return nil
+	}
+	addr, key, now := b.clientAddr(r), loginKey(login), b.cfg.Now()
+	if wait, ok := b.limits.reserve(addr, key, now); !ok {
+		return tooManyAttempts(wait)
+	}
+	if b.compareHash([]byte(u.PasswordHash), current) != nil {
+		return errCurrentPasswordWrong
+	}
+	b.limits.refund(addr, key, now)
 	return nil
 }
 
@@ -262,15 +397,12 @@ func (b *Broker) deleteUser(w http.ResponseWriter, r *http.Request, u *state.Use
 	// The user's API tokens go with it: a user created later under the
 	// same login must not inherit them.
 	ops := []store.Op{{Bucket: state.BucketUsers, Key: login, Delete: true}}
-	tokens, err := b.st.List(state.BucketTokens)
+	tokens, err := b.tokenRecords(login)
 	if err != nil {
 		return err
 	}
-	for _, rec := range tokens {
-		var t state.Token
-		if err := rec.Decode(&t); err == nil && t.Login == login {
-			ops = append(ops, store.Op{Bucket: state.BucketTokens, Key: rec.Key, Delete: true})
-		}
+	for key := range tokens {
+		ops = append(ops, store.Op{Bucket: state.BucketTokens, Key: key, Delete: true})
 	}
 	if _, err := b.st.Batch(r.Context(), ops); err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"gearbox/broker/api"
 )
 
 // TestPasswordHashNotUnderMutationLock: issue #12, item 15. While a
@@ -35,7 +37,7 @@ func TestPasswordHashNotUnderMutationLock(t *testing.T) {
 		who          creds
 		after        func(t *testing.T)
 	}{
-		{"password change", "PUT", "/broker/rest/users/demo", url.Values{"password": {"new-password"}}, demo, func(t *testing.T) {
+		{"password change", "PUT", "/broker/rest/users/demo", url.Values{"password": {"new-password"}, "current_password": {"demo-password"}}, demo, func(t *testing.T) {
 			c.ok(t, "GET", "/broker/rest/user", basic("demo", "new-password"), nil, nil)
 			demo = basic("demo", "new-password")
 		}},
@@ -120,4 +122,171 @@ func TestQuotas(t *testing.T) {
 	c.domain(t, other, "three")
 	c.ok(t, "DELETE", "/broker/rest/domains/one", demo, nil, nil)
 	c.domain(t, demo, "four")
+}
+
+// token mints an API token as who.
+func (c *testCluster) token(t testing.TB, who creds, v url.Values) api.Token {
+	t.Helper()
+	var tok api.Token
+	c.ok(t, "POST", "/broker/rest/user/authorizations", who, v, &tok)
+	return tok
+}
+
+// tokenIDs lists who's tokens and returns their ids; the answer must not
+// carry any token.
+func (c *testCluster) tokenIDs(t testing.TB, who creds) []string {
+	t.Helper()
+	var ts []api.Token
+	r := c.ok(t, "GET", "/broker/rest/user/authorizations", who, nil, &ts)
+	if strings.Contains(r.raw, tokenPrefix) {
+		t.Fatalf("the token list shows tokens: %s", r.raw)
+	}
+	var ids []string
+	for _, tok := range ts {
+		if tok.Token != "" || tok.ID == "" {
+			t.Fatalf("listed token %+v", tok)
+		}
+		ids = append(ids, tok.ID)
+	}
+	return ids
+}
+
+// TestTokenRevocation: issue #12, item 16. A user lists its tokens, without
+// the tokens themselves, and revokes one by id; the revoked token is
+// refused by the next request, on the broker that revoked it.
+func TestTokenRevocation(t *testing.T) {
+	c := newCluster(t, clusterOpts{nodes: []nodeSpec{}})
+	demo := c.user(t, "demo", nil)
+	eve := c.user(t, "eve", nil)
+	laptop := c.token(t, demo, url.Values{"note": {"laptop"}, "expires_in": {"3600"}})
+	ci := c.token(t, demo, url.Values{"note": {"ci"}})
+	c.token(t, eve, nil)
+
+	var ts []api.Token
+	c.ok(t, "GET", "/broker/rest/user/authorizations", bearer(ci.Token), nil, &ts)
+	if len(ts) != 2 || ts[0].ID != laptop.ID || ts[0].Note != "laptop" || ts[0].Login != "demo" ||
+		!ts[0].ExpiresAt.Equal(laptop.ExpiresAt) || !ts[0].CreatedAt.Equal(laptop.CreatedAt) || ts[0].ExpiresIn != 3600 ||
+		ts[1].ID != ci.ID || ts[1].Note != "ci" {
+		t.Fatalf("listed %+v", ts)
+	}
+	if ids := c.tokenIDs(t, demo); len(ids) != 2 {
+		t.Fatalf("demo's tokens %v", ids)
+	}
+	if ids := c.tokenIDs(t, eve); len(ids) != 1 {
+		t.Fatalf("eve's tokens %v", ids)
+	}
+
+	c.ok(t, "GET", "/broker/rest/user", bearer(laptop.Token), nil, nil)
+	c.ok(t, "DELETE", "/broker/rest/user/authorizations/"+laptop.ID, bearer(ci.Token), nil, nil)
+	wantErr(t, c.do(t, "GET", "/broker/rest/user", bearer(laptop.Token), nil), http.StatusUnauthorized, "token is unknown or expired")
+	c.ok(t, "GET", "/broker/rest/user", bearer(ci.Token), nil, nil)
+	if ids := c.tokenIDs(t, demo); len(ids) != 1 || ids[0] != ci.ID {
+		t.Fatalf("after revocation: %v", ids)
+	}
+
+	c.unchanged(t, func() {
+		wantErr(t, c.do(t, "DELETE", "/broker/rest/user/authorizations/"+laptop.ID, demo, nil), http.StatusNotFound, "not found")
+		// Another user's token is unknown to eve, and stays valid.
+		wantErr(t, c.do(t, "DELETE", "/broker/rest/user/authorizations/"+ci.ID, eve, nil), http.StatusNotFound, "not found")
+	})
+	c.ok(t, "GET", "/broker/rest/user", bearer(ci.Token), nil, nil)
+
+	// A token may revoke itself.
+	c.ok(t, "DELETE", "/broker/rest/user/authorizations/"+ci.ID, bearer(ci.Token), nil, nil)
+	wantErr(t, c.do(t, "GET", "/broker/rest/user", bearer(ci.Token), nil), http.StatusUnauthorized, "")
+	if ids := c.tokenIDs(t, demo); len(ids) != 0 {
+		t.Fatalf("after revoking all: %v", ids)
+	}
+
+	// Expired tokens are not listed.
+	c.token(t, demo, url.Values{"expires_in": {"10"}})
+	c.clock.Advance(11 * time.Second)
+	if ids := c.tokenIDs(t, demo); len(ids) != 0 {
+		t.Fatalf("expired tokens listed: %v", ids)
+	}
+}
+
+// TestPasswordChangeRevokesTokens: a new password revokes every token of
+// the user; changing one's own password needs the current one, also when
+// the caller holds a token; an administrator changing another user's does
+// not.
+func TestPasswordChangeRevokesTokens(t *testing.T) {
+	c := newCluster(t, clusterOpts{nodes: []nodeSpec{}})
+	demo := c.user(t, "demo", nil)
+	one, two := c.token(t, demo, nil), c.token(t, demo, nil)
+	adminTok := c.token(t, admin, nil)
+
+	c.unchanged(t, func() {
+		for _, who := range []creds{demo, bearer(one.Token)} {
+			wantErr(t, c.do(t, "PUT", "/broker/rest/users/demo", who, url.Values{"password": {"stolen-password"}}),
+				http.StatusUnprocessableEntity, "needs your current password")
+			wantErr(t, c.do(t, "PUT", "/broker/rest/users/demo", who, url.Values{"password": {"stolen-password"}, "current_password": {""}}),
+				http.StatusUnprocessableEntity, "current_password")
+			wantErr(t, c.do(t, "PUT", "/broker/rest/users/demo", who, url.Values{"password": {"stolen-password"}, "current_password": {"a-guess-123"}}),
+				http.StatusForbidden, "current password is wrong")
+		}
+		wantErr(t, c.do(t, "PUT", "/broker/rest/users/admin", admin, url.Values{"password": {"new-admin-password"}}),
+			http.StatusUnprocessableEntity, "current_password")
+	})
+	c.ok(t, "GET", "/broker/rest/user", bearer(one.Token), nil, nil)
+
+	c.ok(t, "PUT", "/broker/rest/users/demo", bearer(one.Token),
+		url.Values{"password": {"second-password"}, "current_password": {"demo-password"}}, nil)
+	for _, tok := range []api.Token{one, two} {
+		wantErr(t, c.do(t, "GET", "/broker/rest/user", bearer(tok.Token), nil), http.StatusUnauthorized, "")
+	}
+	wantErr(t, c.do(t, "GET", "/broker/rest/user", demo, nil), http.StatusUnauthorized, "")
+	demo = basic("demo", "second-password")
+	if ids := c.tokenIDs(t, demo); len(ids) != 0 {
+		t.Fatalf("tokens left after a password change: %v", ids)
+	}
+
+	// An administrator resets demo's password without knowing it: demo's
+	// tokens go, the administrator's stay.
+	three := c.token(t, demo, nil)
+	c.ok(t, "PUT", "/broker/rest/users/demo", admin, url.Values{"password": {"third-password"}}, nil)
+	wantErr(t, c.do(t, "GET", "/broker/rest/user", bearer(three.Token), nil), http.StatusUnauthorized, "")
+	c.ok(t, "GET", "/broker/rest/user", basic("demo", "third-password"), nil, nil)
+	c.ok(t, "GET", "/broker/rest/user", bearer(adminTok.Token), nil, nil)
+
+	// Changing capabilities only keeps the tokens.
+	four := c.token(t, basic("demo", "third-password"), nil)
+	c.ok(t, "PUT", "/broker/rest/users/demo", admin, url.Values{"max_gears": {"3"}}, nil)
+	c.ok(t, "GET", "/broker/rest/user", bearer(four.Token), nil, nil)
+}
+
+// TestTokenFromTokenExpiresNoLater: a token minted with a token expires no
+// later than the token that minted it.
+func TestTokenFromTokenExpiresNoLater(t *testing.T) {
+	c := newCluster(t, clusterOpts{nodes: []nodeSpec{}})
+	demo := c.user(t, "demo", nil)
+	parent := c.token(t, demo, url.Values{"expires_in": {"60"}})
+
+	child := c.token(t, bearer(parent.Token), nil) // asks for the default 30 days
+	if child.ExpiresAt.After(parent.ExpiresAt) || child.ExpiresIn > 60 {
+		t.Fatalf("child %+v outlives parent %+v", child, parent)
+	}
+	asked := c.token(t, bearer(parent.Token), url.Values{"expires_in": {"3600"}})
+	if asked.ExpiresAt.After(parent.ExpiresAt) {
+		t.Fatalf("child %+v outlives parent %+v", asked, parent)
+	}
+	// A shorter lifetime than the parent's is kept.
+	short := c.token(t, bearer(parent.Token), url.Values{"expires_in": {"10"}})
+	if short.ExpiresIn != 10 || !short.ExpiresAt.Before(parent.ExpiresAt) {
+		t.Fatalf("short child %+v", short)
+	}
+	// A grandchild is bound by its parent's bound too.
+	grand := c.token(t, bearer(child.Token), url.Values{"expires_in": {"86400"}})
+	if grand.ExpiresAt.After(parent.ExpiresAt) {
+		t.Fatalf("grandchild %+v outlives %+v", grand, parent)
+	}
+	// Basic auth mints a token of the asked lifetime.
+	if full := c.token(t, demo, url.Values{"expires_in": {"86400"}}); full.ExpiresIn != 86400 {
+		t.Fatalf("token by password %+v", full)
+	}
+
+	c.clock.Advance(61 * time.Second)
+	for _, tok := range []api.Token{child, asked, grand} {
+		wantErr(t, c.do(t, "GET", "/broker/rest/user", bearer(tok.Token), nil), http.StatusUnauthorized, "")
+	}
 }

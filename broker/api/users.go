@@ -23,7 +23,7 @@ type User struct {
 }
 
 // Token is an API token, as POST /broker/rest/user/authorizations
-// creates it.
+// creates it and GET lists it (without Token).
 type Token struct {
 	// ID is the token's short public id, for listing and revoking.
 	ID string `json:"id"`

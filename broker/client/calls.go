@@ -28,6 +28,20 @@ func (c *Client) CreateToken(ctx context.Context, note string) (api.Token, error
 	return t, err
 }
 
+// Tokens lists the authenticated user's API tokens that have not
+// expired, oldest first; the tokens themselves are never listed.
+func (c *Client) Tokens(ctx context.Context) ([]api.Token, error) {
+	var ts []api.Token
+	_, err := c.Do(ctx, http.MethodGet, "/broker/rest/user/authorizations", nil, &ts)
+	return ts, err
+}
+
+// RevokeToken revokes the authenticated user's API token with the given
+// id (api.Token.ID).
+func (c *Client) RevokeToken(ctx context.Context, id string) ([]api.Message, error) {
+	return c.Do(ctx, http.MethodDelete, "/broker/rest/user/authorizations/"+url.PathEscape(id), nil, nil)
+}
+
 // Domains lists the caller's domains (all, for admins).
 func (c *Client) Domains(ctx context.Context) ([]api.Domain, error) {
 	var ds []api.Domain
@@ -138,7 +152,9 @@ func (c *Client) CreateUser(ctx context.Context, login, password string, extra u
 	return u, m, err
 }
 
-// UpdateUser changes a user's capabilities or password (admin).
+// UpdateUser changes a user's capabilities or password (admin). A user
+// changing its own password also sends current_password; a new password
+// revokes all of the user's API tokens.
 func (c *Client) UpdateUser(ctx context.Context, login string, v url.Values) (api.User, []api.Message, error) {
 	var u api.User
 	m, err := c.Do(ctx, http.MethodPut, "/broker/rest/users/"+url.PathEscape(login), v, &u)
