@@ -83,7 +83,7 @@ func clientAction(argNames []string, fn func(s *session) error) cli.ActionFunc {
 		s := &session{c: c, api: api, args: args, saved: saved}
 		err = fn(s)
 		if client.IsStatus(err, http.StatusUnauthorized) && saved != nil {
-			return fmt.Errorf("%w (the token saved by 'gearbox login' for %s at %s may have expired: run 'gearbox login' again)", err, saved.User, saved.API)
+			return fmt.Errorf("%w (the token saved by 'gearbox login' for %s at %s may have expired or been revoked: run 'gearbox login' again)", err, saved.User, saved.API)
 		}
 		return err
 	}

@@ -257,7 +257,7 @@ func TestCLIHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"app", "--help"}, {"app", "show", "--help"}, {"app", "show", "web", "--help"}, {"app", "scale", "-h"},
 		{"domain", "--help"}, {"user", "create", "--help"}, {"node", "--help"}, {"gear", "move", "--help"},
-		{"login", "--help"}, {"logout", "--help"},
+		{"login", "--help"}, {"logout", "--help"}, {"token", "--help"}, {"token", "revoke", "--help"},
 	} {
 		out, _, err := runCLI(t, args...)
 		if err != nil {

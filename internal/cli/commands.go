@@ -10,6 +10,7 @@ func Commands() []*cli.Command {
 		membersCommand(),
 		loginCommand(),
 		logoutCommand(),
+		tokenCommand(),
 		domainCommand(),
 		appCommand(),
 		userCommand(),

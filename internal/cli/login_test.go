@@ -78,7 +78,7 @@ func TestLogin(t *testing.T) {
 	// A refused token says how to get a new one.
 	fb.on("GET", "/broker/rest/domains", fakeReply{code: 401, msgs: []string{"Invalid login or password, or the token is unknown or expired."}})
 	_, _, err = runCLI(t, "domain", "list")
-	if err == nil || !strings.HasPrefix(err.Error(), "Invalid login or password, or the token is unknown or expired. (the token saved by 'gearbox login' for demo at "+fb.srv.URL+" may have expired: run 'gearbox login' again)") {
+	if err == nil || !strings.HasPrefix(err.Error(), "Invalid login or password, or the token is unknown or expired. (the token saved by 'gearbox login' for demo at "+fb.srv.URL+" may have expired or been revoked: run 'gearbox login' again)") {
 		t.Errorf("err = %v", err)
 	}
 	fb.requests()

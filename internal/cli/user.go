@@ -111,16 +111,26 @@ func userCommand() *cli.Command {
 		{
 			Name:      "set",
 			Usage:     "change a user's capabilities or password (administrators; anyone: their own password)",
-			UsageText: "gearbox user set LOGIN [--ha=BOOL] [--max-gears N] [--gear-sizes SIZES] [--admin=BOOL] [--password PASSWORD] [flags]",
+			UsageText: "gearbox user set LOGIN [--ha=BOOL] [--max-gears N] [--gear-sizes SIZES] [--admin=BOOL] [--password PASSWORD [--current-password PASSWORD]] [flags]",
 			Description: "Changes only what is given. The caller authenticates with the saved login, or --user\n" +
-				"and --auth-password.",
+				"and --auth-password. Changing your own password needs your current one: --current-password,\n" +
+				"else --auth-password, else it is asked for. A new password revokes all of the user's API\n" +
+				"tokens, the one saved by 'gearbox login' too.",
 			Flags: append(append(userClientFlags(),
-				&cli.StringFlag{Name: "password", Usage: "the user's new `PASSWORD` (8 to 72 bytes)"}),
+				&cli.StringFlag{Name: "password", Usage: "the user's new `PASSWORD` (8 to 72 bytes)"},
+				&cli.StringFlag{Name: "current-password", Usage: "your current `PASSWORD`, to change your own"}),
 				capabilityFlags()...),
 			Action: clientAction([]string{"LOGIN"}, func(s *session) error {
 				v := capabilityParams(s.c)
 				if s.c.IsSet("password") {
 					v.Set("password", s.c.String("password"))
+					current, err := currentPassword(s, s.arg(0))
+					if err != nil {
+						return err
+					}
+					if current != "" {
+						v.Set("current_password", current)
+					}
 				}
 				if len(v) == 0 {
 					return errors.New("nothing to change: pass --ha, --max-gears, --gear-sizes, --admin or --password")
@@ -144,6 +154,23 @@ func userCommand() *cli.Command {
 		OnUsageError: cmdline.UsageError,
 		Subcommands:  cmds,
 	}
+}
+
+// currentPassword is the current password to send with a new password
+// for login: --current-password; or, when the caller is login, the
+// password it authenticates with, or else one asked for. An administrator
+// changing another user's password sends none.
+func currentPassword(s *session, login string) (string, error) {
+	switch {
+	case s.c.IsSet("current-password"):
+		return s.c.String("current-password"), nil
+	case s.api.User == login && s.api.Password != "":
+		return s.api.Password, nil
+	case s.saved != nil && s.saved.User == login:
+		return newPrompter(s.c).secret("Current password of "+login+": ",
+			"no current password: changing your own password needs --current-password")
+	}
+	return "", nil
 }
 
 // printUsers writes users and their capabilities as a table.

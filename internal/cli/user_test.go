@@ -15,6 +15,7 @@ func TestUserCommands(t *testing.T) {
 	fb := newFakeBroker(t)
 	fb.on("POST", "/broker/rest/users", fakeReply{code: 201, data: userJSON, msgs: []string{"User 'bob' created."}})
 	fb.on("PUT", "/broker/rest/users/bob", fakeReply{data: userJSON, msgs: []string{"User 'bob' updated."}})
+	fb.on("PUT", "/broker/rest/users/admin", fakeReply{data: userJSON, msgs: []string{"User 'bob' updated."}})
 	fb.on("GET", "/broker/rest/users", fakeReply{data: `[` + userJSON + `,
 		{"login": "admin", "admin": true, "capabilities": {"ha": false, "max_gears": 100, "gear_sizes": ["small"]}, "consumed_gears": 0}]`})
 
@@ -35,7 +36,13 @@ func TestUserCommands(t *testing.T) {
 		{[]string{"user", "set", "bob", "--ha=false"}, "PUT", "/broker/rest/users/bob",
 			map[string]string{"ha": "false"}, []string{"max_gears", "gear_sizes", "admin", "password"}, []string{"User 'bob' updated."}},
 		{[]string{"user", "set", "bob", "--max-gears", "0", "--admin=true", "--password", "newpass12"}, "PUT", "/broker/rest/users/bob",
-			map[string]string{"max_gears": "0", "admin": "true", "password": "newpass12"}, []string{"ha", "gear_sizes"}, []string{"User 'bob' updated."}},
+			map[string]string{"max_gears": "0", "admin": "true", "password": "newpass12"}, []string{"ha", "gear_sizes", "current_password"}, []string{"User 'bob' updated."}},
+		// Changing one's own password sends the current one: the
+		// caller's password, or --current-password.
+		{[]string{"user", "set", "admin", "--password", "newpass12"}, "PUT", "/broker/rest/users/admin",
+			map[string]string{"password": "newpass12", "current_password": "secret123"}, []string{"ha", "max_gears"}, []string{"User 'bob' updated."}},
+		{[]string{"user", "set", "admin", "--password", "newpass12", "--current-password", "oldpass12"}, "PUT", "/broker/rest/users/admin",
+			map[string]string{"password": "newpass12", "current_password": "oldpass12"}, nil, []string{"User 'bob' updated."}},
 		{[]string{"user", "list"}, "GET", "/broker/rest/users", nil, nil,
 			[]string{"LOGIN", "ADMIN", "HA", "GEARS", "GEAR SIZES", "bob", "3/10", "admin", "0/100"}},
 	}
