@@ -85,10 +85,7 @@ func aliasCommand() *cli.Command {
 			}),
 		},
 	}
-	for _, c := range cmds {
-		c.HideHelpCommand = true
-		c.OnUsageError = cmdline.UsageError
-	}
+	subcommands(cmds)
 	return &cli.Command{
 		Name:            "alias",
 		Aliases:         []string{"aliases"},

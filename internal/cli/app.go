@@ -212,10 +212,7 @@ func appCommand() *cli.Command {
 			})
 		}),
 	}, logsCommand(), aliasCommand())
-	for _, c := range cmds {
-		c.HideHelpCommand = true
-		c.OnUsageError = cmdline.UsageError
-	}
+	subcommands(cmds)
 	cmds = append(cmds, deployCommands()...)
 	return &cli.Command{
 		Name:         "app",

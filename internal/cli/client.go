@@ -306,3 +306,13 @@ func maxText(n int) string {
 	}
 	return fmt.Sprint(n)
 }
+
+// subcommands gives every command of a group the settings all gearbox
+// sub-commands share: no "help" sub-command of their own, and usage
+// errors as one line that points at --help.
+func subcommands(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.HideHelpCommand = true
+		c.OnUsageError = cmdline.UsageError
+	}
+}

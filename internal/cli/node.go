@@ -48,10 +48,7 @@ func nodeCommand() *cli.Command {
 			}),
 		})
 	}
-	for _, c := range cmds {
-		c.HideHelpCommand = true
-		c.OnUsageError = cmdline.UsageError
-	}
+	subcommands(cmds)
 	return &cli.Command{
 		Name:         "node",
 		Usage:        "list, drain and undrain nodes (administrators)",

@@ -27,10 +27,7 @@ func routerCommand() *cli.Command {
 		routerWebhookCommand(),
 		routerExportCommand(),
 	}
-	for _, c := range cmds {
-		c.HideHelpCommand = true
-		c.OnUsageError = cmdline.UsageError
-	}
+	subcommands(cmds)
 	return &cli.Command{
 		Name:         "router",
 		Usage:        "follow the routing events, manage their webhooks, export routes for nginx (administrators)",
@@ -230,10 +227,7 @@ func routerWebhookCommand() *cli.Command {
 			}),
 		},
 	}
-	for _, c := range cmds {
-		c.HideHelpCommand = true
-		c.OnUsageError = cmdline.UsageError
-	}
+	subcommands(cmds)
 	return &cli.Command{
 		Name:         "webhook",
 		Aliases:      []string{"webhooks"},

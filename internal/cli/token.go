@@ -46,10 +46,7 @@ func tokenCommand() *cli.Command {
 			}),
 		},
 	}
-	for _, c := range cmds {
-		c.HideHelpCommand = true
-		c.OnUsageError = cmdline.UsageError
-	}
+	subcommands(cmds)
 	return &cli.Command{
 		Name:         "token",
 		Usage:        "list and revoke your API tokens",

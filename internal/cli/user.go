@@ -143,10 +143,7 @@ func userCommand() *cli.Command {
 			}),
 		},
 	}
-	for _, c := range cmds {
-		c.HideHelpCommand = true
-		c.OnUsageError = cmdline.UsageError
-	}
+	subcommands(cmds)
 	return &cli.Command{
 		Name:         "user",
 		Usage:        "create, list and change users (administrators)",
