@@ -42,11 +42,36 @@ func newTestConfig(t *testing.T, roles, ip string, args ...string) Config {
 	return cfg
 }
 
+// memberLeaks are the goroutines no member test may leave behind.
+var memberLeaks = []string{"gearbox/internal/member.", "gearbox/store.", "gearbox/router.", "hashicorp/serf", "hashicorp/memberlist"}
+
+// startRouterMember starts a member with the router role on a fresh
+// address (adjust, if not nil, changes its config first), checks that no
+// goroutine outlives the test, and closes the member when the test ends.
+func startRouterMember(t *testing.T, adjust func(*Config)) (*Member, Config) {
+	t.Helper()
+	testutil.CheckNoLeaks(t, memberLeaks...)
+	ip := ips.Next()
+	cfg := newTestConfig(t, "router", ip, "--router-addr", ip+":0")
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	m, err := New(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, cfg
+}
+
 // A member starts once, serves the internal API with its roles' handlers
 // mounted, and after Leave listens no more; Leave and Close are safe to
 // repeat.
 func TestMemberLifecycle(t *testing.T) {
-	testutil.CheckNoLeaks(t, "gearbox/internal/member.", "gearbox/store.", "gearbox/router.", "hashicorp/serf", "hashicorp/memberlist")
+	testutil.CheckNoLeaks(t, memberLeaks...)
 	ip := ips.Next()
 	cfg := newTestConfig(t, "router", ip, "--router-addr", ip+":0")
 	m, err := New(cfg, zerolog.Nop())
@@ -170,7 +195,7 @@ func TestStartFailureCleansUp(t *testing.T) {
 
 // Serve runs a member until its context ends, then leaves and returns nil.
 func TestServeLeavesWhenContextEnds(t *testing.T) {
-	testutil.CheckNoLeaks(t, "gearbox/internal/member.", "gearbox/store.", "gearbox/router.", "hashicorp/serf", "hashicorp/memberlist")
+	testutil.CheckNoLeaks(t, memberLeaks...)
 	ip := ips.Next()
 	cfg := newTestConfig(t, "router", ip, "--router-addr", ip+":0")
 	logs := &testutil.Buffer{}
@@ -203,17 +228,7 @@ func TestServeLeavesWhenContextEnds(t *testing.T) {
 // it learns no member, no internal API address to send requests to, and
 // no state.
 func TestJoinWithoutTheSecretFails(t *testing.T) {
-	testutil.CheckNoLeaks(t, "gearbox/internal/member.", "gearbox/store.", "gearbox/router.", "hashicorp/serf", "hashicorp/memberlist")
-	ip := ips.Next()
-	cfg := newTestConfig(t, "router", ip, "--router-addr", ip+":0")
-	m, err := New(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, cfg := startRouterMember(t, nil)
 	if _, err := m.Store().Put(context.Background(), "apps", "secret-app", "state only members may read"); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +249,7 @@ func TestJoinWithoutTheSecretFails(t *testing.T) {
 			if err := attacker.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			reached, _ := attacker.Join([]string{net.JoinHostPort(ip, "7946")})
+			reached, _ := attacker.Join([]string{net.JoinHostPort(cfg.Store.BindAddr, "7946")})
 			if reached != 0 {
 				t.Errorf("the join reached %d members", reached)
 			}
@@ -261,17 +276,7 @@ func TestJoinWithoutTheSecretFails(t *testing.T) {
 // secret (the client does not check the member, so that the refusal is
 // the member's). With the secret, the same request is answered.
 func TestInternalAPIRefusesPeersWithoutTheSecret(t *testing.T) {
-	testutil.CheckNoLeaks(t, "gearbox/internal/member.", "gearbox/store.", "gearbox/router.", "hashicorp/serf", "hashicorp/memberlist")
-	ip := ips.Next()
-	cfg := newTestConfig(t, "router", ip, "--router-addr", ip+":0")
-	m, err := New(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, cfg := startRouterMember(t, nil)
 	if _, err := m.Store().Put(context.Background(), "apps", "secret-app", "state only members may read"); err != nil {
 		t.Fatal(err)
 	}
@@ -325,18 +330,7 @@ func TestInternalAPIRefusesPeersWithoutTheSecret(t *testing.T) {
 // A peer that trickles a request to the internal API is cut off after
 // the read time-out instead of holding the connection forever.
 func TestInternalAPICutsTrickledRequests(t *testing.T) {
-	testutil.CheckNoLeaks(t, "gearbox/internal/member.", "gearbox/store.", "gearbox/router.", "hashicorp/serf", "hashicorp/memberlist")
-	ip := ips.Next()
-	cfg := newTestConfig(t, "router", ip, "--router-addr", ip+":0")
-	cfg.InternalReadTimeout = 300 * time.Millisecond
-	m, err := New(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	_, cfg := startRouterMember(t, func(c *Config) { c.InternalReadTimeout = 300 * time.Millisecond })
 	// A peer with the secret: the handshake passes, the request trickles.
 	c, err := tls.Dial("tcp", cfg.InternalAddr, internalapi.ClientTLS(cfg.Store.ClusterSecret))
 	if err != nil {
