@@ -38,7 +38,8 @@ func TestMain(m *testing.M) {
 // "/env" the sorted environment, "/headers" the Host, X-Forwarded-* and
 // X-Gearbox-Proxy-Proof headers, "/exit" makes it exit with status 3, "/whoami" what it finds
 // itself to be (a probeReport), "/write?path=P" whether it can create the
-// file P ("ok" or the error), "/listen?port=P" listens on port P too and
+// file P ("ok" or the error), "/read?path=P" the file P ("ok" and a
+// newline, then its content; or the error), "/listen?port=P" listens on port P too and
 // answers "squatter" there ("ok" or the error).
 func helperServe() {
 	addr := net.JoinHostPort(os.Getenv("GEARBOX_IP"), os.Getenv("PORT"))
@@ -72,6 +73,14 @@ func helperServe() {
 		}
 		os.Remove(p)
 		fmt.Fprint(w, "ok")
+	})
+	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) {
+		b, err := os.ReadFile(r.URL.Query().Get("path"))
+		if err != nil {
+			fmt.Fprint(w, err)
+			return
+		}
+		fmt.Fprintf(w, "ok\n%s", b)
 	})
 	mux.HandleFunc("/listen", func(w http.ResponseWriter, r *http.Request) {
 		// A squatter: it serves "squatter" on another port of the node's

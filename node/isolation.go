@@ -23,9 +23,12 @@ import (
 // supplementary groups), owning the gear's app and data directories, and
 // limits its memory and processes by gear size: with a cgroup per run
 // where the host lets it (cgroup v2, else the v1 memory and pids
-// controllers), else with rlimits. What it settles for is found at node
-// start by trying it: a probe process is started as a confined gear would
-// be, and must find itself as intended (isolationProbe).
+// controllers), else with rlimits. In every mode each run gets a mount
+// namespace of its own with a private /proc that shows it only its own
+// uid's processes (privateProc, in launch_linux.go). What it settles for
+// is found at node start by trying it: a probe process is started as a
+// confined gear would be, and must find itself as intended
+// (isolationProbe).
 
 // Values of Config.Isolation (--gear-isolation): IsolateAuto takes the
 // strongest mode that works here; IsolateCgroup2, IsolateCgroup1 and
@@ -141,8 +144,12 @@ func (e *isolationError) Error() string { return e.err.Error() }
 func (e *isolationError) Unwrap() error { return e.err }
 
 // errUnreachable is the short reason of a probe that could not reach its
-// directories.
-const errUnreachable = "gear users cannot reach DATA_DIR"
+// directories; errPrivateProc of one that could not get a private /proc,
+// or that saw the node's process in it.
+const (
+	errUnreachable = "gear users cannot reach DATA_DIR"
+	errPrivateProc = "gears cannot get a private /proc"
+)
 
 // noIsolationFix ends every refusal to start for want of isolation: the
 // way out for an operator who means to run everyone's code as one user.
@@ -219,6 +226,9 @@ func cannotIsolate(choice, dataDir string, tried []error) error {
 	fix := "run the node on a host that lets root confine processes (cgroup v2, the cgroup v1 memory and pids controllers, or rlimits), " + noIsolationFix
 	for _, err := range tried {
 		var ie *isolationError
+		if errors.As(err, &ie) && ie.short == errPrivateProc {
+			fix = "run the node on Linux 5.8 or later (for a /proc mounted with hidepid=invisible) and let it make mount namespaces (under systemd: RestrictNamespaces=mnt, as the unit of scripts/install.sh has it), " + noIsolationFix
+		}
 		if errors.As(err, &ie) && ie.short == errUnreachable {
 			dirs := unsearchable(dataDir)
 			if len(dirs) == 0 {
@@ -316,6 +326,11 @@ func (iso *isolator) probe(dataDir string) error {
 	c := Command{Path: "/proc/self/exe", Args: []string{probeName, filepath.Join(dataDir, "gears"), filepath.Join(dataDir, "deployments")},
 		Env: []string{}, Dir: "/", jail: j}
 	run, err := c.Launch(&out)
+	if errors.Is(err, os.ErrPermission) {
+		// Root may make mount namespaces, unless something forbids it
+		// (systemd's RestrictNamespaces=yes, a seccomp filter).
+		return &isolationError{short: errPrivateProc, err: fmt.Errorf("start a gear process in a mount namespace of its own: %w", err)}
+	}
 	if err != nil {
 		return &isolationError{short: "gear processes cannot be confined here", err: err}
 	}
@@ -328,7 +343,11 @@ func (iso *isolator) probe(dataDir string) error {
 	t.Stop()
 	text := strings.TrimSpace(out.String())
 	if err := run.Err(); err != nil {
-		return &isolationError{short: fmt.Sprintf("cannot run processes as uid %d", j.uid), err: fmt.Errorf("probe: %v: %s", err, text)}
+		short := fmt.Sprintf("cannot run processes as uid %d", j.uid)
+		if strings.Contains(text, privateProcFailed) {
+			short = errPrivateProc
+		}
+		return &isolationError{short: short, err: fmt.Errorf("probe: %v: %s", err, text)}
 	}
 	var rep probeReport
 	if err := json.Unmarshal([]byte(text), &rep); err != nil {
@@ -341,6 +360,13 @@ func (iso *isolator) probe(dataDir string) error {
 func (r probeReport) check(j *jail) error {
 	if r.UID != j.uid || r.GID != j.uid || len(r.Groups) > 0 {
 		return fmt.Errorf("probe ran as uid %d, gid %d, groups %v; want uid and gid %d and no groups", r.UID, r.GID, r.Groups, j.uid)
+	}
+	if !r.ProcSelf {
+		return &isolationError{short: errPrivateProc, err: errors.New("probe cannot read /proc/self/status in its private /proc")}
+	}
+	if r.ParentVisible {
+		return &isolationError{short: errPrivateProc,
+			err: errors.New("probe sees the node's process in its /proc: gears would see the node's and other gears' processes (a private /proc with hidepid=invisible takes Linux 5.8 or later)")}
 	}
 	if !r.NNP {
 		return errors.New("probe ran without no_new_privs")

@@ -3,11 +3,14 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -44,6 +47,31 @@ func (n *testNode) tryWrite(g state.Gear, path string) string {
 	n.t.Helper()
 	_, body := get(n.t, "http://"+n.addr(g)+"/write?path="+url.QueryEscape(path), "")
 	return body
+}
+
+// read asks gear g's helper process to read file path: "ok", a newline
+// and the content, or why not.
+func (n *testNode) read(g state.Gear, path string) string {
+	n.t.Helper()
+	_, body := get(n.t, "http://"+n.addr(g)+"/read?path="+url.QueryEscape(path), "")
+	return body
+}
+
+// procMounts returns the lines of this process's mountinfo for /proc, to
+// check that nothing a gear mounts reaches the node.
+func procMounts(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == "/proc" {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // helperApp stores app ns/name, run by the helper program.
@@ -450,5 +478,134 @@ func TestIsolationFailsClosed(t *testing.T) {
 	defer s2.Close()
 	if err := s2.Start(context.Background()); err != nil || s2.Isolation() != "none (turned off)" {
 		t.Errorf("Start with --gear-isolation none: %v, %q", err, s2.Isolation())
+	}
+}
+
+// An isolated gear sees in /proc only its own processes: not the node's,
+// not another gear's, not the host's; and it still reads there what apps
+// read. The node's /proc stays as it was, and the node sees the gears.
+func TestGearPrivateProc(t *testing.T) {
+	needRoot(t)
+	before := procMounts(t)
+	n := newTestStore(t)
+	n.setup = helperPrograms
+	n.s = n.startSupervisor()
+	if !n.s.iso.on() {
+		t.Fatalf("a node that runs as root does not isolate gears: %s", n.s.Isolation())
+	}
+	n.helperApp("ns", "one")
+	n.helperApp("ns", "two")
+	g1, g2 := n.gear("dddd00000000000000000001", "one", "ns", 1), n.gear("dddd00000000000000000002", "two", "ns", 1)
+	n.put(state.BucketGears, g1.ID, g1)
+	n.put(state.BucketGears, g2.ID, g2)
+	n.waitState(g1.ID, state.GearStarted)
+	n.waitState(g2.ID, state.GearStarted)
+	rep1, rep2 := n.whoami(g1), n.whoami(g2)
+
+	if rep1.ParentVisible {
+		t.Errorf("gear %s sees its parent, the node (pid %d), in /proc", g1.ID, os.Getpid())
+	}
+	if !slices.Contains(rep1.Visible, rep1.PID) {
+		t.Errorf("gear %s (pid %d) does not see itself in /proc: %v", g1.ID, rep1.PID, rep1.Visible)
+	}
+	for _, pid := range rep1.Visible {
+		if uid := procUID(pid); uid != rep1.UID {
+			t.Errorf("gear %s (uid %d) sees pid %d of uid %d in /proc", g1.ID, rep1.UID, pid, uid)
+		}
+	}
+	for _, pid := range []int{os.Getpid(), rep2.PID, 1} {
+		for _, f := range []string{"cmdline", "environ", "status"} {
+			p := fmt.Sprintf("/proc/%d/%s", pid, f)
+			if got := n.read(g1, p); !strings.Contains(got, "no such file or directory") {
+				t.Errorf("gear %s reads %s: %.100q, want no such file", g1.ID, p, got)
+			}
+		}
+	}
+	for _, p := range []string{"/proc/self/status", "/proc/self/cmdline", "/proc/self/mountinfo", "/proc/cpuinfo", "/proc/meminfo", "/proc/loadavg"} {
+		if got := n.read(g1, p); !strings.HasPrefix(got, "ok\n") || len(got) == len("ok\n") {
+			t.Errorf("gear %s reads %s: %.100q, want its content", g1.ID, p, got)
+		}
+	}
+	if got := n.read(g1, "/proc/self/status"); !strings.Contains(got, fmt.Sprintf("\nUid:\t%d\t", rep1.UID)) {
+		t.Errorf("gear %s's /proc/self/status does not say its uid %d: %.300q", g1.ID, rep1.UID, got)
+	}
+
+	if uid := procUID(rep1.PID); uid != rep1.UID {
+		t.Errorf("the node finds gear %s's process %d as uid %d, want %d", g1.ID, rep1.PID, uid, rep1.UID)
+	}
+	if after := procMounts(t); after != before {
+		t.Errorf("the node's /proc mounts changed while gears ran:\n%s\nwas:\n%s", after, before)
+	}
+}
+
+// A launcher that finds itself in the node's mount namespace, where its
+// /proc is the host's, fails (exit 127, saying why) rather than mount
+// over the host's /proc or run the gear with the host's.
+func TestLauncherNeedsOwnMountNamespace(t *testing.T) {
+	needRoot(t)
+	before := procMounts(t)
+	b, err := json.Marshal(launchSpec{Path: "/bin/true", Args: []string{"true"}, Env: []string{}, Dir: "/", UID: DefaultGearUIDMin,
+		Parent: os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var out bytes.Buffer
+	// As wrap starts a launcher, but with the node's SysProcAttr: no
+	// mount namespace of its own.
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{launcherName}, Env: []string{}, Dir: "/", Stdout: &out, Stderr: &out,
+		ExtraFiles: []*os.File{r}, SysProcAttr: sysProcAttr()}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	w.Write(b)
+	w.Close()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 127 {
+		t.Errorf("launcher in the node's mount namespace: %v, want exit status 127", err)
+	}
+	for _, want := range []string{privateProcFailed, "not in a mount namespace of its own"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("launcher said %q, want it to say %q", out.String(), want)
+		}
+	}
+	if after := procMounts(t); after != before {
+		t.Errorf("the node's /proc mounts changed:\n%s\nwas:\n%s", after, before)
+	}
+}
+
+// The node's probe passes only a private /proc: one where the probe reads
+// its own status and does not see the node.
+func TestProbeCheckPrivateProc(t *testing.T) {
+	j := &jail{uid: DefaultGearUIDMin}
+	ok := probeReport{UID: j.uid, GID: j.uid, Groups: []int{}, NNP: true, PID: 7, Visible: []int{7}, ProcSelf: true}
+	if err := ok.check(j); err != nil {
+		t.Fatalf("check of a probe confined as asked: %v", err)
+	}
+	for name, mod := range map[string]func(*probeReport){
+		"sees the node":          func(r *probeReport) { r.ParentVisible = true },
+		"cannot read /proc/self": func(r *probeReport) { r.ProcSelf = false },
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := ok
+			mod(&r)
+			err := r.check(j)
+			var ie *isolationError
+			if !errors.As(err, &ie) || ie.short != errPrivateProc {
+				t.Fatalf("check: %v, want %q", err, errPrivateProc)
+			}
+			fix := cannotIsolate(IsolateAuto, t.TempDir(), []error{err}).Error()
+			for _, want := range []string{"/proc", "Linux 5.8", "RestrictNamespaces=mnt", "--gear-isolation none"} {
+				if !strings.Contains(fix, want) {
+					t.Errorf("refusal %q does not say %q", fix, want)
+				}
+			}
+		})
 	}
 }

@@ -8,8 +8,10 @@ import (
 
 // A confined process is started in two steps. The node starts its own
 // binary again (/proc/self/exe) under the name launcherName, as root; that
-// launcher reads what to run from a pipe on fd 3, moves itself into the
-// run's cgroups, sets the rlimits, drops to the gear's uid and gid with no
+// launcher, started in a mount namespace of its own, reads what to run
+// from a pipe on fd 3, moves itself into the run's cgroups, sets the
+// rlimits, mounts a private /proc that shows it only its own uid's
+// processes (privateProc), drops to the gear's uid and gid with no
 // supplementary groups and no_new_privs, and only then executes the
 // gear's program. The program thus never runs outside its cgroups or
 // limits, which a cgroup v1 join or a prlimit after the start could not
@@ -24,6 +26,10 @@ const (
 	launcherName = "gearbox-gear-launch"
 	probeName    = "gearbox-gear-probe"
 )
+
+// privateProcFailed starts the message of a launcher that could not give
+// its gear a private /proc, so that the probe can say why it failed.
+const privateProcFailed = "give the gear a private /proc"
 
 func init() {
 	if len(os.Args) == 0 {
@@ -97,6 +103,7 @@ func (j *jail) wrap(cmd *exec.Cmd, path string, args, env []string, dir string) 
 		return nil, nil, err
 	}
 	cmd.Path, cmd.Args, cmd.Env, cmd.Dir = "/proc/self/exe", []string{launcherName}, []string{}, "/"
+	cmd.SysProcAttr = launcherAttr()
 	cmd.ExtraFiles = []*os.File{r}
 	start = func() error {
 		r.Close()
@@ -119,6 +126,13 @@ type probeReport struct {
 	Data   uint64   `json:"rlimit_data"`
 	Procs  uint64   `json:"rlimit_nproc"`
 	Denied []string `json:"denied,omitempty"` // the paths it could not reach, with why
+	// PID is the process's pid. Visible are the pids that /proc lists to
+	// it, ParentVisible whether /proc shows its parent (the node), and
+	// ProcSelf whether it reads its own /proc/self/status.
+	PID           int   `json:"pid"`
+	Visible       []int `json:"visible_pids"`
+	ParentVisible bool  `json:"parent_visible"`
+	ProcSelf      bool  `json:"proc_self"`
 }
 
 // runProbe reports, as JSON on stdout, the process's credentials and

@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -50,6 +51,9 @@ func runLauncher() {
 			}
 		}
 	}
+	if err := privateProc(sp.Parent); err != nil {
+		fail("%s: %v", privateProcFailed, err)
+	}
 	// Go applies these to every thread of the process.
 	if err := syscall.Setgroups([]int{}); err != nil {
 		fail("drop supplementary groups: %v", err)
@@ -78,14 +82,70 @@ func runLauncher() {
 	fail("run %s as uid %d: %v", sp.Path, sp.UID, err)
 }
 
+// launcherAttr is how the node starts a launcher: as any command
+// (sysProcAttr), and in a mount namespace of its own, where the launcher
+// mounts the gear's private /proc (privateProc).
+func launcherAttr() *syscall.SysProcAttr {
+	a := sysProcAttr()
+	a.Cloneflags = syscall.CLONE_NEWNS
+	return a
+}
+
+// privateProc mounts, in the launcher's own mount namespace, a /proc
+// that shows each process only the processes of its own uid
+// (hidepid=invisible): the gear sees its own processes and none of the
+// node's or other gears' (their command lines, environments, open
+// files). The node, as root, still sees every process.
+//
+// Why a private /proc rather than a PID namespace per gear: a PID
+// namespace alone hides nothing (/proc would still be the host's, so it
+// must be remounted anyway), and it would make the gear's first process
+// PID 1, which ignores the signals it does not handle (the node's
+// SIGTERM) and must reap every orphan of the gear. With a private /proc
+// the gear stays an ordinary process of the node's process tree, and the
+// node's process-group signals, pid files and /proc walks work as before.
+//
+// Only hidepid=invisible is tried, with no fall back to hidepid=2: it
+// came with Linux 5.8, together with a proc instance per mount; before
+// that, every proc mount of a PID namespace shares one superblock, so
+// hidepid=2 either did nothing or turned hiding on for the host's /proc
+// too. Where it fails, the launcher fails and the gear does not run
+// (the node's probe finds this at start and refuses to isolate).
+func privateProc(parent int) error {
+	// A launcher started in the node's own mount namespace would mount
+	// over the host's /proc: refuse.
+	own, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return fmt.Errorf("read own mount namespace: %w", err)
+	}
+	node, err := os.Readlink("/proc/" + strconv.Itoa(parent) + "/ns/mnt")
+	if err != nil {
+		return fmt.Errorf("read the node's mount namespace: %w", err)
+	}
+	if own == node {
+		return errors.New("not in a mount namespace of its own")
+	}
+	// Slave, not private: mounts and unmounts on the host still reach
+	// the gear (an unmounted disk is not kept busy by a running gear), and
+	// nothing mounted here reaches the host.
+	if err := unix.Mount("none", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return fmt.Errorf("keep mounts from propagating to the host: %w", err)
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "hidepid=invisible"); err != nil {
+		return fmt.Errorf("mount proc with hidepid=invisible (Linux 5.8 or later): %w", err)
+	}
+	return nil
+}
+
 // probeSelf returns what this process finds itself to be.
 func probeSelf(paths []string) probeReport {
-	rep := probeReport{UID: os.Getuid(), GID: os.Getgid()}
+	rep := probeReport{UID: os.Getuid(), GID: os.Getgid(), PID: os.Getpid(), Visible: []int{}}
 	rep.Groups, _ = os.Getgroups()
 	if rep.Groups == nil {
 		rep.Groups = []int{}
 	}
 	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		rep.ProcSelf = true
 		for _, l := range strings.Split(string(b), "\n") {
 			if v, ok := strings.CutPrefix(l, "NoNewPrivs:"); ok {
 				rep.NNP = strings.TrimSpace(v) == "1"
@@ -102,6 +162,15 @@ func probeSelf(paths []string) probeReport {
 	if unix.Getrlimit(unix.RLIMIT_NPROC, &rl) == nil {
 		rep.Procs = rl.Cur
 	}
+	if ents, err := os.ReadDir("/proc"); err == nil {
+		for _, e := range ents {
+			if pid, err := strconv.Atoi(e.Name()); err == nil {
+				rep.Visible = append(rep.Visible, pid)
+			}
+		}
+	}
+	_, err := os.Stat("/proc/" + strconv.Itoa(os.Getppid()))
+	rep.ParentVisible = err == nil
 	for _, p := range paths {
 		if _, err := os.Stat(p); err != nil {
 			rep.Denied = append(rep.Denied, err.Error())

@@ -47,6 +47,8 @@ func probeSelf(paths []string) probeReport {
 
 func sysProcAttr() *syscall.SysProcAttr { return nil }
 
+func launcherAttr() *syscall.SysProcAttr { return nil }
+
 func signalGroup(pgid int, sig syscall.Signal) {}
 
 func groupAlive(pgid int) bool { return false }

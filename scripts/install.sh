@@ -381,11 +381,12 @@ ProtectKernelModules=yes
 ProtectKernelLogs=yes
 ProtectClock=yes
 ProtectHostname=yes
-# No new set-uid files; no realtime scheduling; no new namespaces; no
+# No new set-uid files; no realtime scheduling; no new namespaces but
+# mount namespaces (each gear gets one, for its private /proc); no
 # personality changes; native system calls only.
 RestrictSUIDSGID=yes
 RestrictRealtime=yes
-RestrictNamespaces=yes
+RestrictNamespaces=mnt
 LockPersonality=yes
 SystemCallArchitectures=native
 # IP, Unix sockets, and netlink (to list the host's addresses).
