@@ -89,6 +89,7 @@
 // package builds on other systems, where New refuses to make a node
 // (platform.go).
 //
-// It imports lb, store, store/internalapi and store/state, never another
+// It imports lb, store, store/internalapi, store/state and its own
+// sub-packages (node/schedule: when a job's ticks are due), never another
 // role.
 package node
