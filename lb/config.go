@@ -112,10 +112,12 @@ type Config struct {
 	// when the backend pauses, so long polls and streams work.
 	ServerTimeout time.Duration
 	// ClientTimeout is how long a client may take to send a request's
-	// headers, and how long an idle keep-alive client connection is kept.
-	// Default 1 min (haproxy's "timeout client"). It is a property of the
-	// http.Server that serves the Pool: Server applies it; a caller with
-	// its own server must set ReadHeaderTimeout and IdleTimeout itself.
+	// headers, how long an idle keep-alive client connection is kept, and
+	// how long a client may pass no byte of a request body, or take no
+	// byte of an answer it is sent. Default 1 min (haproxy's "timeout
+	// client"). It is a property of the server that serves the Pool:
+	// FastServer and Server apply it; a caller with its own http.Server
+	// applies it with GuardServer(srv, ClientLimits(cfg)).
 	ClientTimeout time.Duration
 	// TunnelTimeout is how long an upgraded connection (a WebSocket) may
 	// pass no byte, either way, before both its sides are closed; any
@@ -125,21 +127,23 @@ type Config struct {
 	// apps that ping (most do, every 20 to 30 s) stay connected, and a
 	// silent tunnel does not hold its connections and its MaxConns place
 	// for ever. On Pool.ServeHTTP, whose tunnel ReverseProxy runs, the
-	// timeout is kept on the backend's side only: a client that stops
-	// reading while the backend writes is bounded by FastServer alone.
+	// pool keeps the timeout on the backend's side, and the server keeps
+	// it on the client's: FastServer and Server do (see Limits), a bare
+	// http.Server does not, and a client that stops reading while the
+	// backend writes then holds the tunnel.
 	TunnelTimeout time.Duration
 	// MaxIdleConns is how many idle keep-alive connections are kept per
 	// backend. Default 64.
 	MaxIdleConns int
-	// MaxClientConns caps the client connections a FastServer holds open
-	// at once (haproxy's global "maxconn"), kept-alive and upgraded ones
-	// included. Default 10000. A connection over the cap gets a 503 and is
-	// closed at once, without its request being read: a flood of
-	// connections, or of idle ones, cannot take the process's file
-	// descriptors and memory from the connections already served. Unlike
-	// MaxConns it counts connections, not requests; a caller that serves
-	// the Pool with its own http.Server caps that server's connections
-	// itself.
+	// MaxClientConns caps the client connections a FastServer, or the
+	// http.Server that Server returns, holds open at once (haproxy's
+	// global "maxconn"), kept-alive and upgraded ones included. Default
+	// 10000. A connection over the cap gets a 503 and is closed at once,
+	// without its request being read: a flood of connections, or of idle
+	// ones, cannot take the process's file descriptors and memory from the
+	// connections already served. Unlike MaxConns it counts connections,
+	// not requests; a caller that serves the Pool with its own
+	// http.Server caps that server's connections with GuardServer.
 	MaxClientConns int
 
 	// MaxConns caps the requests proxied at once (haproxy's "maxconn").

@@ -13,13 +13,11 @@ import (
 )
 
 // TestClientConnCap holds MaxClientConns connections open on a
-// FastServer: the next one gets a 503 and is closed without its request
+// FastServer, or on the handler path on an http.Server guarded as Server
+// guards it: the next one gets a 503 and is closed without its request
 // being read, the ones held still serve, and once one of them ends a new
 // connection is served again.
 func TestClientConnCap(t *testing.T) {
-	if handlerPath {
-		t.Skip("MaxClientConns is FastServer's; an http.Server's connections are its owner's to cap")
-	}
 	const max = 3
 	be := newTestBackend(t, "a")
 	cfg := testConfig(newFakeClock())
@@ -28,8 +26,12 @@ func TestClientConnCap(t *testing.T) {
 	p := newTestPool(t, cfg)
 	url, _ := front(t, p)
 	addr := strings.TrimPrefix(url, "http://")
-	fs := func() *FastServer { ff, _ := fastServers.Load(p); return ff.(*fastFront).fs }()
 	open := func() int {
+		if g, ok := guards.Load(p); ok {
+			return g.(*ServerGuard).Conns()
+		}
+		ff, _ := fastServers.Load(p)
+		fs := ff.(*fastFront).fs
 		fs.mu.Lock()
 		defer fs.mu.Unlock()
 		return len(fs.conns)

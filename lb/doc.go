@@ -40,7 +40,10 @@
 //     the cartridge's client and server timeouts) is closed.
 //   - FastServer holds at most MaxClientConns (10000) client connections
 //     and answers those over the cap with a 503 at once, where haproxy
-//     leaves them waiting in the listen queue.
+//     leaves them waiting in the listen queue. Server does the same for
+//     an http.Server, and bounds request bodies and answers by
+//     ClientTimeout of inactivity (GuardServer and Limits, which other
+//     gearbox listeners use too).
 //
 // The resend of requests that reached a backend is FastServer's, which
 // LB gears and routers use. Pool.ServeHTTP leaves it to net/http, whose

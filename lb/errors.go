@@ -19,3 +19,8 @@ var (
 	// ErrStarted is returned by a second Start.
 	ErrStarted = errors.New("pool already started")
 )
+
+// ErrBodyTimeout is the error a request body read under Limits fails
+// with when the client sent no byte for BodyTimeout, or fell below
+// MinBodyRate. It also matches os.ErrDeadlineExceeded.
+var ErrBodyTimeout = errors.New("request body timed out")

@@ -233,7 +233,10 @@ func front(t testing.TB, p *Pool) (string, *http.Client) {
 	t.Helper()
 	var url string
 	if handlerPath {
-		srv := httptest.NewServer(p)
+		// Served as Server serves a pool, with its time-outs and caps.
+		srv := httptest.NewUnstartedServer(p)
+		guards.Store(p, GuardServer(srv.Config, ClientLimits(p.cfg)))
+		srv.Start()
 		t.Cleanup(srv.Close)
 		url = srv.URL
 	} else {
@@ -263,6 +266,10 @@ type fastFront struct {
 
 // fastServers holds the fastFront that front started for each pool.
 var fastServers sync.Map
+
+// guards holds, on the handler path, the ServerGuard of the server that
+// front started for each pool.
+var guards sync.Map
 
 // closeFront closes the server front started for p, if it is a
 // FastServer (an httptest server is closed by the test's cleanup).

@@ -189,11 +189,17 @@ func hasToken(values []string, token string) bool {
 }
 
 // proxyError is the ReverseProxy's ErrorHandler: 503 when no backend could
-// be reached, 504 when the backend did not answer in time, 502 otherwise.
+// be reached, 504 when the backend did not answer in time, 408 when the
+// client's body stopped coming (Limits.BodyTimeout), 502 otherwise.
 func (p *Pool) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateOf(r.Context())
 	code := http.StatusBadGateway
 	switch {
+	case errors.Is(err, ErrBodyTimeout):
+		// The client's fault, not the backend's: it counts against
+		// neither.
+		servePage(w, http.StatusRequestTimeout)
+		return
 	case errors.Is(err, ErrNoBackend):
 		// Already counted against each backend tried.
 		p.noBackend.Add(1)
@@ -222,6 +228,7 @@ func isTimeout(err error) bool {
 
 // Error pages, short and plain like haproxy's.
 var pages = map[int]string{
+	http.StatusRequestTimeout:     "<html><body><h1>408 Request Timeout</h1>\nYour browser didn't send a complete request in time.\n</body></html>\n",
 	http.StatusBadGateway:         "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n",
 	http.StatusServiceUnavailable: "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n",
 	http.StatusGatewayTimeout:     "<html><body><h1>504 Gateway Timeout</h1>\nThe server didn't respond in time.\n</body></html>\n",
