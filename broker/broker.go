@@ -22,6 +22,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"gearbox/lb"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -49,6 +50,7 @@ type Broker struct {
 
 	ln     net.Listener
 	srv    *http.Server
+	guard  *lb.ServerGuard // the API's time-outs and caps (listener.go)
 	apiURL string
 
 	// logClient reads gears' logs from their nodes.
@@ -181,13 +183,13 @@ func (b *Broker) Start(ctx context.Context) error {
 		return fmt.Errorf("read routing events: %w", err)
 	}
 	b.srv = &http.Server{
-		Handler:           b.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler: b.Handler(),
 		// TLS handshake and other connection errors are the client's;
 		// they go to the debug log, not to stderr.
 		ErrorLog: stdlog.New(debugWriter{b.log}, "", 0),
 	}
+	// Time-outs and caps (listener.go).
+	b.guard = lb.GuardServer(b.srv, b.apiLimits())
 	b.wg.Go(func() { b.feedLoop(feedWatch) })
 	b.wg.Go(b.webhookLoop)
 	b.wg.Go(func() {
@@ -227,6 +229,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			}
 		}
 		b.wg.Wait()
+		if t, ok := b.cfg.HTTPClient.Transport.(*http.Transport); ok {
+			t.CloseIdleConnections()
+		}
 	})
 	return err
 }
@@ -267,6 +272,10 @@ func (b *Broker) forward(w http.ResponseWriter, r *http.Request) {
 		},
 		Transport: b.cfg.HTTPClient.Transport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, lb.ErrBodyTimeout) {
+				b.fail(w, r, bodyError("request body", err))
+				return
+			}
 			b.log.Warn().Err(err).Str("leader", l.Name).Msg("forward to leader failed")
 			b.fail(w, r, errorf(http.StatusServiceUnavailable, 1, "The broker leader %s could not be reached; retry.", l.Name))
 		},

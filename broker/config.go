@@ -69,6 +69,44 @@ type Config struct {
 	// Default false.
 	AllowMultipleLBPerNode bool
 
+	// The REST API listener's time-outs and caps (see lb.Limits and
+	// listener.go): a client that trickles its body, reads its answer a
+	// byte a minute or opens connections by the hundred cannot hold the
+	// broker's connections and goroutines. Every time-out is one of
+	// inactivity or of a minimum rate, so that deployment uploads,
+	// followed logs and followed routing feeds last as long as they move.
+	//
+	// APIHeaderTimeout bounds the reading of a request's headers (and a
+	// TLS handshake). Default 10 s.
+	APIHeaderTimeout time.Duration
+	// APIBodyTimeout is how long a request body may pass no byte.
+	// Default 1 min (the load balancer's client time-out).
+	APIBodyTimeout time.Duration
+	// APIMinBodyRate, in bytes per second, is the least average rate of a
+	// request body once APIBodyTimeout has passed: the first n bytes are
+	// due APIBodyTimeout + n/APIMinBodyRate after the request began. -1:
+	// none. Default 16 KiB/s (128 kbit/s), at which a MaxDeploySize
+	// archive of 512 MiB may take 9 h and a 1 MiB form 2 min.
+	APIMinBodyRate int64
+	// APIWriteTimeout is how long one write of an answer may wait for the
+	// client to take it; a stream that writes nothing for a while is
+	// not cut. Default 1 min.
+	APIWriteTimeout time.Duration
+	// APIIdleTimeout is how long a kept-alive connection may wait for its
+	// next request. Default 2 min.
+	APIIdleTimeout time.Duration
+	// APIMaxConns caps the API's open connections; one more is answered
+	// 503 (an envelope; without TLS) and closed at once. Default 1024.
+	APIMaxConns int
+	// APIMaxConnsPerClient caps the open connections of one client
+	// address (an IPv6 /64), so that one client cannot take all of
+	// APIMaxConns; over it a connection is refused as over APIMaxConns.
+	// A follower broker forwards calls to the leader from its own
+	// address: the default HTTPClient opens at most half this many
+	// connections to the leader. Default 64; above APIMaxConns, it is
+	// APIMaxConns.
+	APIMaxConnsPerClient int
+
 	// MaxBodyBytes caps request bodies (413 beyond). Default 1 MiB.
 	MaxBodyBytes int64
 	// MaxDeploySize caps a deployment archive, compressed and unpacked, in
@@ -134,7 +172,9 @@ type Config struct {
 	// MaxDomainsPerUser is how many domains a user may own; creating one
 	// more is refused with 409. Default 100.
 	MaxDomainsPerUser int
-	// HTTPClient forwards calls to the leader. Default: 60 s timeout.
+	// HTTPClient forwards calls to the leader. Default: a client with a
+	// 60 s timeout whose transport opens at most APIMaxConnsPerClient/2
+	// connections to one broker (more calls wait for one).
 	HTTPClient *http.Client
 	// Logger receives the broker's logs. Default: disabled.
 	Logger zerolog.Logger
@@ -153,6 +193,17 @@ const (
 	DefaultAuthLimiterEntries = 10000
 	DefaultMaxTokensPerUser   = 100
 	DefaultMaxDomainsPerUser  = 100
+)
+
+// Defaults of the REST API listener's time-outs and caps.
+const (
+	DefaultAPIHeaderTimeout     = 10 * time.Second
+	DefaultAPIBodyTimeout       = time.Minute
+	DefaultAPIMinBodyRate       = 16 << 10
+	DefaultAPIWriteTimeout      = time.Minute
+	DefaultAPIIdleTimeout       = 2 * time.Minute
+	DefaultAPIMaxConns          = 1024
+	DefaultAPIMaxConnsPerClient = 64
 )
 
 // DefaultConfig returns the defaults for a broker on st.
@@ -175,6 +226,13 @@ func DefaultConfig(st *store.Store, dataDir string) Config {
 		DefaultGearSizes:     []string{state.SizeSmall},
 		GearRatio:            DefaultGearRatio,
 		ZonesMinPerGearGroup: 1,
+		APIHeaderTimeout:     DefaultAPIHeaderTimeout,
+		APIBodyTimeout:       DefaultAPIBodyTimeout,
+		APIMinBodyRate:       DefaultAPIMinBodyRate,
+		APIWriteTimeout:      DefaultAPIWriteTimeout,
+		APIIdleTimeout:       DefaultAPIIdleTimeout,
+		APIMaxConns:          DefaultAPIMaxConns,
+		APIMaxConnsPerClient: DefaultAPIMaxConnsPerClient,
 		MaxBodyBytes:         1 << 20,
 		MaxDeploySize:        DefaultMaxDeploySize,
 		KeepDeployments:      DefaultKeepDeployments,
@@ -269,6 +327,10 @@ func (c *Config) validate() error {
 		{"WebhookTimeout", &c.WebhookTimeout, DefaultWebhookTimeout},
 		{"WebhookBackoff", &c.WebhookBackoff, DefaultWebhookBackoff},
 		{"WebhookMaxBackoff", &c.WebhookMaxBackoff, DefaultWebhookMaxBackoff},
+		{"APIHeaderTimeout", &c.APIHeaderTimeout, DefaultAPIHeaderTimeout},
+		{"APIBodyTimeout", &c.APIBodyTimeout, DefaultAPIBodyTimeout},
+		{"APIWriteTimeout", &c.APIWriteTimeout, DefaultAPIWriteTimeout},
+		{"APIIdleTimeout", &c.APIIdleTimeout, DefaultAPIIdleTimeout},
 	} {
 		if *d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s: %s is negative", d.name, *d.v))
@@ -317,6 +379,7 @@ func (c *Config) validate() error {
 		{"AuthLimiterEntries", &c.AuthLimiterEntries, DefaultAuthLimiterEntries},
 		{"MaxTokensPerUser", &c.MaxTokensPerUser, DefaultMaxTokensPerUser},
 		{"MaxDomainsPerUser", &c.MaxDomainsPerUser, DefaultMaxDomainsPerUser},
+		{"APIMaxConns", &c.APIMaxConns, DefaultAPIMaxConns},
 	} {
 		if *n.v < 0 {
 			errs = append(errs, fmt.Errorf("%s: %d is negative", n.name, *n.v))
@@ -324,8 +387,21 @@ func (c *Config) validate() error {
 			*n.v = n.def
 		}
 	}
+	switch {
+	case c.APIMinBodyRate < -1:
+		errs = append(errs, fmt.Errorf("APIMinBodyRate: %d; want -1 (none) or more", c.APIMinBodyRate))
+	case c.APIMinBodyRate == 0:
+		c.APIMinBodyRate = DefaultAPIMinBodyRate
+	}
+	switch {
+	case c.APIMaxConnsPerClient < 0:
+		errs = append(errs, fmt.Errorf("APIMaxConnsPerClient: %d is negative", c.APIMaxConnsPerClient))
+	case c.APIMaxConnsPerClient == 0:
+		c.APIMaxConnsPerClient = DefaultAPIMaxConnsPerClient
+	}
+	c.APIMaxConnsPerClient = min(c.APIMaxConnsPerClient, c.APIMaxConns)
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+		c.HTTPClient = &http.Client{Timeout: 60 * time.Second, Transport: forwardTransport(c.APIMaxConnsPerClient)}
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -42,6 +42,13 @@ func TestConfigValidation(t *testing.T) {
 		{"negative webhook timeout", func(c *Config) { c.WebhookTimeout = -1 }, "WebhookTimeout"},
 		{"backoff above its maximum", func(c *Config) { c.WebhookBackoff, c.WebhookMaxBackoff = time.Minute, time.Second }, "WebhookMaxBackoff"},
 		{"no ha prefix nor suffix", func(c *Config) { c.HAPrefix, c.HASuffix = "", "" }, ""},
+		{"negative body timeout", func(c *Config) { c.APIBodyTimeout = -1 }, "APIBodyTimeout"},
+		{"negative write timeout", func(c *Config) { c.APIWriteTimeout = -1 }, "APIWriteTimeout"},
+		{"body rate below -1", func(c *Config) { c.APIMinBodyRate = -2 }, "APIMinBodyRate"},
+		{"no body rate", func(c *Config) { c.APIMinBodyRate = -1 }, ""},
+		{"negative connection cap", func(c *Config) { c.APIMaxConns = -1 }, "APIMaxConns"},
+		{"negative per-client cap", func(c *Config) { c.APIMaxConnsPerClient = -1 }, "APIMaxConnsPerClient"},
+		{"small total cap, per-client default", func(c *Config) { c.APIMaxConns = 10 }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

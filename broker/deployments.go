@@ -282,7 +282,7 @@ func (b *Broker) receiveArchive(body io.Reader, limit int64) (tmp, id string, si
 	case errors.As(src.err, &mbe):
 		return "", "", 0, tooLarge(limit)
 	case src.err != nil:
-		return "", "", 0, badRequest("Could not read the deployment archive: %v", src.err)
+		return "", "", 0, bodyError("deployment archive", src.err)
 	case checkErr != nil:
 		var ae *apiError
 		if errors.As(checkErr, &ae) {

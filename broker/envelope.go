@@ -128,7 +128,7 @@ func readParams(r *http.Request, limit int64) (params, error) {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return nil, badRequest("Could not read the request body: %v", err)
+		return nil, bodyError("request body", err)
 	}
 	if int64(len(body)) > limit {
 		return nil, errorf(http.StatusRequestEntityTooLarge, 1, "The request body is larger than %d bytes.", limit)

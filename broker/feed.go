@@ -46,10 +46,6 @@ const (
 	// feedBatch is how many events a followed feed or a webhook reads at
 	// a time.
 	feedBatch = 100
-	// feedWriteTimeout bounds one write to a followed feed's client: a
-	// client that stops reading is cut off rather than holding the
-	// stream for ever.
-	feedWriteTimeout = time.Minute
 )
 
 // Defaults of the feed's Config fields.
@@ -299,9 +295,11 @@ func (b *Broker) followFeed(w http.ResponseWriter, r *http.Request, after uint64
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no") // nginx: pass each line on at once
 	w.WriteHeader(http.StatusOK)
+	// Each write must be taken within APIWriteTimeout (the listener's
+	// guard, listener.go): a client that stops reading is cut off rather
+	// than holding the stream for ever.
 	rc := http.NewResponseController(w)
 	send := func(write func() error) bool {
-		rc.SetWriteDeadline(time.Now().Add(feedWriteTimeout))
 		return write() == nil && rc.Flush() == nil
 	}
 	if !send(func() error { return nil }) {

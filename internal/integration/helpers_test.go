@@ -77,8 +77,9 @@ type cluster struct {
 // members (nil nodes: threeZones), starts a Broker on b1 and registers
 // the nodes; it returns once the bootstrap admin exists and the broker
 // lists every node alive. The cleanup checks that no goroutine of the
-// roles or the stores outlives the test.
-func newCluster(t testing.TB, nodes []nodeSpec) *cluster {
+// roles or the stores outlives the test. adjust, if given, edits the
+// broker's config before New.
+func newCluster(t testing.TB, nodes []nodeSpec, adjust ...func(*broker.Config)) *cluster {
 	t.Helper()
 	testutil.CheckNoLeaks(t, roleLeakPatterns...)
 	if nodes == nil {
@@ -110,6 +111,9 @@ func newCluster(t testing.TB, nodes []nodeSpec) *cluster {
 	cfg.ClusterSecret = testSecret
 	cfg.LBCheckInterval = time.Millisecond // roll-outs hardly wait for load balancers
 	cfg.Logger = testLogger().With().Str("member", bm.Config.Name).Logger()
+	for _, a := range adjust {
+		a(&cfg)
+	}
 	b, err := broker.New(cfg)
 	if err != nil {
 		t.Fatalf("new broker: %v", err)

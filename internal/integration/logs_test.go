@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"gearbox/broker"
 	"gearbox/broker/client"
 	"gearbox/internal/testutil"
 )
@@ -232,5 +234,35 @@ func TestAppLogsFollow(t *testing.T) {
 	}
 	if len(ended) != 2 {
 		t.Errorf("streams of gears %v said they ended, want both", ended)
+	}
+}
+
+// TestAppLogsFollowOutlastsWriteTimeout follows an app's logs through a
+// broker whose API write and body time-outs are far shorter than the
+// quiet spells of the log: the time-outs bound a write the client does
+// not take and a body that stops coming, not a stream, so the lines
+// written after each quiet spell still come.
+func TestAppLogsFollowOutlastsWriteTimeout(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	c := newCluster(t, nil, func(cfg *broker.Config) { cfg.APIWriteTimeout, cfg.APIBodyTimeout = timeout, timeout })
+	c.serveGearLogs(t)
+	demo := c.user(t, "demo", nil)
+	newApp(t, demo, "demo", "web", client.AppOptions{})
+	gs := gears(t, demo, "demo", "web")
+	g := gs[0]
+	c.waitGears(t, gs)
+	c.appendLog(t, g, stamp(1)+" one")
+
+	s := followLogs(t, demo, url.Values{"follow": {"1"}, "tail": {"1"}})
+	s.want(stamp(1) + " " + g.ID + " one")
+	for i := 2; i <= 3; i++ {
+		// The quiet spell is what is tested: nothing to wait for.
+		time.Sleep(3 * timeout)
+		line := fmt.Sprintf("line %d", i)
+		c.appendLog(t, g, stamp(i)+" "+line)
+		s.want(stamp(i) + " " + g.ID + " " + line)
+	}
+	s.cancel()
+	for _, ok := s.next(); ok; _, ok = s.next() {
 	}
 }
