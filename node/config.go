@@ -71,7 +71,9 @@ type Config struct {
 	// set by the node, and the app's env may override the balancing and
 	// health check settings (see EnvLBHealthPath and the like).
 	// DefaultConfig: lb.DefaultConfig(); FastConfig: lb.FastConfig(). Zero
-	// fields take lb's defaults.
+	// fields take lb's defaults. Its ClientTimeout, TunnelTimeout and
+	// MaxClientConns also bound the front listener's clients (see
+	// frontLimits in front.go).
 	LB lb.Config
 	// MaxDeploySize caps, in bytes, a deployment archive that the node
 	// fetches, and what it unpacks to (--max-deploy-size). Default

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"gearbox/lb"
 )
 
@@ -25,6 +27,7 @@ type front struct {
 	s         *Supervisor
 	ln        net.Listener
 	srv       *http.Server
+	guard     *lb.ServerGuard // the listener's time-outs and caps
 	proxy     *httputil.ReverseProxy
 	transport *http.Transport
 	// inflight counts the requests in flight to each gear web port
@@ -89,9 +92,28 @@ func newFront(s *Supervisor) (*front, error) {
 		ErrorLog:     log.New(logWriter{s.log}, "", 0),
 		ErrorHandler: f.unavailable,
 	}
-	f.srv = &http.Server{Handler: f, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: log.New(logWriter{s.log}, "", 0)}
+	f.srv = &http.Server{Handler: f, ErrorLog: log.New(logWriter{s.log}, "", 0)}
+	f.guard = lb.GuardServer(f.srv, frontLimits(s.cfg.LB, s.log))
 	return f, nil
+}
+
+// frontLimits are the front listener's time-outs and caps: those of the
+// server of an LB gear's pool (lb.ClientLimits of the node's LB config:
+// ClientTimeout, default 1 min, for a body that passes no byte and a
+// write the client does not take; TunnelTimeout, default 1 min, for a
+// silent WebSocket; MaxClientConns, default 10000, for connections), as
+// the front is one more hop on the same path, except for the headers,
+// which must come within 10 s, and idle connections, kept 2 min.
+//
+// There is no cap per client address: the front's clients are the apps'
+// users, many of them behind one address (a NAT, a proxy), and the
+// cluster's routers, each of which brings all of its users' connections
+// from one address.
+func frontLimits(cfg lb.Config, lg zerolog.Logger) lb.Limits {
+	l := lb.ClientLimits(cfg)
+	l.HeaderTimeout, l.IdleTimeout = 10*time.Second, 2*time.Minute
+	l.Logger = lg.With().Str("listener", "front").Logger()
+	return l
 }
 
 func (f *front) serve() {
@@ -157,8 +179,13 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
 }
 
-// unavailable answers a request whose gear did not answer.
+// unavailable answers a request whose gear did not answer, or 408 one
+// whose body stopped coming (frontLimits).
 func (f *front) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, lb.ErrBodyTimeout) {
+		page(w, http.StatusRequestTimeout, "Request timeout", "The request's body stopped coming before it was complete.")
+		return
+	}
 	f.s.log.Debug().Err(err).Str("host", r.Host).Msg("front: gear did not answer")
 	page(w, http.StatusServiceUnavailable, "Service unavailable",
 		fmt.Sprintf("The application at %s is not answering on this node; it may be stopped or starting.", canonicalHost(r.Host)))

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"gearbox/lb"
 )
 
 // serverProgram is a Program that serves handler on addr from inside the
@@ -27,8 +29,14 @@ func (p serverProgram) Launch(out io.Writer) (Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: p.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: log.New(out, "gearbox: ", 0)}
+	srv := &http.Server{Handler: p.handler, ErrorLog: log.New(out, "gearbox: ", 0)}
+	// The gear's port is open to the network, as any gear's: the server
+	// runs in the node's process, so a client must not hold its
+	// connections with a trickled body or an answer it does not read.
+	// No cap: what comes through load balancers is capped there, as for
+	// any other gear.
+	lb.GuardServer(srv, lb.Limits{HeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		BodyTimeout: time.Minute, WriteTimeout: time.Minute})
 	r := &serverRun{srv: srv, done: make(chan struct{})}
 	go func() {
 		err := srv.Serve(ln)

@@ -47,8 +47,10 @@ type Config struct {
 	// retries, timeouts, trusted proxies in front of the router. The
 	// router sets Host and HealthHost (the app's hostname), NoAffinity,
 	// NoStatus (the status path goes to the app's LB gears), Secret,
-	// Backends and Logger. Its ClientTimeout and MaxIdleConns apply to the
-	// listener. DefaultConfig: lb.DefaultConfig(); FastConfig:
+	// Backends and Logger. Its ClientTimeout (headers, idle connections,
+	// and a body or an answer that passes no byte), MaxClientConns and
+	// MaxIdleConns apply to the listener, and its TunnelTimeout to every
+	// app's WebSockets. DefaultConfig: lb.DefaultConfig(); FastConfig:
 	// lb.FastConfig(). Zero fields take lb's defaults.
 	LB lb.Config
 	// NotFoundPage is the HTML body of the 404 answer to a host the
