@@ -32,6 +32,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"members", "--addr", "h:0"}, `--addr "h:0"`},
 		{[]string{"members", "--encrypt", "x"}, "--encrypt would put a secret on the command line"},
 		{[]string{"members", "--cluster-secret", "x"}, "--cluster-secret would put a secret on the command line"},
+		{[]string{"login", "--password", "x"}, "--password would put a password on the command line, where every process on this host can read it"},
+		{[]string{"domain", "list", "--user", "u", "--password", "x"}, "set GEARBOX_PASSWORD or give --password-file FILE"},
+		{[]string{"user", "create", "bob", "--password", "x"}, "GEARBOX_NEW_PASSWORD"},
+		{[]string{"user", "list", "--auth-password", "x"}, "--auth-password would put a password on the command line"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -25,15 +26,17 @@ const defaultAPI = "http://127.0.0.1:7480"
 // API. Each command gets its own copies, so that they can be given after
 // the command's arguments.
 func clientFlags() []cli.Flag {
-	return []cli.Flag{
+	flags := []cli.Flag{
 		&cli.StringFlag{Name: "api", EnvVars: cmdline.Env("API"), DefaultText: "the one saved by 'gearbox login', else " + defaultAPI,
 			Usage: "`URL` of the broker's REST API"},
 		&cli.StringFlag{Name: "user", EnvVars: cmdline.Env("USER"), DefaultText: "the login saved by 'gearbox login'",
-			Usage: "`LOGIN` to authenticate as, with --password (HTTP basic auth)"},
-		&cli.StringFlag{Name: "password", EnvVars: cmdline.Env("PASSWORD"), Usage: "`PASSWORD` of --user"},
+			Usage: "`LOGIN` to authenticate as (HTTP basic auth), with its password from GEARBOX_PASSWORD or --password-file, else asked for on a terminal"},
+	}
+	flags = append(flags, callerPassword.flags()...)
+	return append(flags,
 		&cli.BoolFlag{Name: "insecure", EnvVars: cmdline.Env("INSECURE"), Usage: "skip verification of the broker's TLS certificate"},
 		&cli.BoolFlag{Name: "json", Usage: "print the broker's data as JSON, for scripts (messages go to stderr)"},
-	}
+	)
 }
 
 // withoutFlag returns flags without the one called name.
@@ -60,7 +63,7 @@ type session struct {
 	api  *client.Client
 	args []string
 	// saved is the login whose token api uses; nil when the command
-	// authenticates with --user and --password.
+	// authenticates with --user and its password.
 	saved *credentials
 }
 
@@ -156,10 +159,14 @@ func checkArgs(c *cli.Context, args, names []string) error {
 	return fmt.Errorf("%s takes %s, got extra argument %q; run '%s --help' for usage", cmd, strings.Join(names, " "), args[len(names)], cmd)
 }
 
-// newClient builds a client from --api, --user, --password and --insecure,
-// or else from the saved login: its API when --api is not given, and its
-// token when the API is the saved one and no --user is given.
+// newClient builds a client from --api, --user, its password and
+// --insecure, or else from the saved login: its API when --api is not
+// given, and its token when the API is the saved one and no --user is
+// given. A password given on the command line is refused.
 func newClient(c *cli.Context) (*client.Client, *credentials, error) {
+	if err := refusePasswordFlags(c); err != nil {
+		return nil, nil, err
+	}
 	// A saved login that cannot be read only matters when it is needed.
 	saved, err := loadCredentials()
 	if err != nil && (c.String("user") == "" || c.String("api") == "") {
@@ -176,25 +183,28 @@ func newClient(c *cli.Context) (*client.Client, *credentials, error) {
 	// A login made with --insecure keeps skipping verification of its
 	// broker's certificate.
 	cl := &client.Client{BaseURL: api, Insecure: c.Bool("insecure") || saved != nil && saved.API == api && saved.Insecure}
-	pwFlag := "password"
-	if hasFlag(c.Command, authPasswordFlag) {
-		pwFlag = authPasswordFlag
-	}
-	user, password := c.String("user"), c.String(pwFlag)
+	user := c.String("user")
+	password, err := callerPassword.get(c)
 	switch {
+	case err != nil:
+		return nil, nil, err
 	case user != "":
 		if password == "" {
-			return nil, nil, fmt.Errorf("--user %s needs --%s (or GEARBOX_PASSWORD); or run 'gearbox login' once to save a token", user, pwFlag)
+			password, err = callerPassword.read(c, newPrompter(c), fmt.Sprintf("Password for %s at %s: ", user, api),
+				"--user "+user+" needs a password", false)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w; or run 'gearbox login' once to save a token", err)
+			}
 		}
 		cl.User, cl.Password = user, password
 		return cl, nil, nil
 	case password != "":
-		return nil, nil, fmt.Errorf("--%s needs --user (or GEARBOX_USER)", pwFlag)
+		return nil, nil, errors.New("a password (GEARBOX_PASSWORD or --password-file) needs --user (or GEARBOX_USER)")
 	case saved != nil && saved.API == api:
 		cl.Token = saved.Token
 		return cl, saved, nil
 	}
-	return nil, nil, fmt.Errorf("not logged in to %s: run 'gearbox login --api %s --user LOGIN', or pass --user and --password", api, api)
+	return nil, nil, fmt.Errorf("not logged in to %s: run 'gearbox login --api %s --user LOGIN', or pass --user (its password in GEARBOX_PASSWORD or --password-file)", api, api)
 }
 
 // hasFlag reports whether cmd has a flag called name.

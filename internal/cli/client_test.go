@@ -62,7 +62,8 @@ func newFakeBroker(t *testing.T) *fakeBroker {
 // or written.
 func isolateCLIEnv(t *testing.T) {
 	t.Helper()
-	for _, name := range []string{"API", "USER", "PASSWORD", "NAMESPACE", "INSECURE"} {
+	for _, name := range []string{"API", "USER", "PASSWORD", "PASSWORD_FILE", "NEW_PASSWORD", "NEW_PASSWORD_FILE",
+		"CURRENT_PASSWORD", "CURRENT_PASSWORD_FILE", "NAMESPACE", "INSECURE"} {
 		t.Setenv("GEARBOX_"+name, "") // restores the old value after the test
 		os.Unsetenv("GEARBOX_" + name)
 	}
@@ -224,7 +225,7 @@ func TestCLIArgs(t *testing.T) {
 		{[]string{"app", "scale", "web", "-n", "ns"}, "pass --min N and/or --max M"},
 		{[]string{"gear", "move", "g1"}, "pass --node NODE"},
 		{[]string{"user", "set", "bob"}, "nothing to change"},
-		{[]string{"app", "show", "web", "-n", "ns", "--user", "admin", "--password", ""}, "--user admin needs --password"},
+		{[]string{"app", "show", "web", "-n", "ns", "--user", "admin", "--password", ""}, "--password would put a password on the command line"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -268,9 +269,20 @@ func TestCLIHelp(t *testing.T) {
 		}
 	}
 	out, _, _ := runCLI(t, "app", "show", "--help")
-	wantContains(t, "app show --help", out, "GEARBOX_API", "GEARBOX_USER", "GEARBOX_PASSWORD", "GEARBOX_NAMESPACE", "--insecure", "--json", "--gears")
+	wantContains(t, "app show --help", out, "GEARBOX_API", "GEARBOX_USER", "GEARBOX_PASSWORD", "--password-file", "GEARBOX_NAMESPACE", "--insecure", "--json", "--gears")
 	out, _, _ = runCLI(t, "user", "create", "--help")
-	wantContains(t, "user create --help", out, "--auth-password", "the new user's PASSWORD")
+	wantContains(t, "user create --help", out, "--password-file", "GEARBOX_NEW_PASSWORD", "--new-password-file", "(twice) on a terminal")
+	out, _, _ = runCLI(t, "user", "set", "--help")
+	wantContains(t, "user set --help", out, "--change-password", "--new-password-file", "GEARBOX_CURRENT_PASSWORD", "--current-password-file")
+	// The refused flags are not offered.
+	for _, args := range [][]string{{"app", "show", "--help"}, {"login", "--help"}, {"user", "create", "--help"}, {"user", "set", "--help"}} {
+		out, _, _ := runCLI(t, args...)
+		for _, refused := range []string{"--password ", "--password=", "--auth-password", "--new-password ", "--current-password "} {
+			if strings.Contains(out, refused) {
+				t.Errorf("%v offers %s:\n%s", args, refused, out)
+			}
+		}
+	}
 }
 
 // TestClientAuth checks which credentials the client commands send.
@@ -284,11 +296,12 @@ func TestClientAuth(t *testing.T) {
 	if got := fb.last().Auth; got != basicAuth("admin", "secret123") {
 		t.Errorf("auth from GEARBOX_USER/GEARBOX_PASSWORD = %q", got)
 	}
-	if _, _, err := runCLI(t, "domain", "list", "--user", "demo", "--password", "other123"); err != nil {
+	os.Unsetenv("GEARBOX_PASSWORD") // else two sources: refused
+	if _, _, err := runCLI(t, "domain", "list", "--user", "demo", "--password-file", passwordFile(t, "other123\n", 0o600)); err != nil {
 		t.Fatal(err)
 	}
 	if got := fb.last().Auth; got != basicAuth("demo", "other123") {
-		t.Errorf("auth from --user/--password = %q", got)
+		t.Errorf("auth from --user/--password-file = %q", got)
 	}
 
 	// Without a login or --user nothing is sent, and the error says what
@@ -299,17 +312,19 @@ func TestClientAuth(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not logged in to "+fb.srv.URL+": run 'gearbox login") {
 		t.Errorf("err = %v, want not logged in", err)
 	}
-	_, _, err = runCLI(t, "domain", "list", "--password", "x")
-	if err == nil || !strings.Contains(err.Error(), "--password needs --user") {
+	t.Setenv("GEARBOX_PASSWORD", "x")
+	_, _, err = runCLI(t, "domain", "list")
+	if err == nil || !strings.Contains(err.Error(), "a password (GEARBOX_PASSWORD or --password-file) needs --user") {
 		t.Errorf("err = %v", err)
 	}
-	// user commands take the caller's password as --auth-password.
+	// user commands take the caller's password as the others do.
 	fb.on("GET", "/broker/rest/users", fakeReply{data: `[]`})
-	if _, _, err := runCLI(t, "user", "list", "--user", "root", "--auth-password", "rootpass1"); err != nil {
+	t.Setenv("GEARBOX_PASSWORD", "rootpass1")
+	if _, _, err := runCLI(t, "user", "list", "--user", "root"); err != nil {
 		t.Fatal(err)
 	}
 	if got := fb.last().Auth; got != basicAuth("root", "rootpass1") {
-		t.Errorf("auth from --auth-password = %q", got)
+		t.Errorf("auth from GEARBOX_PASSWORD on user list = %q", got)
 	}
 	if reqs := fb.requests(); len(reqs) > 0 {
 		t.Errorf("unexpected requests: %+v", reqs)

@@ -113,12 +113,13 @@ func loginCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "login",
 		Usage:     "log in to a broker and save an API token for later commands",
-		UsageText: "gearbox login [--api URL] [--user LOGIN] [--password PASSWORD]",
+		UsageText: "gearbox login [--api URL] [--user LOGIN] [--password-file FILE]",
 		Description: "Creates an API token with the given login and password and saves it, with the broker's\n" +
 			"address, in credentials.json under $XDG_CONFIG_HOME/gearbox (or the user's configuration\n" +
 			"folder), readable by the user only. Later commands use it when no --user is given.\n" +
-			"The password is asked for on a terminal when not given; otherwise it is read from the\n" +
-			"first line of standard input.",
+			"The password comes from GEARBOX_PASSWORD or --password-file (a file readable by you\n" +
+			"only), else it is asked for on a terminal; never from the command line, where every\n" +
+			"process on the host can read it.",
 		Flags:           withoutFlag(clientFlags(), "json"), // login prints no data
 		HideHelpCommand: true,
 		OnUsageError:    cmdline.UsageError,
@@ -128,6 +129,9 @@ func loginCommand() *cli.Command {
 				return err
 			}
 			if err := checkArgs(c, args, nil); err != nil {
+				return err
+			}
+			if err := refusePasswordFlags(c); err != nil {
 				return err
 			}
 			saved, err := loadCredentials()
@@ -151,12 +155,9 @@ func loginCommand() *cli.Command {
 					return err
 				}
 			}
-			password := c.String("password")
-			if password == "" {
-				if password, err = in.secret(fmt.Sprintf("Password for %s at %s: ", user, api),
-					"no password: pass --password (or set GEARBOX_PASSWORD), or give it on standard input"); err != nil {
-					return err
-				}
+			password, err := callerPassword.read(c, in, fmt.Sprintf("Password for %s at %s: ", user, api), "no password for "+user, false)
+			if err != nil {
+				return err
 			}
 			cl := &client.Client{BaseURL: api, User: user, Password: password, Insecure: c.Bool("insecure")}
 			host, _ := os.Hostname()
@@ -220,8 +221,8 @@ func logoutCommand() *cli.Command {
 	}
 }
 
-// prompter reads answers from the command's standard input: with prompts
-// and without echo on a terminal, else line by line.
+// prompter asks questions on the command's standard input when that is
+// a terminal: lines after a prompt, and passwords without echo.
 type prompter struct {
 	r        *bufio.Reader
 	fd       int
@@ -254,11 +255,13 @@ func (p *prompter) line(prompt, missing string) (string, error) {
 	return s, nil
 }
 
-// secret reads a password: without echo on a terminal; missing is the
-// error when there is none.
-func (p *prompter) secret(prompt, missing string) (string, error) {
+// secret asks for a password on the terminal, without echo. Callers
+// check terminal first: without one, a password is never read from
+// standard input, so that a command run with no password fails at once
+// instead of waiting for input that may never come.
+func (p *prompter) secret(prompt string) (string, error) {
 	if !p.terminal {
-		return p.line(prompt, missing)
+		return "", errors.New("no terminal to ask for a password on")
 	}
 	fmt.Fprint(p.w, prompt)
 	b, err := term.ReadPassword(p.fd)

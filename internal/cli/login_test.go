@@ -21,7 +21,9 @@ func TestLogin(t *testing.T) {
 	fb.on("GET", "/broker/rest/domains", fakeReply{data: `[]`})
 	path := filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "gearbox", "credentials.json")
 
-	out, _, err := runCLI(t, "login", "--api", fb.srv.URL+"/", "--user", "demo", "--password", "demopass1")
+	t.Setenv("GEARBOX_PASSWORD", "demopass1")
+	out, _, err := runCLI(t, "login", "--api", fb.srv.URL+"/", "--user", "demo")
+	os.Unsetenv("GEARBOX_PASSWORD")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func TestLogin(t *testing.T) {
 		}
 	}
 	// --user overrides the token.
-	if _, _, err := runCLI(t, "domain", "list", "--user", "admin", "--password", "adminpass"); err != nil {
+	if _, _, err := runCLI(t, "domain", "list", "--user", "admin", "--password-file", passwordFile(t, "adminpass", 0o600)); err != nil {
 		t.Fatal(err)
 	}
 	if got := fb.last().Auth; got != basicAuth("admin", "adminpass") {
@@ -110,18 +112,23 @@ func TestLoginPassword(t *testing.T) {
 	fb.on("POST", "/broker/rest/user/authorizations", fakeReply{code: 201, data: tokenJSON})
 	path := filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "gearbox", "credentials.json")
 
-	// Not a terminal: the password is the first line of standard input.
-	if _, _, err := runCLIWithInput(t, "piped pass\r\n", "login", "--user", "demo"); err != nil {
+	// From a file that only its owner may read.
+	if _, _, err := runCLI(t, "login", "--user", "demo", "--password-file", passwordFile(t, "file pass\n", 0o600)); err != nil {
 		t.Fatal(err)
 	}
-	if got := fb.last().Auth; got != basicAuth("demo", "piped pass") {
+	if got := fb.last().Auth; got != basicAuth("demo", "file pass") {
 		t.Errorf("auth = %q", got)
 	}
 
+	// Not a terminal and no password: a clear error, and standard input
+	// is not read (a password piped there is not taken either).
 	os.Remove(path)
-	_, _, err := runCLIWithInput(t, "", "login", "--user", "demo")
-	if err == nil || !strings.Contains(err.Error(), "no password: pass --password") {
+	_, _, err := runCLIWithInput(t, "piped pass\n", "login", "--user", "demo")
+	if err == nil || !strings.Contains(err.Error(), "no password for demo: set GEARBOX_PASSWORD or give --password-file FILE") {
 		t.Errorf("err = %v", err)
+	}
+	if reqs := fb.requests(); len(reqs) > 0 {
+		t.Errorf("logged in without a password: %+v", reqs)
 	}
 	os.Unsetenv("GEARBOX_USER")
 	_, _, err = runCLIWithInput(t, "pw\n", "login")
@@ -131,7 +138,8 @@ func TestLoginPassword(t *testing.T) {
 
 	// A refused login saves nothing and says why.
 	fb.on("POST", "/broker/rest/user/authorizations", fakeReply{code: 401, msgs: []string{"Invalid login or password, or the token is unknown or expired."}})
-	_, _, err = runCLI(t, "login", "--user", "demo", "--password", "wrong")
+	t.Setenv("GEARBOX_PASSWORD", "wrong")
+	_, _, err = runCLI(t, "login", "--user", "demo")
 	if err == nil || err.Error() != "Invalid login or password, or the token is unknown or expired." {
 		t.Errorf("err = %v", err)
 	}

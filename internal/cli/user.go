@@ -14,24 +14,12 @@ import (
 	"gearbox/internal/cmdline"
 )
 
-// userClientFlags are clientFlags for the user commands, whose --password
-// is the password of the user being created or changed: the caller's own
-// password is --auth-password there, so that GEARBOX_PASSWORD never
-// becomes someone else's password by accident.
+// userClientFlags are clientFlags for the user commands, with the
+// caller's password's old name there, --auth-password, refused as
+// --password is.
 func userClientFlags() []cli.Flag {
-	var out []cli.Flag
-	for _, f := range clientFlags() {
-		if f.Names()[0] == "password" {
-			f = &cli.StringFlag{Name: authPasswordFlag, EnvVars: cmdline.Env("PASSWORD"), Usage: "`PASSWORD` of --user (the caller)"}
-		}
-		out = append(out, f)
-	}
-	return out
+	return append(clientFlags(), refusedFlag(authPasswordFlag))
 }
-
-// authPasswordFlag is the caller's password on commands where --password
-// means something else.
-const authPasswordFlag = "auth-password"
 
 // capabilityFlags are the capability flags of user create and user set.
 func capabilityFlags() []cli.Flag {
@@ -67,22 +55,19 @@ func userCommand() *cli.Command {
 		{
 			Name:      "create",
 			Usage:     "create a user (administrators)",
-			UsageText: "gearbox user create LOGIN --password PASSWORD [--ha] [--max-gears N] [--gear-sizes SIZES] [--admin] [flags]",
-			Description: "Capabilities not given take the broker's defaults. The new user's password is asked\n" +
-				"for on a terminal when --password is not given, else read from standard input. The\n" +
-				"caller authenticates with the saved login, or --user and --auth-password.",
-			Flags: append(append(userClientFlags(),
-				&cli.StringFlag{Name: "password", Usage: "the new user's `PASSWORD` (8 to 72 bytes)"}),
-				capabilityFlags()...),
+			UsageText: "gearbox user create LOGIN [--ha] [--max-gears N] [--gear-sizes SIZES] [--admin] [flags]",
+			Description: "Capabilities not given take the broker's defaults. The new user's password (8 to 72\n" +
+				"bytes) comes from GEARBOX_NEW_PASSWORD or --new-password-file, else it is asked for\n" +
+				"(twice) on a terminal; never from the command line, where every process on the host\n" +
+				"can read it. The caller authenticates with the saved login, or --user and its password\n" +
+				"(GEARBOX_PASSWORD or --password-file, else asked for on a terminal).",
+			Flags: append(append(userClientFlags(), newPassword.flags()...), capabilityFlags()...),
 			Action: clientAction([]string{"LOGIN"}, func(s *session) error {
 				login := s.arg(0)
-				password := s.c.String("password")
-				if password == "" {
-					var err error
-					if password, err = newPrompter(s.c).secret("Password for new user "+login+": ",
-						"no password for the new user: pass --password"); err != nil {
-						return err
-					}
+				password, err := newPassword.read(s.c, newPrompter(s.c), "Password for new user "+login+": ",
+					"no password for the new user", true)
+				if err != nil {
+					return err
 				}
 				u, msgs, err := s.api.CreateUser(s.ctx(), login, password, capabilityParams(s.c))
 				if err != nil {
@@ -111,31 +96,48 @@ func userCommand() *cli.Command {
 		{
 			Name:      "set",
 			Usage:     "change a user's capabilities or password (administrators; anyone: their own password)",
-			UsageText: "gearbox user set LOGIN [--ha=BOOL] [--max-gears N] [--gear-sizes SIZES] [--admin=BOOL] [--password PASSWORD [--current-password PASSWORD]] [flags]",
+			UsageText: "gearbox user set LOGIN [--ha=BOOL] [--max-gears N] [--gear-sizes SIZES] [--admin=BOOL] [--change-password] [flags]",
 			Description: "Changes only what is given. The caller authenticates with the saved login, or --user\n" +
-				"and --auth-password. Changing your own password needs your current one: --current-password,\n" +
-				"else --auth-password, else it is asked for. A new password revokes all of the user's API\n" +
-				"tokens, the one saved by 'gearbox login' too.",
-			Flags: append(append(userClientFlags(),
-				&cli.StringFlag{Name: "password", Usage: "the user's new `PASSWORD` (8 to 72 bytes)"},
-				&cli.StringFlag{Name: "current-password", Usage: "your current `PASSWORD`, to change your own"}),
+				"and its password (GEARBOX_PASSWORD or --password-file, else asked for on a terminal).\n" +
+				"--change-password sets a new password, from GEARBOX_NEW_PASSWORD or --new-password-file,\n" +
+				"else asked for (twice) on a terminal. Changing your own password needs your current one:\n" +
+				"GEARBOX_CURRENT_PASSWORD or --current-password-file, else the caller's password, else it is\n" +
+				"asked for. A new password revokes all of the user's API tokens, the one saved by\n" +
+				"'gearbox login' too. No password is ever taken from the command line.",
+			Flags: append(append(append(append(userClientFlags(),
+				&cli.BoolFlag{Name: "change-password", Usage: "set the user's new password (see above for where it comes from)"}),
+				newPassword.flags()...), currentPassword.flags()...),
 				capabilityFlags()...),
 			Action: clientAction([]string{"LOGIN"}, func(s *session) error {
+				login := s.arg(0)
 				v := capabilityParams(s.c)
-				if s.c.IsSet("password") {
-					v.Set("password", s.c.String("password"))
-					current, err := currentPassword(s, s.arg(0))
+				if s.c.Bool("change-password") {
+					in := newPrompter(s.c)
+					password, err := newPassword.read(s.c, in, "New password for "+login+": ", "no new password", true)
+					if err != nil {
+						return err
+					}
+					v.Set("password", password)
+					current, err := currentPasswordFor(s, in, login)
 					if err != nil {
 						return err
 					}
 					if current != "" {
 						v.Set("current_password", current)
 					}
+				} else if p, err := newPassword.get(s.c); err != nil || p != "" {
+					// A new password given without --change-password is
+					// neither sent nor silently dropped.
+					if err != nil {
+						return err
+					}
+					return errors.New("a new password is given (GEARBOX_NEW_PASSWORD or --new-password-file) without --change-password: " +
+						"pass --change-password to set it as " + login + "'s password, or leave it out")
 				}
 				if len(v) == 0 {
-					return errors.New("nothing to change: pass --ha, --max-gears, --gear-sizes, --admin or --password")
+					return errors.New("nothing to change: pass --ha, --max-gears, --gear-sizes, --admin or --change-password")
 				}
-				u, msgs, err := s.api.UpdateUser(s.ctx(), s.arg(0), v)
+				u, msgs, err := s.api.UpdateUser(s.ctx(), login, v)
 				if err != nil {
 					return err
 				}
@@ -153,19 +155,21 @@ func userCommand() *cli.Command {
 	}
 }
 
-// currentPassword is the current password to send with a new password
-// for login: --current-password; or, when the caller is login, the
-// password it authenticates with, or else one asked for. An administrator
-// changing another user's password sends none.
-func currentPassword(s *session, login string) (string, error) {
+// currentPasswordFor is the current password to send with a new
+// password for login: GEARBOX_CURRENT_PASSWORD or --current-password-file;
+// or, when the caller is login, the password it authenticates with, or
+// else one asked for on a terminal. An administrator changing another
+// user's password sends none.
+func currentPasswordFor(s *session, in *prompter, login string) (string, error) {
+	current, err := currentPassword.get(s.c)
 	switch {
-	case s.c.IsSet("current-password"):
-		return s.c.String("current-password"), nil
+	case err != nil || current != "":
+		return current, err
 	case s.api.User == login && s.api.Password != "":
 		return s.api.Password, nil
 	case s.saved != nil && s.saved.User == login:
-		return newPrompter(s.c).secret("Current password of "+login+": ",
-			"no current password: changing your own password needs --current-password")
+		return currentPassword.read(s.c, in, "Current password of "+login+": ",
+			"changing your own password needs your current one", false)
 	}
 	return "", nil
 }

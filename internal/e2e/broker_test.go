@@ -12,8 +12,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -81,9 +81,7 @@ func TestBrokerEndToEnd(t *testing.T) {
 		}
 	}
 
-	if _, _, err := admin.CreateUser(ctx, "demo", "password1", url.Values{"ha": {"true"}}); err != nil {
-		t.Fatalf("create user: %v", err)
-	}
+	readmeUserAndLogin(t, api)
 	demo := &client.Client{BaseURL: api, User: "demo", Password: "password1"}
 	if _, _, err := demo.CreateDomain(ctx, "test"); err != nil {
 		t.Fatalf("create domain: %v", err)
@@ -195,13 +193,20 @@ func TestBrokerEndToEnd(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(site, "index.html"), []byte("<h1>from the CLI</h1>\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cliAuth := []string{"--api", api, "--user", "demo", "--password", "password1"}
-	out, stderr, code := runGearbox(t, append([]string{"app", "deploy", "testha", site, "-n", "test"}, cliAuth...)...)
+	// The password goes in the environment: a password flag is refused,
+	// with the same exit code as other usage errors.
+	cliAuth := []string{"--api", api, "--user", "demo"}
+	cliEnv := []string{"GEARBOX_PASSWORD=password1"}
+	_, stderr, code := runGearbox(t, append([]string{"domain", "list", "--password", "password1"}, cliAuth...)...)
+	if code != 1 || !strings.Contains(stderr, "gearbox: --password would put a password on the command line") || strings.Contains(stderr, "password1") {
+		t.Errorf("gearbox domain list --password: exit %d, stderr %q", code, stderr)
+	}
+	out, stderr, code := runGearboxEnv(t, 30*time.Second, cliEnv, append([]string{"app", "deploy", "testha", site, "-n", "test"}, cliAuth...)...)
 	// It follows the roll-out: exit 0 means every gear passed its check.
 	if code != 0 || !strings.Contains(out, "is current for testha") || !strings.Contains(stderr, "roll-out: 2 of 2 gears") {
 		t.Fatalf("gearbox app deploy (exit %d):\n%s\n%s", code, out, stderr)
 	}
-	out, stderr, code = runGearbox(t, append([]string{"app", "deployments", "testha", "-n", "test", "--json"}, cliAuth...)...)
+	out, stderr, code = runGearboxEnv(t, 30*time.Second, cliEnv, append([]string{"app", "deployments", "testha", "-n", "test", "--json"}, cliAuth...)...)
 	var deps struct {
 		Deployments []brokerapi.Deployment
 		Rollout     brokerapi.Rollout
@@ -237,7 +242,7 @@ func TestBrokerEndToEnd(t *testing.T) {
 		gearIDs[g.ID] = true
 	}
 	lineRE := regexp.MustCompile(`^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) ([a-z0-9]+) (.*)$`)
-	out, stderr, code = runGearbox(t, append([]string{"app", "logs", "testha", "-n", "test"}, cliAuth...)...)
+	out, stderr, code = runGearboxEnv(t, 30*time.Second, cliEnv, append([]string{"app", "logs", "testha", "-n", "test"}, cliAuth...)...)
 	started, last := map[string]bool{}, ""
 	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
 		m := lineRE.FindStringSubmatch(line)
@@ -263,7 +268,7 @@ func TestBrokerEndToEnd(t *testing.T) {
 		}
 	}
 	// -f follows: a restart's lines arrive, and Ctrl-C ends it cleanly.
-	follow := startMember(t, "logs -f", "", nil, append([]string{"app", "logs", "testha", "-n", "test", "-f", "--tail", "1"}, cliAuth...)...)
+	follow := startMember(t, "logs -f", "", cliEnv, append([]string{"app", "logs", "testha", "-n", "test", "-f", "--tail", "1"}, cliAuth...)...)
 	followLogs := func() string { return "\n--- app logs -f ---\n" + follow.lastRun() + logs() }
 	waitUntil(t, 30*time.Second, "the tail of both gears' logs", followLogs, func() bool {
 		n := 0
@@ -298,13 +303,11 @@ func TestBrokerEndToEnd(t *testing.T) {
 	}
 
 	// The CLI sees the same: app show --gears lists two LB gears.
-	out, stderr, code = runGearbox(t, "app", "show", "testha", "-n", "test", "--gears",
-		"--api", api, "--user", "demo", "--password", "password1")
+	out, stderr, code = runGearboxEnv(t, 30*time.Second, cliEnv, append([]string{"app", "show", "testha", "-n", "test", "--gears"}, cliAuth...)...)
 	if code != 0 || strings.Count(out, "lb static") != 2 {
 		t.Errorf("gearbox app show --gears (exit %d):\n%s\n%s", code, out, stderr)
 	}
-	_, stderr, code = runGearbox(t, "app", "scale", "testha", "-n", "test", "--min", "1", "--max", "1",
-		"--api", api, "--user", "demo", "--password", "password1")
+	_, stderr, code = runGearboxEnv(t, 30*time.Second, cliEnv, append([]string{"app", "scale", "testha", "-n", "test", "--min", "1", "--max", "1"}, cliAuth...)...)
 	if code == 0 || !strings.Contains(stderr, "if the application is HA") {
 		t.Errorf("gearbox app scale --max 1 on an HA app: exit %d, stderr %q", code, stderr)
 	}
@@ -347,5 +350,37 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, logs func() str
 			t.Fatalf("timed out after %s waiting for: %s%s", timeout, what, logs())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// readmeUserAndLogin runs the README walkthrough's user create and login
+// lines exactly as written (the password of each in the environment, not
+// on the command line), with GEARBOX_API set to api as the walkthrough's
+// export sets it to its own broker, then checks the saved login works.
+func readmeUserAndLogin(t *testing.T, api string) {
+	t.Helper()
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, line := range strings.Split(readmeBlock(t, string(raw), "The seed's HA walkthrough"), "\n") {
+		if strings.Contains(line, "./gearbox user create ") || strings.Contains(line, "./gearbox login ") {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) != 2 || strings.Contains(strings.Join(lines, "\n"), "--password ") {
+		t.Fatalf("README walkthrough's user create and login lines changed shape: %q", lines)
+	}
+	dir := t.TempDir()
+	if err := os.Symlink(gearboxBinary(t), filepath.Join(dir, "gearbox")); err != nil {
+		t.Fatal(err)
+	}
+	sh := exec.Command("bash", "-ec", strings.Join(append(lines, "./gearbox domain list"), "\n"))
+	sh.Dir = dir
+	sh.Env = append(childEnv(), "GEARBOX_API="+api, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+	out, err := sh.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Logged in to "+api+" as demo.") {
+		t.Fatalf("README walkthrough's user create and login: %v\n%s", err, out)
 	}
 }

@@ -210,7 +210,8 @@ func TestNodeEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	dev := &client.Client{BaseURL: api, User: "dev", Password: "password1"}
-	cliAuth := []string{"--api", api, "--user", "dev", "--password", "password1"}
+	cliAuth := []string{"--api", api, "--user", "dev"}
+	cliEnv := []string{"GEARBOX_PASSWORD=password1"} // never on the command line
 	if _, _, err := dev.CreateDomain(ctx, "e2e"); err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +264,7 @@ func TestNodeEndToEnd(t *testing.T) {
 	// Deploy the test server; the CLI follows the roll-out to its end.
 	v1 := t.TempDir()
 	buildTestApp(t, v1, "v1")
-	out, stderr, code := runGearbox(t, append([]string{"app", "deploy", "shop", v1, "-n", "e2e"}, cliAuth...)...)
+	out, stderr, code := runGearboxEnv(t, 30*time.Second, cliEnv, append([]string{"app", "deploy", "shop", v1, "-n", "e2e"}, cliAuth...)...)
 	if code != 0 || !strings.Contains(stderr, "roll-out: 1 of 1 gears") {
 		t.Fatalf("deploy v1 (exit %d):\n%s\n%s%s", code, out, stderr, logs())
 	}
@@ -384,7 +385,7 @@ func TestNodeEndToEnd(t *testing.T) {
 			bmu.Unlock()
 		}
 	})
-	out, stderr, code = runGearbox(t, append([]string{"gear", "stop", sticky}, cliAuth...)...)
+	out, stderr, code = runGearboxEnv(t, 30*time.Second, cliEnv, append([]string{"gear", "stop", sticky}, cliAuth...)...)
 	if code != 0 {
 		t.Fatalf("gearbox gear stop (exit %d):\n%s\n%s", code, out, stderr)
 	}
@@ -417,7 +418,7 @@ func TestNodeEndToEnd(t *testing.T) {
 	waitUntil(t, 10*time.Second, "load running", logs, func() bool { return load.count() > 50 })
 	// Each gear: drained, restarted, checked, and given the time to rise
 	// in the load balancer again (about 12 s).
-	out, stderr, code = runGearboxFor(t, 2*time.Minute, append([]string{"app", "deploy", "shop", v2, "-n", "e2e"}, cliAuth...)...)
+	out, stderr, code = runGearboxEnv(t, 2*time.Minute, cliEnv, append([]string{"app", "deploy", "shop", v2, "-n", "e2e"}, cliAuth...)...)
 	before := load.count()
 	waitUntil(t, 10*time.Second, "load after the roll-out", logs, func() bool { return load.count() > before+50 })
 	n, fails := load.end()

@@ -182,8 +182,9 @@ func routerEndToEnd(t *testing.T, appDir string, manageHADNS bool) {
 		}
 	}
 	const host, haHost = "shop-e2e.apps.example.com", "ha-shop-e2e.apps.example.com"
-	cliAuth := []string{"--api", api, "--user", "admin", "--password", "adminpass1"}
-	if out, stderr, code := runGearbox(t, append([]string{"app", "deploy", "shop", appDir, "-n", "e2e"}, cliAuth...)...); code != 0 {
+	cliAuth := []string{"--api", api, "--user", "admin"}
+	cliEnv := []string{"GEARBOX_PASSWORD=adminpass1"} // never on the command line
+	if out, stderr, code := runGearboxEnv(t, 30*time.Second, cliEnv, append([]string{"app", "deploy", "shop", appDir, "-n", "e2e"}, cliAuth...)...); code != 0 {
 		t.Fatalf("deploy (exit %d):\n%s\n%s", code, out, stderr)
 	}
 	if _, _, err := admin.SetScale(ctx, "e2e", "shop", "static", 3, -1); err != nil {
