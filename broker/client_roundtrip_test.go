@@ -20,6 +20,7 @@ import (
 	"gearbox/broker/api"
 	"gearbox/broker/client"
 	"gearbox/internal/testutil"
+	"gearbox/lb"
 	"gearbox/store/state"
 )
 
@@ -609,5 +610,58 @@ func TestClientRoundTripLogs(t *testing.T) {
 	wrong := &client.Client{BaseURL: rt.srv.URL, User: "rt", Password: "wrong", HTTP: rt.srv.Client()}
 	if _, err := wrong.Logs(ctx, "rtns", "web", -1, false); !client.IsStatus(err, http.StatusUnauthorized) {
 		t.Errorf("logs with a wrong password: %v", err)
+	}
+}
+
+// TestClientRoundTripLBStatus reads an HA app's load balancers' status
+// through the client: each LB gear's, as its node served it, decodes into
+// lb.Status; a gear whose node does not run its load balancer has the
+// error; another user is refused.
+func TestClientRoundTripLBStatus(t *testing.T) {
+	rt := newRoundTrip(t)
+	ctx := context.Background()
+	who := basic("rt", "rt-password")
+	rt.domain(t, who, "rtns")
+	rt.createApp(t, who, "rtns", "web", url.Values{"scale": {"true"}})
+	rt.event(t, who, "rtns", "web", "make-ha")
+	running := map[string]string{}
+	var lbs []state.Gear
+	for _, g := range rt.gears(t, "rtns", "web") {
+		if g.LB {
+			lbs = append(lbs, g)
+		}
+	}
+	if len(lbs) != 2 {
+		t.Fatalf("LB gears %+v", lbs)
+	}
+	running[lbs[0].ID] = lbs[0].Node // the second's load balancer is not up
+	serveLBStatus(rt.testCluster, running)
+
+	sts, err := rt.user.LBStatus(ctx, "rtns", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sts) != 2 || sts[0].Gear.ID != lbs[0].ID || sts[1].Gear.ID != lbs[1].ID || !sts[0].Gear.Head || sts[0].Gear.Node != lbs[0].Node {
+		t.Fatalf("statuses %+v, LB gears %+v", sts, lbs)
+	}
+	var p lb.Status
+	if err := json.Unmarshal(sts[0].Status, &p); err != nil || !reflect.DeepEqual(p, fakeLBStatus(lbs[0].ID)) {
+		t.Errorf("status of %s: %+v (%v), want %+v", lbs[0].ID, p, err, fakeLBStatus(lbs[0].ID))
+	}
+	if sts[1].Status != nil || !strings.Contains(sts[1].Error, "answered 404") {
+		t.Errorf("status of %s, whose load balancer is not up: %+v", lbs[1].ID, sts[1])
+	}
+	rt.sameAsWire(t, who, appPath("rtns", "web", "/lb-status"), sts)
+
+	if _, err := rt.admin.LBStatus(ctx, "rtns", "web"); err != nil {
+		t.Errorf("as an administrator: %v", err)
+	}
+	rt.testCluster.user(t, "rt2", nil)
+	other := &client.Client{BaseURL: rt.srv.URL, User: "rt2", Password: "rt2-password", HTTP: rt.srv.Client()}
+	if _, err := other.LBStatus(ctx, "rtns", "web"); !client.IsStatus(err, http.StatusForbidden) {
+		t.Errorf("as another user: %v", err)
+	}
+	if _, err := rt.user.LBStatus(ctx, "rtns", "nope"); !client.IsStatus(err, http.StatusNotFound) {
+		t.Errorf("of an unknown app: %v", err)
 	}
 }

@@ -46,6 +46,7 @@ func (b *Broker) routes(mux *http.ServeMux) {
 	mux.Handle("POST "+app+"/deployments", b.handleUpload(b.createDeployment))
 	h("GET "+app+"/rollout", b.getRollout)
 	h("GET "+app+"/logs", b.appLogs)
+	h("GET "+app+"/lb-status", b.appLBStatus)
 
 	h("GET /broker/rest/nodes", b.listNodes)
 	h("POST /broker/rest/nodes/{node}/events", b.nodeEvent)
@@ -91,6 +92,7 @@ func (b *Broker) apiIndex(w http.ResponseWriter, r *http.Request, _ *state.User,
 		"LIST_DEPLOYMENTS":     link("GET", "/broker/rest/domains/:name/applications/:app/deployments"),
 		"GET_ROLLOUT":          link("GET", "/broker/rest/domains/:name/applications/:app/rollout"),
 		"GET_LOGS":             link("GET", "/broker/rest/domains/:name/applications/:app/logs"),
+		"GET_LB_STATUS":        link("GET", "/broker/rest/domains/:name/applications/:app/lb-status"),
 		"LIST_ENVIRONMENT":     link("GET", "/broker/rest/domains/:name/applications/:app/environment-variables"),
 		"SET_ENVIRONMENT":      link("POST", "/broker/rest/domains/:name/applications/:app/environment-variables", "name", "value"),
 		"GEAR_EVENT":           link("POST", "/broker/rest/gears/:gear/events", "event"),

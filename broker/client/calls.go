@@ -234,6 +234,15 @@ func (c *Client) UnsetEnv(ctx context.Context, ns, app, name string) ([]api.Mess
 	return c.Do(ctx, http.MethodDelete, appPath(ns, app)+"/environment-variables/"+url.PathEscape(name), nil, nil)
 }
 
+// LBStatus reads the status of the load balancer of each of app's LB
+// gears, which the broker fetches from their nodes; decode each Status
+// into package lb's Status.
+func (c *Client) LBStatus(ctx context.Context, ns, app string) ([]api.LBStatus, error) {
+	var st []api.LBStatus
+	_, err := c.Do(ctx, http.MethodGet, appPath(ns, app)+"/lb-status", nil, &st)
+	return st, err
+}
+
 // Logs streams the log lines of app's gears, one per line as
 // "TIME GEAR_ID LINE": the last tail lines of each gear (tail < 0: the
 // broker's default, 100), merged in time order, then, with follow, new

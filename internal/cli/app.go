@@ -211,7 +211,7 @@ func appCommand() *cli.Command {
 				return err
 			})
 		}),
-	}, logsCommand(), aliasCommand())
+	}, logsCommand(), lbStatusCommand(), aliasCommand())
 	subcommands(cmds)
 	cmds = append(cmds, deployCommands()...)
 	return &cli.Command{

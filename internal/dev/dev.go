@@ -581,13 +581,14 @@ func printDevHelp(w io.Writer, haURL, headNode, binDir string) {
   DNS:       dig @%s -p %s %s
              dig @%s -p %s %s
   HTTP:      curl -H 'Host: %s' http://%s/
-  LB status: on the node's internal API only (mutual TLS keyed by the
-             cluster secret): GET /internal/v1/gears/GEAR/lb-status
+  LB status: for the app's owner, through the broker (below); the load
+             balancers serve it on their nodes' internal API only
 
 The CLI, in another terminal (this cluster's gearbox binary is in %s):
   export PATH="%s:$PATH"
   export GEARBOX_API=http://%s GEARBOX_USER=%s GEARBOX_PASSWORD=%s
   gearbox app show %s -n %s
+  gearbox app lb-status %s -n %s   # each LB gear's backends, checks, sessions
   gearbox node list
 
 Watch a fail-over: keep requests going through the router,
@@ -601,7 +602,7 @@ Ctrl-C stops everything; the next 'gearbox dev' starts where this one stopped.
 `, app, devGears, haURL, router,
 		dnsHost, dnsPort, ha, dnsHost, dnsPort, app,
 		ha, router,
-		binDir, binDir, devAPIAddr, devAdmin, devPassword, devApp, devNamespace,
+		binDir, binDir, devAPIAddr, devAdmin, devPassword, devApp, devNamespace, devApp, devNamespace,
 		ha, router,
 		headNode, dnsHost, dnsPort, app, headNode)
 }

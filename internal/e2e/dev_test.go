@@ -156,9 +156,9 @@ func followCLICommands(t *testing.T, printed, dir string) {
 			gearboxLines++
 		}
 	}
-	// app show, node list, dev kill, dev start.
-	if gearboxLines < 4 {
-		t.Fatalf("found %d gearbox commands in the instructions, want at least 4:\n%s", gearboxLines, printed)
+	// app show, app lb-status, node list, dev kill, dev start.
+	if gearboxLines < 5 {
+		t.Fatalf("found %d gearbox commands in the instructions, want at least 5:\n%s", gearboxLines, printed)
 	}
 	// Which gearbox the commands ran.
 	script = append(script, "command -v gearbox")
@@ -169,7 +169,9 @@ func followCLICommands(t *testing.T, printed, dir string) {
 	if err != nil {
 		t.Fatalf("the printed CLI commands failed: %v\n%s\n--- output:\n%s", err, strings.Join(script, "\n"), out)
 	}
-	for _, want := range []string{"demo", "dev-node1", "dev-node2", "dev-node3", "kill done", "start done",
+	// app lb-status shows at least the load balancer that served the
+	// ha- URL, with its backends.
+	for _, want := range []string{"demo", "LB gear", "balance leastconn", "BACKEND", "dev-node1", "dev-node2", "dev-node3", "kill done", "start done",
 		filepath.Join(dir, "bin", "gearbox")} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output of the printed CLI commands lacks %q:\n%s", want, out)
