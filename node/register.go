@@ -24,6 +24,9 @@ type Registration struct {
 	// Isolation is how the node isolates gears: its Supervisor's
 	// Isolation, once started.
 	Isolation string
+	// NATS is host:port of the node's NATS cluster listener, when it runs
+	// cluster services.
+	NATS string
 }
 
 // Register writes this member's node record (node-owned: only this member
@@ -45,10 +48,13 @@ func Register(ctx context.Context, st *store.Store, r Registration) error {
 		return fmt.Errorf("node registration: gear port range %d-%d is not within 1-65535", r.PortMin, r.PortMax)
 	}
 	n := state.Node{Name: st.Name(), Addr: r.Addr, Zone: r.Zone, Region: r.Region, MaxGears: r.MaxGears,
-		PortMin: r.PortMin, PortMax: r.PortMax, Isolation: r.Isolation}
+		PortMin: r.PortMin, PortMax: r.PortMax, Isolation: r.Isolation, NATS: r.NATS}
 	var old state.Node
 	if _, err := st.Get(state.BucketNodes, st.Name(), &old); err == nil {
 		n.Since = old.Since
+		// The services say when they joined; a registration keeps it
+		// while the address stays.
+		n.NATSJoined = old.NATSJoined && old.NATS == n.NATS
 		if old == n {
 			return nil
 		}

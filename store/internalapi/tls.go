@@ -163,6 +163,39 @@ func ClientTLS(secret string) *tls.Config {
 	}
 }
 
+// PeerTLS returns one TLS config for both ends of a connection between
+// two members that is not the internal API (the routes between the
+// nodes' NATS servers): TLS 1.3 only, the derived certificate presented
+// on either side, a client certificate required, and the peer accepted
+// only with the derived key, as ServerTLS and ClientTLS do. Here the
+// derived certificate is also the only root of trust, so that the peer's
+// chain is verified the ordinary way (servers that warn about
+// InsecureSkipVerify have nothing to warn about); the pinned key is
+// checked as well. Callers that dial set nothing more: ServerName is set.
+func PeerTLS(secret string) *tls.Config {
+	id := identityFor(secret)
+	pool := x509.NewCertPool()
+	if id.err == nil {
+		if c, err := x509.ParseCertificate(id.cert.Certificate[0]); err == nil {
+			pool.AddCert(c)
+		}
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		ServerName: ServerName,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return id.certificate()
+		},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return id.certificate()
+		},
+		RootCAs:          pool,
+		ClientCAs:        pool,
+		ClientAuth:       tls.RequireAndVerifyClientCert,
+		VerifyConnection: id.verify,
+	}
+}
+
 // Transport returns a new transport for calls to the internal API with
 // the cluster secret (ClientTLS), over HTTP/1.1, with no proxy, and with
 // bounded connect (5 s), handshake (10 s) and wait for the response's

@@ -233,8 +233,15 @@ type Node struct {
 	// Isolation is how the node isolates its gears: uid+cgroup2,
 	// uid+cgroup1, uid+rlimit, or "none (turned off)" (see Isolates).
 	// Empty: a node from before isolation was reported.
-	Isolation string    `json:"isolation,omitempty"`
-	Since     time.Time `json:"since"`
+	Isolation string `json:"isolation,omitempty"`
+	// NATS is host:port of the node's NATS cluster listener (the cluster
+	// services' routes); empty on a node that runs none.
+	NATS string `json:"nats,omitempty"`
+	// NATSJoined is set once the node's NATS server is current in the
+	// cluster's JetStream metadata group; nodes that join an existing
+	// cluster wait for the ones before them to be (see node/services).
+	NATSJoined bool      `json:"nats_joined,omitempty"`
+	Since      time.Time `json:"since"`
 }
 
 // Isolates reports whether the node runs gears as uids of their own (its
