@@ -115,9 +115,6 @@ func (s *Server) ClientURL() string { return s.cfg.ClientURL() }
 // its node record announces it.
 func (s *Server) ClusterAddr() string { return s.cfg.ClusterAddr() }
 
-// Secret returns the cluster secret the services derive keys from.
-func (s *Server) secret() string { return s.cfg.Secret }
-
 // NATS returns the node's NATS server, or nil while it does not run.
 func (s *Server) NATS() *server.Server {
 	s.mu.Lock()
@@ -267,7 +264,7 @@ func (s *Server) startNATS(watch *store.Watch) error {
 		witURL = w.clusterURL
 		s.log.Info().Msg("founding a services cluster alone: a witness votes beside this node until three nodes have joined")
 	}
-	routes := s.withWitness(s.peerRoutes(false), witURL)
+	routes := s.withWitness(s.peerRoutes(), witURL)
 	opts, err := s.options(routes)
 	if err != nil {
 		return err
@@ -400,9 +397,9 @@ func (s *Server) withWitness(peers []string, witURL string) []string {
 }
 
 // peerRoutes returns the route URLs of the other nodes' NATS servers:
-// those of node records whose members are alive (or, unless aliveOnly,
-// failed: NATS keeps trying them), sorted.
-func (s *Server) peerRoutes(aliveOnly bool) []string {
+// those of node records whose members are alive or failed (NATS keeps
+// trying those), sorted.
+func (s *Server) peerRoutes() []string {
 	status := map[string]string{}
 	for _, m := range s.st.Members() {
 		status[m.Name] = m.Status
@@ -419,7 +416,7 @@ func (s *Server) peerRoutes(aliveOnly bool) []string {
 		}
 		switch st := status[n.Name]; {
 		case st == store.StatusAlive:
-		case st == store.StatusFailed && !aliveOnly:
+		case st == store.StatusFailed:
 		default:
 			continue
 		}
@@ -529,7 +526,7 @@ func (s *Server) syncOnce() {
 	if wit != nil {
 		witURL = wit.clusterURL
 	}
-	routes := s.withWitness(s.peerRoutes(false), witURL)
+	routes := s.withWitness(s.peerRoutes(), witURL)
 	if before == s.accounts && slices.Equal(routes, s.routes) {
 		if wit != nil {
 			s.retireWitness(wit)
