@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"gearbox/lb"
+	"gearbox/node/services"
 	"gearbox/store"
 )
 
@@ -119,6 +120,10 @@ type Config struct {
 	// Default 5 min.
 	HandoverTimeout time.Duration
 
+	// Services are the node's cluster services (node/services): gears
+	// get its NATS URL and their app's key (see gearEnv), and the node
+	// runs their apps' daemons and jobs (see singleton.go). Nil: none.
+	Services *services.Server
 	// Logger receives the node's logs. Default: disabled.
 	Logger zerolog.Logger
 	// Now is the clock of status times and uptimes. Default time.Now.

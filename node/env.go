@@ -1,8 +1,10 @@
 package node
 
 import (
+	"maps"
 	"net"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +27,8 @@ const defaultPath = "/usr/local/bin:/usr/bin:/bin"
 //	GEARBOX_APP_DNS        the app's hostname, APP-NS.DOMAIN
 //	GEARBOX_DATA_DIR       the gear's persistent data directory
 //	GEARBOX_DEPLOYMENT_ID  the deployment the gear runs ("" for none)
+//
+// and, when the node runs cluster services, the NATS variables of natsEnv.
 //
 // Nothing of the node's own environment is passed on.
 func (s *Supervisor) gearEnv(d desired, dir, deploymentID string) []string {
@@ -52,6 +56,7 @@ func (s *Supervisor) gearEnv(d desired, dir, deploymentID string) []string {
 	} {
 		m[k] = v
 	}
+	maps.Copy(m, s.natsEnv(d, dir))
 	env := make([]string, 0, len(m))
 	for k, v := range m {
 		env = append(env, k+"="+v)
@@ -76,8 +81,14 @@ func (s *Supervisor) defaultProgram(d desired, dir string) (Program, string) {
 			return serverProgram{addr: addr, handler: staticHandler(dep.dir)}, "static " + addr + " " + dep.id
 		}
 		env := s.gearEnv(d, dir, dep.id)
-		return ShellCommand(dep.manifest.Web, env, dep.dir), "web " + dep.id + " " + strings.Join(env, " ")
+		return ShellCommand(dep.manifest.Web, env, dep.dir), "web " + dep.id + " " + strings.Join(programKeyEnv(env), " ")
 	}
 	return serverProgram{addr: addr, handler: welcomeHandler(g.AppName, g.Domain, g.ID)},
 		"welcome " + addr + " " + g.AppName + " " + g.Domain
+}
+
+// programKeyEnv returns env without the variables that must not restart a
+// gear when they change (envNATSReplicas).
+func programKeyEnv(env []string) []string {
+	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, envNATSReplicas+"=") })
 }

@@ -22,6 +22,7 @@ import (
 // desired is what the store asks of a gear.
 type desired struct {
 	gear    state.Gear
+	appID   string            // the app's id ("" while its record is unknown)
 	env     map[string]string // the app's env
 	destroy bool              // the gear left this node
 	// deployment is the id of the deployment the gear record asks for
@@ -58,6 +59,9 @@ type gear struct {
 	lb             *lbGear     // the LB gear's load balancer, if it runs
 	retry          *time.Timer // wakes run to try the load balancer again
 	deployRetry    *time.Timer // wakes run to try preparing the deployment again
+
+	singMu sync.Mutex
+	sing   *singletons // the gear's candidacy for its app's lease, if any
 
 	statusMu    sync.Mutex
 	status      state.GearStatus // what the node observes, to be reported
@@ -154,6 +158,9 @@ func (g *gear) apply(d desired) {
 		return
 	}
 	defer g.ensureReported()
+	if err := g.writeNATSKey(d); err != nil {
+		g.log.Error().Err(err).Msg("write nats key failed")
+	}
 	g.killOrphans()
 	if spec.Port <= 0 || spec.Port > 65535 {
 		g.stopLB()
@@ -330,7 +337,10 @@ func (g *gear) launch(d desired, prog Program, key string) {
 			switch ev.Kind {
 			case EventReady:
 				once.Do(func() { close(ready) })
+				g.campaign(d)
 			case EventExited, EventLaunchFailed:
+				// A crashed gear gives its app's singletons up at once.
+				g.resign()
 				// A process that could not bind its port, because
 				// another holds it, says so here, before any probe.
 				if owner != nil {
@@ -467,6 +477,7 @@ func (g *gear) killOrphans() {
 // have drained it.
 func (g *gear) stopProc() {
 	g.note("stopping the gear")
+	g.resign()
 	// Load balancers on other nodes learn from the gear's status that
 	// it goes, and get the time to stop sending it requests.
 	g.setDraining(true)

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"gearbox/store"
@@ -88,6 +90,13 @@ type Supervisor struct {
 	// other gear's port, whatever listens there.
 	answering sync.Map
 
+	// The node's connection to its NATS server, in the platform's
+	// account, and the buckets opened there (see singleton.go).
+	natsMu  sync.Mutex
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	buckets map[string]jetstream.KeyValue
+
 	// program returns what a gear runs and a key that differs whenever
 	// that differs (a changed key restarts the gear). Tests replace it
 	// before Start.
@@ -96,6 +105,7 @@ type Supervisor struct {
 
 // appInfo is what gears need of their app's record.
 type appInfo struct {
+	id      string
 	env     map[string]string
 	aliases []string
 }
@@ -265,6 +275,7 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	s.closeNATS()
 	if s.iso != nil {
 		s.iso.close()
 	}
@@ -457,14 +468,14 @@ func (s *Supervisor) setApp(r store.Record) {
 		delete(s.apps, r.Key)
 		return
 	}
-	s.apps[r.Key] = appInfo{env: a.Env, aliases: a.Aliases}
+	s.apps[r.Key] = appInfo{id: a.ID, env: a.Env, aliases: a.Aliases}
 }
 
 // want hands gear g's record, with its app's env, to its runtime, creating
 // the runtime for a gear new to this node.
 func (s *Supervisor) want(g state.Gear) {
 	a := s.apps[g.App]
-	d := desired{gear: g, env: a.env, deployment: g.Deployment}
+	d := desired{gear: g, appID: a.id, env: a.env, deployment: g.Deployment}
 	if gr := s.gears[g.ID]; gr != nil {
 		gr.set(d)
 		return

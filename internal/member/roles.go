@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"gearbox/broker"
 	"gearbox/internal/cmdline"
 	"gearbox/node"
+	"gearbox/node/services"
 	"gearbox/store"
 	"gearbox/store/state"
 )
@@ -77,6 +79,11 @@ func RoleFlags() []cli.Flag {
 			EnvVars: cmdline.Env("GEAR_UID_RANGE"), Category: "node",
 			Usage: "uids of isolated gears, as LOW-HIGH: LOW is the node's own for its checks, each gear gets one of the others " +
 				"(nodes sharing a host need ranges apart)"},
+		&cli.IntFlag{Name: "nats-port", Value: services.DefaultClientPort, EnvVars: cmdline.Env("NATS_PORT"), Category: "node",
+			Usage: "port of the node's NATS server, which its gears reach at GEARBOX_NATS_URL for queues, caches, sessions, " +
+				"and which runs their daemons' leases and jobs' schedules; on the node's address (0: no cluster services)"},
+		&cli.IntFlag{Name: "nats-cluster-port", Value: services.DefaultClusterPort, EnvVars: cmdline.Env("NATS_CLUSTER_PORT"), Category: "node",
+			Usage: "port of the routes between nodes' NATS servers (mutual TLS keyed by the cluster secret), on the node's address"},
 		&cli.StringFlag{Name: "gear-limits", Value: formatGearLimits(node.DefaultLimits), EnvVars: cmdline.Env("GEAR_LIMITS"), Category: "node",
 			Usage: "memory and processes (threads count) of isolated gears by size, as SIZE=MEMORY/PROCS,...; sizes left out keep their defaults"},
 	}...)
@@ -93,6 +100,9 @@ type RoleOptions struct {
 	Isolation        string
 	UIDMin, UIDMax   int
 	Limits           map[string]node.Limits
+	// NATSPort and NATSClusterPort are the node's NATS ports; NATSPort 0
+	// runs no cluster services.
+	NATSPort, NATSClusterPort int
 	// HAPrefix and HASuffix make HA apps' routing-layer hostnames.
 	HAPrefix, HASuffix string
 	// Router holds the router role's settings (roles_router.go).
@@ -201,6 +211,15 @@ func ParseRoleOptions(c *cli.Context) (RoleOptions, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	natsPort, natsClusterPort := c.Int("nats-port"), c.Int("nats-cluster-port")
+	switch {
+	case natsPort < 0 || natsPort > 65535:
+		errs = append(errs, fmt.Errorf("--nats-port %d: want a port, or 0 for no cluster services", natsPort))
+	case natsPort != 0 && (natsClusterPort < 1 || natsClusterPort > 65535):
+		errs = append(errs, fmt.Errorf("--nats-cluster-port %d: want a port within 1-65535", natsClusterPort))
+	case natsPort != 0 && natsPort == natsClusterPort:
+		errs = append(errs, fmt.Errorf("--nats-port and --nats-cluster-port are both %d", natsPort))
+	}
 	haPrefix, haSuffix := strings.ToLower(c.String("ha-dns-prefix")), strings.ToLower(c.String("ha-dns-suffix"))
 	if !haAffixRE.MatchString(haPrefix) || !haAffixRE.MatchString(haSuffix) || haPrefix == "" && haSuffix == "" {
 		errs = append(errs, fmt.Errorf("--ha-dns-prefix %q and --ha-dns-suffix %q: want letters, digits and dashes, at least one of them not empty", haPrefix, haSuffix))
@@ -217,7 +236,8 @@ func ParseRoleOptions(c *cli.Context) (RoleOptions, error) {
 		return RoleOptions{}, cmdline.JoinErrors(errs)
 	}
 	o := RoleOptions{Router: ro, DNS: dnsOpts, HAPrefix: haPrefix, HASuffix: haSuffix, Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi,
-		Isolation: iso, UIDMin: uidLo, UIDMax: uidHi, Limits: limits, BuildTimeout: buildTimeout}
+		Isolation: iso, UIDMin: uidLo, UIDMax: uidHi, Limits: limits, BuildTimeout: buildTimeout,
+		NATSPort: natsPort, NATSClusterPort: natsClusterPort}
 	// Like Nomad's bind_addr: a specific --bind is the default host of
 	// every listener whose own flag was not given, so that members on
 	// one host with --bind 127.0.0.21, .22, ... do not all take :80.
@@ -352,6 +372,15 @@ func (m *Member) startRoles(ctx context.Context) error {
 			nc.Limits = cfg.Roles.Limits
 		}
 		nc.Logger = log
+		svc, err := m.startServices(ctx, addr)
+		if err != nil {
+			return err
+		}
+		nc.Services = svc
+		natsAddr := ""
+		if svc != nil {
+			natsAddr = svc.ClusterAddr()
+		}
 		sup, err := node.New(nc)
 		if err != nil {
 			return err
@@ -372,7 +401,7 @@ func (m *Member) startRoles(ctx context.Context) error {
 		// The record says how gears are isolated, which Start found out.
 		if err := node.Register(ctx, st, node.Registration{Addr: addr, Zone: cfg.Store.Zone, Region: cfg.Store.Region,
 			MaxGears: cfg.Roles.MaxGears, PortMin: cfg.Roles.PortMin, PortMax: cfg.Roles.PortMax,
-			Isolation: sup.Isolation()}); err != nil {
+			Isolation: sup.Isolation(), NATS: natsAddr}); err != nil {
 			return err
 		}
 		mlog.Info().Str("role", store.RoleNode).Str("addr", addr).Int("max_gears", cfg.Roles.MaxGears).
@@ -408,6 +437,29 @@ func (m *Member) startRoles(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// startServices starts the node's cluster services (node/services) on
+// addr, the node's address, unless --nats-port is 0 (then it returns
+// nil). They stop after the node role, whose gears' daemons use them.
+func (m *Member) startServices(ctx context.Context, addr string) (*services.Server, error) {
+	cfg := m.cfg
+	if cfg.Roles.NATSPort == 0 {
+		return nil, nil
+	}
+	sc := services.DefaultConfig(m.st, filepath.Join(cfg.Store.DataDir, "nats"), addr, cfg.Store.ClusterSecret)
+	sc.ClientPort, sc.ClusterPort = cfg.Roles.NATSPort, cfg.Roles.NATSClusterPort
+	sc.Logger = cfg.Store.Logger
+	svc, err := services.New(sc)
+	if err != nil {
+		return nil, err
+	}
+	if err := svc.Start(ctx); err != nil {
+		return nil, err
+	}
+	m.roles = append(m.roles, roleStop{"services", func(context.Context) error { return svc.Close() }})
+	m.log.Info().Str("nats", svc.ClientURL()).Str("nats_cluster", svc.ClusterAddr()).Msg("cluster services starting")
+	return svc, nil
 }
 
 // parseSize reads a byte count: a whole number with an optional unit

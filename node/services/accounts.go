@@ -28,6 +28,17 @@ const (
 	platformAccount = "GEARBOX"
 )
 
+// The platform account's buckets (see node/singleton.go).
+const (
+	// JobsBucket keeps the states of every app's jobs, under APP_ID.JOB.
+	JobsBucket = "jobs"
+	// leaseBucketPrefix + app id names an app's lease bucket.
+	leaseBucketPrefix = "lease_"
+)
+
+// LeaseBucket returns the name of the bucket of the app appID's lease.
+func LeaseBucket(appID string) string { return leaseBucketPrefix + appID }
+
 // AccountName returns the NATS account of the app with id appID.
 func AccountName(appID string) string { return "app-" + appID }
 

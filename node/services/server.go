@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"gearbox/store"
@@ -498,12 +500,63 @@ func (s *Server) writeAccounts() error {
 	if conf == s.accounts {
 		return nil
 	}
+	// The data of apps that are gone goes before their accounts do,
+	// while their users can still reach it.
+	for id := range s.apps {
+		if !seen[id] {
+			s.purgeApp(id)
+		}
+	}
 	if err := writeFileAtomic(s.accountsPath(), []byte(conf)); err != nil {
 		return fmt.Errorf("write nats accounts: %w", err)
 	}
 	s.accounts = conf
 	s.apps = seen
 	return nil
+}
+
+// purgeApp deletes what JetStream keeps for the app appID, which is
+// being deleted: its streams and buckets, its lease bucket and its jobs'
+// states in the platform's account. Every node does it when it sees the
+// app go (what is already gone is not an error); what it could not
+// delete is logged.
+func (s *Server) purgeApp(appID string) {
+	log := s.log.With().Str("app_id", appID).Logger()
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	deleted := 0
+	if nc, err := s.connect("app " + appID); err != nil {
+		log.Warn().Err(err).Msg("cannot reach a deleted app's streams to delete them")
+	} else {
+		if js, err := jetstream.New(nc); err == nil {
+			names := js.StreamNames(ctx)
+			for name := range names.Name() {
+				if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+					log.Warn().Err(err).Str("stream", name).Msg("deleted app's stream not deleted")
+					continue
+				}
+				deleted++
+			}
+			if err := names.Err(); err != nil {
+				log.Warn().Err(err).Msg("cannot list a deleted app's streams")
+			}
+		}
+		nc.Close()
+	}
+	if nc, err := s.connect("platform"); err == nil {
+		if js, err := jetstream.New(nc); err == nil {
+			if err := js.DeleteKeyValue(ctx, LeaseBucket(appID)); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				log.Warn().Err(err).Msg("deleted app's lease bucket not deleted")
+			}
+			if st, err := js.Stream(ctx, "KV_"+JobsBucket); err == nil {
+				if err := st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+JobsBucket+"."+appID+".>")); err != nil {
+					log.Warn().Err(err).Msg("deleted app's job states not purged")
+				}
+			}
+		}
+		nc.Close()
+	}
+	log.Info().Int("streams", deleted).Msg("deleted app's nats data removed")
 }
 
 // syncOnce brings the running server in step with the store: accounts
@@ -580,4 +633,36 @@ func (r errorReply) err() error {
 		return fmt.Errorf("%s (%d)", r.Error.Description, r.Error.Code)
 	}
 	return nil
+}
+
+// Replicas returns how many replicas a stream or bucket should have now:
+// the nodes that run cluster services (this one and the alive others),
+// three at most.
+func (s *Server) Replicas() int {
+	return min(1+len(s.nodes()), 3)
+}
+
+// AppSeed returns the nkey seed of the app appID's user: what its gears
+// connect with.
+func (s *Server) AppSeed(appID string) ([]byte, error) { return AppSeed(s.cfg.Secret, appID) }
+
+// ConnectPlatform opens a connection to this node's NATS server in the
+// platform's account, where the node keeps its apps' daemon leases and
+// job states. It reconnects on its own, for ever.
+func (s *Server) ConnectPlatform() (*nats.Conn, error) {
+	kp, err := userKey(s.cfg.Secret, "platform")
+	if err != nil {
+		return nil, err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(s.cfg.ClientURL(), nats.Nkey(pub, kp.Sign), nats.Name("gearbox "+s.name+" platform"),
+		nats.Timeout(5*time.Second), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
+		nats.RetryOnFailedConnect(true))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s as the platform: %w", s.cfg.ClientURL(), err)
+	}
+	return nc, nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -318,4 +319,49 @@ func TestFounderRestartKeepsData(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Deleting an app deletes its streams and buckets, and its data in the
+// platform's account.
+func TestAppDeletionRemovesItsData(t *testing.T) {
+	n := startNode(t, "n1")
+	putApp(t, n, "gone", state.SizeSmall)
+	putApp(t, n, "kept", state.SizeSmall)
+	_, jsGone := waitConnectApp(t, n, "gone")
+	_, jsKept := waitConnectApp(t, n, "kept")
+	for _, js := range []jetstream.JetStream{jsGone, jsKept} {
+		retry(t, "create a queue and a bucket", func(ctx context.Context) error {
+			if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "msg", Subjects: []string{"msg"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+				return err
+			}
+			_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "counters"})
+			return err
+		})
+	}
+	streams := func() int {
+		jsz, err := n.svc.NATS().Jsz(&server.JSzOptions{Accounts: true})
+		if err != nil {
+			return -1
+		}
+		return jsz.Streams
+	}
+	if got := streams(); got != 4 {
+		t.Fatalf("%d streams, want 4", got)
+	}
+	if _, err := n.m.Store.Delete(context.Background(), state.BucketApps, state.AppKey("d", "gone")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the deleted app's streams to go", func() bool { return streams() == 2 },
+		func() string { return fmt.Sprintf("%d streams", streams()) })
+	// The other app keeps its data. (Its JetStream requests may find no
+	// responder for a moment while the server reloads its accounts.)
+	var last error
+	start := time.Now()
+	testutil.WaitFor(t, 5*time.Second, "the other app's bucket", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, last = jsKept.KeyValue(ctx, "counters")
+		return last == nil
+	}, func() string { return fmt.Sprint(last) })
+	t.Logf("the other app's bucket answered after %s", time.Since(start))
 }
