@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -40,6 +41,10 @@ const nodeTagPrefix = "node:"
 // the witness without a change to wake them.
 const resyncInterval = 5 * time.Second
 
+// raiseInterval is how often the metadata leader looks for streams with
+// fewer replicas than the cluster has nodes (three at most).
+const raiseInterval = 30 * time.Second
+
 // Server runs a node's cluster services: its embedded NATS server (and
 // the witness while it needs one), kept in step with the store's node
 // and app records. Create it with New, then Start; Leave or Close stop
@@ -65,7 +70,9 @@ type Server struct {
 	routes   []string // route URLs srv was last given, sorted
 	accounts string   // accounts file srv was last given
 	apps     map[string]bool
-	joined   bool // this node's record says NATSJoined
+	joined   bool      // this node's record says NATSJoined
+	raisedTo int       // the replicas raiseReplicas last raised streams to
+	raisedAt time.Time // and when
 }
 
 // New validates cfg and returns a Server that does nothing until Start.
@@ -186,6 +193,7 @@ func (s *Server) run() {
 		case <-t.C:
 		}
 		s.syncOnce()
+		s.raiseReplicas()
 		// Until it has joined, the node checks every second, so that
 		// nodes waiting for it to join do not wait long.
 		next := time.Second
@@ -665,4 +673,69 @@ func (s *Server) ConnectPlatform() (*nats.Conn, error) {
 		return nil, fmt.Errorf("connect to %s as the platform: %w", s.cfg.ClientURL(), err)
 	}
 	return nc, nil
+}
+
+// raiseReplicas raises the replicas of every stream (and so bucket) of
+// the platform's and the apps' accounts to Replicas, when this node's
+// server leads JetStream's metadata: a cluster that grows from one node
+// to three gets its data on three. Replicas are never lowered: a node
+// that is down is expected back.
+func (s *Server) raiseReplicas() {
+	s.mu.Lock()
+	srv := s.srv
+	apps := slices.Collect(maps.Keys(s.apps))
+	s.mu.Unlock()
+	target := s.Replicas()
+	if srv == nil || target < 2 || !srv.JetStreamIsLeader() {
+		s.raisedTo = 0
+		return
+	}
+	// A full pass when the target changes, else every raiseInterval:
+	// streams that apps created since with fewer replicas.
+	if target == s.raisedTo && time.Since(s.raisedAt) < raiseInterval {
+		return
+	}
+	s.raisedTo, s.raisedAt = target, time.Now()
+	slices.Sort(apps)
+	labels := []string{"platform"}
+	for _, id := range apps {
+		labels = append(labels, "app "+id)
+	}
+	for _, label := range labels {
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.raiseReplicasOf(label, target)
+	}
+}
+
+// raiseReplicasOf raises the streams of the account of label's user.
+func (s *Server) raiseReplicasOf(label string, target int) {
+	nc, err := s.connect(label)
+	if err != nil {
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	streams := js.ListStreams(ctx)
+	var low []jetstream.StreamConfig
+	for info := range streams.Info() {
+		if info.Config.Replicas < target {
+			low = append(low, info.Config)
+		}
+	}
+	for _, cfg := range low {
+		from := cfg.Replicas
+		cfg.Replicas = target
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			s.log.Warn().Err(err).Str("account", label).Str("stream", cfg.Name).Int("replicas", target).Msg("stream replicas not raised")
+			continue
+		}
+		s.log.Info().Str("account", label).Str("stream", cfg.Name).Int("from", from).Int("replicas", target).Msg("stream replicas raised")
+	}
 }

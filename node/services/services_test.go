@@ -272,6 +272,28 @@ func TestClusterGrowsFromOneToThree(t *testing.T) {
 			return nil
 		})
 	}
+	// The bucket made on one node gets three replicas, all current.
+	var last string
+	testutil.WaitFor(t, 60*time.Second, "the bucket on three replicas", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := js3.Stream(ctx, "KV_counters")
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		info := st.CachedInfo()
+		last = fmt.Sprintf("replicas %d, cluster %+v", info.Config.Replicas, info.Cluster)
+		if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+			return false
+		}
+		for _, r := range info.Cluster.Replicas {
+			if !r.Current {
+				return false
+			}
+		}
+		return true
+	}, func() string { return last })
 }
 
 func TestFounderRestartKeepsData(t *testing.T) {
