@@ -20,6 +20,7 @@ import (
 
 	usercli "gearbox/internal/cli"
 	"gearbox/internal/cmdline"
+	"gearbox/internal/demo"
 	"gearbox/internal/dev"
 	"gearbox/internal/member"
 )
@@ -51,5 +52,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			commands = append(commands, versionCommand())
 		}
 	}
+	// The sample app's gears run `gearbox cluster-demo` (hidden).
+	commands = append(commands, demo.Command())
 	return cmdline.NewApp(stdout, stderr, version, log, commands)
 }
