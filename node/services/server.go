@@ -175,11 +175,21 @@ func (s *Server) hasState() bool {
 func (s *Server) run() {
 	watch := s.st.Watch(state.BucketNodes, state.BucketApps)
 	defer watch.Close()
-	if err := s.startNATS(watch); err != nil {
-		if s.ctx.Err() == nil {
-			s.log.Error().Err(err).Str("fix", "check that the NATS ports are free on this address, and the data folder").Msg("cluster services did not start")
+	for wait := 2 * time.Second; ; wait = min(2*wait, time.Minute) {
+		err := s.startNATS(watch)
+		if err == nil {
+			break
 		}
-		return
+		if s.ctx.Err() != nil || errors.Is(err, ErrClosed) {
+			return
+		}
+		s.log.Error().Err(err).Str("fix", "check that the NATS ports are free on this address, and the data folder").
+			Dur("retry_in", wait).Msg("cluster services did not start")
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
 	}
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
@@ -220,13 +230,20 @@ func (s *Server) run() {
 // and wipe the cluster's metadata. So a new node waits until every new
 // node before it (by name) is current in the metadata group; a lone new
 // node cannot win an election against members with data.
-func (s *Server) startNATS(watch *store.Watch) error {
+func (s *Server) startNATS(watch *store.Watch) (err error) {
 	if err := s.writeAccounts(); err != nil {
 		return err
 	}
 	found := false
 	if s.hasState() {
 		found = witnessWanted(s.cfg.DataDir)
+		// A restart: the member list fills as gossip rejoins, and a
+		// clustered JetStream server with no route refuses to start.
+		if !found {
+			if err := s.waitFor(watch, 4*s.cfg.Settle, func() bool { return len(s.peerRoutes()) > 0 }); err != nil && !errors.Is(err, errSettled) {
+				return err
+			}
+		}
 	} else {
 		// A first start: look for other nodes for a while, so that nodes
 		// started together see each other.
@@ -271,10 +288,18 @@ func (s *Server) startNATS(watch *store.Watch) error {
 		s.mu.Lock()
 		s.wit = w
 		s.mu.Unlock()
+		defer func() {
+			if err != nil { // started again on the next try
+				w.shutdown()
+				s.mu.Lock()
+				s.wit = nil
+				s.mu.Unlock()
+			}
+		}()
 		witURL = w.clusterURL
 		s.log.Info().Msg("founding a services cluster alone: a witness votes beside this node until three nodes have joined")
 	}
-	routes := s.withWitness(s.peerRoutes(), witURL)
+	routes := s.withWitness(s.wantedRoutes(), witURL)
 	opts, err := s.options(routes)
 	if err != nil {
 		return err
@@ -406,10 +431,34 @@ func (s *Server) withWitness(peers []string, witURL string) []string {
 	return r
 }
 
+// wantedRoutes returns the routes the NATS server should have: those of
+// peerRoutes, or while gossip knows no other node's member (all members
+// restarting at once), those of every node that has not left, which NATS
+// keeps trying until they answer.
+func (s *Server) wantedRoutes() []string {
+	if r := s.peerRoutes(); len(r) > 0 {
+		return r
+	}
+	return s.knownRoutes()
+}
+
 // peerRoutes returns the route URLs of the other nodes' NATS servers:
 // those of node records whose members are alive or failed (NATS keeps
 // trying those), sorted.
 func (s *Server) peerRoutes() []string {
+	return s.routesOf(func(status string) bool { return status == store.StatusAlive || status == store.StatusFailed })
+}
+
+// knownRoutes returns the route URLs of every other node whose member has
+// not left the cluster, known to gossip or not, sorted.
+func (s *Server) knownRoutes() []string {
+	return s.routesOf(func(status string) bool { return status != store.StatusLeft && status != store.StatusLeaving })
+}
+
+// routesOf returns the route URLs of the other nodes' NATS servers whose
+// member status (empty if gossip does not know the member) passes keep,
+// sorted.
+func (s *Server) routesOf(keep func(status string) bool) []string {
 	status := map[string]string{}
 	for _, m := range s.st.Members() {
 		status[m.Name] = m.Status
@@ -424,10 +473,7 @@ func (s *Server) peerRoutes() []string {
 		if r.Deleted || r.Decode(&n) != nil || n.Name == s.name || n.NATS == "" {
 			continue
 		}
-		switch st := status[n.Name]; {
-		case st == store.StatusAlive:
-		case st == store.StatusFailed:
-		default:
+		if !keep(status[n.Name]) {
 			continue
 		}
 		routes = append(routes, "nats-route://"+n.NATS)
@@ -587,7 +633,7 @@ func (s *Server) syncOnce() {
 	if wit != nil {
 		witURL = wit.clusterURL
 	}
-	routes := s.withWitness(s.peerRoutes(), witURL)
+	routes := s.withWitness(s.wantedRoutes(), witURL)
 	if before == s.accounts && slices.Equal(routes, s.routes) {
 		if wit != nil {
 			s.retireWitness(wit)
