@@ -89,7 +89,9 @@ func Archive(exe string, sendEvery, jobEvery time.Duration) ([]byte, error) {
 			return tw.WriteHeader(&tar.Header{Name: "gearbox.yml", Mode: 0o644, Size: int64(len(manifest)), ModTime: now, Typeflag: tar.TypeReg})
 		},
 		func() error { _, err := io.WriteString(tw, manifest); return err },
-		func() error { return tw.WriteHeader(&tar.Header{Name: "bin/", Mode: 0o755, ModTime: now, Typeflag: tar.TypeDir}) },
+		func() error {
+			return tw.WriteHeader(&tar.Header{Name: "bin/", Mode: 0o755, ModTime: now, Typeflag: tar.TypeDir})
+		},
 		func() error {
 			return tw.WriteHeader(&tar.Header{Name: "bin/gearbox", Mode: 0o755, Size: fi.Size(), ModTime: now, Typeflag: tar.TypeReg})
 		},

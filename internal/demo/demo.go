@@ -51,20 +51,24 @@ const (
 
 // env is what a gear's process is given (README, "Cluster services").
 type env struct {
-	gear, natsURL, keyFile string
-	replicas               int
-	token                  string // daemons: GEARBOX_FENCING_TOKEN
-	tick                   string // jobs: GEARBOX_JOB_TICK
-	addr                   string // web: GEARBOX_IP:PORT
-	out                    io.Writer
+	app, gear        string // GEARBOX_APP, GEARBOX_GEAR_ID
+	natsURL, keyFile string
+	replicas         int
+	token            string // daemons: GEARBOX_FENCING_TOKEN
+	tick             string // jobs: GEARBOX_JOB_TICK
+	addr             string // web: GEARBOX_IP:PORT
+	out              io.Writer
 }
 
 func readEnv() (env, error) {
-	e := env{gear: os.Getenv("GEARBOX_GEAR_ID"), natsURL: os.Getenv("GEARBOX_NATS_URL"), keyFile: os.Getenv("GEARBOX_NATS_NKEY_FILE"), replicas: 1,
+	e := env{app: os.Getenv("GEARBOX_APP"), gear: os.Getenv("GEARBOX_GEAR_ID"), natsURL: os.Getenv("GEARBOX_NATS_URL"), keyFile: os.Getenv("GEARBOX_NATS_NKEY_FILE"), replicas: 1,
 		token: os.Getenv("GEARBOX_FENCING_TOKEN"), tick: os.Getenv("GEARBOX_JOB_TICK"),
 		addr: net.JoinHostPort(os.Getenv("GEARBOX_IP"), os.Getenv("PORT")), out: os.Stdout}
 	if e.natsURL == "" || e.keyFile == "" {
 		return e, errors.New("GEARBOX_NATS_URL and GEARBOX_NATS_NKEY_FILE are not set: run the demo in a gear of a node with cluster services")
+	}
+	if e.gear == "" || os.Getenv("PORT") == "" {
+		return e, errors.New("GEARBOX_GEAR_ID and PORT are not set: run the demo in a gear")
 	}
 	if r, err := strconv.Atoi(os.Getenv("GEARBOX_NATS_REPLICAS")); err == nil && r >= 1 && r <= 5 {
 		e.replicas = r
@@ -106,7 +110,10 @@ func open(ctx context.Context, e env) (*app, error) {
 		if err = a.setup(ctx); err == nil || ctx.Err() != nil || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(500 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 	if err != nil {
 		nc.Close()
@@ -228,8 +235,8 @@ func web(ctx context.Context, e env, ready func()) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/count", a.count)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(e.out, "web gear=%s path=%s\n", e.gear, r.URL.Path)
-		fmt.Fprintf(w, "%s gear=%s\n", a.counts(r.Context()), e.gear)
+		// Not logged: the load balancers' health checks ask for it too.
+		fmt.Fprintf(w, "%s gear=%s %s\n", e.app, e.gear, a.counts(r.Context()))
 	})
 	ln, err := net.Listen("tcp", e.addr)
 	if err != nil {

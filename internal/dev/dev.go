@@ -1,6 +1,7 @@
 package dev
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -21,6 +22,7 @@ import (
 
 	"gearbox/broker/client"
 	"gearbox/internal/cmdline"
+	"gearbox/internal/demo"
 	"gearbox/internal/member"
 	"gearbox/node"
 	"gearbox/store"
@@ -63,7 +65,8 @@ func Command(log *zerolog.Logger) *cli.Command {
 			"and three node members on 127.0.0.11, 127.0.0.12 and 127.0.0.13, each with its own state,\n" +
 			"gossip and front listener. The zone is " + devDomain + "; DNS answers on " + devDNSAddr + ", the router\n" +
 			"and node fronts on port " + devHTTPPort + ", the broker's REST API on " + devAPIAddr + ".\n\n" +
-			"A sample app, " + devApp + "-" + devNamespace + "." + devDomain + ", is created, scaled to 3 gears and made HA. State is kept\n" +
+			"A sample app, " + devApp + "-" + devNamespace + "." + devDomain + ", the cluster demo (a queue, a replicated cache,\n" +
+			"an HA daemon and job, web sessions: see README), is deployed, scaled to 3 gears and made HA. State is kept\n" +
 			"under --data-dir and reused by the next start (--reset starts afresh). Logs go to\n" +
 			"DATA_DIR/gearbox.log; warnings are also printed here.\n\n" +
 			"While it runs, 'gearbox dev kill dev-node2' stops a node member as a crash would (no\n" +
@@ -467,6 +470,21 @@ func (dc *devCluster) sampleApp(ctx context.Context, stdout io.Writer) (haURL, h
 			_, _, err := c.CreateApp(ctx, devNamespace, devApp, client.AppOptions{Scale: true})
 			return err
 		}},
+		{"deploy the cluster demo to it", func() error {
+			if deps, err := c.Deployments(ctx, devNamespace, devApp); err != nil || len(deps) > 0 {
+				return err // deployed by an earlier start
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find this binary for the demo: %w", err)
+			}
+			archive, err := demo.Archive(self, demo.DefaultSendEvery, demo.DefaultJobEvery)
+			if err != nil {
+				return err
+			}
+			_, _, err = c.Deploy(ctx, devNamespace, devApp, bytes.NewReader(archive), int64(len(archive)))
+			return err
+		}},
 		{fmt.Sprintf("scale it to %d gears", devGears), func() error {
 			_, _, err := c.SetScale(ctx, devNamespace, devApp, "static", devGears, -1)
 			return err
@@ -591,6 +609,16 @@ The CLI, in another terminal (this cluster's gearbox binary is in %s):
   gearbox app lb-status %s -n %s   # each LB gear's backends, checks, sessions
   gearbox node list
 
+The app is the cluster demo: a queue (msg), a replicated cache (counters), an HA daemon
+(counter: queues the cache's counter every 5 s, then increments it), an HA job (ajob: every
+20 s) and a counter in each web session (/count). Its log shows where each runs:
+  gearbox app logs %s -n %s      # send, recv, job and web lines, each with its gear id; -f follows
+  curl -c jar -b jar -H 'Host: %s' http://%s/count     # 1, 2, 3, ... from any gear
+Stop the gear whose lines say send and job: another gear goes on from the cached values
+within a second, and takes the queue's messages; start it again. Stop the gear that
+answered /count: the next /count goes on counting.
+  G=GEAR_ID; gearbox gear stop $G; sleep 5; gearbox gear start $G
+
 Watch a fail-over: keep requests going through the router,
   while sleep 0.2; do curl -s -o /dev/null -w '%%{http_code}\n' -H 'Host: %s' http://%s/; done
 then, in the CLI's terminal, crash the node member of the head LB gear and bring it back:
@@ -603,6 +631,7 @@ Ctrl-C stops everything; the next 'gearbox dev' starts where this one stopped.
 		dnsHost, dnsPort, ha, dnsHost, dnsPort, app,
 		ha, router,
 		binDir, binDir, devAPIAddr, devAdmin, devPassword, devApp, devNamespace, devApp, devNamespace,
+		devApp, devNamespace, ha, router,
 		ha, router,
 		headNode, dnsHost, dnsPort, app, headNode)
 }
