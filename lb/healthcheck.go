@@ -40,10 +40,17 @@ func (p *Pool) runChecks(ctx context.Context) {
 }
 
 // checkOnce checks every backend once, in parallel, and applies the
-// results. Tests call it to drive checks without a loop.
+// results. Tests call it to drive checks without a loop. A rotated-out
+// local backend is not checked (as HAProxy does not check a server in
+// maintenance, so that its health checks leave its log); it keeps its
+// last state, and is checked again as soon as it rotates back in.
 func (p *Pool) checkOnce(ctx context.Context) {
 	var wg sync.WaitGroup
+	localOut := p.localOut.Load()
 	for _, b := range p.set.Load().list {
+		if b.Local && localOut {
+			continue
+		}
 		wg.Go(func() { p.checkBackend(ctx, b) })
 	}
 	wg.Wait()

@@ -16,17 +16,25 @@ const (
 // included, but only once at least one remote backend is up, or
 // RotationTimeout after the call, as the haproxy cartridge did: an LB gear
 // that rotates its web gear out before another gear can serve would fail
-// every request. With out false the local backend is back at once.
+// every request. A rotated-out local backend is not health-checked. With
+// out false the local backend is back at once, and checked at once.
 func (p *Pool) SetRotation(out bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !out {
+		wasOut := p.localOut.Load()
 		if p.rotOut {
 			p.log.Info().Msg("local backend rotated in")
 		}
 		p.rotOut = false
 		p.rotPending.Store(false)
 		p.localOut.Store(false)
+		if wasOut { // unchecked while out: check it now
+			select {
+			case p.kick <- struct{}{}:
+			default:
+			}
+		}
 		return
 	}
 	if p.rotOut {

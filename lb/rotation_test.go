@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -119,5 +120,46 @@ func TestRotationTimeout(t *testing.T) {
 	p.SetRotation(true)
 	if r := p.Rotation(); r != RotationPending {
 		t.Errorf("asked again: rotation %s, want pending", r)
+	}
+}
+
+// A rotated-out local backend gets no health check until it rotates back
+// in, and one at once then.
+func TestRotatedOutLocalIsNotChecked(t *testing.T) {
+	local, remote := newTestBackend(t, "local"), newTestBackend(t, "remote")
+	cfg := testConfig(newFakeClock())
+	lb := local.backend()
+	lb.Local = true
+	cfg.Backends = []Backend{lb, remote.backend()}
+	p := newTestPool(t, cfg)
+	ctx := context.Background()
+	p.checkOnce(ctx)
+	if local.checks.Load() == 0 {
+		t.Fatal("the local backend was not checked while in rotation")
+	}
+	p.SetRotation(true)
+	if r := p.Rotation(); r != RotationOut {
+		t.Fatalf("rotation %s, want out", r)
+	}
+	p.checkOnce(ctx)
+	n, r := local.checks.Load(), remote.checks.Load()
+	p.checkOnce(ctx)
+	p.checkOnce(ctx)
+	if got := local.checks.Load(); got != n {
+		t.Errorf("rotated-out local backend checked %d times more", got-n)
+	}
+	if remote.checks.Load() < r+2 {
+		t.Errorf("remote backend checked %d times in two rounds", remote.checks.Load()-r)
+	}
+	// Rotating in asks the check loop (not started here) for a round.
+	p.SetRotation(false)
+	select {
+	case <-p.kick:
+	default:
+		t.Error("rotating in asked for no check round")
+	}
+	p.checkOnce(ctx)
+	if local.checks.Load() == n {
+		t.Error("local backend not checked after rotating back in")
 	}
 }
