@@ -224,10 +224,14 @@ func web(ctx context.Context, e env, ready func()) error {
 		return fmt.Errorf("queue consumer: %w", err)
 	}
 	// Each message goes to one of the gears: they share the consumer.
+	// Each gear asks for one message at a time, so that the server,
+	// which serves waiting requests in turn, spreads a slow stream of
+	// messages evenly (with larger batches, one gear's request would
+	// take them all).
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		fmt.Fprintf(e.out, "recv gear=%s msg=%q %s\n", e.gear, m.Data(), a.counts(ctx))
 		m.Ack()
-	})
+	}, jetstream.PullMaxMessages(1))
 	if err != nil {
 		return fmt.Errorf("consume the queue: %w", err)
 	}
@@ -235,7 +239,9 @@ func web(ctx context.Context, e env, ready func()) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/count", a.count)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		// Not logged: the load balancers' health checks ask for it too.
+		// The load balancers' health checks ask for it too: their lines
+		// show which gears are in rotation, as in the seed.
+		fmt.Fprintf(e.out, "web gear=%s path=%s\n", e.gear, r.URL.Path)
 		fmt.Fprintf(w, "%s gear=%s %s\n", e.app, e.gear, a.counts(r.Context()))
 	})
 	ln, err := net.Listen("tcp", e.addr)

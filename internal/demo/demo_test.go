@@ -173,8 +173,8 @@ func TestDemo(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !regexp.MustCompile(`^demo gear=g2 counter=\d+ job=2\n$`).Match(body) {
-		t.Errorf("GET /some/path: %q", body)
+	if !regexp.MustCompile(`^demo gear=g2 counter=\d+ job=2\n$`).Match(body) || !strings.Contains(out2.String(), "web gear=g2 path=/some/path") {
+		t.Errorf("GET /some/path: %q; g2's log:\n%s", body, out2.String())
 	}
 }
 
