@@ -342,7 +342,7 @@ func tinyArchive(t *testing.T) []byte {
 }
 
 // waitUntil polls cond until it holds or fails the test after timeout.
-func waitUntil(t *testing.T, timeout time.Duration, what string, logs func() string, cond func() bool) {
+func waitUntil(t testing.TB, timeout time.Duration, what string, logs func() string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {

@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 
 // gearboxBinary builds the static binary once per test run and returns its
 // path. End-to-end tests are skipped with -short.
-func gearboxBinary(t *testing.T) string {
+func gearboxBinary(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: builds and runs the gearbox binary")
@@ -128,7 +128,7 @@ func runGearboxEnv(t *testing.T, timeout time.Duration, env []string, args ...st
 // member is one `gearbox serve` process. Restarting it starts a new
 // process with the same arguments; its output keeps accumulating.
 type member struct {
-	t      *testing.T
+	t      testing.TB
 	name   string
 	ip     string
 	args   []string
@@ -144,7 +144,7 @@ type member struct {
 // gearDataDir returns a new data directory that gear users can traverse
 // (mode 0711, and its parent): a root node refuses to start where it
 // cannot isolate gears, and t.TempDir's are 0700.
-func gearDataDir(t *testing.T) string {
+func gearDataDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, d := range []string{filepath.Dir(dir), dir} {
@@ -163,7 +163,7 @@ const adminEnv = "GEARBOX_BOOTSTRAP_ADMIN=admin:adminpass1"
 
 // startMember starts the gearbox binary with args and env (KEY=VALUE,
 // added to the test's environment).
-func startMember(t *testing.T, name, ip string, env []string, args ...string) *member {
+func startMember(t testing.TB, name, ip string, env []string, args ...string) *member {
 	t.Helper()
 	m := &member{t: t, name: name, ip: ip, args: args, env: env, output: &testutil.Buffer{}}
 	m.start()
@@ -432,7 +432,7 @@ func (c *cluster) waitRecord(m *member, timeout time.Duration, bucket, key, valu
 	})
 }
 
-func randomSecret(t *testing.T) string {
+func randomSecret(t testing.TB) string {
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
