@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command nats compares the NATS server that gearbox embeds in its node
 // members (node/services) with a standalone nats-server of the same
 // version, on loopback, with the same load and the same replication (R3,
