@@ -71,6 +71,21 @@ func startNode(t *testing.T, name string, peers ...*node) *node {
 	return n
 }
 
+// startServices creates and starts services with cfg, closed at the
+// test's end.
+func startServices(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	svc, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	return svc
+}
+
 // putApp writes an app record through n's store.
 func putApp(t *testing.T, n *node, id, size string) {
 	t.Helper()
@@ -307,15 +322,7 @@ func TestClusterGrowsFromOneToThree(t *testing.T) {
 		n.m = storetest.Start(t, n.m.Config)
 		cfg := n.svc.cfg
 		cfg.Store = n.m.Store
-		svc, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := svc.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { svc.Close() })
-		n.svc = svc
+		n.svc = startServices(t, cfg)
 	}
 	for _, n := range nodes {
 		select {
@@ -360,14 +367,7 @@ func TestFounderRestartKeepsData(t *testing.T) {
 	if err := n.svc.Close(); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { svc.Close() })
+	svc := startServices(t, cfg)
 	<-svc.Ready()
 	if svc.wit == nil {
 		t.Fatal("the founder came back without its witness")
