@@ -44,6 +44,9 @@ const (
 	// SIGKILL when its lease ends: the singleton does not run anywhere
 	// meanwhile.
 	daemonStopGrace = 500 * time.Millisecond
+	// leadersAwayEvery is how often the holder's node checks that it
+	// leads none of the app's streams.
+	leadersAwayEvery = 5 * time.Second
 )
 
 // singletons is a gear's candidacy for its app's lease.
@@ -123,7 +126,6 @@ func (g *gear) runCandidate(ctx context.Context, d desired, sg *singletons) {
 // holdSingletons runs d's daemons and jobs while the gear holds the
 // app's lease, taken at token.
 func (sg *singletons) hold(ctx context.Context, g *gear, d desired, token uint64) {
-	g.s.stepDownFromLease(d.appID)
 	sg.note("this gear runs the app's daemons and jobs (fencing token %d)", token)
 	base := g.s.gearEnv(d, g.dir, d.dep.id)
 	base = append(base, "GEARBOX_FENCING_TOKEN="+strconv.FormatUint(token, 10))
@@ -145,6 +147,7 @@ func (sg *singletons) hold(ctx context.Context, g *gear, d desired, token uint64
 		procs = append(procs, p)
 	}
 	var jobs sync.WaitGroup
+	jobs.Go(func() { g.s.leadersAway(ctx, d.appID) })
 	for _, name := range slices.Sorted(maps.Keys(d.dep.manifest.Jobs)) {
 		jobs.Go(func() { sg.runJob(ctx, g, d, name, base) })
 	}
@@ -323,9 +326,15 @@ func (s *Supervisor) platformKV(ctx context.Context, name string) (jetstream.Key
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	kv, err := s.js.CreateKeyValue(cctx, cfg)
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		kv, err = s.js.KeyValue(cctx, name)
+	// Looked up first: the bucket's leader answers that, while a
+	// creation waits for JetStream's metadata leader, which may be on a
+	// node that just died.
+	kv, err := s.js.KeyValue(cctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = s.js.CreateKeyValue(cctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = s.js.KeyValue(cctx, name)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", name, err)
@@ -337,31 +346,23 @@ func (s *Supervisor) platformKV(ctx context.Context, name string) (jetstream.Key
 	return kv, nil
 }
 
-// stepDownFromLease moves the leadership of the app's lease stream off
-// this node when this node has it: the node that holds the singletons is
-// the one whose death must not also cost the lease's stream an election
-// (JetStream's take seconds), so that another node takes over within the
-// lease's TTL.
-func (s *Supervisor) stepDownFromLease(appID string) {
-	s.natsMu.Lock()
-	js, nc := s.js, s.nc
-	s.natsMu.Unlock()
-	if js == nil || s.cfg.Services.Replicas() < 2 {
-		return
-	}
-	stream := "KV_" + services.LeaseBucket(appID)
-	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		return
-	}
-	info := st.CachedInfo()
-	if info.Cluster == nil || info.Cluster.Leader != s.cfg.Store.Name() || len(info.Cluster.Replicas) == 0 {
-		return
-	}
-	if _, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil); err != nil {
-		s.log.Debug().Err(err).Str("stream", stream).Msg("lease stream step-down failed")
+// leadersAway keeps this node from leading the app's streams and
+// consumers while one of its gears holds the app's lease (see
+// services.Server.StepDownFrom): at once, then every leadersAwayEvery,
+// for the streams that the app creates meanwhile and the leaders that
+// elections bring back.
+func (s *Supervisor) leadersAway(ctx context.Context, appID string) {
+	for ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		n, err := s.cfg.Services.StepDownFrom(cctx, appID)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			s.log.Debug().Err(err).Str("app", appID).Msg("leaders not all moved off the singletons' node")
+		}
+		if n > 0 {
+			s.log.Info().Str("app", appID).Int("leaders", n).Msg("moved the app's stream leaders off the node that runs its singletons")
+		}
+		sleepCtx(ctx, leadersAwayEvery)
 	}
 }
 

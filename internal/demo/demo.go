@@ -126,8 +126,14 @@ func (a *app) setup(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	r := a.env.replicas
-	_, err := a.js.CreateStream(ctx, jetstream.StreamConfig{Name: queue, Subjects: []string{queue},
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: r})
+	// Each is looked up before it is created: a lookup is answered by
+	// the stream's own leader, a creation by JetStream's metadata leader,
+	// which may be on the node that just died.
+	_, err := a.js.Stream(ctx, queue)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = a.js.CreateStream(ctx, jetstream.StreamConfig{Name: queue, Subjects: []string{queue},
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: r})
+	}
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return err
 	}
@@ -139,7 +145,11 @@ func (a *app) setup(ctx context.Context) error {
 }
 
 func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, err := js.CreateKeyValue(ctx, cfg)
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return kv, err
+	}
+	kv, err = js.CreateKeyValue(ctx, cfg)
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		return js.KeyValue(ctx, cfg.Bucket)
 	}

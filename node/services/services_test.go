@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -142,8 +143,14 @@ func waitConnectApp(t *testing.T, n *node, id string) (*nats.Conn, jetstream.Jet
 // requests after a leader change may time out.
 func retry(t *testing.T, what string, f func(ctx context.Context) error) {
 	t.Helper()
+	retryFor(t, 20*time.Second, what, f)
+}
+
+// retryFor is retry for up to d.
+func retryFor(t *testing.T, d time.Duration, what string, f func(ctx context.Context) error) {
+	t.Helper()
 	var last error
-	testutil.WaitFor(t, 20*time.Second, what, func() bool {
+	testutil.WaitFor(t, d, what, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		last = f(ctx)
@@ -324,6 +331,19 @@ func TestClusterGrowsFromOneToThree(t *testing.T) {
 		cfg.Store = n.m.Store
 		n.svc = startServices(t, cfg)
 	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, n := range nodes {
+			if srv := n.svc.NATS(); srv != nil {
+				for _, acc := range []string{"", AccountName("app1")} {
+					b, _ := json.Marshal(srv.Raftz(&server.RaftzOptions{AccountFilter: acc}))
+					t.Logf("raft groups on %s: %s", n.svc.name, b)
+				}
+			}
+		}
+	})
 	for _, n := range nodes {
 		select {
 		case <-n.svc.Ready():
@@ -331,9 +351,14 @@ func TestClusterGrowsFromOneToThree(t *testing.T) {
 			t.Fatalf("services of %s not started again within 30 s", n.svc.name)
 		}
 	}
+	// After a cold start of every replica, JetStream elects the
+	// metadata leader, then each stream's (several seconds each, longer
+	// on a loaded machine); until a replica is current, reads find no
+	// responder.
 	_, js2 := waitConnectApp(t, n2, "app1")
+	restarted := time.Now()
 	for i := range 10 {
-		retry(t, fmt.Sprintf("read k%d through n2 after the restart", i), func(ctx context.Context) error {
+		retryFor(t, time.Minute, fmt.Sprintf("read k%d through n2 after the restart", i), func(ctx context.Context) error {
 			kv, err := js2.KeyValue(ctx, "counters")
 			if err != nil {
 				return err
@@ -348,6 +373,18 @@ func TestClusterGrowsFromOneToThree(t *testing.T) {
 			return nil
 		})
 	}
+	t.Logf("bucket readable %v after the restart", time.Since(restarted))
+	// And the bucket takes writes again: its stream has a leader.
+	start := time.Now()
+	retryFor(t, time.Minute, "write through n2 after the restart", func(ctx context.Context) error {
+		kv, err := js2.KeyValue(ctx, "counters")
+		if err != nil {
+			return err
+		}
+		_, err = kv.Put(ctx, "after", []byte("restart"))
+		return err
+	})
+	t.Logf("bucket writable %v after the reads", time.Since(start))
 }
 
 func TestFounderRestartKeepsData(t *testing.T) {
