@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -74,6 +76,9 @@ func BenchmarkSingletonFailover(b *testing.B) {
 				b.Fatalf("%s %d: after the %s of %s, counter %d was sent by that gear", f.name, i, f.name, holder, first.value)
 			}
 			took = append(took, d)
+			if d > 3*time.Second {
+				b.Logf("%s %d took %v; the nodes' lines meanwhile:\n%s", f.name, i, d, c.linesBetween(start, start.Add(d)))
+			}
 			b.Logf("%s %d at %s: gear %s on %s, sent again by %s after %v", f.name, i, start.UTC().Format("15:04:05.000"), holder, node, first.gear, d)
 			f.again(holder, node)
 			c.waitGears(3)
@@ -180,4 +185,25 @@ func (c *demoCluster) unhealed(avoid string) string {
 		return "no stream"
 	}
 	return ""
+}
+
+// linesBetween returns the node members' log lines about the services,
+// leases and daemons logged between from and to, for a slow fail-over.
+func (c *demoCluster) linesBetween(from, to time.Time) string {
+	var b strings.Builder
+	for _, name := range []string{"n1", "n2", "n3"} {
+		for _, line := range strings.Split(c.members[name].output.String(), "\n") {
+			var l struct {
+				Time      time.Time `json:"time"`
+				Component string    `json:"component"`
+			}
+			if json.Unmarshal([]byte(line), &l) != nil || l.Time.Before(from) || l.Time.After(to) {
+				continue
+			}
+			if l.Component == "services" || strings.Contains(line, "lease") || strings.Contains(line, "daemon") || strings.Contains(line, "leaders") {
+				fmt.Fprintf(&b, "%s: %s\n", name, line)
+			}
+		}
+	}
+	return b.String()
 }
