@@ -146,10 +146,12 @@ func (sg *singletons) hold(ctx context.Context, g *gear, d desired, token uint64
 		p.Start()
 		procs = append(procs, p)
 	}
-	var jobs sync.WaitGroup
-	jobs.Go(func() { g.s.leadersAway(ctx, d.appID) })
+	// The jobs, and keeping the app's stream leaders off this node,
+	// last as long as the lease.
+	var held sync.WaitGroup
+	held.Go(func() { g.s.leadersAway(ctx, d.appID) })
 	for _, name := range slices.Sorted(maps.Keys(d.dep.manifest.Jobs)) {
-		jobs.Go(func() { sg.runJob(ctx, g, d, name, base) })
+		held.Go(func() { sg.runJob(ctx, g, d, name, base) })
 	}
 	<-ctx.Done()
 	fenced := errors.Is(context.Cause(ctx), lease.ErrFenced)
@@ -158,7 +160,7 @@ func (sg *singletons) hold(ctx context.Context, g *gear, d desired, token uint64
 		stops.Go(p.Stop)
 	}
 	stops.Wait()
-	jobs.Wait()
+	held.Wait()
 	if fenced {
 		sg.note("this gear lost the app's lease: its daemons and jobs stopped (fencing token %d)", token)
 	} else {
