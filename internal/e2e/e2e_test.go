@@ -133,6 +133,7 @@ type member struct {
 	ip     string
 	args   []string
 	env    []string // added to the environment: secrets go there
+	wrap   []string // a command that runs the binary (such as nsenter), if any
 	output *testutil.Buffer
 
 	mu    sync.Mutex
@@ -174,6 +175,9 @@ func startMember(t testing.TB, name, ip string, env []string, args ...string) *m
 func (m *member) start() {
 	m.t.Helper()
 	cmd := exec.Command(gearboxBinary(m.t), m.args...)
+	if len(m.wrap) > 0 {
+		cmd = exec.Command(m.wrap[0], append(append(m.wrap[1:len(m.wrap):len(m.wrap)], cmd.Path), m.args...)...)
+	}
 	cmd.Env = append(childEnv(), m.env...)
 	cmd.Stdout, cmd.Stderr = m.output, m.output
 	// Members must not outlive a test binary that dies without cleanup.

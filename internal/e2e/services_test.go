@@ -29,6 +29,7 @@ import (
 	brokerapi "gearbox/broker/api"
 	"gearbox/broker/client"
 	"gearbox/internal/demo"
+	"gearbox/internal/testutil"
 )
 
 // demoLine is one line of the cluster demo's log, as the broker gives it.
@@ -246,14 +247,27 @@ type demoCluster struct {
 
 const demoNS, demoApp = "e2e", "demo"
 
-// startDemoCluster starts the members and deploys the demo, its daemon
-// sending every sendEvery and its job ticking every jobEvery, scaled to
-// two gears.
+// startDemoCluster starts the members on loopback addresses and deploys
+// the demo, its daemon sending every sendEvery and its job ticking every
+// jobEvery, scaled to two gears.
 func startDemoCluster(t testing.TB, sendEvery, jobEvery time.Duration) *demoCluster {
+	return startDemoClusterOn(t, nil, sendEvery, jobEvery)
+}
+
+// demoIPs are the members' addresses on loopback.
+var demoIPs = map[string]string{"b1": "127.0.0.51", "n1": "127.0.0.52", "n2": "127.0.0.53", "n3": "127.0.0.54", "r1": "127.0.0.55"}
+
+// startDemoClusterOn is startDemoCluster with the members on lab's
+// addresses, each node member in its own network namespace; lab nil is
+// loopback.
+func startDemoClusterOn(t testing.TB, lab *netLab, sendEvery, jobEvery time.Duration) *demoCluster {
 	bin := gearboxBinary(t)
+	ips := demoIPs
+	if lab != nil {
+		ips = lab.ips
+	}
 	c := &demoCluster{t: t, secret: randomSecret(t), members: map[string]*member{}, data: map[string]string{},
-		ips:    map[string]string{"b1": "127.0.0.51", "n1": "127.0.0.52", "n2": "127.0.0.53", "n3": "127.0.0.54", "r1": "127.0.0.55"},
-		router: "127.0.0.55:8080", host: "demo-e2e.apps.example.com"}
+		ips: ips, router: ips["r1"] + ":8080", host: "demo-e2e.apps.example.com"}
 	for i, name := range []string{"b1", "n1", "n2", "n3", "r1"} {
 		ip := c.ips[name]
 		dataDir := gearDataDir(t)
@@ -272,7 +286,13 @@ func startDemoCluster(t testing.TB, sendEvery, jobEvery time.Duration) *demoClus
 		if name != "b1" {
 			args = append(args, "--join", c.ips["b1"])
 		}
-		c.members[name] = startMember(t, name, ip, append(secretEnv(c.secret), adminEnv), args...)
+		m := &member{t: t, name: name, ip: ip, args: args, env: append(secretEnv(c.secret), adminEnv), output: &testutil.Buffer{}}
+		if lab != nil {
+			m.wrap = lab.wrap(name)
+		}
+		m.start()
+		t.Cleanup(m.kill)
+		c.members[name] = m
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -284,13 +304,18 @@ func startDemoCluster(t testing.TB, sendEvery, jobEvery time.Duration) *demoClus
 	// of its nodes' gears itself, before the members go.
 	t.Cleanup(func() {
 		for _, pid := range pidsWithEnv(func(kv string) bool {
-			return strings.HasPrefix(kv, "GEARBOX_NATS_URL=nats://127.0.0.5")
+			for _, n := range []string{"n1", "n2", "n3"} {
+				if kv == "GEARBOX_NATS_URL=nats://"+c.ips[n]+":4222" {
+					return true
+				}
+			}
+			return false
 		}) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
 	ctx := context.Background()
-	api := "http://127.0.0.51:7480"
+	api := "http://" + c.ips["b1"] + ":7480"
 	admin := &client.Client{BaseURL: api, User: "admin", Password: "adminpass1"}
 	waitUntil(t, 60*time.Second, "broker sees three alive nodes", c.logs, func() bool {
 		nodes, err := admin.Nodes(ctx)

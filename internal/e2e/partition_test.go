@@ -1,0 +1,117 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"gearbox/broker/client"
+)
+
+// lostLeaseRE matches the note a gear's node writes in the gear's log
+// when it stopped the singletons of a lease it could not renew.
+var lostLeaseRE = regexp.MustCompile(`^(\S+) (\S+) gearbox: this gear lost the app's lease: .*\(fencing token (\d+)\)$`)
+
+// A network partition between the node that runs the daemon and the
+// rest: the isolated node stops its daemon before its lease can expire,
+// so the daemon of the next lease starts only after the last line of the
+// old one, and no counter value is sent twice or skipped. The node comes
+// back and the daemon stays where it went.
+func TestServicesPartition(t *testing.T) {
+	lab := newNetLab(t)
+	c := startDemoClusterOn(t, lab, 200*time.Millisecond, time.Second)
+	ctx := context.Background()
+	if _, _, err := c.dev.AppEvent(ctx, demoNS, demoApp, "scale-up"); err != nil {
+		t.Fatalf("scale-up: %v", err)
+	}
+	c.waitGears(3)
+	holder, node := c.waitHealed()
+	last, _ := c.log.lastOf("send")
+	start := time.Now()
+	lab.cut(node)
+	took, first := c.failover(start, last, 60*time.Second)
+	if first.gear == holder {
+		t.Fatalf("counter %d was sent by gear %s, cut off with its node %s", first.value, holder, node)
+	}
+	// Now, on the cut-off node, nothing runs under the old lease.
+	if pids := pidsWithEnv(func(kv string) bool {
+		v, ok := strings.CutPrefix(kv, "GEARBOX_FENCING_TOKEN=")
+		token, err := strconv.ParseInt(v, 10, 64)
+		return ok && err == nil && token <= last.token
+	}); len(pids) > 0 {
+		t.Errorf("processes %v still run under fencing token %d or older after token %d's first send", pids, last.token, first.token)
+	}
+	t.Logf("cut %s off (gear %s, token %d): gear %s sent counter %d under token %d %v later", node, holder, last.token, first.gear, first.value, first.token, took)
+	c.waitLines(c.log.mark(), 5, "send", 30*time.Second)
+
+	lab.heal(node)
+	t.Logf("healed the partition at %s", time.Now().UTC().Format("15:04:05.000"))
+	admin := &client.Client{BaseURL: "http://" + c.ips["b1"] + ":7480", User: "admin", Password: "adminpass1"}
+	waitUntil(t, 120*time.Second, "the broker sees three alive nodes again", c.logs, func() bool {
+		nodes, err := admin.Nodes(ctx)
+		alive := 0
+		for _, n := range nodes {
+			if n.Alive {
+				alive++
+			}
+		}
+		return err == nil && alive == 3
+	})
+	// The cut-off gear's log, readable again, says when its daemon
+	// stopped: before the next lease's first send, and after every line
+	// of its send loop.
+	var stopped time.Time
+	waitUntil(t, 60*time.Second, fmt.Sprintf("gear %s's note that it lost the lease of token %d", holder, last.token), c.logs, func() bool {
+		c.log.mu.Lock()
+		defer c.log.mu.Unlock()
+		for _, s := range c.log.other {
+			if m := lostLeaseRE.FindStringSubmatch(s); m != nil && m[2] == holder && m[3] == strconv.FormatInt(last.token, 10) {
+				stopped, _ = time.Parse(time.RFC3339Nano, m[1])
+				return true
+			}
+		}
+		return false
+	})
+	if !stopped.Before(first.at) {
+		t.Errorf("gear %s's daemons stopped at %s, after token %d's first send at %s", holder, stopped.Format(time.StampMilli), first.token, first.at.Format(time.StampMilli))
+	}
+	c.log.mu.Lock()
+	var attempts []string
+	for _, s := range c.log.other {
+		if f := strings.Fields(s); len(f) > 3 && f[1] == holder && f[2] == "send" {
+			if at, err := time.Parse(time.RFC3339Nano, f[0]); err == nil && !at.Before(first.at) {
+				attempts = append(attempts, s)
+			}
+		}
+	}
+	c.log.mu.Unlock()
+	for _, l := range c.log.since(0, "send") {
+		if l.gear == holder && l.token == last.token && !l.at.Before(first.at) {
+			attempts = append(attempts, fmt.Sprintf("%s counter=%d", l.at.Format(time.StampMilli), l.value))
+		}
+	}
+	if len(attempts) > 0 {
+		t.Errorf("gear %s's daemon (token %d) still ran after token %d's first send at %s:\n%s",
+			holder, last.token, first.token, first.at.Format(time.StampMilli), strings.Join(attempts, "\n"))
+	}
+	t.Logf("gear %s's daemons stopped %v after the cut, %v before the next lease's first send",
+		holder, stopped.Sub(start), first.at.Sub(stopped))
+
+	// The daemon stays where it went, and every value sent is received
+	// once the node is back.
+	mark := c.log.mark()
+	sends := c.waitLines(mark, 10, "send", 60*time.Second)
+	for _, l := range sends {
+		if l.token != first.token {
+			t.Errorf("after the partition healed, counter %d was sent under token %d by gear %s, want token %d", l.value, l.token, l.gear, first.token)
+		}
+	}
+	c.waitLines(c.log.mark(), 10, "recv", 30*time.Second)
+	t.Logf("%d sends checked", c.log.checkSends(t))
+}
