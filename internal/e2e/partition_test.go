@@ -103,15 +103,18 @@ func TestServicesPartition(t *testing.T) {
 	t.Logf("gear %s's daemons stopped %v after the cut, %v before the next lease's first send",
 		holder, stopped.Sub(start), first.at.Sub(stopped))
 
-	// The daemon stays where it went, and every value sent is received
-	// once the node is back.
+	// The sends go on, and every value sent is received once the node
+	// is back. JetStream's Raft has no pre-vote: the node that was cut
+	// off comes back with a higher term and forces an election in every
+	// group it is in, which can cost the holder its renewal and move the
+	// daemon once more (under a newer token).
 	mark := c.log.mark()
-	sends := c.waitLines(mark, 10, "send", 60*time.Second)
-	for _, l := range sends {
+	for _, l := range c.waitLines(mark, 10, "send", 60*time.Second) {
 		if l.token != first.token {
-			t.Errorf("after the partition healed, counter %d was sent under token %d by gear %s, want token %d", l.value, l.token, l.gear, first.token)
+			t.Logf("after the partition healed, the daemon moved: counter %d sent under token %d by gear %s", l.value, l.token, l.gear)
+			break
 		}
 	}
-	c.waitLines(c.log.mark(), 10, "recv", 30*time.Second)
+	c.waitReceived(30 * time.Second)
 	t.Logf("%d sends checked", c.log.checkSends(t))
 }

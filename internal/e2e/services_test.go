@@ -217,6 +217,27 @@ func (d *demoLog) checkSends(t testing.TB) int {
 	return len(sends)
 }
 
+// waitReceived waits until every value sent so far but the last five
+// (which checkSends lets be on their way) has been received.
+func (c *demoCluster) waitReceived(timeout time.Duration) {
+	c.t.Helper()
+	var missing []int64
+	waitUntil(c.t, timeout, "every value sent received", func() string { return fmt.Sprintf("\nnot received: %v%s", missing, c.logs()) }, func() bool {
+		recv := map[int64]bool{}
+		for _, l := range c.log.since(0, "recv") {
+			recv[l.value] = true
+		}
+		sends := c.log.since(0, "send")
+		missing = nil
+		for _, l := range sends[:max(0, len(sends)-5)] {
+			if !recv[l.value] {
+				missing = append(missing, l.value)
+			}
+		}
+		return len(missing) == 0
+	})
+}
+
 // checkJobs checks that each tick of the job counted once, ticks and
 // counts one after the other across holders.
 func (d *demoLog) checkJobs(t testing.TB) {

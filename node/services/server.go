@@ -482,6 +482,14 @@ func (s *Server) routesOf(keep func(status string) bool) []string {
 	return routes
 }
 
+// How the NATS routes between nodes find a dead peer: a route that
+// answers none of routeMaxPingsOut pings sent routePingInterval apart is
+// closed (and dialled again).
+const (
+	routePingInterval = time.Second
+	routeMaxPingsOut  = 3
+)
+
 // options builds the NATS server's options: the accounts file, then
 // what is not in it.
 func (s *Server) options(routes []string) (*server.Options, error) {
@@ -503,6 +511,12 @@ func (s *Server) options(routes []string) (*server.Options, error) {
 	opts.ClientAdvertise = netJoin(s.cfg.Host, s.cfg.ClientPort)
 	opts.Cluster.TLSConfig = s.tls
 	opts.Cluster.TLSTimeout = 5
+	// A route to a node that the network cut off is found dead within
+	// seconds (NATS's default pings every 30 s and takes minutes): until
+	// then requests that the cut-off node could answer, such as a
+	// bucket's direct reads, are routed to it and wait for nothing.
+	opts.Cluster.PingInterval = routePingInterval
+	opts.Cluster.MaxPingsOut = routeMaxPingsOut
 	opts.Routes, err = parseRoutes(routes)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,18 +39,16 @@ func (s *Server) stepDownIn(ctx context.Context, label string, want func(stream 
 	if err != nil {
 		return 0, err
 	}
-	leads := func(c *jetstream.ClusterInfo) bool {
-		return c != nil && c.Leader == s.name && len(c.Replicas) > 0
-	}
-	var subjects []string
+	type stepDown struct{ subject, to string }
+	var todo []stepDown
 	lister := js.ListStreams(ctx)
 	for info := range lister.Info() {
 		name := info.Config.Name
 		if !want(name) || info.Config.Replicas < 2 {
 			continue
 		}
-		if leads(info.Cluster) {
-			subjects = append(subjects, "$JS.API.STREAM.LEADER.STEPDOWN."+name)
+		if to := s.successor(info.Cluster); to != "" {
+			todo = append(todo, stepDown{"$JS.API.STREAM.LEADER.STEPDOWN." + name, to})
 		}
 		st, err := js.Stream(ctx, name)
 		if err != nil {
@@ -57,8 +56,8 @@ func (s *Server) stepDownIn(ctx context.Context, label string, want func(stream 
 		}
 		consumers := st.ListConsumers(ctx)
 		for ci := range consumers.Info() {
-			if leads(ci.Cluster) {
-				subjects = append(subjects, "$JS.API.CONSUMER.LEADER.STEPDOWN."+name+"."+ci.Name)
+			if to := s.successor(ci.Cluster); to != "" {
+				todo = append(todo, stepDown{"$JS.API.CONSUMER.LEADER.STEPDOWN." + name + "." + ci.Name, to})
 			}
 		}
 	}
@@ -67,9 +66,10 @@ func (s *Server) stepDownIn(ctx context.Context, label string, want func(stream 
 	}
 	moved := 0
 	var errs []error
-	for _, subj := range subjects {
-		if err := request(ctx, nc, subj); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", subj, err))
+	for _, sd := range todo {
+		body, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": sd.to}})
+		if err := request(ctx, nc, sd.subject, body); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", sd.subject, err))
 			continue
 		}
 		moved++
@@ -77,10 +77,42 @@ func (s *Server) stepDownIn(ctx context.Context, label string, want func(stream 
 	return moved, errors.Join(errs...)
 }
 
-// request sends a JetStream API request with no body and returns its
-// error reply, if any.
-func request(ctx context.Context, nc *nats.Conn, subj string) error {
-	msg, err := nc.RequestWithContext(ctx, subj, nil)
+// successorLiveWithin is how recently a replica must have answered its
+// leader to be handed the leadership: a leader answers within a second
+// (JetStream's Raft heartbeat), a dead or cut-off node's last answer
+// grows older.
+const successorLiveWithin = 1500 * time.Millisecond
+
+// successor returns the replica that should take over a leadership of
+// this node described by ci: current, online, heard from within
+// successorLiveWithin, the most recently heard from first. It returns ""
+// when this node does not lead or no replica qualifies: JetStream, left
+// to choose, may pick a node that died a moment ago and is still within
+// its live window, and the group then waits for an election (seconds)
+// rather than moving at once; the holder tries again later.
+func (s *Server) successor(ci *jetstream.ClusterInfo) string {
+	if ci == nil || ci.Leader != s.name {
+		return ""
+	}
+	var best *jetstream.PeerInfo
+	for _, r := range ci.Replicas {
+		if !r.Current || r.Offline || r.Active > successorLiveWithin {
+			continue
+		}
+		if best == nil || r.Active < best.Active {
+			best = r
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	return best.Name
+}
+
+// request sends a JetStream API request and returns its error reply, if
+// any.
+func request(ctx context.Context, nc *nats.Conn, subj string, body []byte) error {
+	msg, err := nc.RequestWithContext(ctx, subj, body)
 	if err != nil {
 		return err
 	}
