@@ -237,11 +237,14 @@ func web(ctx context.Context, e env, ready func()) error {
 	// Each gear asks for one message at a time, so that the server,
 	// which serves waiting requests in turn, spreads a slow stream of
 	// messages evenly (with larger batches, one gear's request would
-	// take them all).
+	// take them all). A request expires after 2 s: one that the server
+	// dropped (its consumer's leader moved) is replaced within that,
+	// rather than after the 30 s default, while the other gears take
+	// every message.
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		fmt.Fprintf(e.out, "recv gear=%s msg=%q %s\n", e.gear, m.Data(), a.counts(ctx))
 		m.Ack()
-	}, jetstream.PullMaxMessages(1))
+	}, jetstream.PullMaxMessages(1), jetstream.PullExpiry(2*time.Second))
 	if err != nil {
 		return fmt.Errorf("consume the queue: %w", err)
 	}

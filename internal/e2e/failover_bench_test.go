@@ -77,7 +77,8 @@ func BenchmarkSingletonFailover(b *testing.B) {
 			}
 			took = append(took, d)
 			if d > 3*time.Second {
-				b.Logf("%s %d took %v; the nodes' lines meanwhile:\n%s", f.name, i, d, c.linesBetween(start, start.Add(d)))
+				b.Logf("%s %d took %v; the nodes' lines meanwhile:\n%s\nthe app's:\n%s", f.name, i, d,
+					c.linesBetween(start, start.Add(d)), c.otherBetween(start, start.Add(d)))
 			}
 			b.Logf("%s %d at %s: gear %s on %s, sent again by %s after %v", f.name, i, start.UTC().Format("15:04:05.000"), holder, node, first.gear, d)
 			f.again(holder, node)
@@ -203,6 +204,21 @@ func (c *demoCluster) linesBetween(from, to time.Time) string {
 			if l.Component == "services" || strings.Contains(line, "lease") || strings.Contains(line, "daemon") || strings.Contains(line, "leaders") {
 				fmt.Fprintf(&b, "%s: %s\n", name, line)
 			}
+		}
+	}
+	return b.String()
+}
+
+// otherBetween returns the app's log lines other than send, recv, job and
+// web lines (failures, the platform's notes) logged between from and to.
+func (c *demoCluster) otherBetween(from, to time.Time) string {
+	c.log.mu.Lock()
+	defer c.log.mu.Unlock()
+	var b strings.Builder
+	for _, s := range c.log.other {
+		at, err := time.Parse(time.RFC3339Nano, strings.SplitN(s, " ", 2)[0])
+		if err == nil && !at.Before(from) && !at.After(to) {
+			fmt.Fprintln(&b, s)
 		}
 	}
 	return b.String()

@@ -48,6 +48,9 @@ func TestServicesPartition(t *testing.T) {
 		t.Errorf("processes %v still run under fencing token %d or older after token %d's first send", pids, last.token, first.token)
 	}
 	t.Logf("cut %s off (gear %s, token %d): gear %s sent counter %d under token %d %v later", node, holder, last.token, first.gear, first.value, first.token, took)
+	if took > 3*time.Second {
+		t.Logf("the nodes' lines meanwhile:\n%s\nthe app's:\n%s", c.linesBetween(start, first.at), c.otherBetween(start, first.at))
+	}
 	c.waitLines(c.log.mark(), 5, "send", 30*time.Second)
 
 	lab.heal(node)
