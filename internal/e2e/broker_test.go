@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -383,4 +384,20 @@ func readmeUserAndLogin(t *testing.T, api string) {
 	if err != nil || !strings.Contains(string(out), "Logged in to "+api+" as demo.") {
 		t.Fatalf("README walkthrough's user create and login: %v\n%s", err, out)
 	}
+}
+
+// waitAliveNodes waits until the broker that admin talks to sees n node
+// members alive.
+func waitAliveNodes(t testing.TB, admin *client.Client, n int, timeout time.Duration, logs func() string) {
+	t.Helper()
+	waitUntil(t, timeout, fmt.Sprintf("the broker sees %d alive nodes", n), logs, func() bool {
+		nodes, err := admin.Nodes(context.Background())
+		alive := 0
+		for _, node := range nodes {
+			if node.Alive {
+				alive++
+			}
+		}
+		return err == nil && alive == n
+	})
 }

@@ -196,16 +196,7 @@ func TestNodeEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	api := "http://127.0.0.11:7480"
 	admin := &client.Client{BaseURL: api, User: "admin", Password: "adminpass1"}
-	waitUntil(t, 60*time.Second, "broker sees three alive nodes", logs, func() bool {
-		nodes, err := admin.Nodes(ctx)
-		alive := 0
-		for _, n := range nodes {
-			if n.Alive {
-				alive++
-			}
-		}
-		return err == nil && alive == 3
-	})
+	waitAliveNodes(t, admin, 3, 60*time.Second, logs)
 	if _, _, err := admin.CreateUser(ctx, "dev", "password1", nil); err != nil {
 		t.Fatal(err)
 	}

@@ -56,16 +56,7 @@ func TestServicesPartition(t *testing.T) {
 	lab.heal(node)
 	t.Logf("healed the partition at %s", time.Now().UTC().Format("15:04:05.000"))
 	admin := &client.Client{BaseURL: "http://" + c.ips["b1"] + ":7480", User: "admin", Password: "adminpass1"}
-	waitUntil(t, 120*time.Second, "the broker sees three alive nodes again", c.logs, func() bool {
-		nodes, err := admin.Nodes(ctx)
-		alive := 0
-		for _, n := range nodes {
-			if n.Alive {
-				alive++
-			}
-		}
-		return err == nil && alive == 3
-	})
+	waitAliveNodes(t, admin, 3, 120*time.Second, c.logs)
 	// The cut-off gear's log, readable again, says when its daemon
 	// stopped: before the next lease's first send, and after every line
 	// of its send loop.

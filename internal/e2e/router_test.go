@@ -153,16 +153,7 @@ func routerEndToEnd(t *testing.T, appDir string, manageHADNS bool) {
 	ctx := context.Background()
 	api := "http://" + ips["b1"] + ":7480"
 	admin := &client.Client{BaseURL: api, User: "admin", Password: "adminpass1"}
-	waitUntil(t, 60*time.Second, "broker sees three alive nodes", logs, func() bool {
-		nodes, err := admin.Nodes(ctx)
-		alive := 0
-		for _, n := range nodes {
-			if n.Alive {
-				alive++
-			}
-		}
-		return err == nil && alive == 3
-	})
+	waitAliveNodes(t, admin, 3, 60*time.Second, logs)
 
 	// A webhook registered before the app gets every event of it.
 	hook := newWebhookReceiver(t)

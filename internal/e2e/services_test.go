@@ -338,16 +338,7 @@ func startDemoClusterOn(t testing.TB, lab *netLab, sendEvery, jobEvery time.Dura
 	ctx := context.Background()
 	api := "http://" + c.ips["b1"] + ":7480"
 	admin := &client.Client{BaseURL: api, User: "admin", Password: "adminpass1"}
-	waitUntil(t, 60*time.Second, "broker sees three alive nodes", c.logs, func() bool {
-		nodes, err := admin.Nodes(ctx)
-		alive := 0
-		for _, n := range nodes {
-			if n.Alive {
-				alive++
-			}
-		}
-		return err == nil && alive == 3
-	})
+	waitAliveNodes(t, admin, 3, 60*time.Second, c.logs)
 	if _, _, err := admin.CreateUser(ctx, "dev", "password1", url.Values{"ha": {"true"}}); err != nil {
 		t.Fatal(err)
 	}
