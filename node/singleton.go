@@ -45,7 +45,8 @@ const (
 	// meanwhile.
 	daemonStopGrace = 500 * time.Millisecond
 	// leadersAwayEvery is how often the holder's node checks that it
-	// leads none of the app's streams.
+	// leads none of the app's streams, besides when JetStream says it
+	// elected it.
 	leadersAwayEvery = 5 * time.Second
 )
 
@@ -350,22 +351,16 @@ func (s *Supervisor) platformKV(ctx context.Context, name string) (jetstream.Key
 
 // leadersAway keeps this node from leading the app's streams and
 // consumers while one of its gears holds the app's lease (see
-// services.Server.StepDownFrom): at once, then every leadersAwayEvery,
-// for the streams that the app creates meanwhile and the leaders that
-// elections bring back.
+// services.Server.KeepLeadersAway).
 func (s *Supervisor) leadersAway(ctx context.Context, appID string) {
-	for ctx.Err() == nil {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		n, err := s.cfg.Services.StepDownFrom(cctx, appID)
-		cancel()
-		if err != nil && ctx.Err() == nil {
+	s.cfg.Services.KeepLeadersAway(ctx, appID, leadersAwayEvery, func(n int, err error) {
+		if err != nil {
 			s.log.Debug().Err(err).Str("app", appID).Msg("leaders not all moved off the singletons' node")
 		}
 		if n > 0 {
 			s.log.Info().Str("app", appID).Int("leaders", n).Msg("moved the app's stream leaders off the node that runs its singletons")
 		}
-		sleepCtx(ctx, leadersAwayEvery)
-	}
+	})
 }
 
 // closeNATS closes the node's platform connection.

@@ -38,11 +38,12 @@ func BenchmarkSingletonFailover(b *testing.B) {
 	}
 	c.waitGears(3)
 	failures := []struct {
-		name  string
-		fail  func(gear, node string)
-		again func(gear, node string)
+		name   string
+		target time.Duration // the issue's target: slower runs log what happened
+		fail   func(gear, node string)
+		again  func(gear, node string)
 	}{
-		{"stop", func(gear, _ string) {
+		{"stop", time.Second, func(gear, _ string) {
 			if _, _, err := c.dev.GearEvent(ctx, gear, "stop"); err != nil {
 				b.Fatalf("gear stop %s: %v", gear, err)
 			}
@@ -52,12 +53,12 @@ func BenchmarkSingletonFailover(b *testing.B) {
 				b.Fatalf("gear start %s: %v", gear, err)
 			}
 		}},
-		{"crash", func(gear, _ string) {
+		{"crash", time.Second, func(gear, _ string) {
 			for _, pid := range c.gearPIDsOf(gear) {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}, func(string, string) {}},
-		{"sigkill", func(_, node string) { c.killNode(node) }, func(_, node string) { c.members[node].start() }},
+		{"sigkill", 3 * time.Second, func(_, node string) { c.killNode(node) }, func(_, node string) { c.members[node].start() }},
 	}
 	b.ResetTimer()
 	for _, f := range failures {
@@ -76,7 +77,7 @@ func BenchmarkSingletonFailover(b *testing.B) {
 				b.Fatalf("%s %d: after the %s of %s, counter %d was sent by that gear", f.name, i, f.name, holder, first.value)
 			}
 			took = append(took, d)
-			if d > 3*time.Second {
+			if d > f.target {
 				b.Logf("%s %d took %v; the nodes' lines meanwhile:\n%s\nthe app's:\n%s", f.name, i, d,
 					c.linesBetween(start, start.Add(d)), c.otherBetween(start, start.Add(d)))
 			}
@@ -198,7 +199,8 @@ func (c *demoCluster) linesBetween(from, to time.Time) string {
 				Time      time.Time `json:"time"`
 				Component string    `json:"component"`
 			}
-			if json.Unmarshal([]byte(line), &l) != nil || l.Time.Before(from) || l.Time.After(to) {
+			if json.Unmarshal([]byte(line), &l) != nil || l.Time.Before(from) || l.Time.After(to) ||
+				strings.Contains(line, "Error trying to connect to route") {
 				continue
 			}
 			if l.Component == "services" || strings.Contains(line, "lease") || strings.Contains(line, "daemon") || strings.Contains(line, "leaders") {

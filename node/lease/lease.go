@@ -250,7 +250,7 @@ func (c *candidate) release(rev uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Fence)
 	defer cancel()
 	if err := c.cfg.KV.Delete(ctx, c.cfg.Key, jetstream.LastRevision(rev)); err != nil {
-		c.log.Debug().Err(err).Msg("lease release failed; it expires")
+		c.log.Warn().Err(err).Msg("lease release failed; it expires after its TTL")
 		return
 	}
 	c.log.Info().Msg("lease released")

@@ -232,23 +232,10 @@ func TestAppsCannotReachEachOther(t *testing.T) {
 	}
 }
 
-func TestClusterGrowsFromOneToThree(t *testing.T) {
-	n1 := startNode(t, "n1")
-	putApp(t, n1, "app1", state.SizeSmall)
-	_, js := waitConnectApp(t, n1, "app1")
-	var kv jetstream.KeyValue
-	retry(t, "create bucket", func(ctx context.Context) (err error) {
-		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "counters"})
-		return err
-	})
-	ctx := context.Background()
-	for i := range 10 {
-		if _, err := kv.Put(ctx, fmt.Sprintf("k%d", i), []byte(fmt.Sprint(i))); err != nil {
-			t.Fatalf("put: %v", err)
-		}
-	}
-	n2 := startNode(t, "n2", n1)
-	n3 := startNode(t, "n3", n1, n2)
+// waitThreeVoters waits until founder n1 has retired its witness and
+// the metadata group, seen from n3, is the three nodes.
+func waitThreeVoters(t *testing.T, n1, n3 *node) {
+	t.Helper()
 	testutil.WaitFor(t, 60*time.Second, "witness retired", func() bool {
 		n1.svc.mu.Lock()
 		defer n1.svc.mu.Unlock()
@@ -271,6 +258,26 @@ func TestClusterGrowsFromOneToThree(t *testing.T) {
 		_, cur, err := n3.svc.leaderView()
 		return err == nil && len(cur) == 3 && !strings.Contains(strings.Join(cur, ","), "witness")
 	})
+}
+
+func TestClusterGrowsFromOneToThree(t *testing.T) {
+	n1 := startNode(t, "n1")
+	putApp(t, n1, "app1", state.SizeSmall)
+	_, js := waitConnectApp(t, n1, "app1")
+	var kv jetstream.KeyValue
+	retry(t, "create bucket", func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "counters"})
+		return err
+	})
+	ctx := context.Background()
+	for i := range 10 {
+		if _, err := kv.Put(ctx, fmt.Sprintf("k%d", i), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatalf("put: %v", err)
+		}
+	}
+	n2 := startNode(t, "n2", n1)
+	n3 := startNode(t, "n3", n1, n2)
+	waitThreeVoters(t, n1, n3)
 	if e, err := kv.Get(ctx, "k0"); err != nil {
 		si, serr := js.Stream(ctx, "KV_counters")
 		t.Logf("k0 through n1 after growth: %v %v; stream %v %v", e, err, si, serr)

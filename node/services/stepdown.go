@@ -11,30 +11,92 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// StepDownFrom moves off this node the leadership of the app's
-// replicated streams and consumers (its queues and buckets) and of its
+// KeepLeadersAway keeps this node, until ctx ends, from leading the
+// app's replicated streams and consumers (its queues and buckets) and its
 // lease stream in the platform's account. The node that holds an app's
-// singletons calls it: when that node dies, the survivors then hold
-// every leader the singletons' new holder needs, and the fail-over costs
-// the lease's TTL rather than JetStream elections (several seconds
-// each). It returns how many leaders it moved.
-func (s *Server) StepDownFrom(ctx context.Context, appID string) (int, error) {
-	if s.Replicas() < 2 {
-		return 0, nil
+// singletons runs it: when that node dies, the survivors then hold every
+// leader the singletons' new holder needs, and the fail-over costs the
+// lease's TTL rather than JetStream elections (several seconds each).
+// It moves them at once, whenever JetStream elects this node to lead one
+// of them (its leader-elected advisories, in the app's account and the
+// platform's), and every `every` for what an advisory may have missed.
+// report is called after each round with how many leaders it moved and
+// what failed.
+func (s *Server) KeepLeadersAway(ctx context.Context, appID string, every time.Duration, report func(moved int, err error)) {
+	accounts := []struct {
+		label    string
+		want     func(stream string) bool
+		elected  string // the advisories' subject
+		nc       *nats.Conn
+		lastFail error
+	}{
+		{label: "platform", want: func(stream string) bool { return stream == "KV_"+LeaseBucket(appID) },
+			elected: "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.KV_" + LeaseBucket(appID)},
+		{label: "app " + appID, want: func(string) bool { return true },
+			elected: "$JS.EVENT.ADVISORY.*.LEADER_ELECTED.>"},
 	}
-	moved, err := s.stepDownIn(ctx, "platform", func(stream string) bool { return stream == "KV_"+LeaseBucket(appID) })
-	n, err2 := s.stepDownIn(ctx, "app "+appID, func(string) bool { return true })
-	return moved + n, errors.Join(err, err2)
+	elected := make(chan struct{}, 1)
+	onElected := func(m *nats.Msg) {
+		var adv struct {
+			Leader string `json:"leader"`
+		}
+		if json.Unmarshal(m.Data, &adv) == nil && adv.Leader == s.name {
+			select {
+			case elected <- struct{}{}:
+			default:
+			}
+		}
+	}
+	defer func() {
+		for _, a := range accounts {
+			if a.nc != nil {
+				a.nc.Close()
+			}
+		}
+	}()
+	for ctx.Err() == nil {
+		if s.Replicas() >= 2 {
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			moved := 0
+			var errs []error
+			for i := range accounts {
+				a := &accounts[i]
+				if a.nc == nil || a.nc.IsClosed() {
+					nc, err := s.connect(a.label)
+					if err == nil {
+						_, err = nc.Subscribe(a.elected, onElected)
+						if err != nil {
+							nc.Close()
+						}
+					}
+					if err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					a.nc = nc
+				}
+				n, err := s.stepDownIn(rctx, a.nc, a.label, a.want)
+				moved += n
+				errs = append(errs, err)
+			}
+			cancel()
+			if err := errors.Join(errs...); moved > 0 || (err != nil && ctx.Err() == nil) {
+				report(moved, err)
+			}
+		}
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+		case <-elected:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 }
 
 // stepDownIn steps down this node's leaderships of the streams of
 // label's account that want selects, and of their consumers.
-func (s *Server) stepDownIn(ctx context.Context, label string, want func(stream string) bool) (int, error) {
-	nc, err := s.connect(label)
-	if err != nil {
-		return 0, err
-	}
-	defer nc.Close()
+func (s *Server) stepDownIn(ctx context.Context, nc *nats.Conn, label string, want func(stream string) bool) (int, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return 0, err
