@@ -210,10 +210,10 @@ func (c *candidate) hold(ctx context.Context, token uint64, fn func(context.Cont
 		case <-ctx.Done():
 			stop(ErrReleased)
 			<-done
-			c.release(rev)
+			c.release(rev, value)
 			return
 		case <-done:
-			c.release(rev)
+			c.release(rev, value)
 			return
 		case <-fence.C:
 			lost("no renewal within the fence time", nil)
@@ -245,11 +245,19 @@ func (c *candidate) hold(ctx context.Context, token uint64, fn func(context.Cont
 }
 
 // release deletes the lease on rev, so that another candidate takes it at
-// once rather than after the TTL.
-func (c *candidate) release(rev uint64) {
+// once rather than after the TTL. A renewal whose answer came too late
+// may have moved the entry past rev: an entry that is still this
+// holder's (value) is deleted at its own revision.
+func (c *candidate) release(rev uint64, value []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Fence)
 	defer cancel()
-	if err := c.cfg.KV.Delete(ctx, c.cfg.Key, jetstream.LastRevision(rev)); err != nil {
+	err := c.cfg.KV.Delete(ctx, c.cfg.Key, jetstream.LastRevision(rev))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if e, gerr := c.cfg.KV.Get(ctx, c.cfg.Key); gerr == nil && string(e.Value()) == string(value) {
+			err = c.cfg.KV.Delete(ctx, c.cfg.Key, jetstream.LastRevision(e.Revision()))
+		}
+	}
+	if err != nil {
 		c.log.Warn().Err(err).Msg("lease release failed; it expires after its TTL")
 		return
 	}

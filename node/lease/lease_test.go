@@ -2,6 +2,7 @@ package lease
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -167,6 +168,66 @@ func TestOneHolderAtATimeAndFastReleaseHandOver(t *testing.T) {
 		if h.cause != ErrReleased {
 			t.Errorf("%s's hold ended with %v, want %v", h.holder, h.cause, ErrReleased)
 		}
+	}
+}
+
+// lateAnswerKV is a bucket whose next renewal, once armed, is applied
+// but answered too late: the holder sees an error, the entry moved on.
+type lateAnswerKV struct {
+	jetstream.KeyValue
+	armed chan struct{} // closed: the next Update's answer is lost
+	lost  chan struct{} // closed once an answer was lost
+	once  sync.Once
+}
+
+func (kv *lateAnswerKV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	n, err := kv.KeyValue.Update(ctx, key, value, rev)
+	select {
+	case <-kv.armed:
+		if err == nil {
+			kv.once.Do(func() { close(kv.lost) })
+			return 0, context.DeadlineExceeded
+		}
+	default:
+	}
+	return n, err
+}
+
+// A holder whose last renewal was applied but whose answer it never got
+// still releases the lease: the entry is its own, at a revision it did
+// not see.
+func TestReleaseAfterALateRenewal(t *testing.T) {
+	srv := startServer(t)
+	_, inner := bucket(t, srv)
+	kv := &lateAnswerKV{KeyValue: inner, armed: make(chan struct{}), lost: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	held := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Run(ctx, Config{KV: kv, Key: "app1", Holder: "a", TTL: testTTL}, func(ctx context.Context, _ uint64) {
+			close(held)
+			<-ctx.Done()
+		})
+	}()
+	select {
+	case <-held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lease was not taken within 5 s")
+	}
+	close(kv.armed)
+	select {
+	case <-kv.lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no renewal within 5 s")
+	}
+	cancel()
+	<-done
+	gctx, gcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer gcancel()
+	if e, err := inner.Get(gctx, "app1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("after the release the lease is %v (%v), want it deleted", e, err)
 	}
 }
 
