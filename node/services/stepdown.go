@@ -24,11 +24,10 @@ import (
 // what failed.
 func (s *Server) KeepLeadersAway(ctx context.Context, appID string, every time.Duration, report func(moved int, err error)) {
 	accounts := []struct {
-		label    string
-		want     func(stream string) bool
-		elected  string // the advisories' subject
-		nc       *nats.Conn
-		lastFail error
+		label   string
+		want    func(stream string) bool
+		elected string // the advisories' subject
+		nc      *nats.Conn
 	}{
 		{label: "platform", want: func(stream string) bool { return stream == "KV_"+LeaseBucket(appID) },
 			elected: "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.KV_" + LeaseBucket(appID)},
