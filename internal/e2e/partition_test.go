@@ -18,6 +18,9 @@ import (
 // when it stopped the singletons of a lease it could not renew.
 var lostLeaseRE = regexp.MustCompile(`^(\S+) (\S+) gearbox: this gear lost the app's lease: .*\(fencing token (\d+)\)$`)
 
+// heldLeaseRE matches the note of a gear that took the app's lease.
+var heldLeaseRE = regexp.MustCompile(`^(\S+) (\S+) gearbox: this gear runs the app's daemons and jobs \(fencing token (\d+)\)$`)
+
 // A network partition between the node that runs the daemon and the
 // rest: the isolated node stops its daemon before its lease can expire,
 // so the daemon of the next lease starts only after the last line of the
@@ -75,11 +78,24 @@ func TestServicesPartition(t *testing.T) {
 	if !stopped.Before(first.at) {
 		t.Errorf("gear %s's daemons stopped at %s, after token %d's first send at %s", holder, stopped.Format(time.StampMilli), first.token, first.at.Format(time.StampMilli))
 	}
+	// Its send attempts (failed ones included) up to the gear's next
+	// lease, if it took one again after the heal, are all before the
+	// next lease's first send.
 	c.log.mu.Lock()
+	until := time.Now()
+	for _, s := range c.log.other {
+		if m := heldLeaseRE.FindStringSubmatch(s); m != nil && m[2] == holder {
+			token, _ := strconv.ParseInt(m[3], 10, 64)
+			at, err := time.Parse(time.RFC3339Nano, m[1])
+			if err == nil && token > last.token && at.Before(until) {
+				until = at
+			}
+		}
+	}
 	var attempts []string
 	for _, s := range c.log.other {
 		if f := strings.Fields(s); len(f) > 3 && f[1] == holder && f[2] == "send" {
-			if at, err := time.Parse(time.RFC3339Nano, f[0]); err == nil && !at.Before(first.at) {
+			if at, err := time.Parse(time.RFC3339Nano, f[0]); err == nil && !at.Before(first.at) && at.Before(until) {
 				attempts = append(attempts, s)
 			}
 		}
