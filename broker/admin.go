@@ -50,6 +50,43 @@ func (b *Broker) updateApp(w http.ResponseWriter, r *http.Request, u *state.User
 	return nil
 }
 
+// relocate moves gear g of app a to node target in cv: new ports there,
+// and the routing events that drop its endpoints at the old address and
+// port, then add them at the new (each event names the endpoint it is
+// about). It returns the moved gear; nothing is written.
+func relocate(b *Broker, cv *clusterView, a *state.App, g state.Gear, target string) (state.Gear, []state.RoutingEvent, error) {
+	old := g
+	cv.freePorts(g)
+	g.Node = target
+	var err error
+	if g.Port, err = cv.port(target); err != nil {
+		return g, nil, err
+	}
+	if g.LB {
+		if g.LBPort, err = cv.port(target); err != nil {
+			return g, nil, err
+		}
+	}
+	cv.adjustLoad(old.Node, -1)
+	cv.adjustLoad(target, +1)
+	pl := &plan{b: b, cv: cv, app: a}
+	var events []state.RoutingEvent
+	for _, step := range []struct {
+		action string
+		gear   *state.Gear
+	}{{state.ActionRemovePublicEndpoint, &old}, {state.ActionAddPublicEndpoint, &g}} {
+		e := pl.event(step.action)
+		pl.fillEndpoint(&e, step.gear, false)
+		events = append(events, e)
+		if step.gear.LB {
+			e := pl.event(step.action)
+			pl.fillEndpoint(&e, step.gear, true)
+			events = append(events, e)
+		}
+	}
+	return g, events, nil
+}
+
 // GET /broker/rest/nodes (admin)
 func (b *Broker) listNodes(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
 	if err := requireAdmin(u); err != nil {
@@ -172,33 +209,10 @@ func (b *Broker) moveGear(w http.ResponseWriter, r *http.Request, u *state.User,
 			return errorf(http.StatusConflict, 1, "Moving gear '%s' to node '%s' would put all LB gears of HA application '%s' in one zone; pass force=true (gearbox gear move --force) to move it anyway.", id, target, a.Name)
 		}
 	}
-	from, old := g.Node, g
-	cv.freePorts(g)
-	g.Node = target
-	if g.Port, err = cv.port(target); err != nil {
+	from := g.Node
+	g, events, err := relocate(b, cv, &a, g, target)
+	if err != nil {
 		return err
-	}
-	if g.LB {
-		if g.LBPort, err = cv.port(target); err != nil {
-			return err
-		}
-	}
-	// Routers drop the endpoints at the old address and port, then add
-	// the new ones: each event names the endpoint it is about.
-	pl := &plan{b: b, cv: cv, app: &a}
-	var events []state.RoutingEvent
-	for _, step := range []struct {
-		action string
-		gear   *state.Gear
-	}{{state.ActionRemovePublicEndpoint, &old}, {state.ActionAddPublicEndpoint, &g}} {
-		e := pl.event(step.action)
-		pl.fillEndpoint(&e, step.gear, false)
-		events = append(events, e)
-		if step.gear.LB {
-			e := pl.event(step.action)
-			pl.fillEndpoint(&e, step.gear, true)
-			events = append(events, e)
-		}
 	}
 	if err := b.commit(r.Context(), []store.Op{{Bucket: state.BucketGears, Key: g.ID, Value: g}}, events); err != nil {
 		return err

@@ -46,7 +46,8 @@ type Broker struct {
 	// mu serialises mutations on the leader: each handler reads the
 	// current state, checks its rules and writes one batch.
 	mu  sync.Mutex
-	seq uint64 // last routing event sequence written; guarded by mu
+	seq      uint64 // last routing event sequence written; guarded by mu
+	alertSeq uint64 // last alert sequence written; guarded by mu
 
 	ln     net.Listener
 	srv    *http.Server
@@ -59,6 +60,8 @@ type Broker struct {
 	// feed wakes routing feed readers (followed feeds, webhook
 	// deliverers) when events arrive.
 	feed *feedHub
+	// alertHub does the same for the alert feed.
+	alertHub *feedHub
 	// followers counts the followed feeds being served.
 	followers atomic.Int64
 
@@ -67,6 +70,8 @@ type Broker struct {
 
 	// rolloutPasses counts the passes of the roll-out loop, for tests.
 	rolloutPasses atomic.Int64
+	// healPasses counts the healing passes done as leader, for tests.
+	healPasses atomic.Int64
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -82,7 +87,7 @@ func New(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{cfg: cfg, st: cfg.Store, log: cfg.Logger.With().Str("component", "broker").Logger(), logClient: newLogClient(cfg.ClusterSecret),
-		feed: newFeedHub(), limits: newAuthLimits(cfg)}
+		feed: newFeedHub(), alertHub: newFeedHub(), limits: newAuthLimits(cfg)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
 }
@@ -177,10 +182,17 @@ func (b *Broker) Start(ctx context.Context) error {
 		ln.Close()
 		return fmt.Errorf("register broker: %w", err)
 	}
-	feedWatch, err := b.startFeed()
+	routing, alerts := b.routingFeed(), b.alertFeed()
+	feedWatch, err := b.startFeed(routing)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("read routing events: %w", err)
+	}
+	alertWatch, err := b.startFeed(alerts)
+	if err != nil {
+		feedWatch.Close()
+		ln.Close()
+		return fmt.Errorf("read alerts: %w", err)
 	}
 	b.srv = &http.Server{
 		Handler: b.Handler(),
@@ -190,7 +202,8 @@ func (b *Broker) Start(ctx context.Context) error {
 	}
 	// Time-outs and caps (listener.go).
 	b.guard = lb.GuardServer(b.srv, b.apiLimits())
-	b.wg.Go(func() { b.feedLoop(feedWatch) })
+	b.wg.Go(func() { b.feedLoop(routing, feedWatch) })
+	b.wg.Go(func() { b.feedLoop(alerts, alertWatch) })
 	b.wg.Go(b.webhookLoop)
 	b.wg.Go(func() {
 		if err := b.srv.Serve(b.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -199,6 +212,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	})
 	b.wg.Go(b.bootstrapLoop)
 	b.wg.Go(b.rolloutLoop)
+	b.wg.Go(b.healLoop)
 	b.log.Info().Str("api", b.apiURL).Msg("broker started")
 	return nil
 }

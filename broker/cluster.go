@@ -210,6 +210,25 @@ func (b *Broker) gearsOwnedBy(login string) (int, error) {
 
 // commit writes ops and appends events to the routing feed, in one batch.
 func (b *Broker) commit(ctx context.Context, ops []store.Op, events []state.RoutingEvent) error {
+	return b.commitAll(ctx, ops, events, nil)
+}
+
+// commitAll is commit that also appends alerts to the alert feed, in the
+// same batch.
+func (b *Broker) commitAll(ctx context.Context, ops []store.Op, events []state.RoutingEvent, alerts []state.Alert) error {
+	if len(alerts) > 0 {
+		seq, err := b.lastAlertSeq()
+		if err != nil {
+			return err
+		}
+		now := b.cfg.Now()
+		for i := range alerts {
+			seq++
+			alerts[i].Seq = seq
+			alerts[i].Time = now
+			ops = append(ops, store.Op{Bucket: state.BucketAlerts, Key: state.EventKey(seq), Value: alerts[i]})
+		}
+	}
 	if len(events) > 0 {
 		seq, err := b.lastSeq()
 		if err != nil {
@@ -234,25 +253,41 @@ func (b *Broker) commit(ctx context.Context, ops []store.Op, events []state.Rout
 	if n := len(events); n > 0 {
 		b.seq = events[n-1].Seq
 	}
+	if n := len(alerts); n > 0 {
+		b.alertSeq = alerts[n-1].Seq
+		for _, a := range alerts {
+			b.log.Warn().Str("alert", a.Kind).Str("app", a.AppName).Str("domain", a.Namespace).Str("node", a.Node).
+				Str("gear", a.Gear).Str("action", a.Action).Msg(a.Reason)
+		}
+	}
 	return nil
 }
 
 // lastSeq is the newest routing event's sequence number. It is cached and
 // checked against the store, so a new leader continues where the last
 // one stopped.
-func (b *Broker) lastSeq() (uint64, error) {
-	if b.seq > 0 {
-		if _, err := b.st.GetRecord(state.BucketRoutingEvents, state.EventKey(b.seq+1)); errors.Is(err, store.ErrNotFound) {
-			return b.seq, nil
+func (b *Broker) lastSeq() (uint64, error) { return b.lastIn(state.BucketRoutingEvents, b.seq) }
+
+// lastAlertSeq is lastSeq for the alert feed.
+func (b *Broker) lastAlertSeq() (uint64, error) { return b.lastIn(state.BucketAlerts, b.alertSeq) }
+
+// lastIn is the newest sequence of a feed's bucket, given cached, the
+// last one this broker wrote.
+func (b *Broker) lastIn(bucket string, cached uint64) (uint64, error) {
+	if cached > 0 {
+		if _, err := b.st.GetRecord(bucket, state.EventKey(cached+1)); errors.Is(err, store.ErrNotFound) {
+			return cached, nil
 		}
 	}
-	recs, err := b.st.List(state.BucketRoutingEvents)
+	recs, err := b.st.List(bucket)
 	if err != nil {
 		return 0, err
 	}
 	var last uint64
 	for _, r := range recs {
-		var e state.RoutingEvent
+		var e struct {
+			Seq uint64 `json:"seq"`
+		}
 		if err := r.Decode(&e); err == nil && e.Seq > last {
 			last = e.Seq
 		}

@@ -119,6 +119,10 @@ type Config struct {
 	// its health check on the new deployment (fetch and build included)
 	// before it stops (--rollout-timeout). Default 10 min.
 	RolloutTimeout time.Duration
+	// NodeFailureGrace is how long a node's member must have been gone
+	// (failed, left or unknown to gossip) before the leader replaces its
+	// gears elsewhere (--node-failure-grace). Default 10 s.
+	NodeFailureGrace time.Duration
 	// LBRise and LBCheckInterval are the load balancers' health check
 	// settings that apps do not override (rise checks, one interval
 	// apart, bring a gear back): a roll-out waits that long, plus an
@@ -310,6 +314,11 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("RolloutTimeout: %s is negative", c.RolloutTimeout))
 	} else if c.RolloutTimeout == 0 {
 		c.RolloutTimeout = DefaultRolloutTimeout
+	}
+	if c.NodeFailureGrace < 0 {
+		errs = append(errs, fmt.Errorf("NodeFailureGrace: %s is negative", c.NodeFailureGrace))
+	} else if c.NodeFailureGrace == 0 {
+		c.NodeFailureGrace = DefaultNodeFailureGrace
 	}
 	if c.LBRise <= 0 {
 		c.LBRise = lb.DefaultConfig().Rise

@@ -129,27 +129,69 @@ func (h *feedHub) firstGapLog(seq uint64) bool {
 	return true
 }
 
-// startFeed sets the hub's top from the store and returns the watch that
-// feedLoop follows; the watch exists before the scan, so that no event
+// feed is one of the broker's sequenced feeds: the routing events or the
+// alerts. Both are read, followed and delivered to webhooks alike.
+type feed struct {
+	name   string // for logs: "routing feed", "alert feed"
+	bucket string
+	hub    *feedHub
+	// item decodes one record of the bucket.
+	item func(store.Record) (feedItem, error)
+}
+
+// feedItem is one entry of a feed, with what the API shows of it.
+type feedItem struct {
+	Seq  uint64
+	Time time.Time
+	View any
+	// Namespace is the domain of the app an alert is about ("" for the
+	// routing feed and for alerts about nodes): who may read it.
+	Namespace string
+}
+
+// routingFeed is the routing event feed.
+func (b *Broker) routingFeed() feed {
+	return feed{name: "routing feed", bucket: state.BucketRoutingEvents, hub: b.feed, item: func(r store.Record) (feedItem, error) {
+		var e state.RoutingEvent
+		if err := r.Decode(&e); err != nil {
+			return feedItem{}, err
+		}
+		return feedItem{Seq: e.Seq, Time: e.Time, View: routingEventView(&e)}, nil
+	}}
+}
+
+// alertFeed is the alert feed (alerts.go).
+func (b *Broker) alertFeed() feed {
+	return feed{name: "alert feed", bucket: state.BucketAlerts, hub: b.alertHub, item: func(r store.Record) (feedItem, error) {
+		var a state.Alert
+		if err := r.Decode(&a); err != nil {
+			return feedItem{}, err
+		}
+		return feedItem{Seq: a.Seq, Time: a.Time, View: alertView(&a), Namespace: a.Namespace}, nil
+	}}
+}
+
+// startFeed sets f's hub's top from the store and returns the watch that
+// feedLoop follows; the watch exists before the scan, so that no entry
 // committed in between goes unnoticed.
-func (b *Broker) startFeed() (*store.Watch, error) {
-	w := b.st.Watch(state.BucketRoutingEvents)
-	recs, err := b.st.List(state.BucketRoutingEvents)
+func (b *Broker) startFeed(f feed) (*store.Watch, error) {
+	w := b.st.Watch(f.bucket)
+	recs, err := b.st.List(f.bucket)
 	if err != nil {
 		w.Close()
 		return nil, err
 	}
 	if n := len(recs); n > 0 {
 		if seq, err := strconv.ParseUint(recs[n-1].Key, 10, 64); err == nil {
-			b.feed.top.Store(seq)
+			f.hub.top.Store(seq)
 		}
 	}
 	return w, nil
 }
 
-// feedLoop follows the routing events committed to this member's store
-// (written here or merged from others) and wakes feed readers.
-func (b *Broker) feedLoop(w *store.Watch) {
+// feedLoop follows the entries of f committed to this member's store
+// (written here or merged from others) and wakes f's readers.
+func (b *Broker) feedLoop(f feed, w *store.Watch) {
 	defer w.Close()
 	for {
 		select {
@@ -162,65 +204,67 @@ func (b *Broker) feedLoop(w *store.Watch) {
 					top = max(top, seq)
 				}
 			}
-			b.feed.arrived(top)
+			f.hub.arrived(top)
 		}
 	}
 }
 
-// readFeed returns up to limit routing events after seq after, in
-// sequence order. At a missing sequence it stops, and hold says how long
-// until the gap is old enough to be skipped (zero: the feed simply ends
-// there for now); a gap older than FeedGapWait is skipped, and logged
-// once.
-func (b *Broker) readFeed(after uint64, limit int) (evs []state.RoutingEvent, hold time.Duration, err error) {
+// readFeed returns up to limit entries of f after seq after, in sequence
+// order. At a missing sequence it stops, and hold says how long until the
+// gap is old enough to be skipped (zero: the feed simply ends there for
+// now); a gap older than FeedGapWait is skipped, and logged once.
+func (b *Broker) readFeed(f feed, after uint64, limit int) (items []feedItem, hold time.Duration, err error) {
 	next := after + 1
-	for len(evs) < limit {
-		var e state.RoutingEvent
-		_, err := b.st.Get(state.BucketRoutingEvents, state.EventKey(next), &e)
-		if err == nil {
-			evs = append(evs, e)
+	for len(items) < limit {
+		r, err := b.st.GetRecord(f.bucket, state.EventKey(next))
+		if err == nil && !r.Deleted {
+			it, err := f.item(r)
+			if err != nil {
+				return items, 0, err
+			}
+			items = append(items, it)
 			next++
 			continue
 		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return evs, 0, err
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return items, 0, err
 		}
-		if b.feed.top.Load() < next {
-			return evs, 0, nil // the end of the feed
+		if f.hub.top.Load() < next {
+			return items, 0, nil // the end of the feed
 		}
-		later, ok, err := b.eventFrom(next)
+		later, ok, err := b.entryFrom(f, next)
 		if err != nil || !ok {
-			return evs, 0, err
+			return items, 0, err
 		}
 		if age := b.cfg.Now().Sub(later.Time); age < b.cfg.FeedGapWait {
-			return evs, b.cfg.FeedGapWait - age, nil
+			return items, b.cfg.FeedGapWait - age, nil
 		}
-		if b.feed.firstGapLog(next) {
+		if f.hub.firstGapLog(next) {
 			b.log.Warn().Uint64("from", next).Uint64("to", later.Seq-1).Dur("waited", b.cfg.FeedGapWait).
-				Msg("routing feed skips events missing from this member")
+				Str("feed", f.name).Msg("feed skips entries missing from this member")
 		}
 		next = later.Seq
 	}
-	return evs, 0, nil
+	return items, 0, nil
 }
 
-// eventFrom returns the first routing event with a sequence of seq or
-// more. It scans the bucket: it is only called at a gap.
-func (b *Broker) eventFrom(seq uint64) (state.RoutingEvent, bool, error) {
-	recs, err := b.st.List(state.BucketRoutingEvents)
+// entryFrom returns the first entry of f with a sequence of seq or more.
+// It scans the bucket: it is only called at a gap.
+func (b *Broker) entryFrom(f feed, seq uint64) (feedItem, bool, error) {
+	recs, err := b.st.List(f.bucket)
 	if err != nil {
-		return state.RoutingEvent{}, false, err
+		return feedItem{}, false, err
 	}
 	key := state.EventKey(seq)
 	i := sort.Search(len(recs), func(i int) bool { return recs[i].Key >= key })
 	if i == len(recs) {
-		return state.RoutingEvent{}, false, nil
+		return feedItem{}, false, nil
 	}
-	var e state.RoutingEvent
-	if err := recs[i].Decode(&e); err != nil {
-		return e, false, err
+	it, err := f.item(recs[i])
+	if err != nil {
+		return it, false, err
 	}
-	return e, true, nil
+	return it, true, nil
 }
 
 // GET /broker/rest/routing/events?after=SEQ&limit=N[&follow=1] (admin):
@@ -236,6 +280,13 @@ func (b *Broker) routingEvents(w http.ResponseWriter, r *http.Request, u *state.
 	if err := requireAdmin(u); err != nil {
 		return err
 	}
+	return b.serveFeed(w, r, p, b.routingFeed(), "routing_events", nil)
+}
+
+// serveFeed answers a read of feed f (routing events, alerts): after=,
+// limit=, follow=. visible, if set, says which entries the caller may
+// see; the others are left out.
+func (b *Broker) serveFeed(w http.ResponseWriter, r *http.Request, p params, f feed, kind string, visible func(feedItem) bool) error {
 	after, err := p.seq("after")
 	if err != nil {
 		return err
@@ -248,7 +299,7 @@ func (b *Broker) routingEvents(w http.ResponseWriter, r *http.Request, u *state.
 	case !ok:
 		limit = DefaultFeedLimit
 	case limit < 1 || limit > MaxFeedLimit:
-		return fieldErr("limit", 1, "Invalid limit %d: use 1 to %d events.", limit, MaxFeedLimit)
+		return fieldErr("limit", 1, "Invalid limit %d: use 1 to %d entries.", limit, MaxFeedLimit)
 	}
 	follow, err := p.boolean("follow", false)
 	if err != nil {
@@ -257,21 +308,23 @@ func (b *Broker) routingEvents(w http.ResponseWriter, r *http.Request, u *state.
 	if follow {
 		if n := b.followers.Add(1); n > int64(b.cfg.MaxFeedFollowers) {
 			b.followers.Add(-1)
-			return errorf(http.StatusServiceUnavailable, 1, "This broker already serves %d followed routing feeds, its limit; retry later, follow another broker, or read with after= instead.", b.cfg.MaxFeedFollowers)
+			return errorf(http.StatusServiceUnavailable, 1, "This broker already serves %d followed feeds, its limit; retry later, follow another broker, or read with after= instead.", b.cfg.MaxFeedFollowers)
 		}
 		defer b.followers.Add(-1)
-		b.followFeed(w, r, after)
+		b.followFeed(w, r, f, after, visible)
 		return nil
 	}
-	evs, _, err := b.readFeed(after, limit)
+	items, _, err := b.readFeed(f, after, limit)
 	if err != nil {
 		return err
 	}
-	out := make([]api.RoutingEvent, 0, len(evs))
-	for i := range evs {
-		out = append(out, routingEventView(&evs[i]))
+	out := make([]any, 0, len(items))
+	for _, it := range items {
+		if visible == nil || visible(it) {
+			out = append(out, it.View)
+		}
 	}
-	reply(w, http.StatusOK, "routing_events", out)
+	reply(w, http.StatusOK, kind, out)
 	return nil
 }
 
@@ -287,9 +340,9 @@ func routingEventView(e *state.RoutingEvent) api.RoutingEvent {
 	return v
 }
 
-// followFeed streams the feed after seq after as NDJSON until the client
+// followFeed streams feed f after seq after as NDJSON until the client
 // goes or the broker closes. Like other reads it holds no lock.
-func (b *Broker) followFeed(w http.ResponseWriter, r *http.Request, after uint64) {
+func (b *Broker) followFeed(w http.ResponseWriter, r *http.Request, f feed, after uint64, visible func(feedItem) bool) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
@@ -311,16 +364,19 @@ func (b *Broker) followFeed(w http.ResponseWriter, r *http.Request, after uint64
 	var hold gapTimer
 	defer hold.stop()
 	for {
-		wake := b.feed.changed()
-		evs, wait, err := b.readFeed(after, feedBatch)
+		wake := f.hub.changed()
+		items, wait, err := b.readFeed(f, after, feedBatch)
 		if err != nil {
-			b.log.Warn().Err(err).Msg("read routing feed failed")
+			b.log.Warn().Err(err).Str("feed", f.name).Msg("read feed failed")
 			return
 		}
-		if len(evs) > 0 {
+		if len(items) > 0 {
 			ok := send(func() error {
-				for i := range evs {
-					if err := enc.Encode(routingEventView(&evs[i])); err != nil {
+				for _, it := range items {
+					if visible != nil && !visible(it) {
+						continue
+					}
+					if err := enc.Encode(it.View); err != nil {
 						return err
 					}
 				}
@@ -329,7 +385,7 @@ func (b *Broker) followFeed(w http.ResponseWriter, r *http.Request, after uint64
 			if !ok {
 				return
 			}
-			after = evs[len(evs)-1].Seq
+			after = items[len(items)-1].Seq
 			keepAlive.Reset(b.cfg.FeedKeepAlive)
 			continue
 		}
@@ -357,7 +413,7 @@ func (p params) seq(name string) (uint64, error) {
 	}
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil {
-		return 0, fieldErr(name, 1, "Invalid value for %s: %q; use a routing event sequence number (0 or more).", name, v)
+		return 0, fieldErr(name, 1, "Invalid value for %s: %q; use a feed sequence number (0 or more).", name, v)
 	}
 	return n, nil
 }

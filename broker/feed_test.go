@@ -336,7 +336,7 @@ func TestRoutingFeedFollowerLimit(t *testing.T) {
 	first := c.follow(t, 0)
 	c.follow(t, 0)
 	r := c.do(t, "GET", "/broker/rest/routing/events?follow=1", admin, nil)
-	wantErr(t, r, http.StatusServiceUnavailable, "already serves 2 followed routing feeds")
+	wantErr(t, r, http.StatusServiceUnavailable, "already serves 2 followed feeds")
 	// Reads without follow are not limited.
 	c.ok(t, "GET", "/broker/rest/routing/events", admin, nil, nil)
 

@@ -196,11 +196,19 @@ func (p *plan) fillEndpoint(e *state.RoutingEvent, g *state.Gear, lb bool) {
 	}
 }
 
-// ensureHead keeps exactly one head gear: the oldest LB gear.
+// ensureHead keeps exactly one head gear: the current head while it is
+// an LB gear, else the oldest LB gear. (The head is the oldest LB gear
+// unless healing re-designated it when its node was lost, heal.go.)
 func (p *plan) ensureHead() {
 	head := -1
 	for i := range p.gears {
-		if p.gears[i].LB && head < 0 {
+		if p.gears[i].LB && p.gears[i].Head {
+			head = i
+			break
+		}
+	}
+	for i := range p.gears {
+		if head < 0 && p.gears[i].LB {
 			head = i
 		}
 	}

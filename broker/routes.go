@@ -61,6 +61,7 @@ func (b *Broker) routes(mux *http.ServeMux) {
 	h("DELETE "+app+"/aliases/{alias}", b.removeAlias)
 
 	h("GET /broker/rest/routing/events", b.routingEvents)
+	h("GET /broker/rest/alerts", b.listAlerts)
 	h("GET /broker/rest/routing/routes", b.routingRoutes)
 	h("GET /broker/rest/routing/webhooks", b.listWebhooks)
 	h("POST /broker/rest/routing/webhooks", b.createWebhook)
@@ -116,6 +117,7 @@ var routingLinks = map[string]api.Link{
 	"ADD_ALIAS":                   link("POST", "/broker/rest/domains/:name/applications/:app/aliases", "id"),
 	"DELETE_ALIAS":                link("DELETE", "/broker/rest/domains/:name/applications/:app/aliases/:id"),
 	"LIST_ROUTING_EVENTS (admin)": link("GET", "/broker/rest/routing/events"),
+	"LIST_ALERTS":                 link("GET", "/broker/rest/alerts"),
 	"LIST_ROUTES (admin)":         link("GET", "/broker/rest/routing/routes"),
 	"LIST_WEBHOOKS (admin)":       link("GET", "/broker/rest/routing/webhooks"),
 	"ADD_WEBHOOK (admin)":         link("POST", "/broker/rest/routing/webhooks", "url"),

@@ -21,7 +21,8 @@ import (
 	"gearbox/store/state"
 )
 
-// Webhooks: URLs that receive every routing event by POST. The broker
+// Webhooks: URLs that receive every routing event (or, with
+// feed=alerts, every alert) by POST. The broker
 // leader delivers them: one goroutine per webhook POSTs the events one at
 // a time, in sequence order, each until the receiver answers 2xx; any
 // other answer, or none within WebhookTimeout, is retried after a backoff
@@ -70,8 +71,8 @@ func WebhookSignature(secret string, body []byte) string {
 // webhookView is webhook h as the API shows it, with the events pending
 // at this broker.
 func (b *Broker) webhookView(h *state.Webhook) api.Webhook {
-	v := api.Webhook{ID: h.ID, URL: h.URL, CreatedBy: h.CreatedBy, CreatedAt: h.CreatedAt, After: h.After, LastError: h.LastError}
-	if top := b.feed.top.Load(); top > h.After {
+	v := api.Webhook{ID: h.ID, URL: h.URL, Feed: h.FeedName(), CreatedBy: h.CreatedBy, CreatedAt: h.CreatedAt, After: h.After, LastError: h.LastError}
+	if top := b.webhookFeed(h).hub.top.Load(); top > h.After {
 		v.Pending = top - h.After
 	}
 	return v
@@ -94,9 +95,17 @@ func (b *Broker) listWebhooks(w http.ResponseWriter, r *http.Request, u *state.U
 	return nil
 }
 
-// POST /broker/rest/routing/webhooks (admin): url=, and after= the
-// sequence to deliver from (default: the last event now, so that only new
-// events go).
+// webhookFeed is the feed webhook h receives.
+func (b *Broker) webhookFeed(h *state.Webhook) feed {
+	if h.Feed == state.FeedAlerts {
+		return b.alertFeed()
+	}
+	return b.routingFeed()
+}
+
+// POST /broker/rest/routing/webhooks (admin): url=, feed= routing (the
+// default) or alerts, and after= the sequence to deliver from (default:
+// the last entry now, so that only new ones go).
 func (b *Broker) createWebhook(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
 	if err := requireAdmin(u); err != nil {
 		return err
@@ -109,7 +118,18 @@ func (b *Broker) createWebhook(w http.ResponseWriter, r *http.Request, u *state.
 	if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" || len(raw) > 2048 {
 		return fieldErr("url", 1, "Invalid webhook URL '%s': use an absolute http:// or https:// URL of at most 2048 characters.", raw)
 	}
+	feedName := p.str("feed")
+	switch feedName {
+	case "", state.FeedRouting:
+		feedName = ""
+	case state.FeedAlerts:
+	default:
+		return fieldErr("feed", 1, "Invalid feed '%s': use routing (the default) or alerts.", feedName)
+	}
 	top, err := b.lastSeq()
+	if feedName == state.FeedAlerts {
+		top, err = b.lastAlertSeq()
+	}
 	if err != nil {
 		return err
 	}
@@ -119,7 +139,7 @@ func (b *Broker) createWebhook(w http.ResponseWriter, r *http.Request, u *state.
 			return err
 		}
 		if after > top {
-			return fieldErr("after", 1, "Invalid after %d: the last routing event is %d.", after, top)
+			return fieldErr("after", 1, "Invalid after %d: the last entry of the feed is %d.", after, top)
 		}
 	}
 	hs, err := list[state.Webhook](b.st, state.BucketWebhooks)
@@ -134,14 +154,18 @@ func (b *Broker) createWebhook(w http.ResponseWriter, r *http.Request, u *state.
 	if len(hs) >= MaxWebhooks {
 		return errorf(http.StatusUnprocessableEntity, 1, "The cluster already has %d webhooks, the most it may have.", MaxWebhooks)
 	}
-	h := state.Webhook{ID: randomID(6), URL: raw, CreatedBy: u.Login, CreatedAt: b.cfg.Now(), After: after, Secret: randomID(32)}
+	h := state.Webhook{ID: randomID(6), URL: raw, Feed: feedName, CreatedBy: u.Login, CreatedAt: b.cfg.Now(), After: after, Secret: randomID(32)}
 	if _, err := b.st.Put(r.Context(), state.BucketWebhooks, h.ID, h); err != nil {
 		return err
 	}
-	b.log.Info().Str("webhook", h.ID).Str("url", h.URL).Uint64("after", after).Msg("webhook created")
+	b.log.Info().Str("webhook", h.ID).Str("url", h.URL).Str("feed", h.FeedName()).Uint64("after", after).Msg("webhook created")
 	v := b.webhookView(&h)
 	v.Secret = h.Secret
-	reply(w, http.StatusCreated, "webhook", v, fmt.Sprintf("Webhook %s created; it receives the routing events after %d. Its secret, which signs each delivery, is shown only now.", h.ID, after))
+	what := "routing events"
+	if h.Feed == state.FeedAlerts {
+		what = "alerts"
+	}
+	reply(w, http.StatusCreated, "webhook", v, fmt.Sprintf("Webhook %s created; it receives the %s after %d. Its secret, which signs each delivery, is shown only now.", h.ID, what, after))
 	return nil
 }
 
@@ -257,14 +281,15 @@ func (b *Broker) deliverWebhook(ctx context.Context, id string) {
 		return
 	}
 	after, lastErr := h.After, h.LastError
+	f := b.webhookFeed(&h)
 	var hold gapTimer
 	defer hold.stop()
 	for ctx.Err() == nil {
-		wake := b.feed.changed()
-		evs, wait, err := b.readFeed(after, feedBatch)
+		wake := f.hub.changed()
+		evs, wait, err := b.readFeed(f, after, feedBatch)
 		if err != nil {
 			if ctx.Err() == nil {
-				log.Warn().Err(err).Msg("read routing feed failed")
+				log.Warn().Err(err).Str("feed", f.name).Msg("read feed failed")
 			}
 			return
 		}
@@ -352,8 +377,8 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // postEvent delivers e to webhook h: nil when it answers 2xx.
-func (b *Broker) postEvent(ctx context.Context, h *state.Webhook, e state.RoutingEvent) error {
-	body, err := json.Marshal(routingEventView(&e))
+func (b *Broker) postEvent(ctx context.Context, h *state.Webhook, e feedItem) error {
+	body, err := json.Marshal(e.View)
 	if err != nil {
 		return fmt.Errorf("encode event %d: %w", e.Seq, err)
 	}

@@ -36,8 +36,10 @@ type Mapping struct {
 
 // Webhook is a URL that receives every routing event by POST.
 type Webhook struct {
-	ID        string    `json:"id"`
-	URL       string    `json:"url"`
+	ID  string `json:"id"`
+	URL string `json:"url"`
+	// Feed is what it receives: routing (events) or alerts.
+	Feed      string    `json:"feed"`
 	CreatedBy string    `json:"created_by"`
 	CreatedAt time.Time `json:"created_at"`
 	// After is the sequence of the last event delivered; Pending counts
@@ -83,4 +85,22 @@ type RouteEndpoint struct {
 	Reason string   `json:"reason,omitempty"`
 	Head   bool     `json:"head,omitempty"`
 	Types  []string `json:"types"`
+}
+
+// Alert is one entry of the alert feed (GET /broker/rest/alerts): what
+// went wrong in the cluster, and what gearbox did about it.
+type Alert struct {
+	// Seq orders the alerts: each is one more than the one before.
+	Seq uint64 `json:"seq"`
+	// Kind is node_failed, node_recovered, node_removed, gear_replaced,
+	// gear_crashing, app_degraded, app_recovered, autoscale_up,
+	// autoscale_down or autoscale_blocked.
+	Kind      string    `json:"kind"`
+	AppName   string    `json:"app_name,omitempty"`
+	Namespace string    `json:"namespace,omitempty"`
+	Node      string    `json:"node,omitempty"`
+	Gear      string    `json:"gear,omitempty"`
+	Reason    string    `json:"reason"`
+	Action    string    `json:"action,omitempty"`
+	Time      time.Time `json:"time"`
 }

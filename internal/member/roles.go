@@ -58,6 +58,8 @@ func RoleFlags() []cli.Flag {
 			Usage: "deployments each app keeps for rollback (event=activate)"},
 		&cli.DurationFlag{Name: "rollout-timeout", Value: broker.DefaultRolloutTimeout, EnvVars: cmdline.Env("ROLLOUT_TIMEOUT"), Category: "broker",
 			Usage: "how long a roll-out waits for one gear to fetch, build and pass its health check on a new deployment before it stops"},
+		&cli.DurationFlag{Name: "node-failure-grace", Value: broker.DefaultNodeFailureGrace, EnvVars: cmdline.Env("NODE_FAILURE_GRACE"), Category: "broker",
+			Usage: "how long a node must have been gone (failed or left) before its gears are replaced on other nodes; a node back within it keeps its gears"},
 		&cli.StringFlag{Name: "ha-dns-prefix", Value: state.DefaultHADNSPrefix, EnvVars: cmdline.Env("HA_DNS_PREFIX"), Category: "routing",
 			Usage: "prefix of HA apps' routing-layer hostnames (PREFIX APP-NS SUFFIX .DOMAIN), served by routers; the same on every member"},
 		&cli.StringFlag{Name: "ha-dns-suffix", Value: state.DefaultHADNSSuffix, EnvVars: cmdline.Env("HA_DNS_SUFFIX"), Category: "routing",
@@ -190,6 +192,9 @@ func ParseRoleOptions(c *cli.Context) (RoleOptions, error) {
 	}
 	if bc.RolloutTimeout = c.Duration("rollout-timeout"); bc.RolloutTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--rollout-timeout %s: want a positive duration", bc.RolloutTimeout))
+	}
+	if bc.NodeFailureGrace = c.Duration("node-failure-grace"); bc.NodeFailureGrace <= 0 {
+		errs = append(errs, fmt.Errorf("--node-failure-grace %s: want a positive duration", bc.NodeFailureGrace))
 	}
 	buildTimeout := c.Duration("build-timeout")
 	if buildTimeout <= 0 {

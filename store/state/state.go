@@ -462,8 +462,10 @@ const BucketWebhooks = "webhooks"
 // delivers, and records in After how far it got, so that a new leader
 // resumes where the old one stopped.
 type Webhook struct {
-	ID        string    `json:"id"`
-	URL       string    `json:"url"`
+	ID  string `json:"id"`
+	URL string `json:"url"`
+	// Feed is the feed it receives: "" (routing events) or FeedAlerts.
+	Feed      string    `json:"feed,omitempty"`
 	CreatedBy string    `json:"created_by"`
 	CreatedAt time.Time `json:"created_at"`
 	// After is the sequence of the last event delivered (or given up
@@ -476,4 +478,53 @@ type Webhook struct {
 	// (header X-Gearbox-Signature: sha256=HEX). The API shows it once,
 	// when the webhook is created.
 	Secret string `json:"secret"`
+}
+
+// BucketAlerts holds the alert feed: what went wrong in the cluster and
+// what the broker leader did about it, in sequence order. Broker-owned;
+// key EventKey(Seq), a sequence of its own, apart from routing events'.
+const BucketAlerts = "alerts"
+
+// Alert kinds.
+const (
+	AlertNodeFailed    = "node_failed"
+	AlertNodeRecovered = "node_recovered"
+	AlertNodeRemoved   = "node_removed"
+	AlertGearReplaced  = "gear_replaced"
+	AlertGearCrashing  = "gear_crashing"
+	AlertAppDegraded   = "app_degraded"
+	AlertAppRecovered  = "app_recovered"
+	AlertAutoscaleUp   = "autoscale_up"
+	AlertAutoscaleDown = "autoscale_down"
+	AlertAutoscaleHeld = "autoscale_blocked"
+)
+
+// Alert is one entry of the alert feed.
+type Alert struct {
+	Seq  uint64 `json:"seq"`
+	Kind string `json:"kind"`
+	// AppName and Namespace name the app it is about, if any; Node the
+	// node, Gear the gear.
+	AppName   string `json:"app_name,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Node      string `json:"node,omitempty"`
+	Gear      string `json:"gear,omitempty"`
+	// Reason says what happened; Action what gearbox did about it.
+	Reason string    `json:"reason"`
+	Action string    `json:"action,omitempty"`
+	Time   time.Time `json:"time"`
+}
+
+// Feeds a webhook may receive.
+const (
+	FeedRouting = "routing"
+	FeedAlerts  = "alerts"
+)
+
+// FeedName is the feed h receives, by name.
+func (h *Webhook) FeedName() string {
+	if h.Feed == "" {
+		return FeedRouting
+	}
+	return h.Feed
 }

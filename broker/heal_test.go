@@ -1,0 +1,235 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"gearbox/broker/api"
+	"gearbox/internal/testutil"
+	"gearbox/store"
+	"gearbox/store/state"
+)
+
+// alerts reads the alert feed as the admin.
+func (c *testCluster) alerts(t testing.TB) []api.Alert {
+	t.Helper()
+	var out []api.Alert
+	c.ok(t, "GET", "/broker/rest/alerts", basic(adminLogin, adminPassword), nil, &out)
+	return out
+}
+
+func kinds(as []api.Alert) []string {
+	var out []string
+	for _, a := range as {
+		out = append(out, a.Kind+":"+a.Node+a.AppName)
+	}
+	return out
+}
+
+// killNode stops node member name and waits until the broker no longer
+// sees it alive. Healing passes see it gone from their next one on
+// (waitHealPasses).
+func (c *testCluster) killNode(t testing.TB, name string) {
+	t.Helper()
+	c.node(t, name).Close()
+	testutil.WaitFor(t, 20*time.Second, "the broker to see "+name+" gone", func() bool {
+		for _, m := range c.st.Members() {
+			if m.Name == name && m.Status == store.StatusAlive {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// reportStarted writes the status a node writes for a gear it started.
+func (c *testCluster) reportStarted(t testing.TB, g state.Gear) {
+	t.Helper()
+	st := state.GearStatus{ID: g.ID, Node: g.Node, State: state.GearStarted, UpdatedAt: time.Now()}
+	if _, err := c.node(t, g.Node).st.Put(context.Background(), state.BucketGearStatus, g.ID, st); err != nil {
+		t.Fatalf("report gear %s: %v", g.ID, err)
+	}
+}
+
+// waitHealPasses waits for n more healing passes that saw the clock as it
+// is now.
+func (c *testCluster) waitHealPasses(t testing.TB, n int64) {
+	t.Helper()
+	want := c.b.healPasses.Load() + n
+	testutil.WaitFor(t, 10*time.Second, "healing passes", func() bool { return c.b.healPasses.Load() >= want })
+}
+
+// TestLostNodeGearsReplaced: the gears of a node gone for the grace move
+// to other nodes under the placement rules; the head passes to a live LB
+// gear; alerts say so in order; the app recovers once the replacement
+// is started.
+func TestLostNodeGearsReplaced(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	demo := c.user(t, "demo", url.Values{"ha": {"true"}})
+	c.domain(t, demo, "demo")
+	c.createApp(t, demo, "demo", "web", url.Values{"scale": {"true"}})
+	c.event(t, demo, "demo", "web", "make-ha")
+	c.event(t, demo, "demo", "web", "scale-up")
+	before := c.gears(t, "demo", "web")
+	var head state.Gear
+	for _, g := range before {
+		if g.Head {
+			head = g
+		}
+		c.reportStarted(t, g)
+	}
+	lost := head.Node
+	seq := c.lastSeq(t)
+	c.killNode(t, lost)
+
+	// Within the grace nothing moves.
+	c.waitHealPasses(t, 2)
+	if gs := c.gears(t, "demo", "web"); !slices.Equal(gs, before) {
+		t.Fatalf("gears changed within the grace:\n%+v\n%+v", before, gs)
+	}
+	c.clock.Advance(c.b.cfg.NodeFailureGrace)
+	var gs []state.Gear
+	testutil.WaitFor(t, 10*time.Second, "gears off "+lost, func() bool {
+		gs = c.gears(t, "demo", "web")
+		for _, g := range gs {
+			if g.Node == lost {
+				return false
+			}
+		}
+		return true
+	}, func() string { return fmt.Sprintf("%+v", gs) })
+	if len(gs) != len(before) {
+		t.Fatalf("%d gears, want %d", len(gs), len(before))
+	}
+	checkLBInvariants(t, gs, false)
+	for i, g := range gs {
+		if g.ID != before[i].ID {
+			t.Fatalf("gear %d is %s, was %s: replacements keep the gear's id", i, g.ID, before[i].ID)
+		}
+		if g.ID == head.ID && g.Head {
+			t.Fatalf("the lost head %s is still the head", g.ID)
+		}
+	}
+	moved := gs[slices.IndexFunc(gs, func(g state.Gear) bool { return g.ID == head.ID })]
+	if !moved.LB || moved.LBPort == 0 || moved.Port == 0 {
+		t.Fatalf("moved gear %+v", moved)
+	}
+	// Routing layers drop the old endpoints and add the new ones.
+	var removed, added int
+	for _, e := range c.eventsSince(t, seq) {
+		if e.GearID != head.ID {
+			continue
+		}
+		switch {
+		case e.Action == state.ActionRemovePublicEndpoint && e.PublicAddress == c.node(t, lost).ip:
+			removed++
+		case e.Action == state.ActionAddPublicEndpoint && e.PublicAddress == c.node(t, moved.Node).ip:
+			added++
+		}
+	}
+	if removed != 2 || added != 2 {
+		t.Fatalf("endpoint events: %d removed, %d added, want 2 and 2: %v", removed, added, actions(c.eventsSince(t, seq)))
+	}
+	// node_failed, then gear_replaced; the app is degraded until its
+	// replacement is reported started.
+	var as []api.Alert
+	testutil.WaitFor(t, 10*time.Second, "alerts", func() bool {
+		as = c.alerts(t)
+		return slices.ContainsFunc(as, func(a api.Alert) bool { return a.Kind == state.AlertAppDegraded })
+	}, func() string { return strings.Join(kinds(as), " ") })
+	want := []string{state.AlertNodeFailed + ":" + lost, state.AlertGearReplaced + ":" + lost + "web"}
+	if got := kinds(as); len(got) < 2 || !slices.Equal(got[:2], want) {
+		t.Fatalf("alerts %v, want %v first", got, want)
+	}
+	if as[1].Gear != head.ID || !strings.Contains(as[1].Action, moved.Node) {
+		t.Fatalf("gear_replaced alert %+v", as[1])
+	}
+	c.reportStarted(t, moved)
+	testutil.WaitFor(t, 10*time.Second, "app_recovered", func() bool {
+		as = c.alerts(t)
+		return as[len(as)-1].Kind == state.AlertAppRecovered
+	}, func() string { return strings.Join(kinds(as), " ") })
+	// A user sees the alerts of their apps only.
+	var mine []api.Alert
+	c.ok(t, "GET", "/broker/rest/alerts", demo, nil, &mine)
+	for _, a := range mine {
+		if a.AppName != "web" {
+			t.Fatalf("user sees alert %+v", a)
+		}
+	}
+	if len(mine) == 0 {
+		t.Fatal("user sees no alert of their app")
+	}
+}
+
+// TestHealingWaitsForANodeThatFits: an LB gear of an HA app on a lost
+// node has nowhere to go when every other node holds one of the app's LB
+// gears: the app is reported degraded, and the gear moves once a node
+// joins.
+func TestHealingWaitsForANodeThatFits(t *testing.T) {
+	c := newCluster(t, clusterOpts{nodes: []nodeSpec{{name: "n1", zone: "z1"}, {name: "n2", zone: "z2"}}})
+	demo := c.user(t, "demo", url.Values{"ha": {"true"}})
+	c.domain(t, demo, "demo")
+	c.createApp(t, demo, "demo", "web", url.Values{"scale": {"true"}})
+	c.event(t, demo, "demo", "web", "make-ha")
+	c.killNode(t, "n1")
+	c.waitHealPasses(t, 2)
+	c.clock.Advance(c.b.cfg.NodeFailureGrace)
+	var as []api.Alert
+	testutil.WaitFor(t, 10*time.Second, "app_degraded", func() bool {
+		as = c.alerts(t)
+		return slices.ContainsFunc(as, func(a api.Alert) bool {
+			return a.Kind == state.AlertAppDegraded && strings.Contains(a.Reason, "cannot be replaced")
+		})
+	}, func() string { return fmt.Sprintf("%+v", as) })
+	for _, g := range c.gears(t, "demo", "web") {
+		if g.Node == "n2" && !g.Head {
+			t.Fatalf("the LB gear on n2 is not the head: %+v", g)
+		}
+	}
+	c.addNode(nodeSpec{name: "n3", zone: "z3"})
+	testutil.WaitFor(t, 10*time.Second, "the lost LB gear on n3", func() bool {
+		for _, g := range c.gears(t, "demo", "web") {
+			if g.Node == "n1" {
+				return false
+			}
+		}
+		return true
+	})
+	checkLBInvariants(t, c.gears(t, "demo", "web"), false)
+}
+
+// TestHealingHoldsWhenMostNodesAreGone: with more than half of the nodes
+// gone, the leader reports them and moves nothing.
+func TestHealingHoldsWhenMostNodesAreGone(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	demo := c.user(t, "demo", nil)
+	c.domain(t, demo, "demo")
+	c.createApp(t, demo, "demo", "web", url.Values{"scale": {"true"}})
+	c.event(t, demo, "demo", "web", "scale-up")
+	c.event(t, demo, "demo", "web", "scale-up")
+	before := c.gears(t, "demo", "web")
+	c.killNode(t, "n1")
+	c.killNode(t, "n2")
+	c.waitHealPasses(t, 2)
+	c.clock.Advance(c.b.cfg.NodeFailureGrace)
+	var as []api.Alert
+	testutil.WaitFor(t, 10*time.Second, "node_failed alerts", func() bool {
+		as = c.alerts(t)
+		return len(as) >= 2
+	}, func() string { return fmt.Sprintf("%+v", as) })
+	for _, a := range as {
+		if a.Kind != state.AlertNodeFailed || !strings.Contains(a.Action, "holding") {
+			t.Fatalf("alert %+v", a)
+		}
+	}
+	c.waitHealPasses(t, 2)
+	if gs := c.gears(t, "demo", "web"); !slices.Equal(gs, before) {
+		t.Fatalf("gears moved while most nodes are gone:\n%+v\n%+v", before, gs)
+	}
+}
