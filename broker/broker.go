@@ -45,7 +45,7 @@ type Broker struct {
 
 	// mu serialises mutations on the leader: each handler reads the
 	// current state, checks its rules and writes one batch.
-	mu  sync.Mutex
+	mu       sync.Mutex
 	seq      uint64 // last routing event sequence written; guarded by mu
 	alertSeq uint64 // last alert sequence written; guarded by mu
 
