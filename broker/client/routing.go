@@ -60,7 +60,15 @@ func (c *Client) Webhooks(ctx context.Context) ([]api.Webhook, error) {
 // sequence after (nil: only events from now on). The answer holds the
 // webhook's secret, which is not shown again. Admin only.
 func (c *Client) AddWebhook(ctx context.Context, target string, after *uint64) (api.Webhook, []api.Message, error) {
+	return c.AddFeedWebhook(ctx, "", target, after)
+}
+
+// AddFeedWebhook is AddWebhook for feed "routing" ("" too) or "alerts".
+func (c *Client) AddFeedWebhook(ctx context.Context, feed, target string, after *uint64) (api.Webhook, []api.Message, error) {
 	v := url.Values{"url": {target}}
+	if feed != "" {
+		v.Set("feed", feed)
+	}
 	if after != nil {
 		v.Set("after", strconv.FormatUint(*after, 10))
 	}
@@ -80,4 +88,23 @@ func (c *Client) Routes(ctx context.Context) ([]api.Route, error) {
 	var rs []api.Route
 	_, err := c.Do(ctx, http.MethodGet, "/broker/rest/routing/routes", nil, &rs)
 	return rs, err
+}
+
+// Alerts returns up to limit alerts after sequence after, in order
+// (limit <= 0: the broker's default, 1000): all of them for an
+// administrator, those about the caller's apps for others.
+func (c *Client) Alerts(ctx context.Context, after uint64, limit int) ([]api.Alert, error) {
+	q := url.Values{"after": {strconv.FormatUint(after, 10)}}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var as []api.Alert
+	_, err := c.Do(ctx, http.MethodGet, "/broker/rest/alerts", q, &as)
+	return as, err
+}
+
+// FollowAlerts streams the alerts after sequence after as NDJSON, one
+// api.Alert per line, as FollowRoutingEvents does the routing events.
+func (c *Client) FollowAlerts(ctx context.Context, after uint64) (io.ReadCloser, error) {
+	return c.Stream(ctx, "/broker/rest/alerts", url.Values{"after": {strconv.FormatUint(after, 10)}, "follow": {"1"}})
 }

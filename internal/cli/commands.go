@@ -18,5 +18,6 @@ func Commands() []*cli.Command {
 		gearCommand(),
 		envCommand(),
 		routerCommand(),
+		alertsCommand(),
 	}
 }

@@ -2,16 +2,13 @@ package cli
 
 import (
 	"bufio"
-	"encoding/json"
+	"cmp"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -54,74 +51,14 @@ func routerEventsCommand() *cli.Command {
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new events until interrupted (Ctrl-C)"},
 		),
 		Action: clientAction(nil, func(s *session) error {
-			after := s.c.Uint64("after")
-			print := func(e api.RoutingEvent) error {
-				if s.json() {
-					b, err := json.Marshal(e)
-					if err != nil {
-						return err
-					}
-					_, err = fmt.Fprintf(s.stdout(), "%s\n", b)
-					return err
-				}
-				_, err := fmt.Fprintln(s.stdout(), eventLine(e))
-				return err
-			}
-			if !s.c.Bool("follow") {
-				for {
-					evs, err := s.api.RoutingEvents(s.ctx(), after, 0)
-					if err != nil {
-						return err
-					}
-					if len(evs) == 0 {
-						return nil
-					}
-					for _, e := range evs {
-						if e.Seq <= after {
-							return fmt.Errorf("the broker sent event %d when asked for the events after %d", e.Seq, after)
-						}
-						if err := print(e); err != nil {
-							return err
-						}
-						after = e.Seq
-					}
-				}
-			}
-			// Ctrl-C ends a followed feed: that is how it is meant to end.
-			ctx, stop := signal.NotifyContext(s.ctx(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			body, err := s.api.FollowRoutingEvents(ctx, after)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			defer body.Close()
-			sc := bufio.NewScanner(body)
-			sc.Buffer(make([]byte, 64<<10), 4<<20)
-			for sc.Scan() {
-				line := strings.TrimSpace(sc.Text())
-				if line == "" {
-					continue // keep-alive
-				}
-				var e api.RoutingEvent
-				if err := json.Unmarshal([]byte(line), &e); err != nil {
-					return fmt.Errorf("the broker sent a line that is not a routing event: %q", line)
-				}
-				if err := print(e); err != nil {
-					return err
-				}
-				after = e.Seq
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			why := "the broker ended the feed"
-			if err := sc.Err(); err != nil {
-				why = fmt.Sprintf("the feed broke off (%v)", err)
-			}
-			return fmt.Errorf("%s; resume with 'gearbox router events -f --after %d'", why, after)
+			return printFeed(s, feedReader[api.RoutingEvent]{
+				what:   "routing event",
+				resume: "gearbox router events -f",
+				list:   s.api.RoutingEvents,
+				follow: s.api.FollowRoutingEvents,
+				seq:    func(e api.RoutingEvent) uint64 { return e.Seq },
+				line:   eventLine,
+			})
 		}),
 	}
 }
@@ -165,14 +102,15 @@ func routerWebhookCommand() *cli.Command {
 				"leader resumes from the last event recorded as delivered, so an event may come twice:\n" +
 				"deduplicate by X-Gearbox-Event-Seq. Without --after only events from now on are sent.",
 			Flags: append(clientFlags(),
-				&cli.Uint64Flag{Name: "after", DefaultText: "the last event now", Usage: "send the events after sequence `SEQ`"}),
+				&cli.Uint64Flag{Name: "after", DefaultText: "the last event now", Usage: "send the events after sequence `SEQ`"},
+				&cli.StringFlag{Name: "feed", Value: "routing", Usage: "what to send: `routing` events, or alerts (see 'gearbox alerts')"}),
 			Action: clientAction([]string{"URL"}, func(s *session) error {
 				var after *uint64
 				if s.c.IsSet("after") {
 					a := s.c.Uint64("after")
 					after = &a
 				}
-				h, msgs, err := s.api.AddWebhook(s.ctx(), s.arg(0), after)
+				h, msgs, err := s.api.AddFeedWebhook(s.ctx(), s.c.String("feed"), s.arg(0), after)
 				if err != nil {
 					return err
 				}
@@ -204,9 +142,9 @@ func routerWebhookCommand() *cli.Command {
 					}
 					sort.Slice(hs, func(i, j int) bool { return hs[i].CreatedAt.Before(hs[j].CreatedAt) })
 					tw := newTable(w)
-					fmt.Fprintln(tw, "ID\tURL\tAFTER\tPENDING\tLAST ERROR")
+					fmt.Fprintln(tw, "ID\tFEED\tURL\tAFTER\tPENDING\tLAST ERROR")
 					for _, h := range hs {
-						fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", h.ID, h.URL, h.After, h.Pending, orDash(h.LastError))
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", h.ID, cmp.Or(h.Feed, "routing"), h.URL, h.After, h.Pending, orDash(h.LastError))
 					}
 					return tw.Flush()
 				})

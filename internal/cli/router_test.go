@@ -151,16 +151,16 @@ func TestRouterWebhooks(t *testing.T) {
 
 	fb.on("GET", path, fakeReply{data: `[
 		{"id": "abc123", "url": "https://hooks.example.org/gearbox", "after": 41, "pending": 3, "last_error": "POST https://hooks.example.org/gearbox answered 503 Service Unavailable", "created_at": "2026-03-04T05:06:07Z"},
-		{"id": "def456", "url": "http://10.0.0.9/hook", "after": 44, "pending": 0, "created_at": "2026-03-04T05:06:08Z"}]`})
+		{"id": "def456", "url": "http://10.0.0.9/hook", "feed": "alerts", "after": 44, "pending": 0, "created_at": "2026-03-04T05:06:08Z"}]`})
 	out, _, err = runCLI(t, "router", "webhook", "list")
 	if err != nil {
 		t.Fatal(err)
 	}
 	fb.requests()
 	wantCells := [][]string{
-		{"ID", "URL", "AFTER", "PENDING", "LAST ERROR"},
-		{"abc123", "https://hooks.example.org/gearbox", "41", "3", "POST https://hooks.example.org/gearbox answered 503 Service Unavailable"},
-		{"def456", "http://10.0.0.9/hook", "44", "0", "-"},
+		{"ID", "FEED", "URL", "AFTER", "PENDING", "LAST ERROR"},
+		{"abc123", "routing", "https://hooks.example.org/gearbox", "41", "3", "POST https://hooks.example.org/gearbox answered 503 Service Unavailable"},
+		{"def456", "alerts", "http://10.0.0.9/hook", "44", "0", "-"},
 	}
 	if got := cells(out); !equalCells(got, wantCells) {
 		t.Errorf("webhook list = %q, want %q", got, wantCells)
