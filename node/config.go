@@ -51,6 +51,11 @@ type Config struct {
 	// list of gear records, as a safety net besides watches; each wait is
 	// jittered by up to a quarter. Default 30 s.
 	ResyncInterval time.Duration
+	// SyncWait is how long Start waits for a first anti-entropy round
+	// with a peer before it starts the gears of a member that was part
+	// of a cluster (awaitClusterState). DefaultConfig's is 10 s; zero:
+	// no wait.
+	SyncWait time.Duration
 	// LogMaxBytes is the size at which a gear's log file is rotated.
 	// Default 10 MiB.
 	LogMaxBytes int64
@@ -150,6 +155,7 @@ const (
 	DefaultStopGrace      = 10 * time.Second
 	DefaultReadyInterval  = 250 * time.Millisecond
 	DefaultResyncInterval = 30 * time.Second
+	DefaultSyncWait       = 10 * time.Second
 	DefaultLogMaxBytes    = 10 << 20
 	DefaultLogFiles       = 3
 	DefaultLogPoll        = 250 * time.Millisecond
@@ -182,6 +188,7 @@ func DefaultConfig(st *store.Store, dataDir, addr, domain string) Config {
 		StopGrace:        DefaultStopGrace,
 		ReadyInterval:    DefaultReadyInterval,
 		ResyncInterval:   DefaultResyncInterval,
+		SyncWait:         DefaultSyncWait,
 		LogMaxBytes:      DefaultLogMaxBytes,
 		LogFiles:         DefaultLogFiles,
 		LogPollInterval:  DefaultLogPoll,

@@ -234,6 +234,23 @@ func (g *gear) writeLocked() {
 	g.reported = true
 }
 
+// reassert writes the gear's last status again when the record in the
+// store is not this node's: a stale copy of the gear on a node it was
+// moved away from wrote over it, or deleted it, as it was destroyed.
+func (g *gear) reassert(cur *state.GearStatus) {
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	if !g.reported || g.status.State == "" {
+		return // nothing written yet; the first report will be
+	}
+	if cur != nil && cur.Node == g.s.name {
+		return
+	}
+	g.log.Info().Msg("gear status written by another node: reported again")
+	g.status.UpdatedAt = g.s.cfg.Now()
+	g.writeLocked()
+}
+
 // sameStatus compares everything but UpdatedAt.
 func sameStatus(a, b state.GearStatus) bool {
 	return a.ID == b.ID && a.Node == b.Node && a.State == b.State && a.Reason == b.Reason && a.Deployment == b.Deployment && a.Restarts == b.Restarts && a.Health == b.Health && a.Draining == b.Draining &&

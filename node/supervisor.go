@@ -59,6 +59,9 @@ type Supervisor struct {
 	// Owned by the reconcile goroutine (by Start before it runs).
 	watch *store.Watch
 	gears map[string]*gear // by id: the gears this node runs
+	// onSyncWait, if set (tests), is called when Start begins to wait
+	// for the cluster's records.
+	onSyncWait func()
 	dying map[string]*gear // by id: gears being destroyed
 	apps  map[string]appInfo
 
@@ -174,6 +177,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		}
 		s.front = f
 	}
+	s.awaitClusterState(ctx)
 	// The watch comes first so that no change between the listing and
 	// the watch is missed.
 	s.watch = s.st.Watch(state.BucketGears, state.BucketApps, state.BucketNodes, state.BucketGearStatus, state.BucketRouters)
@@ -193,6 +197,51 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	}
 	s.log.Info().Str("addr", s.cfg.Addr).Str("http", s.FrontAddr()).Int("gears", len(s.gears)).Msg("node started")
 	return nil
+}
+
+// awaitClusterState waits, up to Config.SyncWait, for the store's first
+// anti-entropy round with a peer, when this member has been part of a
+// cluster (its store holds another node's record): what it kept from its
+// last run may be stale, gears moved away while it was down among it, and
+// starting them would run copies that are no longer its own. A member
+// alone, or one whose peers do not answer in time, goes on with what it
+// has; the first round then destroys what moved away.
+func (s *Supervisor) awaitClusterState(ctx context.Context) {
+	if s.cfg.SyncWait <= 0 || s.st.SyncedSinceStart() {
+		return
+	}
+	recs, err := s.st.List(state.BucketNodes)
+	if err != nil {
+		return
+	}
+	others := false
+	for _, r := range recs {
+		if r.Key != s.name && !r.Deleted {
+			others = true
+		}
+	}
+	if !others {
+		return
+	}
+	s.log.Info().Dur("up_to", s.cfg.SyncWait).Msg("waiting for the cluster's records before starting gears")
+	if s.onSyncWait != nil {
+		s.onSyncWait()
+	}
+	start := time.Now()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for !s.st.SyncedSinceStart() {
+		if time.Since(start) > s.cfg.SyncWait {
+			s.log.Warn().Dur("waited", s.cfg.SyncWait).Msg("no peer answered anti-entropy: starting gears from the records kept here")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	s.log.Info().Dur("waited", time.Since(start)).Msg("records in sync with a peer")
 }
 
 // Isolation returns how the node isolates its gears, as its node record
@@ -362,13 +411,26 @@ func (s *Supervisor) reconcileAll() error {
 		default:
 		}
 	}
+	reported := make(map[string]bool, len(srs))
 	for _, r := range srs {
 		var st state.GearStatus
-		if r.Decode(&st) != nil || st.Node != s.name || mine[r.Key] || s.dying[r.Key] != nil || !s.validID(r.Key) {
+		if r.Decode(&st) != nil {
+			continue
+		}
+		reported[r.Key] = true
+		if g := s.gears[r.Key]; g != nil && st.Node != s.name {
+			g.reassert(&st)
+		}
+		if st.Node != s.name || mine[r.Key] || s.dying[r.Key] != nil || !s.validID(r.Key) {
 			continue
 		}
 		s.log.Info().Str("gear", r.Key).Msg("destroy gear whose record went while the node was away")
 		s.dying[r.Key] = s.spawn(r.Key, desired{destroy: true})
+	}
+	for id, g := range s.gears {
+		if !reported[id] {
+			g.reassert(nil)
+		}
 	}
 	s.rebuildRoutes()
 	s.refreshLBs()
@@ -419,6 +481,14 @@ func (s *Supervisor) applyChanges(recs []store.Record) {
 		case state.BucketGearStatus:
 			// A drain asked for or ended by a gear's node.
 			nodes = true
+			if g := s.gears[r.Key]; g != nil {
+				var st state.GearStatus
+				if r.Deleted {
+					g.reassert(nil)
+				} else if r.Decode(&st) == nil && st.Node != s.name {
+					g.reassert(&st)
+				}
+			}
 		case state.BucketGears:
 			gears[r.Key] = r
 		case state.BucketApps:

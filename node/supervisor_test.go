@@ -16,6 +16,7 @@ import (
 
 	"gearbox/internal/testutil"
 	"gearbox/store/state"
+	"gearbox/store/storetest"
 )
 
 func TestNewValidatesConfig(t *testing.T) {
@@ -430,5 +431,98 @@ func TestStartTwice(t *testing.T) {
 	n := newTestNode(t)
 	if err := n.s.Start(context.Background()); !errors.Is(err, ErrStarted) {
 		t.Errorf("second Start: %v, want ErrStarted", err)
+	}
+}
+
+// A status record of a gear written by another node (a stale copy on the
+// node it was moved away from), or deleted by it, is written again by the
+// node that runs the gear.
+func TestStatusOfAnotherNodeIsReportedAgain(t *testing.T) {
+	n := newTestNode(t)
+	g := n.gear("ffff00000000000000000001", "app", "ns", 1)
+	n.put(state.BucketGears, g.ID, g)
+	n.waitState(g.ID, state.GearStarted)
+	stale := state.GearStatus{ID: g.ID, Node: "elsewhere", State: state.GearStopped, UpdatedAt: time.Now()}
+	n.put(state.BucketGearStatus, g.ID, stale)
+	testutil.WaitFor(t, 10*time.Second, "the status reported again", func() bool {
+		st, ok := n.status(g.ID)
+		return ok && st.Node == n.st.Name() && st.State == state.GearStarted
+	})
+	n.del(state.BucketGearStatus, g.ID)
+	testutil.WaitFor(t, 10*time.Second, "the deleted status reported again", func() bool {
+		st, ok := n.status(g.ID)
+		return ok && st.Node == n.st.Name() && st.State == state.GearStarted
+	})
+}
+
+// A node member restarting after its gear moved away while it was down
+// does not start that gear from the records it kept: it waits for the
+// cluster's records first.
+func TestRestartedNodeWaitsForTheClusterRecords(t *testing.T) {
+	n := newTestNode(t, func(c *Config) { c.SyncWait = 20 * time.Second })
+	peer := startStore(t, "peer-"+n.ip, filepath.Join(t.TempDir(), "peer"), ips.Next())
+	peer.Join(t, n.m)
+	// The peer is a node the broker may place on: the restarting member
+	// has been part of a cluster.
+	peer.Store.Put(context.Background(), state.BucketNodes, peer.Config.Name, state.Node{Name: peer.Config.Name, Addr: peer.Config.AdvertiseAddr})
+	g := n.gear("ffff00000000000000000002", "app", "ns", 1)
+	n.put(state.BucketGears, g.ID, g)
+	n.waitState(g.ID, state.GearStarted)
+	testutil.WaitFor(t, 10*time.Second, "the peer has the records", func() bool {
+		_, err := peer.Store.GetRecord(state.BucketGears, g.ID)
+		_, err2 := n.st.GetRecord(state.BucketNodes, peer.Config.Name)
+		return err == nil && err2 == nil
+	})
+	if err := n.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n.m.Close()
+	// While the member is down, its gear moves to the peer.
+	moved := g
+	moved.Node = peer.Config.Name
+	if _, err := peer.Store.Put(context.Background(), state.BucketGears, g.ID, moved); err != nil {
+		t.Fatal(err)
+	}
+	n.m = storetest.Start(t, n.m.Config)
+	n.st = n.m.Store
+	restart := time.Now()
+	w := n.st.Watch(state.BucketGearStatus)
+	defer w.Close()
+	cfg := FastConfig(n.st, filepath.Join(n.dir, "data"), n.ip, "example.test")
+	cfg.Logger = testLogger()
+	cfg.SyncWait = 20 * time.Second
+	if os.Geteuid() != 0 {
+		cfg.Isolation = IsolateNone
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	waiting := make(chan struct{})
+	s.onSyncWait = func() { close(waiting) }
+	started := make(chan error, 1)
+	go func() { started <- s.Start(context.Background()) }()
+	select {
+	case <-waiting:
+	case err := <-started:
+		t.Fatalf("the restarted node started its gears without waiting for the cluster's records (Start: %v)", err)
+	}
+	// The peer comes back into reach: the member syncs, then starts.
+	n.m.Join(t, peer)
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	n.s = s
+	// Its old status goes with the copy it destroys.
+	testutil.WaitFor(t, 10*time.Second, "the old status gone", func() bool {
+		st, ok := n.status(g.ID)
+		return !ok || st.Node != n.st.Name()
+	})
+	for _, r := range w.Next() {
+		var st state.GearStatus
+		if r.Key == g.ID && !r.Deleted && r.Decode(&st) == nil && st.Node == n.st.Name() && st.UpdatedAt.After(restart) {
+			t.Fatalf("the restarted node reported gear %s, which moved to %s while it was down: %+v", g.ID, moved.Node, st)
+		}
 	}
 }

@@ -41,6 +41,7 @@ type Store struct {
 
 	mu        sync.Mutex
 	started   bool
+	startedAt time.Time // by cfg.Now; set once by Start
 	closed    bool
 	closeErr  error
 	memberCh  []chan struct{}
@@ -162,6 +163,7 @@ func (s *Store) Start(ctx context.Context) error {
 	}
 	s.serf = sf
 	s.started = true
+	s.startedAt = s.cfg.Now().Truncate(time.Millisecond) // as lastSync keeps it
 	lm := sf.LocalMember()
 	s.log.Info().Str("member", s.cfg.Name).Str("gossip", net.JoinHostPort(lm.Addr.String(), strconv.Itoa(int(lm.Port)))).
 		Strs("roles", s.cfg.Roles).Bool("gossip_encrypted", len(s.cfg.EncryptKey) > 0).
@@ -315,6 +317,17 @@ func (s *Store) Len() int { return s.db.count() }
 
 // LastSync returns when anti-entropy last completed (zero: never).
 func (s *Store) LastSync() time.Time { return s.db.lastSync() }
+
+// SyncedSinceStart reports whether an anti-entropy round with a peer has
+// completed since Start: from then on the local records are at least as
+// new as that peer's were, and not only what this member kept from an
+// earlier run.
+func (s *Store) SyncedSinceStart() bool {
+	s.mu.Lock()
+	at := s.startedAt
+	s.mu.Unlock()
+	return !at.IsZero() && !s.db.lastSync().Before(at)
+}
 
 // Stats returns counters of the store's activity.
 func (s *Store) Stats() Stats {

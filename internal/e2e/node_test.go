@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -491,8 +493,76 @@ func TestNodeEndToEnd(t *testing.T) {
 	}
 	before = getLoad.count()
 	waitUntil(t, 10*time.Second, "GETs after the kill", logs, func() bool { return getLoad.count() > before+100 })
+
+	// Healing: once the node has been gone for the grace (10 s), its
+	// gear is placed on a live node, started on the app's deployment,
+	// and back in rotation; the app is at full strength again, and no
+	// GET failed on the way.
+	waitUntil(t, 40*time.Second, "the killed node's gear replaced and started", logs, func() bool {
+		for _, g := range gears() {
+			if g.ID == victimGear {
+				return g.Node != victim && g.State == "started"
+			}
+		}
+		return false
+	})
+	waitUntil(t, 20*time.Second, "three backends serving after the replacement", logs, func() bool {
+		s := serving()
+		return len(s) == 3 && s[victimGear]
+	})
+	replaced := time.Since(killed)
+	if replaced > 30*time.Second {
+		t.Errorf("the killed node's gear served again %s after the kill, want under 30 s", replaced)
+	}
+	before = getLoad.count()
+	waitUntil(t, 10*time.Second, "GETs after the replacement", logs, func() bool { return getLoad.count() > before+100 })
 	n, fails = getLoad.end()
 	if len(fails) > 0 {
 		t.Errorf("node kill: %d of %d GETs failed; first: %s", len(fails), n, fails[0])
+	}
+	if a := askApp(plain, front, host, "GET"); a.err != nil || a.version != "v2" {
+		t.Errorf("after the replacement: %+v", a)
+	}
+	t.Logf("node kill: replacement serving %s after the kill; %d GETs, none failed", replaced.Round(100*time.Millisecond), n)
+	alerts, err := admin.Alerts(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failedAt, replacedAt := -1, -1
+	for i, a := range alerts {
+		switch {
+		case a.Kind == "node_failed" && a.Node == victim && failedAt < 0:
+			failedAt = i
+		case a.Kind == "gear_replaced" && a.Gear == victimGear && replacedAt < 0:
+			replacedAt = i
+		}
+	}
+	if failedAt < 0 || replacedAt < failedAt {
+		t.Errorf("alerts %+v: want node_failed of %s, then gear_replaced of %s", alerts, victim, victimGear)
+	}
+
+	// The killed node comes back: it destroys its stale copy of the gear
+	// without running it, and the gear keeps serving from its new node.
+	m := members[victim]
+	dataDir := m.args[slices.Index(m.args, "--data-dir")+1]
+	m.start()
+	waitAliveNodes(t, admin, 3, 60*time.Second, logs)
+	waitUntil(t, 30*time.Second, "the stale gear's directory removed", logs, func() bool {
+		_, err := os.Stat(filepath.Join(dataDir, "gears", victimGear))
+		return errors.Is(err, os.ErrNotExist)
+	})
+	for _, line := range strings.Split(m.lastRun(), "\n") {
+		if strings.Contains(line, victimGear) && strings.Contains(line, `"gear started"`) {
+			t.Errorf("the returning node started the replaced gear: %s", line)
+		}
+	}
+	waitUntil(t, 20*time.Second, "node_recovered alert", logs, func() bool {
+		as, err := admin.Alerts(ctx, alerts[len(alerts)-1].Seq, 0)
+		return err == nil && slices.ContainsFunc(as, func(a brokerapi.Alert) bool { return a.Kind == "node_recovered" && a.Node == victim })
+	})
+	for _, g := range gears() {
+		if g.ID == victimGear && (g.Node == victim || g.State != "started") {
+			t.Errorf("after the node's return the gear is %+v", g)
+		}
 	}
 }
