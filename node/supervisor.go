@@ -588,23 +588,32 @@ func (s *Supervisor) rebuildRoutes() {
 	s.routes.Store(buildRoutes(gs, s.apps, s.cfg.Domain, s.cfg.Addr, s.runningLBs()))
 }
 
-// warnStrayDirs logs gear directories that no gear record or status
-// record accounts for. They are left alone: their gear may be known to
-// the cluster but not yet to this member's store (a member whose state
-// file was lost), and they may hold data.
+// warnStrayDirs handles gear directories that no gear of this node
+// accounts for. One whose gear record names another node is a stale copy
+// of a gear that moved (replaced while this node was gone): it is
+// destroyed. One without a gear record or status record is logged and
+// left alone: its gear may be known to the cluster but not yet to this
+// member's store (a member whose state file was lost), and it may hold
+// data.
 func (s *Supervisor) warnStrayDirs() {
 	ents, err := os.ReadDir(s.gearsDir())
 	if err != nil {
 		return
 	}
 	for _, e := range ents {
-		if !e.IsDir() || s.gears[e.Name()] != nil || s.dying[e.Name()] != nil {
+		id := e.Name()
+		if !e.IsDir() || s.gears[id] != nil || s.dying[id] != nil || !gearIDRE.MatchString(id) {
 			continue
 		}
-		if _, err := s.st.GetRecord(state.BucketGears, e.Name()); err == nil {
+		var g state.Gear
+		if _, err := s.st.Get(state.BucketGears, id, &g); err == nil {
+			if g.Node != s.name {
+				s.log.Info().Str("gear", id).Str("now_on", g.Node).Msg("destroy stale copy of a gear that moved to another node")
+				s.dying[id] = s.spawn(id, desired{destroy: true})
+			}
 			continue
 		}
-		s.log.Warn().Str("gear", e.Name()).Str("dir", filepath.Join(s.gearsDir(), e.Name())).
+		s.log.Warn().Str("gear", id).Str("dir", filepath.Join(s.gearsDir(), id)).
 			Msg("gear directory without a gear record left in place")
 	}
 }

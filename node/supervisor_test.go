@@ -483,6 +483,13 @@ func TestRestartedNodeWaitsForTheClusterRecords(t *testing.T) {
 	if _, err := peer.Store.Put(context.Background(), state.BucketGears, g.ID, moved); err != nil {
 		t.Fatal(err)
 	}
+	// and the peer reports it started there.
+	if _, err := peer.Store.Put(context.Background(), state.BucketGearStatus, g.ID,
+		state.GearStatus{ID: g.ID, Node: moved.Node, State: state.GearStarted, UpdatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// The peer is out of reach while the member restarts.
+	peer.Close()
 	n.m = storetest.Start(t, n.m.Config)
 	n.st = n.m.Store
 	restart := time.Now()
@@ -508,17 +515,22 @@ func TestRestartedNodeWaitsForTheClusterRecords(t *testing.T) {
 	case err := <-started:
 		t.Fatalf("the restarted node started its gears without waiting for the cluster's records (Start: %v)", err)
 	}
-	// The peer comes back into reach: the member syncs, then starts.
-	n.m.Join(t, peer)
+	// The peer comes back: the member syncs, then starts.
+	pcfg := peer.Config
+	pcfg.Join = []string{n.m.GossipAddr()}
+	peer = storetest.Start(t, pcfg)
 	if err := <-started; err != nil {
 		t.Fatal(err)
 	}
 	n.s = s
-	// Its old status goes with the copy it destroys.
-	testutil.WaitFor(t, 10*time.Second, "the old status gone", func() bool {
-		st, ok := n.status(g.ID)
-		return !ok || st.Node != n.st.Name()
+	// Its stale copy is destroyed, and the peer's status kept.
+	testutil.WaitFor(t, 10*time.Second, "the stale copy destroyed", func() bool {
+		_, err := os.Stat(n.gearDir(g.ID))
+		return errors.Is(err, os.ErrNotExist)
 	})
+	if st, ok := n.status(g.ID); !ok || st.Node != moved.Node {
+		t.Fatalf("status after the stale copy went: %+v %v", st, ok)
+	}
 	for _, r := range w.Next() {
 		var st state.GearStatus
 		if r.Key == g.ID && !r.Deleted && r.Decode(&st) == nil && st.Node == n.st.Name() && st.UpdatedAt.After(restart) {

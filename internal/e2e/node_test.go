@@ -483,6 +483,8 @@ func TestNodeEndToEnd(t *testing.T) {
 	if err := syscall.Kill(gearPID, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill gear process %d of node %s: %v", gearPID, victim, err)
 	}
+	// Its replacement, under another node's uid, notes its own pid.
+	os.Remove(filepath.Join(pidDir, victimGear+".pid"))
 	killed := time.Now()
 	waitUntil(t, 10*time.Second, "killed node's gear out of rotation", logs, func() bool {
 		s := serving()
