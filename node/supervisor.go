@@ -62,8 +62,8 @@ type Supervisor struct {
 	// onSyncWait, if set (tests), is called when Start begins to wait
 	// for the cluster's records.
 	onSyncWait func()
-	dying map[string]*gear // by id: gears being destroyed
-	apps  map[string]appInfo
+	dying      map[string]*gear // by id: gears being destroyed
+	apps       map[string]appInfo
 
 	routes atomic.Pointer[routeTable]
 	// routerAddrs are the routers' addresses, which LB gears trust
