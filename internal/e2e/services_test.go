@@ -296,7 +296,11 @@ func startDemoClusterOn(t testing.TB, lab *netLab, sendEvery, jobEvery time.Dura
 			"--anti-entropy-interval", "1s", "--domain", "apps.example.com"}
 		switch name[0] {
 		case 'b':
-			args = append(args, "--role", "broker", "--api-addr", ip+":7480", "--dns-addr", ip+":5353")
+			// The tests of this cluster are about the services'
+			// fail-over across the same gears: nodes killed or cut
+			// off for longer than the default grace keep their gears
+			// (healing is TestNodeEndToEnd's).
+			args = append(args, "--role", "broker", "--api-addr", ip+":7480", "--dns-addr", ip+":5353", "--node-failure-grace", "10m")
 		case 'n':
 			c.data[name] = dataDir
 			args = append(args, "--role", "node", "--http-addr", ip+":8080", "--zone", "z"+name,
