@@ -172,6 +172,11 @@ func (b *Broker) healOnce(ctx context.Context, h *healer) error {
 			lost = append(lost, n.Name)
 		}
 	}
+	for name := range h.gone {
+		if cv.byName[name] == nil {
+			delete(h.gone, name) // its record went
+		}
+	}
 	hold := 2*len(h.gone) > len(cv.nodes)
 	for _, name := range lost {
 		if h.failed[name] {
