@@ -36,5 +36,5 @@ func (b *Broker) listAlerts(w http.ResponseWriter, r *http.Request, u *state.Use
 // shows it.
 func alertView(a *state.Alert) api.Alert {
 	return api.Alert{Seq: a.Seq, Kind: a.Kind, AppName: a.AppName, Namespace: a.Namespace, Node: a.Node, Gear: a.Gear,
-		Reason: a.Reason, Action: a.Action, Time: a.Time}
+		Reason: a.Reason, Action: a.Action, Log: a.Log, Time: a.Time}
 }

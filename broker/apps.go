@@ -98,7 +98,7 @@ func (b *Broker) gearView(g *state.Gear, cv *clusterView, statuses map[string]st
 	}
 	// A status written by another node is stale: the gear moved.
 	if s, ok := statuses[g.ID]; ok && s.Node == g.Node {
-		v.State, v.Reason = s.State, s.Reason
+		v.State, v.Reason, v.LogTail = s.State, s.Reason, s.LogTail
 	}
 	if !cv.alive[g.Node] {
 		v.State, v.Reason = state.GearUnknown, "node "+g.Node+" is not alive"

@@ -62,13 +62,14 @@ type healer struct {
 	// replaced are the gears this leader replaced that have not yet been
 	// reported started on their new node.
 	replaced map[string]bool
+	crashing map[string]bool // gears reported gear_crashing, still crashing
 }
 
 // healLoop runs healing passes while this member leads: on changes of
 // nodes, gears and apps, on membership changes, and every second for the
 // grace.
 func (b *Broker) healLoop() {
-	w := b.st.Watch(state.BucketNodes, state.BucketGears, state.BucketApps)
+	w := b.st.Watch(state.BucketNodes, state.BucketGears, state.BucketApps, state.BucketGearStatus)
 	defer w.Close()
 	members := b.st.MemberChanges()
 	h := &healer{}
@@ -106,7 +107,7 @@ func (b *Broker) startHealing(h *healer) error {
 	if err != nil {
 		return err
 	}
-	*h = healer{leading: true, since: b.cfg.Now(), gone: map[string]time.Time{}, failed: map[string]bool{}, apps: map[string]string{}, replaced: map[string]bool{}}
+	*h = healer{leading: true, since: b.cfg.Now(), gone: map[string]time.Time{}, failed: map[string]bool{}, apps: map[string]string{}, replaced: map[string]bool{}, crashing: map[string]bool{}}
 	sort.Slice(alerts, func(i, j int) bool { return alerts[i].Seq < alerts[j].Seq })
 	for _, a := range alerts {
 		key := state.AppKey(a.Namespace, a.AppName)
@@ -122,6 +123,8 @@ func (b *Broker) startHealing(h *healer) error {
 			h.apps[key] = a.Reason
 		case state.AlertAppRecovered:
 			delete(h.apps, key)
+		case state.AlertGearCrashing:
+			h.crashing[a.Gear] = true // forgotten at the first pass if it recovered
 		}
 	}
 	return nil
@@ -283,7 +286,38 @@ func (b *Broker) healOnce(ctx context.Context, h *healer) error {
 			delete(h.apps, key) // deleted meanwhile
 		}
 	}
+	alerts = append(alerts, crashAlerts(cv, byKey, statuses, h.crashing)...)
 	return b.commitAll(ctx, nil, nil, alerts)
+}
+
+// crashAlerts returns a gear_crashing alert for each gear that its node
+// reports crashing and that is not in reported, and updates reported:
+// gears no longer crashing leave it, so that a later crash loop is
+// reported again.
+func crashAlerts(cv *clusterView, byKey map[string]*state.App, statuses map[string]state.GearStatus, reported map[string]bool) []state.Alert {
+	var alerts []state.Alert
+	now := map[string]bool{}
+	for _, g := range cv.gears {
+		s, ok := statuses[g.ID]
+		a := byKey[g.App]
+		if !ok || a == nil || s.State != state.GearCrashing || s.Node != g.Node {
+			continue
+		}
+		now[g.ID] = true
+		if reported[g.ID] {
+			continue
+		}
+		reported[g.ID] = true
+		alerts = append(alerts, state.Alert{Kind: state.AlertGearCrashing, AppName: a.Name, Namespace: a.Domain, Node: g.Node, Gear: g.ID,
+			Reason: "gear " + g.ID + " keeps ending: " + s.Reason, Log: s.LogTail,
+			Action: "its node backs off instead of restarting it at once; it is started again after the wait, and as soon as the app is deployed or restarted"})
+	}
+	for id := range reported {
+		if !now[id] {
+			delete(reported, id)
+		}
+	}
+	return alerts
 }
 
 // replaceGear moves gear g of app a off its lost node and commits it,

@@ -233,3 +233,59 @@ func TestHealingHoldsWhenMostNodesAreGone(t *testing.T) {
 		t.Fatalf("gears moved while most nodes are gone:\n%+v\n%+v", before, gs)
 	}
 }
+
+// TestCrashingGearAlerted: a gear its node reports crashing raises one
+// gear_crashing alert, with the end of its log; the app's gear view says
+// so; once it runs again, a later crash loop is alerted again.
+func TestCrashingGearAlerted(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	demo := c.user(t, "demo", nil)
+	c.domain(t, demo, "demo")
+	c.createApp(t, demo, "demo", "web", nil)
+	g := c.gears(t, "demo", "web")[0]
+	crash := func() {
+		st := state.GearStatus{ID: g.ID, Node: g.Node, State: state.GearCrashing, UpdatedAt: time.Now(),
+			Reason: "ended 6 times in 10m0s, last crashed: exit status 1; starting again in 5m0s", LogTail: []string{"boom"}}
+		if _, err := c.node(t, g.Node).st.Put(context.Background(), state.BucketGearStatus, g.ID, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crashing := func() int {
+		n := 0
+		for _, a := range c.alerts(t) {
+			if a.Kind == state.AlertGearCrashing {
+				if a.Gear != g.ID || a.AppName != "web" || a.Namespace != "demo" || !slices.Equal(a.Log, []string{"boom"}) || !strings.Contains(a.Reason, "exit status 1") {
+					t.Errorf("alert %+v", a)
+				}
+				n++
+			}
+		}
+		return n
+	}
+	crash()
+	testutil.WaitFor(t, 10*time.Second, "gear_crashing alert", func() bool { return crashing() == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the broker to see the gear crashing", func() bool {
+		var st state.GearStatus
+		_, err := c.st.Get(state.BucketGearStatus, g.ID, &st)
+		return err == nil && st.State == state.GearCrashing
+	})
+	var app api.App
+	c.ok(t, "GET", appPath("demo", "web", "?include=gears"), demo, nil, &app)
+	if len(app.Gears) != 1 || app.Gears[0].State != state.GearCrashing || !slices.Equal(app.Gears[0].LogTail, []string{"boom"}) {
+		t.Errorf("gear view %+v, want crashing with its log tail", app.Gears)
+	}
+	// Later passes do not repeat it.
+	c.waitHealPasses(t, 3)
+	if n := crashing(); n != 1 {
+		t.Errorf("%d gear_crashing alerts for one crash loop", n)
+	}
+	c.reportStarted(t, g)
+	testutil.WaitFor(t, 10*time.Second, "the broker to see the gear started", func() bool {
+		var st state.GearStatus
+		_, err := c.st.Get(state.BucketGearStatus, g.ID, &st)
+		return err == nil && st.State == state.GearStarted
+	})
+	c.waitHealPasses(t, 2)
+	crash()
+	testutil.WaitFor(t, 10*time.Second, "second gear_crashing alert", func() bool { return crashing() == 2 })
+}

@@ -147,6 +147,16 @@ type Backoff struct {
 	// ResetAfter is the uptime after which the next wait is Initial again.
 	// Default 60 s.
 	ResetAfter time.Duration
+	// CrashLimit is how many ends (crashes, clean exits, failed launches)
+	// within CrashWindow a process may have: past it the process is
+	// crashing, and every further wait is CrashWait, until a run lasts
+	// ResetAfter. Default 5; negative: no limit.
+	CrashLimit int
+	// CrashWindow is the span that ends are counted over. Default 10 min.
+	CrashWindow time.Duration
+	// CrashWait is the wait before each launch of a crashing process.
+	// Default 5 min.
+	CrashWait time.Duration
 }
 
 // Default timings.
@@ -172,8 +182,10 @@ const (
 	MinGearProcs  = 16
 )
 
-// DefaultBackoff is 1 s doubling to 30 s, reset after 60 s up.
-var DefaultBackoff = Backoff{Initial: time.Second, Max: 30 * time.Second, ResetAfter: 60 * time.Second}
+// DefaultBackoff is 1 s doubling to 30 s, reset after 60 s up; more than
+// 5 ends in 10 minutes make a process crashing, tried every 5 minutes.
+var DefaultBackoff = Backoff{Initial: time.Second, Max: 30 * time.Second, ResetAfter: 60 * time.Second,
+	CrashLimit: 5, CrashWindow: 10 * time.Minute, CrashWait: 5 * time.Minute}
 
 // DefaultConfig returns production defaults for a node of st that stores
 // gears under dataDir, advertises addr and serves apps of domain.
@@ -208,14 +220,16 @@ func DefaultConfig(st *store.Store, dataDir, addr, domain string) Config {
 }
 
 // FastConfig returns DefaultConfig with timings for tests and development:
-// restarts after 50 ms doubling to 400 ms (reset after 1 s up), a 2 s stop
+// restarts after 50 ms doubling to 400 ms (reset after 1 s up; more than
+// 5 ends in 10 s make a gear crashing, tried every 3 s), a 2 s stop
 // grace, readiness probes every 20 ms, the front listener on addr:0, a 2 s
 // drain timeout, followed logs polled every 20 ms, and load balancers with
 // lb.FastConfig's timings.
 func FastConfig(st *store.Store, dataDir, addr, domain string) Config {
 	c := DefaultConfig(st, dataDir, addr, domain)
 	c.HTTPAddr = net.JoinHostPort(addr, "0")
-	c.Backoff = Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, ResetAfter: time.Second}
+	c.Backoff = Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, ResetAfter: time.Second,
+		CrashLimit: 5, CrashWindow: 10 * time.Second, CrashWait: 3 * time.Second}
 	c.StopGrace = 2 * time.Second
 	c.ReadyInterval = 20 * time.Millisecond
 	c.LogPollInterval = 20 * time.Millisecond
@@ -336,7 +350,7 @@ func (b Backoff) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"Initial", b.Initial}, {"Max", b.Max}, {"ResetAfter", b.ResetAfter}} {
+	}{{"Initial", b.Initial}, {"Max", b.Max}, {"ResetAfter", b.ResetAfter}, {"CrashWindow", b.CrashWindow}, {"CrashWait", b.CrashWait}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("Backoff.%s %s is negative", d.name, d.v))
 		}
@@ -357,6 +371,15 @@ func (b Backoff) withDefaults() Backoff {
 	}
 	if b.ResetAfter == 0 {
 		b.ResetAfter = DefaultBackoff.ResetAfter
+	}
+	if b.CrashLimit == 0 {
+		b.CrashLimit = DefaultBackoff.CrashLimit
+	}
+	if b.CrashWindow == 0 {
+		b.CrashWindow = DefaultBackoff.CrashWindow
+	}
+	if b.CrashWait == 0 {
+		b.CrashWait = max(DefaultBackoff.CrashWait, b.Max)
 	}
 	return b
 }

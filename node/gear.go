@@ -73,6 +73,7 @@ type gear struct {
 	restarts    int             // the gear record's Restarts it was started for
 	draining    bool            // the web process is about to stop: load balancers drain it
 	handingOver bool            // a side process serves while the web process restarts
+	logTail     []string        // the end of the log when it last was found crashing
 	lbDown      string          // why the load balancer the gear should run does not listen; "" if it does or none is wanted
 	portTaken   *portTakenError // another uid holds the web port (see portowner.go); nil if none does
 	reason      string          // the reason last reported, before portTaken's
@@ -448,14 +449,36 @@ func (g *gear) onEvent(ev ProcessEvent, spec *state.Gear) {
 		if ev.Err != nil {
 			what = "crashed: " + ev.Err.Error()
 		}
+		if ev.Crashing {
+			g.crashing(ev, what)
+			break
+		}
 		g.log.Warn().Err(ev.Err).Dur("uptime", ev.Uptime).Dur("restart_in", ev.Delay).Msg("gear process ended")
 		g.report(state.GearStopped, fmt.Sprintf("%s; restarting in %s", what, ev.Delay))
 	case EventLaunchFailed:
+		if ev.Crashing {
+			g.crashing(ev, "start failed: "+ev.Err.Error())
+			break
+		}
 		g.log.Warn().Err(ev.Err).Dur("retry_in", ev.Delay).Msg("start gear failed")
 		g.report(state.GearStopped, fmt.Sprintf("start failed: %v; retrying in %s", ev.Err, ev.Delay))
 	case EventStopped:
 		os.Remove(g.pidFile())
 	}
+}
+
+// crashing reports a gear whose process ended more often than the crash
+// limit allows (what: how it ended last), with the end of its log.
+func (g *gear) crashing(ev ProcessEvent, what string) {
+	b := g.s.cfg.Backoff
+	g.log.Error().Err(ev.Err).Int("ends", ev.Ends).Dur("window", b.CrashWindow).Dur("restart_in", ev.Delay).
+		Msg("gear is crashing: it is started again only after a long wait")
+	reason := fmt.Sprintf("ended %d times in %s, last %s; starting again in %s", ev.Ends, b.CrashWindow, what, ev.Delay)
+	tail := lastLines(filepath.Join(g.dir, "logs", "gear.log"), CrashLogLines)
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	g.logTail = tail
+	g.reportLocked(state.GearCrashing, reason)
 }
 
 // killOrphans kills, once per runtime, what an earlier run of the node

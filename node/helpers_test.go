@@ -26,9 +26,14 @@ import (
 // GEARBOX_NODE_TEST_HELPER=serve (passed as app env), it serves HTTP on
 // $GEARBOX_IP:$PORT.
 func TestMain(m *testing.M) {
-	if os.Getenv("GEARBOX_NODE_TEST_HELPER") == "serve" {
+	switch os.Getenv("GEARBOX_NODE_TEST_HELPER") {
+	case "serve":
 		helperServe()
 		return
+	case "crash":
+		fmt.Println("helper starting")
+		fmt.Println("helper: cannot reach the database")
+		os.Exit(1)
 	}
 	os.Exit(m.Run())
 }

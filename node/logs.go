@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"gearbox/store/internalapi"
@@ -205,6 +206,43 @@ func (s *Supervisor) writeTail(out *logStream, path string, n int, follow bool) 
 		}
 	}
 	return cur, pos
+}
+
+// CrashLogLines is how many lines of its log a crashing gear's status
+// carries; each is cut to crashLineBytes.
+const (
+	CrashLogLines  = 10
+	crashLineBytes = 300
+)
+
+// lastLines returns the last n lines of the file at path (not of its
+// rotated files), each cut to crashLineBytes, or nil.
+func lastLines(path string, n int) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	off, _, err := tailStart(f, fi.Size(), n)
+	if err != nil {
+		return nil
+	}
+	b, err := io.ReadAll(io.NewSectionReader(f, off, min(fi.Size()-off, int64(n*4096))))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if len(l) > crashLineBytes {
+			l = l[:crashLineBytes] + "..."
+		}
+		out = append(out, strings.ToValidUTF8(l, "?"))
+	}
+	return out
 }
 
 // tailStart returns the offset at which the last n lines of f's first size

@@ -108,6 +108,13 @@ type ProcessEvent struct {
 	Delay time.Duration
 	// Launches counts the launches so far, this one included.
 	Launches int
+	// Ends counts the ends (EventExited, EventLaunchFailed) within the
+	// backoff's CrashWindow, this one included, since the last run that
+	// lasted ResetAfter.
+	Ends int
+	// Crashing says that Ends is past the backoff's CrashLimit: Delay is
+	// its CrashWait.
+	Crashing bool
 }
 
 // Process keeps a Program running: it launches it, probes it until ready,
@@ -189,13 +196,21 @@ func (p *Process) note(format string, args ...any) {
 func (p *Process) loop() {
 	defer close(p.done)
 	var delay time.Duration
+	var ends crashCount
+	b := p.cfg.Backoff
 	for launches := 1; ; launches++ {
 		start := p.cfg.Now()
 		run, err := p.cfg.Program.Launch(p.cfg.Output)
 		if err != nil {
-			delay = p.cfg.Backoff.Next(delay, 0)
-			p.note("start failed: %v; retrying in %s", err, delay)
-			p.cfg.OnEvent(ProcessEvent{Kind: EventLaunchFailed, Err: err, Delay: delay, Launches: launches})
+			delay = b.Next(delay, 0)
+			n, crashing := ends.add(b, p.cfg.Now(), 0)
+			what := ""
+			if crashing {
+				delay = b.CrashWait
+				what = fmt.Sprintf("; %d ends in %s, crashing", n, b.CrashWindow)
+			}
+			p.note("start failed: %v%s; retrying in %s", err, what, delay)
+			p.cfg.OnEvent(ProcessEvent{Kind: EventLaunchFailed, Err: err, Delay: delay, Launches: launches, Ends: n, Crashing: crashing})
 		} else {
 			pid := run.PID()
 			if pid > 0 {
@@ -206,14 +221,22 @@ func (p *Process) loop() {
 				p.cfg.OnEvent(ProcessEvent{Kind: EventStopped, PID: pid, Launches: launches})
 				return
 			}
-			up := p.cfg.Now().Sub(start)
-			delay = p.cfg.Backoff.Next(delay, up)
-			if err := run.Err(); err != nil {
-				p.note("exited after %s: %v; restarting in %s", up.Round(time.Millisecond), err, delay)
-			} else {
-				p.note("exited after %s; restarting in %s", up.Round(time.Millisecond), delay)
+			now := p.cfg.Now()
+			up := now.Sub(start)
+			delay = b.Next(delay, up)
+			n, crashing := ends.add(b, now, up)
+			if crashing {
+				delay = b.CrashWait
 			}
-			p.cfg.OnEvent(ProcessEvent{Kind: EventExited, PID: pid, Err: run.Err(), Uptime: up, Delay: delay, Launches: launches})
+			what := ""
+			if err := run.Err(); err != nil {
+				what = ": " + err.Error()
+			}
+			if crashing {
+				what += fmt.Sprintf("; %d ends in %s, crashing", n, b.CrashWindow)
+			}
+			p.note("exited after %s%s; restarting in %s", up.Round(time.Millisecond), what, delay)
+			p.cfg.OnEvent(ProcessEvent{Kind: EventExited, PID: pid, Err: run.Err(), Uptime: up, Delay: delay, Launches: launches, Ends: n, Crashing: crashing})
 		}
 		t := time.NewTimer(delay)
 		select {
@@ -224,6 +247,26 @@ func (p *Process) loop() {
 		case <-t.C:
 		}
 	}
+}
+
+// crashCount remembers when a process's recent runs ended.
+type crashCount []time.Time
+
+// add records an end at now of a run that lasted up, and returns how many
+// ends the backoff's CrashWindow holds and whether that is past its
+// CrashLimit. A run that lasted ResetAfter forgets the earlier ends.
+func (c *crashCount) add(b Backoff, now time.Time, up time.Duration) (int, bool) {
+	if up >= b.ResetAfter {
+		*c = (*c)[:0]
+	}
+	kept := (*c)[:0]
+	for _, t := range *c {
+		if now.Sub(t) < b.CrashWindow {
+			kept = append(kept, t)
+		}
+	}
+	*c = append(kept, now)
+	return len(*c), b.CrashLimit > 0 && len(*c) > b.CrashLimit
 }
 
 // watch follows run until it ends on its own (true) or Stop ends it

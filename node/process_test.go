@@ -266,3 +266,57 @@ func TestStopBeforeStart(t *testing.T) {
 		t.Error("Done not closed after Stop")
 	}
 }
+
+// Past CrashLimit ends within CrashWindow a process is crashing: it waits
+// CrashWait before each launch.
+func TestProcessCrashLoopBacksOff(t *testing.T) {
+	b := Backoff{Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond, ResetAfter: time.Minute,
+		CrashLimit: 3, CrashWindow: time.Minute, CrashWait: 300 * time.Millisecond}
+	_, l := startProcess(t, ProcessConfig{Program: ShellCommand("exit 2", nil, ""), Backoff: b})
+	testutil.WaitFor(t, 10*time.Second, "5 exits", func() bool { return l.count(EventExited) >= 5 })
+	var exits []ProcessEvent
+	for _, e := range l.all() {
+		if e.Kind == EventExited {
+			exits = append(exits, e)
+		}
+	}
+	for i, e := range exits[:5] {
+		crashing := i >= 3
+		if e.Ends != i+1 || e.Crashing != crashing {
+			t.Errorf("exit %d: ends %d crashing %v, want %d %v", i+1, e.Ends, e.Crashing, i+1, crashing)
+		}
+		if crashing && e.Delay != b.CrashWait {
+			t.Errorf("exit %d: next launch in %s, want the crash wait %s", i+1, e.Delay, b.CrashWait)
+		}
+	}
+}
+
+// Ends older than the window are forgotten, and so are all of them after
+// a run that lasted ResetAfter.
+func TestCrashCount(t *testing.T) {
+	b := Backoff{ResetAfter: time.Minute, CrashLimit: 2, CrashWindow: 10 * time.Minute}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var c crashCount
+	steps := []struct {
+		at       time.Duration
+		up       time.Duration
+		n        int
+		crashing bool
+	}{
+		{0, 0, 1, false},
+		{time.Minute, 0, 2, false},
+		{2 * time.Minute, 0, 3, true},
+		{10*time.Minute + time.Second, 0, 3, true}, // the first end left the window
+		{11 * time.Minute, 0, 3, true},             // and the second
+		{15 * time.Minute, 2 * time.Minute, 1, false},
+	}
+	for _, s := range steps {
+		n, crashing := c.add(b, t0.Add(s.at), s.up)
+		if n != s.n || crashing != s.crashing {
+			t.Errorf("end at %s (up %s): %d ends, crashing %v; want %d, %v", s.at, s.up, n, crashing, s.n, s.crashing)
+		}
+	}
+	if n, crashing := (&crashCount{}).add(Backoff{ResetAfter: time.Minute, CrashLimit: -1, CrashWindow: time.Minute}, t0, 0); n != 1 || crashing {
+		t.Errorf("no limit: %d ends, crashing %v", n, crashing)
+	}
+}

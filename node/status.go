@@ -54,8 +54,13 @@ func (g *gear) reportStarting(reason string) {
 		return // the side process serves meanwhile
 	}
 	st := state.GearStopped
-	if g.status.State == state.GearNew {
+	switch g.status.State {
+	case state.GearNew:
 		st = state.GearNew
+	case state.GearCrashing:
+		// Crashing until a run lasts: a launch does not end it.
+		st = state.GearCrashing
+		reason = g.status.Reason + "; " + reason
 	}
 	g.reportLocked(st, reason)
 }
@@ -65,6 +70,9 @@ func (g *gear) reportLocked(st, reason string) {
 	next := state.GearStatus{ID: g.id, Node: g.s.name, State: st, Reason: reason, Endpoints: g.endpoints, Deployment: g.running, Restarts: g.restarts, Health: g.health, Draining: g.draining}
 	if g.portTaken != nil && st != state.GearStarted {
 		next.Reason, next.PortTaken = g.portTaken.Error(), true
+	}
+	if st == state.GearCrashing {
+		next.LogTail = g.logTail
 	}
 	if sameStatus(g.status, next) && g.reported {
 		return
@@ -254,7 +262,7 @@ func (g *gear) reassert(cur *state.GearStatus) {
 // sameStatus compares everything but UpdatedAt.
 func sameStatus(a, b state.GearStatus) bool {
 	return a.ID == b.ID && a.Node == b.Node && a.State == b.State && a.Reason == b.Reason && a.Deployment == b.Deployment && a.Restarts == b.Restarts && a.Health == b.Health && a.Draining == b.Draining &&
-		a.PortTaken == b.PortTaken &&
+		a.PortTaken == b.PortTaken && slices.Equal(a.LogTail, b.LogTail) &&
 		sameEndpoints(a.Endpoints, b.Endpoints)
 }
 

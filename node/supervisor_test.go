@@ -538,3 +538,38 @@ func TestRestartedNodeWaitsForTheClusterRecords(t *testing.T) {
 		}
 	}
 }
+
+// A gear that keeps crashing is reported crashing, with the end of its
+// log, and is not relaunched at once any more; a change of the app (here
+// its env, as a fix would be deployed) starts it afresh.
+func TestCrashLoopIsReported(t *testing.T) {
+	n := newTestStore(t)
+	n.setup = helperPrograms
+	n.s = n.startSupervisor(func(c *Config) {
+		c.Backoff = Backoff{Initial: 20 * time.Millisecond, Max: 40 * time.Millisecond, ResetAfter: time.Second,
+			CrashLimit: 3, CrashWindow: time.Minute, CrashWait: time.Hour}
+	})
+	app := state.App{ID: "a1", Name: "api", Domain: "ns", State: state.GearStarted,
+		Env: map[string]string{"GEARBOX_NODE_TEST_HELPER": "crash"}}
+	n.put(state.BucketApps, "ns/api", app)
+	g := n.gear("g1", "api", "ns", 0)
+	g.Cartridge = "go"
+	n.put(state.BucketGears, g.ID, g)
+
+	st := n.waitState(g.ID, state.GearCrashing)
+	if !strings.Contains(st.Reason, "ended 4 times in 1m0s") || !strings.Contains(st.Reason, "exit status 1") || !strings.Contains(st.Reason, "starting again in 1h0m0s") {
+		t.Errorf("crashing reason %q", st.Reason)
+	}
+	if !slices.ContainsFunc(st.LogTail, func(l string) bool { return strings.HasSuffix(l, "helper: cannot reach the database") }) {
+		t.Errorf("log tail %q lacks the gear's last words", st.LogTail)
+	}
+	if len(st.LogTail) > CrashLogLines {
+		t.Errorf("log tail has %d lines, want at most %d", len(st.LogTail), CrashLogLines)
+	}
+
+	app.Env["GEARBOX_NODE_TEST_HELPER"] = "serve"
+	n.put(state.BucketApps, "ns/api", app)
+	if st := n.waitState(g.ID, state.GearStarted); len(st.LogTail) != 0 {
+		t.Errorf("a started gear still reports a log tail: %q", st.LogTail)
+	}
+}

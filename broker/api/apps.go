@@ -73,7 +73,9 @@ type Gear struct {
 	State string `json:"state"`
 	// Reason says why the gear is in State, when there is something to
 	// say.
-	Reason     string   `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// LogTail is the end of the gear's log while it is crashing.
+	LogTail    []string `json:"log_tail,omitempty"`
 	Zone       string   `json:"zone"`
 	Region     string   `json:"region"`
 	Node       string   `json:"node"`

@@ -95,12 +95,14 @@ type Alert struct {
 	// Kind is node_failed, node_recovered, node_removed, gear_replaced,
 	// gear_crashing, app_degraded, app_recovered, autoscale_up,
 	// autoscale_down or autoscale_blocked.
-	Kind      string    `json:"kind"`
-	AppName   string    `json:"app_name,omitempty"`
-	Namespace string    `json:"namespace,omitempty"`
-	Node      string    `json:"node,omitempty"`
-	Gear      string    `json:"gear,omitempty"`
-	Reason    string    `json:"reason"`
-	Action    string    `json:"action,omitempty"`
-	Time      time.Time `json:"time"`
+	Kind      string `json:"kind"`
+	AppName   string `json:"app_name,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Node      string `json:"node,omitempty"`
+	Gear      string `json:"gear,omitempty"`
+	Reason    string `json:"reason"`
+	Action    string `json:"action,omitempty"`
+	// Log is the end of the gear's log (gear_crashing).
+	Log  []string  `json:"log,omitempty"`
+	Time time.Time `json:"time"`
 }

@@ -58,5 +58,20 @@ func alertLine(a api.Alert) string {
 	if a.Action != "" {
 		fmt.Fprintf(&b, "; %s", a.Action)
 	}
+	// The end of a crashing gear's log, indented under its alert.
+	for _, l := range a.Log {
+		fmt.Fprintf(&b, "\n    | %s", printable(l))
+	}
 	return b.String()
+}
+
+// printable replaces the control characters of s (a gear's log line may
+// hold terminal escapes) with '?'.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\t' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
 }

@@ -295,7 +295,20 @@ func printGears(w io.Writer, a api.App) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.ID, orDash(g.State), strings.Join(g.Cartridges, " "),
 			orDash(a.GearProfile), orDash(g.Node), orDash(g.Zone), lbMarks(g))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// A crashing gear says why, with the end of its log.
+	for _, g := range a.Gears {
+		if g.State != "crashing" {
+			continue
+		}
+		fmt.Fprintf(w, "\nGear %s is crashing: %s\n", g.ID, printable(g.Reason))
+		for _, l := range g.LogTail {
+			fmt.Fprintf(w, "    | %s\n", printable(l))
+		}
+	}
+	return nil
 }
 
 // lbMarks says whether a gear runs the load balancer: head (the first LB

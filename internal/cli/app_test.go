@@ -356,3 +356,19 @@ func TestAppNamespace(t *testing.T) {
 	}
 	wantRequest(t, fb.last(), "GET", "/broker/rest/domains/ns/applications/web", nil)
 }
+
+// A crashing gear is shown with why and the end of its log.
+func TestAppShowCrashingGear(t *testing.T) {
+	fb := newFakeBroker(t)
+	fb.on("GET", "/broker/rest/domains/ns/applications/blog", fakeReply{data: strings.Replace(plainAppJSON, `"creation_time"`,
+		`"gears": [{"id": "g9", "state": "crashing", "reason": "ended 6 times in 10m0s, last crashed: exit status 1; starting again in 5m0s",
+		"log_tail": ["listening", "panic: no database"], "node": "node1", "lb": true, "head": true, "cartridges": ["lb", "go"]}], "creation_time"`, 1)})
+	out, _, err := runCLI(t, "app", "show", "blog", "-n", "ns", "--gears")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "Gear g9 is crashing: ended 6 times in 10m0s, last crashed: exit status 1; starting again in 5m0s\n    | listening\n    | panic: no database\n"
+	if !strings.HasSuffix(out, want) {
+		t.Errorf("app show printed\n%s\nwant it to end with\n%s", out, want)
+	}
+}

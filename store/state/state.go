@@ -60,6 +60,10 @@ const (
 	GearStopped   = "stopped"
 	GearIdle      = "idle"
 	GearUnknown   = "unknown"
+	// GearCrashing: the gear's process ended more often than its node's
+	// crash limit allows within the crash window; it is relaunched only
+	// after a long wait, until a run lasts.
+	GearCrashing = "crashing"
 )
 
 // Cartridges.
@@ -215,7 +219,9 @@ type GearStatus struct {
 	// uid) listens on the gear's web port: the gear is not started, and
 	// no load balancer sends it requests until its node finds the gear's
 	// own process there.
-	PortTaken bool      `json:"port_taken,omitempty"`
+	PortTaken bool `json:"port_taken,omitempty"`
+	// LogTail is the end of the gear's log when it is crashing.
+	LogTail   []string  `json:"log_tail,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
@@ -510,9 +516,11 @@ type Alert struct {
 	Node      string `json:"node,omitempty"`
 	Gear      string `json:"gear,omitempty"`
 	// Reason says what happened; Action what gearbox did about it.
-	Reason string    `json:"reason"`
-	Action string    `json:"action,omitempty"`
-	Time   time.Time `json:"time"`
+	Reason string `json:"reason"`
+	Action string `json:"action,omitempty"`
+	// Log is the end of the gear's log, for gear_crashing.
+	Log  []string  `json:"log,omitempty"`
+	Time time.Time `json:"time"`
 }
 
 // Feeds a webhook may receive.
