@@ -20,6 +20,7 @@ type clusterView struct {
 	byName   map[string]*state.Node
 	alive    map[string]bool
 	draining map[string]bool
+	removed  map[string]bool // nodes an admin removed
 	gears    []state.Gear
 	ports    map[string]map[int]bool // node -> ports in use
 }
@@ -42,7 +43,7 @@ func (b *Broker) loadCluster() (*clusterView, error) {
 		return nil, err
 	}
 	cv := &clusterView{byName: map[string]*state.Node{}, alive: map[string]bool{}, draining: map[string]bool{},
-		gears: gears, ports: map[string]map[int]bool{}}
+		removed: map[string]bool{}, gears: gears, ports: map[string]map[int]bool{}}
 	for _, m := range b.st.Members() {
 		if m.Status == store.StatusAlive && m.HasRole(store.RoleNode) {
 			cv.alive[m.Name] = true
@@ -50,6 +51,7 @@ func (b *Broker) loadCluster() (*clusterView, error) {
 	}
 	for _, a := range admin {
 		cv.draining[a.Name] = a.Draining
+		cv.removed[a.Name] = a.Removed
 	}
 	ownerOf := make(map[string]string, len(apps))
 	for _, a := range apps {

@@ -211,11 +211,17 @@ func (b *Broker) healOnce(ctx context.Context, h *healer) error {
 		}
 	}
 
-	// Replacements.
+	// Replacements. The gears of a node an admin removed are lost too,
+	// at once.
 	cantPlace := map[string]string{} // app key -> why a gear of it stays lost
 	lostSet := map[string]bool{}
 	for _, n := range lost {
 		lostSet[n] = true
+	}
+	for _, g := range cv.gears {
+		if cv.byName[g.Node] == nil && cv.removed[g.Node] {
+			lostSet[g.Node] = true
+		}
 	}
 	if !hold {
 		var todo []state.Gear
@@ -232,7 +238,11 @@ func (b *Broker) healOnce(ctx context.Context, h *healer) error {
 		})
 		for _, g := range todo {
 			a := byKey[g.App]
-			if why, err := b.replaceGear(ctx, cv, a, g); err != nil {
+			reason := fmt.Sprintf("node %s is lost", g.Node)
+			if cv.removed[g.Node] {
+				reason = fmt.Sprintf("node %s was removed", g.Node)
+			}
+			if why, err := b.replaceGear(ctx, cv, a, g, reason); err != nil {
 				return err
 			} else if why != "" {
 				cantPlace[g.App] = why
@@ -321,9 +331,9 @@ func crashAlerts(cv *clusterView, byKey map[string]*state.App, statuses map[stri
 }
 
 // replaceGear moves gear g of app a off its lost node and commits it,
-// with its routing events and a gear_replaced alert. When no node can
+// with its routing events and a gear_replaced alert giving reason. When no node can
 // take it, it writes nothing and returns why.
-func (b *Broker) replaceGear(ctx context.Context, cv *clusterView, a *state.App, g state.Gear) (string, error) {
+func (b *Broker) replaceGear(ctx context.Context, cv *clusterView, a *state.App, g state.Gear, reason string) (string, error) {
 	var ops []store.Op
 	gears := gearsOf(cv.gears, g.App)
 	// The head passes to an LB gear on a live node.
@@ -370,7 +380,7 @@ func (b *Broker) replaceGear(ctx context.Context, cv *clusterView, a *state.App,
 	}
 	ops = append(ops, store.Op{Bucket: state.BucketGears, Key: moved.ID, Value: moved})
 	alert := state.Alert{Kind: state.AlertGearReplaced, AppName: a.Name, Namespace: a.Domain, Node: from, Gear: g.ID,
-		Reason: fmt.Sprintf("node %s is lost", from), Action: fmt.Sprintf("gear started anew on node %s (its data directory is lost with the node)", target)}
+		Reason: reason, Action: fmt.Sprintf("gear started anew on node %s (its data directory is lost with the node)", target)}
 	if err := b.commitAll(ctx, ops, events, []state.Alert{alert}); err != nil {
 		return "", err
 	}

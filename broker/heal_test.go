@@ -289,3 +289,99 @@ func TestCrashingGearAlerted(t *testing.T) {
 	crash()
 	testutil.WaitFor(t, 10*time.Second, "second gear_crashing alert", func() bool { return crashing() == 2 })
 }
+
+// TestNodeRemove: an admin removes a dead node: its gears are replaced
+// at once (no grace), its member is forced out, and what it left in the
+// store is erased on every member. An alive node is refused.
+func TestNodeRemove(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	admin := basic(adminLogin, adminPassword)
+	demo := c.user(t, "demo", url.Values{"ha": {"true"}})
+	c.domain(t, demo, "demo")
+	c.createApp(t, demo, "demo", "web", url.Values{"scale": {"true"}})
+	c.event(t, demo, "demo", "web", "make-ha")
+	before := c.gears(t, "demo", "web")
+	for _, g := range before {
+		c.reportStarted(t, g)
+	}
+	lost := before[0].Node
+	// What the lost node wrote about itself as a router, a name server
+	// and a router's ha- claim; an admin drained it.
+	ln := c.node(t, lost)
+	ctx := context.Background()
+	for _, op := range []struct {
+		bucket, key string
+		v           any
+	}{
+		{state.BucketRouters, lost, state.Router{Name: lost, Addr: ln.ip}},
+		{state.BucketNameServers, lost, state.NameServer{Name: lost, Addr: ln.ip}},
+		{state.BucketHADNS, state.HADNSKey("demo/web", lost), state.HADNS{App: "demo/web", Router: lost, Addr: ln.ip}},
+	} {
+		if _, err := ln.st.Put(ctx, op.bucket, op.key, op.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.ok(t, "POST", "/broker/rest/nodes/"+lost+"/events", admin, url.Values{"event": {"drain"}}, nil)
+	wantErr(t, c.do(t, "DELETE", "/broker/rest/nodes/"+lost, demo, nil), 403, "")
+	wantErr(t, c.do(t, "DELETE", "/broker/rest/nodes/"+lost, admin, nil), 409, "is alive")
+	wantErr(t, c.do(t, "DELETE", "/broker/rest/nodes/nosuch", admin, nil), 404, "Node 'nosuch' not found.")
+
+	c.killNode(t, lost)
+	c.ok(t, "DELETE", "/broker/rest/nodes/"+lost, admin, nil, nil)
+	// At once: the clock does not move.
+	gs := c.gears(t, "demo", "web")
+	for _, g := range gs {
+		if g.Node == lost {
+			t.Fatalf("gear %s still on removed node %s", g.ID, lost)
+		}
+	}
+	if len(gs) != len(before) {
+		t.Fatalf("%d gears, want %d", len(gs), len(before))
+	}
+	checkLBInvariants(t, gs, false)
+	for _, m := range c.st.Members() {
+		if m.Name == lost {
+			t.Errorf("removed member still listed: %+v", m)
+		}
+	}
+	var nodes []api.Node
+	c.ok(t, "GET", "/broker/rest/nodes", admin, nil, &nodes)
+	if slices.ContainsFunc(nodes, func(n api.Node) bool { return n.Name == lost }) {
+		t.Errorf("removed node still listed: %+v", nodes)
+	}
+	left := func(st *store.Store) []string {
+		var out []string
+		for _, b := range []string{state.BucketNodes, state.BucketRouters, state.BucketNameServers} {
+			if _, err := st.GetRecord(b, lost); err == nil {
+				out = append(out, b)
+			}
+		}
+		if _, err := st.GetRecord(state.BucketHADNS, state.HADNSKey("demo/web", lost)); err == nil {
+			out = append(out, state.BucketHADNS)
+		}
+		if ss, _ := list[state.GearStatus](st, state.BucketGearStatus); slices.ContainsFunc(ss, func(s state.GearStatus) bool { return s.Node == lost }) {
+			out = append(out, state.BucketGearStatus)
+		}
+		return out
+	}
+	other := c.node(t, gs[0].Node)
+	for _, st := range []*store.Store{c.st, other.st} {
+		testutil.WaitFor(t, 20*time.Second, "the removed node's records gone from "+st.Name(), func() bool { return len(left(st)) == 0 },
+			func() string { return fmt.Sprint(left(st)) })
+	}
+	as := c.alerts(t)
+	i := slices.IndexFunc(as, func(a api.Alert) bool { return a.Kind == state.AlertNodeRemoved && a.Node == lost })
+	j := slices.IndexFunc(as, func(a api.Alert) bool { return a.Kind == state.AlertGearReplaced && a.Node == lost })
+	if i < 0 || j < i || !strings.Contains(as[j].Reason, "was removed") {
+		t.Errorf("alerts %v: want node_removed, then gear_replaced", kinds(as))
+	}
+	// Healing, later, neither fails the node nor moves anything more.
+	c.clock.Advance(c.b.cfg.NodeFailureGrace)
+	c.waitHealPasses(t, 3)
+	if got := c.gears(t, "demo", "web"); !slices.Equal(got, gs) {
+		t.Errorf("gears moved after the removal:\n%+v\n%+v", gs, got)
+	}
+	if slices.ContainsFunc(c.alerts(t), func(a api.Alert) bool { return a.Kind == state.AlertNodeFailed }) {
+		t.Errorf("a removed node reported failed: %v", kinds(c.alerts(t)))
+	}
+}

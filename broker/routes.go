@@ -50,6 +50,7 @@ func (b *Broker) routes(mux *http.ServeMux) {
 
 	h("GET /broker/rest/nodes", b.listNodes)
 	h("POST /broker/rest/nodes/{node}/events", b.nodeEvent)
+	h("DELETE /broker/rest/nodes/{node}", b.removeNode)
 	h("POST /broker/rest/gears/{gear}/move", b.moveGear)
 	h("GET "+app+"/environment-variables", b.listEnv)
 	h("POST "+app+"/environment-variables", b.setEnv)
@@ -101,6 +102,7 @@ func (b *Broker) apiIndex(w http.ResponseWriter, r *http.Request, _ *state.User,
 		"ADD_USER (admin)":     link("POST", "/broker/rest/users", "login", "password"),
 		"LIST_NODES (admin)":   link("GET", "/broker/rest/nodes"),
 		"NODE_EVENT (admin)":   link("POST", "/broker/rest/nodes/:node/events", "event"),
+		"REMOVE_NODE (admin)":  link("DELETE", "/broker/rest/nodes/:node"),
 		"MOVE_GEAR (admin)":    link("POST", "/broker/rest/gears/:gear/move", "node"),
 	}
 	for k, l := range routingLinks {

@@ -237,3 +237,31 @@ func TestWatchSeesLocalAndRemoteChanges(t *testing.T) {
 		t.Fatalf("last change seen is not the delete: %+v", seen)
 	}
 }
+
+// A member that died is forced out by RemoveMember: every other member
+// forgets it. An alive member is refused.
+func TestRemoveMemberForgetsADeadMember(t *testing.T) {
+	ms := startCluster(t, 3)
+	if err := ms[0].st.RemoveMember("m01"); err == nil || !strings.Contains(err.Error(), "alive") {
+		t.Errorf("remove an alive member: %v, want refused", err)
+	}
+	ms[2].stop()
+	status := func(m *testMember, name string) string {
+		for _, mm := range m.st.Members() {
+			if mm.Name == name {
+				return mm.Status
+			}
+		}
+		return "absent"
+	}
+	testutil.WaitFor(t, 30*time.Second, "m02 failed on m00", func() bool { return status(ms[0], "m02") == StatusFailed })
+	if err := ms[0].st.RemoveMember("m02"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "m02 forgotten by m00 and m01", func() bool {
+		return status(ms[0], "m02") == "absent" && status(ms[1], "m02") == "absent"
+	}, func() string { return status(ms[0], "m02") + " " + status(ms[1], "m02") })
+	if err := ms[0].st.RemoveMember("nobody"); err != nil {
+		t.Errorf("remove an unknown member: %v", err)
+	}
+}

@@ -531,6 +531,30 @@ func (s *Store) Leave(ctx context.Context) error {
 	}
 }
 
+// RemoveMember forces member name out of the cluster: a member that has
+// failed or left is marked left and erased from every member's list, so
+// that it is not probed or reconnected to any more. It is for a member
+// that will not return; an alive member is not removed (gossip would
+// refute it) and an error says so. A name gossip does not know is not an
+// error.
+func (s *Store) RemoveMember(name string) error {
+	s.mu.Lock()
+	sf := s.serf
+	s.mu.Unlock()
+	if sf == nil {
+		return errors.New("remove member: store not started")
+	}
+	for _, m := range sf.Members() {
+		if m.Name == name && m.Status == serf.StatusAlive {
+			return fmt.Errorf("remove member %s: it is alive", name)
+		}
+	}
+	if err := sf.RemoveFailedNodePrune(name); err != nil {
+		return fmt.Errorf("remove member %s: %w", name, err)
+	}
+	return nil
+}
+
 // Close stops gossip and every goroutine, and closes the state file. It is
 // safe to call twice; it returns the first error.
 func (s *Store) Close() error {

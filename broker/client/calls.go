@@ -173,6 +173,12 @@ func (c *Client) NodeEvent(ctx context.Context, node, event string) ([]api.Messa
 	return c.Do(ctx, http.MethodPost, "/broker/rest/nodes/"+url.PathEscape(node)+"/events", url.Values{"event": {event}}, nil)
 }
 
+// RemoveNode removes a node that will not return (admin): its member is
+// forced out, its records reaped, its gears replaced at once.
+func (c *Client) RemoveNode(ctx context.Context, node string) ([]api.Message, error) {
+	return c.Do(ctx, http.MethodDelete, "/broker/rest/nodes/"+url.PathEscape(node), nil, nil)
+}
+
 // MoveGear moves a gear to another node (admin).
 func (c *Client) MoveGear(ctx context.Context, gear, node string, force bool) (api.Gear, []api.Message, error) {
 	var g api.Gear

@@ -48,10 +48,31 @@ func nodeCommand() *cli.Command {
 			}),
 		})
 	}
+	cmds = append(cmds, &cli.Command{
+		Name:      "remove",
+		Usage:     "remove a node that will not return: its gears are replaced at once, its records erased (administrators)",
+		UsageText: "gearbox node remove NODE [flags]",
+		Description: "For a node that is dead for good (a lost VM). Its member is forced out of the cluster,\n" +
+			"each of its gears is started anew on another node under the placement rules without\n" +
+			"waiting for --node-failure-grace (their data directories are lost with the node), and\n" +
+			"what it left in the cluster state is erased: its registration, its router, broker and\n" +
+			"name-server records, its ha- DNS claims, its gears' status, and its server in the\n" +
+			"cluster services. A node that is alive is refused: drain it, stop it, then remove it.\n" +
+			"Started again later, the node joins as a new, empty one. A node_removed alert says\n" +
+			"who removed it.",
+		Flags: clientFlags(),
+		Action: clientAction([]string{"NODE"}, func(s *session) error {
+			msgs, err := s.api.RemoveNode(s.ctx(), s.arg(0))
+			if err != nil {
+				return err
+			}
+			return s.result(msgs, nil, nil)
+		}),
+	})
 	subcommands(cmds)
 	return &cli.Command{
 		Name:         "node",
-		Usage:        "list, drain and undrain nodes (administrators)",
+		Usage:        "list, drain, undrain and remove nodes (administrators)",
 		UsageText:    "gearbox node command [flags]",
 		OnUsageError: cmdline.UsageError,
 		Subcommands:  cmds,

@@ -53,6 +53,19 @@ func TestNodeCommands(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 	fb.requests()
+
+	fb.on("DELETE", "/broker/rest/nodes/node3", fakeReply{msgs: []string{"Node node3 removed: 2 gear(s) replaced."}})
+	out, _, err = runCLI(t, "node", "remove", "node3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRequest(t, fb.last(), "DELETE", "/broker/rest/nodes/node3", nil)
+	wantContains(t, "node remove", out, "Node node3 removed: 2 gear(s) replaced.")
+	fb.on("DELETE", "/broker/rest/nodes/node1", fakeReply{code: 409, msgs: []string{"Node 'node1' is alive"}})
+	if _, _, err := runCLI(t, "node", "remove", "node1"); err == nil || err.Error() != "Node 'node1' is alive" {
+		t.Errorf("remove an alive node: %v", err)
+	}
+	fb.requests()
 }
 
 func TestGearMove(t *testing.T) {

@@ -638,6 +638,7 @@ func (s *Server) syncOnce() {
 		return
 	}
 	s.markJoined(srv)
+	s.reapRemoved(srv)
 	before := s.accounts
 	if err := s.writeAccounts(); err != nil {
 		s.log.Error().Err(err).Msg("nats accounts not updated")
@@ -669,6 +670,39 @@ func (s *Server) syncOnce() {
 	}
 	s.log.Debug().Int("routes", len(routes)).Int("apps", len(s.apps)).Msg("nats server reloaded")
 	s.routes = routes
+}
+
+// reapRemoved removes from JetStream's metadata group the servers of
+// nodes an admin removed (gearbox node remove: the node record is gone,
+// its admin record says removed) that are offline, so that JetStream
+// places their replicas elsewhere and no longer counts them. Only the
+// metadata leader does it.
+func (s *Server) reapRemoved(srv *server.Server) {
+	jsz, err := srv.Jsz(nil)
+	if err != nil || jsz.Meta == nil || jsz.Meta.Leader != s.name {
+		return
+	}
+	for _, p := range jsz.Meta.Replicas {
+		if !p.Offline || !s.removedNode(p.Name) {
+			continue
+		}
+		if err := s.removePeer(p.Name); err != nil {
+			s.log.Warn().Err(err).Str("peer", p.Name).Msg("removed node's server not removed from the services cluster yet; will retry")
+			continue
+		}
+		s.log.Info().Str("peer", p.Name).Msg("removed node's server removed from the services cluster")
+	}
+}
+
+// removedNode reports whether an admin removed node name and it has not
+// registered again since.
+func (s *Server) removedNode(name string) bool {
+	if _, err := s.st.GetRecord(state.BucketNodes, name); !errors.Is(err, store.ErrNotFound) {
+		return false
+	}
+	var a state.NodeAdmin
+	_, err := s.st.Get(state.BucketNodeAdmin, name, &a)
+	return err == nil && a.Removed
 }
 
 // metaPeers returns the JetStream metadata group's leader and its

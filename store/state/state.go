@@ -260,6 +260,10 @@ func (n Node) Isolates() bool { return strings.HasPrefix(n.Isolation, "uid+") }
 type NodeAdmin struct {
 	Name     string `json:"name"`
 	Draining bool   `json:"draining"`
+	// Removed says that an admin removed the node (gearbox node remove):
+	// the one record of it kept, so that the gears still placed on it
+	// are known lost although its node record is gone.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // Routing event actions: OpenShift's routing SPI, then what it never sent.
