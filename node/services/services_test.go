@@ -467,3 +467,40 @@ func TestAppDeletionRemovesItsData(t *testing.T) {
 	}, func() string { return fmt.Sprint(last) })
 	t.Logf("the other app's bucket answered after %s", time.Since(start))
 }
+
+// A node an admin removed (its node record deleted, its admin record
+// marked removed) leaves the metadata group once it is offline: the
+// metadata leader removes its server.
+func TestRemovedNodeLeavesTheMetaGroup(t *testing.T) {
+	n1 := startNode(t, "n1")
+	n2 := startNode(t, "n2", n1)
+	n3 := startNode(t, "n3", n1, n2)
+	waitThreeVoters(t, n1, n3)
+	n3.svc.Close()
+	n3.m.Close()
+	peers := func() string {
+		for _, n := range []*node{n1, n2} {
+			jsz, err := n.svc.NATS().Jsz(nil)
+			if err != nil || jsz.Meta == nil || jsz.Meta.Leader != n.svc.name {
+				continue
+			}
+			ps := []string{jsz.Meta.Leader}
+			for _, p := range jsz.Meta.Replicas {
+				ps = append(ps, fmt.Sprintf("%s(offline=%v)", p.Name, p.Offline))
+			}
+			return strings.Join(ps, " ")
+		}
+		return "no leader"
+	}
+	// Offline but not removed: it stays a peer.
+	testutil.WaitFor(t, 30*time.Second, "n3 offline in the meta group", func() bool { return strings.Contains(peers(), "n3(offline=true)") }, peers)
+	ctx := context.Background()
+	if _, err := n1.m.Store.Batch(ctx, []store.Op{{Bucket: state.BucketNodes, Key: "n3", Delete: true},
+		{Bucket: state.BucketNodeAdmin, Key: "n3", Value: state.NodeAdmin{Name: "n3", Removed: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 60*time.Second, "n3 gone from the meta group", func() bool {
+		p := peers()
+		return p != "no leader" && !strings.Contains(p, "n3")
+	}, peers)
+}
