@@ -94,7 +94,8 @@ func routerWebhookCommand() *cli.Command {
 			Name:      "add",
 			Usage:     "have the broker leader POST every routing event to a URL (administrators)",
 			UsageText: "gearbox router webhook add URL [--after SEQ] [flags]",
-			Description: "The broker leader POSTs each routing event to URL as JSON, one at a time, in sequence\n" +
+			Description: "The broker leader POSTs each routing event (or, with --feed alerts, each alert) to URL\n" +
+				"as JSON, one at a time, in sequence\n" +
 				"order, with headers X-Gearbox-Event-Seq and X-Gearbox-Signature: sha256=HEX (the\n" +
 				"HMAC-SHA256 of the body keyed with the webhook's secret, printed once, now). An answer\n" +
 				"other than 2xx, or none within 10 s, is retried after 1 s, doubling up to 1 min, until it\n" +
