@@ -74,6 +74,7 @@ type gear struct {
 	draining    bool            // the web process is about to stop: load balancers drain it
 	handingOver bool            // a side process serves while the web process restarts
 	logTail     []string        // the end of the log when it last was found crashing
+	dataCopy    string          // how far the copy of a replaced gear's data went (datacopy.go)
 	lbDown      string          // why the load balancer the gear should run does not listen; "" if it does or none is wanted
 	portTaken   *portTakenError // another uid holds the web port (see portowner.go); nil if none does
 	reason      string          // the reason last reported, before portTaken's
@@ -163,6 +164,7 @@ func (g *gear) apply(d desired) {
 		g.log.Error().Err(err).Msg("write nats key failed")
 	}
 	g.killOrphans()
+	g.copyData(spec)
 	if spec.Port <= 0 || spec.Port > 65535 {
 		g.stopLB()
 		if g.proc != nil {

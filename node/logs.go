@@ -68,6 +68,10 @@ func (s *Supervisor) serveLogs(w http.ResponseWriter, r *http.Request) {
 		s.serveLBStatus(w, r, id)
 		return
 	}
+	if id, ok := internalapi.GearDataID(r.URL.Path); ok {
+		s.serveGearData(w, r, id)
+		return
+	}
 	id, ok := internalapi.GearLogsID(r.URL.Path)
 	if !ok || !gearIDRE.MatchString(id) {
 		http.NotFound(w, r)

@@ -74,6 +74,7 @@ func (g *gear) reportLocked(st, reason string) {
 	if st == state.GearCrashing {
 		next.LogTail = g.logTail
 	}
+	next.DataCopy = g.dataCopy
 	if sameStatus(g.status, next) && g.reported {
 		return
 	}
@@ -102,6 +103,20 @@ func (g *gear) setDraining(on bool) {
 	}
 	g.draining = on
 	g.reportLocked(g.status.State, g.status.Reason)
+}
+
+// setDataCopy notes how far the copy of a replaced gear's data went,
+// and reports it.
+func (g *gear) setDataCopy(v string) {
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	if g.dataCopy == v {
+		return
+	}
+	g.dataCopy = v
+	if g.status.State != "" {
+		g.reportLocked(g.status.State, g.status.Reason)
+	}
 }
 
 // setHandingOver notes whether the gear's side process serves while its
@@ -262,7 +277,7 @@ func (g *gear) reassert(cur *state.GearStatus) {
 // sameStatus compares everything but UpdatedAt.
 func sameStatus(a, b state.GearStatus) bool {
 	return a.ID == b.ID && a.Node == b.Node && a.State == b.State && a.Reason == b.Reason && a.Deployment == b.Deployment && a.Restarts == b.Restarts && a.Health == b.Health && a.Draining == b.Draining &&
-		a.PortTaken == b.PortTaken && slices.Equal(a.LogTail, b.LogTail) &&
+		a.PortTaken == b.PortTaken && slices.Equal(a.LogTail, b.LogTail) && a.DataCopy == b.DataCopy &&
 		sameEndpoints(a.Endpoints, b.Endpoints)
 }
 

@@ -79,6 +79,12 @@ const (
 	// with format=json JSON; 404 for a gear whose load balancer does not
 	// run on the node. It is here, not on the load balancer's port,
 	// because it shows the cluster's addresses, ports and gear ids.
+	//
+	// GET GearDataPath(id), served by the same handler: gear id's data
+	// directory as a gzip-compressed tar archive (regular files,
+	// directories and symbolic links, with their modes and times), for
+	// the node of a gear that replaces it in a planned move; 404 for a
+	// gear the node does not run.
 	PrefixGears = Prefix + "gears/"
 	// PathRouterStatus is GET, served by a member with the router role
 	// (router.Router.StatusHandler): what the router routes, each app's
@@ -109,6 +115,21 @@ func GearLogsID(path string) (id string, ok bool) {
 		return "", false
 	}
 	return strings.CutSuffix(rest, "/logs")
+}
+
+// GearDataPath is where gear id's data directory is served:
+// PrefixGears + id + "/data", the id escaped as a path segment.
+func GearDataPath(id string) string { return PrefixGears + url.PathEscape(id) + "/data" }
+
+// GearDataID returns the gear id whose data path (a request's decoded
+// URL.Path) asks for, and whether path has the shape of GearDataPath.
+// The id is not checked.
+func GearDataID(path string) (id string, ok bool) {
+	rest, ok := strings.CutPrefix(path, PrefixGears)
+	if !ok {
+		return "", false
+	}
+	return strings.CutSuffix(rest, "/data")
 }
 
 // GearLBStatusPath is where the status page of LB gear id's load balancer

@@ -183,7 +183,29 @@ type Gear struct {
 	// a roll-out moves the others to it one gear at a time.
 	Deployment string    `json:"deployment,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
+	// Replaces, on a gear started to replace another in a planned move
+	// (a drain's evacuation), names that gear: its node copies the
+	// other's data directory before it first starts this one, and merges
+	// it again once Final is set (the other gear is stopped). Cleared
+	// when the other gear is gone.
+	Replaces *Replacement `json:"replaces,omitempty"`
 }
+
+// Replacement is the gear a gear replaces in a planned move.
+type Replacement struct {
+	Gear string `json:"gear"`
+	Node string `json:"node"`
+	// Final asks for the last merge of the data directory: the other
+	// gear is stopped.
+	Final bool `json:"final,omitempty"`
+}
+
+// Data copy states a replacing gear's status reports (GearStatus.DataCopy).
+const (
+	DataCopied     = "copied" // the first copy is done
+	DataMerged     = "merged" // the final merge is done
+	DataCopyFailed = "failed" // prefix: "failed: why"; the gear starts without it
+)
 
 // Endpoint is one exposed port of a gear, as the routing SPI describes it.
 type Endpoint struct {
@@ -221,7 +243,11 @@ type GearStatus struct {
 	// own process there.
 	PortTaken bool `json:"port_taken,omitempty"`
 	// LogTail is the end of the gear's log when it is crashing.
-	LogTail   []string  `json:"log_tail,omitempty"`
+	LogTail []string `json:"log_tail,omitempty"`
+	// DataCopy, on a gear that replaces another (Gear.Replaces), says how
+	// far the copy of that gear's data directory went: DataCopied,
+	// DataMerged, or "failed: " and why.
+	DataCopy  string    `json:"data_copy,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
@@ -260,6 +286,10 @@ func (n Node) Isolates() bool { return strings.HasPrefix(n.Isolation, "uid+") }
 type NodeAdmin struct {
 	Name     string `json:"name"`
 	Draining bool   `json:"draining"`
+	// Evacuate, on a draining node, has the broker leader move its gears
+	// off, one at a time, each replacement started before its original
+	// stops (gearbox node drain without --no-evacuate).
+	Evacuate bool `json:"evacuate,omitempty"`
 	// Removed says that an admin removed the node (gearbox node remove):
 	// the one record of it kept, so that the gears still placed on it
 	// are known lost although its node record is gone.
