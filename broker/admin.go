@@ -100,14 +100,16 @@ func (b *Broker) listNodes(w http.ResponseWriter, r *http.Request, u *state.User
 	for _, n := range cv.nodes {
 		rec := cv.byName[n.Name]
 		out = append(out, api.Node{Name: n.Name, Addr: rec.Addr, Zone: n.Zone, Region: n.Region,
-			Alive: n.Alive, Draining: n.Draining, Gears: n.Gears, MaxGears: n.MaxGears, Isolation: rec.Isolation})
+			Alive: n.Alive, Draining: n.Draining, Gears: n.Gears, MaxGears: n.MaxGears, Isolation: rec.Isolation, Evacuation: cv.evacuation[n.Name]})
 	}
 	reply(w, http.StatusOK, "nodes", out)
 	return nil
 }
 
-// POST /broker/rest/nodes/{node}/events (admin): event=drain|undrain.
-// A draining node gets no new gears; its gears stay until moved.
+// POST /broker/rest/nodes/{node}/events (admin): event=drain|undrain,
+// evacuate=bool (default true). A draining node gets no new gears; with
+// evacuate its gears are moved off (evacuate.go), else they stay until
+// moved.
 func (b *Broker) nodeEvent(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
 	if err := requireAdmin(u); err != nil {
 		return err
@@ -122,11 +124,28 @@ func (b *Broker) nodeEvent(w http.ResponseWriter, r *http.Request, u *state.User
 	if ev != "drain" && ev != "undrain" {
 		return fieldErr("event", 1, "Invalid node event '%s' specified. Valid events are: drain, undrain.", ev)
 	}
-	if _, err := b.st.Put(r.Context(), state.BucketNodeAdmin, name, state.NodeAdmin{Name: name, Draining: ev == "drain"}); err != nil {
+	evacuate, err := p.boolean("evacuate", true)
+	if err != nil {
 		return err
 	}
-	b.log.Info().Str("node", name).Str("event", ev).Str("by", u.Login).Msg("node event")
-	reply(w, http.StatusOK, "node", nil, fmt.Sprintf("Node %s: %s done.", name, ev))
+	na := state.NodeAdmin{Name: name, Draining: ev == "drain", Evacuate: ev == "drain" && evacuate}
+	if _, err := b.st.Put(r.Context(), state.BucketNodeAdmin, name, na); err != nil {
+		return err
+	}
+	b.log.Info().Str("node", name).Str("event", ev).Bool("evacuate", na.Evacuate).Str("by", u.Login).Msg("node event")
+	msg := fmt.Sprintf("Node %s: %s done.", name, ev)
+	if na.Evacuate {
+		n := 0
+		if cv, err := b.loadCluster(); err == nil {
+			for _, g := range cv.gears {
+				if g.Node == name {
+					n++
+				}
+			}
+		}
+		msg = fmt.Sprintf("Node %s: drain done; its %d gear(s) move to other nodes one at a time ('gearbox node list' shows how far).", name, n)
+	}
+	reply(w, http.StatusOK, "node", nil, msg)
 	return nil
 }
 

@@ -21,8 +21,10 @@ type clusterView struct {
 	alive    map[string]bool
 	draining map[string]bool
 	removed  map[string]bool // nodes an admin removed
-	gears    []state.Gear
-	ports    map[string]map[int]bool // node -> ports in use
+	// evacuation is where each draining node's evacuation stands.
+	evacuation map[string]string
+	gears      []state.Gear
+	ports      map[string]map[int]bool // node -> ports in use
 }
 
 func (b *Broker) loadCluster() (*clusterView, error) {
@@ -43,7 +45,7 @@ func (b *Broker) loadCluster() (*clusterView, error) {
 		return nil, err
 	}
 	cv := &clusterView{byName: map[string]*state.Node{}, alive: map[string]bool{}, draining: map[string]bool{},
-		removed: map[string]bool{}, gears: gears, ports: map[string]map[int]bool{}}
+		removed: map[string]bool{}, evacuation: map[string]string{}, gears: gears, ports: map[string]map[int]bool{}}
 	for _, m := range b.st.Members() {
 		if m.Status == store.StatusAlive && m.HasRole(store.RoleNode) {
 			cv.alive[m.Name] = true
@@ -52,6 +54,9 @@ func (b *Broker) loadCluster() (*clusterView, error) {
 	for _, a := range admin {
 		cv.draining[a.Name] = a.Draining
 		cv.removed[a.Name] = a.Removed
+		if a.Draining {
+			cv.evacuation[a.Name] = a.Evacuation
+		}
 	}
 	ownerOf := make(map[string]string, len(apps))
 	for _, a := range apps {

@@ -69,7 +69,7 @@ type healer struct {
 // nodes, gears and apps, on membership changes, and every second for the
 // grace.
 func (b *Broker) healLoop() {
-	w := b.st.Watch(state.BucketNodes, state.BucketGears, state.BucketApps, state.BucketGearStatus)
+	w := b.st.Watch(state.BucketNodes, state.BucketNodeAdmin, state.BucketGears, state.BucketApps, state.BucketGearStatus)
 	defer w.Close()
 	members := b.st.MemberChanges()
 	h := &healer{}
@@ -83,6 +83,12 @@ func (b *Broker) healLoop() {
 			if h.leading {
 				if err := b.healOnce(b.ctx, h); err != nil && b.ctx.Err() == nil && !errors.Is(err, store.ErrClosed) {
 					b.log.Warn().Err(err).Msg("healing pass failed")
+				}
+				b.mu.Lock()
+				err := b.evacuateOnce(b.ctx)
+				b.mu.Unlock()
+				if err != nil && b.ctx.Err() == nil && !errors.Is(err, store.ErrClosed) {
+					b.log.Warn().Err(err).Msg("evacuation pass failed")
 				}
 				b.healPasses.Add(1)
 			}

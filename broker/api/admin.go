@@ -15,4 +15,7 @@ type Node struct {
 	// Isolation is how the node isolates its gears: uid+cgroup2,
 	// uid+cgroup1, uid+rlimit, or none and why, as "none (not root)".
 	Isolation string `json:"isolation"`
+	// Evacuation, on a node drained with evacuation, says where it
+	// stands: "moving gear G to N: ...", "blocked: why", "evacuated".
+	Evacuation string `json:"evacuation,omitempty"`
 }

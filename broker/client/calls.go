@@ -173,6 +173,13 @@ func (c *Client) NodeEvent(ctx context.Context, node, event string) ([]api.Messa
 	return c.Do(ctx, http.MethodPost, "/broker/rest/nodes/"+url.PathEscape(node)+"/events", url.Values{"event": {event}}, nil)
 }
 
+// DrainNode drains a node (admin): no new gears go there, and with
+// evacuate its gears move to other nodes.
+func (c *Client) DrainNode(ctx context.Context, node string, evacuate bool) ([]api.Message, error) {
+	return c.Do(ctx, http.MethodPost, "/broker/rest/nodes/"+url.PathEscape(node)+"/events",
+		url.Values{"event": {"drain"}, "evacuate": {strconv.FormatBool(evacuate)}}, nil)
+}
+
 // RemoveNode removes a node that will not return (admin): its member is
 // forced out, its records reaped, its gears replaced at once.
 func (c *Client) RemoveNode(ctx context.Context, node string) ([]api.Message, error) {

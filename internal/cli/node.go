@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -30,24 +31,42 @@ func nodeCommand() *cli.Command {
 			}),
 		},
 	}
-	for _, ev := range []struct{ name, usage string }{
-		{"drain", "stop placing new gears on a node; its gears stay until moved (administrators)"},
-		{"undrain", "place new gears on a drained node again (administrators)"},
-	} {
-		cmds = append(cmds, &cli.Command{
-			Name:      ev.name,
-			Usage:     ev.usage,
-			UsageText: "gearbox node " + ev.name + " NODE [flags]",
-			Flags:     clientFlags(),
-			Action: clientAction([]string{"NODE"}, func(s *session) error {
-				msgs, err := s.api.NodeEvent(s.ctx(), s.arg(0), ev.name)
-				if err != nil {
-					return err
-				}
-				return s.result(msgs, nil, nil)
-			}),
-		})
-	}
+	cmds = append(cmds, &cli.Command{
+		Name:      "drain",
+		Usage:     "stop placing gears on a node and move its gears to other nodes, one at a time (administrators)",
+		UsageText: "gearbox node drain NODE [--no-evacuate] [flags]",
+		Description: "The node gets no new gears. Its gears move to other nodes under the placement rules,\n" +
+			"one at a time: a replacement gear starts on another node with a copy of the gear's data\n" +
+			"directory, and only once it serves is the old gear drained from every load balancer and\n" +
+			"stopped; its data directory is merged into the replacement once more (files the\n" +
+			"replacement changed meanwhile keep its version), then the old gear is removed. An app\n" +
+			"with two or more web gears, or an HA app, loses no request. 'gearbox node list' shows\n" +
+			"how far it got; each gear moved is a gear_replaced alert. With --no-evacuate the gears\n" +
+			"stay where they are (move them with 'gearbox gear move').",
+		Flags: append(clientFlags(),
+			&cli.BoolFlag{Name: "no-evacuate", Usage: "only stop new placements; leave the node's gears where they are"}),
+		Action: clientAction([]string{"NODE"}, func(s *session) error {
+			msgs, err := s.api.DrainNode(s.ctx(), s.arg(0), !s.c.Bool("no-evacuate"))
+			if err != nil {
+				return err
+			}
+			return s.result(msgs, nil, nil)
+		}),
+	}, &cli.Command{
+		Name:      "undrain",
+		Usage:     "place new gears on a drained node again, and stop evacuating it (administrators)",
+		UsageText: "gearbox node undrain NODE [flags]",
+		Description: "A gear move under way when the node is undrained is carried to its end; no other\n" +
+			"gear moves.",
+		Flags: clientFlags(),
+		Action: clientAction([]string{"NODE"}, func(s *session) error {
+			msgs, err := s.api.NodeEvent(s.ctx(), s.arg(0), "undrain")
+			if err != nil {
+				return err
+			}
+			return s.result(msgs, nil, nil)
+		}),
+	})
 	cmds = append(cmds, &cli.Command{
 		Name:      "remove",
 		Usage:     "remove a node that will not return: its gears are replaced at once, its records erased (administrators)",
@@ -98,7 +117,20 @@ func printNodes(w io.Writer, ns []api.Node) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", n.Name, orDash(n.Addr), orDash(n.Zone), orDash(n.Region), status,
 			n.Gears, n.MaxGears, orDash(n.Isolation))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var notes []string
+	for _, n := range ns {
+		if n.Evacuation != "" {
+			notes = append(notes, fmt.Sprintf("%s evacuation: %s\n", n.Name, n.Evacuation))
+		}
+	}
+	if len(notes) > 0 {
+		_, err := fmt.Fprint(w, "\n"+strings.Join(notes, ""))
+		return err
+	}
+	return nil
 }
 
 // gearCommand is `gearbox gear`: single gears (admin).

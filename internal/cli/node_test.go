@@ -12,7 +12,7 @@ func TestNodeCommands(t *testing.T) {
 	fb := newFakeBroker(t)
 	fb.on("GET", "/broker/rest/nodes", fakeReply{data: `[
 		{"name": "node1", "addr": "127.0.0.11", "zone": "z1", "region": "r1", "alive": true, "draining": false, "gears": 3, "max_gears": 100, "isolation": "uid+cgroup2"},
-		{"name": "node2", "addr": "127.0.0.12", "zone": "z2", "region": "r1", "alive": true, "draining": true, "gears": 1, "max_gears": 50, "isolation": "none (not root)"},
+		{"name": "node2", "addr": "127.0.0.12", "zone": "z2", "region": "r1", "alive": true, "draining": true, "gears": 1, "max_gears": 50, "isolation": "none (not root)", "evacuation": "moving gear g1 to node1: waiting for replacement g9"},
 		{"name": "node3", "addr": "127.0.0.13", "zone": "", "region": "", "alive": false, "draining": false, "gears": 0, "max_gears": 100}]`})
 	fb.on("POST", "/broker/rest/nodes/node2/events", fakeReply{msgs: []string{"Node node2: drain done."}})
 
@@ -27,8 +27,12 @@ func TestNodeCommands(t *testing.T) {
 		{"node2", "127.0.0.12", "z2", "r1", "alive, draining", "1/50", "none (not root)"},
 		{"node3", "127.0.0.13", "-", "-", "down", "0/100", "-"},
 	}
-	if got := cells(out); !equalCells(got, want) {
+	table, notes, _ := strings.Cut(out, "\n\n")
+	if got := cells(table); !equalCells(got, want) {
 		t.Errorf("node list = %q, want %q", got, want)
+	}
+	if notes != "node2 evacuation: moving gear g1 to node1: waiting for replacement g9\n" {
+		t.Errorf("node list notes %q", notes)
 	}
 	out, _, err = runCLI(t, "node", "list", "--json")
 	if err != nil {
@@ -45,9 +49,17 @@ func TestNodeCommands(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantRequest(t, fb.last(), "POST", "/broker/rest/nodes/node2/events", map[string]string{"event": ev})
+		want := map[string]string{"event": ev}
+		if ev == "drain" {
+			want["evacuate"] = "true"
+		}
+		wantRequest(t, fb.last(), "POST", "/broker/rest/nodes/node2/events", want)
 		wantContains(t, "node "+ev, out, "Node node2: drain done.")
 	}
+	if _, _, err := runCLI(t, "node", "drain", "node2", "--no-evacuate"); err != nil {
+		t.Fatal(err)
+	}
+	wantRequest(t, fb.last(), "POST", "/broker/rest/nodes/node2/events", map[string]string{"event": "drain", "evacuate": "false"})
 	fb.on("POST", "/broker/rest/nodes/nope/events", fakeReply{code: 404, exit: 101, msgs: []string{"Node 'nope' not found."}})
 	if _, _, err := runCLI(t, "node", "drain", "nope"); err == nil || err.Error() != "Node 'nope' not found." {
 		t.Errorf("err = %v", err)

@@ -290,6 +290,9 @@ type NodeAdmin struct {
 	// off, one at a time, each replacement started before its original
 	// stops (gearbox node drain without --no-evacuate).
 	Evacuate bool `json:"evacuate,omitempty"`
+	// Evacuation is where the evacuation stands, written by the broker
+	// leader: "moving gear ...", "blocked: ...", "evacuated".
+	Evacuation string `json:"evacuation,omitempty"`
 	// Removed says that an admin removed the node (gearbox node remove):
 	// the one record of it kept, so that the gears still placed on it
 	// are known lost although its node record is gone.
