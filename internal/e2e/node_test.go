@@ -567,4 +567,111 @@ func TestNodeEndToEnd(t *testing.T) {
 			t.Errorf("after the node's return the gear is %+v", g)
 		}
 	}
+
+	// Drain under load of a node with gears (not the head's): each gear
+	// moves to another node with its data directory, and no request
+	// fails.
+	dirOf := func(node string) string {
+		m := members[node]
+		return filepath.Join(m.args[slices.Index(m.args, "--data-dir")+1], "gears")
+	}
+	var drained string
+	var moving []brokerapi.Gear
+	for _, name := range []string{"m1", "m2", "m3"} {
+		var on []brokerapi.Gear
+		for _, g := range gears() {
+			if g.Node == name {
+				on = append(on, g)
+			}
+		}
+		if name != head.Node && len(on) > len(moving) {
+			drained, moving = name, on
+		}
+	}
+	if drained == "" {
+		t.Fatalf("no node but the head's has gears: %+v", gears())
+	}
+	// What the app keeps in its data directory: a file and a sub-folder,
+	// the gear's own.
+	for _, g := range moving {
+		data := filepath.Join(dirOf(drained), g.ID, "data")
+		fi, err := os.Stat(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, gid := int(fi.Sys().(*syscall.Stat_t).Uid), int(fi.Sys().(*syscall.Stat_t).Gid)
+		for name, content := range map[string]string{"orders.db": "orders of " + g.ID, "uploads/cat.txt": "meow"} {
+			p := filepath.Join(data, name)
+			os.MkdirAll(filepath.Dir(p), 0o700)
+			if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			os.Chown(filepath.Dir(p), uid, gid)
+			os.Chown(p, uid, gid)
+		}
+	}
+	load = startLoad(front, host, 4)
+	waitUntil(t, 10*time.Second, "load running before the drain", logs, func() bool { return load.count() > 50 })
+	adminCLI := []string{"--api", api, "--user", "admin"}
+	adminCLIEnv := []string{"GEARBOX_PASSWORD=adminpass1"}
+	out, stderr, code = runGearboxEnv(t, 30*time.Second, adminCLIEnv, append([]string{"node", "drain", drained}, adminCLI...)...)
+	if code != 0 || !strings.Contains(out, "move to other nodes one at a time") {
+		t.Fatalf("node drain (exit %d):\n%s\n%s", code, out, stderr)
+	}
+	drainStart := time.Now()
+	var evac string
+	waitUntil(t, 2*time.Minute, "node "+drained+" evacuated", logs, func() bool {
+		nodes, err := admin.Nodes(ctx)
+		if err != nil {
+			return false
+		}
+		for _, n := range nodes {
+			if n.Name == drained {
+				evac = n.Evacuation
+				return n.Evacuation == "evacuated" && n.Gears == 0
+			}
+		}
+		return false
+	})
+	drainTook := time.Since(drainStart)
+	waitUntil(t, 30*time.Second, "three backends serving after the drain", logs, func() bool { return len(serving()) == 3 })
+	before = load.count()
+	waitUntil(t, 10*time.Second, "load after the drain", logs, func() bool { return load.count() > before+50 })
+	n, fails = load.end()
+	if len(fails) > 0 {
+		t.Errorf("drain: %d of %d requests failed; first: %s", len(fails), n, fails[0])
+	}
+	t.Logf("drain of %s (%d gears): %s, %d requests, %d failed (last status %q)", drained, len(moving), drainTook.Round(100*time.Millisecond), n, len(fails), evac)
+	// The replacements hold the data, as their own uid's.
+	alerts, err = admin.Alerts(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range moving {
+		i := slices.IndexFunc(alerts, func(a brokerapi.Alert) bool { return a.Kind == "gear_replaced" && a.Gear == g.ID && a.Node == drained })
+		if i < 0 || !strings.Contains(alerts[i].Action, "data directory carried") {
+			t.Errorf("no gear_replaced alert carrying the data of %s: %+v", g.ID, alerts)
+			continue
+		}
+		m := regexp.MustCompile(`gear (\S+) replaced it on node (\S+),`).FindStringSubmatch(alerts[i].Action)
+		if m == nil {
+			t.Fatalf("alert action %q", alerts[i].Action)
+		}
+		data := filepath.Join(dirOf(m[2]), m[1], "data")
+		for name, want := range map[string]string{"orders.db": "orders of " + g.ID, "uploads/cat.txt": "meow"} {
+			b, err := os.ReadFile(filepath.Join(data, name))
+			if err != nil || string(b) != want {
+				t.Errorf("replacement %s of %s: %s = %q (%v), want %q", m[1], g.ID, name, b, err, want)
+			}
+			if fi, err := os.Stat(filepath.Join(data, name)); err == nil && os.Geteuid() == 0 {
+				dfi, _ := os.Stat(data)
+				if fi.Sys().(*syscall.Stat_t).Uid != dfi.Sys().(*syscall.Stat_t).Uid {
+					t.Errorf("replacement %s: %s is not its uid's", m[1], name)
+				}
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dirOf(drained), g.ID)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the drained node still has gear %s's directory: %v", g.ID, err)
+		}
+	}
 }
