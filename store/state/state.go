@@ -147,8 +147,11 @@ type App struct {
 	Deployments []string `json:"deployments,omitempty"`
 	// Restarts is raised by each restart event: the roll-out restarts
 	// the app's gears one at a time until each gear's Restarts reaches it.
-	Restarts  int       `json:"restarts,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	Restarts int `json:"restarts,omitempty"`
+	// AutoscaleOff turns the autoscaler off for a scalable app (it is on
+	// by default).
+	AutoscaleOff bool      `json:"autoscale_off,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
 }
 
 // ScaleLimits is a saved pair of scale limits.
@@ -572,4 +575,28 @@ func (h *Webhook) FeedName() string {
 		return FeedRouting
 	}
 	return h.Feed
+}
+
+// BucketAutoscale holds the autoscaler's state of each scalable app, so
+// that a new broker leader carries on. Broker-owned; key: AppKey.
+const BucketAutoscale = "autoscale"
+
+// Autoscale is the autoscaler's memory of one app (broker/autoscale.go).
+type Autoscale struct {
+	// Gears is the gear count the autoscaler last saw or made: another
+	// count means someone else scaled.
+	Gears int `json:"gears"`
+	// Samples are the latest sessions per gear, oldest first.
+	Samples []float64 `json:"samples,omitempty"`
+	// Below counts the consecutive samples under the remove threshold.
+	Below int `json:"below,omitempty"`
+	// LastUp is the autoscaler's last scale-up.
+	LastUp time.Time `json:"last_up,omitzero"`
+	// LastManual is when another scaled the app, LastManualDown whether
+	// down: the autoscaler does not undo it within the cool-down.
+	LastManual     time.Time `json:"last_manual,omitzero"`
+	LastManualDown bool      `json:"last_manual_down,omitempty"`
+	// Blocked says that the app would scale up but is at its maximum
+	// (reported once by autoscale_blocked).
+	Blocked bool `json:"blocked,omitempty"`
 }
