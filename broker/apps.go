@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gearbox/broker/api"
@@ -26,7 +27,8 @@ func (b *Broker) appView(a *state.App, cv *clusterView, withGears bool) (api.App
 	gears := gearsOf(cv.gears, state.AppKey(a.Domain, a.Name))
 	v := api.App{ID: a.ID, Name: a.Name, Domain: a.Domain, Owner: a.Owner, AppURL: b.appURL(a), Framework: a.Cartridge,
 		Scalable: a.Scalable, HA: a.HA, GearProfile: a.GearSize, Region: a.Region, State: a.State, GearCount: len(gears),
-		ScalesFrom: a.ScalesFrom, ScalesTo: a.ScalesTo, HAMultiplier: a.HAMultiplier, Aliases: a.Aliases, CreatedAt: a.CreatedAt}
+		ScalesFrom: a.ScalesFrom, ScalesTo: a.ScalesTo, HAMultiplier: a.HAMultiplier, Aliases: a.Aliases, CreatedAt: a.CreatedAt,
+		Autoscale: a.Scalable && !a.AutoscaleOff}
 	if v.Aliases == nil {
 		v.Aliases = []string{}
 	}
@@ -343,7 +345,8 @@ func (b *Broker) destroyApp(a *state.App) ([]store.Op, []state.RoutingEvent, err
 }
 
 // validEvents are the application events, in the order errors list them.
-var validEvents = []string{"start", "stop", "restart", "scale-up", "scale-down", "make-ha", "enable-ha", "disable-ha", "activate"}
+var validEvents = []string{"start", "stop", "restart", "scale-up", "scale-down", "make-ha", "enable-ha", "disable-ha", "activate",
+	"enable-autoscale", "disable-autoscale"}
 
 // POST /broker/rest/domains/{ns}/applications/{app}/events: event=...
 func (b *Broker) appEvent(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
@@ -395,6 +398,15 @@ func (b *Broker) appEvent(w http.ResponseWriter, r *http.Request, u *state.User,
 		msg = fmt.Sprintf("Application %s is now ha", a.Name)
 	case "activate":
 		msg, err = b.activateDeployment(a, p.str("deployment_id"))
+	case "enable-autoscale", "disable-autoscale":
+		if !a.Scalable {
+			return errorf(http.StatusUnprocessableEntity, 255, "Application '%s' is not scalable: only scalable applications autoscale.", a.Name)
+		}
+		a.AutoscaleOff = ev == "disable-autoscale"
+		msg = fmt.Sprintf("Autoscaling of %s is on: it scales between %d and %s gears by the sessions of its load balancers.", a.Name, a.ScalesFrom, limitText(a.ScalesTo))
+		if a.AutoscaleOff {
+			msg = fmt.Sprintf("Autoscaling of %s is off: it keeps its %d gears until scaled by hand.", a.Name, len(pl.gears))
+		}
 	case "disable-ha":
 		if !a.HA {
 			return errorf(http.StatusUnprocessableEntity, 1, "Application '%s' is not highly available.", a.Name)
@@ -491,4 +503,12 @@ func disableHA(a *state.App) {
 		a.ScalesFrom = 1
 	}
 	a.PreHA = nil
+}
+
+// limitText is a scale limit for people: the number, or "unlimited".
+func limitText(n int) string {
+	if n < 0 {
+		return "unlimited"
+	}
+	return strconv.Itoa(n)
 }

@@ -1,10 +1,15 @@
 package broker
 
 import (
+	"fmt"
 	"math"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"gearbox/internal/testutil"
 
 	"gearbox/store/state"
 )
@@ -153,4 +158,87 @@ func TestAutoscaleSettingsFromEnv(t *testing.T) {
 	if s.MaxSessionsPerGear != DefaultMaxSessionsPerGear || s.DownHold != DefaultAutoscaleDownHold || s.Cooldown != DefaultAutoscaleCooldown || len(bad) != 3 {
 		t.Errorf("settings %+v, bad %v", s, bad)
 	}
+}
+
+// TestAutoscalerScalesByLBSessions: the leader's loop scales a scalable
+// app up under sessions, alerts each step, keeps its state in the store,
+// scales down only after the cool-down, says when the app's maximum
+// blocks it, and leaves an app alone once autoscaling is off.
+func TestAutoscalerScalesByLBSessions(t *testing.T) {
+	var sessions atomic.Int64
+	c := newCluster(t, clusterOpts{cfg: func(cfg *Config) {
+		cfg.AutoscaleInterval = 20 * time.Millisecond
+		cfg.lbSessions = func(g state.Gear) (int64, bool) { return sessions.Load(), true }
+	}})
+	demo := c.user(t, "demo", nil)
+	c.domain(t, demo, "demo")
+	c.createApp(t, demo, "demo", "web", url.Values{"scale": {"true"}})
+	for k, v := range map[string]string{EnvAutoscaleDownHold: "2", EnvMaxSessionsPerGear: "10"} {
+		c.ok(t, "POST", appPath("demo", "web", "/environment-variables"), demo, url.Values{"name": {k}, "value": {v}}, nil)
+	}
+	c.fakeNodes(t)
+	count := func(kind string) int {
+		n := 0
+		for _, a := range c.alerts(t) {
+			if a.Kind == kind && a.AppName == "web" {
+				n++
+			}
+		}
+		return n
+	}
+	// 25 sessions, 10 per gear at most: three gears (8.3 each, 83 %).
+	sessions.Store(25)
+	testutil.WaitFor(t, 20*time.Second, "three gears", func() bool { return len(c.gears(t, "demo", "web")) == 3 && count(state.AlertAutoscaleUp) == 2 },
+		func() string { return fmt.Sprint(len(c.gears(t, "demo", "web")), kinds(c.alerts(t))) })
+	c.b.autoscalePasses.Store(0)
+	testutil.WaitFor(t, 10*time.Second, "more passes", func() bool { return c.b.autoscalePasses.Load() > 20 })
+	if n := len(c.gears(t, "demo", "web")); n != 3 {
+		t.Fatalf("%d gears at 83 %% of the sessions per gear, want 3", n)
+	}
+	var st state.Autoscale
+	if _, err := c.st.Get(state.BucketAutoscale, "demo/web", &st); err != nil || st.Gears != 3 || st.LastUp.IsZero() {
+		t.Errorf("autoscaler state %+v (%v)", st, err)
+	}
+	// No load: nothing goes within the cool-down of the last scale-up,
+	// one gear at a time after it.
+	sessions.Store(0)
+	c.b.autoscalePasses.Store(0)
+	testutil.WaitFor(t, 10*time.Second, "more passes", func() bool { return c.b.autoscalePasses.Load() > 20 })
+	if n := len(c.gears(t, "demo", "web")); n != 3 {
+		t.Fatalf("%d gears within the cool-down, want 3", n)
+	}
+	c.clock.Advance(DefaultAutoscaleCooldown)
+	testutil.WaitFor(t, 20*time.Second, "down to one gear", func() bool { return len(c.gears(t, "demo", "web")) == 1 && count(state.AlertAutoscaleDown) == 2 },
+		func() string { return fmt.Sprint(len(c.gears(t, "demo", "web")), kinds(c.alerts(t))) })
+	for _, a := range c.alerts(t) {
+		if a.Kind == state.AlertAutoscaleDown && !strings.Contains(a.Action, "scaled down from") {
+			t.Errorf("alert %+v", a)
+		}
+	}
+
+	// At scales_to: blocked, said once.
+	c.ok(t, "PUT", appPath("demo", "web", "/cartridges/static"), demo, url.Values{"scales_to": {"1"}}, nil)
+	sessions.Store(100)
+	testutil.WaitFor(t, 20*time.Second, "autoscale_blocked", func() bool { return count(state.AlertAutoscaleHeld) == 1 })
+	c.b.autoscalePasses.Store(0)
+	testutil.WaitFor(t, 10*time.Second, "more passes", func() bool { return c.b.autoscalePasses.Load() > 20 })
+	if n, k := len(c.gears(t, "demo", "web")), count(state.AlertAutoscaleHeld); n != 1 || k != 1 {
+		t.Errorf("at scales_to: %d gears, %d autoscale_blocked alerts; want 1 and 1", n, k)
+	}
+
+	// Off: the app keeps its gears under any load.
+	a := c.event(t, demo, "demo", "web", "disable-autoscale")
+	if a.Autoscale {
+		t.Error("app view says autoscale after disable-autoscale")
+	}
+	c.ok(t, "PUT", appPath("demo", "web", "/cartridges/static"), demo, url.Values{"scales_to": {"-1"}}, nil)
+	c.b.autoscalePasses.Store(0)
+	testutil.WaitFor(t, 10*time.Second, "more passes", func() bool { return c.b.autoscalePasses.Load() > 20 })
+	if n := len(c.gears(t, "demo", "web")); n != 1 {
+		t.Errorf("%d gears with autoscaling off, want 1", n)
+	}
+	if a := c.event(t, demo, "demo", "web", "enable-autoscale"); !a.Autoscale {
+		t.Error("app view does not say autoscale after enable-autoscale")
+	}
+	testutil.WaitFor(t, 20*time.Second, "scaling up again", func() bool { return len(c.gears(t, "demo", "web")) > 1 })
 }

@@ -72,6 +72,8 @@ type Broker struct {
 	rolloutPasses atomic.Int64
 	// healPasses counts the healing passes done as leader, for tests.
 	healPasses atomic.Int64
+	// autoscalePasses counts the autoscaling passes done as leader.
+	autoscalePasses atomic.Int64
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -213,6 +215,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	b.wg.Go(b.bootstrapLoop)
 	b.wg.Go(b.rolloutLoop)
 	b.wg.Go(b.healLoop)
+	b.wg.Go(b.autoscaleLoop)
 	b.log.Info().Str("api", b.apiURL).Msg("broker started")
 	return nil
 }

@@ -123,6 +123,12 @@ type Config struct {
 	// (failed, left or unknown to gossip) before the leader replaces its
 	// gears elsewhere (--node-failure-grace). Default 10 s.
 	NodeFailureGrace time.Duration
+	// AutoscaleInterval is how often the leader samples the sessions of
+	// scalable apps' load balancers (--autoscale-interval). Default 5 s.
+	AutoscaleInterval time.Duration
+	// lbSessions, set by tests, replaces the reading of a load
+	// balancer's sessions for autoscaling.
+	lbSessions func(g state.Gear) (int64, bool)
 	// LBRise and LBCheckInterval are the load balancers' health check
 	// settings that apps do not override (rise checks, one interval
 	// apart, bring a gear back): a roll-out waits that long, plus an
@@ -319,6 +325,11 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("NodeFailureGrace: %s is negative", c.NodeFailureGrace))
 	} else if c.NodeFailureGrace == 0 {
 		c.NodeFailureGrace = DefaultNodeFailureGrace
+	}
+	if c.AutoscaleInterval < 0 {
+		errs = append(errs, fmt.Errorf("AutoscaleInterval: %s is negative", c.AutoscaleInterval))
+	} else if c.AutoscaleInterval == 0 {
+		c.AutoscaleInterval = DefaultAutoscaleInterval
 	}
 	if c.LBRise <= 0 {
 		c.LBRise = lb.DefaultConfig().Rise

@@ -43,7 +43,8 @@ func (b *Broker) listEnv(w http.ResponseWriter, r *http.Request, u *state.User, 
 // POST .../applications/{app}/environment-variables: name, value. Gears
 // running a deployment restart with the new environment; the app's
 // GEARBOX_LB_* variables tune its load balancers, GEARBOX_LB_GEAR_RATIO
-// its rotation.
+// its rotation, GEARBOX_MAX_SESSIONS_PER_GEAR and GEARBOX_AUTOSCALE_* its
+// autoscaling.
 func (b *Broker) setEnv(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
 	a, err := b.app(u, r.PathValue("ns"), r.PathValue("app"))
 	if err != nil {
@@ -53,8 +54,11 @@ func (b *Broker) setEnv(w http.ResponseWriter, r *http.Request, u *state.User, p
 	switch {
 	case !envNameRE.MatchString(name):
 		return fieldErr("name", 1, "Invalid environment variable name '%s': use letters, digits and '_', not starting with a digit.", name)
-	case strings.HasPrefix(name, "GEARBOX_") && !strings.HasPrefix(name, "GEARBOX_LB_"):
-		return fieldErr("name", 1, "Environment variable names starting with GEARBOX_ are set by the platform; only GEARBOX_LB_* may be set.")
+	case strings.HasPrefix(name, "GEARBOX_") && !strings.HasPrefix(name, "GEARBOX_LB_") && !autoscaleEnv(name):
+		return fieldErr("name", 1, "Environment variable names starting with GEARBOX_ are set by the platform; only GEARBOX_LB_*, %s, %s and %s may be set.",
+			EnvMaxSessionsPerGear, EnvAutoscaleDownHold, EnvAutoscaleCooldown)
+	case autoscaleEnv(name) && badAutoscaleEnv(name, value) != "":
+		return fieldErr("value", 1, "Invalid %s.", badAutoscaleEnv(name, value))
 	case len(value) > maxEnvValueLen:
 		return fieldErr("value", 1, "The value of %s is longer than %d bytes.", name, maxEnvValueLen)
 	case strings.ContainsRune(value, 0):
@@ -106,4 +110,19 @@ func (b *Broker) saveEnv(w http.ResponseWriter, r *http.Request, a *state.App, m
 	b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("change", msg).Msg("environment changed")
 	reply(w, code, "environment-variables", envList(a), msg)
 	return nil
+}
+
+// autoscaleEnv reports whether name is one of the autoscaling settings.
+func autoscaleEnv(name string) bool {
+	return name == EnvMaxSessionsPerGear || name == EnvAutoscaleDownHold || name == EnvAutoscaleCooldown
+}
+
+// badAutoscaleEnv says what is wrong with value for autoscaling setting
+// name, or "".
+func badAutoscaleEnv(name, value string) string {
+	_, bad := autoscaleSettings(&state.App{Env: map[string]string{name: value}})
+	if len(bad) > 0 {
+		return bad[0]
+	}
+	return ""
 }

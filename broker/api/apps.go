@@ -40,6 +40,9 @@ type App struct {
 	ScalesFrom   int `json:"scales_from"`
 	ScalesTo     int `json:"scales_to"`
 	HAMultiplier int `json:"ha_multiplier"`
+	// Autoscale says whether the broker scales the app by the sessions
+	// of its load balancers (scalable apps, unless turned off).
+	Autoscale bool `json:"autoscale"`
 	// Aliases are the app's own hostnames; never null.
 	Aliases []string `json:"aliases"`
 	// LB says where a scalable app's LB gears are; nil, and left out, for

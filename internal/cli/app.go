@@ -171,6 +171,40 @@ func appCommand() *cli.Command {
 		})
 	}
 	cmds = append(cmds, &cli.Command{
+		Name:      "autoscale",
+		Usage:     "turn a scalable application's autoscaling on or off",
+		UsageText: "gearbox app autoscale APP on|off -n NAMESPACE [flags]",
+		Description: "Scalable applications autoscale by default: every 5 s the broker samples the sessions\n" +
+			"(requests in flight) of the app's load balancers; when the average of the last 10 samples\n" +
+			"reaches 90 % of GEARBOX_MAX_SESSIONS_PER_GEAR (16) per gear, a gear is added, up to the\n" +
+			"app's maximum and the owner's gear limit; when it stays below haproxy_ctld's remove\n" +
+			"threshold for GEARBOX_AUTOSCALE_DOWN_HOLD samples (20), and the last scale-up is\n" +
+			"GEARBOX_AUTOSCALE_COOLDOWN seconds (600) old, a gear goes, down to the minimum. A scale by\n" +
+			"hand is not undone within the cool-down. Those three are the app's env variables\n" +
+			"(gearbox env set). Each scale is an alert (gearbox alerts).",
+		Flags: appFlags(),
+		Action: clientAction([]string{"APP", "on|off"}, func(s *session) error {
+			ns, err := s.namespace()
+			if err != nil {
+				return err
+			}
+			ev := ""
+			switch s.arg(1) {
+			case "on":
+				ev = "enable-autoscale"
+			case "off":
+				ev = "disable-autoscale"
+			default:
+				return fmt.Errorf("autoscale %q: say on or off", s.arg(1))
+			}
+			a, msgs, err := s.api.AppEvent(s.ctx(), ns, s.arg(0), ev)
+			if err != nil {
+				return err
+			}
+			return s.result(msgs, a, nil)
+		}),
+	})
+	cmds = append(cmds, &cli.Command{
 		Name:      "scale",
 		Usage:     "set the scale limits of a scalable application",
 		UsageText: "gearbox app scale APP -n NAMESPACE [--min N] [--max M] [flags]",
@@ -260,6 +294,11 @@ func printApp(w io.Writer, a api.App, gears bool) error {
 	row("Gears", fmt.Sprint(a.GearCount))
 	if a.Scalable {
 		row("Scale limits", scaleLimits(a.ScalesFrom, a.ScalesTo))
+		auto := "off (gearbox app autoscale APP on)"
+		if a.Autoscale {
+			auto = "on, by the sessions of its load balancers"
+		}
+		row("Autoscale", auto)
 	}
 	if a.HA {
 		row("HA multiplier", haMultiplier(a.HAMultiplier))

@@ -372,3 +372,21 @@ func TestAppShowCrashingGear(t *testing.T) {
 		t.Errorf("app show printed\n%s\nwant it to end with\n%s", out, want)
 	}
 }
+
+func TestAppAutoscale(t *testing.T) {
+	fb := newFakeBroker(t)
+	const path = "/broker/rest/domains/ns/applications/blog/events"
+	fb.on("POST", path, fakeReply{data: plainAppJSON, msgs: []string{"Autoscaling of blog is off: it keeps its 1 gears until scaled by hand."}})
+	for arg, ev := range map[string]string{"off": "disable-autoscale", "on": "enable-autoscale"} {
+		out, _, err := runCLI(t, "app", "autoscale", "blog", arg, "-n", "ns")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantRequest(t, fb.last(), "POST", path, map[string]string{"event": ev})
+		wantContains(t, "app autoscale "+arg, out, "Autoscaling of blog is off")
+	}
+	if _, _, err := runCLI(t, "app", "autoscale", "blog", "maybe", "-n", "ns"); err == nil || !strings.Contains(err.Error(), "say on or off") {
+		t.Errorf("autoscale maybe: %v", err)
+	}
+	fb.requests()
+}

@@ -60,6 +60,8 @@ func RoleFlags() []cli.Flag {
 			Usage: "how long a roll-out waits for one gear to fetch, build and pass its health check on a new deployment before it stops"},
 		&cli.DurationFlag{Name: "node-failure-grace", Value: broker.DefaultNodeFailureGrace, EnvVars: cmdline.Env("NODE_FAILURE_GRACE"), Category: "broker",
 			Usage: "how long a node must have been gone (failed or left) before its gears are replaced on other nodes; a node back within it keeps its gears"},
+		&cli.DurationFlag{Name: "autoscale-interval", Value: broker.DefaultAutoscaleInterval, EnvVars: cmdline.Env("AUTOSCALE_INTERVAL"), Category: "broker",
+			Usage: "how often the broker leader samples the sessions of scalable apps' load balancers for autoscaling (an average of the last 10 samples decides)"},
 		&cli.StringFlag{Name: "ha-dns-prefix", Value: state.DefaultHADNSPrefix, EnvVars: cmdline.Env("HA_DNS_PREFIX"), Category: "routing",
 			Usage: "prefix of HA apps' routing-layer hostnames (PREFIX APP-NS SUFFIX .DOMAIN), served by routers; the same on every member"},
 		&cli.StringFlag{Name: "ha-dns-suffix", Value: state.DefaultHADNSSuffix, EnvVars: cmdline.Env("HA_DNS_SUFFIX"), Category: "routing",
@@ -195,6 +197,9 @@ func ParseRoleOptions(c *cli.Context) (RoleOptions, error) {
 	}
 	if bc.NodeFailureGrace = c.Duration("node-failure-grace"); bc.NodeFailureGrace <= 0 {
 		errs = append(errs, fmt.Errorf("--node-failure-grace %s: want a positive duration", bc.NodeFailureGrace))
+	}
+	if bc.AutoscaleInterval = c.Duration("autoscale-interval"); bc.AutoscaleInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--autoscale-interval %s: want a positive duration", bc.AutoscaleInterval))
 	}
 	buildTimeout := c.Duration("build-timeout")
 	if buildTimeout <= 0 {
