@@ -30,10 +30,10 @@ import (
 //     samples and not within Cooldown of the last scale-up, one gear goes,
 //     down to scales_from.
 //
-// After a scale (its own or a user's) the window starts over and nothing
-// is decided until it holds MinSamples samples, nor scaled up while a
-// gear of the app has not started yet; a scale by hand is never undone
-// within Cooldown. The state is a record (autoscale bucket), so that a
+// After a scale (its own or a user's) the window starts over, so that
+// decisions rest on samples of the app as it is, and nothing scales up
+// while a gear of the app has not started yet; a scale by hand is never
+// undone // within Cooldown. The state is a record (autoscale bucket), so that a
 // new leader carries on.
 
 // Autoscale defaults, per app overridable by env (AutoscaleSettings).
@@ -44,7 +44,6 @@ const (
 	DefaultAutoscaleDownHold  = 20
 	DefaultAutoscaleCooldown  = 600 * time.Second
 	DefaultAutoscaleInterval  = 5 * time.Second
-	autoscaleMinSamples       = 2
 )
 
 // Env variables that set an app's autoscaling.
@@ -149,9 +148,6 @@ func autoscaleStep(st state.Autoscale, s AutoscaleSettings, in AutoscaleInput) (
 	load := fmt.Sprintf("%.1f sessions per gear on average over the last %d samples, %.0f%% of %g", avg, len(st.Samples), pct, s.MaxSessionsPerGear)
 	wasBlocked := st.Blocked
 	st.Blocked = false
-	if len(st.Samples) < autoscaleMinSamples {
-		return st, AutoscaleHold, load
-	}
 	manualHold := !st.LastManual.IsZero() && in.Now.Sub(st.LastManual) < s.Cooldown
 	switch {
 	case pct >= s.UpPct:

@@ -67,26 +67,23 @@ func TestAutoscaleStep(t *testing.T) {
 			{10 * sec, 64, 1, false, AutoscaleHold}, // 12.8 = 80 %
 			{15 * sec, 64, 1, false, AutoscaleUp},   // 19.2 = 120 %
 		}},
-		{"after a scale-up: two fresh samples, and not while the new gear starts", idle, 1, -1, []step{
+		{"after a scale-up: fresh samples only, and not while the new gear starts", idle, 1, -1, []step{
 			{5 * sec, 200, 1, false, AutoscaleUp},   // 200/9 = 22 per gear
-			{10 * sec, 200, 2, true, AutoscaleHold}, // one sample
-			{15 * sec, 200, 2, true, AutoscaleHold}, // the new gear has not started
-			{20 * sec, 200, 2, false, AutoscaleUp},  // 100 per gear
-			{25 * sec, 60, 3, false, AutoscaleHold}, // 20 per gear, one sample
-			{30 * sec, 24, 3, false, AutoscaleHold}, // (20+8)/2 = 14 = 87.5 %
-			{35 * sec, 60, 3, false, AutoscaleUp},   // (20+8+20)/3 = 16
+			{10 * sec, 200, 2, true, AutoscaleHold}, // the new gear has not started
+			{15 * sec, 200, 2, false, AutoscaleUp},  // 100 per gear
+			{20 * sec, 60, 3, false, AutoscaleUp},   // 20 per gear: the 100 before is forgotten
+			{25 * sec, 24, 4, false, AutoscaleHold}, // 6 per gear
 		}},
 		{"exactly 90 % scales up", state.Autoscale{Gears: 2}, 1, -1, []step{
-			{5 * sec, 28.8, 2, false, AutoscaleHold},
-			{10 * sec, 28.8, 2, false, AutoscaleUp},
+			{5 * sec, 28.8, 2, false, AutoscaleUp},
 		}},
 		{"just under 90 % holds", state.Autoscale{Gears: 2}, 1, -1, []step{
 			{5 * sec, 28.7, 2, false, AutoscaleHold},
 			{10 * sec, 28.7, 2, false, AutoscaleHold},
 		}},
 		{"at the maximum: blocked once, then quiet until the load drops", state.Autoscale{Gears: 4}, 1, 4, []step{
-			{5 * sec, 100, 4, false, AutoscaleHold},
-			{10 * sec, 100, 4, false, AutoscaleBlocked},
+			{5 * sec, 100, 4, false, AutoscaleBlocked},
+			{10 * sec, 100, 4, false, AutoscaleHold},
 			{15 * sec, 100, 4, false, AutoscaleHold},
 			{20 * sec, 0, 4, false, AutoscaleHold}, // average still high
 			{25 * sec, 0, 4, false, AutoscaleHold},
@@ -98,17 +95,17 @@ func TestAutoscaleStep(t *testing.T) {
 			{55 * sec, 0, 4, false, AutoscaleDown}, // 3 = DownHold
 		}},
 		{"low load: down after DownHold samples below the threshold", state.Autoscale{Gears: 4}, 1, -1, []step{
-			{5 * sec, 4, 4, false, AutoscaleHold},  // 1 per gear, 6 %: one sample
-			{10 * sec, 4, 4, false, AutoscaleHold}, // below: 1
-			{15 * sec, 4, 4, false, AutoscaleHold}, // 2
-			{20 * sec, 4, 4, false, AutoscaleDown}, // 3
+			{5 * sec, 4, 4, false, AutoscaleHold},  // 1 per gear, 6 %: below 1
+			{10 * sec, 4, 4, false, AutoscaleHold}, // 2
+			{15 * sec, 4, 4, false, AutoscaleDown}, // 3
 		}},
 		{"a sample above the threshold starts the count over", state.Autoscale{Gears: 4}, 1, -1, []step{
-			{5 * sec, 4, 4, false, AutoscaleHold},
-			{10 * sec, 4, 4, false, AutoscaleHold},   // below: 1
-			{15 * sec, 4, 4, false, AutoscaleHold},   // 2
-			{20 * sec, 200, 4, false, AutoscaleHold}, // (1+1+1+50)/4 = 83 %: 0
-			{25 * sec, 4, 4, false, AutoscaleHold},   // 67 %
+			{5 * sec, 4, 4, false, AutoscaleHold},    // below: 1
+			{10 * sec, 4, 4, false, AutoscaleHold},   // 2
+			{15 * sec, 120, 4, false, AutoscaleHold}, // (1+1+30)/3 = 10.7 per gear, 67 %: 0
+			{20 * sec, 4, 4, false, AutoscaleHold},   // 52 %: 1
+			{25 * sec, 4, 4, false, AutoscaleHold},   // 2
+			{30 * sec, 4, 4, false, AutoscaleDown},   // 3
 		}},
 		{"never below scales_from", state.Autoscale{Gears: 2}, 2, -1, []step{
 			{5 * sec, 0, 2, false, AutoscaleHold},
@@ -118,7 +115,6 @@ func TestAutoscaleStep(t *testing.T) {
 			{25 * sec, 0, 2, false, AutoscaleHold},
 		}},
 		{"no scale-down within the cool-down of a scale-up", state.Autoscale{Gears: 2}, 1, -1, []step{
-			{5 * sec, 100, 2, false, AutoscaleHold},
 			{10 * sec, 100, 2, false, AutoscaleUp},
 			{15 * sec, 0, 3, false, AutoscaleHold},
 			{20 * sec, 0, 3, false, AutoscaleHold},
