@@ -184,6 +184,13 @@ func (b *Broker) showApp(w http.ResponseWriter, r *http.Request, u *state.User, 
 	if err != nil {
 		return err
 	}
+	if a.HA && v.LB != nil {
+		ok, why, err := b.haEffective(r.Context(), a, cv)
+		if err != nil {
+			return err
+		}
+		v.LB.Effective, v.LB.Pending = &ok, why
+	}
 	reply(w, http.StatusOK, "application", v)
 	return nil
 }

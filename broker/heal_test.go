@@ -385,3 +385,45 @@ func TestNodeRemove(t *testing.T) {
 		t.Errorf("a removed node reported failed: %v", kinds(c.alerts(t)))
 	}
 }
+
+// TestHAEffective: GET of an HA app says whether its HA holds: not
+// before two LB gears on two nodes are reported started, and not once
+// the node of one of them is gone.
+func TestHAEffective(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	demo := c.user(t, "demo", url.Values{"ha": {"true"}})
+	c.domain(t, demo, "demo")
+	c.createApp(t, demo, "demo", "web", url.Values{"scale": {"true"}})
+	c.event(t, demo, "demo", "web", "make-ha")
+	show := func() api.LBSummary {
+		var a api.App
+		c.ok(t, "GET", appPath("demo", "web"), demo, nil, &a)
+		if a.LB == nil || a.LB.Effective == nil {
+			t.Fatalf("app view %+v says nothing of HA", a)
+		}
+		return *a.LB
+	}
+	if s := show(); *s.Effective || s.Pending != "0 of its LB gears started" {
+		t.Errorf("before any gear started: %+v", s)
+	}
+	var lbs []state.Gear
+	for _, g := range c.gears(t, "demo", "web") {
+		if g.LB {
+			lbs = append(lbs, g)
+		}
+	}
+	c.reportStarted(t, lbs[0])
+	testutil.WaitFor(t, 10*time.Second, "one LB gear started", func() bool { return show().Pending == "1 of its LB gears started" })
+	c.reportStarted(t, lbs[1])
+	testutil.WaitFor(t, 10*time.Second, "HA effective", func() bool { return *show().Effective })
+	c.killNode(t, lbs[1].Node)
+	if s := show(); *s.Effective {
+		t.Errorf("HA effective with the node of an LB gear gone: %+v", s)
+	}
+	var plain api.App
+	c.createApp(t, demo, "demo", "solo", url.Values{"scale": {"true"}})
+	c.ok(t, "GET", appPath("demo", "solo"), demo, nil, &plain)
+	if plain.LB == nil || plain.LB.Effective != nil {
+		t.Errorf("a scalable app that is not HA: %+v", plain.LB)
+	}
+}

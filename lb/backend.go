@@ -24,6 +24,18 @@ type Backend struct {
 	// for Config.HealthPath. Backends running different versions of an
 	// app (a roll-out) may answer on different paths.
 	HealthPath string `json:"health_path,omitempty"`
+	// Ready says that the backend's node reports it started: while it
+	// is down, one passing check brings it up (not Config.Rise), and
+	// while no backend may take a request it is tried before the pool
+	// answers 503. Changing it keeps the backend's state.
+	Ready bool `json:"ready,omitempty"`
+}
+
+// sameBackend reports whether a and b are the same backend for
+// SetBackends: all but Ready equal.
+func sameBackend(a, b Backend) bool {
+	a.Ready, b.Ready = false, false
+	return a == b
 }
 
 // checkBackends reports the first problem in a list of backends.
@@ -72,6 +84,10 @@ type backend struct {
 
 	healthy  atomic.Bool
 	draining atomic.Bool
+	ready    atomic.Bool // the current Backend.Ready
+	// fastRise: it became ready while down; its next passing check
+	// brings it up.
+	fastRise atomic.Bool
 	inflight atomic.Int64
 	total    atomic.Uint64 // requests sent, retried ones included
 	errors   atomic.Uint64 // failed connections and failed responses

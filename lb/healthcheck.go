@@ -66,9 +66,14 @@ func (p *Pool) checkBackend(ctx context.Context, b *backend) {
 	if ctx.Err() != nil {
 		return
 	}
-	switch b.record(res, p.cfg.Rise, p.cfg.Fall) {
+	rise := p.cfg.Rise
+	if b.fastRise.Load() {
+		rise = 1
+	}
+	switch b.record(res, rise, p.cfg.Fall) {
 	case wentUp:
-		p.log.Info().Str("backend", b.ID).Str("addr", b.Addr).Int("status", res.Status).Msg("backend up")
+		b.fastRise.Store(false)
+		p.log.Info().Str("backend", b.ID).Str("addr", b.Addr).Int("status", res.Status).Bool("ready", rise == 1).Msg("backend up")
 		p.updateRotation()
 	case wentDown:
 		p.log.Warn().Str("backend", b.ID).Str("addr", b.Addr).Int("status", res.Status).

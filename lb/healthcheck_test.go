@@ -283,3 +283,54 @@ func TestCheckLoop(t *testing.T) {
 	pb := backendByID(t, p, "b")
 	testutil.WaitFor(t, 5*time.Second, "a round for the new backend", func() bool { return pb.checks.Load() == 1 })
 }
+
+// TestReadyBackend: a backend its node reports started (Ready) comes up on
+// one passing check, not Rise, keeping its state when only Ready changes;
+// and while no backend is up, a ready one is tried before a 503.
+func TestReadyBackend(t *testing.T) {
+	a, b := newTestBackend(t, "a"), newTestBackend(t, "b")
+	cfg := testConfig(newFakeClock())
+	cfg.StartDown = true
+	cfg.Backends = []Backend{a.backend(), b.backend()}
+	p := newTestPool(t, cfg)
+	url, c := front(t, p)
+	if cfg.Rise < 2 {
+		t.Fatalf("Rise %d: the test needs 2 or more", cfg.Rise)
+	}
+	if r := get(t, c, url+"/", ""); r.code != http.StatusServiceUnavailable {
+		t.Fatalf("no backend up, none ready: status %d, want 503", r.code)
+	}
+	// b's node reports it started: tried while nothing is up.
+	rb := b.backend()
+	rb.Ready = true
+	if err := p.SetBackends([]Backend{a.backend(), rb}); err != nil {
+		t.Fatal(err)
+	}
+	if r := get(t, c, url+"/", ""); r.code != http.StatusOK || r.backend != "b" {
+		t.Fatalf("a ready backend while none is up: status %d from %q, want 200 from b", r.code, r.backend)
+	}
+	if got := p.Backends(); !got[1].Ready || got[0].Ready {
+		t.Errorf("Backends() = %+v, want b ready", got)
+	}
+	// One check brings b up; a, not ready, needs Rise.
+	p.checkOnce(ctx)
+	if !statusOf(t, p, "b").Serving || statusOf(t, p, "a").Serving {
+		t.Fatalf("after one check: a %+v, b %+v; want b serving only", statusOf(t, p, "a"), statusOf(t, p, "b"))
+	}
+	// Ready off and on again keeps b's state (up, its counters).
+	before := backendByID(t, p, "b")
+	p.SetBackends([]Backend{a.backend(), b.backend()})
+	p.SetBackends([]Backend{a.backend(), rb})
+	if backendByID(t, p, "b") != before || !statusOf(t, p, "b").Serving {
+		t.Error("a change of Ready replaced the backend or its health")
+	}
+	// A ready backend that is draining is not tried.
+	p.SetBackends([]Backend{rb})
+	p.set.Load().list[0].healthy.Store(false)
+	if _, err := p.Drain("b"); err != nil {
+		t.Fatal(err)
+	}
+	if r := get(t, c, url+"/", ""); r.code != http.StatusServiceUnavailable {
+		t.Errorf("the only backend ready but draining: status %d, want 503", r.code)
+	}
+}

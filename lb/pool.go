@@ -215,11 +215,19 @@ func (p *Pool) SetBackends(list []Backend) error {
 	added := false
 	for _, spec := range list {
 		b := old.byID[spec.ID]
-		if b == nil || b.Backend != spec {
+		if b == nil || !sameBackend(b.Backend, spec) {
 			b = p.newBackend(spec)
 			added = true
 			p.log.Info().Str("backend", spec.ID).Str("addr", spec.Addr).Bool("local", spec.Local).
 				Bool("up", b.healthy.Load()).Msg("backend added")
+		} else if spec.Ready != b.ready.Load() {
+			b.ready.Store(spec.Ready)
+			if spec.Ready && !b.healthy.Load() {
+				// Its node says it started: checked at once, and up on
+				// one pass.
+				b.fastRise.Store(true)
+				added = true
+			}
 		}
 		ns.list = append(ns.list, b)
 		ns.byID[b.ID] = b
@@ -251,6 +259,8 @@ func (p *Pool) newBackend(spec Backend) *backend {
 	}
 	b.setCookie = p.cfg.CookieName + "=" + b.cookie + "; Path=/; HttpOnly"
 	b.healthy.Store(!p.cfg.StartDown)
+	b.ready.Store(spec.Ready)
+	b.fastRise.Store(spec.Ready && p.cfg.StartDown)
 	return b
 }
 
@@ -260,6 +270,7 @@ func (p *Pool) Backends() []Backend {
 	out := make([]Backend, len(set.list))
 	for i, b := range set.list {
 		out[i] = b.Backend
+		out[i].Ready = b.ready.Load()
 	}
 	return out
 }

@@ -64,6 +64,20 @@ func (p *Pool) nextInTurn(list []*backend, start int, skip []*backend) *backend 
 	return nil
 }
 
+// pickRising chooses, when no backend may take a request, one that its
+// node reports started (Ready) but that is not up yet, not draining and
+// not rotated out, and counts a request against it; nil when there is
+// none. Trying it beats a certain 503.
+func (p *Pool) pickRising(set *backendSet) *backend {
+	localOut := p.localOut.Load()
+	for _, b := range set.list {
+		if b.ready.Load() && !b.healthy.Load() && !b.draining.Load() && !(b.Local && localOut) && b.acquire() {
+			return b
+		}
+	}
+	return nil
+}
+
 // choose starts a new request's attempt and counts the request as a
 // session: its backend is the one its affinity cookie value names, if
 // affinity is on and that backend may take requests, else one chosen by
@@ -84,6 +98,9 @@ func (p *Pool) choose(a *attempt, cookie []byte) bool {
 	}
 	if a.backend == nil {
 		a.backend = p.pick(set, nil)
+	}
+	if a.backend == nil {
+		a.backend = p.pickRising(set)
 	}
 	if a.backend == nil {
 		p.noBackend.Add(1)

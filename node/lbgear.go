@@ -367,6 +367,7 @@ type backendCache struct {
 	nodes    map[string]string // node name to address
 	draining map[string]bool   // gears whose status asks for a drain
 	health   map[string]string // gears' health check paths, from their statuses
+	started  map[string]string // gears reported started, to the node that reports it
 }
 
 // appBackends returns the backends of the load balancer of LB gear lbID:
@@ -400,7 +401,7 @@ func (s *Supervisor) appBackends(app, lbID string, c *backendCache) []lb.Backend
 			s.log.Warn().Err(err).Msg("list gears failed")
 		}
 		c.nodes[s.name] = s.cfg.Addr
-		c.draining, c.health = make(map[string]bool), make(map[string]string)
+		c.draining, c.health, c.started = make(map[string]bool), make(map[string]string), make(map[string]string)
 		if recs, err := s.st.List(state.BucketGearStatus); err == nil {
 			for _, r := range recs {
 				var st state.GearStatus
@@ -414,6 +415,9 @@ func (s *Supervisor) appBackends(app, lbID string, c *backendCache) []lb.Backend
 				}
 				if st.Health != "" {
 					c.health[r.Key] = st.Health
+				}
+				if st.State == state.GearStarted && !st.Draining && !st.PortTaken {
+					c.started[r.Key] = st.Node
 				}
 			}
 		} else {
@@ -437,7 +441,7 @@ func (s *Supervisor) appBackends(app, lbID string, c *backendCache) []lb.Backend
 	for _, g := range gs {
 		local := g.ID == lbID && g.Node == s.name
 		out = append(out, lb.Backend{ID: g.ID, Addr: net.JoinHostPort(c.nodes[g.Node], strconv.Itoa(g.Port)), Local: local,
-			HealthPath: c.health[g.ID]})
+			HealthPath: c.health[g.ID], Ready: c.started[g.ID] == g.Node})
 		if side, ok := sides[g.ID]; ok && g.Node == s.name {
 			out = append(out, lb.Backend{ID: g.ID + sideSuffix, Addr: net.JoinHostPort(s.cfg.Addr, strconv.Itoa(side.port)), Local: local,
 				HealthPath: side.health})

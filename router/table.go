@@ -132,7 +132,12 @@ func backends(a state.App, gears []state.Gear, snap snapshot) []lb.Backend {
 		if a.Scalable {
 			port = g.LBPort
 		}
-		out = append(out, lb.Backend{ID: g.ID, Addr: net.JoinHostPort(snap.nodes[g.Node].Addr, strconv.Itoa(port))})
+		// Its node reports it started (an LB gear: its web process
+		// answers and its load balancer listens): one check brings it
+		// into rotation.
+		st, ok := snap.status[g.ID]
+		ready := ok && st.Node == g.Node && st.State == state.GearStarted && !st.Draining
+		out = append(out, lb.Backend{ID: g.ID, Addr: net.JoinHostPort(snap.nodes[g.Node].Addr, strconv.Itoa(port)), Ready: ready})
 	}
 	return out
 }

@@ -65,6 +65,12 @@ type LBSummary struct {
 	RotatedOut bool `json:"rotated_out"`
 	// ReallyHA: the LB gears are on 2 or more alive nodes.
 	ReallyHA bool `json:"really_ha"`
+	// Effective, shown for an HA app by GET of the app: losing any one
+	// node loses no request now (two or more LB gears started, on two
+	// or more nodes, in two or more zones where there are zones, in
+	// every alive router's rotation). Pending says what is missing.
+	Effective *bool  `json:"ha_effective,omitempty"`
+	Pending   string `json:"ha_pending,omitempty"`
 }
 
 // Gear is one gear of an app, as app show, gear_groups and the gear

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -22,14 +23,15 @@ var appEvents = []struct {
 	event   string
 	summary bool // print the app's gear and LB summary after the messages
 	follow  bool // follow the roll-out the event starts
+	waitHA  bool // wait until HA is effective
 }{
-	{"start", nil, "start an application", "start", false, false},
-	{"stop", nil, "stop an application", "stop", false, false},
-	{"restart", nil, "restart an application's gears, one at a time", "restart", false, true},
-	{"enable-ha", []string{"make-ha"}, "make a scalable application highly available (two or more LB gears)", "make-ha", true, false},
-	{"disable-ha", nil, "return an application to one LB gear", "disable-ha", true, false},
-	{"scale-up", nil, "add a gear to a scalable application", "scale-up", true, false},
-	{"scale-down", nil, "remove a gear from a scalable application", "scale-down", true, false},
+	{"start", nil, "start an application", "start", false, false, false},
+	{"stop", nil, "stop an application", "stop", false, false, false},
+	{"restart", nil, "restart an application's gears, one at a time", "restart", false, true, false},
+	{"enable-ha", []string{"make-ha"}, "make a scalable application highly available (two or more LB gears), and wait until it is", "make-ha", true, false, true},
+	{"disable-ha", nil, "return an application to one LB gear", "disable-ha", true, false, false},
+	{"scale-up", nil, "add a gear to a scalable application", "scale-up", true, false, false},
+	{"scale-down", nil, "remove a gear from a scalable application", "scale-down", true, false, false},
 }
 
 // appFlags are the flags of every app subcommand, then extra.
@@ -136,6 +138,11 @@ func appCommand() *cli.Command {
 		if e.follow {
 			flags = appFlags(waitFlags()...)
 		}
+		if e.waitHA {
+			flags = appFlags(
+				&cli.BoolFlag{Name: "no-wait", Usage: "return once the broker has placed the LB gears; do not wait for HA to be effective"},
+				&cli.DurationFlag{Name: "wait", Value: 5 * time.Minute, Usage: "wait at most `DURATION` for HA to be effective"})
+		}
 		cmds = append(cmds, &cli.Command{
 			Name:      e.name,
 			Aliases:   e.aliases,
@@ -161,6 +168,13 @@ func appCommand() *cli.Command {
 						return err
 					}
 					msgs = nil
+				}
+				if e.waitHA {
+					s.messages(msgs)
+					msgs = nil
+					if a, err = s.waitHA(ns, s.arg(0)); err != nil {
+						return err
+					}
 				}
 				var table func(io.Writer) error
 				if e.summary {
@@ -306,6 +320,13 @@ func printApp(w io.Writer, a api.App, gears bool) error {
 	if a.LB != nil {
 		row("Load balancers", lbSummary(*a.LB))
 		row("Really HA", reallyHA(a))
+		if e := a.LB.Effective; e != nil {
+			if *e {
+				row("HA effective", "yes: losing any one node loses no request")
+			} else {
+				row("HA effective", "not yet: "+a.LB.Pending)
+			}
+		}
 	}
 	if len(a.Aliases) > 0 {
 		row("Aliases", strings.Join(a.Aliases, ", "))
@@ -417,4 +438,38 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// waitHA waits until HA app APP is effective (losing a node loses no
+// request), printing what it waits for, or until --wait passes. It
+// returns the app as last read; under --no-wait it reads it once.
+func (s *session) waitHA(ns, app string) (api.App, error) {
+	out := s.c.App.ErrWriter
+	deadline := time.Now().Add(s.c.Duration("wait"))
+	last := ""
+	for {
+		a, err := s.api.App(s.ctx(), ns, app, false)
+		if err != nil || s.c.Bool("no-wait") {
+			return a, err
+		}
+		if a.LB == nil || a.LB.Effective == nil {
+			return a, nil // a broker that does not say
+		}
+		if *a.LB.Effective {
+			fmt.Fprintln(out, "HA: effective: losing any one node loses no request")
+			return a, nil
+		}
+		if line := "HA: waiting: " + a.LB.Pending; line != last {
+			fmt.Fprintln(out, line)
+			last = line
+		}
+		if time.Now().After(deadline) {
+			return a, fmt.Errorf("HA of %s not effective after %s (%s); the broker goes on: 'gearbox app show %s' says when it is", app, s.c.Duration("wait"), a.LB.Pending, app)
+		}
+		select {
+		case <-s.ctx().Done():
+			return a, s.ctx().Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

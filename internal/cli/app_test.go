@@ -220,6 +220,12 @@ func TestAppEvents(t *testing.T) {
 		t.Run(tt.cmd, func(t *testing.T) {
 			fb.on("POST", path, fakeReply{data: appJSON, msgs: []string{tt.msg}})
 			restart := tt.cmd == "restart"
+			waitHA := tt.event == "make-ha"
+			if waitHA {
+				// enable-ha waits until HA is effective.
+				fb.on("GET", "/broker/rest/domains/ns/applications/web",
+					fakeReply{data: strings.Replace(appJSON, `"really_ha": true}`, `"really_ha": true, "ha_effective": true}`, 1)})
+			}
 			if restart {
 				// restart follows the roll-out it starts.
 				fb.on("GET", "/broker/rest/domains/ns/applications/web/rollout",
@@ -240,6 +246,16 @@ func TestAppEvents(t *testing.T) {
 				}
 				if !strings.Contains(errOut, "roll-out: 3 of 3 gears; every gear runs the welcome page") {
 					t.Errorf("restart stderr %q, want the roll-out's progress", errOut)
+				}
+			} else if waitHA {
+				reqs := fb.requests()
+				if len(reqs) != 2 {
+					t.Fatalf("%s sent %+v, want the event and a read of the app", tt.cmd, reqs)
+				}
+				wantRequest(t, reqs[0], "POST", path, map[string]string{"event": tt.event})
+				wantRequest(t, reqs[1], "GET", "/broker/rest/domains/ns/applications/web", nil)
+				if !strings.Contains(errOut, "HA: effective") {
+					t.Errorf("%s stderr %q, want HA effective", tt.cmd, errOut)
 				}
 			} else {
 				wantRequest(t, fb.last(), "POST", path, map[string]string{"event": tt.event})
