@@ -45,7 +45,7 @@ func TestAutoscaleEndToEnd(t *testing.T) {
 			}
 		}
 	})
-	ips := map[string]string{"a1": "127.0.0.51", "a2": "127.0.0.52", "a3": "127.0.0.53", "a4": "127.0.0.54"}
+	ips := map[string]string{"a1": "127.0.0.71", "a2": "127.0.0.72", "a3": "127.0.0.73", "a4": "127.0.0.74"}
 	order := []string{"a1", "a2", "a3", "a4"}
 	members := map[string]*member{}
 	for i, name := range order {

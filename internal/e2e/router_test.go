@@ -329,14 +329,63 @@ func routerEndToEnd(t *testing.T, appDir string, manageHADNS bool) {
 	}
 	t.Logf("fail-over: %d requests, %d failed, longest %s", n, len(fails), longest.Round(time.Millisecond))
 
-	// Restarted, the node rejoins: DNS and the routers use its LB gear
-	// again.
+	// Healing: the head's node gone for the grace, its gears are placed
+	// on other nodes, another LB gear is the head, and the app is back
+	// to two LB gears on two nodes in the routers.
+	var newHead brokerapi.Gear
+	waitUntil(t, 30*time.Second, "the killed node's gears replaced, started, with a head elsewhere", logs, func() bool {
+		gs := gears()
+		newHead = brokerapi.Gear{}
+		for _, g := range gs {
+			if g.Node == victim || g.State != "started" {
+				return false
+			}
+			if g.Head {
+				newHead = g
+			}
+		}
+		return len(gs) == 3 && newHead.ID != "" && newHead.ID != head.ID
+	})
+	waitUntil(t, 30*time.Second, "router r1 serves through two LB gears again", logs, func() bool { return serving("r1") == 2 })
+	t.Logf("head node kill: replacements serving %s after the kill, head now %s on %s", time.Since(killed).Round(100*time.Millisecond), newHead.ID, newHead.Node)
+	alerts, err := admin.Alerts(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failedAt, replacedAt := -1, -1
+	for i, a := range alerts {
+		switch {
+		case a.Kind == "node_failed" && a.Node == victim && failedAt < 0:
+			failedAt = i
+		case a.Kind == "gear_replaced" && a.Gear == head.ID && replacedAt < 0:
+			replacedAt = i
+		}
+	}
+	if failedAt < 0 || replacedAt < failedAt {
+		t.Errorf("alerts %+v: want node_failed of %s, then gear_replaced of %s", alerts, victim, head.ID)
+	}
+
+	// Restarted, the node rejoins without its old gears (they run
+	// elsewhere now): DNS and the routers go on with the LB gears'
+	// current nodes.
 	members[victim].start()
-	waitUntil(t, 60*time.Second, "the restarted node back in the app name's A records", logs, func() bool {
+	lbNodes = nil
+	for _, g := range gears() {
+		if g.LB {
+			lbNodes = append(lbNodes, ips[g.Node])
+		}
+	}
+	sort.Strings(lbNodes)
+	waitUntil(t, 60*time.Second, "the app name's A records on the LB gears' nodes", logs, func() bool {
 		got, _, err := lookup(dnsAddr, host, dns.TypeA)
 		return err == nil && slices.Equal(got, lbNodes)
 	})
-	waitUntil(t, 30*time.Second, "router r2 serves through both LB gears again", logs, func() bool { return serving("r2") == 2 })
+	waitUntil(t, 30*time.Second, "router r2 serves through both LB gears", logs, func() bool { return serving("r2") == 2 })
+	for _, g := range gears() {
+		if g.Node == victim {
+			t.Errorf("gear %s is on the returned node %s again", g.ID, victim)
+		}
+	}
 
 	// The webhook got every event, in order, as the feed has them.
 	var feed []state.RoutingEvent
