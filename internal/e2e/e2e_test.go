@@ -105,7 +105,7 @@ func runGearboxFor(t *testing.T, timeout time.Duration, args ...string) (stdout,
 
 // runGearboxEnv is runGearboxFor with env (KEY=VALUE) added to the
 // process's environment: secrets go there, never in args.
-func runGearboxEnv(t *testing.T, timeout time.Duration, env []string, args ...string) (stdout, stderr string, code int) {
+func runGearboxEnv(t testing.TB, timeout time.Duration, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

@@ -122,7 +122,7 @@ func (l *appLoad) count() int {
 
 // buildTestApp compiles testdata/e2eapp into dir/server and writes
 // dir/version.txt and dir/gearbox.yml.
-func buildTestApp(t *testing.T, dir, version string) {
+func buildTestApp(t testing.TB, dir, version string) {
 	t.Helper()
 	cmd := exec.Command(goTool(), "build", "-o", filepath.Join(dir, "server"), "./testdata/e2eapp")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
