@@ -46,11 +46,12 @@ func TestNodes(t *testing.T) {
 	})
 
 	t.Run("drain", func(t *testing.T) {
-		r := c.ok(t, "POST", "/broker/rest/nodes/n1/events", admin, url.Values{"event": {"drain"}}, nil)
+		// (Evacuation is TestDrainEvacuates'.)
+		r := c.ok(t, "POST", "/broker/rest/nodes/n1/events", admin, url.Values{"event": {"drain"}, "evacuate": {"false"}}, nil)
 		if r.text() != "Node n1: drain done." {
 			t.Fatalf("message %q", r.text())
 		}
-		c.ok(t, "POST", "/broker/rest/nodes/n2/events", admin, url.Values{"event": {"drain"}}, nil)
+		c.ok(t, "POST", "/broker/rest/nodes/n2/events", admin, url.Values{"event": {"drain"}, "evacuate": {"false"}}, nil)
 		c.ok(t, "GET", "/broker/rest/nodes", admin, nil, &ns)
 		if !ns[0].Draining || !ns[1].Draining || ns[2].Draining {
 			t.Fatalf("nodes %+v", ns)
@@ -66,7 +67,7 @@ func TestNodes(t *testing.T) {
 			t.Fatalf("gear placed on draining node %s", a.Gears[1].Node)
 		}
 		// Draining all nodes leaves nowhere to place.
-		c.ok(t, "POST", "/broker/rest/nodes/n3/events", admin, url.Values{"event": {"drain"}}, nil)
+		c.ok(t, "POST", "/broker/rest/nodes/n3/events", admin, url.Values{"event": {"drain"}, "evacuate": {"false"}}, nil)
 		c.unchanged(t, func() {
 			wantErr(t, c.do(t, "POST", "/broker/rest/domains/demo/applications", demo, url.Values{"name": {"nowhere"}}), 422, "No nodes available for the specified gear size/region/zone combination")
 			wantErr(t, c.do(t, "POST", appPath("demo", "drained0", "/events"), demo, url.Values{"event": {"scale-up"}}), 422, "No nodes available")
@@ -138,7 +139,7 @@ func TestPlacement(t *testing.T) {
 			wantErr(t, c.do(t, "POST", "/broker/rest/gears/"+a.Gears[0].ID+"/move", admin, url.Values{"node": {"n3"}}), 422, "pinned to region 'east'")
 		})
 		// A region whose nodes are all draining has none available.
-		c.ok(t, "POST", "/broker/rest/nodes/n3/events", admin, url.Values{"event": {"drain"}}, nil)
+		c.ok(t, "POST", "/broker/rest/nodes/n3/events", admin, url.Values{"event": {"drain"}, "evacuate": {"false"}}, nil)
 		c.unchanged(t, func() {
 			wantErr(t, c.do(t, "POST", "/broker/rest/domains/demo/applications", demo, url.Values{"name": {"y"}, "region": {"west"}}), 422, "No nodes available for the specified gear size/region/zone combination")
 			wantErr(t, c.do(t, "POST", appPath("demo", "west", "/events"), demo, url.Values{"event": {"scale-up"}}), 422, "No nodes available")
@@ -216,7 +217,7 @@ func TestMakeHAAddsGearWhenNoneCanBePromoted(t *testing.T) {
 	head := c.gears(t, "demo", "web")[0].Node
 	for _, n := range c.nodes {
 		if n.name != head {
-			c.ok(t, "POST", "/broker/rest/nodes/"+n.name+"/events", admin, url.Values{"event": {"drain"}}, nil)
+			c.ok(t, "POST", "/broker/rest/nodes/"+n.name+"/events", admin, url.Values{"event": {"drain"}, "evacuate": {"false"}}, nil)
 		}
 	}
 	c.event(t, demo, "demo", "web", "scale-up")
@@ -260,7 +261,7 @@ func TestMoveGear(t *testing.T) {
 	}
 
 	t.Run("refused", func(t *testing.T) {
-		c.ok(t, "POST", "/broker/rest/nodes/"+free+"/events", admin, url.Values{"event": {"drain"}}, nil)
+		c.ok(t, "POST", "/broker/rest/nodes/"+free+"/events", admin, url.Values{"event": {"drain"}, "evacuate": {"false"}}, nil)
 		defer c.ok(t, "POST", "/broker/rest/nodes/"+free+"/events", admin, url.Values{"event": {"undrain"}}, nil)
 		c.unchanged(t, func() {
 			wantErr(t, move(admin, lb2.ID, url.Values{"node": {lb1.Node}}), http.StatusConflict, "would put LB gears of HA application 'web' on one node; pass force=true")

@@ -493,7 +493,7 @@ func TestScaleDownKeepsLBMinimum(t *testing.T) {
 	// make-ha promotes gear 3, the newest.
 	for _, n := range c.nodes {
 		if n.name != head.Node {
-			c.ok(t, "POST", "/broker/rest/nodes/"+n.name+"/events", admin, url.Values{"event": {"drain"}}, nil)
+			c.ok(t, "POST", "/broker/rest/nodes/"+n.name+"/events", admin, url.Values{"event": {"drain"}, "evacuate": {"false"}}, nil)
 		}
 	}
 	c.event(t, demo, "demo", "web", "scale-up")

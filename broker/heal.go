@@ -248,6 +248,12 @@ func (b *Broker) healOnce(ctx context.Context, h *healer) error {
 			if cv.removed[g.Node] {
 				reason = fmt.Sprintf("node %s was removed", g.Node)
 			}
+			if done, err := b.takeOverMove(ctx, cv, a, g, reason); err != nil || done {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			if why, err := b.replaceGear(ctx, cv, a, g, reason); err != nil {
 				return err
 			} else if why != "" {
@@ -392,6 +398,32 @@ func (b *Broker) replaceGear(ctx context.Context, cv *clusterView, a *state.App,
 	}
 	setGear(cv, moved)
 	return "", nil
+}
+
+// takeOverMove ends the planned move of gear g of app a, whose node is
+// lost, when a replacement was already placed for it (evacuate.go): g
+// goes, and the replacement stays in its place, its data as far as it
+// was copied. It reports whether there was such a replacement.
+func (b *Broker) takeOverMove(ctx context.Context, cv *clusterView, a *state.App, g state.Gear, reason string) (bool, error) {
+	for _, r := range cv.gears {
+		if r.Replaces == nil || r.Replaces.Gear != g.ID || r.Replaces.Node != g.Node {
+			continue
+		}
+		r.Replaces = nil
+		if g.Head && r.LB {
+			r.Head = true
+		}
+		ops := []store.Op{{Bucket: state.BucketGears, Key: g.ID, Delete: true}, {Bucket: state.BucketGears, Key: r.ID, Value: r}}
+		alert := state.Alert{Kind: state.AlertGearReplaced, AppName: a.Name, Namespace: a.Domain, Node: g.Node, Gear: g.ID,
+			Reason: reason, Action: fmt.Sprintf("its replacement %s on node %s, placed for a drain, takes over (data as far as it was copied)", r.ID, r.Node)}
+		if err := b.commitAll(ctx, ops, dropEvents(b, cv, a, g), []state.Alert{alert}); err != nil {
+			return false, err
+		}
+		setGear(cv, r)
+		cv.gears = slices.DeleteFunc(cv.gears, func(x state.Gear) bool { return x.ID == g.ID })
+		return true, nil
+	}
+	return false, nil
 }
 
 // setGear replaces gear g's entry in cv.

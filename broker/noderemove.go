@@ -82,7 +82,13 @@ func (b *Broker) removeNode(w http.ResponseWriter, r *http.Request, u *state.Use
 		if a == nil {
 			continue
 		}
-		why, err := b.replaceGear(ctx, cv, a, g, fmt.Sprintf("node %s was removed", name))
+		reason := fmt.Sprintf("node %s was removed", name)
+		if done, err := b.takeOverMove(ctx, cv, a, g, reason); err != nil {
+			return err
+		} else if done {
+			continue
+		}
+		why, err := b.replaceGear(ctx, cv, a, g, reason)
 		if err != nil {
 			return err
 		}
