@@ -312,6 +312,12 @@ func routerEndToEnd(t *testing.T, appDir string, manageHADNS bool) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	killed := time.Now()
+	// Their replacements, under other nodes' uids, note their own pids.
+	for _, g := range gears() {
+		if g.Node == victim {
+			os.Remove(filepath.Join(pidDir, g.ID+".pid"))
+		}
+	}
 	waitUntil(t, 10*time.Second, "the killed node out of the app name's A records", logs, func() bool {
 		got, _, err := lookup(dnsAddr, host, dns.TypeA)
 		return err == nil && len(got) == 1 && got[0] != ips[victim]
