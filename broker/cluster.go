@@ -83,6 +83,19 @@ func (b *Broker) loadCluster() (*clusterView, error) {
 	return cv, nil
 }
 
+// appsByKey maps each app's AppKey to its record.
+func (b *Broker) appsByKey() (map[string]*state.App, error) {
+	apps, err := list[state.App](b.st, state.BucketApps)
+	if err != nil {
+		return nil, err
+	}
+	byKey := make(map[string]*state.App, len(apps))
+	for i := range apps {
+		byKey[state.AppKey(apps[i].Domain, apps[i].Name)] = &apps[i]
+	}
+	return byKey, nil
+}
+
 func (cv *clusterView) usePorts(g state.Gear) {
 	m := cv.ports[g.Node]
 	if m == nil {

@@ -45,13 +45,9 @@ func (b *Broker) evacuateOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	apps, err := list[state.App](b.st, state.BucketApps)
+	byKey, err := b.appsByKey()
 	if err != nil {
 		return err
-	}
-	byKey := make(map[string]*state.App, len(apps))
-	for i := range apps {
-		byKey[state.AppKey(apps[i].Domain, apps[i].Name)] = &apps[i]
 	}
 	statuses, err := b.gearStatuses()
 	if err != nil {

@@ -144,13 +144,9 @@ func (b *Broker) healOnce(ctx context.Context, h *healer) error {
 	if err != nil {
 		return err
 	}
-	apps, err := list[state.App](b.st, state.BucketApps)
+	byKey, err := b.appsByKey()
 	if err != nil {
 		return err
-	}
-	byKey := make(map[string]*state.App, len(apps))
-	for i := range apps {
-		byKey[state.AppKey(apps[i].Domain, apps[i].Name)] = &apps[i]
 	}
 	now := b.cfg.Now()
 	grace := b.cfg.NodeFailureGrace

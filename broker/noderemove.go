@@ -56,13 +56,9 @@ func (b *Broker) removeNode(w http.ResponseWriter, r *http.Request, u *state.Use
 
 	// Its gears first, while its record still gives their old address to
 	// the events that drop them.
-	apps, err := list[state.App](b.st, state.BucketApps)
+	byKey, err := b.appsByKey()
 	if err != nil {
 		return err
-	}
-	byKey := map[string]*state.App{}
-	for i := range apps {
-		byKey[state.AppKey(apps[i].Domain, apps[i].Name)] = &apps[i]
 	}
 	cv.alive[name] = false
 	for i := range cv.nodes {

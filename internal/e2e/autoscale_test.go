@@ -4,19 +4,11 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	brokerapi "gearbox/broker/api"
-	"gearbox/broker/client"
 )
 
 // TestAutoscaleEndToEnd drives 64 concurrent clients (hey, from Debian)
@@ -29,101 +21,18 @@ func TestAutoscaleEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Skip("hey is not installed (Debian package hey; .ci/run installs it)")
 	}
-	gearboxBinary(t)
-	const secret = "e2e-autoscale-secret"
-	pidDir := t.TempDir()
-	if err := os.Chmod(pidDir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ents, _ := os.ReadDir(pidDir)
-		for _, e := range ents {
-			if b, err := os.ReadFile(filepath.Join(pidDir, e.Name())); err == nil {
-				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-	})
-	ips := map[string]string{"a1": "127.0.0.71", "a2": "127.0.0.72", "a3": "127.0.0.73", "a4": "127.0.0.74"}
-	order := []string{"a1", "a2", "a3", "a4"}
-	members := map[string]*member{}
-	for i, name := range order {
-		ip := ips[name]
-		args := []string{"--log-format", "json", "serve", "--name", name, "--bind", ip, "--data-dir", gearDataDir(t),
-			"--anti-entropy-interval", "1s", "--domain", "apps.example.com"}
-		switch name {
-		case "a1":
-			args = append(args, "--role", "broker", "--api-addr", ip+":7480", "--dns-addr", ip+":5353")
-		case "a4":
-			args = append(args, "--role", "router", "--router-addr", ip+":8080")
-		default:
-			args = append(args, "--role", "node", "--http-addr", ip+":8080", "--zone", "z"+name,
-				"--gear-uid-range", fmt.Sprintf("%d-%d", 70000+i*1000, 70999+i*1000))
-		}
-		if name != "a1" {
-			args = append(args, "--join", ips["a1"])
-		}
-		members[name] = startMember(t, name, ip, append(secretEnv(secret), adminEnv), args...)
-	}
-	logs := func() string {
-		var b strings.Builder
-		for _, name := range order {
-			fmt.Fprintf(&b, "\n--- %s ---\n%s", name, members[name].output.String())
-		}
-		return b.String()
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(logs())
-		}
-	})
+	c := startAppCluster(t, "e2e-autoscale-secret", []memberSpec{
+		{"a1", "127.0.0.71", "broker", ""}, {"a2", "127.0.0.72", "node", "za"}, {"a3", "127.0.0.73", "node", "zb"},
+		{"a4", "127.0.0.74", "router", ""}})
 	ctx := context.Background()
-	api := "http://" + ips["a1"] + ":7480"
-	admin := &client.Client{BaseURL: api, User: "admin", Password: "adminpass1"}
-	waitAliveNodes(t, admin, 2, 60*time.Second, logs)
-	if _, _, err := admin.CreateDomain(ctx, "e2e"); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := admin.CreateApp(ctx, "e2e", "busy", client.AppOptions{Scale: true}); err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range map[string]string{"E2E_PIDDIR": pidDir, "GEARBOX_LB_GEAR_RATIO": "-1",
-		"GEARBOX_AUTOSCALE_COOLDOWN": "10", "GEARBOX_AUTOSCALE_DOWN_HOLD": "3"} {
-		if _, _, err := admin.SetEnv(ctx, "e2e", "busy", k, v); err != nil {
-			t.Fatalf("set %s: %v", k, err)
-		}
-	}
-	appDir := t.TempDir()
-	buildTestApp(t, appDir, "v1")
-	cliAuth := []string{"--api", api, "--user", "admin"}
-	cliEnv := []string{"GEARBOX_PASSWORD=adminpass1"}
-	if out, stderr, code := runGearboxEnv(t, time.Minute, cliEnv, append([]string{"app", "deploy", "busy", appDir, "-n", "e2e"}, cliAuth...)...); code != 0 {
-		t.Fatalf("deploy (exit %d):\n%s\n%s", code, out, stderr)
-	}
-	gears := func() []brokerapi.Gear {
-		gg, err := admin.GearGroups(ctx, "e2e", "busy")
-		if err != nil || len(gg) != 1 {
-			return nil
-		}
-		return gg[0].Gears
-	}
-	started := func() int {
-		n := 0
-		for _, g := range gears() {
-			if g.State == "started" {
-				n++
-			}
-		}
-		return n
-	}
+	c.deployApp("busy", map[string]string{"GEARBOX_LB_GEAR_RATIO": "-1", "GEARBOX_AUTOSCALE_COOLDOWN": "10", "GEARBOX_AUTOSCALE_DOWN_HOLD": "3"})
 	const host = "busy-e2e.apps.example.com"
-	router := "http://" + ips["a4"] + ":8080"
+	router := "http://" + c.ip("a4") + ":8080"
 	plain := &http.Client{Timeout: 30 * time.Second}
-	waitUntil(t, time.Minute, "the app answers through the router", logs, func() bool {
+	waitUntil(t, time.Minute, "the app answers through the router", c.logs, func() bool {
 		return askApp(plain, router, host, "GET").err == nil
 	})
-	if n := len(gears()); n != 1 {
+	if n := len(c.gears("busy")); n != 1 {
 		t.Fatalf("%d gears before the load, want 1", n)
 	}
 
@@ -148,7 +57,7 @@ func TestAutoscaleEndToEnd(t *testing.T) {
 			running = false
 		case <-time.After(time.Second):
 		}
-		if n := started(); n > peak {
+		if n, _ := c.started("busy"); n > peak {
 			peak = n
 			if firstUp == 0 {
 				firstUp = time.Since(loadStart)
@@ -165,8 +74,8 @@ func TestAutoscaleEndToEnd(t *testing.T) {
 	}
 
 	// The load stopped: back to one gear.
-	waitUntil(t, 3*time.Minute, "back to one gear", logs, func() bool { return len(gears()) == 1 })
-	alerts, err := admin.Alerts(ctx, 0, 0)
+	waitUntil(t, 3*time.Minute, "back to one gear", c.logs, func() bool { return len(c.gears("busy")) == 1 })
+	alerts, err := c.admin.Alerts(ctx, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

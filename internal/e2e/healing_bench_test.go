@@ -4,144 +4,22 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	brokerapi "gearbox/broker/api"
-	"gearbox/broker/client"
 )
 
-// healCluster is a broker, three nodes (zones za, zb, zc) and a router
-// as separate processes, with the test app deployed as e2e/shop.
-type healCluster struct {
-	tb      testing.TB
-	ips     map[string]string
-	order   []string
-	members map[string]*member
-	pidDir  string
-	admin   *client.Client
-	api     string
-}
-
-// healIPs are the benchmarks' addresses.
-var healIPs = map[string]string{"k1": "127.0.0.81", "k2": "127.0.0.82", "k3": "127.0.0.83", "k4": "127.0.0.84", "k5": "127.0.0.85"}
-
-// startHealCluster starts the members and deploys the test app, with
-// env set in the app's environment.
-func startHealCluster(tb testing.TB, env map[string]string) *healCluster {
-	gearboxBinary(tb)
-	c := &healCluster{tb: tb, ips: healIPs, order: []string{"k1", "k2", "k3", "k4", "k5"}, members: map[string]*member{}, pidDir: tb.TempDir()}
-	if err := os.Chmod(c.pidDir, 0o777); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		ents, _ := os.ReadDir(c.pidDir)
-		for _, e := range ents {
-			if b, err := os.ReadFile(filepath.Join(c.pidDir, e.Name())); err == nil {
-				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-	})
-	for i, name := range c.order {
-		ip := c.ips[name]
-		args := []string{"--log-format", "json", "serve", "--name", name, "--bind", ip, "--data-dir", gearDataDir(tb),
-			"--anti-entropy-interval", "1s", "--domain", "apps.example.com"}
-		switch name {
-		case "k1":
-			args = append(args, "--role", "broker", "--api-addr", ip+":7480", "--dns-addr", ip+":5353")
-		case "k5":
-			args = append(args, "--role", "router", "--router-addr", ip+":8080")
-		default:
-			args = append(args, "--role", "node", "--http-addr", ip+":8080", "--zone", "z"+name,
-				"--gear-uid-range", fmt.Sprintf("%d-%d", 80000+i*1000, 80999+i*1000))
-		}
-		if name != "k1" {
-			args = append(args, "--join", c.ips["k1"])
-		}
-		c.members[name] = startMember(tb, name, ip, append(secretEnv("e2e-heal-bench"), adminEnv), args...)
-	}
-	c.api = "http://" + c.ips["k1"] + ":7480"
-	c.admin = &client.Client{BaseURL: c.api, User: "admin", Password: "adminpass1"}
-	ctx := context.Background()
-	waitAliveNodes(tb, c.admin, 3, 60*time.Second, c.logs)
-	if _, _, err := c.admin.CreateDomain(ctx, "e2e"); err != nil {
-		tb.Fatal(err)
-	}
-	if _, _, err := c.admin.CreateApp(ctx, "e2e", "shop", client.AppOptions{Scale: true}); err != nil {
-		tb.Fatal(err)
-	}
-	env["E2E_PIDDIR"] = c.pidDir
+// startHealCluster starts a broker, three nodes (zones za, zb, zc) and
+// a router, and deploys the test app as e2e/shop with env.
+func startHealCluster(tb testing.TB, env map[string]string) *appCluster {
+	c := startAppCluster(tb, "e2e-heal-bench", []memberSpec{
+		{"k1", "127.0.0.81", "broker", ""}, {"k2", "127.0.0.82", "node", "za"}, {"k3", "127.0.0.83", "node", "zb"},
+		{"k4", "127.0.0.84", "node", "zc"}, {"k5", "127.0.0.85", "router", ""}})
 	env["GEARBOX_LB_GEAR_RATIO"] = "-1"
-	for k, v := range env {
-		if _, _, err := c.admin.SetEnv(ctx, "e2e", "shop", k, v); err != nil {
-			tb.Fatalf("set %s: %v", k, err)
-		}
-	}
-	dir := tb.TempDir()
-	buildTestApp(tb, dir, "v1")
-	out, stderr, code := runGearboxEnv(tb, 2*time.Minute, []string{"GEARBOX_PASSWORD=adminpass1"},
-		"app", "deploy", "shop", dir, "-n", "e2e", "--api", c.api, "--user", "admin")
-	if code != 0 {
-		tb.Fatalf("deploy (exit %d):\n%s\n%s", code, out, stderr)
-	}
+	c.deployApp("shop", env)
 	return c
-}
-
-func (c *healCluster) logs() string {
-	var b strings.Builder
-	for _, name := range c.order {
-		fmt.Fprintf(&b, "\n--- %s ---\n%s", name, c.members[name].output.String())
-	}
-	return b.String()
-}
-
-func (c *healCluster) gears() []brokerapi.Gear {
-	gg, err := c.admin.GearGroups(context.Background(), "e2e", "shop")
-	if err != nil || len(gg) != 1 {
-		return nil
-	}
-	return gg[0].Gears
-}
-
-// started counts the app's gears reported started, of all.
-func (c *healCluster) started() (int, int) {
-	gs := c.gears()
-	n := 0
-	for _, g := range gs {
-		if g.State == "started" {
-			n++
-		}
-	}
-	return n, len(gs)
-}
-
-// kill SIGKILLs node's member and its gears' processes.
-func (c *healCluster) kill(node string) {
-	var pids []int
-	for _, g := range c.gears() {
-		if g.Node == node {
-			if b, err := os.ReadFile(filepath.Join(c.pidDir, g.ID+".pid")); err == nil {
-				pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-				pids = append(pids, pid)
-			}
-			os.Remove(filepath.Join(c.pidDir, g.ID+".pid"))
-		}
-	}
-	c.members[node].kill()
-	for _, pid := range pids {
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
 }
 
 // pct returns the p-th percentile (nearest rank) of sorted ds.
@@ -165,25 +43,25 @@ func BenchmarkNodeReplacement(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	waitUntil(b, 2*time.Minute, "three gears started", c.logs, func() bool { n, all := c.started(); return n == 3 && all == 3 })
-	router := "http://" + c.ips["k5"] + ":8080"
+	waitUntil(b, 2*time.Minute, "three gears started", c.logs, func() bool { n, all := c.started("shop"); return n == 3 && all == 3 })
+	router := "http://" + c.ip("k5") + ":8080"
 	plain := &http.Client{Timeout: 10 * time.Second}
 	const host = "shop-e2e.apps.example.com"
 	b.ResetTimer()
 	var took []time.Duration
 	for i := range 5 {
 		var victim, gear string
-		for _, g := range c.gears() {
+		for _, g := range c.gears("shop") {
 			if !g.Head {
 				victim, gear = g.Node, g.ID
 			}
 		}
-		c.kill(victim)
+		c.killNode(victim, "shop")
 		killed := time.Now()
 		// Serving again: started elsewhere, and the router's requests
 		// reach it.
 		waitUntil(b, 90*time.Second, "gear "+gear+" replaced and serving", c.logs, func() bool {
-			for _, g := range c.gears() {
+			for _, g := range c.gears("shop") {
 				if g.ID == gear && (g.Node == victim || g.State != "started") {
 					return false
 				}
@@ -229,31 +107,20 @@ func BenchmarkDrain20(b *testing.B) {
 	if _, _, err := c.admin.SetScale(ctx, "e2e", "shop", "static", 20, -1); err != nil {
 		b.Fatal(err)
 	}
-	waitUntil(b, 5*time.Minute, "20 gears started", c.logs, func() bool { n, all := c.started(); return n == 20 && all == 20 })
+	waitUntil(b, 5*time.Minute, "20 gears started", c.logs, func() bool { n, all := c.started("shop"); return n == 20 && all == 20 })
 	for _, n := range []string{"k3", "k4"} {
 		if _, err := c.admin.NodeEvent(ctx, n, "undrain"); err != nil {
 			b.Fatal(err)
 		}
 	}
-	load := startLoad("http://"+c.ips["k5"]+":8080", "shop-e2e.apps.example.com", 4)
+	load := startLoad("http://"+c.ip("k5")+":8080", "shop-e2e.apps.example.com", 4)
 	waitUntil(b, 10*time.Second, "load running", c.logs, func() bool { return load.count() > 50 })
 	b.ResetTimer()
 	start := time.Now()
 	if _, err := c.admin.DrainNode(ctx, "k2", true); err != nil {
 		b.Fatal(err)
 	}
-	waitUntil(b, 20*time.Minute, "k2 empty", c.logs, func() bool {
-		nodes, err := c.admin.Nodes(ctx)
-		if err != nil {
-			return false
-		}
-		for _, n := range nodes {
-			if n.Name == "k2" {
-				return n.Gears == 0 && n.Evacuation == "evacuated"
-			}
-		}
-		return false
-	})
+	c.waitEvacuated("k2", 20*time.Minute)
 	took := time.Since(start)
 	b.StopTimer()
 	before := load.count()
@@ -280,7 +147,7 @@ func BenchmarkAutoscaleReaction(b *testing.B) {
 		b.Skip("hey is not installed (Debian package hey)")
 	}
 	c := startHealCluster(b, map[string]string{"GEARBOX_AUTOSCALE_COOLDOWN": "10", "GEARBOX_AUTOSCALE_DOWN_HOLD": "3"})
-	router := "http://" + c.ips["k5"] + ":8080"
+	router := "http://" + c.ip("k5") + ":8080"
 	const host = "shop-e2e.apps.example.com"
 	waitUntil(b, time.Minute, "the app answers through the router", c.logs, func() bool {
 		return askApp(&http.Client{Timeout: 10 * time.Second}, router, host, "GET").err == nil
@@ -288,13 +155,13 @@ func BenchmarkAutoscaleReaction(b *testing.B) {
 	b.ResetTimer()
 	var took []time.Duration
 	for i := range 3 {
-		waitUntil(b, 5*time.Minute, "one gear", c.logs, func() bool { n, all := c.started(); return n == 1 && all == 1 })
+		waitUntil(b, 5*time.Minute, "one gear", c.logs, func() bool { n, all := c.started("shop"); return n == 1 && all == 1 })
 		cmd := exec.Command(hey, "-z", "40s", "-c", "64", "-host", host, router+"/")
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
 		start := time.Now()
-		waitUntil(b, 40*time.Second, "a second gear serving", c.logs, func() bool { n, _ := c.started(); return n >= 2 })
+		waitUntil(b, 40*time.Second, "a second gear serving", c.logs, func() bool { n, _ := c.started("shop"); return n >= 2 })
 		d := time.Since(start)
 		took = append(took, d)
 		b.Logf("run %d: first new gear started %s after the load began", i+1, d.Round(100*time.Millisecond))

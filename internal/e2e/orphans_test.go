@@ -19,26 +19,11 @@ import (
 )
 
 // gearProcs returns the pids of the processes that run for gear id (by
-// the GEARBOX_GEAR_ID in their environment).
+// the GEARBOX_GEAR_ID in their environment), sorted.
 func gearProcs(id string) []int {
-	want := []byte("GEARBOX_GEAR_ID=" + id + "\x00")
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil {
-			continue
-		}
-		if bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...)) {
-			out = append(out, pid)
-		}
-	}
-	slices.Sort(out)
-	return out
+	pids := pidsWithEnv(func(kv string) bool { return kv == "GEARBOX_GEAR_ID="+id })
+	slices.Sort(pids)
+	return pids
 }
 
 // procAlive reports whether process pid exists and is not a zombie (a

@@ -354,22 +354,7 @@ func routerEndToEnd(t *testing.T, appDir string, manageHADNS bool) {
 	})
 	waitUntil(t, 30*time.Second, "router r1 serves through two LB gears again", logs, func() bool { return serving("r1") == 2 })
 	t.Logf("head node kill: replacements serving %s after the kill, head now %s on %s", time.Since(killed).Round(100*time.Millisecond), newHead.ID, newHead.Node)
-	alerts, err := admin.Alerts(ctx, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	failedAt, replacedAt := -1, -1
-	for i, a := range alerts {
-		switch {
-		case a.Kind == "node_failed" && a.Node == victim && failedAt < 0:
-			failedAt = i
-		case a.Kind == "gear_replaced" && a.Gear == head.ID && replacedAt < 0:
-			replacedAt = i
-		}
-	}
-	if failedAt < 0 || replacedAt < failedAt {
-		t.Errorf("alerts %+v: want node_failed of %s, then gear_replaced of %s", alerts, victim, head.ID)
-	}
+	wantFailedThenReplaced(t, admin, victim, head.ID)
 
 	// Restarted, the node rejoins without its old gears (they run
 	// elsewhere now): DNS and the routers go on with the LB gears'
