@@ -47,9 +47,15 @@ const DefaultNodeFailureGrace = 10 * time.Second
 // A node that comes back after its gears were replaced finds their
 // records naming another node and destroys its copies (the gear record's
 // node is the fence); one back within the grace keeps them. What the
-// leader reported (failed nodes, degraded apps) is read back from the
-// alert feed by the next leader, so that a change of leader neither
-// repeats nor forgets an alert.
+// leader reported (failed nodes, degraded apps, crashing gears) is read
+// back from the alert feed by the next leader, so that a change of
+// leader neither repeats nor forgets an alert.
+//
+// A node an admin removed (noderemove.go) has its gears replaced at
+// once, without the grace; a lost node's gear that a drain was already
+// replacing (evacuate.go) is taken over by that replacement. A gear that
+// its node reports crashing (node/process.go's crash limit) is reported
+// gear_crashing, once per crash loop.
 
 // healer is the leader's memory between passes. It belongs to healLoop.
 type healer struct {
