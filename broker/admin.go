@@ -151,7 +151,8 @@ func (b *Broker) nodeEvent(w http.ResponseWriter, r *http.Request, u *state.User
 
 // POST /broker/rest/gears/{gear}/move (admin): node=TARGET, force=bool.
 // A move that would leave an HA app's LB gears on one node or one zone is
-// refused unless forced.
+// refused unless forced. The gear is replaced on the target, data and
+// all, as a drain's evacuation replaces it: the reply is the replacement.
 func (b *Broker) moveGear(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
 	if err := requireAdmin(u); err != nil {
 		return err
@@ -228,16 +229,27 @@ func (b *Broker) moveGear(w http.ResponseWriter, r *http.Request, u *state.User,
 			return errorf(http.StatusConflict, 1, "Moving gear '%s' to node '%s' would put all LB gears of HA application '%s' in one zone; pass force=true (gearbox gear move --force) to move it anyway.", id, target, a.Name)
 		}
 	}
-	from := g.Node
-	g, events, err := relocate(b, cv, &a, g, target)
+	if g.Replaces != nil {
+		return errorf(http.StatusConflict, 1, "Gear '%s' is still replacing gear '%s'; move it once that is done.", id, g.Replaces.Gear)
+	}
+	for _, og := range cv.gears {
+		if og.Replaces != nil && og.Replaces.Gear == id {
+			return errorf(http.StatusConflict, 1, "Gear '%s' is already being moved, to node '%s' as gear '%s'.", id, og.Node, og.ID)
+		}
+	}
+	// A planned move: a replacement starts on the target with a copy of
+	// the gear's data directory, and the gear stops once it serves
+	// (evacuate.go).
+	rg, why, err := b.startMove(r.Context(), cv, &a, g, target)
 	if err != nil {
 		return err
 	}
-	if err := b.commit(r.Context(), []store.Op{{Bucket: state.BucketGears, Key: g.ID, Value: g}}, events); err != nil {
-		return err
+	if why != "" {
+		return errorf(http.StatusServiceUnavailable, 140, "%s", why)
 	}
-	b.log.Info().Str("gear", id).Str("from", from).Str("to", target).Bool("forced", force).Str("by", u.Login).Msg("gear moved")
-	reply(w, http.StatusOK, "gear", b.gearView(&g, cv, nil, true), fmt.Sprintf("Gear %s moved from %s to %s.", id, from, target))
+	b.log.Info().Str("gear", id).Str("from", g.Node).Str("to", target).Str("replacement", rg.ID).Bool("forced", force).Str("by", u.Login).Msg("gear move started")
+	reply(w, http.StatusOK, "gear", b.gearView(&rg, cv, nil, true),
+		fmt.Sprintf("Gear %s moves from %s to %s as gear %s: it starts there with a copy of the data directory, and %s stops once it serves ('gearbox alerts' says when the move is done).", id, g.Node, target, rg.ID, id))
 	return nil
 }
 

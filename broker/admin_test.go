@@ -232,6 +232,32 @@ func TestMakeHAAddsGearWhenNoneCanBePromoted(t *testing.T) {
 	checkLBInvariants(t, gs, false)
 }
 
+// A gear whose move is under way is not moved again, nor is its
+// replacement, until the move is over.
+func TestMoveGearUnderWay(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	admin := basic(adminLogin, adminPassword)
+	demo := c.user(t, "demo", nil)
+	c.domain(t, demo, "demo")
+	c.createApp(t, demo, "demo", "web", url.Values{"scale": {"true"}})
+	c.event(t, demo, "demo", "web", "scale-up")
+	g := c.gears(t, "demo", "web")[1]
+	var target string
+	for _, n := range c.nodes {
+		if n.name != g.Node {
+			target = n.name
+		}
+	}
+	var rg api.Gear
+	c.ok(t, "POST", "/broker/rest/gears/"+g.ID+"/move", admin, url.Values{"node": {target}}, &rg)
+	c.unchanged(t, func() {
+		wantErr(t, c.do(t, "POST", "/broker/rest/gears/"+g.ID+"/move", admin, url.Values{"node": {target}}), http.StatusConflict,
+			fmt.Sprintf("Gear '%s' is already being moved, to node '%s' as gear '%s'.", g.ID, target, rg.ID))
+		wantErr(t, c.do(t, "POST", "/broker/rest/gears/"+rg.ID+"/move", admin, url.Values{"node": {g.Node}}), http.StatusConflict,
+			fmt.Sprintf("Gear '%s' is still replacing gear '%s'", rg.ID, g.ID))
+	})
+}
+
 func TestMoveGear(t *testing.T) {
 	c := newCluster(t, clusterOpts{nodes: []nodeSpec{
 		{name: "n1", zone: "z1"}, {name: "n2", zone: "z2"}, {name: "n3", zone: "z1"}, {name: "n4", zone: "z2"},
@@ -278,27 +304,55 @@ func TestMoveGear(t *testing.T) {
 		})
 	})
 
+	// Nodes that report each gear as its record asks, with its data
+	// copied: moves run to their end.
+	c.fakeNodes(t)
+	// moveDone moves gear id to node (forced or not) and waits until the
+	// move is over; it returns the replacement's record and the reply's
+	// message.
+	moveDone := func(t *testing.T, id, node string, force bool) (state.Gear, string) {
+		t.Helper()
+		var gv api.Gear
+		r := c.ok(t, "POST", "/broker/rest/gears/"+id+"/move", admin, url.Values{"node": {node}, "force": {fmt.Sprint(force)}}, &gv)
+		if gv.Node != node || gv.ID == id {
+			t.Fatalf("move of %s to %s: replacement %+v", id, node, gv)
+		}
+		var rg state.Gear
+		testutil.WaitFor(t, 20*time.Second, "the move of "+id+" done", func() bool {
+			rg = state.Gear{}
+			for _, g := range c.gears(t, "demo", "web") {
+				if g.ID == id {
+					return false
+				}
+				if g.ID == gv.ID {
+					rg = g
+				}
+			}
+			return rg.ID != "" && rg.Replaces == nil
+		})
+		return rg, r.text()
+	}
+
 	t.Run("web gear", func(t *testing.T) {
 		seq := c.lastSeq(t)
-		var gv api.Gear
-		r := c.ok(t, "POST", "/broker/rest/gears/"+web.ID+"/move", admin, url.Values{"node": {free}}, &gv)
-		if gv.Node != free || gv.ID != web.ID || r.text() != fmt.Sprintf("Gear %s moved from %s to %s.", web.ID, web.Node, free) {
-			t.Fatalf("moved %+v, %q", gv, r.text())
+		moved, msg := moveDone(t, web.ID, free, false)
+		if moved.Node != free || moved.LB || msg != fmt.Sprintf("Gear %s moves from %s to %s as gear %s: it starts there with a copy of the data directory, and %s stops once it serves ('gearbox alerts' says when the move is done).", web.ID, web.Node, free, moved.ID, web.ID) {
+			t.Fatalf("moved %+v, %q", moved, msg)
 		}
-		moved := c.gears(t, "demo", "web")[2]
-		if moved.Node != free || moved.ID != web.ID || moved.Ordinal != 3 {
-			t.Fatalf("gear record %+v", moved)
+		if n := len(c.gears(t, "demo", "web")); n != 3 {
+			t.Fatalf("%d gears after the move, want 3", n)
 		}
-		// Routers learn the old endpoint is gone and the new one exists.
+		// Routers learn the new endpoint first, then that the old one
+		// stops and is gone.
 		evs := c.eventsSince(t, seq)
-		if len(evs) != 2 || evs[0].Action != state.ActionRemovePublicEndpoint || evs[1].Action != state.ActionAddPublicEndpoint {
-			t.Fatalf("events %+v", evs)
+		if got := actions(evs); !slices.Equal(got, []string{"add_public_endpoint", "gear_stop", "remove_public_endpoint"}) {
+			t.Fatalf("events %v", got)
 		}
-		if evs[0].GearID != web.ID || evs[0].PublicAddress != c.node(t, web.Node).ip || evs[0].PublicPort != web.Port {
-			t.Fatalf("remove event %+v does not name the old endpoint %s:%d", evs[0], c.node(t, web.Node).ip, web.Port)
+		if evs[0].GearID != moved.ID || evs[0].PublicAddress != c.node(t, free).ip || evs[0].PublicPort != moved.Port {
+			t.Fatalf("add event %+v", evs[0])
 		}
-		if evs[1].PublicAddress != c.node(t, free).ip || evs[1].PublicPort != moved.Port {
-			t.Fatalf("add event %+v", evs[1])
+		if evs[2].GearID != web.ID || evs[2].PublicAddress != c.node(t, web.Node).ip || evs[2].PublicPort != web.Port {
+			t.Fatalf("remove event %+v does not name the old endpoint %s:%d", evs[2], c.node(t, web.Node).ip, web.Port)
 		}
 		web = moved
 	})
@@ -312,27 +366,30 @@ func TestMoveGear(t *testing.T) {
 			}
 		}
 		seq := c.lastSeq(t)
-		c.ok(t, "POST", "/broker/rest/gears/"+lb2.ID+"/move", admin, url.Values{"node": {target}}, nil)
+		moved, _ := moveDone(t, lb2.ID, target, false)
 		evs := c.eventsSince(t, seq)
-		if got := actions(evs); !slices.Equal(got, []string{"remove_public_endpoint", "remove_public_endpoint", "add_public_endpoint", "add_public_endpoint"}) {
+		if got := actions(evs); !slices.Equal(got, []string{"add_public_endpoint", "add_public_endpoint", "gear_stop", "remove_public_endpoint", "remove_public_endpoint"}) {
 			t.Fatalf("events %v", got)
 		}
-		for _, e := range evs[:2] {
-			if e.PublicAddress != c.node(t, lb2.Node).ip {
+		for _, e := range evs[3:] {
+			if e.PublicAddress != c.node(t, lb2.Node).ip || e.GearID != lb2.ID {
 				t.Fatalf("remove event %+v", e)
 			}
 		}
-		if !slices.Equal(evs[1].Types, []string{"load_balancer"}) || evs[1].PublicPort != lb2.LBPort {
-			t.Fatalf("LB remove event %+v, gear %+v", evs[1], lb2)
+		if !slices.Equal(evs[4].Types, []string{"load_balancer"}) || evs[4].PublicPort != lb2.LBPort {
+			t.Fatalf("LB remove event %+v, gear %+v", evs[4], lb2)
 		}
-		lb2 = c.gears(t, "demo", "web")[1]
+		if !moved.LB || moved.Node != target {
+			t.Fatalf("replacement %+v", moved)
+		}
+		lb2 = moved
 		if a := c.show(t, demo, "demo", "web"); !a.LB.ReallyHA || a.LB.Nodes != 2 || a.LB.Zones != 2 {
 			t.Fatalf("load_balancers %+v", a.LB)
 		}
 	})
 
 	t.Run("forced", func(t *testing.T) {
-		c.ok(t, "POST", "/broker/rest/gears/"+lb2.ID+"/move", admin, url.Values{"node": {lb1.Node}, "force": {"true"}}, nil)
+		moveDone(t, lb2.ID, lb1.Node, true)
 		a := c.show(t, demo, "demo", "web")
 		if a.LB.ReallyHA || a.LB.Nodes != 1 || a.LB.Zones != 1 || a.LB.Gears != 2 {
 			t.Fatalf("load_balancers %+v after forcing both LB gears onto one node", a.LB)

@@ -324,10 +324,12 @@ func TestClientRoundTripApps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The reply is the replacement that the move starts on the target.
 	var grec state.Gear
-	rt.record(t, state.BucketGears, web.ID, &grec)
-	if moved.ID != web.ID || moved.Node != target || grec.Node != target || len(moved.Endpoints) == 0 || moved.Endpoints[0].ExternalAddress != nodeAddr[target] {
-		t.Errorf("moved gear %+v, record node %s, want %s", moved, grec.Node, target)
+	rt.record(t, state.BucketGears, moved.ID, &grec)
+	if moved.ID == web.ID || moved.Node != target || grec.Node != target || grec.Replaces == nil || grec.Replaces.Gear != web.ID ||
+		len(moved.Endpoints) == 0 || moved.Endpoints[0].ExternalAddress != nodeAddr[target] {
+		t.Errorf("moved gear %+v, record %+v, want a replacement of %s on %s", moved, grec, web.ID, target)
 	}
 
 	vs, _, err := rt.user.SetEnv(ctx, "rtns", "web", "GREETING", "hello")

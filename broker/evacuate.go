@@ -98,7 +98,7 @@ func (b *Broker) evacuateOnce(ctx context.Context) error {
 		}
 		var blocked []string
 		for _, o := range todo {
-			why, err := b.startMove(ctx, cv, byKey[o.App], o)
+			_, why, err := b.startMove(ctx, cv, byKey[o.App], o, "")
 			if err != nil {
 				return err
 			}
@@ -132,9 +132,22 @@ func (b *Broker) evacuateOnce(ctx context.Context) error {
 	return b.commit(ctx, ops, nil)
 }
 
-// startMove places a replacement for gear o of app a (step 1), or says
-// why none can be placed.
-func (b *Broker) startMove(ctx context.Context, cv *clusterView, a *state.App, o state.Gear) (string, error) {
+// startMove places a replacement for gear o of app a (step 1) on node
+// target, or where the placement rules say when target is "", and
+// returns it; or says why none can be placed.
+func (b *Broker) startMove(ctx context.Context, cv *clusterView, a *state.App, o state.Gear, target string) (state.Gear, string, error) {
+	if target == "" {
+		var why string
+		if target, why = b.placeReplacement(cv, a, o); why != "" {
+			return state.Gear{}, why, nil
+		}
+	}
+	return b.commitReplacement(ctx, cv, a, o, target)
+}
+
+// placeReplacement chooses the node of a replacement for gear o of app a
+// by the placement rules, or says why there is none.
+func (b *Broker) placeReplacement(cv *clusterView, a *state.App, o state.Gear) (string, string) {
 	gears := gearsOf(cv.gears, o.App)
 	ap := AppPlacement{Owner: a.Owner, Region: a.Region, GearsOn: map[string]int{}, LBsOn: map[string]int{}}
 	for _, g := range gears {
@@ -146,18 +159,25 @@ func (b *Broker) startMove(ctx context.Context, cv *clusterView, a *state.App, o
 	policy := PlacementPolicy{MinZones: b.cfg.ZonesMinPerGearGroup, AllowMultipleLBPerNode: b.cfg.AllowMultipleLBPerNode}
 	target, err := policy.Place(cv.nodes, ap, o.LB)
 	if err != nil {
-		return fmt.Sprintf("gear %s of %s/%s: %v", o.ID, a.Domain, a.Name, err), nil
+		return "", fmt.Sprintf("gear %s of %s/%s: %v", o.ID, a.Domain, a.Name, err)
 	}
+	return target, ""
+}
+
+// commitReplacement places a replacement for gear o of app a on node
+// target and commits it with its routing events.
+func (b *Broker) commitReplacement(ctx context.Context, cv *clusterView, a *state.App, o state.Gear, target string) (state.Gear, string, error) {
+	var err error
 	a.NextGear++
 	r := state.Gear{ID: randomID(12), App: o.App, AppName: o.AppName, Domain: o.Domain, Node: target, Size: o.Size,
 		Cartridge: o.Cartridge, LB: o.LB, RotatedOut: o.RotatedOut, State: o.State, Ordinal: a.NextGear, Restarts: o.Restarts,
 		Deployment: o.Deployment, CreatedAt: b.cfg.Now(), Replaces: &state.Replacement{Gear: o.ID, Node: o.Node}}
 	if r.Port, err = cv.port(target); err != nil {
-		return fmt.Sprintf("gear %s: %v", o.ID, err), nil
+		return r, fmt.Sprintf("gear %s: %v", o.ID, err), nil
 	}
 	if r.LB {
 		if r.LBPort, err = cv.port(target); err != nil {
-			return fmt.Sprintf("gear %s: %v", o.ID, err), nil
+			return r, fmt.Sprintf("gear %s: %v", o.ID, err), nil
 		}
 	}
 	cv.adjustLoad(target, +1)
@@ -182,10 +202,10 @@ func (b *Broker) startMove(ctx context.Context, cv *clusterView, a *state.App, o
 		{Bucket: state.BucketApps, Key: o.App, Value: *a},
 	}
 	if err := b.commit(ctx, ops, events); err != nil {
-		return "", err
+		return r, "", err
 	}
-	b.log.Info().Str("gear", o.ID).Str("from", o.Node).Str("replacement", r.ID).Str("to", target).Str("app", a.Name).Str("domain", a.Domain).Msg("evacuation: replacement placed")
-	return "", nil
+	b.log.Info().Str("gear", o.ID).Str("from", o.Node).Str("replacement", r.ID).Str("to", target).Str("app", a.Name).Str("domain", a.Domain).Msg("planned move: replacement placed")
+	return r, "", nil
 }
 
 // stepMove takes the move of replacement r one step further (steps 2 to
@@ -266,8 +286,12 @@ func (b *Broker) stepMove(ctx context.Context, cv *clusterView, byKey map[string
 	r.Replaces = nil
 	events := dropEvents(b, cv, a, *o)
 	ops := []store.Op{{Bucket: state.BucketGears, Key: o.ID, Delete: true}, {Bucket: state.BucketGears, Key: r.ID, Value: r}}
+	reason := fmt.Sprintf("node %s is being drained", from)
+	if !cv.draining[from] {
+		reason = fmt.Sprintf("gear %s was moved off node %s (gear move)", o.ID, from)
+	}
 	alert := state.Alert{Kind: state.AlertGearReplaced, AppName: a.Name, Namespace: a.Domain, Node: from, Gear: o.ID,
-		Reason: fmt.Sprintf("node %s is being drained", from), Action: fmt.Sprintf("gear %s replaced it on node %s, %s", r.ID, r.Node, data)}
+		Reason: reason, Action: fmt.Sprintf("gear %s replaced it on node %s, %s", r.ID, r.Node, data)}
 	if err := b.commitAll(ctx, ops, events, []state.Alert{alert}); err != nil {
 		return "", err
 	}

@@ -6,8 +6,10 @@ import (
 	"net/url"
 	"slices"
 	"testing"
+	"time"
 
 	"gearbox/broker/api"
+	"gearbox/internal/testutil"
 	"gearbox/store/state"
 )
 
@@ -489,8 +491,8 @@ func TestScaleDownKeepsLBMinimum(t *testing.T) {
 	c.domain(t, demo, "demo")
 	c.createApp(t, demo, "demo", "web", url.Values{"scale": {"true"}})
 	head := c.gears(t, "demo", "web")[0]
-	// Gears 2 and 3 on the head's node; gear 3 then moves away, so that
-	// make-ha promotes gear 3, the newest.
+	// Gears 2 and 3 on the head's node; gear 3 then moves away (its
+	// replacement is gear 4), so that make-ha promotes gear 4, the newest.
 	for _, n := range c.nodes {
 		if n.name != head.Node {
 			c.ok(t, "POST", "/broker/rest/nodes/"+n.name+"/events", admin, url.Values{"event": {"drain"}, "evacuate": {"false"}}, nil)
@@ -506,14 +508,19 @@ func TestScaleDownKeepsLBMinimum(t *testing.T) {
 		}
 	}
 	gs := c.gears(t, "demo", "web")
+	c.fakeNodes(t)
 	c.ok(t, "POST", "/broker/rest/gears/"+gs[2].ID+"/move", admin, url.Values{"node": {other}}, nil)
+	testutil.WaitFor(t, 20*time.Second, "the move done", func() bool {
+		gs := c.gears(t, "demo", "web")
+		return len(gs) == 3 && gs[2].Ordinal == 4 && gs[2].Replaces == nil
+	})
 	c.event(t, demo, "demo", "web", "make-ha")
-	if lbs := lbOrdinals(c.gears(t, "demo", "web")); !slices.Equal(lbs, []int{1, 3}) {
-		t.Fatalf("LB gears %v, want [1 3]", lbs)
+	if lbs := lbOrdinals(c.gears(t, "demo", "web")); !slices.Equal(lbs, []int{1, 4}) {
+		t.Fatalf("LB gears %v, want [1 4]", lbs)
 	}
 	c.event(t, demo, "demo", "web", "scale-down")
 	gs = c.gears(t, "demo", "web")
-	if len(gs) != 2 || !gs[0].LB || !gs[1].LB || gs[1].Ordinal != 3 {
+	if len(gs) != 2 || !gs[0].LB || !gs[1].LB || gs[1].Ordinal != 4 {
 		t.Fatalf("after scale-down: %+v", gs)
 	}
 	if a := c.show(t, demo, "demo", "web"); !a.LB.ReallyHA {

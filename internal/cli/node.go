@@ -142,10 +142,13 @@ func gearCommand() *cli.Command {
 		OnUsageError: cmdline.UsageError,
 		Subcommands: []*cli.Command{{
 			Name:      "move",
-			Usage:     "move a gear to another node (administrators)",
+			Usage:     "move a gear to another node, with its data directory (administrators)",
 			UsageText: "gearbox gear move GEAR --node NODE [--force] [flags]",
-			Description: "The broker refuses a move that would put the LB gears of an HA application on one\n" +
-				"node or in one zone, unless --force is given.",
+			Description: "The gear is replaced on NODE, as a drain moves gears: a new gear (printed) starts there\n" +
+				"with a copy of the gear's data directory, and only once it serves is the gear drained from\n" +
+				"its load balancers and stopped; its data directory is merged into the new gear once more,\n" +
+				"then it is removed ('gearbox alerts' says when). The broker refuses a move that would put\n" +
+				"the LB gears of an HA application on one node or in one zone, unless --force is given.",
 			Flags: append(clientFlags(),
 				&cli.StringFlag{Name: "node", Usage: "`NODE` to move the gear to"},
 				&cli.BoolFlag{Name: "force", Usage: "move even if the application loses its high availability"}),
