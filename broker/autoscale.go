@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"gearbox/lb"
 	"gearbox/store"
 
 	"gearbox/store/state"
@@ -242,14 +243,6 @@ func (b *Broker) autoscaleOnce(ctx context.Context) error {
 	return nil
 }
 
-// lbSessions is what autoscaling reads of a load balancer's status.
-type lbSessions struct {
-	Queued   int64 `json:"queued"`
-	Backends []struct {
-		SessionsCurrent int64 `json:"sessions_current"`
-	} `json:"backends"`
-}
-
 // lbSessions returns the sessions (in flight and queued) of LB gear g's
 // load balancer, read from its node m, and false if it cannot be read.
 func (b *Broker) lbSessions(ctx context.Context, g state.Gear, m store.Member) (int64, bool) {
@@ -260,7 +253,7 @@ func (b *Broker) lbSessions(ctx context.Context, g state.Gear, m store.Member) (
 	if err != nil {
 		return 0, false
 	}
-	var st lbSessions
+	var st lb.Status
 	if json.Unmarshal(raw, &st) != nil {
 		return 0, false
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"gearbox/router"
 	"gearbox/store"
 	"gearbox/store/internalapi"
 	"gearbox/store/state"
@@ -23,19 +24,6 @@ import (
 
 // haStatusTimeout bounds the read of one router's status.
 const haStatusTimeout = 2 * time.Second
-
-// routerStatus is what HA effectiveness reads of a router's status
-// (internalapi.PathRouterStatus, router.Status).
-type routerStatus struct {
-	Apps map[string]struct {
-		Pool struct {
-			Backends []struct {
-				ID      string `json:"id"`
-				Serving bool   `json:"serving"`
-			} `json:"backends"`
-		} `json:"pool"`
-	} `json:"apps"`
-}
 
 // haEffective reports whether HA app a's high availability holds, and if
 // not, why.
@@ -112,7 +100,7 @@ func (b *Broker) routerServing(ctx context.Context, m store.Member, key string, 
 	if resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("status: %s", resp.Status)
 	}
-	var st routerStatus
+	var st router.Status
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&st); err != nil {
 		return 0, fmt.Errorf("status not read: %w", err)
 	}

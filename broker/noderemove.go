@@ -60,12 +60,6 @@ func (b *Broker) removeNode(w http.ResponseWriter, r *http.Request, u *state.Use
 	if err != nil {
 		return err
 	}
-	cv.alive[name] = false
-	for i := range cv.nodes {
-		if cv.nodes[i].Name == name {
-			cv.nodes[i].Alive = false
-		}
-	}
 	sort.Slice(mine, func(i, j int) bool {
 		if mine[i].App != mine[j].App {
 			return mine[i].App < mine[j].App
