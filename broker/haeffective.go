@@ -9,7 +9,7 @@ import (
 	"sort"
 	"time"
 
-	"gearbox/router"
+	"gearbox/lb"
 	"gearbox/store"
 	"gearbox/store/internalapi"
 	"gearbox/store/state"
@@ -24,6 +24,15 @@ import (
 
 // haStatusTimeout bounds the read of one router's status.
 const haStatusTimeout = 2 * time.Second
+
+// routerStatus is what HA effectiveness reads of a router's status
+// (internalapi.PathRouterStatus): the broker does not import the router
+// role (roles never import each other), only its pools' lb.Status.
+type routerStatus struct {
+	Apps map[string]struct {
+		Pool lb.Status `json:"pool"`
+	} `json:"apps"`
+}
 
 // haEffective reports whether HA app a's high availability holds, and if
 // not, why.
@@ -100,7 +109,7 @@ func (b *Broker) routerServing(ctx context.Context, m store.Member, key string, 
 	if resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("status: %s", resp.Status)
 	}
-	var st router.Status
+	var st routerStatus
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&st); err != nil {
 		return 0, fmt.Errorf("status not read: %w", err)
 	}
