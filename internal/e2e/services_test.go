@@ -759,10 +759,17 @@ func TestServicesEndToEnd(t *testing.T) {
 	if _, err := jsA.KeyValue(ctx, "counters"); err != nil {
 		t.Fatalf("the demo's gear cannot open its own bucket: %v", err)
 	}
-	kvB, err := jsB.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "secrets"})
-	if err != nil {
-		t.Fatalf("app other creates a bucket: %v", err)
-	}
+	// The killed node came back just before: JetStream may be electing
+	// its metadata leader again (no pre-vote, see the README), and a
+	// request meanwhile times out; an app retries.
+	var kvB jetstream.KeyValue
+	var createErr error
+	waitUntil(t, 30*time.Second, "app other creates a bucket", c.logs, func() bool {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		kvB, createErr = jsB.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{Bucket: "secrets"})
+		return createErr == nil
+	})
 	if _, err := kvB.Put(ctx, "k", []byte("b's")); err != nil {
 		t.Fatal(err)
 	}
