@@ -96,7 +96,7 @@ func BenchmarkSingletonFailover(b *testing.B) {
 	// The last sends may still be on their way.
 	c.waitLines(c.log.mark(), 10, "recv", 30*time.Second)
 	n := c.log.checkSends(b)
-	c.log.checkJobs(b)
+	c.log.checkJobs(b, time.Second)
 	b.Logf("%d sends checked", n)
 }
 
