@@ -10,13 +10,30 @@ import (
 	"gearbox/store/state"
 )
 
-// PUT .../applications/{app} (admin): ha_multiplier.
+// PUT .../applications/{app}: deploy_branch (the app's owner), or
+// ha_multiplier (admin).
 func (b *Broker) updateApp(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
-	if err := requireAdmin(u); err != nil {
-		return err
-	}
 	a, err := b.app(u, r.PathValue("ns"), r.PathValue("app"))
 	if err != nil {
+		return err
+	}
+	if branch, ok := p["deploy_branch"]; ok {
+		if !state.ValidBranch(branch) {
+			return badBranch(branch)
+		}
+		a.DeployBranch = branch
+		if err := b.commit(r.Context(), []store.Op{{Bucket: state.BucketApps, Key: state.AppKey(a.Domain, a.Name), Value: a}}, nil); err != nil {
+			return err
+		}
+		b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("deploy_branch", branch).Msg("deploy branch set")
+		v, err := b.currentView(a, false)
+		if err != nil {
+			return err
+		}
+		reply(w, http.StatusOK, "application", v, fmt.Sprintf("Pushes of branch %s to the git remote of %s are deployed from now on.", branch, a.Name))
+		return nil
+	}
+	if err := requireAdmin(u); err != nil {
 		return err
 	}
 	m, ok, err := p.integer("ha_multiplier")
@@ -299,4 +316,9 @@ func (b *Broker) gearEvent(w http.ResponseWriter, r *http.Request, u *state.User
 	}
 	reply(w, http.StatusOK, "gear", b.gearView(&g, cv, statuses, true), fmt.Sprintf("Gear %s: %s requested.", id, ev))
 	return nil
+}
+
+// badBranch is the error of a deploy branch name that cannot be one.
+func badBranch(name string) error {
+	return fieldErr("deploy_branch", 1, "Invalid deploy branch '%s': use a git branch name of letters, digits and . _ - / (no '..', no trailing '/' or '.lock').", name)
 }

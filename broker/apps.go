@@ -28,7 +28,7 @@ func (b *Broker) appView(a *state.App, cv *clusterView, withGears bool) (api.App
 	v := api.App{ID: a.ID, Name: a.Name, Domain: a.Domain, Owner: a.Owner, AppURL: b.appURL(a), Framework: a.Cartridge,
 		Scalable: a.Scalable, HA: a.HA, GearProfile: a.GearSize, Region: a.Region, State: a.State, GearCount: len(gears),
 		ScalesFrom: a.ScalesFrom, ScalesTo: a.ScalesTo, HAMultiplier: a.HAMultiplier, Aliases: a.Aliases, CreatedAt: a.CreatedAt,
-		Autoscale: a.Scalable && !a.AutoscaleOff}
+		Autoscale: a.Scalable && !a.AutoscaleOff, DeployBranch: a.Branch()}
 	if v.Aliases == nil {
 		v.Aliases = []string{}
 	}
@@ -249,7 +249,11 @@ func (b *Broker) createApp(w http.ResponseWriter, r *http.Request, u *state.User
 	if region != "" && !regionExists(b, region) {
 		return fieldErr("region", 1, "Region '%s' has no nodes.", region)
 	}
-	a := &state.App{ID: randomID(12), Name: name, Domain: ns, Owner: d.Owner, Cartridge: cart, Scalable: scale,
+	branch := p.str("deploy_branch")
+	if branch != "" && !state.ValidBranch(branch) {
+		return badBranch(branch)
+	}
+	a := &state.App{DeployBranch: branch, ID: randomID(12), Name: name, Domain: ns, Owner: d.Owner, Cartridge: cart, Scalable: scale,
 		GearSize: size, Region: region, State: state.GearStarted, ScalesFrom: 1, ScalesTo: 1,
 		HAMultiplier: b.cfg.DefaultHAMultiplier, CreatedAt: b.cfg.Now()}
 	if scale {
@@ -336,6 +340,11 @@ func (b *Broker) destroyApp(a *state.App) ([]store.Op, []state.RoutingEvent, err
 	}
 	if _, err := b.st.GetRecord(state.BucketRollouts, appKey); err == nil {
 		ops = append(ops, store.Op{Bucket: state.BucketRollouts, Key: appKey, Delete: true})
+	}
+	// So does its git repository: every broker removes its copy once the
+	// app's record is gone (git.go).
+	if _, err := b.st.GetRecord(state.BucketRepos, appKey); err == nil {
+		ops = append(ops, store.Op{Bucket: state.BucketRepos, Key: appKey, Delete: true})
 	}
 	// The aliases go with the app. A remove_alias event for each comes
 	// first, so that a routing layer that tracks aliases by their own

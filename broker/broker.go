@@ -57,6 +57,9 @@ type Broker struct {
 	// logClient reads gears' logs from their nodes.
 	logClient *http.Client
 
+	// git is the apps' git remotes (git.go).
+	git gitState
+
 	// feed wakes routing feed readers (followed feeds, webhook
 	// deliverers) when events arrive.
 	feed *feedHub
@@ -216,6 +219,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	b.wg.Go(b.rolloutLoop)
 	b.wg.Go(b.healLoop)
 	b.wg.Go(b.autoscaleLoop)
+	b.wg.Go(b.repoLoop)
 	b.log.Info().Str("api", b.apiURL).Msg("broker started")
 	return nil
 }

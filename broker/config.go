@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -186,6 +187,10 @@ type Config struct {
 	// 60 s timeout whose transport opens at most APIMaxConnsPerClient/2
 	// connections to one broker (more calls wait for one).
 	HTTPClient *http.Client
+	// GitHook is the command that the apps' repositories run as their
+	// pre-receive hook, which must run githook.Run. Default: this
+	// program's executable with the argument git-hook.
+	GitHook []string
 	// Logger receives the broker's logs. Default: disabled.
 	Logger zerolog.Logger
 	// Now is the clock. Default time.Now.
@@ -425,6 +430,13 @@ func (c *Config) validate() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if len(c.GitHook) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("GitHook: find this program for the git hook: %w", err))
+		}
+		c.GitHook = []string{exe, "git-hook"}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("broker config: %w", errors.Join(errs...))

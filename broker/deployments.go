@@ -3,6 +3,7 @@ package broker
 import (
 	"archive/tar"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -97,12 +98,29 @@ func (b *Broker) createDeployment(w http.ResponseWriter, r *http.Request, u *sta
 		return err
 	}
 	defer os.Remove(tmp) // after a successful rename, a no-op
-
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	a, err := b.app(u, ns, name) // it may have been deleted meanwhile
+	d, a, created, err := b.addDeployment(r.Context(), u, ns, name, tmp, id, size)
 	if err != nil {
 		return err
+	}
+	code := http.StatusOK // the same archive again: current and newest
+	if created {
+		code = http.StatusCreated
+	}
+	reply(w, code, "deployment", viewDeployment(&d, a),
+		fmt.Sprintf("Deployment %s of application %s is now current.", id, a.Name))
+	return nil
+}
+
+// addDeployment makes the archive in file tmp, of sha256 id and size
+// bytes, the current deployment of app ns/name, as u: it enters the store
+// of blobs (tmp is renamed) and the app's records. created is false when
+// the app already kept that archive: it becomes current and newest.
+func (b *Broker) addDeployment(ctx context.Context, u *state.User, ns, name, tmp, id string, size int64) (d state.Deployment, a *state.App, created bool, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a, err = b.app(u, ns, name) // it may have been deleted meanwhile
+	if err != nil {
+		return d, nil, false, err
 	}
 	// The archive enters the store of blobs under b.mu, like the pruning
 	// that removes blobs, so that a prune never removes an archive that
@@ -110,26 +128,25 @@ func (b *Broker) createDeployment(w http.ResponseWriter, r *http.Request, u *sta
 	final := b.blobPath(id)
 	if _, err := os.Stat(final); errors.Is(err, fs.ErrNotExist) {
 		if err := os.Rename(tmp, final); err != nil {
-			return fmt.Errorf("store deployment archive %s: %w", final, err)
+			return d, nil, false, fmt.Errorf("store deployment archive %s: %w", final, err)
 		}
 	} else if err != nil {
-		return fmt.Errorf("store deployment archive %s: %w", final, err)
+		return d, nil, false, fmt.Errorf("store deployment archive %s: %w", final, err)
 	}
 	appKey := state.AppKey(a.Domain, a.Name)
 	key := state.DeploymentKey(appKey, id)
-	d := state.Deployment{ID: id, App: appKey, Size: size, Holders: []string{b.st.Name()}, CreatedAt: b.cfg.Now(), CreatedBy: u.Login}
-	code := http.StatusCreated
+	d = state.Deployment{ID: id, App: appKey, Size: size, Holders: []string{b.st.Name()}, CreatedAt: b.cfg.Now(), CreatedBy: u.Login}
+	created = true
 	var old state.Deployment
 	if _, err := b.st.Get(state.BucketDeployments, key, &old); err == nil {
-		// The same archive again: it becomes current and newest.
-		code = http.StatusOK
+		created = false
 		for _, h := range old.Holders {
 			if !slices.Contains(d.Holders, h) {
 				d.Holders = append(d.Holders, h)
 			}
 		}
 	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
+		return d, nil, false, err
 	}
 	a.Deployment = id
 	a.Deployments = append(slices.DeleteFunc(slices.Clone(a.Deployments), func(x string) bool { return x == id }), id)
@@ -141,14 +158,12 @@ func (b *Broker) createDeployment(w http.ResponseWriter, r *http.Request, u *sta
 	for _, x := range dropped {
 		ops = append(ops, store.Op{Bucket: state.BucketDeployments, Key: state.DeploymentKey(appKey, x), Delete: true})
 	}
-	if err := b.commit(r.Context(), ops, nil); err != nil {
-		return err
+	if err := b.commit(ctx, ops, nil); err != nil {
+		return d, nil, false, err
 	}
 	b.removeBlobs(dropped)
 	b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("deployment", id).Int64("size", size).Strs("dropped", dropped).Msg("deployment created")
-	reply(w, code, "deployment", viewDeployment(&d, a),
-		fmt.Sprintf("Deployment %s of application %s is now current.", id, a.Name))
-	return nil
+	return d, a, created, nil
 }
 
 // prune drops the oldest of a's deployments beyond KeepDeployments, never
@@ -335,6 +350,7 @@ func checkArchive(r io.Reader, limit int64) error {
 		}
 		switch hdr.Typeflag {
 		case tar.TypeReg, tar.TypeDir:
+		case tar.TypeXGlobalHeader: // git archive's commit id: nodes skip it
 		case tar.TypeSymlink:
 			if strings.HasPrefix(hdr.Linkname, "/") {
 				return bad("entry %q: symbolic link to the absolute path %q.", hdr.Name, hdr.Linkname)

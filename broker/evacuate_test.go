@@ -16,10 +16,12 @@ import (
 )
 
 // fakeNodes plays the nodes until the test ends: each gear is reported
-// as its record asks on its node, with its data copied, and merged once
-// asked, as node/datacopy.go does. (A real node's part is tested in the
-// node package and end to end.)
-func (c *testCluster) fakeNodes(t *testing.T) {
+// as its record asks on its node, on its deployment, with its data
+// copied, and merged once asked, as node/datacopy.go does; a deployment
+// whose archive holds a file called "broken" fails to build, the gear
+// running what it ran. (A real node's part is tested in the node package
+// and end to end.)
+func (c *testCluster) fakeNodes(t testing.TB) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -34,14 +36,19 @@ func (c *testCluster) fakeNodes(t *testing.T) {
 				have[s.ID] = s
 			}
 			for _, g := range gs {
-				want := state.GearStatus{ID: g.ID, Node: g.Node, State: g.State}
+				want := state.GearStatus{ID: g.ID, Node: g.Node, State: g.State, Deployment: g.Deployment}
+				if g.Deployment != "" && archiveHas(c.b.blobPath(g.Deployment), "broken") {
+					want.Deployment, want.FailedDeployment = have[g.ID].Deployment, g.Deployment
+					want.Reason = "build of deployment failed: exit status 1"
+				}
 				if g.Replaces != nil {
 					want.DataCopy = state.DataCopied
 					if g.Replaces.Final {
 						want.DataCopy = state.DataMerged
 					}
 				}
-				if s, ok := have[g.ID]; ok && s.Node == want.Node && s.State == want.State && s.DataCopy == want.DataCopy {
+				if s, ok := have[g.ID]; ok && s.Node == want.Node && s.State == want.State && s.DataCopy == want.DataCopy &&
+					s.Deployment == want.Deployment && s.FailedDeployment == want.FailedDeployment {
 					continue
 				}
 				want.UpdatedAt = time.Now()

@@ -22,6 +22,7 @@ import (
 	"gearbox/broker/api"
 	"gearbox/internal/testutil"
 	"gearbox/store"
+	"gearbox/store/internalapi"
 	"gearbox/store/state"
 	"gearbox/store/storetest"
 )
@@ -162,6 +163,7 @@ func startBroker(t testing.TB, m *member, clock *testClock, o clusterOpts) (*Bro
 	if err := b.Start(context.Background()); err != nil {
 		t.Fatalf("start broker: %v", err)
 	}
+	m.Handle(internalapi.PrefixBundles, b.BundleHandler())
 	t.Cleanup(func() {
 		if err := b.Close(); err != nil {
 			t.Errorf("close broker: %v", err)

@@ -168,8 +168,16 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 		}
 		r.State = state.RolloutRolling
 		r.Message = fmt.Sprintf("waiting for gear %s to pass its health check on %s", g.ID, what(target))
+		st, reported := status[g.ID]
 		if !r.GearHealthy.IsZero() {
 			r.Message = fmt.Sprintf("gear %s runs %s; waiting %s for load balancers to take it back", g.ID, what(target), settle)
+		} else if reported && target != "" && (st.FailedDeployment == target || (st.State == state.GearCrashing && st.Deployment == target)) {
+			// The node says the gear cannot run it: no point waiting.
+			r.State = state.RolloutFailed
+			r.Message = fmt.Sprintf("gear %s cannot run %s (%s: %s); the roll-out stopped, the other gears run what they ran", g.ID, what(target), st.State, st.Reason)
+			if cur == nil || cur.State != state.RolloutFailed {
+				b.log.Warn().Str("app", a.Name).Str("domain", a.Domain).Str("gear", g.ID).Str("deployment", target).Str("why", st.Reason).Msg("roll-out failed")
+			}
 		} else if waited := now.Sub(r.GearSince); waited > b.cfg.RolloutTimeout {
 			r.State = state.RolloutFailed
 			why := "no status reported"
@@ -279,16 +287,27 @@ func (b *Broker) getRollout(w http.ResponseWriter, r *http.Request, u *state.Use
 	if err != nil {
 		return err
 	}
+	ro, err := b.rolloutOf(a)
+	if err != nil {
+		return err
+	}
+	reply(w, http.StatusOK, "rollout", rolloutView(&ro))
+	return nil
+}
+
+// rolloutOf returns app a's roll-out: its record, or, before the leader
+// stepped one for a's current deployment and restarts, where it stands.
+func (b *Broker) rolloutOf(a *state.App) (state.Rollout, error) {
 	key := state.AppKey(a.Domain, a.Name)
 	var ro state.Rollout
 	if _, err := b.st.Get(state.BucketRollouts, key, &ro); errors.Is(err, store.ErrNotFound) || (err == nil && (ro.Deployment != a.Deployment || ro.Restarts != a.Restarts)) {
 		gears, err := list[state.Gear](b.st, state.BucketGears)
 		if err != nil {
-			return err
+			return ro, err
 		}
 		sts, err := list[state.GearStatus](b.st, state.BucketGearStatus)
 		if err != nil {
-			return err
+			return ro, err
 		}
 		alive := make(map[string]bool)
 		for _, m := range b.st.Members() {
@@ -296,12 +315,11 @@ func (b *Broker) getRollout(w http.ResponseWriter, r *http.Request, u *state.Use
 				alive[m.Name] = true
 			}
 		}
-		ro = unsteppedRollout(a, gearsOf(gears, key), sts, alive)
+		return unsteppedRollout(a, gearsOf(gears, key), sts, alive), nil
 	} else if err != nil {
-		return err
+		return ro, err
 	}
-	reply(w, http.StatusOK, "rollout", rolloutView(&ro))
-	return nil
+	return ro, nil
 }
 
 // rolloutView is roll-out ro as the API shows it.

@@ -222,6 +222,77 @@ func TestRolloutFailsAndRollsBack(t *testing.T) {
 	})
 }
 
+// A roll-out stops at once, without waiting for its timeout, when the
+// moved gear's node says the gear cannot run the deployment (its build
+// failed, its new process failed beside the running one) or the gear
+// crashes on it; and goes on if the gear runs it after all.
+func TestRolloutFailsAtOnceOnFailedDeployment(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		st   func(g state.Gear, bad string) state.GearStatus
+	}{
+		{"build failed", func(g state.Gear, bad string) state.GearStatus {
+			return state.GearStatus{ID: g.ID, Node: g.Node, State: state.GearStarted, Reason: "deployment failed: build exited 2", FailedDeployment: bad}
+		}},
+		{"crashing", func(g state.Gear, bad string) state.GearStatus {
+			return state.GearStatus{ID: g.ID, Node: g.Node, State: state.GearCrashing, Reason: "ended 6 times", Deployment: bad}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t, clusterOpts{}) // the default timeout: 10 minutes
+			c.domain(t, admin, "ns")
+			c.createApp(t, admin, "ns", "web", url.Values{"scale": {"true"}})
+			c.event(t, admin, "ns", "web", "scale-up")
+			old := testArchive(t, map[string]string{"index.html": "old"})
+			c.deploy(t, admin, "ns", "web", old)
+			testutil.WaitFor(t, 10*time.Second, "gears on the old deployment", func() bool {
+				moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(old))
+				for _, g := range moved {
+					c.report(t, g, state.GearStarted, sha(old))
+				}
+				return len(moved) == 2
+			})
+			testutil.WaitFor(t, 10*time.Second, "first roll-out done", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutDone })
+
+			bad := testArchive(t, map[string]string{"gearbox.yml": "web: ./serve\nbuild: exit 2\n"})
+			c.deploy(t, admin, "ns", "web", bad)
+			var stuck state.Gear
+			testutil.WaitFor(t, 10*time.Second, "one gear moved to the bad deployment", func() bool {
+				moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(bad))
+				if len(moved) == 1 {
+					stuck = moved[0]
+				}
+				return len(moved) == 1
+			})
+			c.waitRolloutPasses(t, 2)
+			if r := c.rollout(t, "ns", "web"); r.State != state.RolloutRolling {
+				t.Fatalf("roll-out %+v before the node reported, want rolling", r)
+			}
+			st := tt.st(stuck, sha(bad))
+			st.UpdatedAt = time.Now()
+			if _, err := c.node(t, stuck.Node).st.Put(context.Background(), state.BucketGearStatus, stuck.ID, st); err != nil {
+				t.Fatal(err)
+			}
+			testutil.WaitFor(t, 10*time.Second, "roll-out failed with no time passed", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutFailed })
+			if r := c.rollout(t, "ns", "web"); !strings.Contains(r.Message, stuck.ID) || !strings.Contains(r.Message, st.Reason) {
+				t.Errorf("failed roll-out says %q: want the gear and the node's reason", r.Message)
+			}
+			if moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(bad)); len(moved) != 1 {
+				t.Fatalf("%d gears on the bad deployment after the failure, want 1", len(moved))
+			}
+			// A retry that works: the roll-out goes on.
+			c.report(t, stuck, state.GearStarted, sha(bad))
+			testutil.WaitFor(t, 10*time.Second, "roll-out going on", func() bool {
+				moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(bad))
+				for _, g := range moved {
+					c.report(t, g, state.GearStarted, sha(bad))
+				}
+				return c.rollout(t, "ns", "web").State == state.RolloutDone
+			})
+		})
+	}
+}
+
 // Gears that take no traffic (stopped, or on a node that is not alive)
 // are moved at once: they run the deployment when they come back, and do
 // not hold up the others.

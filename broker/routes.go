@@ -48,6 +48,10 @@ func (b *Broker) routes(mux *http.ServeMux) {
 	h("GET "+app+"/logs", b.appLogs)
 	h("GET "+app+"/lb-status", b.appLBStatus)
 
+	// The apps' git remotes (git.go): git's smart HTTP, with its own
+	// errors and authentication challenge.
+	mux.HandleFunc("/git/", b.serveGit)
+
 	h("GET /broker/rest/nodes", b.listNodes)
 	h("POST /broker/rest/nodes/{node}/events", b.nodeEvent)
 	h("DELETE /broker/rest/nodes/{node}", b.removeNode)

@@ -228,14 +228,17 @@ func (dp *deployer) prepare(ctx context.Context, k depKey, env []string, j *jail
 	}
 	m, err := ReadManifest(dir)
 	if err != nil {
-		return nil, fmt.Errorf("deployment %s: %w", short(id), err)
+		return nil, brokenError{fmt.Errorf("deployment %s: %w", short(id), err)}
 	}
 	if m.Build != "" {
 		marker := dir + ".built"
 		if _, err := os.Stat(marker); err != nil {
 			phase(state.GearBuilding)
 			if err := dp.build(ctx, id, dir, m.Build, env, j); err != nil {
-				return nil, err
+				if ctx.Err() != nil {
+					return nil, err
+				}
+				return nil, brokenError{err}
 			}
 			if err := os.WriteFile(marker, nil, 0o644); err != nil {
 				return nil, fmt.Errorf("note build of deployment %s: %w", short(id), err)
@@ -244,6 +247,13 @@ func (dp *deployer) prepare(ctx context.Context, k depKey, env []string, j *jail
 	}
 	return &deployment{id: id, dir: dir, manifest: m}, nil
 }
+
+// brokenError is the error of a deployment that no retry will make
+// ready: its archive does not unpack, its manifest is invalid, or its
+// build failed. (A fetch that failed may work from another holder.)
+type brokenError struct{ error }
+
+func (e brokenError) Unwrap() error { return e.error }
 
 // unpack unpacks the archive of deployment id into dir, fetching it
 // first (for app) unless this node keeps it.
@@ -261,7 +271,7 @@ func (dp *deployer) unpack(ctx context.Context, app, id, dir string) error {
 	}
 	defer f.Close()
 	if err := Unpack(f, dir, dp.s.cfg.MaxDeploySize); err != nil {
-		return fmt.Errorf("unpack deployment %s: %w", short(id), err)
+		return brokenError{fmt.Errorf("unpack deployment %s: %w", short(id), err)}
 	}
 	return nil
 }

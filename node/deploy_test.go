@@ -221,6 +221,9 @@ func TestDeploymentBuildFails(t *testing.T) {
 	if st.State == state.GearStarted || answers(n.addr(g)) {
 		t.Errorf("a gear whose build failed runs: %+v", st)
 	}
+	if st.FailedDeployment != id {
+		t.Errorf("status of a gear whose build failed names failed deployment %q, want %s", st.FailedDeployment, id)
+	}
 	if _, err := os.Stat(n.depDir(state.AppKey("ns", "bad"), id) + ".built"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("build marker after a failed build: %v", err)
 	}

@@ -54,6 +54,7 @@ type gear struct {
 	key            string
 	ready          <-chan struct{} // closed once proc first answers
 	failedKey      string          // a key whose handover failed
+	failedDeploy   string          // the deployment the gear cannot run (GearStatus.FailedDeployment); under statusMu
 	out            *logFile
 	orphansChecked bool
 	lb             *lbGear     // the LB gear's load balancer, if it runs
@@ -380,6 +381,7 @@ func (g *gear) launch(d desired, prog Program, key string) {
 // running what it ran (or stays down) and its status says why; a failed
 // preparation is tried again after a backoff.
 func (g *gear) prepareDeployment(d *desired) bool {
+	g.setFailedDeployment(d.deployment, false)
 	if d.deployment == "" {
 		return true
 	}
@@ -390,6 +392,8 @@ func (g *gear) prepareDeployment(d *desired) bool {
 	}
 	if err != nil {
 		reason := fmt.Sprintf("deployment %s failed: %v", short(d.deployment), err)
+		var broken brokenError
+		g.setFailedDeployment(d.deployment, errors.As(err, &broken))
 		if retryIn > 0 {
 			reason += fmt.Sprintf("; retrying in %s", retryIn.Round(time.Millisecond))
 			if g.deployRetry != nil {

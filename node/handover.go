@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gearbox/store/state"
@@ -46,6 +47,11 @@ func (s *Supervisor) soloGear(spec *state.Gear) bool {
 	return n == 1
 }
 
+// handoverEnds is how many times the new process of a handover may end
+// before it passed its health check: then the handover fails at once,
+// without waiting for HandoverTimeout.
+const handoverEnds = 3
+
 // handover moves the gear to prog, known by key, while its current
 // process keeps serving until the new one does. It returns false if it
 // could not start (no spare port): the caller restarts the gear instead.
@@ -58,8 +64,9 @@ func (g *gear) handover(d desired, prog Program, key string) bool {
 	side := d
 	side.gear.Port = alt
 	sideProg, _ := g.programIn(side, g.id+sideSuffix)
-	ready := make(chan struct{})
-	var once sync.Once
+	ready, gaveUp := make(chan struct{}), make(chan struct{})
+	var once, giveUp sync.Once
+	var ends atomic.Int32
 	pc := ProcessConfig{
 		Program:       sideProg,
 		Ready:         g.readyProbe(side, alt, g.portOwner(sideProg, alt)),
@@ -72,6 +79,9 @@ func (g *gear) handover(d desired, prog Program, key string) bool {
 				once.Do(func() { close(ready) })
 			case EventExited, EventLaunchFailed:
 				g.log.Warn().Err(ev.Err).Int("port", alt).Msg("new process beside the running one ended")
+				if ends.Add(1) >= handoverEnds {
+					giveUp.Do(func() { close(gaveUp) })
+				}
 			}
 		},
 		Now: g.s.cfg.Now,
@@ -94,12 +104,24 @@ func (g *gear) handover(d desired, prog Program, key string) bool {
 	}
 	g.reportKeep("", fmt.Sprintf("starting %s beside the running process", what))
 	p.Start()
-	if !waitClosed(ready, g.s.cfg.HandoverTimeout) {
+	timer := time.NewTimer(g.s.cfg.HandoverTimeout)
+	defer timer.Stop()
+	why := ""
+	select {
+	case <-ready:
+	case <-gaveUp:
+		why = fmt.Sprintf("ended %d times before it passed its health check", handoverEnds)
+	case <-timer.C:
+		why = fmt.Sprintf("did not pass its health check within %s", g.s.cfg.HandoverTimeout)
+	}
+	if why != "" {
 		p.Stop()
 		g.failedKey = key
-		g.log.Warn().Str("deployment", short(d.deployment)).Dur("timeout", g.s.cfg.HandoverTimeout).Msg("new process did not pass its health check; the running one stays")
-		g.reportKeep("", fmt.Sprintf("%s did not pass its health check within %s beside the running process, which stays",
-			what, g.s.cfg.HandoverTimeout))
+		if d.deployment != g.running {
+			g.setFailedDeployment(d.deployment, true)
+		}
+		g.log.Warn().Str("deployment", short(d.deployment)).Str("why", why).Msg("new process failed beside the running one, which stays")
+		g.reportKeep("", fmt.Sprintf("%s %s beside the running process, which stays", what, why))
 		return true
 	}
 	// Both answer: new requests go to the new process.

@@ -74,7 +74,7 @@ func (g *gear) reportLocked(st, reason string) {
 	if st == state.GearCrashing {
 		next.LogTail = g.logTail
 	}
-	next.DataCopy = g.dataCopy
+	next.DataCopy, next.FailedDeployment = g.dataCopy, g.failedDeploy
 	if sameStatus(g.status, next) && g.reported {
 		return
 	}
@@ -90,6 +90,22 @@ func (g *gear) setRunning(id, health string, restarts int) {
 	g.statusMu.Lock()
 	defer g.statusMu.Unlock()
 	g.running, g.health, g.restarts = id, health, restarts
+	if id == g.failedDeploy {
+		g.failedDeploy = "" // a retry worked
+	}
+}
+
+// setFailedDeployment notes that the gear cannot run deployment id
+// (failed), or, not failed, forgets a failure of any deployment but id:
+// the gear is asked to run id now. The next report carries it.
+func (g *gear) setFailedDeployment(id string, failed bool) {
+	g.statusMu.Lock()
+	defer g.statusMu.Unlock()
+	if failed {
+		g.failedDeploy = id
+	} else if g.failedDeploy != id {
+		g.failedDeploy = ""
+	}
 }
 
 // setDraining notes whether the gear's web process is about to stop, and
@@ -277,7 +293,7 @@ func (g *gear) reassert(cur *state.GearStatus) {
 // sameStatus compares everything but UpdatedAt.
 func sameStatus(a, b state.GearStatus) bool {
 	return a.ID == b.ID && a.Node == b.Node && a.State == b.State && a.Reason == b.Reason && a.Deployment == b.Deployment && a.Restarts == b.Restarts && a.Health == b.Health && a.Draining == b.Draining &&
-		a.PortTaken == b.PortTaken && slices.Equal(a.LogTail, b.LogTail) && a.DataCopy == b.DataCopy &&
+		a.PortTaken == b.PortTaken && slices.Equal(a.LogTail, b.LogTail) && a.DataCopy == b.DataCopy && a.FailedDeployment == b.FailedDeployment &&
 		sameEndpoints(a.Endpoints, b.Endpoints)
 }
 

@@ -227,6 +227,9 @@ func walk(r io.Reader, limit int64, visit func(tr *tar.Reader, hdr *tar.Header, 
 		if err := checkType(hdr); err != nil {
 			return err
 		}
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			continue
+		}
 		// The sum, not each size alone: the data of an entry need not be
 		// in the archive (a sparse file's holes, a header that lies), so
 		// what was read so far does not bound what would be written.
@@ -262,6 +265,8 @@ func checkType(hdr *tar.Header) error {
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink:
 		return nil
+	case tar.TypeXGlobalHeader:
+		return nil // git archive's commit id; walk skips it
 	case tar.TypeGNUSparse:
 		return unsafeEntry(hdr.Name, "sparse files are not supported (GNU sparse entry); archive the file without --sparse")
 	case tar.TypeLink:

@@ -43,6 +43,9 @@ type App struct {
 	// Autoscale says whether the broker scales the app by the sessions
 	// of its load balancers (scalable apps, unless turned off).
 	Autoscale bool `json:"autoscale"`
+	// DeployBranch is the branch whose pushes to the app's git remote
+	// (/git/NS/APP.git on the broker) are deployed.
+	DeployBranch string `json:"deploy_branch"`
 	// Aliases are the app's own hostnames; never null.
 	Aliases []string `json:"aliases"`
 	// LB says where a scalable app's LB gears are; nil, and left out, for

@@ -86,6 +86,9 @@ type AppOptions struct {
 	Scale, HA bool
 	GearSize  string
 	Region    string
+	// DeployBranch is the branch whose pushes are deployed (empty:
+	// main).
+	DeployBranch string
 }
 
 // CreateApp creates app in namespace ns.
@@ -100,8 +103,19 @@ func (c *Client) CreateApp(ctx context.Context, ns, app string, o AppOptions) (a
 	if o.Region != "" {
 		v.Set("region", o.Region)
 	}
+	if o.DeployBranch != "" {
+		v.Set("deploy_branch", o.DeployBranch)
+	}
 	var a api.App
 	m, err := c.Do(ctx, http.MethodPost, "/broker/rest/domains/"+url.PathEscape(ns)+"/applications", v, &a)
+	return a, m, err
+}
+
+// SetDeployBranch sets the branch whose pushes to the app's git remote
+// are deployed.
+func (c *Client) SetDeployBranch(ctx context.Context, ns, app, branch string) (api.App, []api.Message, error) {
+	var a api.App
+	m, err := c.Do(ctx, http.MethodPut, appPath(ns, app), url.Values{"deploy_branch": {branch}}, &a)
 	return a, m, err
 }
 

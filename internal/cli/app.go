@@ -55,6 +55,9 @@ func appCommand() *cli.Command {
 				&cli.StringFlag{Name: "gear-size", DefaultText: "small", Usage: "gear `SIZE`: small, medium or large"},
 				&cli.StringFlag{Name: "region", Usage: "place the gears in `REGION` only"},
 				&cli.StringFlag{Name: "cartridge", DefaultText: "static", Usage: "web framework `CARTRIDGE`"},
+				&cli.StringFlag{Name: "deploy-branch", DefaultText: "main", Usage: "the git `BRANCH` whose pushes are deployed"},
+				&cli.BoolFlag{Name: "git-remote", Usage: "add the app's git remote to the git repository of this folder (see 'gearbox app git-remote')"},
+				&cli.StringFlag{Name: "remote", Value: "gearbox", Usage: "`NAME` of the git remote that --git-remote adds"},
 			),
 			Action: clientAction([]string{"APP"}, func(s *session) error {
 				ns, err := s.namespace()
@@ -63,13 +66,20 @@ func appCommand() *cli.Command {
 				}
 				a, msgs, err := s.api.CreateApp(s.ctx(), ns, s.arg(0), client.AppOptions{
 					Cartridge: s.c.String("cartridge"), Scale: s.c.Bool("scale"), HA: s.c.Bool("ha"),
-					GearSize: s.c.String("gear-size"), Region: s.c.String("region")})
+					GearSize: s.c.String("gear-size"), Region: s.c.String("region"), DeployBranch: s.c.String("deploy-branch")})
 				if err != nil {
 					return err
 				}
+				if s.c.Bool("git-remote") {
+					u, err := addGitRemote(s, ".", s.c.String("remote"), ns, s.arg(0))
+					if err != nil {
+						return fmt.Errorf("application %s created, but its git remote was not added: %w", s.arg(0), err)
+					}
+					msgs = append(msgs, api.Message{Severity: "info", Text: fmt.Sprintf("Git remote %s is %s: 'git push %s %s' deploys.", s.c.String("remote"), u, s.c.String("remote"), a.DeployBranch)})
+				}
 				return s.result(msgs, a, func(w io.Writer) error {
 					fmt.Fprintln(w)
-					return printApp(w, a, len(a.Gears) > 0)
+					return printApp(w, a, s.api.BaseURL, len(a.Gears) > 0)
 				})
 			}),
 		},
@@ -112,7 +122,7 @@ func appCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				return s.show(a, func(w io.Writer) error { return printApp(w, a, gears) })
+				return s.show(a, func(w io.Writer) error { return printApp(w, a, s.api.BaseURL, gears) })
 			}),
 		},
 		{
@@ -259,7 +269,7 @@ func appCommand() *cli.Command {
 				return err
 			})
 		}),
-	}, logsCommand(), lbStatusCommand(), aliasCommand())
+	}, logsCommand(), lbStatusCommand(), aliasCommand(), gitRemoteCommand(), deployBranchCommand())
 	subcommands(cmds)
 	cmds = append(cmds, deployCommands()...)
 	return &cli.Command{
@@ -287,7 +297,7 @@ func printApps(w io.Writer, ns string, as []api.App) error {
 
 // printApp writes an app as rhc's `app show` did: its URLs and settings,
 // then, when gears is set, its gears.
-func printApp(w io.Writer, a api.App, gears bool) error {
+func printApp(w io.Writer, a api.App, base string, gears bool) error {
 	fmt.Fprintf(w, "%s @ %s\n", a.Name, a.AppURL)
 	tw := newTable(w)
 	row := func(k, v string) { fmt.Fprintf(tw, "  %s:\t%s\n", k, v) }
@@ -306,6 +316,7 @@ func printApp(w io.Writer, a api.App, gears bool) error {
 	row("Scalable", yesNo(a.Scalable))
 	row("HA", yesNo(a.HA))
 	row("Gears", fmt.Sprint(a.GearCount))
+	row("Git remote", gitRow(base, a))
 	if a.Scalable {
 		row("Scale limits", scaleLimits(a.ScalesFrom, a.ScalesTo))
 		auto := "off (gearbox app autoscale APP on)"

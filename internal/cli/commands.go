@@ -19,5 +19,7 @@ func Commands() []*cli.Command {
 		envCommand(),
 		routerCommand(),
 		alertsCommand(),
+		gitCredentialCommand(),
+		gitHookCommand(),
 	}
 }

@@ -15,6 +15,7 @@ import (
 type internalAPI struct {
 	store    http.Handler
 	blobs    atomic.Pointer[http.Handler]
+	bundles  atomic.Pointer[http.Handler]
 	gearLogs atomic.Pointer[http.Handler]
 	// node serves the archives its node keeps, before the broker's.
 	node atomic.Pointer[node.Supervisor]
@@ -35,6 +36,12 @@ func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		http.Error(w, "this member holds no deployment archives", http.StatusNotFound)
+	case strings.HasPrefix(r.URL.Path, internalapi.PrefixBundles):
+		if h := a.bundles.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "this member holds no git bundles", http.StatusNotFound)
 	case strings.HasPrefix(r.URL.Path, internalapi.PrefixGears):
 		if h := a.gearLogs.Load(); h != nil {
 			(*h).ServeHTTP(w, r)

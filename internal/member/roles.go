@@ -75,6 +75,8 @@ func RoleFlags() []cli.Flag {
 			Usage: "ports the broker gives this node's gears, as LOW-HIGH"},
 		&cli.DurationFlag{Name: "build-timeout", Value: node.DefaultBuildTimeout, EnvVars: cmdline.Env("BUILD_TIMEOUT"), Category: "node",
 			Usage: "longest a deployment's build: command may run on this node before it is stopped and the deployment fails here"},
+		&cli.DurationFlag{Name: "handover-timeout", Value: node.DefaultHandover, EnvVars: cmdline.Env("HANDOVER_TIMEOUT"), Category: "node",
+			Usage: "longest the new process of an app's only gear may take to pass its health check beside the running one, which stays if it does not (the deployment fails)"},
 		&cli.StringFlag{Name: "gear-isolation", Value: node.IsolateAuto, EnvVars: cmdline.Env("GEAR_ISOLATION"), Category: "node",
 			Usage: "how a node isolates gears: auto (the strongest that works: own uid plus cgroup2, cgroup1 or rlimits; a node that is not root, " +
 				"or where none works, does not start), cgroup2, cgroup1 or rlimit (that or fail to start), none (gears run as the node's user, " +
@@ -101,6 +103,7 @@ type RoleOptions struct {
 	HTTPAddr         string
 	PortMin, PortMax int
 	BuildTimeout     time.Duration
+	HandoverTimeout  time.Duration
 	Isolation        string
 	UIDMin, UIDMax   int
 	Limits           map[string]node.Limits
@@ -205,6 +208,10 @@ func ParseRoleOptions(c *cli.Context) (RoleOptions, error) {
 	if buildTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--build-timeout %s: want a positive duration", buildTimeout))
 	}
+	handoverTimeout := c.Duration("handover-timeout")
+	if handoverTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--handover-timeout %s: want a positive duration", handoverTimeout))
+	}
 	lo, hi, err := parsePortRange(c.String("gear-port-range"))
 	if err != nil {
 		errs = append(errs, err)
@@ -246,7 +253,7 @@ func ParseRoleOptions(c *cli.Context) (RoleOptions, error) {
 		return RoleOptions{}, cmdline.JoinErrors(errs)
 	}
 	o := RoleOptions{Router: ro, DNS: dnsOpts, HAPrefix: haPrefix, HASuffix: haSuffix, Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi,
-		Isolation: iso, UIDMin: uidLo, UIDMax: uidHi, Limits: limits, BuildTimeout: buildTimeout,
+		Isolation: iso, UIDMin: uidLo, UIDMax: uidHi, Limits: limits, BuildTimeout: buildTimeout, HandoverTimeout: handoverTimeout,
 		NATSPort: natsPort, NATSClusterPort: natsClusterPort}
 	// Like Nomad's bind_addr: a specific --bind is the default host of
 	// every listener whose own flag was not given, so that members on
@@ -376,6 +383,9 @@ func (m *Member) startRoles(ctx context.Context) error {
 		nc.ClusterSecret = cfg.Store.ClusterSecret
 		nc.MaxDeploySize = cfg.Roles.Broker.MaxDeploySize
 		nc.BuildTimeout = cfg.Roles.BuildTimeout
+		if cfg.Roles.HandoverTimeout > 0 {
+			nc.HandoverTimeout = cfg.Roles.HandoverTimeout
+		}
 		if cfg.Roles.Isolation != "" {
 			nc.Isolation = cfg.Roles.Isolation
 			nc.GearUIDMin, nc.GearUIDMax = cfg.Roles.UIDMin, cfg.Roles.UIDMax
@@ -431,10 +441,12 @@ func (m *Member) startRoles(ctx context.Context) error {
 		if err := b.Start(ctx); err != nil {
 			return err
 		}
-		blobs := b.BlobHandler()
+		blobs, bundles := b.BlobHandler(), b.BundleHandler()
 		internal.blobs.Store(&blobs)
+		internal.bundles.Store(&bundles)
 		m.roles = append(m.roles, roleStop{store.RoleBroker, func(ctx context.Context) error {
 			internal.blobs.Store(nil)
+			internal.bundles.Store(nil)
 			return b.Shutdown(ctx)
 		}})
 		if err := m.startDNS(ctx, cfg); err != nil {

@@ -67,6 +67,12 @@ const (
 	// deployment's archive, application/gzip, ranges allowed; 404 when the
 	// member has no such archive or id is not a deployment id.
 	PrefixBlobs = Prefix + "blobs/"
+	// PrefixBundles starts BundlePath. GET or HEAD BundlePath(id), served
+	// by a member with the broker role (ServeBundle): the git bundle of
+	// every ref of an app's repository, as recorded after a push,
+	// application/octet-stream, ranges allowed; 404 when the member does
+	// not keep it.
+	PrefixBundles = Prefix + "bundles/"
 	// PrefixGears starts GearLogsPath. GET GearLogsPath(id)?tail=N&follow=1,
 	// served by a member with the node role for the gears its node runs
 	// (node.Supervisor.LogHandler): the gear's log, text/plain, one
@@ -178,32 +184,48 @@ func BlobFile(dir, id string) string { return filepath.Join(dir, id+".tar.gz") }
 // It returns the error of an archive that exists but cannot be read, after
 // answering 500, so that the caller can log it; nil otherwise.
 func ServeBlob(w http.ResponseWriter, r *http.Request, dir string) error {
+	id, ok := BlobID(r.URL.Path)
+	return serveFile(w, r, "deployment archive", id, ok, func(id string) string { return BlobFile(dir, id) }, "application/gzip")
+}
+
+// BundlePath is where the git bundle id is served: PrefixBundles + id.
+func BundlePath(id string) string { return PrefixBundles + id }
+
+// ServeBundle answers r, a request for BundlePath(id), with dir/ID.bundle,
+// as ServeBlob does archives.
+func ServeBundle(w http.ResponseWriter, r *http.Request, dir string) error {
+	id, ok := strings.CutPrefix(r.URL.Path, PrefixBundles)
+	return serveFile(w, r, "git bundle", id, ok, func(id string) string { return filepath.Join(dir, id+".bundle") }, "application/octet-stream")
+}
+
+// serveFile answers r with file(id), a what named by its sha256 id; ok
+// says whether r's path had the shape of one.
+func serveFile(w http.ResponseWriter, r *http.Request, what, id string, ok bool, file func(string) string, contentType string) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return nil
 	}
-	id, ok := BlobID(r.URL.Path)
 	if !ok || !ValidDeploymentID(id) {
-		http.Error(w, "no such deployment archive", http.StatusNotFound)
+		http.Error(w, "no such "+what, http.StatusNotFound)
 		return nil
 	}
-	f, err := os.Open(BlobFile(dir, id))
+	f, err := os.Open(file(id))
 	if errors.Is(err, fs.ErrNotExist) {
-		http.Error(w, "no such deployment archive", http.StatusNotFound)
+		http.Error(w, "no such "+what, http.StatusNotFound)
 		return nil
 	}
 	if err != nil {
-		http.Error(w, "cannot read deployment archive", http.StatusInternalServerError)
-		return fmt.Errorf("open deployment archive %s: %w", id, err)
+		http.Error(w, "cannot read "+what, http.StatusInternalServerError)
+		return fmt.Errorf("open %s %s: %w", what, id, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		http.Error(w, "cannot read deployment archive", http.StatusInternalServerError)
-		return fmt.Errorf("stat deployment archive %s: %w", id, err)
+		http.Error(w, "cannot read "+what, http.StatusInternalServerError)
+		return fmt.Errorf("stat %s %s: %w", what, id, err)
 	}
-	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("ETag", `"`+id+`"`)
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 	return nil

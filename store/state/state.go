@@ -150,8 +150,33 @@ type App struct {
 	Restarts int `json:"restarts,omitempty"`
 	// AutoscaleOff turns the autoscaler off for a scalable app (it is on
 	// by default).
-	AutoscaleOff bool      `json:"autoscale_off,omitempty"`
+	AutoscaleOff bool `json:"autoscale_off,omitempty"`
+	// DeployBranch is the branch whose pushes to the app's git remote
+	// are deployed (empty: DefaultDeployBranch).
+	DeployBranch string    `json:"deploy_branch,omitempty"`
 	CreatedAt    time.Time `json:"created_at"`
+}
+
+// DefaultDeployBranch is the deploy branch of an app that set none.
+const DefaultDeployBranch = "main"
+
+// BranchRE is what a deploy branch may be called: a git branch name of
+// letters, digits, dots, dashes, underscores and slashes (git's own
+// rules, below, refuse the rest).
+var BranchRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._/-]{0,99}$`)
+
+// ValidBranch reports whether name can be a deploy branch.
+func ValidBranch(name string) bool {
+	return BranchRE.MatchString(name) && !strings.Contains(name, "..") && !strings.Contains(name, "//") &&
+		!strings.HasSuffix(name, "/") && !strings.HasSuffix(name, ".") && !strings.HasSuffix(name, ".lock") && !strings.Contains(name, "/.")
+}
+
+// Branch returns the app's deploy branch.
+func (a App) Branch() string {
+	if a.DeployBranch == "" {
+		return DefaultDeployBranch
+	}
+	return a.DeployBranch
 }
 
 // ScaleLimits is a saved pair of scale limits.
@@ -250,8 +275,15 @@ type GearStatus struct {
 	// DataCopy, on a gear that replaces another (Gear.Replaces), says how
 	// far the copy of that gear's data directory went: DataCopied,
 	// DataMerged, or "failed: " and why.
-	DataCopy  string    `json:"data_copy,omitempty"`
-	UpdatedAt time.Time `json:"updated_at"`
+	DataCopy string `json:"data_copy,omitempty"`
+	// FailedDeployment names a deployment that this gear cannot run: its
+	// archive or manifest is broken, its build failed, or its process did
+	// not pass its health check beside the running one (the running one
+	// stays). Reason says why. A roll-out of that deployment stops at once
+	// instead of waiting for its timeout. Cleared once the gear is asked
+	// to run another deployment.
+	FailedDeployment string    `json:"failed_deployment,omitempty"`
+	UpdatedAt        time.Time `json:"updated_at"`
 }
 
 // Node is a node member's registration. Node-owned.
@@ -387,6 +419,28 @@ type Deployment struct {
 	Holders   []string  `json:"holders"`
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by"` // login
+}
+
+// BucketRepos holds, per app, where its git repository stands.
+// Broker-owned; key: AppKey.
+const BucketRepos = "repos"
+
+// Repo is an app's git repository as of its last accepted push: the
+// bundle of all its refs (git bundle, content-addressed by its sha256)
+// that every broker fetches from a holder and applies to its own copy,
+// so that no broker holds the only one. Broker-owned.
+type Repo struct {
+	App string `json:"app"` // AppKey
+	// Bundle is the sha256 (lower-case hex) of the bundle of every ref.
+	Bundle string `json:"bundle"`
+	Size   int64  `json:"size"`
+	// Refs are the repository's refs and the commits they name.
+	Refs map[string]string `json:"refs"`
+	// Holders are the brokers that kept the bundle when it was
+	// recorded; every broker that has applied it serves it too.
+	Holders  []string  `json:"holders"`
+	PushedAt time.Time `json:"pushed_at"`
+	PushedBy string    `json:"pushed_by"` // login
 }
 
 // DeploymentKey is the record key of deployment id of app (an AppKey):
