@@ -254,6 +254,21 @@ func (b *Broker) serveGit(w http.ResponseWriter, r *http.Request) {
 		defer done()
 		env = append(env, githook.EnvSocket+"="+sock, githook.EnvToken+"="+token)
 	}
+	if r.Method == http.MethodPost && r.ContentLength < 0 {
+		// git sends large packs chunked, which CGI cannot pass on: the
+		// body is spooled to a file first, and its length given.
+		body, n, err := spoolBody(r.Body, b.gitRoot(), gitPushLimit(b.cfg.MaxDeploySize))
+		if err != nil {
+			code := http.StatusBadRequest
+			if errors.Is(err, errPushTooLarge) {
+				code = http.StatusRequestEntityTooLarge
+			}
+			gitErr(code, "%v", err)
+			return
+		}
+		defer body.Close()
+		r.Body, r.ContentLength, r.TransferEncoding = body, n, nil
+	}
 	h := &cgi.Handler{Path: backend, Root: "/git/" + ns, Dir: dir, Env: env, InheritEnv: []string{"PATH"},
 		Stderr: logLines{b.log, "git http-backend"}}
 	h.ServeHTTP(flushWriter{w}, r)
@@ -262,6 +277,37 @@ func (b *Broker) serveGit(w http.ResponseWriter, r *http.Request) {
 			b.log.Error().Err(err).Str("app", key).Msg("record git repository failed")
 		}
 	}
+}
+
+// gitPushLimit is the most a git request's body may carry: four times
+// the largest deployment, for a pack of a repository's history.
+func gitPushLimit(maxDeploy int64) int64 { return 4 * maxDeploy }
+
+var errPushTooLarge = errors.New("the push is too large")
+
+// spoolBody copies body, at most limit bytes, to a temporary file in dir
+// that is removed when closed, and returns it at its start with its size.
+func spoolBody(body io.Reader, dir string, limit int64) (io.ReadCloser, int64, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, 0, err
+	}
+	f, err := os.CreateTemp(dir, ".push-*")
+	if err != nil {
+		return nil, 0, err
+	}
+	os.Remove(f.Name()) // gone once closed
+	n, err := io.Copy(f, io.LimitReader(body, limit+1))
+	if err == nil && n > limit {
+		err = fmt.Errorf("%w: more than %d bytes (4 × --max-deploy-size)", errPushTooLarge, limit)
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, n, nil
 }
 
 // gitUser authenticates a git request: HTTP basic auth with the user's

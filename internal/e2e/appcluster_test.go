@@ -63,6 +63,12 @@ type appCluster struct {
 // startAppCluster starts the members of specs with the cluster secret
 // secret and waits until the broker sees its nodes alive.
 func startAppCluster(tb testing.TB, secret string, specs []memberSpec) *appCluster {
+	return startAppClusterEnv(tb, secret, specs, nil)
+}
+
+// startAppClusterEnv is startAppCluster with env added to every member's
+// environment.
+func startAppClusterEnv(tb testing.TB, secret string, specs []memberSpec, env []string) *appCluster {
 	gearboxBinary(tb)
 	c := &appCluster{tb: tb, specs: specs, members: map[string]*member{}, pidDir: gearPIDDir(tb)}
 	broker := specs[0].ip
@@ -87,7 +93,7 @@ func startAppCluster(tb testing.TB, secret string, specs []memberSpec) *appClust
 		if s.ip != broker {
 			args = append(args, "--join", broker)
 		}
-		c.members[s.name] = startMember(tb, s.name, s.ip, append(secretEnv(secret), adminEnv), args...)
+		c.members[s.name] = startMember(tb, s.name, s.ip, append(append(secretEnv(secret), adminEnv), env...), args...)
 	}
 	tb.Cleanup(func() {
 		if tb.Failed() {

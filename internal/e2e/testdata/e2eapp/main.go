@@ -1,6 +1,7 @@
 // Command e2eapp is the web app that the end-to-end tests deploy: it
 // serves HTTP on $GEARBOX_IP:$PORT, answers with its version (the file
-// version.txt next to it) and gear id, shuts down gracefully on SIGTERM,
+// version.txt next to it) and gear id, fails its health check (/health)
+// when the version starts with "unhealthy", shuts down gracefully on SIGTERM,
 // and notes its pid in $E2E_PIDDIR/$GEARBOX_GEAR_ID.pid so that a test
 // can kill a whole node, gears included.
 package main
@@ -37,7 +38,13 @@ func main() {
 		}
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(version, "unhealthy") {
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		time.Sleep(20 * time.Millisecond) // requests are in flight when gears stop
