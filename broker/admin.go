@@ -10,27 +10,63 @@ import (
 	"gearbox/store/state"
 )
 
-// PUT .../applications/{app}: deploy_branch (the app's owner), or
-// ha_multiplier (admin).
+// PUT .../applications/{app}: deploy_branch, https_redirect and
+// hsts_max_age (the app's owner), or ha_multiplier (admin).
 func (b *Broker) updateApp(w http.ResponseWriter, r *http.Request, u *state.User, p params) error {
 	a, err := b.app(u, r.PathValue("ns"), r.PathValue("app"))
 	if err != nil {
 		return err
 	}
-	if branch, ok := p["deploy_branch"]; ok {
-		if !state.ValidBranch(branch) {
-			return badBranch(branch)
+	_, setBranch := p["deploy_branch"]
+	_, setRedirect := p["https_redirect"]
+	_, setHSTS := p["hsts_max_age"]
+	if setBranch || setRedirect || setHSTS {
+		var msgs []string
+		if setBranch {
+			branch := p.str("deploy_branch")
+			if !state.ValidBranch(branch) {
+				return badBranch(branch)
+			}
+			a.DeployBranch = branch
+			msgs = append(msgs, fmt.Sprintf("Pushes of branch %s to the git remote of %s are deployed from now on.", branch, a.Name))
 		}
-		a.DeployBranch = branch
+		if setRedirect {
+			on, err := p.boolean("https_redirect", false)
+			if err != nil {
+				return err
+			}
+			a.HTTPSRedirect = on
+			if on {
+				msgs = append(msgs, fmt.Sprintf("Plain HTTP requests to %s are redirected to HTTPS.", a.Name))
+			} else {
+				msgs = append(msgs, fmt.Sprintf("%s answers plain HTTP requests.", a.Name))
+			}
+		}
+		if setHSTS {
+			age, _, err := p.integer("hsts_max_age")
+			if err != nil {
+				return err
+			}
+			if age < 0 || age > 2*365*24*3600 {
+				return fieldErr("hsts_max_age", 1, "Invalid hsts_max_age '%d': use seconds from 0 (no HSTS) to 63072000 (two years).", age)
+			}
+			a.HSTSMaxAge = age
+			if age > 0 {
+				msgs = append(msgs, fmt.Sprintf("Answers of %s over HTTPS carry Strict-Transport-Security max-age=%d.", a.Name, age))
+			} else {
+				msgs = append(msgs, fmt.Sprintf("Answers of %s carry no Strict-Transport-Security.", a.Name))
+			}
+		}
 		if err := b.commit(r.Context(), []store.Op{{Bucket: state.BucketApps, Key: state.AppKey(a.Domain, a.Name), Value: a}}, nil); err != nil {
 			return err
 		}
-		b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("deploy_branch", branch).Msg("deploy branch set")
+		b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("deploy_branch", a.Branch()).Bool("https_redirect", a.HTTPSRedirect).
+			Int("hsts_max_age", a.HSTSMaxAge).Msg("app settings changed")
 		v, err := b.currentView(a, false)
 		if err != nil {
 			return err
 		}
-		reply(w, http.StatusOK, "application", v, fmt.Sprintf("Pushes of branch %s to the git remote of %s are deployed from now on.", branch, a.Name))
+		reply(w, http.StatusOK, "application", v, msgs...)
 		return nil
 	}
 	if err := requireAdmin(u); err != nil {

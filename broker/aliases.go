@@ -19,11 +19,17 @@ const MaxAliases = 32
 // starting or ending with a dash, at most 63 characters.
 var aliasLabelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
-// aliasViews are app a's aliases as the API shows them.
-func aliasViews(a *state.App) []api.Alias {
+// aliasViews are app a's aliases as the API shows them, with st's
+// records of their certificates.
+func aliasViews(st *store.Store, a *state.App) []api.Alias {
 	out := make([]api.Alias, 0, len(a.Aliases))
 	for _, h := range a.Aliases {
-		out = append(out, api.Alias{ID: h})
+		v := api.Alias{ID: h}
+		var c state.Cert
+		if _, err := st.Get(state.BucketCerts, h, &c); err == nil && c.App == state.AppKey(a.Domain, a.Name) {
+			v.HasPrivateSSLCertificate, v.Cert = true, certView(&c)
+		}
+		out = append(out, v)
 	}
 	return out
 }
@@ -66,7 +72,7 @@ func (b *Broker) listAliases(w http.ResponseWriter, r *http.Request, u *state.Us
 	if err != nil {
 		return err
 	}
-	reply(w, http.StatusOK, "aliases", aliasViews(a))
+	reply(w, http.StatusOK, "aliases", aliasViews(b.st, a))
 	return nil
 }
 
@@ -103,11 +109,31 @@ func (b *Broker) addAlias(w http.ResponseWriter, r *http.Request, u *state.User,
 	if len(a.Aliases) >= MaxAliases {
 		return errorf(http.StatusUnprocessableEntity, 1, "Application '%s' already has %d aliases, the most an application may have.", a.Name, MaxAliases)
 	}
+	// A certificate may come with it.
+	var cert *checkedCert
+	if p.str("ssl_certificate") != "" || p.str("private_key") != "" {
+		var aerr *apiError
+		if cert, aerr = checkCert(p.str("ssl_certificate"), p.str("private_key"), host, b.cfg.Now()); aerr != nil {
+			return aerr
+		}
+	}
 	a.Aliases = append(a.Aliases, host)
-	if err := b.commitAlias(r, a, state.ActionAddAlias, host); err != nil {
+	events := []state.RoutingEvent{aliasEvent(a, state.ActionAddAlias, host)}
+	var ops []store.Op
+	view, msg := api.Alias{ID: host}, fmt.Sprintf("Alias %s added to application %s.", host, a.Name)
+	if cert != nil {
+		certOps, e, err := b.certOps(a, host, cert)
+		if err != nil {
+			return err
+		}
+		ops, events = certOps, append(events, e)
+		view.HasPrivateSSLCertificate, view.Cert = true, &api.AliasCert{NotAfter: cert.leaf.NotAfter, Fingerprint: fingerprint(cert.leaf)}
+		msg += " " + certMessage(host, cert)
+	}
+	if err := b.commitAlias(r, a, host, ops, events); err != nil {
 		return err
 	}
-	reply(w, http.StatusCreated, "alias", api.Alias{ID: host}, fmt.Sprintf("Alias %s added to application %s.", host, a.Name))
+	reply(w, http.StatusCreated, "alias", view, msg)
 	return nil
 }
 
@@ -123,22 +149,34 @@ func (b *Broker) removeAlias(w http.ResponseWriter, r *http.Request, u *state.Us
 		return notFound("Application '%s' has no alias '%s'.", a.Name, host)
 	}
 	a.Aliases = slices.Delete(a.Aliases, i, i+1)
-	if err := b.commitAlias(r, a, state.ActionRemoveAlias, host); err != nil {
+	ops, events := certRemoval(b.st, a, host)
+	if err := b.commitAlias(r, a, host, ops, append(events, aliasEvent(a, state.ActionRemoveAlias, host))); err != nil {
 		return err
 	}
 	reply(w, http.StatusOK, "alias", nil, fmt.Sprintf("Alias %s removed from application %s.", host, a.Name))
 	return nil
 }
 
-// commitAlias writes app a and its add_alias or remove_alias event.
-func (b *Broker) commitAlias(r *http.Request, a *state.App, action, host string) error {
-	e := aliasEvent(a, action, host)
-	ops := []store.Op{{Bucket: state.BucketApps, Key: state.AppKey(a.Domain, a.Name), Value: a}}
-	if err := b.commit(r.Context(), ops, []state.RoutingEvent{e}); err != nil {
+// commitAlias writes app a, ops and events, about alias host.
+func (b *Broker) commitAlias(r *http.Request, a *state.App, host string, ops []store.Op, events []state.RoutingEvent) error {
+	ops = append([]store.Op{{Bucket: state.BucketApps, Key: state.AppKey(a.Domain, a.Name), Value: a}}, ops...)
+	if err := b.commit(r.Context(), ops, events); err != nil {
 		return err
 	}
-	b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("alias", host).Str("action", action).Msg("alias changed")
+	for _, e := range events {
+		b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("alias", host).Str("action", e.Action).Msg("alias changed")
+	}
 	return nil
+}
+
+// certRemoval returns the op that deletes the certificate of app a's
+// alias host, and its remove_ssl event, if it has one.
+func certRemoval(st *store.Store, a *state.App, host string) ([]store.Op, []state.RoutingEvent) {
+	var c state.Cert
+	if _, err := st.Get(state.BucketCerts, host, &c); err != nil || c.App != state.AppKey(a.Domain, a.Name) {
+		return nil, nil
+	}
+	return []store.Op{{Bucket: state.BucketCerts, Key: host, Delete: true}}, []state.RoutingEvent{aliasEvent(a, state.ActionRemoveSSL, host)}
 }
 
 // aliasEvent is app a's add_alias or remove_alias event for host.

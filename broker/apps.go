@@ -28,7 +28,8 @@ func (b *Broker) appView(a *state.App, cv *clusterView, withGears bool) (api.App
 	v := api.App{ID: a.ID, Name: a.Name, Domain: a.Domain, Owner: a.Owner, AppURL: b.appURL(a), Framework: a.Cartridge,
 		Scalable: a.Scalable, HA: a.HA, GearProfile: a.GearSize, Region: a.Region, State: a.State, GearCount: len(gears),
 		ScalesFrom: a.ScalesFrom, ScalesTo: a.ScalesTo, HAMultiplier: a.HAMultiplier, Aliases: a.Aliases, CreatedAt: a.CreatedAt,
-		Autoscale: a.Scalable && !a.AutoscaleOff, DeployBranch: a.Branch()}
+		Autoscale: a.Scalable && !a.AutoscaleOff, DeployBranch: a.Branch(),
+		HTTPSRedirect: a.HTTPSRedirect, HSTSMaxAge: a.HSTSMaxAge}
 	if v.Aliases == nil {
 		v.Aliases = []string{}
 	}
@@ -354,6 +355,8 @@ func (b *Broker) destroyApp(a *state.App) ([]store.Op, []state.RoutingEvent, err
 	// they are harmless.
 	var events []state.RoutingEvent
 	for _, h := range a.Aliases {
+		certOps, certEvents := certRemoval(b.st, a, h)
+		ops, events = append(ops, certOps...), append(events, certEvents...)
 		events = append(events, aliasEvent(a, state.ActionRemoveAlias, h))
 	}
 	events = append(events, state.RoutingEvent{Action: state.ActionDeleteApplication, AppName: a.Name, Namespace: a.Domain, Scalable: a.Scalable, HA: a.HA})

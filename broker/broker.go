@@ -220,6 +220,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	b.wg.Go(b.healLoop)
 	b.wg.Go(b.autoscaleLoop)
 	b.wg.Go(b.repoLoop)
+	b.wg.Go(b.certLoop)
 	b.log.Info().Str("api", b.apiURL).Msg("broker started")
 	return nil
 }

@@ -333,7 +333,7 @@ func (b *Broker) serveFeed(w http.ResponseWriter, r *http.Request, p params, f f
 func routingEventView(e *state.RoutingEvent) api.RoutingEvent {
 	v := api.RoutingEvent{Seq: e.Seq, Action: e.Action, AppName: e.AppName, Namespace: e.Namespace, Scalable: e.Scalable, HA: e.HA,
 		GearID: e.GearID, PublicPortName: e.PublicPortName, PublicAddress: e.PublicAddress, PublicPort: e.PublicPort,
-		Protocols: e.Protocols, Types: e.Types, Alias: e.Alias, Time: e.Time}
+		Protocols: e.Protocols, Types: e.Types, Alias: e.Alias, SSL: e.SSL, PrivateKey: e.PrivateKey, Time: e.Time}
 	for _, m := range e.Mappings {
 		v.Mappings = append(v.Mappings, api.Mapping{Frontend: m.Frontend, Backend: m.Backend})
 	}

@@ -63,6 +63,7 @@ func (b *Broker) routes(mux *http.ServeMux) {
 	h("POST "+app+"/gears/{gear}/events", b.gearEvent)
 	h("GET "+app+"/aliases", b.listAliases)
 	h("POST "+app+"/aliases", b.addAlias)
+	h("PUT "+app+"/aliases/{alias}", b.updateAlias)
 	h("DELETE "+app+"/aliases/{alias}", b.removeAlias)
 
 	h("GET /broker/rest/routing/events", b.routingEvents)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -48,7 +49,7 @@ type FastServer struct {
 	cfg      Config
 
 	mu      sync.Mutex
-	ln      net.Listener
+	lns     []net.Listener
 	conns   map[*fastClient]struct{}
 	idle    map[string][]*fastBackendConn // by backend address
 	closing atomic.Bool
@@ -119,6 +120,7 @@ type fastClient struct {
 	setXFH    bool   // X-Forwarded-Host is set, not passed on
 	setXFP    bool   // X-Forwarded-Proto is set, not passed on
 	dropXFF   bool   // the client's X-Forwarded-For is not passed on
+	tls       bool   // the connection is TLS
 }
 
 // extendWrite moves the client's deadline on when the answer comes late:
@@ -148,14 +150,17 @@ func (bc *fastBackendConn) setDeadline(timeout time.Duration) {
 }
 
 // Serve accepts connections on ln until Shutdown or Close, and returns
-// http.ErrServerClosed then.
+// http.ErrServerClosed then. It may serve several listeners at once, each
+// with a call of its own: a listener made by tls.NewListener serves HTTPS
+// (X-Forwarded-Proto https, and the pools' HTTPS policies apply: see
+// Pool.SetHTTPS).
 func (s *FastServer) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
 		return http.ErrServerClosed
 	}
-	s.ln = ln
+	s.lns = append(s.lns, ln)
 	s.mu.Unlock()
 	var delay time.Duration
 	for {
@@ -181,7 +186,8 @@ func (s *FastServer) Serve(ln net.Listener) error {
 			continue
 		}
 		r, w := h1.SocketIO(c)
-		fc := &fastClient{s: s, c: c, br: bufio.NewReaderSize(r, 4096), bw: bufio.NewWriterSize(w, 4096), remote: c.RemoteAddr().String()}
+		_, isTLS := c.(*tls.Conn)
+		fc := &fastClient{s: s, c: c, br: bufio.NewReaderSize(r, 4096), bw: bufio.NewWriterSize(w, 4096), remote: c.RemoteAddr().String(), tls: isTLS}
 		if ip, _, err := net.SplitHostPort(fc.remote); err == nil {
 			fc.clientIP = ip
 		}
@@ -272,8 +278,10 @@ func (s *FastServer) Close() error {
 func (s *FastServer) stopAccepting() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.closing.Swap(true) && s.ln != nil {
-		s.ln.Close()
+	if !s.closing.Swap(true) {
+		for _, ln := range s.lns {
+			ln.Close()
+		}
 	}
 }
 
@@ -386,6 +394,9 @@ func (fc *fastClient) handle() bool {
 		}
 	}
 	fc.p = p
+	if !fc.tls && p.https.Load().redirect {
+		return fc.writeRedirect(!keep) && keep && fc.drainBody()
+	}
 	if !p.cfg.NoStatus && req.PathIs(p.cfg.StatusPath) {
 		return fc.serveStatus(keep) && keep && fc.drainBody()
 	}
@@ -560,6 +571,13 @@ func (fc *fastClient) relay(bc *fastBackendConn, b *backend, stuck, keep, isHead
 	resp.WriteFields(bw)
 	if setCookie {
 		writeSetCookie(bw, b)
+	}
+	if fc.tls {
+		if hsts := p.https.Load().hsts; hsts != "" {
+			bw.WriteString("Strict-Transport-Security: ")
+			bw.WriteString(hsts)
+			bw.WriteString("\r\n")
+		}
 	}
 	if resp.ContentLength >= 0 && (resp.Body != h1.BodyNone || isHead) {
 		bw.WriteString("Content-Length: ")
@@ -770,6 +788,33 @@ var fastPages = map[int]string{
 	http.StatusRequestHeaderFieldsTooLarge: "The request's header fields are too large.",
 	http.StatusNotImplemented:              "The request's transfer encoding is not supported.",
 	http.StatusHTTPVersionNotSupported:     "Only HTTP/1.0 and HTTP/1.1 are served here.",
+}
+
+// writeRedirect answers a plain HTTP request for a pool that is served
+// over HTTPS only (Config.HTTPSRedirect) with a permanent redirect to the
+// same host and target over HTTPS (308: the method and body are kept).
+func (fc *fastClient) writeRedirect(close bool) bool {
+	req, bw := &fc.req, fc.bw
+	target := req.Target
+	if req.Path == nil {
+		target = []byte("/") // an absolute target: its host is the Host
+	}
+	host, _, err := net.SplitHostPort(string(req.Host))
+	if err != nil {
+		host = string(req.Host)
+	}
+	body := "<html><body><h1>308 Permanent Redirect</h1>\nThis site is served over HTTPS.\n</body></html>\n"
+	bw.WriteString("HTTP/1.1 308 Permanent Redirect\r\nLocation: https://")
+	bw.WriteString(host)
+	bw.Write(target)
+	bw.WriteString("\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n")
+	if close {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+	bw.WriteString(body)
+	fc.extendWrite()
+	return bw.Flush() == nil
 }
 
 // writeNotFound answers a request for a host the router does not know.
@@ -1019,7 +1064,11 @@ func (fc *fastClient) writeRequest(bc *fastBackendConn) error {
 		bw.WriteString("\r\n")
 	}
 	if fc.setXFP {
-		bw.WriteString("X-Forwarded-Proto: http\r\n")
+		if fc.tls {
+			bw.WriteString("X-Forwarded-Proto: https\r\n")
+		} else {
+			bw.WriteString("X-Forwarded-Proto: http\r\n")
+		}
 	}
 	if p.cfg.SendProof != "" {
 		bw.WriteString(ProofField + ": ")

@@ -32,8 +32,9 @@ type Pool struct {
 	balance  int
 	affinity bool
 
-	set  atomic.Pointer[backendSet]
-	next atomic.Uint64 // counts picks: round robin position, leastconn's tie breaker
+	set   atomic.Pointer[backendSet]
+	https atomic.Pointer[httpsPolicy] // never nil
+	next  atomic.Uint64 // counts picks: round robin position, leastconn's tie breaker
 
 	sessions      atomic.Int64  // requests in flight, over all backends
 	queued        atomic.Int64  // requests waiting for a place under MaxConns
@@ -88,6 +89,24 @@ const (
 // pool resends any request of which nothing was written.
 const idleConnTimeout = 30 * time.Second
 
+// httpsPolicy is what a FastServer does for the pool's requests over
+// plain HTTP and HTTPS (SetHTTPS).
+type httpsPolicy struct {
+	redirect bool
+	hsts     string
+}
+
+// SetHTTPS sets, for a FastServer that serves HTTPS too, the app's
+// choices: redirect answers the pool's plain HTTP requests with a
+// permanent redirect (308) to HTTPS, and hsts, if not empty, is the
+// Strict-Transport-Security value added to its answers over HTTPS
+// ("max-age=31536000"). Both are off until set; safe at any time.
+func (p *Pool) SetHTTPS(redirect bool, hsts string) {
+	if cur := p.https.Load(); cur.redirect != redirect || cur.hsts != hsts {
+		p.https.Store(&httpsPolicy{redirect: redirect, hsts: hsts})
+	}
+}
+
 // New validates cfg and returns a pool of cfg.Backends that is ready to
 // serve. It starts no goroutine.
 func New(cfg Config) (*Pool, error) {
@@ -105,6 +124,7 @@ func New(cfg Config) (*Pool, error) {
 		kick:     make(chan struct{}, 1),
 		dialer:   net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second},
 	}
+	p.https.Store(&httpsPolicy{})
 	if cfg.Balance == RoundRobin {
 		p.balance = roundRobin
 	}

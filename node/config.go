@@ -37,6 +37,11 @@ type Config struct {
 	// gears by Host, listens. DefaultConfig: ":80". Empty: no front
 	// listener.
 	HTTPAddr string
+	// HTTPSAddr is where the front serves HTTPS, with the certificate
+	// SNI picks: an alias's own, else TLSCert's (the cloud domain's
+	// wildcard; files, with TLSKey). Empty: no HTTPS listener.
+	HTTPSAddr       string
+	TLSCert, TLSKey string
 
 	// Backoff spaces the restarts of a gear whose process ends on its own.
 	// Default 1 s doubling to 30 s, reset after 60 s up.

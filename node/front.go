@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"html"
@@ -18,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"gearbox/lb"
+	"gearbox/store/tlscert"
 )
 
 // front is the node's front listener: it proxies each request to the gear
@@ -26,6 +28,11 @@ import (
 type front struct {
 	s         *Supervisor
 	ln        net.Listener
+	tlsLn     net.Listener // the HTTPS listener, if any
+	certs     tlscert.Set
+	wildcard  *tls.Certificate
+	loader    tlscert.Loader // under loadMu
+	loadMu    sync.Mutex
 	srv       *http.Server
 	guard     *lb.ServerGuard // the listener's time-outs and caps
 	proxy     *httputil.ReverseProxy
@@ -58,6 +65,19 @@ func newFront(s *Supervisor) (*front, error) {
 		return nil, fmt.Errorf("front listener: %w", err)
 	}
 	f := &front{s: s, ln: ln}
+	if f.wildcard, err = tlscert.LoadFiles(s.cfg.TLSCert, s.cfg.TLSKey); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("front listener: %w", err)
+	}
+	if s.cfg.HTTPSAddr != "" {
+		tln, err := net.Listen("tcp", s.cfg.HTTPSAddr)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("front HTTPS listener: %w", err)
+		}
+		f.tlsLn = tls.NewListener(tln, f.certs.Config())
+		f.loader.Secret = s.cfg.ClusterSecret
+	}
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	// Every target is on Addr; connecting from Addr too makes the front
 	// come from the address LB gears trust (with its proof, see
@@ -117,9 +137,32 @@ func frontLimits(cfg lb.Config, lg zerolog.Logger) lb.Limits {
 }
 
 func (f *front) serve() {
+	if f.tlsLn != nil {
+		f.loadCerts()
+		f.s.wg.Go(func() {
+			if err := f.srv.Serve(f.tlsLn); err != nil && err != http.ErrServerClosed {
+				f.s.log.Error().Err(err).Msg("front HTTPS listener failed")
+			}
+		})
+	}
 	if err := f.srv.Serve(f.ln); err != nil && err != http.ErrServerClosed {
 		f.s.log.Error().Err(err).Msg("front listener failed")
 	}
+}
+
+// loadCerts makes the aliases' certificates in the store and the
+// wildcard certificate those the HTTPS listener serves.
+func (f *front) loadCerts() {
+	if f.tlsLn == nil {
+		return
+	}
+	f.loadMu.Lock()
+	defer f.loadMu.Unlock()
+	aliases, err := f.loader.Load(f.s.st)
+	if err != nil {
+		f.s.log.Warn().Err(err).Msg("some alias certificates cannot be served")
+	}
+	f.certs.Update(aliases, f.wildcard)
 }
 
 // close stops accepting, lets requests in flight finish for up to grace,
@@ -132,6 +175,9 @@ func (f *front) close(grace time.Duration) error {
 		err = f.srv.Close()
 	}
 	f.ln.Close()
+	if f.tlsLn != nil {
+		f.tlsLn.Close()
+	}
 	f.transport.CloseIdleConnections()
 	if err != nil {
 		return fmt.Errorf("close front listener: %w", err)
@@ -142,6 +188,16 @@ func (f *front) close(grace time.Duration) error {
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := f.s.routes.Load()
 	target, ok := rt.route(r.Host)
+	if pol := rt.httpsOf(r.Host); ok && (pol.redirect || pol.hsts != "") {
+		if r.TLS == nil && pol.redirect {
+			u := "https://" + canonicalHost(r.Host) + r.URL.RequestURI()
+			http.Redirect(w, r, u, http.StatusPermanentRedirect)
+			return
+		}
+		if r.TLS != nil && pol.hsts != "" {
+			w.Header().Set("Strict-Transport-Security", pol.hsts)
+		}
+	}
 	gear, handing := rt.gearOf(r.Host), false
 	if sides := *f.s.sides.Load(); ok && len(sides) > 0 {
 		var side sideProc

@@ -21,7 +21,20 @@ type routeTable struct {
 	// lbApps names, for the hosts routed to a load balancer, its app's
 	// key: the front proves to it that it is the front (lb.Proof).
 	lbApps map[string]string
+	// https holds, for the hosts of apps that made HTTPS choices, what
+	// the front does over plain HTTP and HTTPS.
+	https map[string]httpsPolicy
 }
+
+// httpsPolicy is an app's HTTPS choices: redirect plain HTTP to HTTPS,
+// and the Strict-Transport-Security value of answers over HTTPS.
+type httpsPolicy struct {
+	redirect bool
+	hsts     string
+}
+
+// httpsOf returns the HTTPS choices of host's app.
+func (t *routeTable) httpsOf(host string) httpsPolicy { return t.https[canonicalHost(host)] }
 
 // lbAppOf returns the app whose load balancer serves host, if one does.
 func (t *routeTable) lbAppOf(host string) string { return t.lbApps[canonicalHost(host)] }
@@ -60,7 +73,7 @@ func canonicalHost(host string) string {
 // An app host is matched before a gear host of the same name.
 func buildRoutes(gears []state.Gear, apps map[string]appInfo, domain, addr string, lbs map[string]bool) *routeTable {
 	t := &routeTable{hosts: make(map[string]string, 2*len(gears)), gears: make(map[string]string, 2*len(gears)),
-		lbApps: make(map[string]string)}
+		lbApps: make(map[string]string), https: make(map[string]httpsPolicy)}
 	at := func(port int) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }
 	best := make(map[string]*state.Gear) // by app key
 	for i := range gears {
@@ -79,6 +92,9 @@ func buildRoutes(gears []state.Gear, apps map[string]appInfo, domain, addr strin
 		}
 		hosts := append([]string{state.AppHost(g.AppName, g.Domain, domain)}, apps[key].aliases...)
 		for _, h := range hosts {
+			if a := apps[key]; a.redirect || a.hsts != "" {
+				t.https[canonicalHost(h)] = httpsPolicy{redirect: a.redirect, hsts: a.hsts}
+			}
 			t.hosts[canonicalHost(h)] = target
 			if gear != "" {
 				t.gears[canonicalHost(h)] = gear

@@ -111,6 +111,9 @@ type appInfo struct {
 	id      string
 	env     map[string]string
 	aliases []string
+	// redirect and hsts are the app's HTTPS choices (state.App).
+	redirect bool
+	hsts     string
 }
 
 // New validates cfg and returns a Supervisor that does nothing until
@@ -180,7 +183,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	s.awaitClusterState(ctx)
 	// The watch comes first so that no change between the listing and
 	// the watch is missed.
-	s.watch = s.st.Watch(state.BucketGears, state.BucketApps, state.BucketNodes, state.BucketGearStatus, state.BucketRouters)
+	s.watch = s.st.Watch(state.BucketGears, state.BucketApps, state.BucketNodes, state.BucketGearStatus, state.BucketRouters, state.BucketCerts)
 	if err := s.reconcileAll(); err != nil {
 		s.watch.Close()
 		if s.front != nil {
@@ -478,6 +481,10 @@ func (s *Supervisor) applyChanges(recs []store.Record) {
 	nodes, routers := false, false
 	for _, r := range recs {
 		switch r.Bucket {
+		case state.BucketCerts:
+			if s.front != nil {
+				s.front.loadCerts()
+			}
 		case state.BucketGearStatus:
 			// A drain asked for or ended by a gear's node.
 			nodes = true
@@ -538,7 +545,7 @@ func (s *Supervisor) setApp(r store.Record) {
 		delete(s.apps, r.Key)
 		return
 	}
-	s.apps[r.Key] = appInfo{id: a.ID, env: a.Env, aliases: a.Aliases}
+	s.apps[r.Key] = appInfo{id: a.ID, env: a.Env, aliases: a.Aliases, redirect: a.HTTPSRedirect, hsts: a.HSTS()}
 }
 
 // want hands gear g's record, with its app's env, to its runtime, creating

@@ -31,6 +31,14 @@ type Config struct {
 	// (--router-addr). Default ":80". Port 0 picks a free port, which
 	// Router.HTTPAddr tells once started.
 	HTTPAddr string
+	// HTTPSAddr is where the router serves HTTPS (--https-addr), with
+	// the certificate SNI picks: an alias's own (uploaded by its owner),
+	// else TLSCert's. Empty: no HTTPS listener.
+	HTTPSAddr string
+	// TLSCert and TLSKey are the PEM files of the cloud domain's
+	// certificate (a wildcard *.DOMAIN) and its key (--tls-cert,
+	// --tls-key). Empty: aliases with certificates of their own only.
+	TLSCert, TLSKey string
 	// Domain is the cloud domain (the zone) that app hostnames end in:
 	// APP-NS.DOMAIN. Required.
 	Domain string
@@ -142,6 +150,14 @@ func (c *Config) validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("HTTPAddr %q: %w", c.HTTPAddr, err))
+	}
+	if c.HTTPSAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPSAddr); err != nil {
+			errs = append(errs, fmt.Errorf("HTTPSAddr %q: %w", c.HTTPSAddr, err))
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("TLSCert and TLSKey go together"))
 	}
 	if c.HAPrefix == "" && c.HASuffix == "" {
 		c.HAPrefix, c.HASuffix = state.DefaultHADNSPrefix, state.DefaultHADNSSuffix

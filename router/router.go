@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -18,6 +19,7 @@ import (
 	"gearbox/lb"
 	"gearbox/store"
 	"gearbox/store/state"
+	"gearbox/store/tlscert"
 )
 
 // Router is the router role: it proxies the ha- names, aliases and
@@ -40,14 +42,22 @@ type Router struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	started  bool
-	closed   bool
-	closeErr error
-	srv      *lb.FastServer
-	ln       net.Listener
-	served   chan struct{} // closed when srv.Serve returns
-	httpAddr string        // the address the listener is bound to
+	mu        sync.Mutex
+	started   bool
+	closed    bool
+	closeErr  error
+	srv       *lb.FastServer
+	ln        net.Listener
+	served    chan struct{} // closed when srv.Serve returns
+	httpAddr  string        // the address the listener is bound to
+	tlsLn     net.Listener  // the HTTPS listener, if any
+	tlsServed chan struct{} // closed when srv.Serve of tlsLn returns
+	httpsAddr string        // the address the HTTPS listener is bound to
+
+	// certs are what the HTTPS listener serves; wildcard is TLSCert's.
+	certs    tlscert.Set
+	wildcard *tls.Certificate
+	loader   tlscert.Loader // owned by whoever rebuilds (Start, then run)
 
 	// Owned by the run goroutine (by Start before it runs).
 	watch   *store.Watch
@@ -110,14 +120,36 @@ func (r *Router) Start(ctx context.Context) error {
 		return fmt.Errorf("router: listen on %s: %w", r.cfg.HTTPAddr, err)
 	}
 	r.ln, r.httpAddr = ln, ln.Addr().String()
+	if r.wildcard, err = tlscert.LoadFiles(r.cfg.TLSCert, r.cfg.TLSKey); err != nil {
+		ln.Close()
+		return fmt.Errorf("router: %w", err)
+	}
+	if r.cfg.HTTPSAddr != "" {
+		tln, err := net.Listen("tcp", r.cfg.HTTPSAddr)
+		if err != nil {
+			ln.Close()
+			if errors.Is(err, syscall.EACCES) {
+				return fmt.Errorf("router: listen on %s: %w (ports below 1024 need root or CAP_NET_BIND_SERVICE; or choose another --https-addr)", r.cfg.HTTPSAddr, err)
+			}
+			return fmt.Errorf("router: listen on %s: %w", r.cfg.HTTPSAddr, err)
+		}
+		r.httpsAddr = tln.Addr().String()
+		r.tlsLn = tls.NewListener(tln, r.certs.Config())
+	}
+	closeListeners := func() {
+		ln.Close()
+		if r.tlsLn != nil {
+			r.tlsLn.Close()
+		}
+	}
 	// The watches come first so that no change between the listing and
 	// the watch is missed.
-	r.watch = r.st.Watch(state.BucketApps, state.BucketGears, state.BucketGearStatus, state.BucketNodes, state.BucketRoutingEvents)
+	r.watch = r.st.Watch(state.BucketApps, state.BucketGears, state.BucketGearStatus, state.BucketNodes, state.BucketRoutingEvents, state.BucketCerts)
 	r.members = r.st.MemberChanges()
 	r.lastSeq.Store(r.newestEvent())
 	if err := r.rebuild(ctx); err != nil {
 		r.watch.Close()
-		ln.Close()
+		closeListeners()
 		r.closePools()
 		return err
 	}
@@ -129,17 +161,29 @@ func (r *Router) Start(ctx context.Context) error {
 			r.log.Error().Err(err).Str("http", r.httpAddr).Msg("router listener failed")
 		}
 	}()
+	r.tlsServed = make(chan struct{})
+	if r.tlsLn == nil {
+		close(r.tlsServed)
+	} else {
+		go func() {
+			defer close(r.tlsServed)
+			if err := r.srv.Serve(r.tlsLn); !errors.Is(err, http.ErrServerClosed) {
+				r.log.Error().Err(err).Str("https", r.httpsAddr).Msg("router HTTPS listener failed")
+			}
+		}()
+	}
 	if err := r.register(ctx); err != nil {
 		r.srv.Close()
 		<-r.served
-		ln.Close() // if Serve had not begun, it returns without closing ln
+		<-r.tlsServed
+		closeListeners() // if Serve had not begun, it returns without closing them
 		r.watch.Close()
 		r.closePools()
 		return err
 	}
 	r.started = true
 	r.wg.Go(r.run)
-	r.log.Info().Str("name", r.name).Str("addr", r.cfg.Addr).Str("http", r.httpAddr).Int("apps", len(r.pools)).
+	r.log.Info().Str("name", r.name).Str("addr", r.cfg.Addr).Str("http", r.httpAddr).Str("https", r.httpsAddr).Int("apps", len(r.pools)).
 		Uint64("routing_seq", r.lastSeq.Load()).Msg("router started")
 	return nil
 }
@@ -153,6 +197,14 @@ func (r *Router) HTTPAddr() string {
 		return r.cfg.HTTPAddr
 	}
 	return r.httpAddr
+}
+
+// HTTPSAddr returns the address the HTTPS listener is bound to once
+// started, "" without one.
+func (r *Router) HTTPSAddr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.httpsAddr
 }
 
 // LastEvent returns the sequence of the newest routing event the router
@@ -194,7 +246,11 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	}
 	cancel()
 	<-r.served
+	<-r.tlsServed
 	r.ln.Close() // if Serve had not begun, it returns without closing ln
+	if r.tlsLn != nil {
+		r.tlsLn.Close()
+	}
 	r.closePools()
 	r.log.Info().Msg("router stopped")
 	r.mu.Lock()
@@ -274,6 +330,7 @@ func (r *Router) rebuild(ctx context.Context) error {
 	}
 	routes := buildRoutes(snap, r.names)
 	r.apply(routes)
+	r.loadCerts()
 	return r.reconcileClaims(ctx, routes)
 }
 
@@ -370,6 +427,7 @@ func (r *Router) apply(routes []route) {
 				r.log.Warn().Err(err).Str("app", rt.app).Msg("set backends failed")
 			}
 		}
+		p.SetHTTPS(rt.redirect, rt.hsts)
 		pools[rt.app] = p
 	}
 	// An app's own names come first, then aliases; of two apps that
@@ -421,6 +479,20 @@ func (r *Router) apply(routes []route) {
 		}
 	}
 	r.pools, r.hosts, r.clashes = pools, owner, clashes
+}
+
+// loadCerts makes the aliases' certificates in the store and the
+// wildcard certificate those the HTTPS listener serves.
+func (r *Router) loadCerts() {
+	if r.tlsLn == nil {
+		return
+	}
+	r.loader.Secret = r.cfg.ClusterSecret
+	aliases, err := r.loader.Load(r.st)
+	if err != nil {
+		r.log.Warn().Err(err).Msg("some alias certificates cannot be served")
+	}
+	r.certs.Update(aliases, r.wildcard)
 }
 
 // closePools stops every pool.

@@ -54,6 +54,9 @@ type route struct {
 	// health is the path health checks GET.
 	health   string
 	backends []lb.Backend
+	// redirect and hsts are the app's HTTPS choices (lb.Pool.SetHTTPS).
+	redirect bool
+	hsts     string
 }
 
 // buildRoutes derives the routes of every app from snap, sorted by app
@@ -71,7 +74,7 @@ func buildRoutes(snap snapshot, names hostNames) []route {
 	out := make([]route, 0, len(keys))
 	for _, key := range keys {
 		a := snap.apps[key]
-		r := route{app: key, host: names.appHost(a)}
+		r := route{app: key, host: names.appHost(a), redirect: a.HTTPSRedirect, hsts: a.HSTS()}
 		r.hosts = append(r.hosts, r.host)
 		if a.HA {
 			r.haHost = names.haHost(a)

@@ -106,3 +106,41 @@ func DecodeKey(encryptKey string) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("decode gossip key: %d bytes, want 16, 24 or 32", len(key))
 }
+
+// SealSecret encrypts plain, a secret that a record carries (an alias's
+// TLS private key), with a key derived from the cluster secret and
+// purpose, and returns it base64-encoded: what the store keeps and
+// gossips is never the secret in the clear. It refuses an empty cluster
+// secret.
+func SealSecret(clusterSecret, purpose string, plain []byte) (string, error) {
+	s, err := valueSealer(clusterSecret, purpose)
+	if err != nil {
+		return "", err
+	}
+	sealed, err := s.seal(plain)
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(sealed), nil
+}
+
+// OpenSecret returns what SealSecret sealed with the same cluster secret
+// and purpose.
+func OpenSecret(clusterSecret, purpose, sealed string) ([]byte, error) {
+	s, err := valueSealer(clusterSecret, purpose)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := base64.StdEncoding.DecodeString(sealed)
+	if err != nil {
+		return nil, errBadSeal
+	}
+	return s.open(raw)
+}
+
+func valueSealer(clusterSecret, purpose string) (*sealer, error) {
+	if clusterSecret == "" {
+		return nil, errors.New("seal a secret: the cluster has no secret")
+	}
+	return newSealer(clusterSecret + "\x00sealed value: " + purpose)
+}

@@ -46,6 +46,11 @@ type App struct {
 	// DeployBranch is the branch whose pushes to the app's git remote
 	// (/git/NS/APP.git on the broker) are deployed.
 	DeployBranch string `json:"deploy_branch"`
+	// HTTPSRedirect says whether plain HTTP requests are redirected to
+	// HTTPS; HSTSMaxAge is the Strict-Transport-Security max-age of
+	// answers over HTTPS, in seconds (0: none).
+	HTTPSRedirect bool `json:"https_redirect"`
+	HSTSMaxAge    int  `json:"hsts_max_age"`
 	// Aliases are the app's own hostnames; never null.
 	Aliases []string `json:"aliases"`
 	// LB says where a scalable app's LB gears are; nil, and left out, for
@@ -149,7 +154,15 @@ type EnvVar struct {
 type Alias struct {
 	// ID is the hostname.
 	ID string `json:"id"`
-	// HasPrivateSSLCertificate is always false: gearbox does not hold
-	// certificates for aliases (yet).
+	// HasPrivateSSLCertificate says whether the alias has a TLS
+	// certificate of its own, which routers and node fronts serve for it.
 	HasPrivateSSLCertificate bool `json:"has_private_ssl_certificate"`
+	// Cert describes that certificate.
+	Cert *AliasCert `json:"certificate,omitempty"`
+}
+
+// AliasCert is an alias's certificate, without its key.
+type AliasCert struct {
+	NotAfter    time.Time `json:"not_after"`
+	Fingerprint string    `json:"fingerprint_sha256"`
 }

@@ -25,7 +25,12 @@ type RoutingEvent struct {
 	Types          []string  `json:"types,omitempty"`
 	Mappings       []Mapping `json:"mappings,omitempty"`
 	Alias          string    `json:"alias,omitempty"`
-	Time           time.Time `json:"time"`
+	// SSL is an add_ssl event's certificate chain (PEM); PrivateKey its
+	// key, sealed with the cluster secret (a routing layer of the
+	// cluster's own opens it; no one else can).
+	SSL        string    `json:"ssl,omitempty"`
+	PrivateKey string    `json:"private_key,omitempty"`
+	Time       time.Time `json:"time"`
 }
 
 // Mapping maps a frontend path to a backend path, as in the routing SPI.

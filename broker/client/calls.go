@@ -119,6 +119,22 @@ func (c *Client) SetDeployBranch(ctx context.Context, ns, app, branch string) (a
 	return a, m, err
 }
 
+// SetHTTPS sets an app's HTTPS choices: redirect plain HTTP to HTTPS
+// (if redirect is not nil) and the HSTS max-age in seconds (if hsts is
+// not nil; 0 is none).
+func (c *Client) SetHTTPS(ctx context.Context, ns, app string, redirect *bool, hsts *int) (api.App, []api.Message, error) {
+	v := url.Values{}
+	if redirect != nil {
+		v.Set("https_redirect", strconv.FormatBool(*redirect))
+	}
+	if hsts != nil {
+		v.Set("hsts_max_age", strconv.Itoa(*hsts))
+	}
+	var a api.App
+	m, err := c.Do(ctx, http.MethodPut, appPath(ns, app), v, &a)
+	return a, m, err
+}
+
 // DeleteApp deletes an app and its gears.
 func (c *Client) DeleteApp(ctx context.Context, ns, app string) ([]api.Message, error) {
 	return c.Do(ctx, http.MethodDelete, appPath(ns, app), nil, nil)

@@ -24,6 +24,23 @@ func (c *Client) AddAlias(ctx context.Context, ns, app, host string) (api.Alias,
 	return a, m, err
 }
 
+// AddAliasCert adds hostname host to an app with its TLS certificate
+// chain and private key (PEM), which routers and node fronts serve for it.
+func (c *Client) AddAliasCert(ctx context.Context, ns, app, host, chainPEM, keyPEM string) (api.Alias, []api.Message, error) {
+	var a api.Alias
+	m, err := c.Do(ctx, http.MethodPost, appPath(ns, app)+"/aliases",
+		url.Values{"id": {host}, "ssl_certificate": {chainPEM}, "private_key": {keyPEM}}, &a)
+	return a, m, err
+}
+
+// UpdateAliasCert gives an app's alias host a new TLS certificate.
+func (c *Client) UpdateAliasCert(ctx context.Context, ns, app, host, chainPEM, keyPEM string) (api.Alias, []api.Message, error) {
+	var a api.Alias
+	m, err := c.Do(ctx, http.MethodPut, appPath(ns, app)+"/aliases/"+url.PathEscape(host),
+		url.Values{"ssl_certificate": {chainPEM}, "private_key": {keyPEM}}, &a)
+	return a, m, err
+}
+
 // RemoveAlias removes hostname host from an app.
 func (c *Client) RemoveAlias(ctx context.Context, ns, app, host string) ([]api.Message, error) {
 	return c.Do(ctx, http.MethodDelete, appPath(ns, app)+"/aliases/"+url.PathEscape(host), nil, nil)

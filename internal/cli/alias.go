@@ -1,8 +1,13 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
+	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -21,14 +26,51 @@ func aliasCommand() *cli.Command {
 			Description: "HOST is a DNS name outside the cloud domain (whose names are the platform's), used by no\n" +
 				"other application; an application has at most 32. Node fronts and routers serve it as they\n" +
 				"serve the application's own name once they see the add_alias routing event. Point HOST's DNS\n" +
-				"at the application: a CNAME to its ha- name when it is highly available, else to its name.",
-			Flags: appFlags(),
+				"at the application: a CNAME to its ha- name when it is highly available, else to its name.\n" +
+				"With --cert and --key (PEM files: the chain, the alias's certificate first, and its\n" +
+				"unencrypted key), routers and node fronts serve HOST over HTTPS with that certificate; the\n" +
+				"broker checks that the key matches, that the certificate covers HOST and is valid, and keeps\n" +
+				"the key sealed with the cluster secret. 14 days before it expires, an alert says so.",
+			Flags: appFlags(certFlags()...),
 			Action: clientAction([]string{"APP", "HOST"}, func(s *session) error {
 				ns, err := s.namespace()
 				if err != nil {
 					return err
 				}
-				a, msgs, err := s.api.AddAlias(s.ctx(), ns, s.arg(0), s.arg(1))
+				chain, key, err := readCert(s, false)
+				if err != nil {
+					return err
+				}
+				var a api.Alias
+				var msgs []api.Message
+				if chain == "" {
+					a, msgs, err = s.api.AddAlias(s.ctx(), ns, s.arg(0), s.arg(1))
+				} else {
+					a, msgs, err = s.api.AddAliasCert(s.ctx(), ns, s.arg(0), s.arg(1), chain, key)
+				}
+				if err != nil {
+					return err
+				}
+				return s.result(msgs, a, nil)
+			}),
+		},
+		{
+			Name:      "update",
+			Usage:     "give an alias a new TLS certificate",
+			UsageText: "gearbox app alias update APP HOST --cert FILE --key FILE -n NAMESPACE [flags]",
+			Description: "Replaces the certificate that routers and node fronts serve for HOST over HTTPS (or gives\n" +
+				"it one). The broker checks it as 'alias add' does.",
+			Flags: appFlags(certFlags()...),
+			Action: clientAction([]string{"APP", "HOST"}, func(s *session) error {
+				ns, err := s.namespace()
+				if err != nil {
+					return err
+				}
+				chain, key, err := readCert(s, true)
+				if err != nil {
+					return err
+				}
+				a, msgs, err := s.api.UpdateAliasCert(s.ctx(), ns, s.arg(0), s.arg(1), chain, key)
 				if err != nil {
 					return err
 				}
@@ -76,7 +118,11 @@ func aliasCommand() *cli.Command {
 						return err
 					}
 					for _, a := range as {
-						if _, err := fmt.Fprintln(w, a.ID); err != nil {
+						line := a.ID
+						if a.Cert != nil {
+							line += fmt.Sprintf("  (certificate, expires %s)", a.Cert.NotAfter.UTC().Format(time.DateOnly))
+						}
+						if _, err := fmt.Fprintln(w, line); err != nil {
 							return err
 						}
 					}
@@ -95,4 +141,46 @@ func aliasCommand() *cli.Command {
 		HideHelpCommand: true,
 		Subcommands:     cmds,
 	}
+}
+
+// certFlags are --cert and --key of alias add (optional) and update
+// (required: readCert says so, since flags may follow the arguments).
+func certFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "cert", Usage: "PEM `FILE` of the alias's certificate chain, its own certificate first"},
+		&cli.StringFlag{Name: "key", Usage: "PEM `FILE` of the certificate's private key, unencrypted"},
+	}
+}
+
+// readCert reads --cert and --key; both empty is no certificate. A key
+// goes only to a broker reached over HTTPS or on this host: over plain
+// HTTP it would cross the network in the clear.
+func readCert(s *session, required bool) (chain, key string, err error) {
+	cf, kf := s.c.String("cert"), s.c.String("key")
+	if cf == "" && kf == "" && !required {
+		return "", "", nil
+	}
+	if cf == "" || kf == "" {
+		if required {
+			return "", "", errors.New("pass the new certificate with --cert FILE and its key with --key FILE")
+		}
+		return "", "", errors.New("--cert and --key go together")
+	}
+	u, err := url.Parse(s.api.BaseURL)
+	if err != nil {
+		return "", "", err
+	}
+	if ip := net.ParseIP(u.Hostname()); u.Scheme != "https" && (ip == nil || !ip.IsLoopback()) && u.Hostname() != "localhost" {
+		return "", "", fmt.Errorf("the broker's API %s is plain HTTP: the private key would cross the network in the clear; "+
+			"serve the API over HTTPS (gearbox serve --tls-cert) or run this on the broker's host", s.api.BaseURL)
+	}
+	c, err := os.ReadFile(cf)
+	if err != nil {
+		return "", "", err
+	}
+	k, err := os.ReadFile(kf)
+	if err != nil {
+		return "", "", err
+	}
+	return string(c), string(k), nil
 }

@@ -269,7 +269,7 @@ func appCommand() *cli.Command {
 				return err
 			})
 		}),
-	}, logsCommand(), lbStatusCommand(), aliasCommand(), gitRemoteCommand(), deployBranchCommand())
+	}, logsCommand(), lbStatusCommand(), aliasCommand(), gitRemoteCommand(), deployBranchCommand(), httpsCommand())
 	subcommands(cmds)
 	cmds = append(cmds, deployCommands()...)
 	return &cli.Command{

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -184,6 +185,53 @@ func deployBranchCommand() *cli.Command {
 				return err
 			}
 			return s.result(msgs, a, nil)
+		}),
+	}
+}
+
+// httpsCommand is `gearbox app https`.
+func httpsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "https",
+		Usage:     "redirect an application's plain HTTP requests to HTTPS, and set HSTS",
+		UsageText: "gearbox app https APP [--redirect=true|false] [--hsts-max-age DURATION] -n NAMESPACE [flags]",
+		Description: "Routers and node fronts that serve HTTPS (gearbox serve --tls-cert, or aliases with\n" +
+			"certificates of their own) answer the app's plain HTTP requests with a redirect (308) to\n" +
+			"HTTPS under --redirect, and send Strict-Transport-Security with --hsts-max-age (0: none)\n" +
+			"over HTTPS. Without flags, prints the app's settings.",
+		Flags: appFlags(
+			&cli.BoolFlag{Name: "redirect", Usage: "redirect plain HTTP requests to HTTPS"},
+			&cli.DurationFlag{Name: "hsts-max-age", Usage: "Strict-Transport-Security max-age, such as 8760h (a year); 0 for none"},
+		),
+		Action: clientAction([]string{"APP"}, func(s *session) error {
+			ns, err := s.namespace()
+			if err != nil {
+				return err
+			}
+			var redirect *bool
+			var hsts *int
+			if s.c.IsSet("redirect") {
+				v := s.c.Bool("redirect")
+				redirect = &v
+			}
+			if s.c.IsSet("hsts-max-age") {
+				v := int(s.c.Duration("hsts-max-age").Seconds())
+				hsts = &v
+			}
+			var a api.App
+			var msgs []api.Message
+			if redirect == nil && hsts == nil {
+				a, err = s.api.App(s.ctx(), ns, s.arg(0), false)
+			} else {
+				a, msgs, err = s.api.SetHTTPS(s.ctx(), ns, s.arg(0), redirect, hsts)
+			}
+			if err != nil {
+				return err
+			}
+			return s.result(msgs, a, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "%s: redirect to HTTPS %s; HSTS max-age %d s\n", a.Name, yesNo(a.HTTPSRedirect), a.HSTSMaxAge)
+				return err
+			})
 		}),
 	}
 }

@@ -69,6 +69,12 @@ func startAppCluster(tb testing.TB, secret string, specs []memberSpec) *appClust
 // startAppClusterEnv is startAppCluster with env added to every member's
 // environment.
 func startAppClusterEnv(tb testing.TB, secret string, specs []memberSpec, env []string) *appCluster {
+	return startAppClusterWith(tb, secret, specs, env, nil)
+}
+
+// startAppClusterWith is startAppClusterEnv with extra arguments of
+// `gearbox serve` for some members, by name.
+func startAppClusterWith(tb testing.TB, secret string, specs []memberSpec, env []string, extra map[string][]string) *appCluster {
 	gearboxBinary(tb)
 	c := &appCluster{tb: tb, specs: specs, members: map[string]*member{}, pidDir: gearPIDDir(tb)}
 	broker := specs[0].ip
@@ -93,6 +99,7 @@ func startAppClusterEnv(tb testing.TB, secret string, specs []memberSpec, env []
 		if s.ip != broker {
 			args = append(args, "--join", broker)
 		}
+		args = append(args, extra[s.name]...)
 		c.members[s.name] = startMember(tb, s.name, s.ip, append(append(secretEnv(secret), adminEnv), env...), args...)
 	}
 	tb.Cleanup(func() {

@@ -32,10 +32,15 @@ func RoleFlags() []cli.Flag {
 			"(default: admin with a generated password, written to DATA_DIR/bootstrap-admin, mode 0600)"), []cli.Flag{
 		&cli.StringFlag{Name: "api-addr", Value: ":7480", EnvVars: cmdline.Env("API_ADDR"), Category: "broker",
 			Usage: "address the broker's REST API listens on"},
-		&cli.StringFlag{Name: "tls-cert", EnvVars: cmdline.Env("TLS_CERT"), Category: "broker",
-			Usage: "PEM certificate: serve the REST API over HTTPS (with --tls-key)"},
-		&cli.StringFlag{Name: "tls-key", EnvVars: cmdline.Env("TLS_KEY"), Category: "broker",
-			Usage: "PEM private key of --tls-cert"},
+		&cli.StringFlag{Name: "tls-cert", EnvVars: cmdline.Env("TLS_CERT"),
+			Usage: "PEM certificate `FILE` of this member's HTTPS listeners (with --tls-key): the broker's REST API, and the " +
+				"router's (else the node front's) HTTPS listener on --https-addr, for the apps' names: so a certificate " +
+				"for the broker's name and *.DOMAIN; aliases with certificates of their own are served theirs"},
+		&cli.StringFlag{Name: "tls-key", EnvVars: cmdline.Env("TLS_KEY"),
+			Usage: "PEM private key `FILE` of --tls-cert"},
+		&cli.StringFlag{Name: "https-addr", Value: ":443", EnvVars: cmdline.Env("HTTPS_ADDR"),
+			Usage: "address of the HTTPS listener for the apps: the router's on a member with the router role, else the " +
+				"node front's; it listens when --tls-cert is given or this flag is set (for aliases' own certificates only)"},
 		&cli.BoolFlag{Name: "allow-ha-applications", Value: true, EnvVars: cmdline.Env("ALLOW_HA_APPLICATIONS"), Category: "broker",
 			Usage: "platform switch: whether apps may be made highly available"},
 		&cli.BoolFlag{Name: "default-allow-ha", EnvVars: cmdline.Env("DEFAULT_ALLOW_HA"), Category: "broker",
@@ -104,9 +109,13 @@ type RoleOptions struct {
 	PortMin, PortMax int
 	BuildTimeout     time.Duration
 	HandoverTimeout  time.Duration
-	Isolation        string
-	UIDMin, UIDMax   int
-	Limits           map[string]node.Limits
+	// HTTPSAddr is where the router, else the node front, serves HTTPS
+	// for the apps, with Broker.TLSCert and TLSKey and the aliases'
+	// certificates; empty: no HTTPS for the apps.
+	HTTPSAddr      string
+	Isolation      string
+	UIDMin, UIDMax int
+	Limits         map[string]node.Limits
 	// NATSPort and NATSClusterPort are the node's NATS ports; NATSPort 0
 	// runs no cluster services.
 	NATSPort, NATSClusterPort int
@@ -255,6 +264,9 @@ func ParseRoleOptions(c *cli.Context) (RoleOptions, error) {
 	o := RoleOptions{Router: ro, DNS: dnsOpts, HAPrefix: haPrefix, HASuffix: haSuffix, Broker: bc, MaxGears: max, HTTPAddr: c.String("http-addr"), PortMin: lo, PortMax: hi,
 		Isolation: iso, UIDMin: uidLo, UIDMax: uidHi, Limits: limits, BuildTimeout: buildTimeout, HandoverTimeout: handoverTimeout,
 		NATSPort: natsPort, NATSClusterPort: natsClusterPort}
+	if bc.TLSCert != "" || c.IsSet("https-addr") {
+		o.HTTPSAddr = c.String("https-addr")
+	}
 	// Like Nomad's bind_addr: a specific --bind is the default host of
 	// every listener whose own flag was not given, so that members on
 	// one host with --bind 127.0.0.21, .22, ... do not all take :80.
@@ -263,7 +275,7 @@ func ParseRoleOptions(c *cli.Context) (RoleOptions, error) {
 		for _, l := range []struct {
 			flag string
 			addr *string
-		}{{"api-addr", &o.Broker.APIAddr}, {"http-addr", &o.HTTPAddr}, {"router-addr", &o.Router.HTTPAddr}, {"dns-addr", &o.DNS.Addr}} {
+		}{{"api-addr", &o.Broker.APIAddr}, {"http-addr", &o.HTTPAddr}, {"router-addr", &o.Router.HTTPAddr}, {"dns-addr", &o.DNS.Addr}, {"https-addr", &o.HTTPSAddr}} {
 			if !c.IsSet(l.flag) {
 				*l.addr = onBind(*l.addr, bind)
 			}
@@ -383,6 +395,10 @@ func (m *Member) startRoles(ctx context.Context) error {
 		nc.ClusterSecret = cfg.Store.ClusterSecret
 		nc.MaxDeploySize = cfg.Roles.Broker.MaxDeploySize
 		nc.BuildTimeout = cfg.Roles.BuildTimeout
+		if !slices.Contains(roles, store.RoleRouter) || cfg.Roles.Router.HTTPAddr == "" {
+			nc.HTTPSAddr = cfg.Roles.HTTPSAddr
+			nc.TLSCert, nc.TLSKey = cfg.Roles.Broker.TLSCert, cfg.Roles.Broker.TLSKey
+		}
 		if cfg.Roles.HandoverTimeout > 0 {
 			nc.HandoverTimeout = cfg.Roles.HandoverTimeout
 		}

@@ -111,6 +111,8 @@ func (m *Member) startRouter(ctx context.Context, cfg Config) error {
 	addr := m.st.AdvertiseAddr()
 	rc := router.DefaultConfig(m.st, addr, cfg.Domain)
 	rc.HTTPAddr = cfg.Roles.Router.HTTPAddr
+	rc.HTTPSAddr = cfg.Roles.HTTPSAddr
+	rc.TLSCert, rc.TLSKey = cfg.Roles.Broker.TLSCert, cfg.Roles.Broker.TLSKey
 	rc.HAPrefix, rc.HASuffix = cfg.Roles.HAPrefix, cfg.Roles.HASuffix
 	rc.ClusterSecret = cfg.Store.ClusterSecret
 	rc.Logger = cfg.Store.Logger
@@ -121,7 +123,7 @@ func (m *Member) startRouter(ctx context.Context, cfg Config) error {
 	if err := r.Start(ctx); err != nil {
 		return err
 	}
-	m.log.Info().Str("role", store.RoleRouter).Str("addr", addr).Str("http", r.HTTPAddr()).Msg("role started")
+	m.log.Info().Str("role", store.RoleRouter).Str("addr", addr).Str("http", r.HTTPAddr()).Str("https", r.HTTPSAddr()).Msg("role started")
 	status := r.StatusHandler()
 	m.internal.routerStatus.Store(&status)
 	m.roles = append(m.roles, roleStop{store.RoleRouter, func(ctx context.Context) error {

@@ -153,8 +153,22 @@ type App struct {
 	AutoscaleOff bool `json:"autoscale_off,omitempty"`
 	// DeployBranch is the branch whose pushes to the app's git remote
 	// are deployed (empty: DefaultDeployBranch).
-	DeployBranch string    `json:"deploy_branch,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
+	DeployBranch string `json:"deploy_branch,omitempty"`
+	// HTTPSRedirect has routers and node fronts answer the app's plain
+	// HTTP requests with a redirect to HTTPS; HSTSMaxAge, in seconds,
+	// above 0, has them send Strict-Transport-Security over HTTPS.
+	HTTPSRedirect bool      `json:"https_redirect,omitempty"`
+	HSTSMaxAge    int       `json:"hsts_max_age,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+}
+
+// HSTS is the Strict-Transport-Security value of the app's HTTPS
+// answers, "" for none.
+func (a App) HSTS() string {
+	if a.HSTSMaxAge <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("max-age=%d", a.HSTSMaxAge)
 }
 
 // DefaultDeployBranch is the deploy branch of an app that set none.
@@ -342,6 +356,8 @@ const (
 	ActionRemovePublicEndpoint = "remove_public_endpoint"
 	ActionAddAlias             = "add_alias"
 	ActionRemoveAlias          = "remove_alias"
+	ActionAddSSL               = "add_ssl"
+	ActionRemoveSSL            = "remove_ssl"
 	ActionEnableHA             = "enable_ha"
 	ActionDisableHA            = "disable_ha"
 	ActionGearStart            = "gear_start"
@@ -367,7 +383,40 @@ type RoutingEvent struct {
 	Types          []string  `json:"types,omitempty"`
 	Mappings       []Mapping `json:"mappings,omitempty"`
 	Alias          string    `json:"alias,omitempty"`
-	Time           time.Time `json:"time"`
+	// SSL and PrivateKey are an add_ssl event's certificate chain (PEM)
+	// and its private key, sealed with the cluster secret
+	// (store.SealSecret, purpose CertKeyPurpose): OpenShift's ssl and
+	// private_key, never in the clear.
+	SSL        string    `json:"ssl,omitempty"`
+	PrivateKey string    `json:"private_key,omitempty"`
+	Time       time.Time `json:"time"`
+}
+
+// BucketCerts holds the TLS certificates of aliases. Broker-owned; key:
+// the alias.
+const BucketCerts = "certs"
+
+// CertKeyPurpose is the purpose that aliases' private keys are sealed
+// for (store.SealSecret).
+const CertKeyPurpose = "alias tls key"
+
+// Cert is an alias's TLS certificate, uploaded by its app's owner, that
+// routers and node fronts serve for the alias by SNI. Broker-owned.
+type Cert struct {
+	Host string `json:"host"` // the alias
+	App  string `json:"app"`  // AppKey
+	// Chain is the PEM certificate chain, the leaf first.
+	Chain string `json:"chain"`
+	// Key is the PEM private key sealed with the cluster secret
+	// (store.SealSecret, CertKeyPurpose).
+	Key      string    `json:"key"`
+	NotAfter time.Time `json:"not_after"`
+	// Fingerprint is the leaf's SHA-256, hex.
+	Fingerprint string `json:"fingerprint"`
+	// ExpiryAlerted is set once the alert that it expires soon was
+	// raised for this certificate (the Fingerprint it names).
+	ExpiryAlerted string    `json:"expiry_alerted,omitempty"`
+	UpdatedAt     time.Time `json:"updated_at"`
 }
 
 // Mapping maps a frontend path to a backend path, as in the routing SPI.
@@ -597,6 +646,7 @@ const (
 	AlertAutoscaleUp   = "autoscale_up"
 	AlertAutoscaleDown = "autoscale_down"
 	AlertAutoscaleHeld = "autoscale_blocked"
+	AlertCertExpiring  = "cert_expiring"
 )
 
 // Alert is one entry of the alert feed.
