@@ -60,6 +60,10 @@ type Broker struct {
 	// git is the apps' git remotes (git.go).
 	git gitState
 
+	// metrics are the broker's Prometheus metrics; nil without
+	// Config.Metrics.
+	metrics *brokerMetrics
+
 	// feed wakes routing feed readers (followed feeds, webhook
 	// deliverers) when events arrive.
 	feed *feedHub
@@ -93,6 +97,10 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b := &Broker{cfg: cfg, st: cfg.Store, log: cfg.Logger.With().Str("component", "broker").Logger(), logClient: newLogClient(cfg.ClusterSecret),
 		feed: newFeedHub(), alertHub: newFeedHub(), limits: newAuthLimits(cfg)}
+	var err error
+	if b.metrics, err = newBrokerMetrics(b, cfg.Metrics); err != nil {
+		return nil, fmt.Errorf("broker: register metrics: %w", err)
+	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
 }
@@ -106,7 +114,7 @@ func New(cfg Config) (*Broker, error) {
 func (b *Broker) Handler() http.Handler {
 	mux := http.NewServeMux()
 	b.routes(mux)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return b.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !canonicalPath(r.URL.Path) {
 			b.fail(w, r, badRequest("The path %q is not canonical: it has empty, '.' or '..' segments.", r.URL.Path))
 			return
@@ -125,7 +133,7 @@ func (b *Broker) Handler() http.Handler {
 			return
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // canonicalPath reports whether p is absolute and has no empty, "." or

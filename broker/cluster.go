@@ -268,6 +268,7 @@ func (b *Broker) commitAll(ctx context.Context, ops []store.Op, events []state.R
 	if _, err := b.st.Batch(ctx, ops); err != nil {
 		return err
 	}
+	b.metrics.committed(events, alerts)
 	// Only a written sequence is remembered: a failed batch must not
 	// leave a gap in the feed.
 	if n := len(events); n > 0 {

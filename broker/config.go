@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
 
@@ -191,6 +192,9 @@ type Config struct {
 	// pre-receive hook, which must run githook.Run. Default: this
 	// program's executable with the argument git-hook.
 	GitHook []string
+	// Metrics, if set, is where the broker registers its Prometheus
+	// metrics (gearbox_broker_*). Default none.
+	Metrics prometheus.Registerer
 	// Logger receives the broker's logs. Default: disabled.
 	Logger zerolog.Logger
 	// Now is the clock. Default time.Now.

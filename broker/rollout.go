@@ -176,6 +176,7 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 			r.State = state.RolloutFailed
 			r.Message = fmt.Sprintf("gear %s cannot run %s (%s: %s); the roll-out stopped, the other gears run what they ran", g.ID, what(target), st.State, st.Reason)
 			if cur == nil || cur.State != state.RolloutFailed {
+				b.metrics.rolloutEnded(state.RolloutFailed)
 				b.log.Warn().Str("app", a.Name).Str("domain", a.Domain).Str("gear", g.ID).Str("deployment", target).Str("why", st.Reason).Msg("roll-out failed")
 			}
 		} else if waited := now.Sub(r.GearSince); waited > b.cfg.RolloutTimeout {
@@ -189,6 +190,7 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 			}
 			r.Message = fmt.Sprintf("gear %s did not pass its health check on %s within %s (%s); the roll-out stopped, the other gears run what they ran", g.ID, what(target), b.cfg.RolloutTimeout, why)
 			if cur == nil || cur.State != state.RolloutFailed {
+				b.metrics.rolloutEnded(state.RolloutFailed)
 				b.log.Warn().Str("app", a.Name).Str("domain", a.Domain).Str("gear", g.ID).Str("deployment", target).Str("why", why).Msg("roll-out failed")
 			}
 		}
@@ -219,6 +221,7 @@ func (b *Broker) stepRollout(a *state.App, gs []state.Gear, status map[string]st
 			b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("gear", g.ID).Str("deployment", target).Msg("roll-out moves gear")
 		} else {
 			if r.State != state.RolloutDone {
+				b.metrics.rolloutEnded(state.RolloutDone)
 				b.log.Info().Str("app", a.Name).Str("domain", a.Domain).Str("deployment", target).Int("gears", len(gs)).Msg("roll-out done")
 			}
 			r.State, r.Gear, r.GearSince, r.GearHealthy = state.RolloutDone, "", time.Time{}, time.Time{}

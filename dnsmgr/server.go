@@ -35,6 +35,7 @@ type Server struct {
 
 	table   atomic.Pointer[Table]
 	notifyC chan struct{} // signalled when the serial changes
+	queries queryCounts   // answers by query type and code
 	bufs    sync.Pool     // *[]byte for fast-path replies
 
 	mu        sync.Mutex
@@ -377,13 +378,19 @@ func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		h.s.transfer(w, req, t, h.tcp)
 		return
 	}
+	var qtype uint16
+	if len(req.Question) > 0 {
+		qtype = req.Question[0].Qtype
+	}
 	if r, ok := w.(*udpReply); ok {
 		// Straight into the batch's reply buffer.
 		if b, ok := t.appendFast(r.buf[:0], req, h.tcp); ok {
 			r.buf = b
+			h.s.queries.count(qtype, int(b[3]&0x0f))
 			return
 		}
-	} else if h.serveFast(w, req, t) {
+	} else if code, ok := h.serveFast(w, req, t); ok {
+		h.s.queries.count(qtype, code)
 		return
 	}
 	m := Answer(t, req)
@@ -392,21 +399,23 @@ func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	Fit(m, req, h.tcp)
 	w.WriteMsg(m)
+	h.s.queries.count(qtype, m.Rcode)
 }
 
 // serveFast writes the fast path's reply to req through a pooled buffer,
-// and reports whether there was one.
-func (h handler) serveFast(w dns.ResponseWriter, req *dns.Msg, t *Table) bool {
+// and reports whether there was one, and its response code.
+func (h handler) serveFast(w dns.ResponseWriter, req *dns.Msg, t *Table) (code int, ok bool) {
 	bp := h.s.bufs.Get().(*[]byte)
 	b, ok := t.appendFast((*bp)[:0], req, h.tcp)
 	if ok {
 		w.Write(b)
+		code = int(b[3] & 0x0f)
 	}
 	if cap(b) <= 4096 {
 		*bp = b[:0]
 		h.s.bufs.Put(bp)
 	}
-	return ok
+	return code, ok
 }
 
 // recoverPanic turns a panic while answering into SERVFAIL and a log line

@@ -3,12 +3,15 @@ package lb
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // BenchmarkProxy measures the proxy path with a small response from an
@@ -123,8 +126,22 @@ func BenchmarkFastServerAlone(b *testing.B) {
 			}()
 		}
 	}()
+	for _, metrics := range []bool{false, true} {
+		b.Run(fmt.Sprintf("metrics=%v", metrics), func(b *testing.B) { benchFastServer(b, ln.Addr().String(), metrics) })
+	}
+}
+
+// benchFastServer measures a FastServer over two backends at backend,
+// counting into Prometheus metrics if metrics (the hot path's cost of
+// them).
+func benchFastServer(b *testing.B, backend string, metrics bool) {
 	cfg := DefaultConfig()
-	cfg.Backends = []Backend{{ID: "a", Addr: ln.Addr().String()}, {ID: "b", Addr: ln.Addr().String()}}
+	cfg.Backends = []Backend{{ID: "a", Addr: backend}, {ID: "b", Addr: backend}}
+	if metrics {
+		responses := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "responses_total", Help: "h"}, []string{"app", "code"})
+		duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "duration_seconds", Help: "h", Buckets: DurationBuckets}, []string{"app"})
+		cfg.Metrics = NewMetrics(responses, duration, "ns/app")
+	}
 	p, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)

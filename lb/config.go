@@ -168,6 +168,10 @@ type Config struct {
 	// Default false.
 	NoStatus bool
 
+	// Metrics, if set, counts the answers a FastServer gives the pool's
+	// requests and their durations (NewMetrics). Default none.
+	Metrics *Metrics
+
 	// Logger receives the pool's logs, with component=lb. Default:
 	// disabled.
 	Logger zerolog.Logger

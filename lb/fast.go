@@ -121,6 +121,7 @@ type fastClient struct {
 	setXFP    bool   // X-Forwarded-Proto is set, not passed on
 	dropXFF   bool   // the client's X-Forwarded-For is not passed on
 	tls       bool   // the connection is TLS
+	status    int    // the status of the answer written last
 }
 
 // extendWrite moves the client's deadline on when the answer comes late:
@@ -394,6 +395,11 @@ func (fc *fastClient) handle() bool {
 		}
 	}
 	fc.p = p
+	if m := p.cfg.Metrics; m != nil {
+		start := time.Now()
+		fc.status = 0
+		defer func() { m.observe(fc.status, time.Since(start)) }()
+	}
 	if !fc.tls && p.https.Load().redirect {
 		return fc.writeRedirect(!keep) && keep && fc.drainBody()
 	}
@@ -619,6 +625,7 @@ func (fc *fastClient) relay(bc *fastBackendConn, b *backend, stuck, keep, isHead
 
 // writeStatusLine writes resp's status line as HTTP/1.1.
 func (fc *fastClient) writeStatusLine(resp *h1.Head) {
+	fc.status = resp.Status
 	fc.bw.WriteString("HTTP/1.1 ")
 	fc.bw.Write(resp.Reason)
 	fc.bw.WriteString("\r\n")
@@ -769,6 +776,7 @@ func (fc *fastClient) writePage(code int, close bool) bool {
 		body = "<html><body><h1>" + strconv.Itoa(code) + " " + http.StatusText(code) + "</h1>\n" + fastPages[code] + "\n</body></html>\n"
 	}
 	bw := fc.bw
+	fc.status = code
 	bw.WriteString("HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\n")
 	bw.WriteString("Content-Type: text/html; charset=utf-8\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n")
 	bw.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n")
@@ -803,6 +811,7 @@ func (fc *fastClient) writeRedirect(close bool) bool {
 	if err != nil {
 		host = string(req.Host)
 	}
+	fc.status = http.StatusPermanentRedirect
 	body := "<html><body><h1>308 Permanent Redirect</h1>\nThis site is served over HTTPS.\n</body></html>\n"
 	bw.WriteString("HTTP/1.1 308 Permanent Redirect\r\nLocation: https://")
 	bw.WriteString(host)
@@ -867,6 +876,7 @@ func (fc *fastClient) serveStatus(keep bool) bool {
 	rec := &pageRecorder{header: make(http.Header), code: http.StatusOK}
 	fc.p.serveStatus(rec, r)
 	bw := fc.bw
+	fc.status = rec.code
 	bw.WriteString("HTTP/1.1 " + strconv.Itoa(rec.code) + " " + http.StatusText(rec.code) + "\r\n")
 	writeHeader(bw, rec.header)
 	bw.WriteString("Content-Length: " + strconv.Itoa(rec.body.Len()) + "\r\n")

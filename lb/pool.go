@@ -34,7 +34,7 @@ type Pool struct {
 
 	set   atomic.Pointer[backendSet]
 	https atomic.Pointer[httpsPolicy] // never nil
-	next  atomic.Uint64 // counts picks: round robin position, leastconn's tie breaker
+	next  atomic.Uint64               // counts picks: round robin position, leastconn's tie breaker
 
 	sessions      atomic.Int64  // requests in flight, over all backends
 	queued        atomic.Int64  // requests waiting for a place under MaxConns

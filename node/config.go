@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"gearbox/lb"
@@ -42,6 +43,9 @@ type Config struct {
 	// wildcard; files, with TLSKey). Empty: no HTTPS listener.
 	HTTPSAddr       string
 	TLSCert, TLSKey string
+	// Metrics, if set, is where the node registers the metrics of its LB
+	// gears' load balancers (gearbox_lb_*); its own are Collector's.
+	Metrics prometheus.Registerer
 
 	// Backoff spaces the restarts of a gear whose process ends on its own.
 	// Default 1 s doubling to 30 s, reset after 60 s up.

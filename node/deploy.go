@@ -163,10 +163,12 @@ func (dp *deployer) get(g *gear, d desired) (dep *deployment, phase string, retr
 		dp.mu.Lock()
 		j.running = false
 		if err != nil {
+			dp.s.metrics.buildsFailed.Add(1)
 			j.delay = dp.s.cfg.Backoff.Next(j.delay, 0)
 			j.err, j.retryAt = err, time.Now().Add(j.delay)
 			dp.s.log.Warn().Err(err).Str("app", k.app).Str("deployment", id).Dur("retry_in", j.delay).Msg("prepare deployment failed")
 		} else {
+			dp.s.metrics.buildsOK.Add(1)
 			j.ready, j.err = dep, nil
 			dp.s.log.Info().Str("app", k.app).Str("deployment", id).Msg("deployment ready")
 		}

@@ -459,6 +459,7 @@ func (g *gear) onEvent(ev ProcessEvent, spec *state.Gear) {
 			g.crashing(ev, what)
 			break
 		}
+		g.s.metrics.restarts.Add(1)
 		g.log.Warn().Err(ev.Err).Dur("uptime", ev.Uptime).Dur("restart_in", ev.Delay).Msg("gear process ended")
 		g.report(state.GearStopped, fmt.Sprintf("%s; restarting in %s", what, ev.Delay))
 	case EventLaunchFailed:

@@ -116,6 +116,7 @@ func (g *gear) handover(d desired, prog Program, key string) bool {
 	}
 	if why != "" {
 		p.Stop()
+		g.s.metrics.handoverFails.Add(1)
 		g.failedKey = key
 		if d.deployment != g.running {
 			g.setFailedDeployment(d.deployment, true)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"gearbox/lb"
 	"gearbox/store/state"
 )
@@ -232,6 +234,9 @@ func (g *gear) stopLB() {
 // registers it, so that it follows the app's gears.
 func (s *Supervisor) startLB(id, app string, port int, key string, cfg lb.Config) (*lbGear, error) {
 	cfg.Logger = s.cfg.Logger.With().Str("gear", id).Logger()
+	if s.lbMetrics != nil {
+		cfg.Metrics = lb.NewMetrics(s.lbMetrics.responses, s.lbMetrics.duration, app, id)
+	}
 	pool, err := lb.New(cfg)
 	if err != nil {
 		return nil, err
@@ -279,6 +284,10 @@ func (s *Supervisor) stopLB(l *lbGear) {
 	}
 	<-l.done
 	l.pool.Close()
+	if m := s.lbMetrics; m != nil {
+		m.duration.DeleteLabelValues(l.app, l.gear)
+		m.responses.DeletePartialMatch(prometheus.Labels{"gear": l.gear})
+	}
 }
 
 // refreshLBs hands every load balancer of this node its app's current

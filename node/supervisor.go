@@ -59,6 +59,9 @@ type Supervisor struct {
 	// Owned by the reconcile goroutine (by Start before it runs).
 	watch *store.Watch
 	gears map[string]*gear // by id: the gears this node runs
+
+	metrics   nodeMetrics // counters for the Prometheus collector
+	lbMetrics *lbMetrics  // nil without Config.Metrics
 	// onSyncWait, if set (tests), is called when Start begins to wait
 	// for the cluster's records.
 	onSyncWait func()
@@ -146,6 +149,12 @@ func New(cfg Config) (*Supervisor, error) {
 	s.routes.Store(&routeTable{})
 	s.sides.Store(&map[string]sideProc{})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if cfg.Metrics != nil {
+		var err error
+		if s.lbMetrics, err = newLBMetrics(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("node: register metrics: %w", err)
+		}
+	}
 	return s, nil
 }
 

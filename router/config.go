@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"gearbox/lb"
@@ -82,6 +83,9 @@ type Config struct {
 	// app's pool logs with component=lb and app=NS/APP. Default:
 	// disabled.
 	Logger zerolog.Logger
+	// Metrics, if set, is where the router registers its Prometheus
+	// metrics (gearbox_router_*). Default none.
+	Metrics prometheus.Registerer
 	// Now is the clock of the records' times. Default time.Now.
 	Now func() time.Time
 }

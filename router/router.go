@@ -59,6 +59,8 @@ type Router struct {
 	wildcard *tls.Certificate
 	loader   tlscert.Loader // owned by whoever rebuilds (Start, then run)
 
+	metrics *metrics // nil without Config.Metrics
+
 	// Owned by the run goroutine (by Start before it runs).
 	watch   *store.Watch
 	members <-chan struct{}
@@ -97,6 +99,12 @@ func New(cfg Config) (*Router, error) {
 	}
 	r.table.Store(&table{})
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	if cfg.Metrics != nil {
+		r.metrics = newMetrics(r)
+		if err := r.metrics.register(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("router: register metrics: %w", err)
+		}
+	}
 	return r, nil
 }
 
@@ -414,7 +422,9 @@ func (r *Router) apply(routes []route) {
 		p := r.pools[rt.app]
 		if p == nil {
 			var err error
-			if p, err = lb.New(r.cfg.poolConfig(rt.app, rt.host)); err != nil {
+			cfg := r.cfg.poolConfig(rt.app, rt.host)
+			cfg.Metrics = r.metrics.forApp(rt.app)
+			if p, err = lb.New(cfg); err != nil {
 				// Only a bad Config.LB fails, and New checked it.
 				r.log.Error().Err(err).Str("app", rt.app).Msg("create pool failed")
 				continue
@@ -465,6 +475,7 @@ func (r *Router) apply(routes []route) {
 	for key, p := range r.pools {
 		if pools[key] == nil {
 			p.Close()
+			r.metrics.forget(key)
 			r.log.Info().Str("app", key).Msg("app no longer routed")
 		}
 	}

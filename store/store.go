@@ -53,6 +53,8 @@ type Store struct {
 
 // Stats counts what the store has done since it was created.
 type Stats struct {
+	// Writes counts the records this member wrote (Batch, Put, Delete).
+	Writes         uint64 `json:"writes"`
 	EventsSent     uint64 `json:"events_sent"`
 	EventsReceived uint64 `json:"events_received"`
 	Announced      uint64 `json:"announced"`
@@ -260,6 +262,7 @@ func (s *Store) Batch(ctx context.Context, ops []Op) ([]Version, error) {
 	if err != nil {
 		return nil, fmt.Errorf("write state: %w", err)
 	}
+	s.count(func(st *Stats) { st.Writes += uint64(len(applied)) })
 	for _, r := range applied {
 		s.broadcast(r)
 	}

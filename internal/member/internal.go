@@ -21,6 +21,8 @@ type internalAPI struct {
 	node atomic.Pointer[node.Supervisor]
 	// routerStatus reports what the member's router routes.
 	routerStatus atomic.Pointer[http.Handler]
+	// metrics serves the member's Prometheus metrics.
+	metrics http.Handler
 }
 
 func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -48,6 +50,9 @@ func (a *internalAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		http.Error(w, "this member runs no gears", http.StatusNotFound)
+	case r.URL.Path == internalapi.PathMetrics:
+		r.URL.Path = "/metrics"
+		a.metrics.ServeHTTP(w, r)
 	case r.URL.Path == internalapi.PathRouterStatus:
 		if h := a.routerStatus.Load(); h != nil {
 			(*h).ServeHTTP(w, r)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"gearbox/internal/cmdline"
@@ -36,7 +37,12 @@ type Member struct {
 	ln       net.Listener
 	served   chan error     // Serve's result: an early one is a listener failure
 	roles    []roleStop     // in start order
-	wg       sync.WaitGroup // the internal API's Serve
+	wg       sync.WaitGroup // the internal API's Serve, the metrics'
+
+	// metrics is the member's Prometheus registry: every role registers
+	// in it; served on --metrics-addr and the internal API.
+	metrics    *prometheus.Registry
+	metricsSrv *http.Server
 
 	mu      sync.Mutex
 	started bool
@@ -62,8 +68,10 @@ func New(cfg Config, log zerolog.Logger) (*Member, error) {
 		}
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	return &Member{cfg: cfg, log: log.With().Str("component", "member").Logger(), st: st,
-		internal: &internalAPI{store: st.Handler()}, served: make(chan error, 1)}, nil
+	reg := newRegistry(sc.Name, sc.Roles)
+	reg.MustRegister(st.Collector())
+	return &Member{cfg: cfg, log: log.With().Str("component", "member").Logger(), st: st, metrics: reg,
+		internal: &internalAPI{store: st.Handler(), metrics: metricsHandler(reg, "")}, served: make(chan error, 1)}, nil
 }
 
 // Start serves the internal API, joins the cluster and starts the roles,
@@ -113,6 +121,10 @@ func (m *Member) Start(ctx context.Context) error {
 		m.Close()
 		return fmt.Errorf("start roles: %w", err)
 	}
+	if err := m.startMetrics(); err != nil {
+		m.Close()
+		return err
+	}
 	return nil
 }
 
@@ -137,13 +149,16 @@ func (m *Member) Leave(ctx context.Context) error {
 	if err := m.st.Leave(ctx); err != nil {
 		m.log.Warn().Err(err).Msg("leave not confirmed; stopping anyway")
 	}
+	if m.metricsSrv != nil {
+		m.metricsSrv.Close()
+	}
 	if m.srv != nil {
 		if err := m.srv.Shutdown(ctx); err != nil {
 			m.log.Warn().Err(err).Msg("internal api did not drain in time")
 			m.srv.Close()
 		}
-		m.wg.Wait()
 	}
+	m.wg.Wait()
 	if err := m.st.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
@@ -200,6 +215,9 @@ func (m *Member) markClosed() bool {
 
 // closeListeners closes the internal API and waits for its Serve to end.
 func (m *Member) closeListeners() {
+	if m.metricsSrv != nil {
+		m.metricsSrv.Close()
+	}
 	if m.srv != nil {
 		m.srv.Close()
 	} else if m.ln != nil {

@@ -27,9 +27,10 @@ import (
 // RoleFlags are the flags of the broker, node and router roles on
 // `gearbox serve`.
 func RoleFlags() []cli.Flag {
-	flags := append(cmdline.SecretFlags("bootstrap-admin", "BOOTSTRAP_ADMIN", "broker",
-		"the first admin as user:password, created by the leader on an empty cluster "+
-			"(default: admin with a generated password, written to DATA_DIR/bootstrap-admin, mode 0600)"), []cli.Flag{
+	flags := append(cmdline.SecretFlags("metrics-token", "METRICS_TOKEN", "", "the token scrapers of --metrics-addr must send"),
+		cmdline.SecretFlags("bootstrap-admin", "BOOTSTRAP_ADMIN", "broker", "the first admin as user:password, created by the leader on an empty cluster "+
+			"(default: admin with a generated password, written to DATA_DIR/bootstrap-admin, mode 0600)")...)
+	flags = append(flags, []cli.Flag{
 		&cli.StringFlag{Name: "api-addr", Value: ":7480", EnvVars: cmdline.Env("API_ADDR"), Category: "broker",
 			Usage: "address the broker's REST API listens on"},
 		&cli.StringFlag{Name: "tls-cert", EnvVars: cmdline.Env("TLS_CERT"),
@@ -38,6 +39,9 @@ func RoleFlags() []cli.Flag {
 				"for the broker's name and *.DOMAIN; aliases with certificates of their own are served theirs"},
 		&cli.StringFlag{Name: "tls-key", EnvVars: cmdline.Env("TLS_KEY"),
 			Usage: "PEM private key `FILE` of --tls-cert"},
+		&cli.StringFlag{Name: "metrics-addr", EnvVars: cmdline.Env("METRICS_ADDR"),
+			Usage: "address to serve Prometheus metrics on, at /metrics (empty: none; they are on the internal API too); " +
+				"with --metrics-token-file or GEARBOX_METRICS_TOKEN, scrapers must send that token as a bearer token"},
 		&cli.StringFlag{Name: "https-addr", Value: ":443", EnvVars: cmdline.Env("HTTPS_ADDR"),
 			Usage: "address of the HTTPS listener for the apps: the router's on a member with the router role, else the " +
 				"node front's; it listens when --tls-cert is given or this flag is set (for aliases' own certificates only)"},
@@ -109,6 +113,9 @@ type RoleOptions struct {
 	PortMin, PortMax int
 	BuildTimeout     time.Duration
 	HandoverTimeout  time.Duration
+	// MetricsAddr is where the member serves its Prometheus metrics;
+	// MetricsToken, if set, the bearer token scrapers must send.
+	MetricsAddr, MetricsToken string
 	// HTTPSAddr is where the router, else the node front, serves HTTPS
 	// for the apps, with Broker.TLSCert and TLSKey and the aliases'
 	// certificates; empty: no HTTPS for the apps.
@@ -267,6 +274,10 @@ func ParseRoleOptions(c *cli.Context) (RoleOptions, error) {
 	if bc.TLSCert != "" || c.IsSet("https-addr") {
 		o.HTTPSAddr = c.String("https-addr")
 	}
+	o.MetricsAddr = c.String("metrics-addr")
+	if o.MetricsToken, err = cmdline.Secret(c, "metrics-token", "METRICS_TOKEN"); err != nil {
+		return RoleOptions{}, err
+	}
 	// Like Nomad's bind_addr: a specific --bind is the default host of
 	// every listener whose own flag was not given, so that members on
 	// one host with --bind 127.0.0.21, .22, ... do not all take :80.
@@ -408,6 +419,7 @@ func (m *Member) startRoles(ctx context.Context) error {
 			nc.Limits = cfg.Roles.Limits
 		}
 		nc.Logger = log
+		nc.Metrics = m.metrics
 		svc, err := m.startServices(ctx, addr)
 		if err != nil {
 			return err
@@ -424,6 +436,7 @@ func (m *Member) startRoles(ctx context.Context) error {
 		if err := sup.Start(ctx); err != nil {
 			return err
 		}
+		m.metrics.MustRegister(sup.Collector())
 		logs := sup.LogHandler()
 		internal.gearLogs.Store(&logs)
 		internal.node.Store(sup)
@@ -450,6 +463,7 @@ func (m *Member) startRoles(ctx context.Context) error {
 		bc.HAPrefix, bc.HASuffix = cfg.Roles.HAPrefix, cfg.Roles.HASuffix
 		bc.AdvertiseAddr = cfg.Store.AdvertiseAddr
 		bc.Joining = len(cfg.Store.Join) > 0
+		bc.Metrics = m.metrics
 		b, err := broker.New(bc)
 		if err != nil {
 			return err
@@ -495,6 +509,7 @@ func (m *Member) startServices(ctx context.Context, addr string) (*services.Serv
 	if err := svc.Start(ctx); err != nil {
 		return nil, err
 	}
+	m.metrics.MustRegister(svc.Collector())
 	m.roles = append(m.roles, roleStop{"services", func(context.Context) error { return svc.Close() }})
 	m.log.Info().Str("nats", svc.ClientURL()).Str("nats_cluster", svc.ClusterAddr()).Msg("cluster services starting")
 	return svc, nil

@@ -141,6 +141,7 @@ func (m *Member) startDNS(ctx context.Context, cfg Config) error {
 		}
 		return fmt.Errorf("%w (--dns-addr; empty disables DNS)", err)
 	}
+	m.metrics.MustRegister(s.Collector())
 	mlog.Info().Str("role", "dns").Str("addr", s.Addr()).Str("zone", cfg.Domain).Msg("role started")
 	m.roles = append(m.roles, roleStop{"dns", func(context.Context) error { return s.Close() }})
 	return nil

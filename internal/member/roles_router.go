@@ -113,6 +113,7 @@ func (m *Member) startRouter(ctx context.Context, cfg Config) error {
 	rc.HTTPAddr = cfg.Roles.Router.HTTPAddr
 	rc.HTTPSAddr = cfg.Roles.HTTPSAddr
 	rc.TLSCert, rc.TLSKey = cfg.Roles.Broker.TLSCert, cfg.Roles.Broker.TLSKey
+	rc.Metrics = m.metrics
 	rc.HAPrefix, rc.HASuffix = cfg.Roles.HAPrefix, cfg.Roles.HASuffix
 	rc.ClusterSecret = cfg.Store.ClusterSecret
 	rc.Logger = cfg.Store.Logger

@@ -98,6 +98,9 @@ const (
 	// because the router's own listener passes every path of an app's
 	// hosts to the app, its /lb-status included.
 	PathRouterStatus = Prefix + "router/status"
+	// PathMetrics is GET, served by every member: its Prometheus
+	// metrics, in the text exposition format (as on --metrics-addr).
+	PathMetrics = Prefix + "metrics"
 )
 
 // BlobPath is where deployment id's archive is served: PrefixBlobs + id.
