@@ -56,6 +56,36 @@ func onDeployment(gs []state.Gear, dep string) (moved, not []state.Gear) {
 	return moved, not
 }
 
+// badRollout makes ns/web a scaled app of two gears that run a first
+// deployment, old, then deploys bad (an archive of files) and waits until
+// the roll-out has moved one gear, stuck, to it.
+func (c *testCluster) badRollout(t *testing.T, files map[string]string) (old, bad []byte, stuck state.Gear) {
+	t.Helper()
+	c.domain(t, admin, "ns")
+	c.createApp(t, admin, "ns", "web", url.Values{"scale": {"true"}})
+	c.event(t, admin, "ns", "web", "scale-up")
+	old = testArchive(t, map[string]string{"index.html": "old"})
+	c.deploy(t, admin, "ns", "web", old)
+	testutil.WaitFor(t, 10*time.Second, "gears on the old deployment", func() bool {
+		moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(old))
+		for _, g := range moved {
+			c.report(t, g, state.GearStarted, sha(old))
+		}
+		return len(moved) == 2
+	})
+	testutil.WaitFor(t, 10*time.Second, "first roll-out done", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutDone })
+	bad = testArchive(t, files)
+	c.deploy(t, admin, "ns", "web", bad)
+	testutil.WaitFor(t, 10*time.Second, "one gear moved to the bad deployment", func() bool {
+		moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(bad))
+		if len(moved) == 1 {
+			stuck = moved[0]
+		}
+		return len(moved) == 1
+	})
+	return old, bad, stuck
+}
+
 // A deployment moves one gear at a time: the next only once the moved
 // gear reports itself started on the new deployment.
 func TestRolloutOneGearAtATime(t *testing.T) {
@@ -174,30 +204,7 @@ func TestRolloutRestart(t *testing.T) {
 // the old deployment rolls back.
 func TestRolloutFailsAndRollsBack(t *testing.T) {
 	c := newCluster(t, clusterOpts{cfg: func(cfg *Config) { cfg.RolloutTimeout = time.Minute }})
-	c.domain(t, admin, "ns")
-	c.createApp(t, admin, "ns", "web", url.Values{"scale": {"true"}})
-	c.event(t, admin, "ns", "web", "scale-up")
-	old := testArchive(t, map[string]string{"index.html": "old"})
-	c.deploy(t, admin, "ns", "web", old)
-	testutil.WaitFor(t, 10*time.Second, "gears on the old deployment", func() bool {
-		moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(old))
-		for _, g := range moved {
-			c.report(t, g, state.GearStarted, sha(old))
-		}
-		return len(moved) == 2
-	})
-	testutil.WaitFor(t, 10*time.Second, "first roll-out done", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutDone })
-
-	bad := testArchive(t, map[string]string{"gearbox.yml": "web: exit 1\n"})
-	c.deploy(t, admin, "ns", "web", bad)
-	var stuck state.Gear
-	testutil.WaitFor(t, 10*time.Second, "one gear moved to the bad deployment", func() bool {
-		moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(bad))
-		if len(moved) == 1 {
-			stuck = moved[0]
-		}
-		return len(moved) == 1
-	})
+	old, bad, stuck := c.badRollout(t, map[string]string{"gearbox.yml": "web: exit 1\n"})
 	c.report(t, stuck, state.GearStopped, "")
 	c.clock.Advance(2 * time.Minute)
 	testutil.WaitFor(t, 10*time.Second, "roll-out failed", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutFailed })
@@ -240,30 +247,7 @@ func TestRolloutFailsAtOnceOnFailedDeployment(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newCluster(t, clusterOpts{}) // the default timeout: 10 minutes
-			c.domain(t, admin, "ns")
-			c.createApp(t, admin, "ns", "web", url.Values{"scale": {"true"}})
-			c.event(t, admin, "ns", "web", "scale-up")
-			old := testArchive(t, map[string]string{"index.html": "old"})
-			c.deploy(t, admin, "ns", "web", old)
-			testutil.WaitFor(t, 10*time.Second, "gears on the old deployment", func() bool {
-				moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(old))
-				for _, g := range moved {
-					c.report(t, g, state.GearStarted, sha(old))
-				}
-				return len(moved) == 2
-			})
-			testutil.WaitFor(t, 10*time.Second, "first roll-out done", func() bool { return c.rollout(t, "ns", "web").State == state.RolloutDone })
-
-			bad := testArchive(t, map[string]string{"gearbox.yml": "web: ./serve\nbuild: exit 2\n"})
-			c.deploy(t, admin, "ns", "web", bad)
-			var stuck state.Gear
-			testutil.WaitFor(t, 10*time.Second, "one gear moved to the bad deployment", func() bool {
-				moved, _ := onDeployment(c.gears(t, "ns", "web"), sha(bad))
-				if len(moved) == 1 {
-					stuck = moved[0]
-				}
-				return len(moved) == 1
-			})
+			_, bad, stuck := c.badRollout(t, map[string]string{"gearbox.yml": "web: ./serve\nbuild: exit 2\n"})
 			c.waitRolloutPasses(t, 2)
 			if r := c.rollout(t, "ns", "web"); r.State != state.RolloutRolling {
 				t.Fatalf("roll-out %+v before the node reported, want rolling", r)

@@ -775,9 +775,18 @@ func (fc *fastClient) writePage(code int, close bool) bool {
 	if !ok {
 		body = "<html><body><h1>" + strconv.Itoa(code) + " " + http.StatusText(code) + "</h1>\n" + fastPages[code] + "\n</body></html>\n"
 	}
+	return fc.writeHTML(code, "", body, close)
+}
+
+// writeHTML answers with an HTML page of status code, and a Location of
+// location if it is not empty.
+func (fc *fastClient) writeHTML(code int, location, body string, close bool) bool {
 	bw := fc.bw
 	fc.status = code
 	bw.WriteString("HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\n")
+	if location != "" {
+		bw.WriteString("Location: " + location + "\r\n")
+	}
 	bw.WriteString("Content-Type: text/html; charset=utf-8\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n")
 	bw.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n")
 	if close {
@@ -798,48 +807,26 @@ var fastPages = map[int]string{
 	http.StatusHTTPVersionNotSupported:     "Only HTTP/1.0 and HTTP/1.1 are served here.",
 }
 
-// writeRedirect answers a plain HTTP request for a pool that is served
-// over HTTPS only (Config.HTTPSRedirect) with a permanent redirect to the
-// same host and target over HTTPS (308: the method and body are kept).
+// writeRedirect answers a plain HTTP request for a pool served over
+// HTTPS only (Pool.SetHTTPS) with a permanent redirect to the same host
+// and target over HTTPS (308: the method and body are kept).
 func (fc *fastClient) writeRedirect(close bool) bool {
-	req, bw := &fc.req, fc.bw
-	target := req.Target
+	req := &fc.req
+	target := string(req.Target)
 	if req.Path == nil {
-		target = []byte("/") // an absolute target: its host is the Host
+		target = "/" // an absolute target: its host is the Host
 	}
 	host, _, err := net.SplitHostPort(string(req.Host))
 	if err != nil {
 		host = string(req.Host)
 	}
-	fc.status = http.StatusPermanentRedirect
-	body := "<html><body><h1>308 Permanent Redirect</h1>\nThis site is served over HTTPS.\n</body></html>\n"
-	bw.WriteString("HTTP/1.1 308 Permanent Redirect\r\nLocation: https://")
-	bw.WriteString(host)
-	bw.Write(target)
-	bw.WriteString("\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n")
-	if close {
-		bw.WriteString("Connection: close\r\n")
-	}
-	bw.WriteString("\r\n")
-	bw.WriteString(body)
-	fc.extendWrite()
-	return bw.Flush() == nil
+	return fc.writeHTML(http.StatusPermanentRedirect, "https://"+host+target,
+		"<html><body><h1>308 Permanent Redirect</h1>\nThis site is served over HTTPS.\n</body></html>\n", close)
 }
 
 // writeNotFound answers a request for a host the router does not know.
 func (fc *fastClient) writeNotFound(close bool) bool {
-	body := fc.s.notFound
-	bw := fc.bw
-	bw.WriteString("HTTP/1.1 404 Not Found\r\n")
-	bw.WriteString("Content-Type: text/html; charset=utf-8\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n")
-	bw.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n")
-	if close {
-		bw.WriteString("Connection: close\r\n")
-	}
-	bw.WriteString("\r\n")
-	bw.WriteString(body)
-	fc.extendWrite()
-	return bw.Flush() == nil
+	return fc.writeHTML(http.StatusNotFound, "", fc.s.notFound, close)
 }
 
 // pageRecorder is the http.ResponseWriter the status page writes to.
