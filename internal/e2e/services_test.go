@@ -783,16 +783,21 @@ func TestServicesEndToEnd(t *testing.T) {
 	// its metadata leader again (no pre-vote, see the README), and a
 	// request meanwhile times out; an app retries.
 	var kvB jetstream.KeyValue
-	var createErr error
-	waitUntil(t, 30*time.Second, "app other creates a bucket", c.logs, func() bool {
+	var createErr error // the last try's, for a failure
+	lastErr := func() string { return fmt.Sprintf("\nlast try: %v%s", createErr, c.logs()) }
+	waitUntil(t, 30*time.Second, "app other creates a bucket", lastErr, func() bool {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		kvB, createErr = jsB.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{Bucket: "secrets"})
 		return createErr == nil
 	})
-	if _, err := kvB.Put(ctx, "k", []byte("b's")); err != nil {
-		t.Fatal(err)
-	}
+	// The new bucket's own stream may be electing its leader too.
+	waitUntil(t, 30*time.Second, "app other writes to its bucket", lastErr, func() bool {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, createErr = kvB.Put(cctx, "k", []byte("b's"))
+		return createErr == nil
+	})
 	if _, err := jsA.KeyValue(ctx, "secrets"); !errors.Is(err, jetstream.ErrBucketNotFound) {
 		t.Errorf("the demo's gear opening app other's bucket: %v, want not found", err)
 	}
