@@ -66,6 +66,10 @@ var errBadCredentials = &apiError{code: http.StatusUnauthorized, exit: 1, msg: "
 // authenticate finds the user a request speaks for.
 func (b *Broker) authenticate(r *http.Request) (*state.User, error) {
 	if r.Header.Get("Authorization") == "" {
+		// The web console's session (console.go).
+		if u, ok, err := b.cookieUser(r); ok {
+			return u, err
+		}
 		return nil, errUnauthenticated
 	}
 	if token, ok := bearerToken(r); ok {

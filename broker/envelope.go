@@ -93,7 +93,9 @@ func (b *Broker) fail(w http.ResponseWriter, r *http.Request, err error) {
 		f := ae.field
 		msg.Field = &f
 	}
-	if ae.code == http.StatusUnauthorized {
+	// Not to the console's script, whose browser would put up its own
+	// password dialog over the page (console.go).
+	if ae.code == http.StatusUnauthorized && r.Header.Get(consoleHeader) == "" {
 		w.Header().Set("WWW-Authenticate", `Basic realm="gearbox"`)
 	}
 	if ae.retryAfter > 0 {

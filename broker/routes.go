@@ -52,6 +52,13 @@ func (b *Broker) routes(mux *http.ServeMux) {
 	// errors and authentication challenge.
 	mux.HandleFunc("/git/", b.serveGit)
 
+	// The web console (console.go): its files, and its session.
+	mux.Handle("GET /console/", b.consoleHandler())
+	mux.Handle("GET /console", http.RedirectHandler("/console/", http.StatusMovedPermanently))
+	h("POST /console/session", b.createConsoleSession)
+	h("GET /console/session", b.showConsoleSession)
+	h("DELETE /console/session", b.deleteConsoleSession)
+
 	h("GET /broker/rest/nodes", b.listNodes)
 	h("POST /broker/rest/nodes/{node}/events", b.nodeEvent)
 	h("DELETE /broker/rest/nodes/{node}", b.removeNode)
