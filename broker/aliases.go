@@ -127,7 +127,7 @@ func (b *Broker) addAlias(w http.ResponseWriter, r *http.Request, u *state.User,
 			return err
 		}
 		ops, events = certOps, append(events, e)
-		view.HasPrivateSSLCertificate, view.Cert = true, &api.AliasCert{NotAfter: cert.leaf.NotAfter, Fingerprint: fingerprint(cert.leaf)}
+		view.HasPrivateSSLCertificate, view.Cert = true, certView(&state.Cert{NotAfter: cert.leaf.NotAfter, Fingerprint: fingerprint(cert.leaf)})
 		msg += " " + certMessage(host, cert)
 	}
 	if err := b.commitAlias(r, a, host, ops, events); err != nil {

@@ -163,12 +163,6 @@ func (b *Broker) bundleFile(id string) string {
 	return filepath.Join(b.gitRoot(), "bundles", id+".bundle")
 }
 
-// GitURL is where app ns/name's git remote is on a broker whose REST API
-// is at api.
-func GitURL(api, ns, name string) string {
-	return strings.TrimRight(api, "/") + "/git/" + ns + "/" + name + ".git"
-}
-
 // serveGit answers git's smart-HTTP requests for /git/NS/APP.git.
 func (b *Broker) serveGit(w http.ResponseWriter, r *http.Request) {
 	m := gitRepoPathRE.FindStringSubmatch(r.URL.Path)

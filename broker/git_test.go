@@ -144,7 +144,7 @@ func TestGitPush(t *testing.T) {
 	c.domain(t, admin, "ns")
 	c.createApp(t, admin, "ns", "web", url.Values{"scale": {"true"}})
 	c.event(t, admin, "ns", "web", "scale-up")
-	remote := GitURL(c.url, "ns", "web")
+	remote := c.url + "/git/ns/web.git"
 
 	work := t.TempDir()
 	if out, err := gitRun(work, nil, "init", "-q", "-b", "main"); err != nil {
