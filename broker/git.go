@@ -223,12 +223,20 @@ func (b *Broker) serveGit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := state.AppKey(a.Domain, a.Name)
+	receive := service == "git-receive-pack" && r.Method == http.MethodPost
+	// A push holds the repository until it is recorded, so that pushes
+	// and the copies brought up to date follow one another; a fetch holds
+	// it only while the copy is brought up to date.
 	l := b.git.lock(key)
 	l.Lock()
-	defer l.Unlock()
 	dir, err := b.ensureRepo(r.Context(), git, key, a.Branch())
 	if err == nil {
 		_, err = b.syncRepo(r.Context(), git, key, a.Branch())
+	}
+	if receive {
+		defer l.Unlock()
+	} else {
+		l.Unlock()
 	}
 	if err != nil {
 		b.log.Error().Err(err).Str("app", key).Msg("git repository not available")
@@ -237,7 +245,6 @@ func (b *Broker) serveGit(w http.ResponseWriter, r *http.Request) {
 	}
 	env := []string{"GIT_PROJECT_ROOT=" + filepath.Dir(dir), "GIT_HTTP_EXPORT_ALL=1", "REMOTE_USER=" + u.Login,
 		"GIT_CONFIG_NOSYSTEM=1", "HOME=" + b.gitRoot()}
-	receive := service == "git-receive-pack" && r.Method == http.MethodPost
 	if receive {
 		sock, err := b.hookSocket()
 		if err != nil {
