@@ -5,6 +5,15 @@
 log() { printf '%s\n' "$*" >&2; }
 die() { log "$BENCH: $*"; exit 1; }
 
+# need_go puts Go's default install on PATH if go is not there already,
+# and stops if there is none.
+need_go() {
+	if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+		export PATH="/usr/local/go/bin:$PATH"
+	fi
+	command -v go >/dev/null 2>&1 || die "go not found"
+}
+
 # --- packages ---------------------------------------------------------------
 
 SUDO=

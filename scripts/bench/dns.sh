@@ -51,10 +51,7 @@ NSD_IP=127.0.0.52
 PORT=5300
 ZONE=bench.test
 
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
-	export PATH="/usr/local/go/bin:$PATH"
-fi
-command -v go >/dev/null 2>&1 || die "go not found"
+need_go
 
 # --- packages ---------------------------------------------------------------
 

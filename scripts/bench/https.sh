@@ -40,10 +40,7 @@ HAPROXY_ADDR=127.0.0.30:18443
 GEARBOX_ADDR=127.0.0.31:18443
 HOST=www.bench.example
 
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
-	export PATH="/usr/local/go/bin:$PATH"
-fi
-command -v go >/dev/null 2>&1 || die "go not found"
+need_go
 
 apt_install haproxy wrk curl openssl ca-certificates
 for a in $BACKEND1 $BACKEND2 $HAPROXY_ADDR $GEARBOX_ADDR; do

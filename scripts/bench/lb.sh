@@ -49,10 +49,7 @@ CADDY_ADDR=127.0.0.22:18080
 GEARBOX_ADDR=127.0.0.23:18080
 SECRET="bench secret"
 
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
-	export PATH="/usr/local/go/bin:$PATH"
-fi
-command -v go >/dev/null 2>&1 || die "go not found"
+need_go
 
 # --- packages ---------------------------------------------------------------
 

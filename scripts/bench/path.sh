@@ -53,10 +53,7 @@ HOST=ha-app-ns.example.com
 APP_HOST=app-ns.example.com
 SECRET="bench secret"
 
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
-	export PATH="/usr/local/go/bin:$PATH"
-fi
-command -v go >/dev/null 2>&1 || die "go not found"
+need_go
 
 # --- packages ---------------------------------------------------------------
 
