@@ -47,6 +47,8 @@ type FastServer struct {
 	route    func(host string) *Pool // with NewFastRouter
 	notFound string                  // with NewFastRouter: the 404 page
 	cfg      Config
+	// acme answers ACME HTTP-01 challenges (SetACMEAnswers).
+	acme func(host, token string) (string, bool)
 
 	mu      sync.Mutex
 	lns     []net.Listener
@@ -84,6 +86,18 @@ func NewFastRouter(cfg Config, route func(host string) *Pool, notFound string) *
 	return &FastServer{route: route, notFound: notFound, cfg: cfg, log: cfg.Logger.With().Str("component", "lb").Logger(),
 		conns: make(map[*fastClient]struct{}), idle: make(map[string][]*fastBackendConn)}
 }
+
+// SetACMEAnswers has s answer plain-HTTP GET requests for
+// /.well-known/acme-challenge/TOKEN (RFC 8555, section 8.3) with what
+// answer returns for the request's Host and TOKEN, before any pool's
+// rules apply; a request it has no answer for goes to the pool as any
+// other (an app may answer challenges of its own). Call it before Serve.
+func (s *FastServer) SetACMEAnswers(answer func(host, token string) (string, bool)) {
+	s.acme = answer
+}
+
+// acmePath is the path prefix of ACME HTTP-01 challenges.
+const acmePath = "/.well-known/acme-challenge/"
 
 // Client connection states.
 const (
@@ -386,6 +400,11 @@ func (fc *fastClient) handle() bool {
 	s, p := fc.s, fc.s.p
 	req := &fc.req
 	keep := !req.Close && !s.closing.Load()
+	if s.acme != nil && !fc.tls && bytes.HasPrefix(req.Path, []byte(acmePath)) && string(req.Method) == http.MethodGet {
+		if answer, ok := s.acme(string(req.Host), string(req.Path[len(acmePath):])); ok {
+			return fc.writeText(http.StatusOK, answer, !keep) && keep && fc.drainBody()
+		}
+	}
 	if s.route != nil {
 		if string(req.Host) != fc.host {
 			fc.host = string(req.Host)
@@ -781,13 +800,24 @@ func (fc *fastClient) writePage(code int, close bool) bool {
 // writeHTML answers with an HTML page of status code, and a Location of
 // location if it is not empty.
 func (fc *fastClient) writeHTML(code int, location, body string, close bool) bool {
+	return fc.writeBody(code, location, "text/html; charset=utf-8", body, close)
+}
+
+// writeText answers with a plain-text body of status code.
+func (fc *fastClient) writeText(code int, body string, close bool) bool {
+	return fc.writeBody(code, "", "text/plain; charset=utf-8", body, close)
+}
+
+// writeBody answers with body of status code and content type ctype, and
+// a Location of location if it is not empty.
+func (fc *fastClient) writeBody(code int, location, ctype, body string, close bool) bool {
 	bw := fc.bw
 	fc.status = code
 	bw.WriteString("HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\n")
 	if location != "" {
 		bw.WriteString("Location: " + location + "\r\n")
 	}
-	bw.WriteString("Content-Type: text/html; charset=utf-8\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n")
+	bw.WriteString("Content-Type: " + ctype + "\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n")
 	bw.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n")
 	if close {
 		bw.WriteString("Connection: close\r\n")
