@@ -229,6 +229,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	b.wg.Go(b.autoscaleLoop)
 	b.wg.Go(b.repoLoop)
 	b.wg.Go(b.certLoop)
+	b.wg.Go(b.acmeLoop)
 	b.log.Info().Str("api", b.apiURL).Msg("broker started")
 	return nil
 }

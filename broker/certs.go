@@ -151,7 +151,7 @@ func certView(rec *state.Cert) *api.AliasCert {
 	if rec == nil {
 		return nil
 	}
-	return &api.AliasCert{NotAfter: rec.NotAfter, Fingerprint: rec.Fingerprint}
+	return &api.AliasCert{NotAfter: rec.NotAfter, Fingerprint: rec.Fingerprint, ACME: rec.ACME}
 }
 
 // PUT .../applications/{app}/aliases/{alias}: ssl_certificate and
@@ -224,8 +224,11 @@ func (b *Broker) checkCertExpiry(ctx context.Context) error {
 		if now.After(c.NotAfter) {
 			reason = fmt.Sprintf("the certificate of alias %s expired on %s", c.Host, c.NotAfter.UTC().Format(time.DateOnly))
 		}
-		alerts = append(alerts, state.Alert{Kind: state.AlertCertExpiring, AppName: name, Namespace: ns, Reason: reason,
-			Action: fmt.Sprintf("none: upload a new one (gearbox app alias update %s %s --cert FILE --key FILE)", name, c.Host)})
+		action := fmt.Sprintf("none: upload a new one (gearbox app alias update %s %s --cert FILE --key FILE)", name, c.Host)
+		if c.ACME {
+			action = fmt.Sprintf("none: its renewal by ACME has failed so far (gearbox app alias list %s says why); fix that, or upload a certificate (gearbox app alias update %s %s --cert FILE --key FILE)", name, name, c.Host)
+		}
+		alerts = append(alerts, state.Alert{Kind: state.AlertCertExpiring, AppName: name, Namespace: ns, Reason: reason, Action: action})
 		c.ExpiryAlerted = c.Fingerprint
 		ops = append(ops, store.Op{Bucket: state.BucketCerts, Key: c.Host, Value: c})
 		b.log.Warn().Str("alias", c.Host).Str("app", c.App).Time("not_after", c.NotAfter).Msg("alias certificate expires soon")

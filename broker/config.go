@@ -184,6 +184,10 @@ type Config struct {
 	// MaxDomainsPerUser is how many domains a user may own; creating one
 	// more is refused with 409. Default 100.
 	MaxDomainsPerUser int
+	// ACME, with its Directory set, has the leader obtain and renew
+	// certificates for the aliases that have none uploaded and whose DNS
+	// points at the cluster (acme.go). Default: off.
+	ACME ACMEConfig
 	// HTTPClient forwards calls to the leader. Default: a client with a
 	// 60 s timeout whose transport opens at most APIMaxConnsPerClient/2
 	// connections to one broker (more calls wait for one).
@@ -280,6 +284,7 @@ func (c *Config) validate() error {
 	if c.Domain == "" {
 		c.Domain = "example.com"
 	}
+	c.ACME.withDefaults()
 	if c.HAPrefix == "" && c.HASuffix == "" {
 		c.HAPrefix, c.HASuffix = state.DefaultHADNSPrefix, state.DefaultHADNSSuffix
 	}

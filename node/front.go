@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"gearbox/lb"
+	"gearbox/store/state"
 	"gearbox/store/tlscert"
 )
 
@@ -186,6 +189,13 @@ func (f *front) close(grace time.Duration) error {
 }
 
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil && r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, state.ACMEChallengePath) {
+		if answer, ok := tlscert.Challenge(f.s.st, r.Host, strings.TrimPrefix(r.URL.Path, state.ACMEChallengePath)); ok {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			io.WriteString(w, answer)
+			return
+		}
+	}
 	rt := f.s.routes.Load()
 	target, ok := rt.route(r.Host)
 	if pol := rt.httpsOf(r.Host); ok && (pol.redirect || pol.hsts != "") {

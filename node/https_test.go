@@ -87,3 +87,36 @@ func TestFrontHTTPS(t *testing.T) {
 		t.Error("HSTS sent over plain HTTP")
 	}
 }
+
+// The front answers the ACME HTTP-01 challenges that the broker leader
+// records, for their host only and until they expire, over plain HTTP.
+func TestFrontAnswersACME(t *testing.T) {
+	n := newTestStore(t)
+	n.s = n.startSupervisor(func(c *Config) { c.ClusterSecret = "sekrit" })
+	n.put(state.BucketACMEChallenges, "tok-1", state.ACMEChallenge{Token: "tok-1", Host: "www.one.example", KeyAuth: "tok-1.thumb",
+		Expires: time.Now().Add(time.Minute)})
+	n.put(state.BucketACMEChallenges, "tok-2", state.ACMEChallenge{Token: "tok-2", Host: "www.one.example", KeyAuth: "tok-2.thumb",
+		Expires: time.Now().Add(-time.Second)})
+	for _, tc := range []struct {
+		host, token string
+		code        int
+		want        string
+	}{
+		{"WWW.one.example:80", "tok-1", 200, "tok-1.thumb"},
+		{"other.example", "tok-1", 404, "No application"},
+		{"www.one.example", "tok-2", 404, "No application"}, // expired
+		{"www.one.example", "tok-1/../tok-1", 404, "No application"},
+	} {
+		req, _ := http.NewRequest("GET", "http://"+n.s.FrontAddr()+"/.well-known/acme-challenge/"+tc.token, nil)
+		req.Host = tc.host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || !strings.Contains(string(body), tc.want) || tc.code == 200 && string(body) != tc.want {
+			t.Errorf("%s %s: %d %q, want %d %q", tc.host, tc.token, resp.StatusCode, body, tc.code, tc.want)
+		}
+	}
+}

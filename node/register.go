@@ -27,6 +27,9 @@ type Registration struct {
 	// NATS is host:port of the node's NATS cluster listener, when it runs
 	// cluster services.
 	NATS string
+	// HTTP is host:port of the node's front HTTP listener, as other
+	// members reach it; empty without one.
+	HTTP string
 }
 
 // Register writes this member's node record (node-owned: only this member
@@ -48,7 +51,7 @@ func Register(ctx context.Context, st *store.Store, r Registration) error {
 		return fmt.Errorf("node registration: gear port range %d-%d is not within 1-65535", r.PortMin, r.PortMax)
 	}
 	n := state.Node{Name: st.Name(), Addr: r.Addr, Zone: r.Zone, Region: r.Region, MaxGears: r.MaxGears,
-		PortMin: r.PortMin, PortMax: r.PortMax, Isolation: r.Isolation, NATS: r.NATS}
+		PortMin: r.PortMin, PortMax: r.PortMax, Isolation: r.Isolation, NATS: r.NATS, HTTP: r.HTTP}
 	var old state.Node
 	if _, err := st.Get(state.BucketNodes, st.Name(), &old); err == nil {
 		n.Since = old.Since

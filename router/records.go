@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 
 	"gearbox/store"
 	"gearbox/store/state"
@@ -12,20 +11,7 @@ import (
 
 // registration is the router's record as it should be.
 func (r *Router) registration() state.Router {
-	return state.Router{Name: r.name, Addr: r.cfg.Addr, HTTP: r.advertisedHTTP(), Since: r.cfg.Now().UTC()}
-}
-
-// advertisedHTTP is where others reach the HTTP listener: the bound
-// address, with the advertised IP in place of a wildcard one.
-func (r *Router) advertisedHTTP() string {
-	host, port, err := net.SplitHostPort(r.httpAddr)
-	if err != nil {
-		return r.httpAddr
-	}
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = r.cfg.Addr
-	}
-	return net.JoinHostPort(host, port)
+	return state.Router{Name: r.name, Addr: r.cfg.Addr, HTTP: store.Reachable(r.httpAddr, r.cfg.Addr), Since: r.cfg.Now().UTC()}
 }
 
 // register writes the router's record.

@@ -162,6 +162,7 @@ func (r *Router) Start(ctx context.Context) error {
 		return err
 	}
 	r.srv = lb.NewFastRouter(r.cfg.LB, r.route, r.cfg.NotFoundPage)
+	r.srv.SetACMEAnswers(func(host, token string) (string, bool) { return tlscert.Challenge(r.st, host, token) })
 	r.served = make(chan struct{})
 	go func() {
 		defer close(r.served)

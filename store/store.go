@@ -183,6 +183,20 @@ func (s *Store) Start(ctx context.Context) error {
 // Name returns this member's name.
 func (s *Store) Name() string { return s.cfg.Name }
 
+// Reachable is where other members reach a listener bound to bound
+// (host:port): bound, with advertised in place of a wildcard or missing
+// IP.
+func Reachable(bound, advertised string) string {
+	host, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return bound
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = advertised
+	}
+	return net.JoinHostPort(host, port)
+}
+
 // AdvertiseAddr returns the IP address other members reach this one at:
 // Config.AdvertiseAddr when set, else the address gossip chose at Start
 // (empty before Start). Roles that publish an address of their own (a

@@ -159,10 +159,23 @@ type Alias struct {
 	HasPrivateSSLCertificate bool `json:"has_private_ssl_certificate"`
 	// Cert describes that certificate.
 	Cert *AliasCert `json:"certificate,omitempty"`
+	// ACME, on a cluster that obtains certificates by ACME, says why the
+	// alias has none yet and when it is tried again.
+	ACME *AliasACME `json:"acme,omitempty"`
+}
+
+// AliasACME is why ACME has not given an alias a certificate yet.
+type AliasACME struct {
+	Error    string    `json:"error"`
+	Failures int       `json:"failures"`
+	NextTry  time.Time `json:"next_try"`
 }
 
 // AliasCert is an alias's certificate, without its key.
 type AliasCert struct {
 	NotAfter    time.Time `json:"not_after"`
 	Fingerprint string    `json:"fingerprint_sha256"`
+	// ACME is set on a certificate obtained by the cluster's ACME
+	// certificate authority, which the cluster renews.
+	ACME bool `json:"acme,omitempty"`
 }

@@ -2,11 +2,14 @@ package member
 
 import (
 	"encoding/base64"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"gearbox/internal/testutil"
 	"gearbox/store"
 )
 
@@ -209,5 +212,42 @@ func TestServeOptionsErrors(t *testing.T) {
 				t.Errorf("error %q reports --encrypt twice", err)
 			}
 		})
+	}
+}
+
+// The --acme-* flags: off by default, read into the broker's config, and
+// refused with the flag's name when wrong.
+func TestACMEFlags(t *testing.T) {
+	ro, err := RoleOptionsFromArgs(nil)
+	if err != nil || ro.Broker.ACME.Directory != "" {
+		t.Fatalf("defaults: %+v, %v; want ACME off", ro.Broker.ACME, err)
+	}
+	dir := t.TempDir()
+	ca := testutil.NewCA(t, "ACME CA")
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, []byte(ca.PEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ro, err = RoleOptionsFromArgs([]string{"--acme-directory", "https://ca.example/dir", "--acme-email", "ops@example.org",
+		"--acme-ca-file", caFile, "--acme-resolver", "127.0.0.1:5353", "--acme-renew-before", "240h"})
+	if a := ro.Broker.ACME; err != nil || a.Directory != "https://ca.example/dir" || a.Email != "ops@example.org" || a.Roots == nil ||
+		a.Resolver != "127.0.0.1:5353" || a.RenewBefore != 240*time.Hour {
+		t.Errorf("parsed %+v, %v", a, err)
+	}
+	notPEM := filepath.Join(dir, "not.pem")
+	os.WriteFile(notPEM, []byte("hello"), 0o600)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--acme-directory", "http://ca.example/dir"}, "--acme-directory"},
+		{[]string{"--acme-directory", "https://ca.example/dir", "--acme-ca-file", filepath.Join(dir, "none.pem")}, "--acme-ca-file"},
+		{[]string{"--acme-directory", "https://ca.example/dir", "--acme-ca-file", notPEM}, "holds no PEM certificate"},
+		{[]string{"--acme-directory", "https://ca.example/dir", "--acme-resolver", "nope"}, "--acme-resolver"},
+		{[]string{"--acme-directory", "https://ca.example/dir", "--acme-renew-before", "0s"}, "--acme-renew-before"},
+	} {
+		if _, err := RoleOptionsFromArgs(tt.args); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: %v, want an error naming %s", tt.args, err, tt.want)
+		}
 	}
 }

@@ -2,11 +2,14 @@ package member
 
 import (
 	"context"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
 	"maps"
 	"net"
+	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -71,6 +74,18 @@ func RoleFlags() []cli.Flag {
 			Usage: "how long a node must have been gone (failed or left) before its gears are replaced on other nodes; a node back within it keeps its gears"},
 		&cli.DurationFlag{Name: "autoscale-interval", Value: broker.DefaultAutoscaleInterval, EnvVars: cmdline.Env("AUTOSCALE_INTERVAL"), Category: "broker",
 			Usage: "how often the broker leader samples the sessions of scalable apps' load balancers for autoscaling (an average of the last 10 samples decides)"},
+		&cli.StringFlag{Name: "acme-directory", EnvVars: cmdline.Env("ACME_DIRECTORY"), Category: "broker",
+			Usage: "ACME directory `URL` of a certificate authority (such as Let's Encrypt's https://acme-v02.api.letsencrypt.org/directory): " +
+				"the broker leader then obtains and renews a certificate for every alias that has none uploaded and whose DNS points at the " +
+				"routers (HTTP-01, answered by every router on port 80); give every broker the same ACME flags (empty: off)"},
+		&cli.StringFlag{Name: "acme-email", EnvVars: cmdline.Env("ACME_EMAIL"), Category: "broker",
+			Usage: "contact `ADDRESS` of the cluster's ACME account, for the authority's expiry notices (optional)"},
+		&cli.StringFlag{Name: "acme-ca-file", EnvVars: cmdline.Env("ACME_CA_FILE"), Category: "broker",
+			Usage: "PEM `FILE` of the CAs to trust for --acme-directory's HTTPS instead of the system's (a private or test authority)"},
+		&cli.StringFlag{Name: "acme-resolver", EnvVars: cmdline.Env("ACME_RESOLVER"), Category: "broker",
+			Usage: "DNS server `HOST:PORT` asked where aliases point before their certificates are ordered (default: the system's resolver)"},
+		&cli.DurationFlag{Name: "acme-renew-before", Value: broker.DefaultACMERenewBefore, EnvVars: cmdline.Env("ACME_RENEW_BEFORE"), Category: "broker",
+			Usage: "how long before its expiry an ACME certificate is renewed"},
 		&cli.StringFlag{Name: "ha-dns-prefix", Value: state.DefaultHADNSPrefix, EnvVars: cmdline.Env("HA_DNS_PREFIX"), Category: "routing",
 			Usage: "prefix of HA apps' routing-layer hostnames (PREFIX APP-NS SUFFIX .DOMAIN), served by routers; the same on every member"},
 		&cli.StringFlag{Name: "ha-dns-suffix", Value: state.DefaultHADNSSuffix, EnvVars: cmdline.Env("HA_DNS_SUFFIX"), Category: "routing",
@@ -219,6 +234,9 @@ func ParseRoleOptions(c *cli.Context) (RoleOptions, error) {
 	}
 	if bc.AutoscaleInterval = c.Duration("autoscale-interval"); bc.AutoscaleInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--autoscale-interval %s: want a positive duration", bc.AutoscaleInterval))
+	}
+	if bc.ACME, err = parseACME(c); err != nil {
+		errs = append(errs, err)
 	}
 	buildTimeout := c.Duration("build-timeout")
 	if buildTimeout <= 0 {
@@ -450,7 +468,7 @@ func (m *Member) startRoles(ctx context.Context) error {
 		// The record says how gears are isolated, which Start found out.
 		if err := node.Register(ctx, st, node.Registration{Addr: addr, Zone: cfg.Store.Zone, Region: cfg.Store.Region,
 			MaxGears: cfg.Roles.MaxGears, PortMin: cfg.Roles.PortMin, PortMax: cfg.Roles.PortMax,
-			Isolation: sup.Isolation(), NATS: natsAddr}); err != nil {
+			Isolation: sup.Isolation(), NATS: natsAddr, HTTP: frontHTTP(sup.FrontAddr(), addr)}); err != nil {
 			return err
 		}
 		mlog.Info().Str("role", store.RoleNode).Str("addr", addr).Int("max_gears", cfg.Roles.MaxGears).
@@ -529,4 +547,44 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size such as 512MiB or 1000000", s)
 	}
 	return n * mult, nil
+}
+
+// frontHTTP is where other members reach the node front bound to bound
+// ("" without one).
+func frontHTTP(bound, addr string) string {
+	if bound == "" {
+		return ""
+	}
+	return store.Reachable(bound, addr)
+}
+
+// parseACME reads the --acme-* flags.
+func parseACME(c *cli.Context) (broker.ACMEConfig, error) {
+	a := broker.ACMEConfig{Directory: c.String("acme-directory"), Email: c.String("acme-email"),
+		Resolver: c.String("acme-resolver"), RenewBefore: c.Duration("acme-renew-before")}
+	if a.Directory == "" {
+		return a, nil
+	}
+	if u, err := url.Parse(a.Directory); err != nil || u.Scheme != "https" || u.Host == "" {
+		return a, fmt.Errorf("--acme-directory %q: want the https URL of an ACME directory", a.Directory)
+	}
+	if a.RenewBefore <= 0 {
+		return a, fmt.Errorf("--acme-renew-before %s: want a positive duration", a.RenewBefore)
+	}
+	if a.Resolver != "" {
+		if _, _, err := net.SplitHostPort(a.Resolver); err != nil {
+			return a, fmt.Errorf("--acme-resolver %q: want HOST:PORT", a.Resolver)
+		}
+	}
+	if f := c.String("acme-ca-file"); f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return a, fmt.Errorf("--acme-ca-file: %w", err)
+		}
+		a.Roots = x509.NewCertPool()
+		if !a.Roots.AppendCertsFromPEM(pem) {
+			return a, fmt.Errorf("--acme-ca-file %s holds no PEM certificate", f)
+		}
+	}
+	return a, nil
 }

@@ -321,8 +321,11 @@ type Node struct {
 	// NATSJoined is set once the node's NATS server is current in the
 	// cluster's JetStream metadata group; nodes that join an existing
 	// cluster wait for the ones before them to be (see node/services).
-	NATSJoined bool      `json:"nats_joined,omitempty"`
-	Since      time.Time `json:"since"`
+	NATSJoined bool `json:"nats_joined,omitempty"`
+	// HTTP is host:port of the node's front HTTP listener, as reached
+	// from other members; empty on a node without one.
+	HTTP  string    `json:"http,omitempty"`
+	Since time.Time `json:"since"`
 }
 
 // Isolates reports whether the node runs gears as uids of their own (its
@@ -417,7 +420,69 @@ type Cert struct {
 	// raised for this certificate (the Fingerprint it names).
 	ExpiryAlerted string    `json:"expiry_alerted,omitempty"`
 	UpdatedAt     time.Time `json:"updated_at"`
+	// ACME is set on a certificate the broker leader obtained from the
+	// cluster's ACME certificate authority, which it renews; an owner's
+	// upload replaces it and ends that.
+	ACME bool `json:"acme,omitempty"`
 }
+
+// BucketACME holds, by alias, the state of each alias whose certificate
+// the broker leader has tried and failed to obtain by ACME (ACMEStatus).
+// Broker-owned.
+const BucketACME = "acme"
+
+// KeyACMEAccount is the key of the cluster's ACME account (ACMEAccount)
+// in BucketCluster.
+const KeyACMEAccount = "acme_account"
+
+// ACMEAccountPurpose is the purpose that the ACME account's private key
+// is sealed for (store.SealSecret).
+const ACMEAccountPurpose = "acme account key"
+
+// ACMEAccount is the cluster's account with its ACME certificate
+// authority, shared by every broker that leads.
+type ACMEAccount struct {
+	// Directory is the CA's directory URL that the account is with.
+	Directory string `json:"directory"`
+	// Key is the account's PEM private key sealed with the cluster secret
+	// (store.SealSecret, ACMEAccountPurpose).
+	Key string `json:"key"`
+	// URI is the account's URL at the CA, once registered.
+	URI       string    `json:"uri,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// ACMEStatus is why an alias has no ACME certificate yet, and when the
+// leader tries again.
+type ACMEStatus struct {
+	Host  string `json:"host"`
+	App   string `json:"app"` // AppKey
+	Error string `json:"error"`
+	// Failures counts the tries that failed in a row; the wait before
+	// the next try doubles with each.
+	Failures int       `json:"failures"`
+	LastTry  time.Time `json:"last_try"`
+	NextTry  time.Time `json:"next_try"`
+}
+
+// BucketACMEChallenges holds the HTTP-01 challenges under way, by token,
+// which every router answers at /.well-known/acme-challenge/TOKEN for
+// the challenge's host. Broker-owned.
+const BucketACMEChallenges = "acme_challenges"
+
+// ACMEChallenge is one HTTP-01 challenge's answer. It is no secret: the
+// certificate authority fetches it over plain HTTP.
+type ACMEChallenge struct {
+	Token string `json:"token"`
+	Host  string `json:"host"`
+	// KeyAuth is the answer: the token and the account key's thumbprint.
+	KeyAuth string    `json:"key_auth"`
+	Expires time.Time `json:"expires"`
+}
+
+// ACMEChallengePath is the path prefix of HTTP-01 challenges (RFC 8555,
+// section 8.3).
+const ACMEChallengePath = "/.well-known/acme-challenge/"
 
 // Mapping maps a frontend path to a backend path, as in the routing SPI.
 type Mapping struct {

@@ -10,8 +10,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"gearbox/store"
 	"gearbox/store/state"
@@ -124,4 +126,25 @@ func (l *Loader) Load(st *store.Store) (map[string]*tls.Certificate, error) {
 	}
 	l.cache = next
 	return out, errors.Join(errs...)
+}
+
+// Challenge returns the answer to the ACME HTTP-01 challenge token for
+// host (the request's Host, any case, with or without a port), which the
+// broker leader recorded in st (state.BucketACMEChallenges) for as long
+// as the challenge runs; ok is false if there is none.
+func Challenge(st *store.Store, host, token string) (answer string, ok bool) {
+	if token == "" || strings.ContainsAny(token, "/?#") {
+		return "", false
+	}
+	var c state.ACMEChallenge
+	if _, err := st.Get(state.BucketACMEChallenges, token, &c); err != nil {
+		return "", false
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if !strings.EqualFold(strings.TrimSuffix(host, "."), c.Host) || time.Now().After(c.Expires) {
+		return "", false
+	}
+	return c.KeyAuth, true
 }

@@ -1,0 +1,121 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"gearbox/broker/api"
+	"gearbox/internal/testutil"
+	"gearbox/store"
+	"gearbox/store/state"
+)
+
+// The leader's choice of aliases for ACME: those without a certificate
+// and those whose ACME certificate is due for renewal, never one the
+// owner uploaded, and not before a failed one's next try. The exchange
+// with a certificate authority is tested against pebble in
+// internal/integration (TestACMECertificates).
+func TestACMEDue(t *testing.T) {
+	c := newCluster(t, clusterOpts{nodes: []nodeSpec{{name: "n1", zone: "z1"}}})
+	c.domain(t, admin, "ns")
+	c.createApp(t, admin, "ns", "web", nil)
+	hosts := []string{"own.example", "fresh.example", "due.example", "none.example", "wait.example"}
+	for _, h := range hosts {
+		if r := c.do(t, "POST", appPath("ns", "web", "/aliases"), admin, url.Values{"id": {h}}); r.code != 201 {
+			t.Fatalf("add alias %s: %d %s", h, r.code, r.text())
+		}
+	}
+	// The loop is off (no directory at New); the test runs its steps.
+	c.b.cfg.ACME = ACMEConfig{Directory: "https://ca.invalid/dir"}
+	c.b.cfg.ACME.withDefaults()
+	now := c.clock.Now()
+	day := 24 * time.Hour
+	put := func(bucket, key string, v any) {
+		t.Helper()
+		if _, err := c.st.Put(context.Background(), bucket, key, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(state.BucketCerts, "own.example", state.Cert{Host: "own.example", App: "ns/web", NotAfter: now.Add(day)})
+	fresh := now.Add(60 * day)
+	put(state.BucketCerts, "fresh.example", state.Cert{Host: "fresh.example", App: "ns/web", NotAfter: fresh, ACME: true})
+	put(state.BucketCerts, "due.example", state.Cert{Host: "due.example", App: "ns/web", NotAfter: now.Add(10 * day), ACME: true})
+	retry := now.Add(time.Hour)
+	put(state.BucketACME, "wait.example", state.ACMEStatus{Host: "wait.example", App: "ns/web", Error: "x", Failures: 1, NextTry: retry})
+	put(state.BucketACME, "gone.example", state.ACMEStatus{Host: "gone.example", App: "ns/web", Error: "x", Failures: 1, NextTry: retry})
+
+	want, next, err := c.b.acmeDue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range want {
+		got = append(got, w.host)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"due.example", "none.example"}) || !next.Equal(retry) {
+		t.Errorf("due %v, next %s; want due.example and none.example, next %s", got, next, retry)
+	}
+	if _, err := c.st.GetRecord(state.BucketACME, "gone.example"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("status of a removed alias: %v, want it deleted", err)
+	}
+
+	// A failure is recorded with its reason, and each one in a row
+	// doubles the wait before the next try.
+	w := want[slices.IndexFunc(want, func(w acmeWant) bool { return w.host == "none.example" })]
+	for i, wait := range []time.Duration{DefaultACMERetryMin, 2 * DefaultACMERetryMin, 4 * DefaultACMERetryMin} {
+		before := c.clock.Now()
+		at, err := c.b.acmeRecord(context.Background(), w, nil, errors.New("refused by the CA"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := at.Sub(before); d < wait || d > wait+time.Minute {
+			t.Errorf("failure %d: next try in %s, want %s", i+1, d, wait)
+		}
+	}
+	var app state.App
+	if _, err := c.st.Get(state.BucketApps, "ns/web", &app); err != nil {
+		t.Fatal(err)
+	}
+	views := aliasViews(c.st, &app)
+	i := slices.IndexFunc(views, func(v api.Alias) bool { return v.ID == "none.example" })
+	if a := views[i].ACME; a == nil || a.Failures != 3 || !strings.Contains(a.Error, "refused by the CA") {
+		t.Errorf("the alias's view: %+v", a)
+	}
+
+	// An issued certificate becomes the alias's, marked ACME, with its
+	// add_ssl event; the failure's status goes.
+	ca := testutil.NewCA(t, "ACME test CA")
+	chain, key := ca.Issue(t, now.Add(90*day), "none.example")
+	if _, err := c.b.acmeRecord(context.Background(), w, &acmeIssued{chain: chain, key: []byte(key)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var cert state.Cert
+	if _, err := c.st.Get(state.BucketCerts, "none.example", &cert); err != nil || !cert.ACME || cert.Chain != chain ||
+		strings.Contains(cert.Key, "PRIVATE KEY") {
+		t.Errorf("certificate record %+v, %v: want the chain, marked ACME, the key sealed", cert, err)
+	}
+	if _, err := c.st.GetRecord(state.BucketACME, "none.example"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("status after success: %v, want it deleted", err)
+	}
+	if es := c.events(t); len(es) == 0 {
+		t.Error("no routing event")
+	} else if e := es[len(es)-1]; e.Action != state.ActionAddSSL || e.Alias != "none.example" {
+		t.Errorf("last routing event %+v, want add_ssl of none.example", e)
+	}
+
+	// A certificate the owner uploaded meanwhile is not replaced.
+	chain2, key2 := ca.Issue(t, now.Add(90*day), "own.example")
+	if _, err := c.b.acmeRecord(context.Background(), acmeWant{app: w.app, host: "own.example"}, &acmeIssued{chain: chain2, key: []byte(key2)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var own state.Cert
+	if _, err := c.st.Get(state.BucketCerts, "own.example", &own); err != nil || own.ACME || own.Chain == chain2 {
+		t.Errorf("the owner's certificate was replaced: %+v, %v", own, err)
+	}
+}

@@ -1,0 +1,231 @@
+package integration
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"gearbox/broker"
+	"gearbox/broker/api"
+	"gearbox/broker/client"
+	"gearbox/internal/testutil"
+	"gearbox/router"
+	"gearbox/store/state"
+)
+
+// TestACMECertificates runs Debian's pebble, an ACME test certificate
+// authority, with a DNS server of the test's that says where aliases
+// point. The broker leader obtains a certificate for an alias that points
+// at the router, answering pebble's HTTP-01 challenge through the router;
+// the router serves it by SNI, chained to pebble's root; the leader renews
+// it before it expires. An alias that points elsewhere gets no order, and
+// says why.
+func TestACMECertificates(t *testing.T) {
+	pebble, err := exec.LookPath("pebble")
+	if err != nil {
+		t.Skip("pebble (Debian package pebble, an ACME test server) is not installed; .ci/run installs it")
+	}
+	caIP := ips.Next() // pebble and the DNS server
+	ca := testutil.NewCA(t, "pebble listener CA")
+	dir := t.TempDir()
+	chain, key := ca.Issue(t, time.Now().Add(24*time.Hour), caIP)
+	writeFile(t, filepath.Join(dir, "cert.pem"), chain)
+	writeFile(t, filepath.Join(dir, "key.pem"), key)
+	dnsAddr := net.JoinHostPort(caIP, "5353")
+	directory := "https://" + caIP + ":14000/dir"
+
+	c := newCluster(t, []nodeSpec{{name: "n1", zone: "z1"}}, func(cfg *broker.Config) {
+		cfg.ACME = broker.ACMEConfig{Directory: directory, Roots: ca.Pool, Resolver: dnsAddr,
+			RenewBefore: time.Hour, RetryMin: time.Minute}
+	})
+	n1 := c.node(t, "n1")
+	routerIP := n1.Config.BindAddr
+	rcfg := router.FastConfig(n1.Store, routerIP, "example.com")
+	rcfg.HTTPAddr, rcfg.HTTPSAddr = routerIP+":5002", routerIP+":0"
+	rcfg.ClusterSecret = testSecret
+	r, err := router.New(rcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+
+	// The test's DNS: www.shop.example points at the router, elsewhere.example
+	// at an address that is no member's.
+	zone := map[string]string{"www.shop.example.": routerIP, "elsewhere.example.": "127.0.0.250"}
+	startDNS(t, dnsAddr, zone)
+
+	// Certificates are valid for an hour and 15 s, and renewed an hour
+	// before they expire: 15 s after they are issued.
+	cfgFile := filepath.Join(dir, "pebble.json")
+	writeFile(t, cfgFile, fmt.Sprintf(`{"pebble": {"listenAddress": "%s:14000", "managementListenAddress": "%s:15000",
+		"certificate": "%s", "privateKey": "%s", "httpPort": 5002, "tlsPort": 5001,
+		"ocspResponderURL": "", "externalAccountBindingRequired": false, "certificateValidityPeriod": 3615}}`,
+		caIP, caIP, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")))
+	cmd := exec.Command(pebble, "-config", cfgFile, "-dnsserver", dnsAddr)
+	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
+	var out testutil.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("pebble's output:\n%s", out.String())
+		}
+	})
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}}
+	testutil.WaitFor(t, 20*time.Second, "pebble's directory", func() bool {
+		resp, err := hc.Get(directory)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, out.String)
+
+	ctx := context.Background()
+	newApp(t, c.admin, "ns", "shop", client.AppOptions{})
+	for _, h := range []string{"www.shop.example", "elsewhere.example"} {
+		if _, _, err := c.admin.AddAlias(ctx, "ns", "shop", h); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var aliases []api.Alias
+	alias := func(host string) api.Alias {
+		aliases, err = c.admin.Aliases(ctx, "ns", "shop")
+		for _, a := range aliases {
+			if a.ID == host {
+				return a
+			}
+		}
+		return api.Alias{}
+	}
+	dump := func() string { b, _ := json.Marshal(aliases); return fmt.Sprintf("%s %v", b, err) }
+	testutil.WaitFor(t, time.Minute, "an ACME certificate for www.shop.example", func() bool {
+		a := alias("www.shop.example")
+		return a.Cert != nil && a.Cert.ACME
+	}, dump)
+	first := alias("www.shop.example").Cert
+
+	// The router serves it, and it chains to pebble's root.
+	roots := x509.NewCertPool()
+	resp, err := hc.Get("https://" + caIP + ":15000/roots/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !roots.AppendCertsFromPEM(root) {
+		t.Fatalf("pebble's root: %q", root)
+	}
+	served := func() (*x509.Certificate, error) {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", r.HTTPSAddr(),
+			&tls.Config{ServerName: "www.shop.example", RootCAs: roots})
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0], nil
+	}
+	servedFingerprint := func() string {
+		leaf, err := served()
+		if err != nil {
+			return err.Error()
+		}
+		return fmt.Sprintf("%x", sha256.Sum256(leaf.Raw))
+	}
+	var got string
+	testutil.WaitFor(t, 10*time.Second, "the router serving the ACME certificate", func() bool {
+		got = servedFingerprint()
+		return got == first.Fingerprint
+	}, func() string { return got })
+
+	// The alias that points elsewhere has no certificate, and says why.
+	if a := alias("elsewhere.example"); a.Cert != nil || a.ACME == nil || !strings.Contains(a.ACME.Error, "127.0.0.250") ||
+		!strings.Contains(a.ACME.Error, "not to the cluster") {
+		t.Errorf("elsewhere.example: %+v, ACME %+v; want no certificate and why", a, a.ACME)
+	}
+	// No challenge is left in the store.
+	if recs, err := c.st.List(state.BucketACMEChallenges); err != nil || len(recs) != 0 {
+		t.Errorf("challenges left: %d %v", len(recs), err)
+	}
+
+	// The leader renews the certificate when it is due, 15 s after it was
+	// issued, and the router serves the new one.
+	var renewed *api.AliasCert
+	testutil.WaitFor(t, time.Minute, "the ACME certificate renewed", func() bool {
+		renewed = alias("www.shop.example").Cert
+		return renewed != nil && renewed.ACME && renewed.Fingerprint != first.Fingerprint
+	}, dump)
+	if !renewed.NotAfter.After(first.NotAfter) {
+		t.Errorf("renewed certificate expires %s, the first %s", renewed.NotAfter, first.NotAfter)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the router serving the renewed certificate", func() bool {
+		got = servedFingerprint()
+		return got != first.Fingerprint && !strings.Contains(got, " ")
+	}, func() string { return got })
+}
+
+// writeFile writes s to path, mode 0600, or fails the test.
+func writeFile(t testing.TB, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startDNS serves zone's A records (name with its final dot -> IP) on
+// addr over UDP and TCP until the test ends; other names are NXDOMAIN.
+func startDNS(t testing.TB, addr string, zone map[string]string) {
+	t.Helper()
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		name := strings.ToLower(q.Question[0].Name)
+		ip, ok := zone[name]
+		switch {
+		case !ok:
+			m.Rcode = dns.RcodeNameError
+		case q.Question[0].Qtype == dns.TypeA:
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5},
+				A: net.ParseIP(ip)})
+		}
+		w.WriteMsg(m)
+	})
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait) // after the servers' shutdowns, which run first
+	for _, network := range []string{"udp", "tcp"} {
+		started := make(chan error, 1)
+		srv := &dns.Server{Addr: addr, Net: network, Handler: h, NotifyStartedFunc: func() { started <- nil }}
+		wg.Go(func() {
+			if err := srv.ListenAndServe(); err != nil {
+				started <- err
+			}
+		})
+		if err := <-started; err != nil {
+			t.Fatalf("test DNS on %s/%s: %v", addr, network, err)
+		}
+		t.Cleanup(func() { srv.Shutdown() })
+	}
+}
