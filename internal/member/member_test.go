@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -226,21 +228,48 @@ func TestServeLeavesWhenContextEnds(t *testing.T) {
 // A process that knows a member's gossip port but not the cluster secret
 // cannot join: gossip is encrypted with a key derived from the secret, so
 // it learns no member, no internal API address to send requests to, and
-// no state.
+// no state; and while it listens, the member never calls the internal
+// API it announces (where the secret went in the clear before it was
+// proved by mutual TLS instead).
 func TestJoinWithoutTheSecretFails(t *testing.T) {
 	m, cfg := startRouterMember(t, nil)
 	if _, err := m.Store().Put(context.Background(), "apps", "secret-app", "state only members may read"); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
-		name string
-		key  []byte
-	}{{"no gossip key", nil}, {"another secret's key", store.DeriveGossipKey("not-the-cluster-secret")}} {
+		name    string
+		key     []byte
+		control bool // with the cluster's key: the trap must see the member
+	}{
+		{"no gossip key", nil, false},
+		{"another secret's key", store.DeriveGossipKey("not-the-cluster-secret"), false},
+		{"the cluster's key (control)", store.DeriveGossipKey(cfg.Store.ClusterSecret), true},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
 			aip := ips.Next()
+			// The attacker announces an internal API of its own, where a
+			// member that took it in would send anti-entropy requests:
+			// the listener counts every connection made to it.
+			trap, err := net.Listen("tcp", aip+":7947")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer trap.Close()
+			var dialed atomic.Int32
+			go func() {
+				for {
+					c, err := trap.Accept()
+					if err != nil {
+						return
+					}
+					dialed.Add(1)
+					c.Close()
+				}
+			}()
 			ac := store.LocalConfig("mallory", t.TempDir(), aip)
 			ac.EncryptKey = tt.key
 			ac.ClusterSecret = "not-the-cluster-secret"
+			ac.InternalPort = 7947
 			attacker, err := store.New(ac)
 			if err != nil {
 				t.Fatal(err)
@@ -250,8 +279,24 @@ func TestJoinWithoutTheSecretFails(t *testing.T) {
 				t.Fatal(err)
 			}
 			reached, _ := attacker.Join([]string{net.JoinHostPort(cfg.Store.BindAddr, "7946")})
+			if tt.control {
+				testutil.WaitFor(t, 15*time.Second, "the member dialing the internal API of a member it took in",
+					func() bool { return reached == 1 && dialed.Load() > 0 })
+				return
+			}
 			if reached != 0 {
 				t.Errorf("the join reached %d members", reached)
+			}
+			// It listens while the member writes and runs three rounds
+			// of anti-entropy: a negative, so a fixed time.
+			for i := range 3 {
+				if _, err := m.Store().Put(context.Background(), "apps", fmt.Sprintf("app-%d", i), "more state"); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(cfg.Store.AntiEntropyInterval)
+			}
+			if n := dialed.Load(); n != 0 {
+				t.Errorf("the member connected to the attacker's internal API %d times", n)
 			}
 			for _, mem := range attacker.Members() {
 				if mem.Name != "mallory" {
