@@ -42,6 +42,9 @@ type Options struct {
 	Region              string
 	LeaveTimeout        time.Duration
 	AntiEntropyInterval time.Duration
+	// MaxClockSkew is how far ahead of this member's clock a record's
+	// version may be (store.Config.MaxClockSkew); 0: the store's default.
+	MaxClockSkew time.Duration
 }
 
 // Config is a validated Options: what serve runs with.
@@ -134,6 +137,9 @@ func (o Options) Config() (Config, error) {
 	if o.AntiEntropyInterval <= 0 {
 		fail("--anti-entropy-interval %s must be positive", o.AntiEntropyInterval)
 	}
+	if ttl := store.DefaultConfig("", "").TombstoneTTL; o.MaxClockSkew < 0 || o.MaxClockSkew >= ttl {
+		fail("--max-clock-skew %s must be positive and shorter than the tombstone lifetime (%s)", o.MaxClockSkew, ttl)
+	}
 	if len(errs) > 0 {
 		return Config{}, cmdline.JoinErrors(errs)
 	}
@@ -150,6 +156,9 @@ func (o Options) Config() (Config, error) {
 	sc.EncryptKey = key
 	sc.ClusterSecret = secret
 	sc.AntiEntropyInterval = o.AntiEntropyInterval
+	if o.MaxClockSkew > 0 {
+		sc.MaxClockSkew = o.MaxClockSkew
+	}
 	return Config{
 		Store:         sc,
 		InternalAddr:  net.JoinHostPort(o.Bind, strconv.Itoa(o.InternalPort)),

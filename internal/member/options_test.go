@@ -125,13 +125,14 @@ func TestServeOptionsConfig(t *testing.T) {
 	o.Encrypt, o.ClusterSecret = key, ""
 	o.Zone, o.Region = "z1", "r1"
 	o.Domain = "Apps.Example.COM."
+	o.MaxClockSkew = 5 * time.Minute
 	cfg, err := o.Config()
 	if err != nil {
 		t.Fatal(err)
 	}
 	sc := cfg.Store
 	if sc.Name != "m1" || sc.DataDir != "/tmp/gearbox-test" || sc.BindAddr != "127.0.0.11" || sc.BindPort != 7946 ||
-		sc.AdvertiseAddr != "10.1.2.3" || sc.InternalPort != 9000 || sc.Zone != "z1" || sc.Region != "r1" {
+		sc.AdvertiseAddr != "10.1.2.3" || sc.InternalPort != 9000 || sc.Zone != "z1" || sc.Region != "r1" || sc.MaxClockSkew != 5*time.Minute {
 		t.Errorf("store config = %+v", sc)
 	}
 	if !reflect.DeepEqual(sc.Roles, []string{"node"}) {
@@ -164,6 +165,9 @@ func TestServeOptionsConfig(t *testing.T) {
 		string(cfg.Store.EncryptKey) != string(store.DeriveGossipKey("options-test-secret")) || len(cfg.Store.EncryptKey) != 32 {
 		t.Errorf("secret only: secret %q (derived %v), gossip key %x", cfg.Store.ClusterSecret, cfg.SecretDerived, cfg.Store.EncryptKey)
 	}
+	if cfg.Store.MaxClockSkew != time.Minute {
+		t.Errorf("MaxClockSkew = %s by default, want 1m", cfg.Store.MaxClockSkew)
+	}
 	if cfg.InternalAddr != "0.0.0.0:7947" {
 		t.Errorf("InternalAddr = %q", cfg.InternalAddr)
 	}
@@ -190,6 +194,8 @@ func TestServeOptionsErrors(t *testing.T) {
 		{"no secret", func(o *Options) { o.ClusterSecret = "" }, []string{"no cluster secret", "--cluster-secret-file", "GEARBOX_CLUSTER_SECRET"}},
 		{"bad domain", func(o *Options) { o.Domain = "a..b" }, []string{"--domain"}},
 		{"leave timeout", func(o *Options) { o.LeaveTimeout = 0 }, []string{"--leave-timeout"}},
+		{"clock skew negative", func(o *Options) { o.MaxClockSkew = -time.Second }, []string{"--max-clock-skew -1s"}},
+		{"clock skew past tombstones", func(o *Options) { o.MaxClockSkew = 48 * time.Hour }, []string{"--max-clock-skew 48h0m0s", "tombstone"}},
 		{"several", func(o *Options) { o.Roles = "x"; o.SerfPort = -1 }, []string{"--role", "--serf-port -1"}},
 	}
 	for _, tt := range tests {

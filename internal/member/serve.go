@@ -54,6 +54,9 @@ func ServeCommand(log *zerolog.Logger) *cli.Command {
 			&cli.DurationFlag{Name: "anti-entropy-interval", Value: store.DefaultConfig("", "").AntiEntropyInterval,
 				EnvVars: cmdline.Env("ANTI_ENTROPY_INTERVAL"),
 				Usage:   "how often the member compares its state with a random peer and repairs differences (jittered)"},
+			&cli.DurationFlag{Name: "max-clock-skew", Value: store.DefaultConfig("", "").MaxClockSkew, EnvVars: cmdline.Env("MAX_CLOCK_SKEW"),
+				Usage: "how far ahead of this member's clock a record's version may be: records from further in the future are refused " +
+					"and logged, so members' clocks (NTP) must agree within it; shorter than the tombstone lifetime (24h)"},
 		}, append(append(cmdline.SecretFlags("cluster-secret", "CLUSTER_SECRET", "",
 			"the cluster secret, the same on every member: it authenticates the internal API, seals state in gossip and, "+
 				"unless a gossip key is given, encrypts gossip (make one with: (umask 077; openssl rand -hex 32 > FILE)); required"),
@@ -87,6 +90,7 @@ func ServeCommand(log *zerolog.Logger) *cli.Command {
 				Region:              c.String("region"),
 				LeaveTimeout:        c.Duration("leave-timeout"),
 				AntiEntropyInterval: c.Duration("anti-entropy-interval"),
+				MaxClockSkew:        c.Duration("max-clock-skew"),
 			}.Config()
 			if err != nil {
 				if rerr != nil {
