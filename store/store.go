@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -133,7 +134,11 @@ func (s *Store) Start(ctx context.Context) error {
 	sc.Logger = serfLogger(s.cfg.Logger)
 	sc.LogOutput = nil
 	sc.UserEventSizeLimit = s.cfg.UserEventSizeLimit
-	sc.SnapshotPath = filepath.Join(s.cfg.DataDir, "serf.snapshot")
+	snap, err := snapshotPath(s.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	sc.SnapshotPath = snap
 	sc.RejoinAfterLeave = true
 	sc.EnableNameConflictResolution = false
 	if len(s.cfg.EncryptKey) > 0 {
@@ -182,6 +187,34 @@ func (s *Store) Start(ctx context.Context) error {
 
 // Name returns this member's name.
 func (s *Store) Name() string { return s.cfg.Name }
+
+// snapshotPath returns where serf keeps its snapshot: in DATA_DIR/serf,
+// a directory only the member can enter. Serf creates the file, and the
+// compacted copies it renames over it, readable by all, and a node opens
+// DATA_DIR to its gears' uids so that they reach their own directories:
+// a gear could read a snapshot kept in DATA_DIR itself. A snapshot that
+// an earlier version kept there is moved in.
+func snapshotPath(dataDir string) (string, error) {
+	dir := filepath.Join(dataDir, "serf")
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "serf.snapshot")
+	old := filepath.Join(dataDir, "serf.snapshot")
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if err := os.Rename(old, path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("move the gossip snapshot into %s: %w", dir, err)
+		}
+	}
+	os.Remove(old) // one left beside a newer one
+	if err := os.Chmod(path, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	return path, nil
+}
 
 // Reachable is where other members reach a listener bound to bound
 // (host:port): bound, with advertised in place of a wildcard or missing

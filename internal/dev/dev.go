@@ -150,7 +150,7 @@ func runDev(ctx context.Context, dir string, reset bool, stdout, stderr io.Write
 			return fmt.Errorf("--reset: %w", err)
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	abs, err := filepath.Abs(dir)

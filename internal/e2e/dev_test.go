@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,9 +33,34 @@ var (
 // a second start on the same state does the same.
 func TestDevEndToEnd(t *testing.T) {
 	bin := gearboxBinary(t)
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "dev")
 	t.Run("first start", func(t *testing.T) { runDevOnce(t, bin, dir, true) })
 	t.Run("start again", func(t *testing.T) { runDevOnce(t, bin, dir, false) })
+	checkDevFilesPrivate(t, dir)
+}
+
+// checkDevFilesPrivate checks that what gearbox dev keeps is its user's
+// only: the folder (0700), its log, each member's state.db (0600) and
+// gossip snapshot folder (0700).
+func checkDevFilesPrivate(t *testing.T, dir string) {
+	want := map[string]fs.FileMode{".": fs.ModeDir | 0o700, "gearbox.log": 0o600}
+	dbs, _ := filepath.Glob(filepath.Join(dir, "*", "state.db"))
+	if len(dbs) == 0 {
+		t.Errorf("no state.db under %s", dir)
+	}
+	for _, db := range dbs {
+		m, _ := filepath.Rel(dir, filepath.Dir(db))
+		want[filepath.Join(m, "state.db")] = 0o600
+		want[filepath.Join(m, "serf")] = fs.ModeDir | 0o700
+	}
+	for path, mode := range want {
+		fi, err := os.Stat(filepath.Join(dir, path))
+		if err != nil {
+			t.Errorf("%s: %v", path, err)
+		} else if got := fi.Mode() & (fs.ModeDir | fs.ModePerm); got != mode {
+			t.Errorf("%s: mode %s, want %s", path, got, mode)
+		}
+	}
 }
 
 // runDevOnce starts `gearbox dev` on dir, follows its instructions (with
