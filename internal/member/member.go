@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"gearbox/internal/cmdline"
+	"gearbox/lb"
 	"gearbox/store"
 	"gearbox/store/internalapi"
 )
@@ -43,6 +44,8 @@ type Member struct {
 	// in it; served on --metrics-addr and the internal API.
 	metrics    *prometheus.Registry
 	metricsSrv *http.Server
+	// internalGuard applies the internal API's time-outs and caps.
+	internalGuard *lb.ServerGuard
 
 	mu      sync.Mutex
 	started bool
@@ -108,13 +111,22 @@ func (m *Member) Start(ctx context.Context) error {
 	// without it fails the handshake (internalapi.ServerTLS).
 	secret := m.cfg.Store.ClusterSecret
 	m.srv = &http.Server{
-		Handler:           internalapi.RequirePeer(secret, m.internal),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       cmp.Or(m.cfg.InternalReadTimeout, DefaultInternalReadTimeout),
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          stdlog.New(cmdline.LogWriter{Log: alog, Msg: "internal api error"}, "", 0),
+		Handler:        internalapi.RequirePeer(secret, m.internal),
+		ReadTimeout:    cmp.Or(m.cfg.InternalReadTimeout, DefaultInternalReadTimeout),
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       stdlog.New(cmdline.LogWriter{Log: alog, Msg: "internal api error"}, "", 0),
 	}
+	// Each write must be taken within the write time-out (a whole answer
+	// may take longer: a followed log, an archive), and connections are
+	// capped, in all and per address, before the TLS handshake.
+	m.internalGuard = lb.GuardServer(m.srv, lb.Limits{
+		HeaderTimeout:     10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		WriteTimeout:      cmp.Or(m.cfg.InternalWriteTimeout, DefaultInternalWriteTimeout),
+		MaxConns:          cmp.Or(m.cfg.InternalMaxConns, DefaultInternalMaxConns),
+		MaxConnsPerClient: cmp.Or(m.cfg.InternalMaxConnsPerClient, DefaultInternalMaxConnsPerClient),
+		Logger:            alog,
+	})
 	m.wg.Go(func() { m.served <- m.srv.Serve(tls.NewListener(ln, internalapi.ServerTLS(secret))) })
 	alog.Info().Str("addr", ln.Addr().String()).Msg("internal api listening")
 	if err := m.startRoles(ctx); err != nil {

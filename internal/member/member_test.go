@@ -1,6 +1,7 @@
 package member
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -410,4 +412,120 @@ func TestInternalAPICutsTrickledRequests(t *testing.T) {
 			c.Write([]byte(" "))
 		}
 	}
+}
+
+// The internal API cuts a peer that stops reading its answer (each write
+// must be taken within InternalWriteTimeout), and caps connections: one
+// over the cap is closed as soon as it is accepted, before any TLS
+// handshake, and the API serves again once connections close.
+func TestInternalAPIWriteTimeoutAndConnCap(t *testing.T) {
+	m, cfg := startRouterMember(t, func(c *Config) {
+		c.InternalWriteTimeout = 300 * time.Millisecond
+		c.InternalMaxConns, c.InternalMaxConnsPerClient = 4, 4
+	})
+	// An answer far larger than the sockets' buffers: 64 records of
+	// 128 KiB.
+	value := strings.Repeat("x", 128<<10)
+	var refs []string
+	for i := range 64 {
+		key := fmt.Sprintf("big-%d", i)
+		if _, err := m.Store().Put(context.Background(), "apps", key, value); err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, fmt.Sprintf(`{"b":"apps","k":%q}`, key))
+	}
+	dialer := &net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	c, err := tls.DialWithDialer(dialer, "tcp", cfg.InternalAddr, internalapi.ClientTLS(cfg.Store.ClusterSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := `{"refs":[` + strings.Join(refs, ",") + `]}`
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", internalapi.PathStoreGet, len(body), body)
+	// The peer reads nothing: the server's write times out and the
+	// connection closes.
+	testutil.WaitFor(t, 15*time.Second, "the internal API closing a connection whose peer stopped reading",
+		func() bool { return m.internalGuard.Conns() == 0 }, func() string { return fmt.Sprint(m.internalGuard.Conns(), " open") })
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if err == nil {
+		t.Error("the whole answer came: the write was not cut")
+	}
+
+	// The cap: four connections held without a handshake, a fifth is
+	// closed at once.
+	var held []net.Conn
+	for range 4 {
+		hc, err := net.Dial("tcp", cfg.InternalAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, hc)
+	}
+	testutil.WaitFor(t, 5*time.Second, "four connections counted", func() bool { return m.internalGuard.Conns() == 4 })
+	over, err := net.Dial("tcp", cfg.InternalAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	over.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := over.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("the connection over the cap: read %d, %v; want it closed (EOF)", n, err)
+	}
+	if n := m.internalGuard.Refused(); n == 0 {
+		t.Error("no connection counted as refused")
+	}
+	for _, hc := range held {
+		hc.Close()
+	}
+	cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: internalapi.ClientTLS(cfg.Store.ClusterSecret)}}
+	testutil.WaitFor(t, 10*time.Second, "the internal API serving again", func() bool {
+		resp, err := cl.Get("https://" + cfg.InternalAddr + internalapi.PathStoreStatus)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// --metrics-addr serves the metrics, and caps each scraper's address at 16
+// connections: a 17th is closed when accepted.
+func TestMetricsListenerCap(t *testing.T) {
+	var addr string
+	startRouterMember(t, func(c *Config) {
+		addr = c.Store.BindAddr + ":9100"
+		c.Roles.MetricsAddr = addr
+	})
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "go_goroutines") {
+		t.Fatalf("GET /metrics: %d %.200s", resp.StatusCode, b)
+	}
+	for range 16 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	testutil.WaitFor(t, 5*time.Second, "a 17th connection closed at once", func() bool {
+		over, err := net.Dial("tcp", addr)
+		if err != nil {
+			return false
+		}
+		defer over.Close()
+		over.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := over.Read(make([]byte, 512))
+		return n > 0 && err == nil || errors.Is(err, io.EOF) // refused: a 503 answer, or closed
+	})
 }

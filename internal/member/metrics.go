@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"gearbox/lb"
 )
 
 // newRegistry returns the member's Prometheus registry, with the Go
@@ -62,8 +64,12 @@ func (m *Member) startMetrics() error {
 	if err != nil {
 		return errors.Join(errors.New("listen for metrics (--metrics-addr)"), err)
 	}
-	srv := &http.Server{Handler: metricsHandler(m.metrics, m.cfg.Roles.MetricsToken), ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: metricsHandler(m.metrics, m.cfg.Roles.MetricsToken), ReadTimeout: 10 * time.Second,
+		MaxHeaderBytes: 64 << 10}
+	// Scrapers are few and ask little: a scrape's answer is written
+	// within a minute, a handful of connections per address.
+	lb.GuardServer(srv, lb.Limits{HeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, WriteTimeout: time.Minute,
+		MaxConns: 64, MaxConnsPerClient: 16, Logger: m.log})
 	m.wg.Go(func() { srv.Serve(ln) })
 	m.metricsSrv = srv
 	m.log.Info().Str("addr", ln.Addr().String()).Bool("token", m.cfg.Roles.MetricsToken != "").Msg("metrics listening")

@@ -58,6 +58,15 @@ type Config struct {
 	// request cannot hold a connection forever. Zero means
 	// DefaultInternalReadTimeout.
 	InternalReadTimeout time.Duration
+	// InternalWriteTimeout is how long one write of an internal API answer
+	// may take (a peer that stops reading is cut; a followed log that has
+	// nothing to say is not). Zero means DefaultInternalWriteTimeout.
+	InternalWriteTimeout time.Duration
+	// InternalMaxConns and InternalMaxConnsPerClient cap the internal
+	// API's connections, in all and from one address: one over a cap is
+	// closed when accepted, before its TLS handshake. Zero means
+	// DefaultInternalMaxConns, DefaultInternalMaxConnsPerClient.
+	InternalMaxConns, InternalMaxConnsPerClient int
 	// SecretDerived is true when the cluster secret came from --encrypt.
 	SecretDerived bool
 	// Roles holds the settings of the broker and node roles.
@@ -68,6 +77,15 @@ type Config struct {
 // requests between members are small (the largest, a batch of records,
 // is read well within it on any working network).
 const DefaultInternalReadTimeout = time.Minute
+
+// Defaults of the internal API's write time-out and connection caps.
+// Members on one host (gearbox dev, tests) all call from one address, so
+// the per-client cap is a generous share of the total.
+const (
+	DefaultInternalWriteTimeout      = time.Minute
+	DefaultInternalMaxConns          = 4096
+	DefaultInternalMaxConnsPerClient = 1024
+)
 
 // Config validates o and turns it into a member configuration. Every error
 // names the flag at fault; all of them are reported at once, on one line.
