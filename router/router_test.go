@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"sort"
@@ -160,6 +162,21 @@ func TestRouterServesApps(t *testing.T) {
 	testutil.WaitFor(t, 5*time.Second, "a health check", func() bool { return lb1.lastCheck() != nil })
 	if c := lb1.lastCheck(); c.Host != "shop-ns.example.test" || c.URL.Path != "/health" {
 		t.Errorf("health check GET %s with Host %s, want /health with the app's hostname", c.URL.Path, c.Host)
+	}
+
+	// The router shows no status page of its own to the public: the
+	// status path goes to the app like any other (its status is on the
+	// internal API, below).
+	sreq, _ := http.NewRequest("GET", "http://"+r.HTTPAddr()+"/lb-status", nil)
+	sreq.Host = "ha-shop-ns.example.test"
+	if resp, err := client.Do(sreq); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "gear lb") || lb1.last().URL.Path != "/lb-status" && lb2.last().URL.Path != "/lb-status" {
+			t.Errorf("GET /lb-status through the router: %d %q; want the app's answer", resp.StatusCode, b)
+		}
 	}
 
 	// The status report lists each app's hosts and LB gears.
