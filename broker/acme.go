@@ -259,6 +259,11 @@ func (b *Broker) acmeRecord(ctx context.Context, w acmeWant, issued *acmeIssued,
 			}
 			b.log.Info().Str("alias", w.host).Str("app", key).Time("not_after", c.leaf.NotAfter).
 				Bool("renewal", old.ACME).Msg("acme: certificate obtained")
+			outcome := "obtained"
+			if old.ACME {
+				outcome = "renewed"
+			}
+			b.metrics.acmeOrdered(outcome)
 			return time.Time{}, nil
 		}
 	}
@@ -275,6 +280,7 @@ func (b *Broker) acmeRecord(ctx context.Context, w acmeWant, issued *acmeIssued,
 	s.NextTry = now.Add(min(d, acmeRetryMax))
 	b.log.Warn().Str("alias", w.host).Str("app", key).Int("failures", s.Failures).Time("next_try", s.NextTry).
 		Str("error", s.Error).Msg("acme: no certificate")
+	b.metrics.acmeOrdered("failed")
 	return s.NextTry, b.commit(ctx, []store.Op{{Bucket: state.BucketACME, Key: w.host, Value: s}}, nil)
 }
 

@@ -19,6 +19,7 @@ type brokerMetrics struct {
 	alerts   *prometheus.CounterVec
 	events   *prometheus.CounterVec
 	rollouts *prometheus.CounterVec
+	acme     *prometheus.CounterVec
 	leader   prometheus.GaugeFunc
 }
 
@@ -37,6 +38,8 @@ func newBrokerMetrics(b *Broker, reg prometheus.Registerer) (*brokerMetrics, err
 			Help: "Routing events this broker appended as leader, by action (add_public_endpoint: a gear placed)."}, []string{"action"}),
 		rollouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gearbox_broker_rollouts_total",
 			Help: "Roll-outs this broker finished as leader, by outcome (done, failed)."}, []string{"outcome"}),
+		acme: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gearbox_broker_acme_orders_total",
+			Help: "ACME certificate orders this broker made as leader, by outcome (obtained, renewed, failed; failed includes aliases whose DNS does not point at the cluster)."}, []string{"outcome"}),
 		leader: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gearbox_broker_leader",
 			Help: "1 if this broker is the leader, else 0."}, func() float64 {
 			if b.isLeader() {
@@ -45,7 +48,7 @@ func newBrokerMetrics(b *Broker, reg prometheus.Registerer) (*brokerMetrics, err
 			return 0
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.alerts, m.events, m.rollouts, m.leader} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.alerts, m.events, m.rollouts, m.acme, m.leader} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -88,6 +91,13 @@ func (m *brokerMetrics) committed(events []state.RoutingEvent, alerts []state.Al
 func (m *brokerMetrics) rolloutEnded(outcome string) {
 	if m != nil {
 		m.rollouts.WithLabelValues(outcome).Inc()
+	}
+}
+
+// acmeOrdered counts an ACME order that ended with outcome.
+func (m *brokerMetrics) acmeOrdered(outcome string) {
+	if m != nil {
+		m.acme.WithLabelValues(outcome).Inc()
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"gearbox/broker"
 	"gearbox/broker/api"
@@ -49,7 +50,9 @@ func TestACMECertificates(t *testing.T) {
 	dnsAddr := net.JoinHostPort(caIP, "5353")
 	directory := "https://" + caIP + ":14000/dir"
 
+	reg := prometheus.NewRegistry()
 	c := newCluster(t, []nodeSpec{{name: "n1", zone: "z1"}}, func(cfg *broker.Config) {
+		cfg.Metrics = reg
 		cfg.ACME = broker.ACMEConfig{Directory: directory, Roots: ca.Pool, Resolver: dnsAddr,
 			RenewBefore: time.Hour, RetryMin: time.Minute}
 	})
@@ -185,6 +188,23 @@ func TestACMECertificates(t *testing.T) {
 		got = servedFingerprint()
 		return got != first.Fingerprint && !strings.Contains(got, " ")
 	}, func() string { return got })
+
+	// The leader counted its orders.
+	counts := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "gearbox_broker_acme_orders_total" {
+			for _, m := range mf.GetMetric() {
+				counts[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if counts["obtained"] != 1 || counts["renewed"] < 1 || counts["failed"] < 1 {
+		t.Errorf("gearbox_broker_acme_orders_total by outcome: %v; want 1 obtained, renewed and failed", counts)
+	}
 }
 
 // writeFile writes s to path, mode 0600, or fails the test.
