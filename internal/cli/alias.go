@@ -121,12 +121,12 @@ func aliasCommand() *cli.Command {
 						line := a.ID
 						switch {
 						case a.Cert != nil && a.Cert.ACME:
-							line += fmt.Sprintf("  (ACME certificate, expires %s, renewed before)", a.Cert.NotAfter.UTC().Format(time.DateOnly))
+							line += fmt.Sprintf("  (ACME certificate, expires %s, renewed automatically)", a.Cert.NotAfter.UTC().Format(time.DateOnly))
 						case a.Cert != nil:
 							line += fmt.Sprintf("  (certificate, expires %s)", a.Cert.NotAfter.UTC().Format(time.DateOnly))
 						}
 						if a.ACME != nil {
-							line += fmt.Sprintf("\n  no ACME certificate yet (try %d failed; next %s): %s", a.ACME.Failures, a.ACME.NextTry.UTC().Format(time.RFC3339), a.ACME.Error)
+							line += fmt.Sprintf("\n  no ACME certificate yet (%d tries failed, next at %s): %s", a.ACME.Failures, a.ACME.NextTry.UTC().Format(time.RFC3339), a.ACME.Error)
 						}
 						if _, err := fmt.Fprintln(w, line); err != nil {
 							return err

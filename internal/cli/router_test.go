@@ -37,6 +37,17 @@ func TestAliasCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &as); err != nil || len(as) != 2 || as[1].ID != "shop.example.org" {
 		t.Errorf("alias list --json: %v %+v", err, as)
 	}
+	// With ACME: one alias holds an ACME certificate, another says why
+	// it has none yet.
+	fb.on("GET", path, fakeReply{data: `[{"id": "www.example.org", "has_private_ssl_certificate": true,
+		"certificate": {"not_after": "2027-03-01T00:00:00Z", "fingerprint_sha256": "ab", "acme": true}},
+		{"id": "shop.example.org", "has_private_ssl_certificate": false,
+		"acme": {"error": "shop.example.org resolves to 192.0.2.1, not to the cluster", "failures": 2, "next_try": "2026-12-06T05:00:00Z"}}]`})
+	want := "www.example.org  (ACME certificate, expires 2027-03-01, renewed automatically)\n" +
+		"shop.example.org\n  no ACME certificate yet (2 tries failed, next at 2026-12-06T05:00:00Z): shop.example.org resolves to 192.0.2.1, not to the cluster\n"
+	if out, _, err = runCLI(t, "app", "alias", "list", "web", "-n", "ns"); err != nil || out != want {
+		t.Errorf("alias list with ACME:\n%s%v\nwant:\n%s", out, err, want)
+	}
 	fb.on("GET", path, fakeReply{data: `[]`})
 	if out, _, err = runCLI(t, "app", "alias", "list", "web", "-n", "ns"); err != nil || !strings.Contains(out, "has no aliases") {
 		t.Errorf("alias list, none: %q, %v", out, err)
