@@ -15,6 +15,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -450,9 +451,15 @@ func (b *Broker) acmePointsHere(ctx context.Context, host string, targets []acme
 	if err != nil {
 		return fmt.Errorf("look up %s: %w", host, err)
 	}
+	resolved := make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			resolved[ip.Unmap()] = true
+		}
+	}
 	var ips []string
 	for _, t := range targets {
-		if slices.Contains(addrs, t.ip) {
+		if ip, err := netip.ParseAddr(t.ip); err == nil && resolved[ip.Unmap()] {
 			return nil
 		}
 		ips = append(ips, t.ip)

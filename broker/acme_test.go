@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -117,5 +118,32 @@ func TestACMEDue(t *testing.T) {
 	var own state.Cert
 	if _, err := c.st.Get(state.BucketCerts, "own.example", &own); err != nil || own.ACME || own.Chain == chain2 {
 		t.Errorf("the owner's certificate was replaced: %+v, %v", own, err)
+	}
+}
+
+// An alias points at the cluster when its DNS has a CNAME into the cloud
+// domain, or an address of a router; anything else, or no answer, is
+// said.
+func TestACMEPointsHere(t *testing.T) {
+	dnsAddr := net.JoinHostPort(ips.Next(), "5353")
+	testutil.ServeDNS(t, dnsAddr, map[string]string{
+		"a.example.":             "127.0.0.200",
+		"cname.example.":         "ha-web-ns.example.com.",
+		"ha-web-ns.example.com.": "127.0.0.251", // the CNAME decides
+		"far.example.":           "127.0.0.250",
+	})
+	b := &Broker{cfg: Config{Domain: "example.com", ACME: ACMEConfig{Resolver: dnsAddr}}}
+	targets := []acmeTarget{{ip: "127.0.0.200"}, {ip: "127.0.0.201"}}
+	ctx := context.Background()
+	for host, want := range map[string]string{
+		"a.example":     "",
+		"cname.example": "",
+		"far.example":   "far.example resolves to 127.0.0.250, not to the cluster: point it at the app with a CNAME to its name in example.com, or with A/AAAA records of the routers (127.0.0.200, 127.0.0.201)",
+		"none.example":  "look up none.example",
+	} {
+		err := b.acmePointsHere(ctx, host, targets)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %v, want %q", host, err, want)
+		}
 	}
 }

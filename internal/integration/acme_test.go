@@ -14,11 +14,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"gearbox/broker"
@@ -72,8 +70,11 @@ func TestACMECertificates(t *testing.T) {
 
 	// The test's DNS: www.shop.example points at the router, elsewhere.example
 	// at an address that is no member's.
-	zone := map[string]string{"www.shop.example.": routerIP, "elsewhere.example.": "127.0.0.250"}
-	startDNS(t, dnsAddr, zone)
+	zone := map[string]string{"www.shop.example.": routerIP, "elsewhere.example.": "127.0.0.250",
+		// A CNAME to the app's ha- name in the cloud domain, which the
+		// cluster's DNS would answer with the routers' addresses.
+		"cname.example.": "ha-shop-ns.example.com.", "ha-shop-ns.example.com.": routerIP}
+	testutil.ServeDNS(t, dnsAddr, zone)
 
 	// Certificates are valid for an hour and 15 s, and renewed an hour
 	// before they expire: 15 s after they are issued.
@@ -108,7 +109,7 @@ func TestACMECertificates(t *testing.T) {
 
 	ctx := context.Background()
 	newApp(t, c.admin, "ns", "shop", client.AppOptions{})
-	for _, h := range []string{"www.shop.example", "elsewhere.example"} {
+	for _, h := range []string{"www.shop.example", "elsewhere.example", "cname.example"} {
 		if _, _, err := c.admin.AddAlias(ctx, "ns", "shop", h); err != nil {
 			t.Fatal(err)
 		}
@@ -130,6 +131,10 @@ func TestACMECertificates(t *testing.T) {
 		return a.Cert != nil && a.Cert.ACME
 	}, dump)
 	first := alias("www.shop.example").Cert
+	testutil.WaitFor(t, time.Minute, "an ACME certificate for cname.example", func() bool {
+		a := alias("cname.example")
+		return a.Cert != nil && a.Cert.ACME
+	}, dump)
 
 	// The router serves it, and it chains to pebble's root.
 	roots := x509.NewCertPool()
@@ -202,8 +207,8 @@ func TestACMECertificates(t *testing.T) {
 			}
 		}
 	}
-	if counts["obtained"] != 1 || counts["renewed"] < 1 || counts["failed"] < 1 {
-		t.Errorf("gearbox_broker_acme_orders_total by outcome: %v; want 1 obtained, renewed and failed", counts)
+	if counts["obtained"] != 2 || counts["renewed"] < 1 || counts["failed"] < 1 {
+		t.Errorf("gearbox_broker_acme_orders_total by outcome: %v; want 2 obtained, renewed and failed", counts)
 	}
 }
 
@@ -212,40 +217,5 @@ func writeFile(t testing.TB, path, s string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// startDNS serves zone's A records (name with its final dot -> IP) on
-// addr over UDP and TCP until the test ends; other names are NXDOMAIN.
-func startDNS(t testing.TB, addr string, zone map[string]string) {
-	t.Helper()
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(q)
-		name := strings.ToLower(q.Question[0].Name)
-		ip, ok := zone[name]
-		switch {
-		case !ok:
-			m.Rcode = dns.RcodeNameError
-		case q.Question[0].Qtype == dns.TypeA:
-			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5},
-				A: net.ParseIP(ip)})
-		}
-		w.WriteMsg(m)
-	})
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait) // after the servers' shutdowns, which run first
-	for _, network := range []string{"udp", "tcp"} {
-		started := make(chan error, 1)
-		srv := &dns.Server{Addr: addr, Net: network, Handler: h, NotifyStartedFunc: func() { started <- nil }}
-		wg.Go(func() {
-			if err := srv.ListenAndServe(); err != nil {
-				started <- err
-			}
-		})
-		if err := <-started; err != nil {
-			t.Fatalf("test DNS on %s/%s: %v", addr, network, err)
-		}
-		t.Cleanup(func() { srv.Shutdown() })
 	}
 }
