@@ -33,12 +33,7 @@ func TestFastRouterPicksPoolByHost(t *testing.T) {
 		}
 		return pools[strings.ToLower(host)]
 	}, "<p>no such app</p>")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	ln := serveFastRouter(t, srv)
 
 	c := &http.Client{Timeout: 5 * time.Second}
 	for _, tc := range []struct {
@@ -95,12 +90,7 @@ func TestFastRouterAnswersACME(t *testing.T) {
 		}
 		return "", false
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	ln := serveFastRouter(t, srv)
 
 	c := &http.Client{Timeout: 5 * time.Second}
 	for _, tc := range []struct {
@@ -131,4 +121,16 @@ func TestFastRouterAnswersACME(t *testing.T) {
 	if got := one.requests(); len(got) != 2 {
 		t.Errorf("the app saw %d requests, want the 2 that were not answered challenges", len(got))
 	}
+}
+
+// serveFastRouter serves srv on a loopback listener until the test ends.
+func serveFastRouter(t *testing.T, srv *FastServer) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln
 }
