@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -89,12 +90,16 @@ func newFront(s *Supervisor) (*front, error) {
 	if ip := net.ParseIP(s.cfg.Addr); ip != nil && !ip.IsUnspecified() {
 		dialer.LocalAddr = &net.TCPAddr{IP: ip}
 	}
+	// A gear has the LB config's ServerTimeout (default 1 min) to send its
+	// answer's headers, as behind its load balancer; once they came, a
+	// slow answer (a stream, a long poll) is not cut.
 	f.transport = &http.Transport{
 		DialContext:           dialer.DialContext,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: cmp.Or(s.cfg.LB.ServerTimeout, lb.DefaultConfig().ServerTimeout),
 	}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -250,6 +255,12 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (f *front) unavailable(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, lb.ErrBodyTimeout) {
 		page(w, http.StatusRequestTimeout, "Request timeout", "The request's body stopped coming before it was complete.")
+		return
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() && r.Context().Err() == nil {
+		f.s.log.Debug().Err(err).Str("host", r.Host).Msg("front: gear did not answer in time")
+		page(w, http.StatusGatewayTimeout, "Gateway timeout",
+			fmt.Sprintf("The application at %s did not answer in time.", canonicalHost(r.Host)))
 		return
 	}
 	f.s.log.Debug().Err(err).Str("host", r.Host).Msg("front: gear did not answer")

@@ -125,3 +125,27 @@ func TestFrontLimits(t *testing.T) {
 		t.Errorf("frontLimits(lb.DefaultConfig()) = %+v", l)
 	}
 }
+
+// A gear that does not send its answer's headers within the LB config's
+// ServerTimeout gets its request answered 504 by the front, which does
+// not hold the client's connection for ever; a gear that answers in time
+// is served.
+func TestFrontGearAnswerTimeout(t *testing.T) {
+	const timeout = time.Second
+	n := newTestStore(t)
+	n.setup = helperPrograms
+	n.s = n.startSupervisor(func(c *Config) { c.LB.ServerTimeout = timeout })
+	n.put(state.BucketApps, "ns/one", state.App{ID: "a1", Name: "one", Domain: "ns", State: state.GearStarted,
+		Env: map[string]string{"GEARBOX_NODE_TEST_HELPER": "serve"}})
+	g := n.gear("eeee00000000000000000003", "one", "ns", 1)
+	n.put(state.BucketGears, g.ID, g)
+	n.waitState(g.ID, state.GearStarted)
+	start := time.Now()
+	code, body := get(t, "http://"+n.s.FrontAddr()+"/hang", "one-ns.example.test")
+	if took := time.Since(start); code != http.StatusGatewayTimeout || took > timeout+5*time.Second {
+		t.Errorf("GET /hang: %d after %s (%.200s), want 504 after about %s", code, took, body, timeout)
+	}
+	if code, body := get(t, "http://"+n.s.FrontAddr()+"/slow", "one-ns.example.test"); code != 200 {
+		t.Errorf("GET /slow: %d %.200s", code, body)
+	}
+}

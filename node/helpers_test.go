@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 }
 
 // helperServe is the helper web process. "/" answers "helper GEAR PID",
-// "/slow" the same after 100 ms,
+// "/slow" the same after 100 ms, "/hang" never answers,
 // "/env" the sorted environment, "/headers" the Host, X-Forwarded-* and
 // X-Gearbox-Proxy-Proof headers, "/exit" makes it exit with status 3, "/whoami" what it finds
 // itself to be (a probeReport), "/write?path=P" whether it can create the
@@ -56,6 +56,9 @@ func helperServe() {
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(100 * time.Millisecond)
 		fmt.Fprintf(w, "helper %s %d\n", os.Getenv("GEARBOX_GEAR_ID"), os.Getpid())
+	})
+	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
 	})
 	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
 		env := os.Environ()
