@@ -29,6 +29,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "--bootstrap-admin", "admin:password1"}, "--bootstrap-admin would put a secret on the command line"},
 		{[]string{"serve", "--data-dir", "/nonexistent"}, "no cluster secret"},
 		{[]string{"serve", "--max-clock-skew", "48h"}, "--max-clock-skew 48h0m0s must be positive and shorter than the tombstone lifetime"},
+		{[]string{"serve", "--max-clock-skew", "0s"}, "--max-clock-skew 0s must be positive"},
 		{[]string{"serve", "--acme-directory", "http://ca.example/dir"}, `--acme-directory "http://ca.example/dir": want the https URL of an ACME directory`},
 		{[]string{"--log-level", "loud", "version"}, `--log-level "loud"`},
 		{[]string{"members", "--addr", "h:0"}, `--addr "h:0"`},

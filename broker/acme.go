@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
 	"golang.org/x/crypto/acme"
 
 	"gearbox/store"
@@ -55,7 +56,7 @@ type ACMEConfig struct {
 	// (--acme-ca-file); default the system's.
 	Roots *x509.CertPool
 	// Resolver is the DNS server, host:port, asked where aliases point
-	// (--acme-resolver); default the system's resolver.
+	// (--acme-resolver); default the first server of /etc/resolv.conf.
 	Resolver string
 	// RenewBefore is how long before its expiry a certificate is renewed.
 	// Default 30 days.
@@ -142,7 +143,7 @@ func (b *Broker) acmePass(ctx context.Context) (time.Time, error) {
 			return next, ctx.Err()
 		}
 		octx, cancel := context.WithTimeout(ctx, acmeOrderTimeout)
-		cert, oerr := b.acmeObtain(octx, w.host)
+		cert, oerr := b.acmeObtain(octx, &w.app, w.host)
 		cancel()
 		retry, err := b.acmeRecord(ctx, w, cert, oerr)
 		if err != nil {
@@ -156,14 +157,22 @@ func (b *Broker) acmePass(ctx context.Context) (time.Time, error) {
 }
 
 // acmeDue lists the aliases whose certificate ACME should obtain or renew
-// now, and when the next one is due after them (a renewal, or a try
-// after a failure). It deletes the status of aliases that are gone.
+// now, renewals first, and when the next one is due after them (a
+// renewal, or a try after a failure). It deletes what is no longer
+// needed: challenges past their expiry, the status of an alias that has
+// a certificate of its owner's, and that of an alias that is gone once
+// its wait is over (removing and adding an alias again does not reset
+// its back-off).
 func (b *Broker) acmeDue() ([]acmeWant, time.Time, error) {
 	apps, err := list[state.App](b.st, state.BucketApps)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	statuses, err := list[state.ACMEStatus](b.st, state.BucketACME)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	challenges, err := list[state.ACMEChallenge](b.st, state.BucketACMEChallenges)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -174,8 +183,14 @@ func (b *Broker) acmeDue() ([]acmeWant, time.Time, error) {
 			byHost[s.Host] = s
 		}
 	}
-	var want []acmeWant
+	var renewals, news []acmeWant
 	var next time.Time
+	soonest := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	var ops []store.Op
 	aliases := make(map[string]string) // host -> app key
 	for _, a := range apps {
 		key := state.AppKey(a.Domain, a.Name)
@@ -183,30 +198,41 @@ func (b *Broker) acmeDue() ([]acmeWant, time.Time, error) {
 			aliases[h] = key
 			var c state.Cert
 			_, err := b.st.Get(state.BucketCerts, h, &c)
-			switch {
-			case err == nil && c.App == key && !c.ACME:
-				continue // the owner's own
-			case err == nil && c.App == key && c.NotAfter.Sub(now) > b.cfg.ACME.RenewBefore:
-				if due := c.NotAfter.Add(-b.cfg.ACME.RenewBefore); next.IsZero() || due.Before(next) {
-					next = due
-				}
-				continue
-			case err != nil && !errors.Is(err, store.ErrNotFound):
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return nil, time.Time{}, err
 			}
-			if s, ok := byHost[h]; ok && s.App == key && now.Before(s.NextTry) {
-				if next.IsZero() || s.NextTry.Before(next) {
-					next = s.NextTry
+			have := err == nil && c.App == key
+			if have && !c.ACME {
+				if _, ok := byHost[h]; ok {
+					ops = append(ops, store.Op{Bucket: state.BucketACME, Key: h, Delete: true})
 				}
+				continue // the owner's own
+			}
+			if have {
+				if due := acmeRenewal(c, b.cfg.ACME.RenewBefore); now.Before(due) {
+					soonest(due)
+					continue
+				}
+			}
+			if s, ok := byHost[h]; ok && now.Before(s.NextTry) {
+				soonest(s.NextTry)
 				continue
 			}
-			want = append(want, acmeWant{app: a, host: h})
+			if have {
+				renewals = append(renewals, acmeWant{app: a, host: h})
+			} else {
+				news = append(news, acmeWant{app: a, host: h})
+			}
 		}
 	}
-	var ops []store.Op
 	for h, s := range byHost {
-		if aliases[h] != s.App {
+		if aliases[h] == "" && !now.Before(s.NextTry) {
 			ops = append(ops, store.Op{Bucket: state.BucketACME, Key: h, Delete: true})
+		}
+	}
+	for _, c := range challenges {
+		if c.Token != "" && now.After(c.Expires) {
+			ops = append(ops, store.Op{Bucket: state.BucketACMEChallenges, Key: c.Token, Delete: true})
 		}
 	}
 	if len(ops) > 0 {
@@ -214,7 +240,19 @@ func (b *Broker) acmeDue() ([]acmeWant, time.Time, error) {
 			return nil, time.Time{}, err
 		}
 	}
-	return want, next, nil
+	return append(renewals, news...), next, nil
+}
+
+// acmeRenewal is when ACME certificate c is renewed: renewBefore its
+// expiry, or a third of its lifetime (from when it was recorded) before
+// it, whichever is later, so that a certificate that lives shorter than
+// renewBefore (a private authority's, of a day) is not ordered again at
+// once.
+func acmeRenewal(c state.Cert, renewBefore time.Duration) time.Time {
+	if life := c.NotAfter.Sub(c.UpdatedAt); !c.UpdatedAt.IsZero() && life/3 < renewBefore {
+		renewBefore = life / 3
+	}
+	return c.NotAfter.Add(-renewBefore)
 }
 
 // acmeIssued is a certificate the authority issued, with its key.
@@ -227,8 +265,16 @@ type acmeIssued struct {
 // there is none and when it is tried again, which it returns. The alias
 // must still be the app's and have no uploaded certificate.
 func (b *Broker) acmeRecord(ctx context.Context, w acmeWant, issued *acmeIssued, oerr error) (time.Time, error) {
+	if oerr != nil && ctx.Err() != nil {
+		return time.Time{}, nil // stopped, not failed
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.isLeader() {
+		// Leadership moved during the order: the new leader decides, on
+		// its copy, which may hold an upload this one has not seen.
+		return time.Time{}, nil
+	}
 	key := state.AppKey(w.app.Domain, w.app.Name)
 	var a state.App
 	if _, err := b.st.Get(state.BucketApps, key, &a); errors.Is(err, store.ErrNotFound) {
@@ -295,12 +341,12 @@ func withACME(v any) any {
 // acmeObtain checks that host points at the cluster, then orders its
 // certificate and answers the authority's HTTP-01 challenge through the
 // routers and node fronts.
-func (b *Broker) acmeObtain(ctx context.Context, host string) (*acmeIssued, error) {
+func (b *Broker) acmeObtain(ctx context.Context, a *state.App, host string) (*acmeIssued, error) {
 	targets, err := b.acmeTargets()
 	if err != nil {
 		return nil, err
 	}
-	if err := b.acmePointsHere(ctx, host, targets); err != nil {
+	if err := b.acmePointsHere(ctx, a, host, targets); err != nil {
 		return nil, err
 	}
 	cl, err := b.acmeClient(ctx)
@@ -432,46 +478,118 @@ func (b *Broker) acmeTargets() ([]acmeTarget, error) {
 }
 
 // acmePointsHere checks that host's DNS points at the cluster: a CNAME
-// into the cloud domain, or an address of one of targets.
-func (b *Broker) acmePointsHere(ctx context.Context, host string, targets []acmeTarget) error {
-	r := net.DefaultResolver
-	if b.cfg.ACME.Resolver != "" {
-		server := b.cfg.ACME.Resolver
-		r = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, server)
-		}}
+// chain that passes through a name in the cloud domain (the app's name,
+// its ha- name), or addresses shared with targets or with the app's own
+// names as the same resolver gives them (which covers routers behind
+// NAT, whose public addresses the cluster's DNS or --router-hostname
+// gives out).
+func (b *Broker) acmePointsHere(ctx context.Context, a *state.App, host string, targets []acmeTarget) error {
+	server, err := b.acmeResolver()
+	if err != nil {
+		return err
 	}
-	if cname, err := r.LookupCNAME(ctx, host); err == nil {
-		if c := strings.TrimSuffix(strings.ToLower(cname), "."); strings.HasSuffix(c, "."+b.cfg.Domain) {
-			return nil
-		}
-	}
-	addrs, err := r.LookupHost(ctx, host)
+	names, addrs, err := acmeResolve(ctx, server, host)
 	if err != nil {
 		return fmt.Errorf("look up %s: %w", host, err)
 	}
-	resolved := make(map[netip.Addr]bool, len(addrs))
-	for _, a := range addrs {
-		if ip, err := netip.ParseAddr(a); err == nil {
-			resolved[ip.Unmap()] = true
-		}
-	}
-	var ips []string
-	for _, t := range targets {
-		if ip, err := netip.ParseAddr(t.ip); err == nil && resolved[ip.Unmap()] {
+	for _, n := range names[1:] {
+		if strings.HasSuffix(n, "."+b.cfg.Domain) {
 			return nil
 		}
-		ips = append(ips, t.ip)
+	}
+	ours := make(map[netip.Addr]bool)
+	var listed []string
+	for _, t := range targets {
+		if ip, err := netip.ParseAddr(t.ip); err == nil {
+			ours[ip.Unmap()] = true
+			listed = append(listed, t.ip)
+		}
+	}
+	if a != nil {
+		for _, n := range []string{b.haHost(a), state.AppHost(a.Name, a.Domain, b.cfg.Domain)} {
+			if _, ips, err := acmeResolve(ctx, server, n); err == nil {
+				for _, ip := range ips {
+					ours[ip] = true
+				}
+			}
+		}
+	}
+	var got []string
+	for _, ip := range addrs {
+		if ours[ip] {
+			return nil
+		}
+		got = append(got, ip.String())
+	}
+	if len(got) == 0 {
+		got = []string{"no address"}
 	}
 	return fmt.Errorf("%s resolves to %s, not to the cluster: point it at the app with a CNAME to its name in %s, or with A/AAAA records of the routers (%s)",
-		host, strings.Join(addrs, ", "), b.cfg.Domain, strings.Join(ips, ", "))
+		host, strings.Join(got, ", "), b.cfg.Domain, strings.Join(listed, ", "))
+}
+
+// acmeResolver is the DNS server asked where aliases point: the
+// configured one, else the first of the system's.
+func (b *Broker) acmeResolver() (string, error) {
+	if b.cfg.ACME.Resolver != "" {
+		return b.cfg.ACME.Resolver, nil
+	}
+	cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+	if err != nil || len(cc.Servers) == 0 {
+		return "", fmt.Errorf("no DNS server to ask where aliases point (/etc/resolv.conf: %v); give --acme-resolver", err)
+	}
+	return net.JoinHostPort(cc.Servers[0], cc.Port), nil
+}
+
+// acmeResolve asks server (recursively) for name's addresses, and returns
+// the names of the CNAME chain (name first, lower-case, without the final
+// dot) and the addresses at its end.
+func acmeResolve(ctx context.Context, server, name string) ([]string, []netip.Addr, error) {
+	names := []string{strings.ToLower(strings.TrimSuffix(name, "."))}
+	var addrs []netip.Addr
+	seen := map[string]bool{}
+	cl := &dns.Client{Timeout: 5 * time.Second}
+	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		q := new(dns.Msg)
+		q.SetQuestion(dns.Fqdn(name), qtype)
+		r, _, err := cl.ExchangeContext(ctx, q, server)
+		if err == nil && r.Truncated {
+			r, _, err = (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).ExchangeContext(ctx, q, server)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if r.Rcode != dns.RcodeSuccess {
+			return nil, nil, fmt.Errorf("%s", dns.RcodeToString[r.Rcode])
+		}
+		for _, rr := range r.Answer {
+			switch rr := rr.(type) {
+			case *dns.CNAME:
+				if t := strings.ToLower(strings.TrimSuffix(rr.Target, ".")); !seen[t] {
+					seen[t] = true
+					names = append(names, t)
+				}
+			case *dns.A:
+				if ip, ok := netip.AddrFromSlice(rr.A); ok {
+					addrs = append(addrs, ip.Unmap())
+				}
+			case *dns.AAAA:
+				if ip, ok := netip.AddrFromSlice(rr.AAAA); ok {
+					addrs = append(addrs, ip)
+				}
+			}
+		}
+	}
+	return names, addrs, nil
 }
 
 // acmeAnswered waits until every target's HTTP listener gives rec's
 // answer for host, which it reads from its member's copy of the store.
 func (b *Broker) acmeAnswered(ctx context.Context, host string, rec state.ACMEChallenge, targets []acmeTarget) error {
-	cl := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// Straight to each listener: no proxy of the environment.
+	cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	defer cl.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for _, t := range targets {

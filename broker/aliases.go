@@ -29,9 +29,13 @@ func aliasViews(st *store.Store, a *state.App) []api.Alias {
 		if _, err := st.Get(state.BucketCerts, h, &c); err == nil && c.App == state.AppKey(a.Domain, a.Name) {
 			v.HasPrivateSSLCertificate, v.Cert = true, certView(&c)
 		}
+		// ACME's trouble with the alias, unless it has its owner's
+		// certificate, which ACME leaves alone.
 		var s state.ACMEStatus
-		if _, err := st.Get(state.BucketACME, h, &s); err == nil && s.App == state.AppKey(a.Domain, a.Name) {
-			v.ACME = &api.AliasACME{Error: s.Error, Failures: s.Failures, NextTry: s.NextTry}
+		if v.Cert == nil || v.Cert.ACME {
+			if _, err := st.Get(state.BucketACME, h, &s); err == nil && s.App == state.AppKey(a.Domain, a.Name) {
+				v.ACME = &api.AliasACME{Error: s.Error, Failures: s.Failures, NextTry: s.NextTry}
+			}
 		}
 		out = append(out, v)
 	}

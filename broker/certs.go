@@ -216,7 +216,13 @@ func (b *Broker) checkCertExpiry(ctx context.Context) error {
 	var ops []store.Op
 	var alerts []state.Alert
 	for _, c := range certs {
-		if c.ExpiryAlerted == c.Fingerprint || c.NotAfter.Sub(now) > CertExpiryWarning {
+		warn := CertExpiryWarning
+		if c.ACME {
+			// Renewed ahead: the alert says the renewal is overdue,
+			// half-way through its window at the latest.
+			warn = min(warn, c.NotAfter.Sub(acmeRenewal(c, b.cfg.ACME.RenewBefore))/2)
+		}
+		if c.ExpiryAlerted == c.Fingerprint || c.NotAfter.Sub(now) > warn {
 			continue
 		}
 		ns, name, _ := strings.Cut(c.App, "/")

@@ -495,37 +495,59 @@ func TestInternalAPIWriteTimeoutAndConnCap(t *testing.T) {
 }
 
 // --metrics-addr serves the metrics, and caps each scraper's address at 16
-// connections: a 17th is closed when accepted.
+// connections: the 16th is admitted, a 17th is closed when accepted.
 func TestMetricsListenerCap(t *testing.T) {
 	var addr string
 	startRouterMember(t, func(c *Config) {
 		addr = c.Store.BindAddr + ":9100"
 		c.Roles.MetricsAddr = addr
 	})
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	// refused reports whether the listener closed c (with or without a
+	// 503) rather than waiting for its request.
+	refused := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		n, err := c.Read(make([]byte, 512))
+		return n > 0 || errors.Is(err, io.EOF)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(b), "go_goroutines") {
-		t.Fatalf("GET /metrics: %d %.200s", resp.StatusCode, b)
-	}
-	for range 16 {
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for i := range 16 {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		held = append(held, c)
+		if i == 15 && refused(c) {
+			t.Fatal("the 16th connection was refused")
+		}
 	}
-	testutil.WaitFor(t, 5*time.Second, "a 17th connection closed at once", func() bool {
-		over, err := net.Dial("tcp", addr)
+	over, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	if !refused(over) {
+		t.Error("a 17th connection was not refused")
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	var code int
+	var body []byte
+	testutil.WaitFor(t, 10*time.Second, "the metrics served once the connections closed", func() bool {
+		resp, err := cl.Get("http://" + addr + "/metrics")
 		if err != nil {
 			return false
 		}
-		defer over.Close()
-		over.SetReadDeadline(time.Now().Add(time.Second))
-		n, err := over.Read(make([]byte, 512))
-		return n > 0 && err == nil || errors.Is(err, io.EOF) // refused: a 503 answer, or closed
-	})
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		code = resp.StatusCode
+		return code == 200 && strings.Contains(string(body), "go_goroutines")
+	}, func() string { return fmt.Sprintf("%d %.200s", code, body) })
 }

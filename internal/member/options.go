@@ -155,6 +155,8 @@ func (o Options) Config() (Config, error) {
 	if o.AntiEntropyInterval <= 0 {
 		fail("--anti-entropy-interval %s must be positive", o.AntiEntropyInterval)
 	}
+	// Zero is the store's default (for members made in code); the flag
+	// itself is never zero (serve refuses it).
 	if ttl := store.DefaultConfig("", "").TombstoneTTL; o.MaxClockSkew < 0 || o.MaxClockSkew >= ttl {
 		fail("--max-clock-skew %s must be positive and shorter than the tombstone lifetime (%s)", o.MaxClockSkew, ttl)
 	}

@@ -83,7 +83,7 @@ func RoleFlags() []cli.Flag {
 		&cli.StringFlag{Name: "acme-ca-file", EnvVars: cmdline.Env("ACME_CA_FILE"), Category: "broker",
 			Usage: "PEM `FILE` of the CAs to trust for --acme-directory's HTTPS instead of the system's (a private or test authority)"},
 		&cli.StringFlag{Name: "acme-resolver", EnvVars: cmdline.Env("ACME_RESOLVER"), Category: "broker",
-			Usage: "DNS server `HOST:PORT` asked where aliases point before their certificates are ordered (default: the system's resolver)"},
+			Usage: "DNS server `HOST:PORT` asked (recursively) where aliases point before their certificates are ordered (default: the first server of /etc/resolv.conf)"},
 		&cli.DurationFlag{Name: "acme-renew-before", Value: broker.DefaultACMERenewBefore, EnvVars: cmdline.Env("ACME_RENEW_BEFORE"), Category: "broker",
 			Usage: "how long before its expiry an ACME certificate is renewed"},
 		&cli.StringFlag{Name: "ha-dns-prefix", Value: state.DefaultHADNSPrefix, EnvVars: cmdline.Env("HA_DNS_PREFIX"), Category: "routing",

@@ -74,6 +74,9 @@ func ServeCommand(log *zerolog.Logger) *cli.Command {
 			if c.NArg() > 0 {
 				return fmt.Errorf("serve takes no arguments, got %q; run 'gearbox serve --help' for usage", c.Args().First())
 			}
+			if skew := c.Duration("max-clock-skew"); skew <= 0 {
+				return fmt.Errorf("--max-clock-skew %s must be positive and shorter than the tombstone lifetime (%s)", skew, store.DefaultConfig("", "").TombstoneTTL)
+			}
 			cfg, err := Options{
 				Roles:               c.String("role"),
 				Name:                c.String("name"),
