@@ -134,7 +134,17 @@ func TestRouterServesApps(t *testing.T) {
 			}
 		})
 	}
-	// What the LB gear was sent.
+	// What the LB gear was sent, once both are up (on a loaded machine a
+	// check can time out and take one down for a while).
+	testutil.WaitFor(t, 20*time.Second, "both LB gears of shop up", func() bool {
+		up := 0
+		for _, b := range r.Status().Apps["ns/shop"].Pool.Backends {
+			if b.State == "up" && b.Serving {
+				up++
+			}
+		}
+		return up == 2
+	}, func() string { return fmt.Sprintf("%+v", r.Status().Apps["ns/shop"].Pool.Backends) })
 	lb1.hits.Store(0)
 	lb2.hits.Store(0)
 	for range 10 {
