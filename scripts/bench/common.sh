@@ -130,3 +130,15 @@ cpu_ticks() {
 	echo "$sum"
 }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+# wrk_settings sets the load of the benchmarks that wrk drives, each
+# setting overridable from the environment: ROUNDS, DURATION, THREADS,
+# CONNS, WARMUP, KEEP.
+wrk_settings() {
+	ROUNDS=${ROUNDS:-5}
+	DURATION=${DURATION:-10s}
+	THREADS=${THREADS:-2}
+	CONNS=${CONNS:-64}
+	WARMUP=${WARMUP:-2s}
+	KEEP=${KEEP:-0}
+}

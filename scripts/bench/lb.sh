@@ -33,12 +33,7 @@ BENCH=lb.sh
 # shellcheck source=scripts/bench/common.sh
 . scripts/bench/common.sh
 
-ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-10s}
-THREADS=${THREADS:-2}
-CONNS=${CONNS:-64}
-WARMUP=${WARMUP:-2s}
-KEEP=${KEEP:-0}
+wrk_settings
 
 BACKEND1=127.0.0.11:18081
 BACKEND2=127.0.0.12:18082

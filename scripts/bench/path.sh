@@ -37,12 +37,7 @@ BENCH=path.sh
 # shellcheck source=scripts/bench/common.sh
 . scripts/bench/common.sh
 
-ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-10s}
-THREADS=${THREADS:-2}
-CONNS=${CONNS:-64}
-WARMUP=${WARMUP:-2s}
-KEEP=${KEEP:-0}
+wrk_settings
 
 BACKEND=127.0.0.31:18091
 GB_LB=127.0.0.32:18092
