@@ -56,11 +56,14 @@ func TestMetricsEndToEnd(t *testing.T) {
 	for range 20 {
 		get(ip + ":8081")
 	}
+	// The name server knows the app's name once its table caught up
+	// with the placement (an NXDOMAIN before that is counted as such).
 	q := new(dns.Msg)
 	q.SetQuestion("web-e2e.apps.example.com.", dns.TypeA)
-	if _, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(q, ip+":5353"); err != nil {
-		t.Fatalf("dns query: %v", err)
-	}
+	waitUntil(t, 30*time.Second, "the app's name in DNS", logs, func() bool {
+		r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(q, ip+":5353")
+		return err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0
+	})
 
 	scrape := func(token string) (int, string) {
 		req, _ := http.NewRequest("GET", "http://"+ip+":9464/metrics", nil)
