@@ -295,11 +295,10 @@ func (b *Broker) acmeRecord(ctx context.Context, w acmeWant, issued *acmeIssued,
 		if aerr != nil {
 			oerr = fmt.Errorf("the certificate issued is unusable: %s", aerr.msg)
 		} else {
-			ops, e, err := b.certOps(&a, w.host, c)
+			ops, e, err := b.certOps(&a, w.host, c, true)
 			if err != nil {
 				return time.Time{}, err
 			}
-			ops[0].Value = withACME(ops[0].Value)
 			ops = append(ops, store.Op{Bucket: state.BucketACME, Key: w.host, Delete: true})
 			if err := b.commit(ctx, ops, []state.RoutingEvent{e}); err != nil {
 				return time.Time{}, err
@@ -329,13 +328,6 @@ func (b *Broker) acmeRecord(ctx context.Context, w acmeWant, issued *acmeIssued,
 		Str("error", s.Error).Msg("acme: no certificate")
 	b.metrics.acmeOrdered("failed")
 	return s.NextTry, b.commit(ctx, []store.Op{{Bucket: state.BucketACME, Key: w.host, Value: s}}, nil)
-}
-
-// withACME marks a certificate record as ACME's.
-func withACME(v any) any {
-	c := v.(state.Cert)
-	c.ACME = true
-	return c
 }
 
 // acmeObtain checks that host points at the cluster, then orders its

@@ -130,7 +130,7 @@ func (b *Broker) addAlias(w http.ResponseWriter, r *http.Request, u *state.User,
 	var ops []store.Op
 	view, msg := api.Alias{ID: host}, fmt.Sprintf("Alias %s added to application %s.", host, a.Name)
 	if cert != nil {
-		certOps, e, err := b.certOps(a, host, cert)
+		certOps, e, err := b.certOps(a, host, cert, false)
 		if err != nil {
 			return err
 		}

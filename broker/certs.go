@@ -124,14 +124,14 @@ func fingerprint(c *x509.Certificate) string {
 }
 
 // certOps returns the ops and add_ssl event that install c for alias
-// host of app a.
-func (b *Broker) certOps(a *state.App, host string, c *checkedCert) ([]store.Op, state.RoutingEvent, error) {
+// host of app a, marked as obtained by ACME when acme is set.
+func (b *Broker) certOps(a *state.App, host string, c *checkedCert, acme bool) ([]store.Op, state.RoutingEvent, error) {
 	sealed, err := store.SealSecret(b.cfg.ClusterSecret, state.CertKeyPurpose, c.key)
 	if err != nil {
 		return nil, state.RoutingEvent{}, err
 	}
 	rec := state.Cert{Host: host, App: state.AppKey(a.Domain, a.Name), Chain: c.chain, Key: sealed, NotAfter: c.leaf.NotAfter,
-		Fingerprint: fingerprint(c.leaf), UpdatedAt: b.cfg.Now()}
+		Fingerprint: fingerprint(c.leaf), UpdatedAt: b.cfg.Now(), ACME: acme}
 	e := aliasEvent(a, state.ActionAddSSL, host)
 	e.SSL, e.PrivateKey = c.chain, sealed
 	return []store.Op{{Bucket: state.BucketCerts, Key: host, Value: rec}}, e, nil
@@ -169,7 +169,7 @@ func (b *Broker) updateAlias(w http.ResponseWriter, r *http.Request, u *state.Us
 	if aerr != nil {
 		return aerr
 	}
-	ops, e, err := b.certOps(a, host, c)
+	ops, e, err := b.certOps(a, host, c, false)
 	if err != nil {
 		return err
 	}
